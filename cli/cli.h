@@ -1,0 +1,44 @@
+/*
+ * cli.h - shared pieces of the prism command-line tool.
+ *
+ * Each subcommand lives in its own file as `int prism_cmd_NAME(argc, argv)`
+ * with argv[0] the subcommand name.  Exit codes: 0 success, 1 failure,
+ * 2 usage error.  An error is one line on stderr naming the file or key
+ * and the fix; `--help` prints the subcommand's usage on stdout, exit 0.
+ */
+#ifndef PRISM_CLI_H
+#define PRISM_CLI_H
+
+#include "prism.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+
+enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
+
+int prism_cmd_check(int argc, char **argv);
+int prism_cmd_gen(int argc, char **argv);
+int prism_cmd_compile(int argc, char **argv);
+int prism_cmd_cache(int argc, char **argv);
+int prism_cmd_run(int argc, char **argv);
+
+/* Prints "prism: MESSAGE" on stderr and returns CLI_FAIL. */
+int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Prints "prism CMD: MESSAGE (see 'prism CMD --help')" and returns CLI_USAGE. */
+int cli_usage(const char *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* True when argv holds -h or --help. */
+bool cli_wants_help(int argc, char **argv);
+/* Loads a config file; on failure prints the loader's line, returns false. */
+bool cli_load_config(const char *path, prism_config *cfg);
+/* Creates a context with the CLI's stderr logger; prints and returns NULL
+ * on failure. */
+prism_context *cli_context(void);
+/* Prints the context's counters as one line on stderr when PRISM_STATS or
+ * `verbose` asks for it; always available to `prism compile`. */
+void cli_print_counters(const prism_context *ctx, FILE *out);
+/* Parses a non-negative integer with optional K/M/G suffix (powers of two);
+ * returns false on garbage. */
+bool cli_parse_size(const char *text, long long *out);
+
+#endif

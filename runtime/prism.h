@@ -1,0 +1,275 @@
+/*
+ * prism.h - the one public header of libprism.
+ *
+ * Prism is spectral-aware block-sparse attention for long-context prefill.
+ * libprism turns a YAML kernel config into specialized CUDA source, compiles
+ * it with NVRTC into cubins, keeps those in a verified on-disk cache, and
+ * (from later releases) launches them.  Everything here is C11 and every
+ * symbol carries the prism_ / PRISM_ prefix.
+ *
+ * Conventions
+ *  - Every fallible call returns a prism_status; PRISM_OK is 0.
+ *  - Handles are opaque and come in create/destroy pairs; destroy(NULL) is a
+ *    no-op.  A handle keeps the message of its last error
+ *    (prism_context_last_error()).
+ *  - The library never aborts or exits and never prints unless no logger is
+ *    installed (then warnings go to stderr).
+ *  - Thread safety is stated on each function.
+ */
+#ifndef PRISM_H
+#define PRISM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PRISM_VERSION_MAJOR 0
+#define PRISM_VERSION_MINOR 1
+#define PRISM_VERSION_PATCH 0
+#define PRISM_VERSION_STRING "0.1.0"
+#define PRISM_VERSION_NUMBER \
+    (PRISM_VERSION_MAJOR * 10000 + PRISM_VERSION_MINOR * 100 + PRISM_VERSION_PATCH)
+
+/* ------------------------------------------------------------------------ */
+/* Status codes: one X-macro table, the enum and the strings come from it.  */
+/* ------------------------------------------------------------------------ */
+#define PRISM_STATUS_TABLE(X)                                                  \
+    X(PRISM_OK, 0, "success")                                                  \
+    X(PRISM_ERR_INVALID_ARGUMENT, 1, "invalid argument")                       \
+    X(PRISM_ERR_OUT_OF_MEMORY, 2, "out of host memory")                        \
+    X(PRISM_ERR_IO, 3, "file input/output error")                              \
+    X(PRISM_ERR_CONFIG, 4, "invalid kernel config")                            \
+    X(PRISM_ERR_UNSUPPORTED, 5, "unsupported configuration")                   \
+    X(PRISM_ERR_GENERATE, 6, "code generation failed")                         \
+    X(PRISM_ERR_NVRTC, 7, "NVRTC compilation failed")                          \
+    X(PRISM_ERR_CACHE, 8, "kernel cache error")                                \
+    X(PRISM_ERR_CACHE_MISS, 9, "kernel not in cache and JIT disabled")        \
+    X(PRISM_ERR_NO_DRIVER, 10, "CUDA driver not found")                        \
+    X(PRISM_ERR_NO_DEVICE, 11, "no CUDA device")                               \
+    X(PRISM_ERR_CUDA, 12, "CUDA driver call failed")                           \
+    X(PRISM_ERR_NULL_POINTER, 13, "null pointer argument")                     \
+    X(PRISM_ERR_MISALIGNED, 14, "misaligned pointer")                          \
+    X(PRISM_ERR_BAD_STRIDE, 15, "invalid strides")                             \
+    X(PRISM_ERR_BAD_SHAPE, 16, "invalid shape")                                \
+    X(PRISM_ERR_DTYPE_MISMATCH, 17, "dtype does not match the plan")           \
+    X(PRISM_ERR_NO_KERNEL, 18, "no kernel for this architecture")             \
+    X(PRISM_ERR_INTERNAL, 19, "internal error")
+
+typedef enum prism_status {
+#define PRISM_STATUS_ENUM_(name, value, text) name = value,
+    PRISM_STATUS_TABLE(PRISM_STATUS_ENUM_)
+#undef PRISM_STATUS_ENUM_
+} prism_status;
+
+/* Thread-safe.  Never NULL; unknown values give "unknown status". */
+const char *prism_status_string(prism_status status);
+/* Thread-safe.  The enum name, e.g. "PRISM_ERR_CONFIG". */
+const char *prism_status_name(prism_status status);
+/* Thread-safe.  The library's version string (may differ from the header). */
+const char *prism_version(void);
+/* Thread-safe.  PRISM_VERSION_NUMBER of the library actually linked. */
+int prism_version_number(void);
+
+/* ------------------------------------------------------------------------ */
+/* Enumerations shared by configs, the generator and the runtime.           */
+/* ------------------------------------------------------------------------ */
+typedef enum prism_dtype {
+    PRISM_DTYPE_BF16 = 0,
+    PRISM_DTYPE_FP16 = 1,
+    PRISM_DTYPE_FP32 = 2 /* reference and CPU paths only */
+} prism_dtype;
+
+typedef enum prism_rope_layout {
+    PRISM_ROPE_HALF = 0,       /* rotate_half: pair i = dims (i, i + D/2) */
+    PRISM_ROPE_INTERLEAVED = 1 /* GPT-J: pair i = dims (2i, 2i + 1)       */
+} prism_rope_layout;
+
+typedef enum prism_arch {
+    PRISM_ARCH_SM80 = 0,
+    PRISM_ARCH_SM86 = 1,
+    PRISM_ARCH_SM89 = 2,
+    PRISM_ARCH_SM90A = 3,
+    PRISM_ARCH_COUNT_ = 4
+} prism_arch;
+
+/* Thread-safe.  "bf16", "half", "sm_90a"...; NULL for out-of-range values. */
+const char *prism_dtype_name(prism_dtype dtype);
+const char *prism_rope_layout_name(prism_rope_layout layout);
+const char *prism_arch_name(prism_arch arch);
+/* Thread-safe.  Parses "sm_80", "sm_86", "sm_89", "sm_90a" (exact spelling). */
+prism_status prism_arch_parse(const char *name, prism_arch *out);
+
+/* ------------------------------------------------------------------------ */
+/* Kernel config: the single source of truth for one model family.          */
+/* The YAML schema is documented in configs/README.md.                      */
+/* ------------------------------------------------------------------------ */
+#define PRISM_NAME_MAX 128
+#define PRISM_PATH_MAX 1024
+#define PRISM_MAX_TARGETS 8
+#define PRISM_MAX_TUNING 32
+
+typedef struct prism_tuning_override {
+    char kernel[64]; /* kernel name, e.g. "pool_stats" */
+    char param[64];  /* tunable name, e.g. "threads"    */
+    int64_t value;
+    int line, column; /* where it was written, for later validation errors */
+} prism_tuning_override;
+
+typedef struct prism_config {
+    char name[PRISM_NAME_MAX];   /* "name:" or the file's base name       */
+    char source[PRISM_PATH_MAX]; /* file the config came from, or "<memory>" */
+
+    int head_dim; /* D: 64, 128 or 256 (any even value in [16, 512])       */
+    int q_heads;  /* Hq                                                    */
+    int kv_heads; /* Hkv; Hq % Hkv == 0                                    */
+    prism_dtype dtype;
+
+    prism_rope_layout rope_layout;
+    double rope_theta;
+
+    int block_size;        /* BS, power of two in [16, 256]                */
+    int high_dim;          /* dh, even, <= head_dim                        */
+    int low_dim;           /* dl, even, <= head_dim                        */
+    double threshold_high; /* top-p mass for the high band, (0, 1]         */
+    double threshold_low;  /* top-p mass for the low band, (0, 1]          */
+    bool calibrate;
+    double temp_high, temp_low; /* used when calibrate is false            */
+    bool force_sink;   /* always select key block 0                         */
+    bool force_recent; /* always select the diagonal key block              */
+
+    int n_targets;
+    prism_arch targets[PRISM_MAX_TARGETS];
+
+    int n_tuning;
+    prism_tuning_override tuning[PRISM_MAX_TUNING];
+} prism_config;
+
+/* Thread-safe.  Fills *cfg with the SPEC section 8 defaults for D=128:
+ * Hq=32, Hkv=8, bf16, half layout, theta 500000, BS=128, dh=64, dl=96,
+ * thresholds 0.95/0.95, calibration on, temps 1.0, sink and diagonal forced,
+ * targets sm_80 and sm_90a.  Band widths default per head dim (see README). */
+void prism_config_init(prism_config *cfg);
+
+/* Thread-safe.  Loads and strictly validates a YAML config.  On failure
+ * returns PRISM_ERR_CONFIG (or PRISM_ERR_IO) and writes one line
+ * "FILE:LINE:COLUMN: what is wrong; what is allowed" into err. */
+prism_status prism_config_load_file(const char *path, prism_config *cfg,
+                                    char *err, size_t err_size);
+/* Thread-safe.  The same from memory; `name` is used in messages. */
+prism_status prism_config_load_string(const char *yaml, size_t length,
+                                      const char *name, prism_config *cfg,
+                                      char *err, size_t err_size);
+/* Thread-safe.  Validates a config built in memory (no line numbers). */
+prism_status prism_config_validate(const prism_config *cfg, char *err,
+                                   size_t err_size);
+/* Thread-safe.  Writes the resolved config as YAML (defaults filled in).
+ * Returns a malloc'd string the caller frees, or NULL when out of memory. */
+char *prism_config_to_yaml(const prism_config *cfg);
+
+/* ------------------------------------------------------------------------ */
+/* Context: logger, cache, counters.                                        */
+/* ------------------------------------------------------------------------ */
+typedef enum prism_log_level {
+    PRISM_LOG_DEBUG = 0,
+    PRISM_LOG_INFO = 1,
+    PRISM_LOG_WARN = 2,
+    PRISM_LOG_ERROR = 3
+} prism_log_level;
+
+typedef void (*prism_log_fn)(void *user, prism_log_level level,
+                             const char *message);
+
+typedef struct prism_context_options {
+    int device_ordinal;      /* CUDA device for launches (later releases)  */
+    prism_log_fn log;        /* NULL: warnings and errors go to stderr     */
+    void *log_user;
+    prism_log_level log_level; /* messages below this level are dropped    */
+    const char *cache_dir;   /* NULL: $PRISM_CACHE_DIR, $XDG_CACHE_HOME/prism,
+                                ~/.cache/prism                            */
+    const char *cache_path;  /* NULL: $PRISM_CACHE_PATH (read-only layers)  */
+    int64_t cache_max_bytes; /* 0: $PRISM_CACHE_MAX_BYTES or 2 GiB          */
+    bool disable_disk_cache; /* memory layer only                          */
+    bool disable_jit;        /* a miss is PRISM_ERR_CACHE_MISS ($PRISM_JIT=off) */
+    int compile_threads;     /* 0: number of online CPUs                    */
+} prism_context_options;
+
+typedef struct prism_counters {
+    uint64_t memory_hits; /* found in the in-process layer                  */
+    uint64_t disk_hits;   /* found in the writable or a read-only layer     */
+    uint64_t misses;      /* not found anywhere                             */
+    uint64_t compiles;    /* NVRTC compilations run by this context         */
+    uint64_t corrupt;     /* entries rejected (bad magic, hash, truncation) */
+    double compile_ms;    /* wall time spent in NVRTC                       */
+} prism_counters;
+
+typedef struct prism_context prism_context;
+
+/* Thread-safe. */
+void prism_context_options_init(prism_context_options *options);
+/* Thread-safe.  options may be NULL (defaults). */
+prism_status prism_context_create(const prism_context_options *options,
+                                  prism_context **out);
+/* Not thread-safe with other calls on the same context.  NULL is a no-op. */
+void prism_context_destroy(prism_context *ctx);
+/* Thread-safe (reads a per-thread copy is not kept: the message of the last
+ * failing call on this context from any thread).  Never NULL. */
+const char *prism_context_last_error(const prism_context *ctx);
+/* Thread-safe. */
+prism_status prism_context_counters(const prism_context *ctx,
+                                    prism_counters *out);
+/* Thread-safe.  The writable cache directory in use ("" when none). */
+const char *prism_context_cache_dir(const prism_context *ctx);
+
+/* ------------------------------------------------------------------------ */
+/* Kernels: generation and compilation.                                      */
+/* ------------------------------------------------------------------------ */
+
+/* Thread-safe.  Number of kernels every config generates, and their names
+ * in pipeline order ("pool_stats", ...). */
+int prism_kernel_count(void);
+const char *prism_kernel_name(int index);
+
+/* Thread-safe.  Generates the CUDA source of one kernel for one arch.
+ * *source is malloc'd; the caller frees it. */
+prism_status prism_generate_source(const prism_config *cfg, int kernel_index,
+                                   prism_arch arch, char **source,
+                                   char *err, size_t err_size);
+
+typedef struct prism_kernel_info {
+    const char *name;        /* kernel name                                 */
+    prism_arch arch;
+    bool cache_hit;          /* served without compiling                    */
+    char key_hex[65];        /* cache key, SHA-256 in hex                   */
+    int registers;           /* per thread, from ptxas info (-1 unknown)    */
+    int spill_bytes;         /* spill stores + loads, bytes                 */
+    int shared_bytes;        /* static shared memory                        */
+    int local_bytes;         /* stack frame                                 */
+    double compile_ms;       /* NVRTC time when compiled, else the cached one */
+    double lookup_ms;        /* time this call spent getting the cubin       */
+    const void *cubin;       /* owned by the module                         */
+    size_t cubin_size;
+} prism_kernel_info;
+
+typedef struct prism_module prism_module;
+
+/* Thread-safe on one context.  Generates every kernel of cfg for arch and
+ * gets their cubins from the cache, compiling misses in parallel threads. */
+prism_status prism_module_build(prism_context *ctx, const prism_config *cfg,
+                                prism_arch arch, prism_module **out);
+/* NULL is a no-op. */
+void prism_module_destroy(prism_module *module);
+/* Thread-safe for concurrent readers. */
+int prism_module_kernel_count(const prism_module *module);
+prism_status prism_module_kernel_info(const prism_module *module, int index,
+                                      prism_kernel_info *out);
+/* NVRTC program log of one kernel (may be empty; never NULL). */
+const char *prism_module_kernel_log(const prism_module *module, int index);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PRISM_H */
