@@ -1,0 +1,164 @@
+/*
+ * kernels.c - the table of kernels every config generates.
+ *
+ * Each row names a template, its __global__ entry points, its tunables and
+ * the function that derives its shape constants from the config.  The rest
+ * of the pipeline (spec, emit, NVRTC, cache, CLI) is table-driven, so a new
+ * kernel is a template plus a row here.
+ */
+#include "kernels.h"
+#include "spec.h"
+
+#include "internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* Constants every kernel sees: the problem shape and the Prism method. */
+static prism_status add_common_constants(prism_kernel_spec *s, char *err,
+                                         size_t n) {
+    const prism_config *c = s->cfg;
+    prism_status st = PRISM_OK;
+#define TRY(call)                                                            \
+    do {                                                                     \
+        if ((st = (call)) != PRISM_OK)                                       \
+            return prism_errorf(err, n, st, "kernel spec for '%s' is full", \
+                                s->def->name);                               \
+    } while (0)
+    TRY(prism_spec_add_int(s, "HEAD_DIM", c->head_dim, "D"));
+    TRY(prism_spec_add_int(s, "Q_HEADS", c->q_heads, "Hq"));
+    TRY(prism_spec_add_int(s, "KV_HEADS", c->kv_heads, "Hkv"));
+    TRY(prism_spec_add_int(s, "GQA_GROUP", c->q_heads / c->kv_heads,
+                           "query heads per KV head"));
+    TRY(prism_spec_add_int(s, "BLOCK_SIZE", c->block_size,
+                           "tokens per pooled block"));
+    TRY(prism_spec_add_bool(s, "INPUT_BF16", c->dtype == PRISM_DTYPE_BF16,
+                            "false: fp16 inputs"));
+    TRY(prism_spec_add_bool(s, "ROPE_INTERLEAVED",
+                            c->rope_layout == PRISM_ROPE_INTERLEAVED,
+                            "false: rotate_half layout"));
+    TRY(prism_spec_add_int(s, "HIGH_DIM", c->high_dim, "dh, high band width"));
+    TRY(prism_spec_add_int(s, "LOW_DIM", c->low_dim, "dl, low band width"));
+    TRY(prism_spec_add_int(s, "HIGH_PAIR_END", c->high_dim / 2,
+                           "high band: rotary pairs [0, HIGH_PAIR_END)"));
+    TRY(prism_spec_add_int(s, "LOW_PAIR_BEGIN", (c->head_dim - c->low_dim) / 2,
+                           "low band: rotary pairs [LOW_PAIR_BEGIN, D/2)"));
+    TRY(prism_spec_add_bool(s, "CALIBRATE", c->calibrate,
+                            "energy calibration of the band scales"));
+    TRY(prism_spec_add_float(s, "TEMP_HIGH", c->temp_high,
+                             "high band temperature without calibration"));
+    TRY(prism_spec_add_float(s, "TEMP_LOW", c->temp_low,
+                             "low band temperature without calibration"));
+    TRY(prism_spec_add_float(s, "THRESHOLD_HIGH", c->threshold_high,
+                             "top-p mass of the high band"));
+    TRY(prism_spec_add_float(s, "THRESHOLD_LOW", c->threshold_low,
+                             "top-p mass of the low band"));
+    TRY(prism_spec_add_bool(s, "FORCE_SINK", c->force_sink,
+                            "always select key block 0"));
+    TRY(prism_spec_add_bool(s, "FORCE_RECENT", c->force_recent,
+                            "always select the diagonal key block"));
+#undef TRY
+    return PRISM_OK;
+}
+
+static prism_status pool_stats_constants(prism_kernel_spec *s, char *err,
+                                         size_t n) {
+    prism_status st = add_common_constants(s, err, n);
+    if (st != PRISM_OK)
+        return st;
+    int64_t threads = prism_spec_int(s, "THREADS", 128);
+    if (threads < s->cfg->head_dim / 2)
+        return prism_errorf(err, n, PRISM_ERR_CONFIG,
+                            "%s: tuning pool_stats.threads = %lld is below "
+                            "head_dim/2 = %d; use at least %d",
+                            s->cfg->source, (long long)threads,
+                            s->cfg->head_dim / 2, s->cfg->head_dim / 2);
+    return PRISM_OK;
+}
+
+static const int64_t threads_64_256[] = {64, 128, 256, -1};
+
+static const prism_kernel_def kernel_table[] = {
+    {
+        .name = "pool_stats",
+        .template_file = "pool_stats.cu",
+        .summary = "block mean pooling of Q and K with band energy "
+                   "statistics, then the calibrated band scales",
+        .entry_points = {"prism_pool_stats", "prism_calibrate"},
+        .tunables = {{"threads", 128, threads_64_256,
+                      "threads per CTA of the pooling kernel"}},
+        .add_constants = pool_stats_constants,
+    },
+};
+
+int prism_kernel_count(void) { return (int)PRISM_ARRAY_LEN(kernel_table); }
+
+const char *prism_kernel_name(int index) {
+    const prism_kernel_def *d = prism_kernel_def_at(index);
+    return d ? d->name : NULL;
+}
+
+const prism_kernel_def *prism_kernel_def_at(int index) {
+    if (index < 0 || index >= prism_kernel_count())
+        return NULL;
+    return &kernel_table[index];
+}
+
+const prism_kernel_def *prism_kernel_def_find(const char *name) {
+    for (int i = 0; name && i < prism_kernel_count(); i++)
+        if (!strcmp(kernel_table[i].name, name))
+            return &kernel_table[i];
+    return NULL;
+}
+
+/* Appends "a, b, c" of the NULL-terminated names or -1-terminated values. */
+static void list_names(char *out, size_t size, const prism_kernel_def *def) {
+    size_t used = 0;
+    out[0] = '\0';
+    for (int i = 0; i < PRISM_MAX_TUNABLES && def->tunables[i].name; i++)
+        used += (size_t)snprintf(out + used, used < size ? size - used : 0,
+                                 "%s%s", i ? ", " : "", def->tunables[i].name);
+}
+
+static void list_values(char *out, size_t size, const int64_t *values) {
+    size_t used = 0;
+    out[0] = '\0';
+    for (int i = 0; values[i] >= 0; i++)
+        used += (size_t)snprintf(out + used, used < size ? size - used : 0,
+                                 "%s%lld", i ? ", " : "",
+                                 (long long)values[i]);
+}
+
+bool prism_kernel_check_tunable(const char *kernel, const char *param,
+                                int64_t value, char *allowed, size_t size) {
+    char buf[512];
+    const prism_kernel_def *def = prism_kernel_def_find(kernel);
+    if (!def) {
+        size_t used = 0;
+        buf[0] = '\0';
+        for (int i = 0; i < prism_kernel_count(); i++)
+            used += (size_t)snprintf(buf + used,
+                                     used < sizeof buf ? sizeof buf - used : 0,
+                                     "%s%s", i ? ", " : "",
+                                     kernel_table[i].name);
+        if (allowed && size)
+            snprintf(allowed, size, "kernels: %s", buf);
+        return false;
+    }
+    for (int i = 0; i < PRISM_MAX_TUNABLES && def->tunables[i].name; i++) {
+        const prism_tunable *t = &def->tunables[i];
+        if (!param || strcmp(t->name, param))
+            continue;
+        for (int j = 0; t->allowed[j] >= 0; j++)
+            if (t->allowed[j] == value)
+                return true;
+        list_values(buf, sizeof buf, t->allowed);
+        if (allowed && size)
+            snprintf(allowed, size, "%s.%s values: %s", kernel, param, buf);
+        return false;
+    }
+    list_names(buf, sizeof buf, def);
+    if (allowed && size)
+        snprintf(allowed, size, "%s tunables: %s", kernel, buf);
+    return false;
+}

@@ -1,0 +1,41 @@
+/*
+ * nvrtc_compile.h - CUDA source -> cubin through NVRTC, with ptxas statistics.
+ */
+#ifndef PRISM_NVRTC_COMPILE_H
+#define PRISM_NVRTC_COMPILE_H
+
+#include "prism.h"
+
+#include <stddef.h>
+
+#define PRISM_NVRTC_MAX_OPTIONS 8
+
+typedef struct prism_nvrtc_result {
+    void *cubin; /* malloc'd */
+    size_t cubin_size;
+    char *log;   /* malloc'd program log, may be "" */
+    int registers, spill_bytes, shared_bytes, local_bytes;
+    double compile_ms;
+} prism_nvrtc_result;
+
+/* The NVRTC version as it is reported: "13.0 (V13.0.88)".  The build part
+ * is read once from the header of a PTX file NVRTC writes.  Thread-safe. */
+const char *prism_nvrtc_version(void);
+
+/* The compile options for arch (cubin for the exact arch, never PTX).
+ * Returns their count; opts must hold PRISM_NVRTC_MAX_OPTIONS. */
+int prism_nvrtc_options(prism_arch arch, const char **opts);
+
+/* Compiles source for arch.  On failure returns PRISM_ERR_NVRTC, the first
+ * error line in err and the whole log in result->log.  Thread-safe. */
+prism_status prism_nvrtc_compile(const char *source, const char *name,
+                                 prism_arch arch, prism_nvrtc_result *result,
+                                 char *err, size_t err_size);
+
+void prism_nvrtc_result_free(prism_nvrtc_result *result);
+
+/* Parses ptxas -v lines of log into the statistics fields of result
+ * (exposed for tests; fields not found are -1). */
+void prism_nvrtc_parse_info(const char *log, prism_nvrtc_result *result);
+
+#endif

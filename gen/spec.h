@@ -1,0 +1,59 @@
+/*
+ * spec.h - a kernel spec: everything the generator fixes for one kernel of
+ * one config on one arch.  It is the middle stage of the pipeline
+ *   config -> kernel spec -> CUDA source -> NVRTC cubin
+ * and the only input of the emitter, so the generated source is a pure
+ * function of the spec.
+ */
+#ifndef PRISM_SPEC_H
+#define PRISM_SPEC_H
+
+#include "kernels.h"
+
+#define PRISM_MAX_CONSTANTS 64
+
+typedef enum prism_constant_kind {
+    PRISM_CONST_INT,
+    PRISM_CONST_FLOAT,
+    PRISM_CONST_BOOL
+} prism_constant_kind;
+
+typedef struct prism_constant {
+    char name[48];
+    prism_constant_kind kind;
+    int64_t i; /* INT and BOOL */
+    double f;  /* FLOAT */
+    char comment[96];
+    bool tunable; /* from the kernel's tunables (or a tuning override) */
+} prism_constant;
+
+typedef struct prism_kernel_spec {
+    const prism_kernel_def *def;
+    const prism_config *cfg;
+    prism_arch arch;
+    int n_constants;
+    prism_constant constants[PRISM_MAX_CONSTANTS];
+} prism_kernel_spec;
+
+/* Builds the spec of kernel `index` for cfg on arch: shape constants from
+ * the config, then each tunable (default or the config's override). */
+prism_status prism_spec_build(const prism_config *cfg, int index,
+                              prism_arch arch, prism_kernel_spec *spec,
+                              char *err, size_t err_size);
+
+/* Appends a constant; fails when the table is full. */
+prism_status prism_spec_add_int(prism_kernel_spec *spec, const char *name,
+                                int64_t value, const char *comment);
+prism_status prism_spec_add_float(prism_kernel_spec *spec, const char *name,
+                                  double value, const char *comment);
+prism_status prism_spec_add_bool(prism_kernel_spec *spec, const char *name,
+                                 bool value, const char *comment);
+/* Value of an INT/BOOL constant already in the spec, or `fallback`. */
+int64_t prism_spec_int(const prism_kernel_spec *spec, const char *name,
+                       int64_t fallback);
+
+/* Renders the CUDA source of spec (malloc'd, NUL-terminated). */
+prism_status prism_emit_source(const prism_kernel_spec *spec, char **source,
+                               char *err, size_t err_size);
+
+#endif

@@ -1,0 +1,24 @@
+/*
+ * context.h - the context's internals, shared by the modules that use it.
+ */
+#ifndef PRISM_CONTEXT_H
+#define PRISM_CONTEXT_H
+
+#include "cache.h"
+
+#include <pthread.h>
+
+struct prism_context {
+    prism_context_options options;
+    prism_logger logger;
+    prism_cache *cache;
+    char cache_dir_copy[PRISM_PATH_MAX];
+    pthread_mutex_t error_lock;
+    char last_error[PRISM_ERRMSG_MAX];
+};
+
+/* Records msg as the context's last error and returns status. */
+prism_status prism_context_fail(prism_context *ctx, prism_status status,
+                                const char *msg);
+
+#endif

@@ -1,0 +1,85 @@
+// Device helpers shared by every Prism kernel.
+//
+// Nothing is #included: NVRTC compiles the generated file with no include
+// path, so fixed-width types and the fp16/bf16 conversions are spelled out
+// here with bit operations and inline PTX (cvt.*), which is also exactly
+// what cuda_bf16.h / cuda_fp16.h do underneath.  The constants used below
+// (HEAD_DIM, INPUT_BF16, ...) are emitted by the generator above this text.
+
+typedef unsigned char u8;
+typedef unsigned short u16;
+typedef unsigned int u32;
+typedef unsigned long long u64;
+typedef long long i64;
+
+static __device__ __forceinline__ float bf16_to_float(u16 h) {
+    return __uint_as_float(((u32)h) << 16);
+}
+
+static __device__ __forceinline__ float fp16_to_float(u16 h) {
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+    return f;
+}
+
+static __device__ __forceinline__ u16 float_to_bf16(float f) {
+    u16 h;
+    asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(f));
+    return h;
+}
+
+static __device__ __forceinline__ u16 float_to_fp16(float f) {
+    u16 h;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+    return h;
+}
+
+// One input element (the config's dtype) to fp32.
+static __device__ __forceinline__ float input_to_float(u16 h) {
+    if constexpr (INPUT_BF16)
+        return bf16_to_float(h);
+    else
+        return fp16_to_float(h);
+}
+
+// Two packed input elements (low half first in memory) to fp32.
+static __device__ __forceinline__ void input2_to_float(u32 w, float &lo,
+                                                       float &hi) {
+    lo = input_to_float((u16)(w & 0xffffu));
+    hi = input_to_float((u16)(w >> 16));
+}
+
+// Rotary pair of head dim d (SPEC section 3): rotate_half pairs (i, i+D/2),
+// interleaved pairs (2i, 2i+1).  Small pair index = high frequency.
+static __device__ __forceinline__ int rotary_pair(int d) {
+    return ROPE_INTERLEAVED ? d / 2 : d % (HEAD_DIM / 2);
+}
+
+static __device__ __forceinline__ bool in_high_band(int d) {
+    return rotary_pair(d) < HIGH_PAIR_END;
+}
+
+static __device__ __forceinline__ bool in_low_band(int d) {
+    return rotary_pair(d) >= LOW_PAIR_BEGIN;
+}
+
+static __device__ __forceinline__ float warp_sum(float v) {
+    for (int offset = 16; offset > 0; offset >>= 1)
+        v += __shfl_xor_sync(0xffffffffu, v, offset);
+    return v;
+}
+
+// Token range [begin, end) of sequence b along the sequence axis.  Fixed
+// lengths when cu_seqlens is null, else the varlen (ragged) layout of
+// FlashAttention: sequence b holds tokens cu_seqlens[b] .. cu_seqlens[b+1].
+static __device__ __forceinline__ void sequence_range(const int *cu_seqlens,
+                                                      int fixed_len, int b,
+                                                      int &begin, int &len) {
+    if (cu_seqlens) {
+        begin = cu_seqlens[b];
+        len = cu_seqlens[b + 1] - begin;
+    } else {
+        begin = 0;
+        len = fixed_len;
+    }
+}

@@ -1,0 +1,161 @@
+// Block pooling and band-energy calibration (SPEC sections 2-4).
+//
+// prism_pool_stats: one CTA pools one block of BLOCK_SIZE tokens of one head
+// (query heads first, then KV heads, along gridDim.y) into its fp32 mean,
+// dividing by the number of VALID tokens of a partial last block.  It then
+// adds the block's squared values -- over all dims, the high band and the
+// low band -- into per-(batch, head) sums with one atomicAdd each, so the
+// calibration needs no second pass over the pooled tensors.
+//
+// prism_calibrate: one thread per (batch, query head) turns those sums into
+// the two band scales of SPEC section 4 (or the uncalibrated sqrt(d) * temp).
+//
+// Loads are 32-bit: each lane of a row owns a pair of adjacent dims, and
+// THREADS / (HEAD_DIM / 2) rows of tokens are summed side by side.  The
+// host guarantees: D stride 1, even sequence strides, 4-byte aligned bases,
+// stats zeroed before the launch.
+
+struct PoolParams {
+    const u16 *q;          // [B, Q_HEADS, Sq, D] by strides (varlen: B = 1)
+    const u16 *k;          // [B, KV_HEADS, Sk, D]
+    i64 q_stride_b, q_stride_h, q_stride_s;
+    i64 k_stride_b, k_stride_h, k_stride_s;
+    const int *cu_seqlens_q; // [batch + 1] or null (fixed lengths)
+    const int *cu_seqlens_k;
+    float *pooled_q;       // [batch, Q_HEADS, nq_max, HEAD_DIM]
+    float *pooled_k;       // [batch, KV_HEADS, nk_max, HEAD_DIM]
+    float *stats_q;        // [batch, Q_HEADS, 3]: sum x^2 all, high, low
+    float *stats_k;        // [batch, KV_HEADS, 3]
+    float *scales;         // [batch, Q_HEADS, 2]: scale_high, scale_low
+    int batch;
+    int seqlen_q, seqlen_k; // used when cu_seqlens are null
+    int nq_max, nk_max;
+};
+
+static constexpr int POOL_LANES = HEAD_DIM / 2;        // one dim pair each
+static constexpr int POOL_ROWS = THREADS / POOL_LANES; // tokens in parallel
+static_assert(POOL_LANES % 32 == 0, "head_dim must be a multiple of 64");
+
+extern "C" __global__ void __launch_bounds__(THREADS)
+prism_pool_stats(const PoolParams p) {
+    __shared__ float partial[POOL_ROWS][HEAD_DIM];
+    __shared__ float energy[THREADS / 32][3];
+
+    const int block = blockIdx.x;
+    const bool is_q = blockIdx.y < Q_HEADS;
+    const int head = is_q ? blockIdx.y : blockIdx.y - Q_HEADS;
+    const int b = blockIdx.z;
+
+    int begin, len;
+    sequence_range(is_q ? p.cu_seqlens_q : p.cu_seqlens_k,
+                   is_q ? p.seqlen_q : p.seqlen_k, b, begin, len);
+    const int first = block * BLOCK_SIZE;
+    if (first >= len)
+        return; // past this sequence's last block
+    const int count = min(BLOCK_SIZE, len - first);
+
+    const u16 *base = is_q ? p.q : p.k;
+    const i64 stride_s = is_q ? p.q_stride_s : p.k_stride_s;
+    const i64 batch_offset = p.cu_seqlens_q || p.cu_seqlens_k
+                                 ? (i64)begin * stride_s
+                                 : (i64)b * (is_q ? p.q_stride_b : p.k_stride_b);
+    base += batch_offset + (i64)head * (is_q ? p.q_stride_h : p.k_stride_h);
+
+    const int lane = threadIdx.x % POOL_LANES;
+    const int row = threadIdx.x / POOL_LANES;
+    float sum_lo = 0.f, sum_hi = 0.f;
+    for (int t = row; t < count; t += POOL_ROWS) {
+        const u32 w = *reinterpret_cast<const u32 *>(
+            base + (i64)(first + t) * stride_s + 2 * lane);
+        float lo, hi;
+        input2_to_float(w, lo, hi);
+        sum_lo += lo;
+        sum_hi += hi;
+    }
+    partial[row][2 * lane] = sum_lo;
+    partial[row][2 * lane + 1] = sum_hi;
+    __syncthreads();
+
+    float sq_all = 0.f, sq_high = 0.f, sq_low = 0.f;
+    if (row == 0) {
+        const float inv = 1.f / (float)count;
+        const int nblocks = is_q ? p.nq_max : p.nk_max;
+        float *out = (is_q ? p.pooled_q : p.pooled_k) +
+                     (((i64)b * (is_q ? Q_HEADS : KV_HEADS) + head) * nblocks +
+                      block) * HEAD_DIM;
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+            const int d = 2 * lane + e;
+            float s = 0.f;
+#pragma unroll
+            for (int r = 0; r < POOL_ROWS; r++)
+                s += partial[r][d];
+            const float mean = s * inv;
+            out[d] = mean;
+            const float sq = mean * mean;
+            sq_all += sq;
+            sq_high += in_high_band(d) ? sq : 0.f;
+            sq_low += in_low_band(d) ? sq : 0.f;
+        }
+    }
+    // Threads of row 0 are the first POOL_LANES threads: whole warps.
+    sq_all = warp_sum(sq_all);
+    sq_high = warp_sum(sq_high);
+    sq_low = warp_sum(sq_low);
+    const int warp = threadIdx.x / 32;
+    if (threadIdx.x % 32 == 0 && warp < POOL_LANES / 32) {
+        energy[warp][0] = sq_all;
+        energy[warp][1] = sq_high;
+        energy[warp][2] = sq_low;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        float total[3] = {0.f, 0.f, 0.f};
+        for (int w = 0; w < POOL_LANES / 32; w++)
+            for (int c = 0; c < 3; c++)
+                total[c] += energy[w][c];
+        float *stats = (is_q ? p.stats_q : p.stats_k) +
+                       ((i64)b * (is_q ? Q_HEADS : KV_HEADS) + head) * 3;
+        for (int c = 0; c < 3; c++)
+            atomicAdd(stats + c, total[c]);
+    }
+}
+
+// rms of a band from its sum of squares over `blocks` pooled blocks.
+static __device__ __forceinline__ float band_rms(float sum_sq, int blocks,
+                                                 int dims) {
+    return sqrtf(sum_sq / ((float)blocks * (float)dims));
+}
+
+extern "C" __global__ void prism_calibrate(const PoolParams p) {
+    const int idx = blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= p.batch * Q_HEADS)
+        return;
+    const int b = idx / Q_HEADS;
+    const int h = idx % Q_HEADS;
+    const int kv = h / GQA_GROUP;
+    int begin, len_q, len_k;
+    sequence_range(p.cu_seqlens_q, p.seqlen_q, b, begin, len_q);
+    sequence_range(p.cu_seqlens_k, p.seqlen_k, b, begin, len_k);
+    const int nq = (len_q + BLOCK_SIZE - 1) / BLOCK_SIZE;
+    const int nk = (len_k + BLOCK_SIZE - 1) / BLOCK_SIZE;
+
+    float scale_high = sqrtf((float)HIGH_DIM) * TEMP_HIGH;
+    float scale_low = sqrtf((float)LOW_DIM) * TEMP_LOW;
+    if (CALIBRATE && nq > 0 && nk > 0) {
+        const float *sq = p.stats_q + ((i64)b * Q_HEADS + h) * 3;
+        const float *sk = p.stats_k + ((i64)b * KV_HEADS + kv) * 3;
+        const float rq = fmaxf(band_rms(sq[0], nq, HEAD_DIM), 1e-6f);
+        const float rk = fmaxf(band_rms(sk[0], nk, HEAD_DIM), 1e-6f);
+        const float th = sqrtf((float)HIGH_DIM / HEAD_DIM) *
+                         (band_rms(sq[1], nq, HIGH_DIM) / rq) *
+                         (band_rms(sk[1], nk, HIGH_DIM) / rk);
+        const float tl = sqrtf((float)LOW_DIM / HEAD_DIM) *
+                         (band_rms(sq[2], nq, LOW_DIM) / rq) *
+                         (band_rms(sk[2], nk, LOW_DIM) / rk);
+        scale_high = sqrtf((float)HIGH_DIM) * th;
+        scale_low = sqrtf((float)LOW_DIM) * tl;
+    }
+    p.scales[idx * 2] = scale_high;
+    p.scales[idx * 2 + 1] = scale_low;
+}

@@ -1,0 +1,182 @@
+/*
+ * test_nvrtc.c - NVRTC compiles every kernel for sm_80 and sm_90a (no GPU
+ * needed), ptxas info is parsed, failures are statuses with the log, and
+ * the module builder goes through the cache (miss, then hit).
+ */
+#include <criterion/criterion.h>
+
+#include "nvrtc_compile.h"
+#include "prism.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static prism_config config_for(int head_dim, prism_dtype dtype,
+                               prism_rope_layout layout) {
+    prism_config cfg;
+    prism_config_init(&cfg);
+    cfg.head_dim = head_dim;
+    cfg.high_dim = head_dim / 2;
+    cfg.low_dim = head_dim * 3 / 4;
+    cfg.dtype = dtype;
+    cfg.rope_layout = layout;
+    strcpy(cfg.name, "unit");
+    strcpy(cfg.source, "unit.yaml");
+    return cfg;
+}
+
+Test(nvrtc, version_reports_the_build) {
+    const char *v = prism_nvrtc_version();
+    cr_assert(strstr(v, " (V") != NULL, "version: %s", v);
+    cr_assert_eq(v, prism_nvrtc_version());
+}
+
+Test(nvrtc, parses_ptxas_info) {
+    const char *log =
+        "ptxas info    : Compiling entry function 'a' for 'sm_90a'\n"
+        "ptxas         .     24 bytes stack frame, 8 bytes spill stores, 12 "
+        "bytes spill loads\n"
+        "ptxas info    : Used 40 registers, used 1 barriers, 1072 bytes smem\n"
+        "ptxas info    : Compiling entry function 'b' for 'sm_90a'\n"
+        "ptxas         .     0 bytes stack frame, 0 bytes spill stores, 0 "
+        "bytes spill loads\n"
+        "ptxas info    : Used 12 registers\n";
+    prism_nvrtc_result r;
+    memset(&r, 0, sizeof r);
+    prism_nvrtc_parse_info(log, &r);
+    cr_assert_eq(r.registers, 40);
+    cr_assert_eq(r.shared_bytes, 1072);
+    cr_assert_eq(r.local_bytes, 24);
+    cr_assert_eq(r.spill_bytes, 20);
+    prism_nvrtc_parse_info("", &r);
+    cr_assert_eq(r.registers, -1);
+}
+
+Test(nvrtc, every_kernel_compiles_for_sm80_and_sm90a, .timeout = 600) {
+    static const int dims[] = {64, 128, 256};
+    static const prism_arch archs[] = {PRISM_ARCH_SM80, PRISM_ARCH_SM90A};
+    for (int d = 0; d < 3; d++)
+        for (int a = 0; a < 2; a++)
+            for (int k = 0; k < prism_kernel_count(); k++) {
+                prism_config cfg = config_for(
+                    dims[d], d == 1 ? PRISM_DTYPE_FP16 : PRISM_DTYPE_BF16,
+                    d == 2 ? PRISM_ROPE_INTERLEAVED : PRISM_ROPE_HALF);
+                char *src = NULL;
+                char err[1024];
+                cr_assert_eq(prism_generate_source(&cfg, k, archs[a], &src,
+                                                   err, sizeof err),
+                             PRISM_OK, "%s", err);
+                prism_nvrtc_result r;
+                prism_status st =
+                    prism_nvrtc_compile(src, "k.cu", archs[a], &r, err,
+                                        sizeof err);
+                cr_assert_eq(st, PRISM_OK, "%s D=%d %s: %s\n%s",
+                             prism_kernel_name(k), dims[d],
+                             prism_arch_name(archs[a]), err,
+                             r.log ? r.log : "");
+                cr_assert_gt(r.cubin_size, 1000);
+                /* a cubin is an ELF file, not PTX text */
+                cr_assert(memcmp(r.cubin, "\177ELF", 4) == 0);
+                cr_assert_gt(r.registers, 0);
+                cr_assert_eq(r.spill_bytes, 0, "%s spills", prism_kernel_name(k));
+                cr_assert_gt(r.compile_ms, 0.0);
+                prism_nvrtc_result_free(&r);
+                free(src);
+            }
+}
+
+Test(nvrtc, compile_error_is_a_status_with_the_log) {
+    prism_nvrtc_result r;
+    char err[512];
+    prism_status st = prism_nvrtc_compile(
+        "extern \"C\" __global__ void k() { undefined_thing(); }", "bad.cu",
+        PRISM_ARCH_SM80, &r, err, sizeof err);
+    cr_assert_eq(st, PRISM_ERR_NVRTC);
+    cr_assert(strstr(err, "bad.cu") != NULL, "%s", err);
+    cr_assert(strstr(err, "undefined_thing") != NULL, "%s", err);
+    cr_assert_not_null(r.log);
+    cr_assert(strstr(r.log, "undefined_thing") != NULL);
+    cr_assert_null(r.cubin);
+    prism_nvrtc_result_free(&r);
+}
+
+static char cache_dir[64];
+
+static void make_cache_dir(void) {
+    strcpy(cache_dir, "/tmp/prism-test-nvrtc-XXXXXX");
+    cr_assert_not_null(mkdtemp(cache_dir));
+}
+
+static void remove_cache_dir(void) {
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", cache_dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+Test(nvrtc, module_build_misses_then_hits, .init = make_cache_dir,
+     .fini = remove_cache_dir, .timeout = 300) {
+    prism_config cfg = config_for(128, PRISM_DTYPE_BF16, PRISM_ROPE_HALF);
+    prism_context_options opt;
+    prism_context_options_init(&opt);
+    opt.cache_dir = cache_dir;
+    prism_context *ctx = NULL;
+    cr_assert_eq(prism_context_create(&opt, &ctx), PRISM_OK);
+
+    prism_module *m = NULL;
+    cr_assert_eq(prism_module_build(ctx, &cfg, PRISM_ARCH_SM90A, &m), PRISM_OK,
+                 "%s", prism_context_last_error(ctx));
+    cr_assert_eq(prism_module_kernel_count(m), prism_kernel_count());
+    prism_kernel_info info;
+    cr_assert_eq(prism_module_kernel_info(m, 0, &info), PRISM_OK);
+    cr_assert_not(info.cache_hit);
+    cr_assert_eq(strlen(info.key_hex), 64);
+    cr_assert_gt(info.cubin_size, 0);
+    cr_assert_gt(info.registers, 0);
+    char first_key[65];
+    strcpy(first_key, info.key_hex);
+    prism_module_destroy(m);
+
+    /* a second context (as a second process would) hits on disk */
+    prism_context *ctx2 = NULL;
+    cr_assert_eq(prism_context_create(&opt, &ctx2), PRISM_OK);
+    cr_assert_eq(prism_module_build(ctx2, &cfg, PRISM_ARCH_SM90A, &m), PRISM_OK);
+    cr_assert_eq(prism_module_kernel_info(m, 0, &info), PRISM_OK);
+    cr_assert(info.cache_hit);
+    cr_assert_str_eq(info.key_hex, first_key);
+    cr_assert_gt(info.registers, 0, "metadata comes back from the entry");
+    prism_module_destroy(m);
+    prism_counters c;
+    cr_assert_eq(prism_context_counters(ctx2, &c), PRISM_OK);
+    cr_assert_eq(c.compiles, 0);
+    cr_assert_eq(c.disk_hits, (uint64_t)prism_kernel_count());
+
+    /* another arch is another key */
+    cr_assert_eq(prism_module_build(ctx2, &cfg, PRISM_ARCH_SM80, &m), PRISM_OK);
+    cr_assert_eq(prism_module_kernel_info(m, 0, &info), PRISM_OK);
+    cr_assert_not(info.cache_hit);
+    cr_assert_str_neq(info.key_hex, first_key);
+    prism_module_destroy(m);
+    prism_module_destroy(NULL);
+    prism_context_destroy(ctx);
+    prism_context_destroy(ctx2);
+    prism_context_destroy(NULL);
+}
+
+Test(nvrtc, jit_off_turns_a_miss_into_an_error, .init = make_cache_dir,
+     .fini = remove_cache_dir) {
+    prism_config cfg = config_for(64, PRISM_DTYPE_BF16, PRISM_ROPE_HALF);
+    prism_context_options opt;
+    prism_context_options_init(&opt);
+    opt.cache_dir = cache_dir;
+    opt.disable_jit = true;
+    prism_context *ctx = NULL;
+    cr_assert_eq(prism_context_create(&opt, &ctx), PRISM_OK);
+    prism_module *m = NULL;
+    cr_assert_eq(prism_module_build(ctx, &cfg, PRISM_ARCH_SM80, &m),
+                 PRISM_ERR_CACHE_MISS);
+    cr_assert_null(m);
+    cr_assert_neq(prism_context_last_error(ctx)[0], '\0');
+    prism_context_destroy(ctx);
+}
