@@ -21,6 +21,7 @@ int prism_cmd_gen(int argc, char **argv);
 int prism_cmd_compile(int argc, char **argv);
 int prism_cmd_cache(int argc, char **argv);
 int prism_cmd_run(int argc, char **argv);
+int prism_cmd_bench(int argc, char **argv);
 
 /* Prints "prism: MESSAGE" on stderr and returns CLI_FAIL. */
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

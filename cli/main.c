@@ -24,6 +24,7 @@ static const command commands[] = {
     {"compile", prism_cmd_compile, "compile every kernel through the cache"},
     {"cache", prism_cmd_cache, "inspect and maintain the kernel cache"},
     {"run", prism_cmd_run, "run the Prism pipeline on a workload"},
+    {"bench", prism_cmd_bench, "time the GPU kernels of a config"},
 };
 
 static void usage(FILE *out) {

@@ -76,7 +76,13 @@ static prism_status pool_stats_constants(prism_kernel_spec *s, char *err,
     return PRISM_OK;
 }
 
+static prism_status estimate_constants(prism_kernel_spec *s, char *err,
+                                       size_t n) {
+    return add_common_constants(s, err, n);
+}
+
 static const int64_t threads_64_256[] = {64, 128, 256, -1};
+static const int64_t threads_128_256[] = {128, 256, -1};
 
 static const prism_kernel_def kernel_table[] = {
     {
@@ -88,6 +94,16 @@ static const prism_kernel_def kernel_table[] = {
         .tunables = {{"threads", 128, threads_64_256,
                       "threads per CTA of the pooling kernel"}},
         .add_constants = pool_stats_constants,
+    },
+    {
+        .name = "estimate",
+        .template_file = "estimate.cu",
+        .summary = "dual-band block scores, softmax and top-p selection "
+                   "fused per query-block row",
+        .entry_points = {"prism_estimate"},
+        .tunables = {{"threads", 128, threads_128_256,
+                      "threads per CTA (one CTA per query-block row)"}},
+        .add_constants = estimate_constants,
     },
 };
 

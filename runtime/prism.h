@@ -215,8 +215,9 @@ prism_status prism_context_create(const prism_context_options *options,
                                   prism_context **out);
 /* Not thread-safe with other calls on the same context.  NULL is a no-op. */
 void prism_context_destroy(prism_context *ctx);
-/* Thread-safe (reads a per-thread copy is not kept: the message of the last
- * failing call on this context from any thread).  Never NULL. */
+/* The message of the last failing call on this context (from any thread).
+ * Never NULL; valid until the next failing call.  Read it from the thread
+ * that saw the failure when several threads share the context. */
 const char *prism_context_last_error(const prism_context *ctx);
 /* Thread-safe. */
 prism_status prism_context_counters(const prism_context *ctx,
@@ -268,6 +269,114 @@ prism_status prism_module_kernel_info(const prism_module *module, int index,
                                       prism_kernel_info *out);
 /* NVRTC program log of one kernel (may be empty; never NULL). */
 const char *prism_module_kernel_log(const prism_module *module, int index);
+
+/* ------------------------------------------------------------------------ */
+/* GPU plans and launches.                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* A CUstream (cuda.h's CUstream is the same type); NULL is the default
+ * stream. */
+typedef struct CUstream_st *prism_stream;
+
+typedef struct prism_plan_limits {
+    int max_batch;     /* sequences per launch (a ragged batch counts each) */
+    int max_seqlen_q;  /* longest query sequence                           */
+    int max_seqlen_k;  /* longest key sequence                             */
+    bool caller_workspace; /* true: the plan allocates no workspace and every
+                              estimate/prefill passes one                  */
+} prism_plan_limits;
+
+/* A device tensor of shape [B, H, S, D]: element strides for B, H and S;
+ * the D stride is 1.  For ragged batches B is 1 and S runs over the packed
+ * tokens of every sequence (FlashAttention's varlen layout).  GPU kernels
+ * need 16-byte aligned data and strides that are multiples of 8. */
+typedef struct prism_tensor {
+    void *data;
+    int64_t stride_b, stride_h, stride_s;
+} prism_tensor;
+
+/* The sequences of one launch. */
+typedef struct prism_batch {
+    prism_dtype dtype;           /* must match the plan's config            */
+    int batch;                   /* number of sequences                     */
+    int seqlen_q, seqlen_k;      /* fixed lengths; with cu_seqlens, the
+                                    longest sequence of the batch           */
+    const int32_t *cu_seqlens_q; /* device [batch + 1] or NULL              */
+    const int32_t *cu_seqlens_k; /* device [batch + 1]; both or neither     */
+    int total_q, total_k;        /* with cu_seqlens: tokens in the packed
+                                    Q and K/V (cu_seqlens_*[batch])         */
+} prism_batch;
+
+/* A block mask on the device, in the format of reference/reference.h:
+ * counts[(b * Hq + h) * nq + i] selected key blocks of query block i, their
+ * ascending indices at indices[((b * Hq + h) * nq + i) * nk + c].
+ * nq = ceil(seqlen_q / block_size) and nk = ceil(seqlen_k / block_size) of
+ * the batch's (longest) lengths. */
+typedef struct prism_block_mask {
+    int32_t *counts;
+    int32_t *indices;
+    int nq, nk;
+} prism_block_mask;
+
+typedef struct prism_plan prism_plan;
+
+/* Thread-safe on one context.  Loads (or JIT-compiles) the config's kernels
+ * for the context's device and allocates the workspace for `limits`.
+ * Returns PRISM_ERR_NO_DRIVER / PRISM_ERR_NO_DEVICE where there is no GPU
+ * and PRISM_ERR_NO_KERNEL for a device arch without kernels. */
+prism_status prism_plan_create(prism_context *ctx, const prism_config *cfg,
+                               const prism_plan_limits *limits,
+                               prism_plan **out);
+/* The same from a YAML config file. */
+prism_status prism_plan_create_from_file(prism_context *ctx, const char *path,
+                                         const prism_plan_limits *limits,
+                                         prism_plan **out);
+/* NULL is a no-op.  Not thread-safe with launches on the same plan. */
+void prism_plan_destroy(prism_plan *plan);
+/* Thread-safe.  Workspace bytes estimate/prefill need for `batch` (NULL:
+ * the plan's limits). */
+size_t prism_plan_workspace_size(const prism_plan *plan,
+                                 const prism_batch *batch);
+/* Thread-safe.  The arch whose kernels the plan runs. */
+prism_arch prism_plan_arch(const prism_plan *plan);
+/* Thread-safe.  The config the plan was made from. */
+const prism_config *prism_plan_config(const prism_plan *plan);
+/* Never NULL; the message of the last failing call on this plan. */
+const char *prism_plan_last_error(const prism_plan *plan);
+
+/* Launches.  Asynchronous on `stream`; no allocation, no synchronisation.
+ * Launches on one plan are not thread-safe with each other when they use
+ * the plan's own workspace (workspace NULL); with caller workspaces they
+ * are.  workspace NULL: the plan's (PRISM_ERR_INVALID_ARGUMENT when the
+ * plan was created with caller_workspace). */
+
+/* Prism estimation (pooling, calibration, dual-band scores, selection). */
+prism_status prism_estimate(prism_plan *plan, const prism_batch *batch,
+                            const prism_tensor *q, const prism_tensor *k,
+                            const prism_block_mask *mask, void *workspace,
+                            size_t workspace_size, prism_stream stream);
+/* Block-sparse attention over any block mask.  lse may be NULL, else fp32
+ * natural-log log-sum-exp, [batch, Hq, seqlen_q] for a regular batch and
+ * [Hq, total_q] for a ragged one (FlashAttention's varlen layout); a query
+ * that sees no key gets -inf and a zero output row. */
+prism_status prism_sparse_attention(prism_plan *plan, const prism_batch *batch,
+                                    const prism_tensor *q,
+                                    const prism_tensor *k,
+                                    const prism_tensor *v,
+                                    const prism_block_mask *mask,
+                                    const prism_tensor *o, float *lse,
+                                    prism_stream stream);
+/* Both: estimation then attention.  mask may be NULL (kept in the
+ * workspace) or receives the selection. */
+prism_status prism_prefill(prism_plan *plan, const prism_batch *batch,
+                           const prism_tensor *q, const prism_tensor *k,
+                           const prism_tensor *v, const prism_tensor *o,
+                           float *lse, const prism_block_mask *mask,
+                           void *workspace, size_t workspace_size,
+                           prism_stream stream);
+/* Density (selected / block-causal blocks) of the last estimate or prefill
+ * on this plan.  Synchronises with that launch's stream. */
+prism_status prism_plan_density(prism_plan *plan, double *density);
 
 #ifdef __cplusplus
 }

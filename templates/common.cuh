@@ -12,6 +12,10 @@ typedef unsigned int u32;
 typedef unsigned long long u64;
 typedef long long i64;
 
+#ifndef INFINITY // math.h is not available without an include path
+#define INFINITY __int_as_float(0x7f800000)
+#endif
+
 static __device__ __forceinline__ float bf16_to_float(u16 h) {
     return __uint_as_float(((u32)h) << 16);
 }

@@ -80,7 +80,9 @@ Test(nvrtc, every_kernel_compiles_for_sm80_and_sm90a, .timeout = 600) {
                 /* a cubin is an ELF file, not PTX text */
                 cr_assert(memcmp(r.cubin, "\177ELF", 4) == 0);
                 cr_assert_gt(r.registers, 0);
-                cr_assert_eq(r.spill_bytes, 0, "%s spills", prism_kernel_name(k));
+                cr_assert_eq(r.spill_bytes, 0, "%s D=%d %s spills:\n%s",
+                             prism_kernel_name(k), dims[d],
+                             prism_arch_name(archs[a]), r.log);
                 cr_assert_gt(r.compile_ms, 0.0);
                 prism_nvrtc_result_free(&r);
                 free(src);

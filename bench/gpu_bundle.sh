@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Bundles the GPU-host run: builds here, copies the binaries that run on the
+# GPU host and the non-system shared libraries they need into .gpu-bundle/
+# (rpath $ORIGIN/../lib), plus the configs and the scripts.  The device tool
+# then carries .gpu-bundle and runs bench/gpu_run.sh there.
+#
+#   bash bench/gpu_bundle.sh            # build + bundle
+# then, with the device tool:
+#   run(command="bash .gpu-bundle/gpu_run.sh", carry=[".gpu-bundle"])
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash .ci/setup
+out=.gpu-bundle
+rm -rf "$out"
+mkdir -p "$out/bin" "$out/lib" "$out/configs"
+bins=(build/prism build/test_gpu)
+cp "${bins[@]}" "$out/bin/"
+# Libraries the GPU host lacks (Criterion and its dependencies, libyaml,
+# OpenSSL's libcrypto).  libnvrtc comes from the host's own CUDA 13, the
+# driver from its NVIDIA install, glibc from its (newer) system.
+skip='linux-vdso|ld-linux|libc\.so|libm\.so|libpthread|libdl\.so|librt\.so|libgcc_s|libstdc\+\+|libnvrtc|libcuda'
+for b in "${bins[@]}"; do
+  ldd "$b" | awk '/=> \//{print $3}' | grep -Ev "$skip" || true
+done | sort -u | while read -r lib; do cp -L "$lib" "$out/lib/"; done
+command -v patchelf >/dev/null || apt-get install -y -qq patchelf >/dev/null
+for b in "$out"/bin/*; do
+  patchelf --set-rpath '$ORIGIN/../lib' "$b"
+done
+cp configs/*.yaml "$out/configs/"
+cp bench/gpu_run.sh bench/sdpa_baseline.py "$out/"
+du -sh "$out"

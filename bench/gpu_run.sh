@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs on the GPU host inside the carried .gpu-bundle: the GPU test suite,
+# then `prism bench` at the given lengths with PyTorch SDPA (flash, cuDNN)
+# timed on identical shapes in the same call.  Logs go to $OUT.
+#   bash .gpu-bundle/gpu_run.sh [tests] [bench SEQ...]
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+out=${OUT:-/tmp/prism-out}
+mkdir -p "$out"
+export LD_LIBRARY_PATH="$here/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+export PRISM_CACHE_DIR=/tmp/prism-cache
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv | tee "$out/gpu.txt"
+mode=${1:-all}; shift || true
+seqs=("$@"); [ ${#seqs[@]} -gt 0 ] || seqs=(8192 32768 131072)
+status=0
+if [ "$mode" = all ] || [ "$mode" = tests ]; then
+  echo "== GPU tests"
+  "$here/bin/test_gpu" --verbose=1 --jobs 1 2>&1 | tee "$out/test_gpu.log" | tail -40
+  status=${PIPESTATUS[0]}
+fi
+if [ "$mode" = all ] || [ "$mode" = bench ]; then
+  echo "== prism bench"
+  for s in "${seqs[@]}"; do
+    "$here/bin/prism" bench "$here/configs/llama-3.1-8b.yaml" --seq "$s" \
+      --json "$out/prism-$s.json" 2>&1 | tee -a "$out/bench.log"
+  done
+  echo "== PyTorch SDPA on the same shapes"
+  python3 "$here/sdpa_baseline.py" --seq "${seqs[@]}" --json "$out/sdpa.json" 2>&1 | tee -a "$out/bench.log"
+fi
+exit $status

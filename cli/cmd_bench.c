@@ -1,0 +1,369 @@
+/*
+ * cmd_bench.c - `prism bench`: GPU timings of every stage.
+ *
+ *   prism bench CONFIG --seq N [--sq M] [--density P]... [--reps R]
+ *                      [--json FILE]
+ *
+ * Inputs are iid Gaussian bf16/fp16 (B = 1).  Stages: Prism estimation
+ * (pooling + calibration + selection), attention over Prism's own mask,
+ * dense attention (every block-causal block), and attention over random
+ * masks of the given densities (sink + diagonal + random blocks).  Each is
+ * timed with CUDA events: warm-up, then the median, min and max of R
+ * repetitions, rotating over input copies so the L2 cache does not flatter
+ * small sizes.  TFLOP/s count 2*2*Hq*D*Sq*Sk/2 times the density.
+ */
+#include "cli.h"
+#include "driver.h"
+#include "half.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const char bench_usage[] =
+    "usage: prism bench CONFIG --seq N [--sq M] [--density P]... [--reps R]\n"
+    "                   [--json FILE]\n\n"
+    "Times Prism estimation, attention over Prism's mask, dense attention and\n"
+    "attention over random block masks of density P (default 0.1 and 0.2) on\n"
+    "the GPU: median/min/max of R repetitions (default 20) after warm-up.\n";
+
+typedef struct bench_args {
+    const char *config, *json;
+    int seq, sq, reps, n_density;
+    double density[8];
+} bench_args;
+
+static int parse_bench(int argc, char **argv, bench_args *a) {
+    memset(a, 0, sizeof *a);
+    a->reps = 20;
+    for (int i = 1; i < argc; i++) {
+        const char *o = argv[i];
+        bool v = i + 1 < argc;
+        if (!strcmp(o, "--seq") && v)
+            a->seq = atoi(argv[++i]);
+        else if (!strcmp(o, "--sq") && v)
+            a->sq = atoi(argv[++i]);
+        else if (!strcmp(o, "--reps") && v)
+            a->reps = atoi(argv[++i]);
+        else if (!strcmp(o, "--json") && v)
+            a->json = argv[++i];
+        else if (!strcmp(o, "--density") && v && a->n_density < 8)
+            a->density[a->n_density++] = atof(argv[++i]);
+        else if (o[0] == '-')
+            return cli_usage("bench", "unknown or incomplete option '%s'", o);
+        else if (!a->config)
+            a->config = o;
+        else
+            return cli_usage("bench", "unexpected argument '%s'", o);
+    }
+    if (!a->config || a->seq <= 0)
+        return cli_usage("bench", "need CONFIG and --seq N > 0");
+    if (a->sq <= 0)
+        a->sq = a->seq;
+    if (a->sq > a->seq || a->reps < 1)
+        return cli_usage("bench", "need 0 < --sq <= --seq and --reps >= 1");
+    if (a->n_density == 0) {
+        a->density[0] = 0.1;
+        a->density[1] = 0.2;
+        a->n_density = 2;
+    }
+    for (int i = 0; i < a->n_density; i++)
+        if (!(a->density[i] > 0 && a->density[i] <= 1))
+            return cli_usage("bench", "--density must be in (0, 1]");
+    return CLI_OK;
+}
+
+typedef struct timing {
+    char name[48];
+    double median, min, max, density;
+} timing;
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Fills a random block mask: sink, diagonal and random blocks up to
+ * `density` of the block-causal blocks of each row (density 1: dense). */
+static double fill_mask(int32_t *counts, int32_t *indices, int hq, int nq,
+                        int nk, double density, uint64_t seed) {
+    long long chosen = 0, allowed_total = 0;
+    for (int h = 0; h < hq; h++)
+        for (int i = 0; i < nq; i++) {
+            int diag = i + (nk - nq), n = 0;
+            int32_t *row = indices + ((size_t)h * nq + i) * nk;
+            for (int j = 0; j <= diag; j++) {
+                seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+                double u = (double)(seed >> 11) / 9007199254740992.0;
+                if (j == 0 || j == diag || u < density)
+                    row[n++] = j;
+            }
+            counts[(size_t)h * nq + i] = n;
+            chosen += n;
+            allowed_total += diag + 1;
+        }
+    return (double)chosen / (double)allowed_total;
+}
+
+/* Everything one bench run holds on the device. */
+typedef struct bench_state {
+    const prism_driver *drv;
+    prism_plan *plan;
+    const prism_config *cfg;
+    prism_batch batch;
+    int copies;
+    prism_tensor q[3], k[3], v[3], o;
+    prism_block_mask prism_mask;
+    CUdeviceptr allocs[32];
+    int n_allocs;
+} bench_state;
+
+static CUdeviceptr dev_alloc(bench_state *s, size_t bytes) {
+    CUdeviceptr p = 0;
+    if (s->n_allocs >= 32 || s->drv->mem_alloc(&p, bytes) != CUDA_SUCCESS)
+        return 0;
+    s->allocs[s->n_allocs++] = p;
+    return p;
+}
+
+typedef enum stage { STAGE_ESTIMATE, STAGE_ATTENTION, STAGE_PREFILL } stage;
+
+static prism_status launch_stage(bench_state *s, stage st, int copy,
+                                 const prism_block_mask *mask) {
+    switch (st) {
+    case STAGE_ESTIMATE:
+        return prism_estimate(s->plan, &s->batch, &s->q[copy], &s->k[copy],
+                              &s->prism_mask, NULL, 0, NULL);
+    case STAGE_ATTENTION:
+        return prism_sparse_attention(s->plan, &s->batch, &s->q[copy],
+                                      &s->k[copy], &s->v[copy], mask, &s->o,
+                                      NULL, NULL);
+    case STAGE_PREFILL:
+        return prism_prefill(s->plan, &s->batch, &s->q[copy], &s->k[copy],
+                             &s->v[copy], &s->o, NULL, &s->prism_mask, NULL,
+                             0, NULL);
+    }
+    return PRISM_ERR_INTERNAL;
+}
+
+/* Warm-up, then `reps` timed launches with CUDA events. */
+static bool time_stage(bench_state *s, stage st, const prism_block_mask *mask,
+                       int reps, timing *t) {
+    CUevent start, stop;
+    s->drv->event_create(&start, CU_EVENT_DEFAULT);
+    s->drv->event_create(&stop, CU_EVENT_DEFAULT);
+    double *ms = calloc((size_t)reps, sizeof *ms);
+    bool ok = ms != NULL;
+    for (int r = -2; ok && r < reps; r++) {
+        int copy = (r + 2) % s->copies;
+        s->drv->event_record(start, NULL);
+        ok = launch_stage(s, st, copy, mask) == PRISM_OK;
+        s->drv->event_record(stop, NULL);
+        float elapsed = 0;
+        ok = ok && s->drv->event_synchronize(stop) == CUDA_SUCCESS &&
+             s->drv->event_elapsed_time(&elapsed, start, stop) == CUDA_SUCCESS;
+        if (ok && r >= 0)
+            ms[r] = elapsed;
+    }
+    if (ok) {
+        qsort(ms, (size_t)reps, sizeof *ms, cmp_double);
+        t->median = reps % 2 ? ms[reps / 2] : 0.5 * (ms[reps / 2 - 1] + ms[reps / 2]);
+        t->min = ms[0];
+        t->max = ms[reps - 1];
+    } else {
+        fprintf(stderr, "prism: bench stage %s failed: %s\n", t->name,
+                prism_plan_last_error(s->plan));
+    }
+    free(ms);
+    s->drv->event_destroy(start);
+    s->drv->event_destroy(stop);
+    return ok;
+}
+
+/* Gaussian inputs in the config's dtype, `copies` device copies of each. */
+static bool make_inputs(bench_state *s, int seq, int sq) {
+    const prism_config *c = s->cfg;
+    size_t d = (size_t)c->head_dim;
+    size_t q_elems = (size_t)c->q_heads * sq * d;
+    size_t k_elems = (size_t)c->kv_heads * seq * d;
+    size_t n = q_elems > k_elems ? q_elems : k_elems;
+    uint16_t *host = malloc(n * sizeof *host);
+    if (!host)
+        return false;
+    uint64_t x = 0x9e3779b97f4a7c15ULL;
+    for (size_t i = 0; i < n; i++) { /* sum of 4 uniforms: near-Gaussian */
+        float u = 0;
+        for (int r = 0; r < 4; r++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            u += (float)(x >> 40) / 16777216.0f;
+        }
+        float g = (u - 2.0f) * 1.7320508f;
+        host[i] = c->dtype == PRISM_DTYPE_BF16 ? prism_f32_to_bf16(g)
+                                               : prism_f32_to_fp16(g);
+    }
+    size_t total = (q_elems * 2 + k_elems * 2) * 2;
+    s->copies = total * 3 < ((size_t)3 << 30) ? 3 : 1;
+    bool ok = true;
+    for (int cp = 0; cp < s->copies && ok; cp++) {
+        CUdeviceptr q = dev_alloc(s, q_elems * 2), k = dev_alloc(s, k_elems * 2),
+                    v = dev_alloc(s, k_elems * 2);
+        ok = q && k && v &&
+             s->drv->memcpy_htod(q, host, q_elems * 2) == CUDA_SUCCESS &&
+             s->drv->memcpy_htod(k, host, k_elems * 2) == CUDA_SUCCESS &&
+             s->drv->memcpy_htod(v, host + 7, (k_elems - 7) * 2) == CUDA_SUCCESS;
+        s->q[cp] = (prism_tensor){(void *)(uintptr_t)q, (int64_t)(c->q_heads * sq * d),
+                                  (int64_t)(sq * d), (int64_t)d};
+        s->k[cp] = (prism_tensor){(void *)(uintptr_t)k, (int64_t)(c->kv_heads * seq * d),
+                                  (int64_t)(seq * d), (int64_t)d};
+        s->v[cp] = s->k[cp];
+        s->v[cp].data = (void *)(uintptr_t)v;
+    }
+    CUdeviceptr o = ok ? dev_alloc(s, q_elems * 2) : 0;
+    s->o = s->q[0];
+    s->o.data = (void *)(uintptr_t)o;
+    free(host);
+    return ok && o;
+}
+
+static bool upload_mask(bench_state *s, double density, prism_block_mask *m,
+                        double *actual) {
+    int hq = s->cfg->q_heads, nq = s->prism_mask.nq, nk = s->prism_mask.nk;
+    size_t rows = (size_t)hq * nq;
+    int32_t *counts = malloc(rows * sizeof *counts);
+    int32_t *indices = malloc(rows * nk * sizeof *indices);
+    bool ok = counts && indices;
+    if (ok) {
+        *actual = fill_mask(counts, indices, hq, nq, nk, density, 12345);
+        CUdeviceptr dc = dev_alloc(s, rows * 4), di = dev_alloc(s, rows * nk * 4);
+        ok = dc && di &&
+             s->drv->memcpy_htod(dc, counts, rows * 4) == CUDA_SUCCESS &&
+             s->drv->memcpy_htod(di, indices, rows * nk * 4) == CUDA_SUCCESS;
+        *m = (prism_block_mask){(int32_t *)(uintptr_t)dc,
+                                (int32_t *)(uintptr_t)di, nq, nk};
+    }
+    free(counts);
+    free(indices);
+    return ok;
+}
+
+static void print_timing(FILE *f, const timing *t, double flops, bool json,
+                         bool last) {
+    double tf = t->density > 0 ? flops * t->density / (t->median * 1e9) : 0;
+    if (json)
+        fprintf(f, "  {\"stage\": \"%s\", \"ms\": %.4f, \"min\": %.4f, "
+                   "\"max\": %.4f, \"density\": %.4f, \"tflops\": %.1f}%s\n",
+                t->name, t->median, t->min, t->max, t->density, tf,
+                last ? "" : ",");
+    else if (t->density > 0)
+        fprintf(f, "%-24s %10.3f ms  (min %.3f, max %.3f)  density %.3f  "
+                   "%6.1f TFLOP/s\n",
+                t->name, t->median, t->min, t->max, t->density, tf);
+    else
+        fprintf(f, "%-24s %10.3f ms  (min %.3f, max %.3f)\n", t->name,
+                t->median, t->min, t->max);
+}
+
+static int bench_run(const prism_config *cfg, const bench_args *a) {
+    char err[PRISM_ERRMSG_MAX];
+    int rc = CLI_FAIL, n = 0;
+    timing t[12];
+    memset(t, 0, sizeof t);
+    bench_state s;
+    memset(&s, 0, sizeof s);
+    s.cfg = cfg;
+    prism_context *ctx = cli_context();
+    if (!ctx)
+        return CLI_FAIL;
+    prism_plan_limits lim = {1, a->sq, a->seq, false};
+    if (prism_plan_create(ctx, cfg, &lim, &s.plan) != PRISM_OK) {
+        cli_fail("%s", prism_context_last_error(ctx));
+        goto done;
+    }
+    if (prism_driver_get(&s.drv, err, sizeof err) != PRISM_OK) {
+        cli_fail("%s", err);
+        goto done;
+    }
+    s.batch = (prism_batch){.dtype = cfg->dtype, .batch = 1, .seqlen_q = a->sq,
+                            .seqlen_k = a->seq};
+    int nq = (a->sq + cfg->block_size - 1) / cfg->block_size;
+    int nk = (a->seq + cfg->block_size - 1) / cfg->block_size;
+    CUdeviceptr mc = dev_alloc(&s, (size_t)cfg->q_heads * nq * 4);
+    CUdeviceptr mi = dev_alloc(&s, (size_t)cfg->q_heads * nq * nk * 4);
+    s.prism_mask = (prism_block_mask){(int32_t *)(uintptr_t)mc,
+                                      (int32_t *)(uintptr_t)mi, nq, nk};
+    if (!mc || !mi || !make_inputs(&s, a->seq, a->sq)) {
+        cli_fail("out of GPU memory for seq %d", a->seq);
+        goto done;
+    }
+    double prism_density = 0;
+    snprintf(t[n].name, sizeof t[n].name, "prism estimate");
+    if (!time_stage(&s, STAGE_ESTIMATE, NULL, a->reps, &t[n++]) ||
+        prism_plan_density(s.plan, &prism_density) != PRISM_OK)
+        goto done;
+    snprintf(t[n].name, sizeof t[n].name, "attention (prism mask)");
+    t[n].density = prism_density;
+    if (!time_stage(&s, STAGE_ATTENTION, &s.prism_mask, a->reps, &t[n++]))
+        goto done;
+    snprintf(t[n].name, sizeof t[n].name, "prism prefill (total)");
+    t[n].density = prism_density;
+    if (!time_stage(&s, STAGE_PREFILL, NULL, a->reps, &t[n++]))
+        goto done;
+    double densities[9] = {1.0};
+    memcpy(densities + 1, a->density, sizeof(double) * (size_t)a->n_density);
+    for (int i = 0; i <= a->n_density; i++) {
+        prism_block_mask m;
+        double actual = 0;
+        if (!upload_mask(&s, densities[i], &m, &actual)) {
+            cli_fail("out of GPU memory for a block mask");
+            goto done;
+        }
+        snprintf(t[n].name, sizeof t[n].name, i ? "attention (random %.0f%%)"
+                                                : "attention (dense)",
+                 densities[i] * 100);
+        t[n].density = actual;
+        if (!time_stage(&s, STAGE_ATTENTION, &m, a->reps, &t[n++]))
+            goto done;
+    }
+    double flops = 2.0 * 2.0 * cfg->q_heads * cfg->head_dim * (double)a->sq *
+                   (double)a->seq / 2.0;
+    printf("prism bench: %s, B=1 Hq=%d Hkv=%d D=%d %s, Sq=%d Sk=%d, %d reps, "
+           "%d input copies\n",
+           cfg->name, cfg->q_heads, cfg->kv_heads, cfg->head_dim,
+           prism_dtype_name(cfg->dtype), a->sq, a->seq, a->reps, s.copies);
+    for (int i = 0; i < n; i++)
+        print_timing(stdout, &t[i], flops, false, false);
+    if (a->json) {
+        FILE *f = fopen(a->json, "w");
+        if (!f) {
+            cli_fail("cannot write %s", a->json);
+            goto done;
+        }
+        fprintf(f, "{\"config\": \"%s\", \"sq\": %d, \"sk\": %d, "
+                   "\"stages\": [\n", cfg->name, a->sq, a->seq);
+        for (int i = 0; i < n; i++)
+            print_timing(f, &t[i], flops, true, i == n - 1);
+        fprintf(f, "]}\n");
+        fclose(f);
+    }
+    rc = CLI_OK;
+done:
+    for (int i = 0; s.drv && i < s.n_allocs; i++)
+        s.drv->mem_free(s.allocs[i]);
+    prism_plan_destroy(s.plan);
+    prism_context_destroy(ctx);
+    return rc;
+}
+
+int prism_cmd_bench(int argc, char **argv) {
+    if (cli_wants_help(argc, argv)) {
+        fputs(bench_usage, stdout);
+        return CLI_OK;
+    }
+    bench_args a;
+    int rc = parse_bench(argc, argv, &a);
+    if (rc != CLI_OK)
+        return rc;
+    prism_config cfg;
+    if (!cli_load_config(a.config, &cfg))
+        return CLI_FAIL;
+    return bench_run(&cfg, &a);
+}

@@ -1,0 +1,366 @@
+/*
+ * launch.c - argument validation and kernel launches.
+ *
+ * The structs below mirror, field for field, the parameter structs at the
+ * top of templates/pool_stats.cu, estimate.cu and attention.cu; kernels
+ * take them by value, so the host layout must match the device layout
+ * (natural alignment on both sides, 8-byte pointers and i64, 4-byte int).
+ * Nothing here allocates or synchronises.
+ */
+#include "plan.h"
+
+#include <math.h>
+#include <string.h>
+
+typedef struct pool_params {
+    const void *q, *k;
+    int64_t q_stride_b, q_stride_h, q_stride_s;
+    int64_t k_stride_b, k_stride_h, k_stride_s;
+    const int32_t *cu_seqlens_q, *cu_seqlens_k;
+    float *pooled_q, *pooled_k, *stats_q, *stats_k, *scales;
+    int batch, seqlen_q, seqlen_k, nq_max, nk_max;
+} pool_params;
+
+typedef struct estimate_params {
+    const float *pooled_q, *pooled_k, *scales;
+    const int32_t *cu_seqlens_q, *cu_seqlens_k;
+    int32_t *block_counts, *block_indices;
+    unsigned long long *selected_total, *causal_total;
+    int batch, seqlen_q, seqlen_k, nq_max, nk_max;
+} estimate_params;
+
+typedef struct attn_params {
+    const void *q, *k, *v;
+    void *o;
+    float *lse;
+    int64_t q_stride_b, q_stride_h, q_stride_s;
+    int64_t k_stride_b, k_stride_h, k_stride_s;
+    int64_t v_stride_b, v_stride_h, v_stride_s;
+    int64_t o_stride_b, o_stride_h, o_stride_s;
+    const int32_t *cu_seqlens_q, *cu_seqlens_k;
+    const int32_t *block_counts, *block_indices;
+    int batch, seqlen_q, seqlen_k, nq_max, nk_max;
+    float scale_log2;
+} attn_params;
+
+#define DEV(p) ((CUdeviceptr)(uintptr_t)(p))
+#define PTR(base, off) ((void *)(uintptr_t)((base) + (off)))
+
+static prism_status check_batch(prism_plan *p, const prism_batch *b) {
+    if (!b)
+        return prism_plan_fail(p, PRISM_ERR_NULL_POINTER, "batch is NULL");
+    if (b->dtype != p->cfg.dtype)
+        return prism_plan_fail(p, PRISM_ERR_DTYPE_MISMATCH,
+                               "batch dtype %s but the plan's config '%s' is "
+                               "%s; create a plan for %s",
+                               prism_dtype_name(b->dtype) ? prism_dtype_name(b->dtype) : "?",
+                               p->cfg.name, prism_dtype_name(p->cfg.dtype),
+                               prism_dtype_name(b->dtype) ? prism_dtype_name(b->dtype) : "it");
+    if (b->batch < 1 || b->batch > p->limits.max_batch)
+        return prism_plan_fail(p, PRISM_ERR_BAD_SHAPE,
+                               "batch %d outside [1, %d] (the plan's max_batch)",
+                               b->batch, p->limits.max_batch);
+    if (b->seqlen_q < 1 || b->seqlen_q > p->limits.max_seqlen_q ||
+        b->seqlen_k > p->limits.max_seqlen_k)
+        return prism_plan_fail(p, PRISM_ERR_BAD_SHAPE,
+                               "seqlen_q %d / seqlen_k %d outside the plan's "
+                               "limits (1..%d / ..%d)", b->seqlen_q, b->seqlen_k,
+                               p->limits.max_seqlen_q, p->limits.max_seqlen_k);
+    if (b->seqlen_k < b->seqlen_q)
+        return prism_plan_fail(p, PRISM_ERR_BAD_SHAPE,
+                               "seqlen_k %d < seqlen_q %d: queries are the last "
+                               "tokens of the keys, so Sk >= Sq",
+                               b->seqlen_k, b->seqlen_q);
+    if (!b->cu_seqlens_q != !b->cu_seqlens_k)
+        return prism_plan_fail(p, PRISM_ERR_INVALID_ARGUMENT,
+                               "pass both cu_seqlens_q and cu_seqlens_k, or "
+                               "neither");
+    if (((uintptr_t)b->cu_seqlens_q | (uintptr_t)b->cu_seqlens_k) % 4)
+        return prism_plan_fail(p, PRISM_ERR_MISALIGNED,
+                               "cu_seqlens must be 4-byte aligned int32 arrays");
+    return PRISM_OK;
+}
+
+static prism_status check_tensor(prism_plan *p, const prism_tensor *t,
+                                 const char *name, bool varlen) {
+    if (!t || !t->data)
+        return prism_plan_fail(p, PRISM_ERR_NULL_POINTER,
+                               "tensor %s is NULL", name);
+    if ((uintptr_t)t->data % 16)
+        return prism_plan_fail(p, PRISM_ERR_MISALIGNED,
+                               "tensor %s at %p is not 16-byte aligned", name,
+                               t->data);
+    int64_t d = p->cfg.head_dim;
+    bool bad = t->stride_h <= 0 || t->stride_s <= 0 || t->stride_h % 8 ||
+               t->stride_s % 8 || t->stride_s < (t->stride_h < d ? d : 1);
+    if (!varlen)
+        bad = bad || t->stride_b <= 0 || t->stride_b % 8;
+    if (bad)
+        return prism_plan_fail(p, PRISM_ERR_BAD_STRIDE,
+                               "tensor %s strides (b %lld, h %lld, s %lld) must "
+                               "be positive multiples of 8 elements with rows "
+                               "of head_dim %d not overlapping", name,
+                               (long long)t->stride_b, (long long)t->stride_h,
+                               (long long)t->stride_s, p->cfg.head_dim);
+    return PRISM_OK;
+}
+
+static prism_status check_mask(prism_plan *p, const prism_batch *b,
+                               const prism_block_mask *m) {
+    if (!m->counts || !m->indices)
+        return prism_plan_fail(p, PRISM_ERR_NULL_POINTER,
+                               "block mask counts/indices are NULL");
+    if (((uintptr_t)m->counts | (uintptr_t)m->indices) % 4)
+        return prism_plan_fail(p, PRISM_ERR_MISALIGNED,
+                               "block mask arrays must be 4-byte aligned");
+    int nq = prism_ceil_div(b->seqlen_q, p->cfg.block_size);
+    int nk = prism_ceil_div(b->seqlen_k, p->cfg.block_size);
+    if (m->nq != nq || m->nk != nk)
+        return prism_plan_fail(p, PRISM_ERR_BAD_SHAPE,
+                               "block mask is %d x %d blocks but this batch "
+                               "needs nq %d x nk %d (block_size %d)", m->nq,
+                               m->nk, nq, nk, p->cfg.block_size);
+    return PRISM_OK;
+}
+
+static prism_status launch(prism_plan *p, CUfunction f, unsigned gx,
+                           unsigned gy, unsigned gz, int threads, int smem,
+                           void *params, prism_stream stream, const char *what) {
+    void *args[] = {params};
+    CUresult rc = p->drv->launch_kernel(f, gx, gy, gz, (unsigned)threads, 1, 1,
+                                        (unsigned)smem, (CUstream)stream, args,
+                                        NULL);
+    if (rc != CUDA_SUCCESS) {
+        char err[PRISM_ERRMSG_MAX];
+        prism_cuda_error(p->drv, rc, what, err, sizeof err);
+        return prism_plan_fail(p, PRISM_ERR_CUDA, "%s", err);
+    }
+    return PRISM_OK;
+}
+
+/* The workspace to use: the caller's (checked for size) or the plan's. */
+static prism_status pick_workspace(prism_plan *p, const prism_batch *b,
+                                   void *workspace, size_t size,
+                                   CUdeviceptr *base, plan_workspace *ws) {
+    prism_plan_workspace_layout(p, b->batch, b->seqlen_q, b->seqlen_k, ws);
+    if (workspace) {
+        if ((uintptr_t)workspace % 256)
+            return prism_plan_fail(p, PRISM_ERR_MISALIGNED,
+                                   "workspace must be 256-byte aligned");
+        if (size < ws->total)
+            return prism_plan_fail(p, PRISM_ERR_INVALID_ARGUMENT,
+                                   "workspace of %zu bytes is too small: this "
+                                   "batch needs %zu (prism_plan_workspace_size)",
+                                   size, ws->total);
+        *base = DEV(workspace);
+        return PRISM_OK;
+    }
+    if (!p->workspace)
+        return prism_plan_fail(p, PRISM_ERR_INVALID_ARGUMENT,
+                               "the plan was created with caller_workspace: "
+                               "pass a workspace");
+    *base = p->workspace;
+    return PRISM_OK;
+}
+
+static prism_status run_estimate(prism_plan *p, const prism_batch *b,
+                                 const prism_tensor *q, const prism_tensor *k,
+                                 const prism_block_mask *mask, CUdeviceptr base,
+                                 const plan_workspace *ws, prism_stream stream) {
+    const prism_config *c = &p->cfg;
+    int nq = prism_ceil_div(b->seqlen_q, c->block_size);
+    int nk = prism_ceil_div(b->seqlen_k, c->block_size);
+    CUresult rc = p->drv->memset_d8_async(base + ws->stats_q, 0, ws->stats_bytes,
+                                          (CUstream)stream);
+    if (rc != CUDA_SUCCESS) {
+        char err[PRISM_ERRMSG_MAX];
+        prism_cuda_error(p->drv, rc, "clearing the workspace", err, sizeof err);
+        return prism_plan_fail(p, PRISM_ERR_CUDA, "%s", err);
+    }
+    bool varlen = b->cu_seqlens_q != NULL;
+    pool_params pp = {
+        .q = q->data, .k = k->data,
+        .q_stride_b = varlen ? 0 : q->stride_b, .q_stride_h = q->stride_h,
+        .q_stride_s = q->stride_s,
+        .k_stride_b = varlen ? 0 : k->stride_b, .k_stride_h = k->stride_h,
+        .k_stride_s = k->stride_s,
+        .cu_seqlens_q = b->cu_seqlens_q, .cu_seqlens_k = b->cu_seqlens_k,
+        .pooled_q = PTR(base, ws->pooled_q), .pooled_k = PTR(base, ws->pooled_k),
+        .stats_q = PTR(base, ws->stats_q), .stats_k = PTR(base, ws->stats_k),
+        .scales = PTR(base, ws->scales),
+        .batch = b->batch, .seqlen_q = b->seqlen_q, .seqlen_k = b->seqlen_k,
+        .nq_max = nq, .nk_max = nk,
+    };
+    const plan_kernel *pool = &p->kernels[PLAN_POOL_STATS];
+    prism_status st = launch(p, pool->main, (unsigned)(nq > nk ? nq : nk),
+                             (unsigned)(c->q_heads + c->kv_heads),
+                             (unsigned)b->batch, pool->threads, 0, &pp, stream,
+                             "prism_pool_stats");
+    if (st == PRISM_OK)
+        st = launch(p, pool->second,
+                    (unsigned)prism_ceil_div(b->batch * c->q_heads, 128), 1, 1,
+                    128, 0, &pp, stream, "prism_calibrate");
+    if (st != PRISM_OK)
+        return st;
+    unsigned long long *totals = PTR(base, ws->totals);
+    estimate_params ep = {
+        .pooled_q = pp.pooled_q, .pooled_k = pp.pooled_k, .scales = pp.scales,
+        .cu_seqlens_q = b->cu_seqlens_q, .cu_seqlens_k = b->cu_seqlens_k,
+        .block_counts = mask->counts, .block_indices = mask->indices,
+        .selected_total = totals, .causal_total = totals + 1,
+        .batch = b->batch, .seqlen_q = b->seqlen_q, .seqlen_k = b->seqlen_k,
+        .nq_max = nq, .nk_max = nk,
+    };
+    const plan_kernel *est = &p->kernels[PLAN_ESTIMATE];
+    st = launch(p, est->main, (unsigned)nq, (unsigned)c->q_heads,
+                (unsigned)b->batch, est->threads, 2 * nk * (int)sizeof(float),
+                &ep, stream, "prism_estimate");
+    if (st == PRISM_OK) {
+        p->last_totals = base + ws->totals;
+        p->last_stream = stream;
+        p->has_estimate = true;
+    }
+    return st;
+}
+
+static prism_status run_attention(prism_plan *p, const prism_batch *b,
+                                  const prism_tensor *q, const prism_tensor *k,
+                                  const prism_tensor *v,
+                                  const prism_block_mask *mask,
+                                  const prism_tensor *o, float *lse,
+                                  prism_stream stream) {
+    const prism_config *c = &p->cfg;
+    bool varlen = b->cu_seqlens_q != NULL;
+    attn_params ap = {
+        .q = q->data, .k = k->data, .v = v->data, .o = o->data, .lse = lse,
+        .q_stride_b = varlen ? 0 : q->stride_b, .q_stride_h = q->stride_h,
+        .q_stride_s = q->stride_s,
+        .k_stride_b = varlen ? 0 : k->stride_b, .k_stride_h = k->stride_h,
+        .k_stride_s = k->stride_s,
+        .v_stride_b = varlen ? 0 : v->stride_b, .v_stride_h = v->stride_h,
+        .v_stride_s = v->stride_s,
+        .o_stride_b = varlen ? 0 : o->stride_b, .o_stride_h = o->stride_h,
+        .o_stride_s = o->stride_s,
+        .cu_seqlens_q = b->cu_seqlens_q, .cu_seqlens_k = b->cu_seqlens_k,
+        .block_counts = mask->counts, .block_indices = mask->indices,
+        .batch = b->batch, .seqlen_q = b->seqlen_q, .seqlen_k = b->seqlen_k,
+        .nq_max = mask->nq, .nk_max = mask->nk,
+        .scale_log2 = (float)(1.4426950408889634 / sqrt((double)c->head_dim)),
+    };
+    const plan_kernel *at = &p->kernels[PLAN_ATTENTION];
+    return launch(p, at->main, (unsigned)prism_ceil_div(b->seqlen_q, at->tile_m),
+                  (unsigned)c->q_heads, (unsigned)b->batch, at->threads,
+                  at->dynamic_smem, &ap, stream, "prism_attention");
+}
+
+static prism_status check_qk(prism_plan *p, const prism_batch *b,
+                             const prism_tensor *q, const prism_tensor *k) {
+    prism_status st;
+    if (!p)
+        return PRISM_ERR_NULL_POINTER;
+    bool varlen = b && b->cu_seqlens_q;
+    if ((st = check_batch(p, b)) != PRISM_OK ||
+        (st = check_tensor(p, q, "q", varlen)) != PRISM_OK ||
+        (st = check_tensor(p, k, "k", varlen)) != PRISM_OK)
+        return st;
+    if (p->drv->ctx_set_current(p->cu_ctx) != CUDA_SUCCESS)
+        return prism_plan_fail(p, PRISM_ERR_CUDA, "cannot make the plan's "
+                                                  "CUDA context current");
+    return PRISM_OK;
+}
+
+prism_status prism_estimate(prism_plan *p, const prism_batch *b,
+                            const prism_tensor *q, const prism_tensor *k,
+                            const prism_block_mask *mask, void *workspace,
+                            size_t workspace_size, prism_stream stream) {
+    prism_status st = check_qk(p, b, q, k);
+    if (st != PRISM_OK)
+        return st;
+    if (!mask)
+        return prism_plan_fail(p, PRISM_ERR_NULL_POINTER, "mask is NULL");
+    if ((st = check_mask(p, b, mask)) != PRISM_OK)
+        return st;
+    CUdeviceptr base;
+    plan_workspace ws;
+    if ((st = pick_workspace(p, b, workspace, workspace_size, &base, &ws)) != PRISM_OK)
+        return st;
+    return run_estimate(p, b, q, k, mask, base, &ws, stream);
+}
+
+prism_status prism_sparse_attention(prism_plan *p, const prism_batch *b,
+                                    const prism_tensor *q,
+                                    const prism_tensor *k,
+                                    const prism_tensor *v,
+                                    const prism_block_mask *mask,
+                                    const prism_tensor *o, float *lse,
+                                    prism_stream stream) {
+    prism_status st = check_qk(p, b, q, k);
+    if (st != PRISM_OK)
+        return st;
+    bool varlen = b->cu_seqlens_q != NULL;
+    if ((st = check_tensor(p, v, "v", varlen)) != PRISM_OK ||
+        (st = check_tensor(p, o, "o", varlen)) != PRISM_OK)
+        return st;
+    if (!mask)
+        return prism_plan_fail(p, PRISM_ERR_NULL_POINTER, "mask is NULL");
+    if ((st = check_mask(p, b, mask)) != PRISM_OK)
+        return st;
+    if ((uintptr_t)lse % 4)
+        return prism_plan_fail(p, PRISM_ERR_MISALIGNED,
+                               "lse must be 4-byte aligned fp32");
+    return run_attention(p, b, q, k, v, mask, o, lse, stream);
+}
+
+prism_status prism_prefill(prism_plan *p, const prism_batch *b,
+                           const prism_tensor *q, const prism_tensor *k,
+                           const prism_tensor *v, const prism_tensor *o,
+                           float *lse, const prism_block_mask *mask,
+                           void *workspace, size_t workspace_size,
+                           prism_stream stream) {
+    prism_status st = check_qk(p, b, q, k);
+    if (st != PRISM_OK)
+        return st;
+    bool varlen = b->cu_seqlens_q != NULL;
+    if ((st = check_tensor(p, v, "v", varlen)) != PRISM_OK ||
+        (st = check_tensor(p, o, "o", varlen)) != PRISM_OK)
+        return st;
+    if ((uintptr_t)lse % 4)
+        return prism_plan_fail(p, PRISM_ERR_MISALIGNED,
+                               "lse must be 4-byte aligned fp32");
+    CUdeviceptr base;
+    plan_workspace ws;
+    if ((st = pick_workspace(p, b, workspace, workspace_size, &base, &ws)) != PRISM_OK)
+        return st;
+    prism_block_mask own = {
+        .counts = PTR(base, ws.counts), .indices = PTR(base, ws.indices),
+        .nq = prism_ceil_div(b->seqlen_q, p->cfg.block_size),
+        .nk = prism_ceil_div(b->seqlen_k, p->cfg.block_size)};
+    if (mask && (st = check_mask(p, b, mask)) != PRISM_OK)
+        return st;
+    const prism_block_mask *use = mask ? mask : &own;
+    if ((st = run_estimate(p, b, q, k, use, base, &ws, stream)) != PRISM_OK)
+        return st;
+    return run_attention(p, b, q, k, v, use, o, lse, stream);
+}
+
+prism_status prism_plan_density(prism_plan *p, double *density) {
+    if (!p || !density)
+        return prism_plan_fail(p, PRISM_ERR_NULL_POINTER,
+                               "prism_plan_density: NULL argument");
+    if (!p->has_estimate)
+        return prism_plan_fail(p, PRISM_ERR_INVALID_ARGUMENT,
+                               "no estimate has run on this plan yet");
+    unsigned long long totals[2] = {0, 0};
+    CUresult rc = p->drv->ctx_set_current(p->cu_ctx);
+    if (rc == CUDA_SUCCESS)
+        rc = p->drv->stream_synchronize((CUstream)p->last_stream);
+    if (rc == CUDA_SUCCESS)
+        rc = p->drv->memcpy_dtoh(totals, p->last_totals, sizeof totals);
+    if (rc != CUDA_SUCCESS) {
+        char err[PRISM_ERRMSG_MAX];
+        prism_cuda_error(p->drv, rc, "reading the density", err, sizeof err);
+        return prism_plan_fail(p, PRISM_ERR_CUDA, "%s", err);
+    }
+    *density = totals[1] ? (double)totals[0] / (double)totals[1] : 0.0;
+    return PRISM_OK;
+}

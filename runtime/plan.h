@@ -1,0 +1,60 @@
+/*
+ * plan.h - a plan's internals, shared by plan.c (creation) and launch.c.
+ */
+#ifndef PRISM_PLAN_H
+#define PRISM_PLAN_H
+
+#include "context.h"
+#include "driver.h"
+
+/* Kernels a plan launches, by registry name. */
+enum { PLAN_POOL_STATS, PLAN_ESTIMATE, PLAN_ATTENTION, PLAN_KERNELS };
+
+typedef struct plan_kernel {
+    CUmodule module;
+    CUfunction main;      /* first entry point                          */
+    CUfunction second;    /* second entry point (pool_stats: calibrate) */
+    int threads;          /* CTA size                                   */
+    int tile_m;           /* attention: query rows per CTA              */
+    int dynamic_smem;     /* attention: dynamic shared memory bytes     */
+} plan_kernel;
+
+/* Byte offsets of the workspace regions (see workspace_layout in plan.c). */
+typedef struct plan_workspace {
+    size_t pooled_q, pooled_k, stats_q, stats_k, totals, scales, counts,
+        indices, total;
+    size_t stats_bytes; /* stats_q .. totals, zeroed before each estimate */
+} plan_workspace;
+
+struct prism_plan {
+    prism_context *ctx;
+    prism_config cfg;
+    prism_plan_limits limits;
+    prism_arch arch;
+    const prism_driver *drv;
+    CUdevice device;
+    CUcontext cu_ctx;
+    prism_module *module;
+    plan_kernel kernels[PLAN_KERNELS];
+    CUdeviceptr workspace; /* owned, or 0 with caller_workspace */
+    size_t workspace_size;
+    CUdeviceptr last_totals; /* selected / block-causal counts of the last
+                                estimate (device, 2 x u64) */
+    prism_stream last_stream;
+    bool has_estimate;
+    char last_error[PRISM_ERRMSG_MAX];
+};
+
+/* Records a message in the plan's last-error slot and returns status. */
+prism_status prism_plan_fail(prism_plan *plan, prism_status status,
+                             const char *fmt, ...) PRISM_PRINTF(3, 4);
+
+/* The workspace regions for a batch of `batch` sequences of up to
+ * seqlen_q / seqlen_k tokens. */
+void prism_plan_workspace_layout(const prism_plan *plan, int batch,
+                                 int seqlen_q, int seqlen_k,
+                                 plan_workspace *ws);
+
+static inline int prism_ceil_div(int a, int b) { return (a + b - 1) / b; }
+
+#endif

@@ -1,0 +1,518 @@
+/*
+ * test_gpu.c - the GPU kernels against the CPU reference.
+ *
+ * Skips cleanly where there is no driver or device.  On a GPU, every case
+ * of the matrix below runs the three stages and compares each with the
+ * reference on fresh inputs:
+ *   pooling + calibration  pooled Q/K and band scales read from the plan's
+ *                          workspace vs prism_ref_pool / _band_scales
+ *   estimation             GPU selection vs prism_ref_estimate: >= 99.9%
+ *                          of block memberships agree (near-ties differ)
+ *   attention              on the reference's selection, O and LSE vs
+ *                          prism_ref_attention within 1e-2 relative L2;
+ *                          outputs poisoned first, every element checked
+ *   prefill                end to end, against the reference attention on
+ *                          the GPU's own selection, and its density
+ */
+#include <criterion/criterion.h>
+
+#include "gpu_testutil.h"
+#include "half.h"
+#include "plan.h"
+#include "reference.h"
+
+#include <math.h>
+#include <time.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct gpu_case {
+    const char *name;
+    int head_dim, q_heads, kv_heads;
+    int batch;           /* sequences                                      */
+    int sq[3], sk[3];    /* per sequence when varlen, else sq[0], sk[0]    */
+    bool varlen, bshd;
+    prism_dtype dtype;
+    prism_rope_layout layout;
+    int workload;        /* prism_workload_kind, or -1: iid Gaussian       */
+} gpu_case;
+
+static const gpu_case cases[] = {
+    {"d128-gqa4-bf16-mixed", 128, 8, 2, 1, {1536}, {1536}, false, false,
+     PRISM_DTYPE_BF16, PRISM_ROPE_HALF, PRISM_WORKLOAD_MIXED},
+    {"d128-gqa8-fp16-random-odd", 128, 8, 1, 1, {1000}, {1000}, false, true,
+     PRISM_DTYPE_FP16, PRISM_ROPE_HALF, -1},
+    {"d64-mha-bf16-sk>sq", 64, 4, 4, 2, {700}, {956}, false, false,
+     PRISM_DTYPE_BF16, PRISM_ROPE_INTERLEAVED, PRISM_WORKLOAD_MIXED},
+    {"d256-gqa4-fp16-interleaved", 256, 4, 1, 1, {900}, {1156}, false, false,
+     PRISM_DTYPE_FP16, PRISM_ROPE_INTERLEAVED, PRISM_WORKLOAD_SLASH},
+    {"d128-ragged3-bf16", 128, 8, 2, 3, {300, 1100, 77}, {300, 1228, 333},
+     true, true, PRISM_DTYPE_BF16, PRISM_ROPE_HALF, -1},
+    {"d64-ragged3-fp16-gqa8", 64, 8, 1, 3, {513, 128, 1000}, {641, 128, 1000},
+     true, true, PRISM_DTYPE_FP16, PRISM_ROPE_HALF, -1},
+    {"d256-mha-bf16-ragged", 256, 2, 2, 3, {200, 450, 129}, {200, 450, 257},
+     true, true, PRISM_DTYPE_BF16, PRISM_ROPE_HALF, -1},
+};
+
+/* ---- host-side tensors ------------------------------------------------ */
+
+typedef struct host_tensor {
+    void *data;
+    prism_tensor_view view; /* B, H, S, D as the GPU sees them */
+} host_tensor;
+
+static uint64_t rng_state;
+
+static double gaussian(void) {
+    /* splitmix64 + Box-Muller: deterministic per seed, fresh per run */
+    double u[2];
+    for (int i = 0; i < 2; i++) {
+        uint64_t z = (rng_state += 0x9e3779b97f4a7c15ULL);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+        z ^= z >> 31;
+        u[i] = ((double)(z >> 11) + 0.5) / 9007199254740992.0;
+    }
+    return sqrt(-2.0 * log(u[0])) * cos(6.283185307179586 * u[1]);
+}
+
+/* A [B, H, S, D] tensor of dtype in BHSD or BSHD order. */
+static host_tensor tensor_new(prism_dtype dtype, int64_t B, int64_t H,
+                              int64_t S, int64_t D, bool bshd) {
+    host_tensor t;
+    size_t bytes = (size_t)(B * H * S * D) * prism_dtype_size(dtype);
+    t.data = malloc(bytes ? bytes : 1);
+    cr_assert_not_null(t.data);
+    t.view = bshd ? prism_view_bshd(t.data, dtype, B, H, S, D)
+                  : prism_view_bhsd(t.data, dtype, B, H, S, D);
+    return t;
+}
+
+static size_t tensor_bytes(const host_tensor *t) {
+    return (size_t)prism_view_span(&t->view) * prism_dtype_size(t->view.dtype);
+}
+
+static void fill_gaussian(host_tensor *t, float scale) {
+    const prism_tensor_view *v = &t->view;
+    for (int64_t b = 0; b < v->shape[0]; b++)
+        for (int64_t h = 0; h < v->shape[1]; h++)
+            for (int64_t s = 0; s < v->shape[2]; s++)
+                for (int64_t d = 0; d < v->shape[3]; d++)
+                    prism_view_store(v, b, h, s, d, scale * (float)gaussian());
+}
+
+static prism_tensor device_tensor(CUdeviceptr p, const host_tensor *t) {
+    prism_tensor d = {(void *)(uintptr_t)p, t->view.stride[0],
+                      t->view.stride[1], t->view.stride[2]};
+    return d;
+}
+
+/* ---- one case ------------------------------------------------------------ */
+
+typedef struct case_data {
+    prism_config cfg;
+    int B_view;           /* 1 for ragged batches                       */
+    int64_t S_q, S_k;     /* view token counts                          */
+    int max_sq, max_sk;
+    int32_t cu_q[4], cu_k[4];
+    prism_varlen varlen;
+    const prism_varlen *vl; /* NULL for a regular batch                 */
+    host_tensor q, k, v;
+} case_data;
+
+static void build_inputs(const gpu_case *c, case_data *d) {
+    memset(d, 0, sizeof *d);
+    prism_config_init(&d->cfg);
+    snprintf(d->cfg.name, sizeof d->cfg.name, "%s", c->name);
+    d->cfg.head_dim = c->head_dim;
+    d->cfg.high_dim = c->head_dim / 2;
+    d->cfg.low_dim = c->head_dim * 3 / 4;
+    d->cfg.q_heads = c->q_heads;
+    d->cfg.kv_heads = c->kv_heads;
+    d->cfg.dtype = c->dtype;
+    d->cfg.rope_layout = c->layout;
+    if (c->varlen) {
+        d->cu_q[0] = d->cu_k[0] = 0;
+        for (int b = 0; b < c->batch; b++) {
+            d->cu_q[b + 1] = d->cu_q[b] + c->sq[b];
+            d->cu_k[b + 1] = d->cu_k[b] + c->sk[b];
+            d->max_sq = c->sq[b] > d->max_sq ? c->sq[b] : d->max_sq;
+            d->max_sk = c->sk[b] > d->max_sk ? c->sk[b] : d->max_sk;
+        }
+        d->varlen = (prism_varlen){c->batch, d->cu_q, d->cu_k};
+        d->vl = &d->varlen;
+        d->B_view = 1;
+        d->S_q = d->cu_q[c->batch];
+        d->S_k = d->cu_k[c->batch];
+    } else {
+        d->B_view = c->batch;
+        d->S_q = d->max_sq = c->sq[0];
+        d->S_k = d->max_sk = c->sk[0];
+    }
+    d->q = tensor_new(c->dtype, d->B_view, c->q_heads, d->S_q, c->head_dim, c->bshd);
+    d->k = tensor_new(c->dtype, d->B_view, c->kv_heads, d->S_k, c->head_dim, c->bshd);
+    d->v = tensor_new(c->dtype, d->B_view, c->kv_heads, d->S_k, c->head_dim, c->bshd);
+    rng_state = (uint64_t)time(NULL) ^ ((uint64_t)c->head_dim << 32);
+    if (c->workload < 0) {
+        fill_gaussian(&d->q, 1.0f);
+        fill_gaussian(&d->k, 1.0f);
+        fill_gaussian(&d->v, 1.0f);
+        return;
+    }
+    prism_workload w;
+    char err[512];
+    cr_assert_eq(prism_ref_workload_build(&d->cfg, c->batch, d->S_q, d->S_k,
+                                          (prism_workload_kind)c->workload,
+                                          rng_state, &w, err, sizeof err),
+                 PRISM_OK, "%s", err);
+    prism_tensor_view wq = prism_view_bhsd(w.q, PRISM_DTYPE_FP32, c->batch,
+                                           c->q_heads, d->S_q, c->head_dim);
+    prism_tensor_view wk = prism_view_bhsd(w.k, PRISM_DTYPE_FP32, c->batch,
+                                           c->kv_heads, d->S_k, c->head_dim);
+    prism_tensor_view wv = prism_view_bhsd(w.v, PRISM_DTYPE_FP32, c->batch,
+                                           c->kv_heads, d->S_k, c->head_dim);
+    cr_assert_eq(prism_view_copy(&d->q.view, &wq, err, sizeof err), PRISM_OK);
+    cr_assert_eq(prism_view_copy(&d->k.view, &wk, err, sizeof err), PRISM_OK);
+    cr_assert_eq(prism_view_copy(&d->v.view, &wv, err, sizeof err), PRISM_OK);
+    prism_ref_workload_free(&w);
+}
+
+static void free_inputs(case_data *d) {
+    free(d->q.data);
+    free(d->k.data);
+    free(d->v.data);
+}
+
+static prism_block_mask device_mask(const prism_selection *shape,
+                                    const prism_selection *contents) {
+    size_t rows = (size_t)shape->B * shape->Hq * shape->nq;
+    prism_block_mask m = {.nq = shape->nq, .nk = shape->nk};
+    CUdeviceptr counts, indices;
+    if (contents) {
+        counts = gpu_upload(contents->counts, rows * sizeof(int32_t));
+        indices = gpu_upload(contents->indices, rows * shape->nk * sizeof(int32_t));
+    } else {
+        counts = gpu_alloc_poisoned(rows * sizeof(int32_t), 0xff);
+        indices = gpu_alloc_poisoned(rows * shape->nk * sizeof(int32_t), 0xff);
+    }
+    m.counts = (int32_t *)(uintptr_t)counts;
+    m.indices = (int32_t *)(uintptr_t)indices;
+    return m;
+}
+
+static void download_mask(const prism_block_mask *m, prism_selection *sel) {
+    size_t rows = (size_t)sel->B * sel->Hq * sel->nq;
+    gpu_download(sel->counts, (CUdeviceptr)(uintptr_t)m->counts,
+                 rows * sizeof(int32_t));
+    gpu_download(sel->indices, (CUdeviceptr)(uintptr_t)m->indices,
+                 rows * sel->nk * sizeof(int32_t));
+}
+
+static void free_mask(prism_block_mask *m) {
+    gpu_free((CUdeviceptr)(uintptr_t)m->counts);
+    gpu_free((CUdeviceptr)(uintptr_t)m->indices);
+}
+
+/* Checks pooled Q/K and the band scales left in the plan's workspace. */
+static void check_pooling(const gpu_case *c, case_data *d, prism_plan *plan,
+                          const prism_batch *batch) {
+    char err[512];
+    plan_workspace ws;
+    prism_plan_workspace_layout(plan, batch->batch, batch->seqlen_q,
+                                batch->seqlen_k, &ws);
+    prism_pooled pq, pk;
+    cr_assert_eq(prism_ref_pool(&d->q.view, d->vl ? d->cu_q : NULL, c->batch,
+                                128, 0, &pq, err, sizeof err), PRISM_OK, "%s", err);
+    cr_assert_eq(prism_ref_pool(&d->k.view, d->vl ? d->cu_k : NULL, c->batch,
+                                128, 0, &pk, err, sizeof err), PRISM_OK, "%s", err);
+    size_t nq_f = (size_t)c->batch * c->q_heads * pq.nblocks * c->head_dim;
+    float *gq = malloc(nq_f * sizeof(float));
+    float *scales = malloc((size_t)c->batch * c->q_heads * 2 * sizeof(float));
+    gpu_download(gq, plan->workspace + ws.pooled_q, nq_f * sizeof(float));
+    gpu_download(scales, plan->workspace + ws.scales,
+                 (size_t)c->batch * c->q_heads * 2 * sizeof(float));
+    double worst = 0;
+    for (int b = 0; b < c->batch; b++)
+        for (int h = 0; h < c->q_heads; h++)
+            for (int n = 0; n < pq.seq_blocks[b]; n++)
+                for (int e = 0; e < c->head_dim; e++) {
+                    size_t at = (((size_t)b * c->q_heads + h) * pq.nblocks + n) *
+                                    c->head_dim + e;
+                    double diff = fabs((double)gq[at] - pq.data[at]);
+                    worst = diff > worst ? diff : worst;
+                }
+    cr_expect_lt(worst, 1e-4, "%s: pooled Q differs by %g", c->name, worst);
+    for (int b = 0; b < c->batch; b++)
+        for (int h = 0; h < c->q_heads; h++) {
+            double sh, sl;
+            cr_assert_eq(prism_ref_band_scales(&d->cfg, true, &pq, &pk, b, h,
+                                               &sh, &sl, err, sizeof err),
+                         PRISM_OK, "%s", err);
+            const float *g = scales + ((size_t)b * c->q_heads + h) * 2;
+            cr_expect_lt(fabs(g[0] - sh) / sh, 1e-3, "%s: scale_high b%d h%d "
+                         "%g vs %g", c->name, b, h, g[0], sh);
+            cr_expect_lt(fabs(g[1] - sl) / sl, 1e-3, "%s: scale_low b%d h%d "
+                         "%g vs %g", c->name, b, h, g[1], sl);
+        }
+    free(gq);
+    free(scales);
+    prism_pooled_free(&pq);
+    prism_pooled_free(&pk);
+}
+
+/* Output (downloaded, in the input dtype) vs the reference, and LSE. */
+static void check_output(const gpu_case *c, case_data *d, const void *o_host,
+                         const float *lse_gpu, const prism_selection *sel,
+                         const char *stage) {
+    char err[512];
+    host_tensor ref = tensor_new(PRISM_DTYPE_FP32, d->B_view, c->q_heads, d->S_q,
+                                 c->head_dim, false);
+    size_t lse_n = (size_t)d->B_view * c->q_heads * d->S_q;
+    float *lse_ref = malloc(lse_n * sizeof(float));
+    prism_ref_attention_options opt = {.lse = lse_ref};
+    cr_assert_eq(prism_ref_attention(&d->q.view, &d->k.view, &d->v.view, d->vl,
+                                     sel, &opt, &ref.view, err, sizeof err),
+                 PRISM_OK, "%s", err);
+    prism_tensor_view out = d->q.view;
+    out.data = (void *)o_host;
+    int64_t unwritten = 0;
+    for (int64_t b = 0; b < out.shape[0]; b++)
+        for (int64_t h = 0; h < out.shape[1]; h++)
+            for (int64_t s = 0; s < out.shape[2]; s++)
+                for (int64_t e = 0; e < out.shape[3]; e++)
+                    unwritten += isnan(prism_view_load(&out, b, h, s, e));
+    cr_expect_eq(unwritten, 0, "%s %s: %lld output elements unwritten (NaN)",
+                 c->name, stage, (long long)unwritten);
+    prism_ref_summary err_sum;
+    cr_assert_eq(prism_ref_output_error(&out, &ref.view, d->vl, &err_sum, NULL,
+                                        err, sizeof err), PRISM_OK, "%s", err);
+    cr_expect_leq(err_sum.max, 1e-2, "%s %s: relative L2 error max %g mean %g",
+                  c->name, stage, err_sum.max, err_sum.mean);
+    double lse_worst = 0;
+    for (size_t i = 0; i < lse_n; i++) {
+        if (isinf(lse_ref[i]) && isinf(lse_gpu[i]))
+            continue;
+        double diff = fabs((double)lse_gpu[i] - lse_ref[i]);
+        if (!(diff <= lse_worst)) /* NaN counts as worst */
+            lse_worst = isnan(diff) ? INFINITY : diff;
+    }
+    cr_expect_leq(lse_worst, 1e-2, "%s %s: LSE differs by %g", c->name, stage,
+                  lse_worst);
+    free(lse_ref);
+    free(ref.data);
+}
+
+static void run_case(const gpu_case *c, prism_context *ctx) {
+    char err[512];
+    case_data d;
+    build_inputs(c, &d);
+
+    prism_plan_limits limits = {c->batch, d.max_sq, d.max_sk, false};
+    prism_plan *plan = NULL;
+    cr_assert_eq(prism_plan_create(ctx, &d.cfg, &limits, &plan), PRISM_OK,
+                 "%s: %s", c->name, prism_context_last_error(ctx));
+
+    CUdeviceptr dq = gpu_upload(d.q.data, tensor_bytes(&d.q));
+    CUdeviceptr dk = gpu_upload(d.k.data, tensor_bytes(&d.k));
+    CUdeviceptr dv = gpu_upload(d.v.data, tensor_bytes(&d.v));
+    CUdeviceptr dcu_q = c->varlen ? gpu_upload(d.cu_q, sizeof d.cu_q) : 0;
+    CUdeviceptr dcu_k = c->varlen ? gpu_upload(d.cu_k, sizeof d.cu_k) : 0;
+    prism_tensor tq = device_tensor(dq, &d.q), tk = device_tensor(dk, &d.k),
+                 tv = device_tensor(dv, &d.v);
+    prism_batch batch = {
+        .dtype = c->dtype, .batch = c->batch, .seqlen_q = d.max_sq,
+        .seqlen_k = d.max_sk,
+        .cu_seqlens_q = (const int32_t *)(uintptr_t)dcu_q,
+        .cu_seqlens_k = (const int32_t *)(uintptr_t)dcu_k,
+        .total_q = (int)d.S_q, .total_k = (int)d.S_k};
+
+    /* 1-2: estimation against the reference selection */
+    prism_selection ref_sel, gpu_sel;
+    cr_assert_eq(prism_selection_alloc_for(&ref_sel, c->batch, c->q_heads,
+                                           d.S_q, d.S_k, d.vl, 128, err,
+                                           sizeof err), PRISM_OK, "%s", err);
+    cr_assert_eq(prism_selection_alloc_for(&gpu_sel, c->batch, c->q_heads,
+                                           d.S_q, d.S_k, d.vl, 128, err,
+                                           sizeof err), PRISM_OK, "%s", err);
+    prism_ref_estimate_options eopt = {.method = PRISM_REF_PRISM};
+    cr_assert_eq(prism_ref_estimate(&d.q.view, &d.k.view, d.vl, &d.cfg, &eopt,
+                                    &ref_sel, NULL, NULL, err, sizeof err),
+                 PRISM_OK, "%s", err);
+    prism_block_mask mask = device_mask(&gpu_sel, NULL);
+    cr_assert_eq(prism_estimate(plan, &batch, &tq, &tk, &mask, NULL, 0, NULL),
+                 PRISM_OK, "%s", prism_plan_last_error(plan));
+    download_mask(&mask, &gpu_sel);
+    check_pooling(c, &d, plan, &batch);
+    cr_assert_eq(prism_selection_validate(&gpu_sel, err, sizeof err), PRISM_OK,
+                 "%s: GPU selection malformed: %s", c->name, err);
+    prism_ref_agreement agree;
+    prism_selection_diff diffs[8];
+    cr_assert_eq(prism_ref_selection_agreement(&ref_sel, &gpu_sel, &agree, diffs,
+                                               8, err, sizeof err), PRISM_OK);
+    for (int i = 0; i < agree.differ && i < 8; i++)
+        cr_log_info("%s: selection differs at b%d h%d row %d block %d (ref %d, "
+                    "gpu %d)", c->name, diffs[i].b, diffs[i].h, diffs[i].i,
+                    diffs[i].j, diffs[i].in_a, diffs[i].in_b);
+    cr_expect_geq(agree.share, 0.999, "%s: selections agree on %.5f of %lld "
+                  "blocks", c->name, agree.share, (long long)agree.compared);
+    double density = 0;
+    cr_assert_eq(prism_plan_density(plan, &density), PRISM_OK);
+    cr_expect_lt(fabs(density - prism_ref_density(&gpu_sel, NULL)), 1e-9,
+                 "%s: density %g vs %g", c->name, density,
+                 prism_ref_density(&gpu_sel, NULL));
+    free_mask(&mask);
+
+    /* 3: attention on the reference's selection */
+    size_t o_bytes = tensor_bytes(&d.q);
+    size_t lse_bytes = (size_t)d.B_view * c->q_heads * d.S_q * sizeof(float);
+    void *o_host = malloc(o_bytes);
+    float *lse_host = malloc(lse_bytes);
+    CUdeviceptr dout = gpu_alloc_poisoned(o_bytes, 0xff);
+    CUdeviceptr dlse = gpu_alloc_poisoned(lse_bytes, 0xff);
+    prism_tensor to = device_tensor(dout, &d.q);
+    prism_block_mask ref_mask = device_mask(&ref_sel, &ref_sel);
+    cr_assert_eq(prism_sparse_attention(plan, &batch, &tq, &tk, &tv, &ref_mask,
+                                        &to, (float *)(uintptr_t)dlse, NULL),
+                 PRISM_OK, "%s", prism_plan_last_error(plan));
+    gpu_download(o_host, dout, o_bytes);
+    gpu_download(lse_host, dlse, lse_bytes);
+    check_output(c, &d, o_host, lse_host, &ref_sel, "attention");
+    free_mask(&ref_mask);
+
+    /* 4: prefill end to end, checked on its own selection */
+    gpu_free(dout);
+    gpu_free(dlse);
+    dout = gpu_alloc_poisoned(o_bytes, 0xff);
+    dlse = gpu_alloc_poisoned(lse_bytes, 0xff);
+    to = device_tensor(dout, &d.q);
+    prism_block_mask out_mask = device_mask(&gpu_sel, NULL);
+    cr_assert_eq(prism_prefill(plan, &batch, &tq, &tk, &tv, &to,
+                               (float *)(uintptr_t)dlse, &out_mask, NULL, 0, NULL),
+                 PRISM_OK, "%s", prism_plan_last_error(plan));
+    download_mask(&out_mask, &gpu_sel);
+    gpu_download(o_host, dout, o_bytes);
+    gpu_download(lse_host, dlse, lse_bytes);
+    check_output(c, &d, o_host, lse_host, &gpu_sel, "prefill");
+    free_mask(&out_mask);
+
+    gpu_free(dout);
+    gpu_free(dlse);
+    gpu_free(dq);
+    gpu_free(dk);
+    gpu_free(dv);
+    gpu_free(dcu_q);
+    gpu_free(dcu_k);
+    free(o_host);
+    free(lse_host);
+    prism_selection_free(&ref_sel);
+    prism_selection_free(&gpu_sel);
+    prism_plan_destroy(plan);
+    free_inputs(&d);
+}
+
+static prism_context *new_context(void) {
+    prism_context *ctx = NULL;
+    cr_assert_eq(prism_context_create(NULL, &ctx), PRISM_OK);
+    return ctx;
+}
+
+#define SKIP_WITHOUT_GPU()                                                   \
+    do {                                                                     \
+        char why_[512];                                                      \
+        if (!gpu_open(why_, sizeof why_))                                    \
+            cr_skip_test("no GPU: %s", why_);                                \
+    } while (0)
+
+ParameterizedTestParameters(gpu, matrix) {
+    return cr_make_param_array(gpu_case, cases, sizeof cases / sizeof cases[0]);
+}
+
+ParameterizedTest(const gpu_case *c, gpu, matrix, .timeout = 600) {
+    SKIP_WITHOUT_GPU();
+    cr_log_info("case %s", c->name);
+    prism_context *ctx = new_context();
+    run_case(c, ctx);
+    prism_context_destroy(ctx);
+    gpu_close();
+}
+
+Test(gpu, launch_arguments_are_validated, .timeout = 300) {
+    SKIP_WITHOUT_GPU();
+    prism_context *ctx = new_context();
+    prism_config cfg;
+    prism_config_init(&cfg);
+    prism_plan_limits limits = {2, 1024, 2048, false};
+    prism_plan *plan = NULL;
+    cr_assert_eq(prism_plan_create(ctx, &cfg, &limits, &plan), PRISM_OK, "%s",
+                 prism_context_last_error(ctx));
+    CUdeviceptr buf = gpu_alloc_poisoned(1 << 24, 0);
+    void *base = (void *)(uintptr_t)buf;
+    int64_t D = cfg.head_dim;
+    prism_tensor q = {base, 32 * 1024 * D, 1024 * D, D};
+    prism_tensor k = {base, 8 * 2048 * D, 2048 * D, D};
+    prism_batch b = {.dtype = PRISM_DTYPE_BF16, .batch = 1, .seqlen_q = 1024,
+                     .seqlen_k = 2048};
+    int32_t *ip = (int32_t *)base;
+    prism_block_mask m = {ip, ip, 8, 16};
+    cr_expect_eq(prism_estimate(plan, &b, &q, &k, &m, NULL, 0, NULL), PRISM_OK,
+                 "%s", prism_plan_last_error(plan));
+    prism_batch bad = b;
+    bad.dtype = PRISM_DTYPE_FP16;
+    cr_expect_eq(prism_estimate(plan, &bad, &q, &k, &m, NULL, 0, NULL),
+                 PRISM_ERR_DTYPE_MISMATCH);
+    bad = b;
+    bad.seqlen_k = 512;
+    cr_expect_eq(prism_estimate(plan, &bad, &q, &k, &m, NULL, 0, NULL),
+                 PRISM_ERR_BAD_SHAPE);
+    bad = b;
+    bad.batch = 3;
+    cr_expect_eq(prism_estimate(plan, &bad, &q, &k, &m, NULL, 0, NULL),
+                 PRISM_ERR_BAD_SHAPE);
+    cr_expect_eq(prism_estimate(plan, &b, NULL, &k, &m, NULL, 0, NULL),
+                 PRISM_ERR_NULL_POINTER);
+    prism_tensor misaligned = q;
+    misaligned.data = (char *)base + 2;
+    cr_expect_eq(prism_estimate(plan, &b, &misaligned, &k, &m, NULL, 0, NULL),
+                 PRISM_ERR_MISALIGNED);
+    prism_tensor strided = q;
+    strided.stride_s = 3;
+    cr_expect_eq(prism_estimate(plan, &b, &strided, &k, &m, NULL, 0, NULL),
+                 PRISM_ERR_BAD_STRIDE);
+    prism_block_mask wrong = m;
+    wrong.nq = 7;
+    cr_expect_eq(prism_estimate(plan, &b, &q, &k, &wrong, NULL, 0, NULL),
+                 PRISM_ERR_BAD_SHAPE);
+    bad = b;
+    bad.cu_seqlens_q = ip;
+    cr_expect_eq(prism_estimate(plan, &bad, &q, &k, &m, NULL, 0, NULL),
+                 PRISM_ERR_INVALID_ARGUMENT);
+    cr_expect_eq(prism_estimate(plan, &b, &q, &k, &m, base, 64, NULL),
+                 PRISM_ERR_INVALID_ARGUMENT, "a too-small workspace is refused");
+    cr_expect(strlen(prism_plan_last_error(plan)) > 10);
+    gpu_sync();
+    gpu_free(buf);
+    prism_plan_destroy(plan);
+    prism_context_destroy(ctx);
+    gpu_close();
+}
+
+Test(gpu, without_a_gpu_plans_fail_with_a_clear_status) {
+    char why[512];
+    if (gpu_open(why, sizeof why)) {
+        gpu_close();
+        cr_skip_test("this machine has a GPU");
+    }
+    prism_context *ctx = new_context();
+    prism_config cfg;
+    prism_config_init(&cfg);
+    prism_plan_limits limits = {1, 1024, 1024, false};
+    prism_plan *plan = (prism_plan *)1;
+    prism_status st = prism_plan_create(ctx, &cfg, &limits, &plan);
+    cr_assert(st == PRISM_ERR_NO_DRIVER || st == PRISM_ERR_NO_DEVICE,
+              "status %s", prism_status_name(st));
+    cr_assert_null(plan);
+    cr_assert(strstr(prism_context_last_error(ctx), "CUDA") != NULL ||
+                  strstr(prism_context_last_error(ctx), "device") != NULL,
+              "%s", prism_context_last_error(ctx));
+    prism_context_destroy(ctx);
+}
