@@ -40,7 +40,7 @@ static void check(CUresult rc, const char *what) {
     if (rc != CUDA_SUCCESS) {
         const char *text = NULL;
         drv->get_error_string(rc, &text);
-        cr_fatal("%s: CUDA error %d (%s)", what, (int)rc, text ? text : "?");
+        cr_assert_fail("%s: CUDA error %d (%s)", what, (int)rc, text ? text : "?");
     }
 }
 
