@@ -15,6 +15,7 @@
  *                          the GPU's own selection, and its density
  */
 #include <criterion/criterion.h>
+#include <criterion/parameterized.h>
 
 #include "gpu_testutil.h"
 #include "half.h"
