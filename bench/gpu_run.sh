@@ -18,6 +18,20 @@ if [ "$mode" = all ] || [ "$mode" = tests ]; then
   "$here/bin/test_gpu" --verbose=1 --jobs 1 2>&1 | tee "$out/test_gpu.log" | tail -40
   status=${PIPESTATUS[0]}
 fi
+if [ "$mode" = all ] || [ "$mode" = tests ]; then
+  echo "== compute-sanitizer on a small case (memcheck, racecheck)"
+  cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+  for tool in memcheck racecheck; do
+    "$cs" --tool $tool --error-exitcode 9 "$here/bin/prism" run \
+      "$here/configs/smollm2-135m.yaml" --device gpu --seq 640 --sq 512 \
+      > "$out/sanitizer-$tool.log" 2>&1
+    rc=$?
+    echo "$tool: exit $rc; $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$out/sanitizer-$tool.log" | tail -1)"
+    [ $rc -eq 0 ] || status=1
+  done
+  echo "== prism run --device gpu (llama-3.1-8b, mixed workload, 4K)"
+  "$here/bin/prism" run "$here/configs/llama-3.1-8b.yaml" --device gpu --seq 4096 2>&1 | tee "$out/run-gpu.log"
+fi
 if [ "$mode" = all ] || [ "$mode" = bench ]; then
   echo "== prism bench"
   for s in "${seqs[@]}"; do

@@ -10,22 +10,24 @@
  * are built in fp32 by the reference workloads, rounded to the config's
  * dtype, and every method reads the same rounded tensors.  Outputs are kept
  * in fp32 so the error column measures the selection, not output rounding.
- * Only the CPU reference runs here; the GPU path is `prism bench`.
+ * With --device gpu the generated kernels run too (cli/run_gpu.c) and
+ * their selection and output are scored the same way, with GPU times.
  */
 #include "cli.h"
 #include "internal.h"
 #include "reference.h"
+#include "run_gpu.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
-enum { N_METHODS = PRISM_REF_METHOD_COUNT_ };
+enum { N_METHODS = PRISM_REF_METHOD_COUNT_, GPU_SLOT = N_METHODS };
 
 static void usage(FILE *out) {
     fputs(
-        "usage: prism run CONFIG --device cpu --seq N [options]\n"
+        "usage: prism run CONFIG --device cpu|gpu --seq N [options]\n"
         "\n"
         "Builds a synthetic workload with the shapes of CONFIG (a YAML kernel\n"
         "config), runs Prism, Prism without calibration, the mean-pooling\n"
@@ -36,7 +38,8 @@ static void usage(FILE *out) {
         "each stage (pool / estimate / attention, milliseconds).\n"
         "\n"
         "options:\n"
-        "  --device cpu     where to run; only 'cpu' (the reference) here\n"
+        "  --device D       cpu: the reference only; gpu: also the generated\n"
+        "                   kernels (a row 'prism-gpu' with GPU stage times)\n"
         "  --seq N          key length Sk (required, >= 1)\n"
         "  --sq M           query length Sq, the last M positions (default\n"
         "                   N; N - M must be a multiple of the block size)\n"
@@ -140,11 +143,9 @@ static int parse_args(int argc, char **argv, run_args *a) {
     if (!a->config)
         return cli_usage("run", "missing CONFIG, a YAML kernel config");
     if (!a->device)
-        return cli_usage("run", "missing --device; allowed values: cpu");
-    if (strcmp(a->device, "cpu"))
-        return cli_usage("run",
-                         "--device '%s': allowed values: cpu (GPU "
-                         "runs are 'prism bench')",
+        return cli_usage("run", "missing --device; allowed values: cpu, gpu");
+    if (strcmp(a->device, "cpu") && strcmp(a->device, "gpu"))
+        return cli_usage("run", "--device '%s': allowed values: cpu, gpu",
                          a->device);
     if (!a->seq)
         return cli_usage("run", "missing --seq N, the sequence length");
@@ -173,8 +174,10 @@ typedef struct run_state {
     void *q, *k, *v;        /* inputs in the config's dtype */
     float *out_dense, *out; /* fp32 outputs                 */
     prism_tensor_view qv, kv, vv, ov_dense, ov;
-    float *recall[N_METHODS];
+    float *recall[N_METHODS + 1]; /* + the GPU's selection */
     prism_selection sel[N_METHODS], full;
+    gpu_run_result gpu;
+    bool with_gpu;
 } run_state;
 
 static void run_state_free(run_state *s) {
@@ -188,7 +191,9 @@ static void run_state_free(run_state *s) {
         free(s->recall[m]);
         prism_selection_free(&s->sel[m]);
     }
+    free(s->recall[GPU_SLOT]);
     prism_selection_free(&s->full);
+    gpu_run_result_free(&s->gpu);
 }
 
 /* Rounds the fp32 workload tensor src [B, H, S, D] into a new buffer of
@@ -301,7 +306,7 @@ static int prepare_inputs(const run_args *a, const prism_config *cfg,
     s->out_dense = malloc(n_out * sizeof(float));
     s->out = malloc(n_out * sizeof(float));
     bool ok = s->q && s->k && s->v && s->out_dense && s->out;
-    for (int m = 0; m < N_METHODS; m++) {
+    for (int m = 0; m < N_METHODS + s->with_gpu; m++) {
         s->recall[m] = malloc((size_t)B * Hq * Sq * sizeof(float));
         ok = ok && s->recall[m];
     }
@@ -349,12 +354,13 @@ static int attend_methods(const run_args *a, const prism_config *cfg,
     if (st != PRISM_OK)
         return cli_fail("%s", err);
     prism_selection_fill_full(&s->full);
-    const prism_selection *recall_sel[N_METHODS];
+    const prism_selection *recall_sel[N_METHODS + 1];
     for (int m = 0; m < N_METHODS; m++)
         recall_sel[m] = &s->sel[m];
+    recall_sel[GPU_SLOT] = &s->gpu.sel;
     prism_ref_attention_options with_recall = {
-        threads, 0.0, NULL, N_METHODS, recall_sel, s->recall};
-    method_result *dense = &r[N_METHODS];
+        threads, 0.0, NULL, N_METHODS + s->with_gpu, recall_sel, s->recall};
+    method_result *dense = &r[N_METHODS + s->with_gpu];
     dense->name = "dense";
     dense->is_dense = true;
     dense->density = 1.0;
@@ -380,6 +386,22 @@ static int attend_methods(const run_args *a, const prism_config *cfg,
         if (st != PRISM_OK)
             return cli_fail("%s: %s", r[m].name, err);
     }
+    if (s->with_gpu) {
+        method_result *g = &r[GPU_SLOT];
+        g->name = "prism-gpu";
+        g->density = s->gpu.density;
+        g->recall = prism_ref_recall_summary(s->recall[GPU_SLOT], B,
+                                             cfg->q_heads, a->sq, NULL);
+        g->time.estimate_ms = s->gpu.estimate_ms;
+        g->time.attention_ms = s->gpu.attention_ms;
+        prism_tensor_view gv = prism_view_bhsd(s->gpu.out, PRISM_DTYPE_FP32, B,
+                                               cfg->q_heads, a->sq,
+                                               cfg->head_dim);
+        st = prism_ref_output_error(&gv, &s->ov_dense, NULL, &g->error, NULL,
+                                    err, sizeof err);
+        if (st != PRISM_OK)
+            return cli_fail("prism-gpu: %s", err);
+    }
     return CLI_OK;
 }
 
@@ -390,19 +412,28 @@ static int run(const run_args *a, const prism_config *cfg, run_state *s) {
                          "--seq %lld minus --sq %lld must be a multiple "
                          "of the block size %d",
                          a->seq, a->sq, cfg->block_size);
-    method_result r[N_METHODS + 1];
+    method_result r[N_METHODS + 2];
     memset(r, 0, sizeof r);
+    s->with_gpu = !strcmp(a->device, "gpu");
+    int n_rows = N_METHODS + 1 + s->with_gpu;
     int rc = prepare_inputs(a, cfg, s);
     if (rc == CLI_OK)
         rc = estimate_methods(a, cfg, threads, s, r);
+    if (rc == CLI_OK && s->with_gpu)
+        rc = run_gpu(cfg, (int)a->batch, a->sq, a->seq, s->q, s->k, s->v, 10,
+                     &s->gpu);
     if (rc == CLI_OK)
         rc = attend_methods(a, cfg, threads, s, r);
     if (rc != CLI_OK)
         return rc;
     if (a->json)
-        print_json(a, cfg, r, N_METHODS + 1, threads);
+        print_json(a, cfg, r, n_rows, threads);
     else
-        print_table(a, cfg, r, N_METHODS + 1, threads);
+        print_table(a, cfg, r, n_rows, threads);
+    if (s->with_gpu && !a->json)
+        printf("\nprism-gpu ran on %s; its estimate column is pooling + "
+               "calibration + selection, GPU event medians of 10 runs\n",
+               s->gpu.device);
     if (fflush(stdout) != 0 || ferror(stdout))
         return cli_fail("cannot write to stdout: %s", strerror(errno));
     return CLI_OK;

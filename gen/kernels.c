@@ -81,7 +81,27 @@ static prism_status estimate_constants(prism_kernel_spec *s, char *err,
     return add_common_constants(s, err, n);
 }
 
+/* The attention template picks per-shape defaults for 0 and rejects
+ * illegal combinations with static_asserts; the one rule worth a config
+ * error up front is the register budget of 32-row warps. */
+static prism_status attention_constants(prism_kernel_spec *s, char *err,
+                                        size_t n) {
+    prism_status st = add_common_constants(s, err, n);
+    if (st != PRISM_OK)
+        return st;
+    if (prism_spec_int(s, "WARP_M", 0) == 32 && s->cfg->head_dim > 128)
+        return prism_errorf(err, n, PRISM_ERR_CONFIG,
+                            "%s: tuning attention.warp_m = 32 needs head_dim "
+                            "<= 128 (registers); use 16 or 0 (default) for "
+                            "head_dim %d",
+                            s->cfg->source, s->cfg->head_dim);
+    return PRISM_OK;
+}
+
 static const int64_t threads_64_256[] = {64, 128, 256, -1};
+static const int64_t block_m_values[] = {0, 64, 128, -1};
+static const int64_t block_n_values[] = {0, 32, 64, 128, -1};
+static const int64_t warp_m_values[] = {0, 16, 32, -1};
 static const int64_t threads_128_256[] = {128, 256, -1};
 
 static const prism_kernel_def kernel_table[] = {
@@ -104,6 +124,20 @@ static const prism_kernel_def kernel_table[] = {
         .tunables = {{"threads", 128, threads_128_256,
                       "threads per CTA (one CTA per query-block row)"}},
         .add_constants = estimate_constants,
+    },
+    {
+        .name = "attention",
+        .template_file = "attention.cu",
+        .summary = "block-sparse FlashAttention forward over the selection "
+                   "(mma.sync m16n8k16, ldmatrix, cp.async double buffering)",
+        .entry_points = {"prism_attention"},
+        .tunables = {{"block_m", 0, block_m_values,
+                      "query rows per CTA (0: 128 for D <= 128, else 64)"},
+                     {"block_n", 0, block_n_values,
+                      "keys per shared-memory tile (0: per head dim and arch)"},
+                     {"warp_m", 0, warp_m_values,
+                      "query rows per warp (0: 32 where registers allow)"}},
+        .add_constants = attention_constants,
     },
 };
 
