@@ -156,6 +156,8 @@ extern "C" __global__ void prism_calibrate(const PoolParams p) {
         scale_high = sqrtf((float)HIGH_DIM) * th;
         scale_low = sqrtf((float)LOW_DIM) * tl;
     }
-    p.scales[idx * 2] = scale_high;
-    p.scales[idx * 2 + 1] = scale_low;
+    // A band without any energy would divide by zero; the reference floors
+    // the scale the same way, which makes that band's logits all 0.
+    p.scales[idx * 2] = fmaxf(scale_high, 1e-12f);
+    p.scales[idx * 2 + 1] = fmaxf(scale_low, 1e-12f);
 }
