@@ -27,8 +27,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* No pointers in here: Criterion may run each parameter in a fresh
+ * process, where a pointer copied from the runner would dangle. */
 typedef struct gpu_case {
-    const char *name;
+    char name[40];
     int head_dim, q_heads, kv_heads;
     int batch;           /* sequences                                      */
     int sq[3], sk[3];    /* per sequence when varlen, else sq[0], sk[0]    */
