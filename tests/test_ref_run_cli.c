@@ -118,13 +118,27 @@ Test(ref_run_cli, json_results_are_consistent) {
                  json_number(again, "prism", "recall_min"));
 }
 
+Test(ref_run_cli, gpu_without_a_gpu_is_one_clear_line) {
+    char out[4096], err[4096], args[512];
+    snprintf(args, sizeof args, "%s --device gpu --seq 256", config_path);
+    int rc = run_cli(args, out, sizeof out, err, sizeof err);
+    if (rc == 0) /* this machine has a GPU: the run must include its row */
+        cr_assert_not_null(strstr(out, "prism-gpu"), "%s", out);
+    else {
+        cr_assert_eq(rc, 1, "%s", err);
+        cr_assert(strstr(err, "CUDA") || strstr(err, "device"), "%s", err);
+        cr_assert_eq(strchr(err, '\n'), err + strlen(err) - 1,
+                     "one line: %s", err);
+    }
+}
+
 Test(ref_run_cli, usage_errors) {
     char out[4096], err[4096], args[512];
     struct {
         const char *args;
         const char *message;
     } cases[] = {
-        {"--device gpu --seq 64", "allowed values: cpu"},
+        {"--device tpu --seq 64", "allowed values: cpu, gpu"},
         {"--seq 64", "missing --device"},
         {"--device cpu", "missing --seq"},
         {"--device cpu --seq 64 --sq 65", "exceeds --seq"},
