@@ -22,6 +22,11 @@ int prism_cmd_compile(int argc, char **argv);
 int prism_cmd_cache(int argc, char **argv);
 int prism_cmd_run(int argc, char **argv);
 int prism_cmd_bench(int argc, char **argv);
+int prism_cmd_autotune(int argc, char **argv);
+/* `prism cache pack ...` (argv as given to prism_cmd_cache) and
+ * `prism cache verify PACK` (cmd_pack.c). */
+int prism_cmd_cache_pack(int argc, char **argv);
+int prism_cmd_cache_verify_pack(const char *pack);
 
 /* Prints "prism: MESSAGE" on stderr and returns CLI_FAIL. */
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -1,5 +1,6 @@
 /*
- * cmd_cache.c - `prism cache path|ls|verify|prune|clear`.
+ * cmd_cache.c - `prism cache path|ls|verify|prune|clear|pack`.  `pack` and
+ * `verify PACK` work on shippable packs and live in cmd_pack.c.
  *
  * A thin shell over the maintenance calls of runtime/cache.h: it opens the
  * cache the way a context would (same environment variables, same trust
@@ -23,11 +24,16 @@ typedef struct subcommand {
 static const subcommand subcommands[] = {
     {"path", "", "print the writable cache directory and the read-only layers"},
     {"ls", "", "list the entries, most recently used first, and a total"},
-    {"verify", "", "check every entry; exit 1 if any is bad"},
+    {"verify", " [PACK]",
+     "check every entry; exit 1 if any is bad (with PACK: check a pack\n"
+     "           against its manifest)"},
     {"prune", " [--max-bytes N]",
      "evict least recently used entries down to N bytes (default: the cap)\n"
      "           and remove stale temp and lock files"},
     {"clear", "", "remove every entry of the writable directory"},
+    {"pack", " CONFIG... [--arch A]... -o DIR|FILE.tar",
+     "compile CONFIGs (and their tuned variants) into a self-contained,\n"
+     "           pretuned cache for PRISM_CACHE_PATH"},
 };
 
 static void usage(FILE *out) {
@@ -50,7 +56,13 @@ static void sub_usage(const subcommand *s) {
         printf("\n  N takes a K, M or G suffix (powers of two).\n");
     if (!strcmp(s->name, "verify"))
         printf("\n  Checks the writable directory and the read-only layers; "
-               "bad entries\n  are listed on stdout.\n");
+               "bad entries\n  are listed on stdout.  With PACK (a directory "
+               "or .tar made by 'prism cache\n  pack'), lists every file that "
+               "is altered, missing or not in its manifest.\n");
+    if (!strcmp(s->name, "pack"))
+        printf("\n  --arch defaults to each config's targets.  The pack "
+               "also holds the tuning\n  entries of the configs found in "
+               "the tuning database.\n");
 }
 
 /* 1536 -> "1.5 KiB" */
@@ -192,6 +204,10 @@ int prism_cmd_cache(int argc, char **argv) {
         sub_usage(sub);
         return CLI_OK;
     }
+    if (!strcmp(name, "pack"))
+        return prism_cmd_cache_pack(argc, argv);
+    if (!strcmp(name, "verify") && argc == 3)
+        return prism_cmd_cache_verify_pack(argv[2]);
     long long max_bytes = 0;
     if (!strcmp(name, "prune")) {
         int rc = parse_prune(argc, argv, &max_bytes);

@@ -12,10 +12,14 @@
  * in fp32 so the error column measures the selection, not output rounding.
  * With --device gpu the generated kernels run too (cli/run_gpu.c) and
  * their selection and output are scored the same way, with GPU times.
+ * With --device cpu the "prism" and "dense" rows run on the LLVM CPU
+ * backend (cli/run_cpu.c) unless --backend reference asks for the plain
+ * reference, the oracle, which every row then uses (as --device gpu does).
  */
 #include "cli.h"
 #include "internal.h"
 #include "reference.h"
+#include "run_cpu.h"
 #include "run_gpu.h"
 
 #include <errno.h>
@@ -38,8 +42,13 @@ static void usage(FILE *out) {
         "each stage (pool / estimate / attention, milliseconds).\n"
         "\n"
         "options:\n"
-        "  --device D       cpu: the reference only; gpu: also the generated\n"
+        "  --device D       cpu: the CPU rows only; gpu: also the generated\n"
         "                   kernels (a row 'prism-gpu' with GPU stage times)\n"
+        "  --backend B      llvm: 'prism' and 'dense' run on the LLVM CPU\n"
+        "                   backend (default with --device cpu; the other\n"
+        "                   methods estimate with the reference and attend\n"
+        "                   on the backend); reference: everything on the\n"
+        "                   CPU reference (default with --device gpu)\n"
         "  --seq N          key length Sk (required, >= 1)\n"
         "  --sq M           query length Sq, the last M positions (default\n"
         "                   N; N - M must be a multiple of the block size)\n"
@@ -49,6 +58,8 @@ static void usage(FILE *out) {
         "                   reference/WORKLOADS.md)\n"
         "  --seed S         workload seed (default 1)\n"
         "  --threads T      CPU threads (default: all online CPUs)\n"
+        "  --reps R         llvm backend: run each stage R times and report\n"
+        "                   the fastest (default 1)\n"
         "  --json           print the results as one JSON object\n"
         "  -h, --help       print this help\n"
         "\n"
@@ -59,7 +70,9 @@ static void usage(FILE *out) {
 typedef struct run_args {
     const char *config;
     const char *device;
-    long long seq, sq, batch, threads;
+    const char *backend; /* "llvm" or "reference" */
+    bool backend_given;
+    long long seq, sq, batch, threads, reps;
     uint64_t seed;
     prism_workload_kind workload;
     bool json;
@@ -80,6 +93,7 @@ static int parse_args(int argc, char **argv, run_args *a) {
     for (int i = 1; i < argc; i++) {
         const char *opt = argv[i];
         bool takes_value = !strcmp(opt, "--device") || !strcmp(opt, "--seq") ||
+                           !strcmp(opt, "--backend") || !strcmp(opt, "--reps") ||
                            !strcmp(opt, "--sq") || !strcmp(opt, "--batch") ||
                            !strcmp(opt, "--workload") ||
                            !strcmp(opt, "--seed") || !strcmp(opt, "--threads");
@@ -90,6 +104,9 @@ static int parse_args(int argc, char **argv, run_args *a) {
             a->json = true;
         } else if (!strcmp(opt, "--device")) {
             a->device = val;
+        } else if (!strcmp(opt, "--backend")) {
+            a->backend = val;
+            a->backend_given = true;
         } else if (!strcmp(opt, "--seq")) {
             if (!parse_count(val, 1, INT32_MAX, &a->seq))
                 return cli_usage("run",
@@ -107,6 +124,12 @@ static int parse_args(int argc, char **argv, run_args *a) {
                 return cli_usage("run",
                                  "--batch '%s': expected an integer in "
                                  "[1, 4096]",
+                                 val);
+        } else if (!strcmp(opt, "--reps")) {
+            if (!parse_count(val, 1, 1000, &a->reps))
+                return cli_usage("run",
+                                 "--reps '%s': expected an integer in "
+                                 "[1, 1000]",
                                  val);
         } else if (!strcmp(opt, "--threads")) {
             if (!parse_count(val, 1, 1024, &a->threads))
@@ -147,6 +170,15 @@ static int parse_args(int argc, char **argv, run_args *a) {
     if (strcmp(a->device, "cpu") && strcmp(a->device, "gpu"))
         return cli_usage("run", "--device '%s': allowed values: cpu, gpu",
                          a->device);
+    bool gpu = !strcmp(a->device, "gpu");
+    if (!a->backend)
+        a->backend = gpu ? "reference" : "llvm";
+    if (strcmp(a->backend, "llvm") && strcmp(a->backend, "reference"))
+        return cli_usage("run", "--backend '%s': allowed values: llvm, "
+                         "reference", a->backend);
+    if (gpu && !strcmp(a->backend, "llvm"))
+        return cli_usage("run", "--backend llvm is the CPU backend: use it "
+                         "with --device cpu");
     if (!a->seq)
         return cli_usage("run", "missing --seq N, the sequence length");
     if (!a->sq)
@@ -178,6 +210,7 @@ typedef struct run_state {
     prism_selection sel[N_METHODS], full;
     gpu_run_result gpu;
     bool with_gpu;
+    cpu_backend_run cpu; /* --backend llvm */
 } run_state;
 
 static void run_state_free(run_state *s) {
@@ -194,6 +227,7 @@ static void run_state_free(run_state *s) {
     free(s->recall[GPU_SLOT]);
     prism_selection_free(&s->full);
     gpu_run_result_free(&s->gpu);
+    cpu_backend_close(&s->cpu);
 }
 
 /* Rounds the fp32 workload tensor src [B, H, S, D] into a new buffer of
@@ -215,7 +249,7 @@ static void *rounded_copy(const float *src, prism_dtype dtype, int64_t B,
 }
 
 static void print_table(const run_args *a, const prism_config *cfg,
-                        const method_result *r, int n, int threads) {
+                        const method_result *r, int n, const char *engine) {
     printf("config %s: D=%d Hq=%d Hkv=%d %s, rope %s theta %g, BS=%d, "
            "dh=%d dl=%d, thresholds %.2f/%.2f\n",
            cfg->name, cfg->head_dim, cfg->q_heads, cfg->kv_heads,
@@ -224,9 +258,9 @@ static void print_table(const run_args *a, const prism_config *cfg,
            cfg->block_size, cfg->high_dim, cfg->low_dim, cfg->threshold_high,
            cfg->threshold_low);
     printf("workload %s, batch %lld, Sq=%lld Sk=%lld, seed %" PRIu64
-           ", device cpu (reference, %d threads)\n\n",
+           ", device cpu (%s)\n\n",
            prism_workload_name(a->workload), a->batch, a->sq, a->seq, a->seed,
-           threads);
+           engine);
     printf("%-12s %8s %8s %8s %10s %10s %9s %9s %10s\n", "method", "density",
            "recall", "recall", "error", "error", "pool", "estimate",
            "attention");
@@ -263,14 +297,15 @@ static void print_json(const run_args *a, const prism_config *cfg,
                        const method_result *r, int n, int threads) {
     printf("{\"config\": ");
     print_json_string(cfg->name);
-    printf(", \"device\": \"cpu\", \"workload\": \"%s\", \"batch\": %lld, "
+    printf(", \"device\": \"cpu\", \"backend\": \"%s\", "
+           "\"workload\": \"%s\", \"batch\": %lld, "
            "\"seq_q\": %lld, \"seq_k\": %lld, \"seed\": %" PRIu64
            ", \"threads\": %d, \"dtype\": \"%s\", \"head_dim\": %d, "
            "\"q_heads\": %d, \"kv_heads\": %d, \"block_size\": %d, "
-           "\"methods\": [",
-           prism_workload_name(a->workload), a->batch, a->sq, a->seq, a->seed,
+           "\"reps\": %lld, \"methods\": [",
+           a->backend, prism_workload_name(a->workload), a->batch, a->sq, a->seq, a->seed,
            threads, prism_dtype_name(cfg->dtype), cfg->head_dim, cfg->q_heads,
-           cfg->kv_heads, cfg->block_size);
+           cfg->kv_heads, cfg->block_size, a->reps > 0 ? a->reps : 1);
     for (int m = 0; m < n; m++) {
         bool d = r[m].is_dense;
         printf("%s{\"method\": \"%s\", \"density\": %.6f, "
@@ -290,7 +325,7 @@ static void print_json(const run_args *a, const prism_config *cfg,
 /* Builds the workload and rounds it to the config's dtype; allocates the
  * outputs.  Fills s->q/k/v and the views. */
 static int prepare_inputs(const run_args *a, const prism_config *cfg,
-                          run_state *s) {
+                          run_state *s, bool llvm) {
     char err[PRISM_ERRMSG_MAX];
     int B = (int)a->batch, Hq = cfg->q_heads, Hkv = cfg->kv_heads;
     int64_t Sq = a->sq, Sk = a->seq, D = cfg->head_dim;
@@ -302,11 +337,11 @@ static int prepare_inputs(const run_args *a, const prism_config *cfg,
     s->k = rounded_copy(s->w.k, cfg->dtype, B, Hkv, Sk, D);
     s->v = rounded_copy(s->w.v, cfg->dtype, B, Hkv, Sk, D);
     prism_ref_workload_free(&s->w); /* only the rounded inputs are used */
-    size_t n_out = (size_t)B * Hq * Sq * D;
+    size_t n_out = llvm ? 1 : (size_t)B * Hq * Sq * D; /* llvm: run_cpu.c's */
     s->out_dense = malloc(n_out * sizeof(float));
     s->out = malloc(n_out * sizeof(float));
     bool ok = s->q && s->k && s->v && s->out_dense && s->out;
-    for (int m = 0; m < N_METHODS + s->with_gpu; m++) {
+    for (int m = 0; !llvm && m < N_METHODS + s->with_gpu; m++) {
         s->recall[m] = malloc((size_t)B * Hq * Sq * sizeof(float));
         ok = ok && s->recall[m];
     }
@@ -323,9 +358,10 @@ static int prepare_inputs(const run_args *a, const prism_config *cfg,
 
 /* Runs every method's estimation: selections, densities, stage times. */
 static int estimate_methods(const run_args *a, const prism_config *cfg,
-                            int threads, run_state *s, method_result *r) {
+                            int threads, run_state *s, method_result *r,
+                            int first) {
     char err[PRISM_ERRMSG_MAX];
-    for (int m = 0; m < N_METHODS; m++) {
+    for (int m = first; m < N_METHODS; m++) {
         prism_status st = prism_selection_alloc_for(
             &s->sel[m], (int)a->batch, cfg->q_heads, a->sq, a->seq, NULL,
             cfg->block_size, err, sizeof err);
@@ -405,7 +441,46 @@ static int attend_methods(const run_args *a, const prism_config *cfg,
     return CLI_OK;
 }
 
-static int run(const run_args *a, const prism_config *cfg, run_state *s) {
+/* --backend llvm: dense and prism on the backend, the reference's other
+ * selections attended on the backend too (run_cpu.c scores them). */
+static int attend_llvm(run_state *s, method_result *r) {
+    cpu_backend_run *c = &s->cpu;
+    method_result *dense = &r[N_METHODS];
+    dense->name = "dense";
+    dense->is_dense = true;
+    dense->density = 1.0;
+    int rc = cpu_backend_dense(c, s->q, s->k, s->v, &dense->time.attention_ms);
+    r[0].name = prism_ref_method_name(PRISM_REF_PRISM);
+    if (rc == CLI_OK)
+        rc = cpu_backend_estimate(c, s->q, s->k, &r[0].time.pool_ms,
+                                  &r[0].time.estimate_ms, &r[0].density);
+    for (int m = 0; rc == CLI_OK && m < N_METHODS; m++)
+        rc = cpu_backend_attend(c, s->q, s->k, s->v, m ? &s->sel[m] : &c->sel,
+                                &r[m].time.attention_ms, &r[m].recall,
+                                &r[m].error);
+    return rc;
+}
+
+/* Opens the LLVM backend; without it (a build without LLVM) the default
+ * backend falls back to the reference, an explicit --backend llvm fails. */
+static int open_llvm(run_args *a, const prism_config *cfg, int threads,
+                     run_state *s) {
+    char why[PRISM_ERRMSG_MAX];
+    prism_status st =
+        cpu_backend_open(cfg, (int)a->batch, a->sq, a->seq, threads,
+                         (int)a->reps, &s->cpu, why, sizeof why);
+    if (st == PRISM_OK)
+        return CLI_OK;
+    cpu_backend_close(&s->cpu);
+    if (st != PRISM_ERR_UNSUPPORTED || a->backend_given)
+        return cli_fail("llvm backend: %s", why);
+    fprintf(stderr, "prism: note: %s; running the reference instead "
+                    "(--backend reference)\n", why);
+    a->backend = "reference";
+    return CLI_OK;
+}
+
+static int run(run_args *a, const prism_config *cfg, run_state *s) {
     int threads = a->threads > 0 ? (int)a->threads : prism_ref_threads();
     if ((a->seq - a->sq) % cfg->block_size != 0)
         return cli_usage("run",
@@ -416,20 +491,37 @@ static int run(const run_args *a, const prism_config *cfg, run_state *s) {
     memset(r, 0, sizeof r);
     s->with_gpu = !strcmp(a->device, "gpu");
     int n_rows = N_METHODS + 1 + s->with_gpu;
-    int rc = prepare_inputs(a, cfg, s);
+    int rc = !strcmp(a->backend, "llvm") ? open_llvm(a, cfg, threads, s)
+                                         : CLI_OK;
+    bool llvm = rc == CLI_OK && !strcmp(a->backend, "llvm");
     if (rc == CLI_OK)
-        rc = estimate_methods(a, cfg, threads, s, r);
+        rc = prepare_inputs(a, cfg, s, llvm);
+    if (rc == CLI_OK)
+        rc = estimate_methods(a, cfg, threads, s, r, llvm ? 1 : 0);
     if (rc == CLI_OK && s->with_gpu)
         rc = run_gpu(cfg, (int)a->batch, a->sq, a->seq, s->q, s->k, s->v, 10,
                      &s->gpu);
     if (rc == CLI_OK)
-        rc = attend_methods(a, cfg, threads, s, r);
+        rc = llvm ? attend_llvm(s, r) : attend_methods(a, cfg, threads, s, r);
     if (rc != CLI_OK)
         return rc;
+    char engine[200];
+    if (llvm)
+        prism_strlcpy(engine, s->cpu.device, sizeof engine);
+    else
+        snprintf(engine, sizeof engine, "reference, %d threads", threads);
     if (a->json)
         print_json(a, cfg, r, n_rows, threads);
     else
-        print_table(a, cfg, r, n_rows, threads);
+        print_table(a, cfg, r, n_rows, engine);
+    if (llvm && !a->json)
+        printf("\nprism and dense ran on the LLVM CPU backend; prism-nocal "
+               "and meanpool select with the\nreference and attend on the "
+               "backend.  recall = exp(lse - lse_dense) per query; error is\n"
+               "against the backend's dense output, both in %s (rounding "
+               "included); the prism\nrow's pool column is pooling + "
+               "calibration, estimate the scores and top-p.\n",
+               prism_dtype_name(cfg->dtype));
     if (s->with_gpu && !a->json)
         printf("\nprism-gpu ran on %s; its estimate column is pooling + "
                "calibration + selection, GPU event medians of 10 runs\n",

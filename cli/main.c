@@ -25,6 +25,8 @@ static const command commands[] = {
     {"cache", prism_cmd_cache, "inspect and maintain the kernel cache"},
     {"run", prism_cmd_run, "run the Prism pipeline on a workload"},
     {"bench", prism_cmd_bench, "time the GPU kernels of a config"},
+    {"autotune", prism_cmd_autotune, "find the fastest kernel variants for "
+                                     "this GPU"},
 };
 
 static void usage(FILE *out) {

@@ -119,10 +119,11 @@ static const prism_kernel_def kernel_table[] = {
         .name = "estimate",
         .template_file = "estimate.cu",
         .summary = "dual-band block scores, softmax and top-p selection "
-                   "fused per query-block row",
+                   "(radix select) fused per group of query-block rows",
         .entry_points = {"prism_estimate"},
-        .tunables = {{"threads", 128, threads_128_256,
-                      "threads per CTA (one CTA per query-block row)"}},
+        .tunables = {{"threads", 256, threads_128_256,
+                      "threads per CTA; threads/32 query-block rows share "
+                      "each pooled-K tile, one warp selects each row"}},
         .add_constants = estimate_constants,
     },
     {

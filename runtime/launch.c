@@ -8,6 +8,7 @@
  * Nothing here allocates or synchronises.
  */
 #include "plan.h"
+#include "cpu_backend.h"
 
 #include <math.h>
 #include <string.h>
@@ -27,6 +28,7 @@ typedef struct estimate_params {
     int32_t *block_counts, *block_indices;
     unsigned long long *selected_total, *causal_total;
     int batch, seqlen_q, seqlen_k, nq_max, nk_max;
+    int rows_per_cta;
 } estimate_params;
 
 typedef struct attn_params {
@@ -86,22 +88,23 @@ static prism_status check_tensor(prism_plan *p, const prism_tensor *t,
     if (!t || !t->data)
         return prism_plan_fail(p, PRISM_ERR_NULL_POINTER,
                                "tensor %s is NULL", name);
-    if ((uintptr_t)t->data % 16)
+    int align = p->cpu ? 2 : 16, mult = p->cpu ? 1 : 8; /* host: relaxed */
+    if ((uintptr_t)t->data % (uintptr_t)align)
         return prism_plan_fail(p, PRISM_ERR_MISALIGNED,
-                               "tensor %s at %p is not 16-byte aligned", name,
-                               t->data);
+                               "tensor %s at %p is not %d-byte aligned", name,
+                               t->data, align);
     int64_t d = p->cfg.head_dim;
-    bool bad = t->stride_h <= 0 || t->stride_s <= 0 || t->stride_h % 8 ||
-               t->stride_s % 8 || t->stride_s < (t->stride_h < d ? d : 1);
+    bool bad = t->stride_h <= 0 || t->stride_s <= 0 || t->stride_h % mult ||
+               t->stride_s % mult || t->stride_s < (t->stride_h < d ? d : 1);
     if (!varlen)
-        bad = bad || t->stride_b <= 0 || t->stride_b % 8;
+        bad = bad || t->stride_b <= 0 || t->stride_b % mult;
     if (bad)
         return prism_plan_fail(p, PRISM_ERR_BAD_STRIDE,
                                "tensor %s strides (b %lld, h %lld, s %lld) must "
-                               "be positive multiples of 8 elements with rows "
+                               "be positive multiples of %d elements with rows "
                                "of head_dim %d not overlapping", name,
                                (long long)t->stride_b, (long long)t->stride_h,
-                               (long long)t->stride_s, p->cfg.head_dim);
+                               (long long)t->stride_s, mult, p->cfg.head_dim);
     return PRISM_OK;
 }
 
@@ -163,6 +166,58 @@ static prism_status pick_workspace(prism_plan *p, const prism_batch *b,
     return PRISM_OK;
 }
 
+/* prism_estimate's CTA holds up to threads / 32 query-block rows (one warp
+ * selects each) that share every pooled-K tile, with both bands' logits of
+ * each row in dynamic shared memory (2 * nk floats a row).  Take as many
+ * rows as keep two CTAs per SM, else as many as fit at all; raise the
+ * kernel's dynamic shared memory limit when that needs more than 48 KiB. */
+static prism_status estimate_shape(prism_plan *p, plan_kernel *est, int nk,
+                                   int *rows, int *smem) {
+    int static_bytes = 0, optin = 0, per_sm = 0;
+    CUresult rc = p->drv->func_get_attribute(
+        &static_bytes, CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES, est->main);
+    if (rc == CUDA_SUCCESS)
+        rc = p->drv->device_get_attribute(
+            &optin, CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
+            p->device);
+    if (rc == CUDA_SUCCESS)
+        rc = p->drv->device_get_attribute(
+            &per_sm, CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_MULTIPROCESSOR,
+            p->device);
+    char err[PRISM_ERRMSG_MAX];
+    if (rc != CUDA_SUCCESS) {
+        prism_cuda_error(p->drv, rc, "prism_estimate shared memory", err,
+                         sizeof err);
+        return prism_plan_fail(p, PRISM_ERR_CUDA, "%s", err);
+    }
+    const int64_t per_row = 2 * (int64_t)nk * (int64_t)sizeof(float);
+    const int64_t two_per_sm = per_sm / 2 - 1024; /* 1 KiB reserved per CTA */
+    int r = est->threads / 32;
+    while (r > 1 && static_bytes + r * per_row > two_per_sm)
+        r /= 2;
+    while (r > 1 && static_bytes + r * per_row > optin)
+        r /= 2;
+    if (static_bytes + r * per_row > optin)
+        return prism_plan_fail(p, PRISM_ERR_BAD_SHAPE,
+                               "prism_estimate needs %lld bytes of shared "
+                               "memory for %d key blocks but the device allows "
+                               "%d; use a larger block_size",
+                               (long long)(static_bytes + r * per_row), nk, optin);
+    *rows = r;
+    *smem = (int)(r * per_row);
+    if (*smem > est->dynamic_smem && static_bytes + *smem > 48 * 1024) {
+        rc = p->drv->func_set_attribute(
+            est->main, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, *smem);
+        if (rc != CUDA_SUCCESS) {
+            prism_cuda_error(p->drv, rc, "prism_estimate shared memory", err,
+                             sizeof err);
+            return prism_plan_fail(p, PRISM_ERR_CUDA, "%s", err);
+        }
+        est->dynamic_smem = *smem; /* the limit now set on the function */
+    }
+    return PRISM_OK;
+}
+
 static prism_status run_estimate(prism_plan *p, const prism_batch *b,
                                  const prism_tensor *q, const prism_tensor *k,
                                  const prism_block_mask *mask, CUdeviceptr base,
@@ -211,10 +266,14 @@ static prism_status run_estimate(prism_plan *p, const prism_batch *b,
         .batch = b->batch, .seqlen_q = b->seqlen_q, .seqlen_k = b->seqlen_k,
         .nq_max = nq, .nk_max = nk,
     };
-    const plan_kernel *est = &p->kernels[PLAN_ESTIMATE];
-    st = launch(p, est->main, (unsigned)nq, (unsigned)c->q_heads,
-                (unsigned)b->batch, est->threads, 2 * nk * (int)sizeof(float),
-                &ep, stream, "prism_estimate");
+    plan_kernel *est = &p->kernels[PLAN_ESTIMATE];
+    int smem = 0;
+    if ((st = estimate_shape(p, est, nk, &ep.rows_per_cta, &smem)) != PRISM_OK)
+        return st;
+    int groups = prism_ceil_div(nq * (c->q_heads / c->kv_heads), ep.rows_per_cta);
+    st = launch(p, est->main,
+                (unsigned)groups * (unsigned)c->kv_heads * (unsigned)b->batch, 1,
+                1, est->threads, smem, &ep, stream, "prism_estimate");
     if (st == PRISM_OK) {
         p->last_totals = base + ws->totals;
         p->last_stream = stream;
@@ -263,7 +322,7 @@ static prism_status check_qk(prism_plan *p, const prism_batch *b,
         (st = check_tensor(p, q, "q", varlen)) != PRISM_OK ||
         (st = check_tensor(p, k, "k", varlen)) != PRISM_OK)
         return st;
-    if (p->drv->ctx_set_current(p->cu_ctx) != CUDA_SUCCESS)
+    if (!p->cpu && p->drv->ctx_set_current(p->cu_ctx) != CUDA_SUCCESS)
         return prism_plan_fail(p, PRISM_ERR_CUDA, "cannot make the plan's "
                                                   "CUDA context current");
     return PRISM_OK;
@@ -280,6 +339,8 @@ prism_status prism_estimate(prism_plan *p, const prism_batch *b,
         return prism_plan_fail(p, PRISM_ERR_NULL_POINTER, "mask is NULL");
     if ((st = check_mask(p, b, mask)) != PRISM_OK)
         return st;
+    if (p->cpu)
+        return prism_cpu_estimate(p, b, q, k, mask, workspace, workspace_size);
     CUdeviceptr base;
     plan_workspace ws;
     if ((st = pick_workspace(p, b, workspace, workspace_size, &base, &ws)) != PRISM_OK)
@@ -308,6 +369,8 @@ prism_status prism_sparse_attention(prism_plan *p, const prism_batch *b,
     if ((uintptr_t)lse % 4)
         return prism_plan_fail(p, PRISM_ERR_MISALIGNED,
                                "lse must be 4-byte aligned fp32");
+    if (p->cpu)
+        return prism_cpu_sparse_attention(p, b, q, k, v, mask, o, lse);
     return run_attention(p, b, q, k, v, mask, o, lse, stream);
 }
 
@@ -327,6 +390,12 @@ prism_status prism_prefill(prism_plan *p, const prism_batch *b,
     if ((uintptr_t)lse % 4)
         return prism_plan_fail(p, PRISM_ERR_MISALIGNED,
                                "lse must be 4-byte aligned fp32");
+    if (p->cpu) {
+        if (mask && (st = check_mask(p, b, mask)) != PRISM_OK)
+            return st;
+        return prism_cpu_prefill(p, b, q, k, v, o, lse, mask, workspace,
+                                 workspace_size);
+    }
     CUdeviceptr base;
     plan_workspace ws;
     if ((st = pick_workspace(p, b, workspace, workspace_size, &base, &ws)) != PRISM_OK)
@@ -347,6 +416,8 @@ prism_status prism_plan_density(prism_plan *p, double *density) {
     if (!p || !density)
         return prism_plan_fail(p, PRISM_ERR_NULL_POINTER,
                                "prism_plan_density: NULL argument");
+    if (p->cpu)
+        return prism_cpu_density(p, density);
     if (!p->has_estimate)
         return prism_plan_fail(p, PRISM_ERR_INVALID_ARGUMENT,
                                "no estimate has run on this plan yet");

@@ -8,6 +8,8 @@
  * The launch path (launch.c) then only validates arguments and launches.
  */
 #include "plan.h"
+#include "cpu_backend.h"
+#include "plan_tuning.h"
 #include "spec.h"
 
 #include <stdarg.h>
@@ -221,10 +223,28 @@ prism_status prism_plan_create(prism_context *ctx, const prism_config *cfg,
     p->ctx = ctx;
     p->cfg = *cfg;
     p->limits = *limits;
+    if (ctx->options.device == PRISM_DEVICE_CPU) { /* cpu_plan.c */
+        if ((st = check_limits(p, limits)) != PRISM_OK ||
+            (st = prism_cpu_plan_create(p)) != PRISM_OK)
+            goto fail;
+        *out = p;
+        return PRISM_OK;
+    }
+    if (ctx->options.device != PRISM_DEVICE_CUDA) {
+        st = prism_plan_fail(p, PRISM_ERR_INVALID_ARGUMENT,
+                             "unknown device kind %d in the context options",
+                             (int)ctx->options.device);
+        goto fail;
+    }
     if ((st = check_limits(p, limits)) != PRISM_OK ||
         (st = open_device(p)) != PRISM_OK)
         goto fail;
-    if ((st = prism_module_build(ctx, cfg, p->arch, &p->module)) != PRISM_OK) {
+    /* the tuning database's best kernels for this device and length
+     * (autotune/plan_tuning.c); p->cfg becomes the config they were
+     * built from, whose constants the launches must use */
+    if ((st = prism_tuning_plan_module(ctx, p->drv, p->device, p->arch, cfg,
+                                       limits->max_seqlen_k, &p->cfg,
+                                       &p->module)) != PRISM_OK) {
         prism_strlcpy(p->last_error, prism_context_last_error(ctx),
                       sizeof p->last_error);
         goto fail;
@@ -283,12 +303,15 @@ void prism_plan_destroy(prism_plan *p) {
             p->drv->primary_ctx_release(p->device);
     }
     prism_module_destroy(p->module);
+    prism_cpu_plan_destroy(p->cpu);
     free(p);
 }
 
 size_t prism_plan_workspace_size(const prism_plan *p, const prism_batch *b) {
     if (!p)
         return 0;
+    if (p->cpu)
+        return prism_cpu_workspace_size(p, b);
     plan_workspace ws;
     if (b)
         prism_plan_workspace_layout(p, b->batch, b->seqlen_q, b->seqlen_k, &ws);

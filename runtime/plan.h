@@ -43,6 +43,8 @@ struct prism_plan {
     prism_stream last_stream;
     bool has_estimate;
     char last_error[PRISM_ERRMSG_MAX];
+    struct prism_cpu_plan *cpu; /* CPU plans only (cpu_backend.h); then
+                                   none of the CUDA fields is used */
 };
 
 /* Records a message in the plan's last-error slot and returns status. */

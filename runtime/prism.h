@@ -183,6 +183,17 @@ typedef enum prism_log_level {
 typedef void (*prism_log_fn)(void *user, prism_log_level level,
                              const char *message);
 
+/* Where a context's plans run.  CPU plans compile the config's kernels
+ * with LLVM for the host CPU (PRISM_ERR_UNSUPPORTED in a build without
+ * the LLVM backend) and take HOST pointers everywhere: tensors, masks,
+ * cu_seqlens, lse and workspaces; calls are synchronous and the stream is
+ * ignored.  Host tensors need only element alignment and positive
+ * strides; a CPU workspace must be 64-byte aligned. */
+typedef enum prism_device_kind {
+    PRISM_DEVICE_CUDA = 0, /* default */
+    PRISM_DEVICE_CPU = 1
+} prism_device_kind;
+
 typedef struct prism_context_options {
     int device_ordinal;      /* CUDA device for launches (later releases)  */
     prism_log_fn log;        /* NULL: warnings and errors go to stderr     */
@@ -195,6 +206,8 @@ typedef struct prism_context_options {
     bool disable_disk_cache; /* memory layer only                          */
     bool disable_jit;        /* a miss is PRISM_ERR_CACHE_MISS ($PRISM_JIT=off) */
     int compile_threads;     /* 0: number of online CPUs                    */
+    prism_device_kind device; /* PRISM_DEVICE_CUDA (0) or PRISM_DEVICE_CPU */
+    int cpu_threads;         /* CPU plans' worker threads; 0: online CPUs  */
 } prism_context_options;
 
 typedef struct prism_counters {
@@ -337,7 +350,8 @@ void prism_plan_destroy(prism_plan *plan);
  * the plan's limits). */
 size_t prism_plan_workspace_size(const prism_plan *plan,
                                  const prism_batch *batch);
-/* Thread-safe.  The arch whose kernels the plan runs. */
+/* Thread-safe.  The arch whose kernels the plan runs (PRISM_ARCH_COUNT_
+ * for a CPU plan). */
 prism_arch prism_plan_arch(const prism_plan *plan);
 /* Thread-safe.  The config the plan was made from. */
 const prism_config *prism_plan_config(const prism_plan *plan);

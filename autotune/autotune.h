@@ -1,0 +1,165 @@
+/*
+ * autotune.h - the search behind `prism autotune` (internal API).
+ *
+ *   1. enumerate   each kernel's candidates: the cartesian product of its
+ *                  tunables' legal values, minus the combinations its spec
+ *                  rejects (prism_spec_build runs the kernel's own
+ *                  add_constants rules, e.g. attention.warp_m = 32 needs
+ *                  head_dim <= 128).  Candidate 0 is the registry default.
+ *   2. compile     every candidate through the cache on worker threads;
+ *                  prune (never time) those that do not compile, spill,
+ *                  use more static shared memory than a CTA may, need more
+ *                  registers than an SM has, or produce the same cubin as
+ *                  an earlier candidate.
+ *   3. time        on the GPU(s): each candidate's output must match the
+ *                  default's before it may win; then the median of
+ *                  repetitions with CUDA events (tune_gpu.c).
+ *   4. record      one database entry per (kernel, bucket) (tune_db.c).
+ *
+ * A candidate config pins every tunable of every kernel (the candidate's
+ * values for the kernel under test, the untuned values for the others), so
+ * plans made from it are untouched by the database being written.  The
+ * "default" candidate, the reference every other output must match, is
+ * what the config builds untuned: its own `tuning:` overrides, else the
+ * registry defaults.  The search itself covers every legal value, pinned
+ * or not; a config's own overrides still win when a plan applies it.
+ */
+#ifndef PRISM_AUTOTUNE_H
+#define PRISM_AUTOTUNE_H
+
+#include "tune.h"
+
+/* ---- candidates --------------------------------------------------------- */
+
+/* The values kernel_index builds with when nothing is tuned: the config's
+ * own `tuning:` overrides, else the registry defaults. */
+void prism_tune_default_values(const prism_config *cfg, int kernel_index,
+                               int64_t values[PRISM_MAX_TUNABLES]);
+
+/* cfg with its tuning section replaced by pins for every tunable of every
+ * kernel: `values` for kernel_index, prism_tune_default_values elsewhere. */
+prism_status prism_tune_candidate_config(const prism_config *cfg,
+                                         int kernel_index,
+                                         const int64_t *values,
+                                         prism_config *out, char *err,
+                                         size_t err_size);
+
+/* A context for a worker thread: the same writable cache, read-only
+ * layers, logger and JIT setting as ctx, on device `ordinal`. */
+prism_status prism_tune_context_like(const prism_context *ctx, int ordinal,
+                                     prism_context **out);
+
+/* The legal candidates of one kernel for arch (malloc'd; candidate 0 is
+ * prism_tune_default_values).  *n_illegal counts the combinations the
+ * spec rejected. */
+prism_status prism_tune_enumerate(const prism_config *cfg, int kernel_index,
+                                  prism_arch arch, prism_tune_candidate **out,
+                                  int *n, int *n_illegal, char *err,
+                                  size_t err_size);
+
+/* Why a compiled kernel must not be timed, from its ptxas information and
+ * its CTA size (threads <= 0: unknown); false when it may be timed. */
+bool prism_tune_prune_reason(const prism_kernel_info *info, int threads,
+                             char *why, size_t why_size);
+
+/* Compile results of one candidate beyond what the candidate records. */
+typedef struct prism_tune_build {
+    bool ready;     /* compiled and not pruned: may be timed */
+    bool attempted; /* false: the deadline came first */
+    unsigned char cubin_sha[32];
+} prism_tune_build;
+
+/* Step 2 for one candidate, with ctx (the calling worker's own context):
+ * fills its ptxas information, sets build->ready when it may be timed, or
+ * PRUNED with a reason.  The default candidate (is_default) is the
+ * reference and is pruned only when it does not build. */
+void prism_tune_compile_one(prism_context *ctx, const prism_config *cfg,
+                            int kernel_index, prism_arch arch, bool is_default,
+                            prism_tune_candidate *c, prism_tune_build *build);
+
+/* The same cubin twice is the same kernel: prunes candidate i when one of
+ * cands[0..n) other than i is ready with an identical cubin.  Never
+ * candidate 0.  Returns whether it pruned. */
+bool prism_tune_dedupe(int kernel_index, prism_tune_candidate *cands,
+                       prism_tune_build *builds, int n, int i);
+
+/* Step 2 for n candidates of one kernel: builds on `threads` workers (0:
+ * the context's compile_threads), each with its own context (so every
+ * failure keeps its own message), until deadline_ms (prism_now_ms()
+ * clock; <= 0: none).  Fills registers/spill/shared of each candidate and
+ * sets PRUNED with a reason where it must not be timed; candidates that
+ * already have a status are skipped. */
+prism_status prism_tune_compile(prism_context *ctx, const prism_config *cfg,
+                                int kernel_index, prism_arch arch,
+                                prism_tune_candidate *cands,
+                                prism_tune_build *builds, int n, int threads,
+                                double deadline_ms);
+
+/* ---- the whole run ------------------------------------------------------- */
+
+#define PRISM_TUNE_MAX_SEQS 8
+#define PRISM_TUNE_MAX_DEVICES 16
+
+typedef struct prism_autotune_progress {
+    int done, total;    /* candidate measurements */
+    const char *kernel; /* of the measurement just finished */
+    int bucket;
+    const char *values; /* "block_m=64 block_n=32 warp_m=16" */
+    prism_tune_status status;
+    const char *reason; /* why, when not ok */
+    double ms;          /* its time (sum over shapes), when ok */
+    double best_ms;     /* best ok time of that (kernel, bucket) */
+    double default_ms;  /* the default candidate's, or 0 */
+    double elapsed_s, eta_s;
+    int device; /* ordinal that measured it */
+} prism_autotune_progress;
+
+typedef void (*prism_autotune_progress_fn)(void *user,
+                                           const prism_autotune_progress *p);
+
+typedef struct prism_autotune_options {
+    const prism_config *cfg;
+    int n_seqs; /* 0: every bucket 4K..256K */
+    int seqs[PRISM_TUNE_MAX_SEQS];
+    int n_densities; /* 0: 0.1 and 0.2 */
+    double densities[PRISM_TUNE_MAX_SHAPES];
+    double budget_s;  /* <= 0: no limit */
+    bool all_devices; /* every GPU of the host */
+    int n_devices;    /* else these ordinals (0: GPU 0) */
+    int devices[PRISM_TUNE_MAX_DEVICES];
+    bool resume;                         /* keep results already recorded */
+    prism_autotune_progress_fn progress; /* called under a lock */
+    void *progress_user;
+} prism_autotune_options;
+
+typedef struct prism_autotune_row {
+    char kernel[64];
+    int bucket;
+    double default_ms, tuned_ms; /* 0 when not timed */
+    char best[160];              /* values of the winner */
+    int timed, pruned, failed, mismatched, untimed, candidates;
+    char path[PRISM_PATH_MAX]; /* the entry written ("" if none) */
+} prism_autotune_row;
+
+typedef struct prism_autotune_report {
+    prism_tuning_device device;
+    prism_arch arch;
+    int n_devices;
+    char tune_dir[PRISM_PATH_MAX];
+    int n_rows;
+    prism_autotune_row *rows; /* malloc'd: prism_autotune_report_free */
+    int compiled, pruned_at_compile, illegal;
+    bool out_of_budget;
+    double elapsed_s;
+} prism_autotune_report;
+
+void prism_autotune_report_free(prism_autotune_report *report);
+
+/* Runs the search.  Fails with PRISM_ERR_NO_DRIVER / PRISM_ERR_NO_DEVICE
+ * (and a one-line message in the context's last error) where there is no
+ * GPU; results already measured are written even when it fails later. */
+prism_status prism_autotune_run(prism_context *ctx,
+                                const prism_autotune_options *options,
+                                prism_autotune_report *report);
+
+#endif
