@@ -1,0 +1,290 @@
+/*
+ * fake_cuda.c - a stand-in libcuda.so.1 for testing the host side of the
+ * GPU code (prism autotune's pipeline) on machines without a GPU.
+ *
+ * Device memory is host memory (256-byte aligned), kernels do nothing, memsets do
+ * nothing (so every candidate "computes" the reference's output) unless
+ * FAKE_CUDA_MEMSET is set (then outputs stay poisoned and every candidate
+ * mismatches).  CUDA events report a time derived from the bytes of the
+ * cubin the kernel was loaded from, so different candidates get different,
+ * reproducible times.  FAKE_CUDA_DEVICES sets the device count (default
+ * 1); FAKE_CUDA_FAIL=N makes launches from one cubin in N fail, and with
+ * FAKE_CUDA_STICKY the failure breaks the context as an illegal address
+ * would.  NVRTC dlopens libcuda.so.1 too and asks for cuGetExportTable,
+ * which is refused.  Only the tests load it, through LD_LIBRARY_PATH of a
+ * child process.
+ */
+#include <cuda.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_MODULES 4096
+#define MAX_EVENTS 1024
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static int broken;
+
+static int env_int(const char *name, int fallback) {
+    const char *e = getenv(name);
+    return e && *e ? atoi(e) : fallback;
+}
+
+CUresult cuInit(unsigned flags) {
+    (void)flags;
+    return CUDA_SUCCESS;
+}
+
+CUresult cuGetErrorString(CUresult e, const char **s) {
+    (void)e;
+    *s = "fake driver error";
+    return CUDA_SUCCESS;
+}
+
+CUresult cuGetExportTable(const void **table, const CUuuid *id) {
+    (void)id;
+    *table = NULL;
+    return CUDA_ERROR_NOT_SUPPORTED;
+}
+
+CUresult cuDriverGetVersion(int *v) {
+    *v = 13000;
+    return CUDA_SUCCESS;
+}
+
+CUresult cuDeviceGetCount(int *n) {
+    *n = env_int("FAKE_CUDA_DEVICES", 1);
+    return CUDA_SUCCESS;
+}
+
+CUresult cuDeviceGet(CUdevice *d, int ordinal) {
+    if (ordinal < 0 || ordinal >= env_int("FAKE_CUDA_DEVICES", 1))
+        return CUDA_ERROR_INVALID_DEVICE;
+    *d = ordinal;
+    return CUDA_SUCCESS;
+}
+
+CUresult cuDeviceGetName(char *name, int len, CUdevice d) {
+    (void)d;
+    strncpy(name, "Fake GPU (tests/fake_cuda)", (size_t)len);
+    return CUDA_SUCCESS;
+}
+
+CUresult cuDeviceGetAttribute(int *v, CUdevice_attribute a, CUdevice d) {
+    (void)d;
+    switch (a) {
+    case CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR:
+        *v = 9;
+        break;
+    case CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR:
+        *v = 0;
+        break;
+    case CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT:
+        *v = 132;
+        break;
+    case CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN:
+        *v = 227 * 1024;
+        break;
+    case CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_MULTIPROCESSOR:
+        *v = 228 * 1024;
+        break;
+    default:
+        *v = 0;
+    }
+    return CUDA_SUCCESS;
+}
+
+static int contexts[64];
+
+CUresult cuDevicePrimaryCtxRetain(CUcontext *c, CUdevice d) {
+    *c = (CUcontext)&contexts[d & 63];
+    return CUDA_SUCCESS;
+}
+
+CUresult cuDevicePrimaryCtxRelease_v2(CUdevice d) {
+    (void)d;
+    return CUDA_SUCCESS;
+}
+
+CUresult cuCtxSetCurrent(CUcontext c) {
+    (void)c;
+    return CUDA_SUCCESS;
+}
+
+CUresult cuCtxSynchronize(void) {
+    return broken ? CUDA_ERROR_ILLEGAL_ADDRESS : CUDA_SUCCESS;
+}
+
+CUresult cuStreamSynchronize(CUstream s) {
+    (void)s;
+    return cuCtxSynchronize();
+}
+
+/* A module: the hash of its cubin and its functions (names). */
+typedef struct fake_module {
+    uint64_t hash;
+    char functions[4][64];
+} fake_module;
+
+static fake_module modules[MAX_MODULES];
+static int n_modules;
+
+CUresult cuModuleLoadData(CUmodule *m, const void *image) {
+    const unsigned char *p = image;
+    uint64_t h = 1469598103934665603ULL;
+    for (int i = 0; i < 2048; i++)
+        h = (h ^ p[i]) * 1099511628211ULL;
+    pthread_mutex_lock(&lock);
+    fake_module *f = &modules[n_modules++ % MAX_MODULES];
+    pthread_mutex_unlock(&lock);
+    memset(f, 0, sizeof *f);
+    f->hash = h;
+    *m = (CUmodule)f;
+    return CUDA_SUCCESS;
+}
+
+CUresult cuModuleUnload(CUmodule m) {
+    (void)m;
+    return CUDA_SUCCESS;
+}
+
+CUresult cuModuleGetFunction(CUfunction *fn, CUmodule m, const char *name) {
+    fake_module *f = (fake_module *)m;
+    for (int i = 0; i < 4; i++)
+        if (!f->functions[i][0] || !strcmp(f->functions[i], name)) {
+            strncpy(f->functions[i], name, 63);
+            *fn = (CUfunction)f->functions[i];
+            return CUDA_SUCCESS;
+        }
+    return CUDA_ERROR_NOT_FOUND;
+}
+
+static int attention_launch[3] = {128, 128, 50000};
+
+CUresult cuModuleGetGlobal_v2(CUdeviceptr *p, size_t *bytes, CUmodule m,
+                              const char *name) {
+    (void)m;
+    if (strcmp(name, "prism_attention_launch"))
+        return CUDA_ERROR_NOT_FOUND;
+    *p = (CUdeviceptr)(uintptr_t)attention_launch;
+    *bytes = sizeof attention_launch;
+    return CUDA_SUCCESS;
+}
+
+CUresult cuFuncSetAttribute(CUfunction f, CUfunction_attribute a, int v) {
+    (void)f, (void)a, (void)v;
+    return CUDA_SUCCESS;
+}
+
+CUresult cuFuncGetAttribute(int *v, CUfunction_attribute a, CUfunction f) {
+    (void)a, (void)f;
+    *v = 0;
+    return CUDA_SUCCESS;
+}
+
+/* Fake time on this thread's stream, in microseconds. */
+static __thread uint64_t clock_us;
+
+CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz,
+                        unsigned bx, unsigned by, unsigned bz, unsigned smem,
+                        CUstream s, void **args, void **extra) {
+    (void)gx, (void)gy, (void)gz, (void)by, (void)bz, (void)smem, (void)s;
+    (void)args, (void)extra;
+    if (bx == 0 || bx > 1024 || broken)
+        return CUDA_ERROR_INVALID_VALUE;
+    size_t off = (size_t)((char *)f - (char *)modules) % sizeof(fake_module);
+    const fake_module *m = (const fake_module *)((char *)f - off);
+    int fail = env_int("FAKE_CUDA_FAIL", 0);
+    if (fail > 0 && m->hash % (uint64_t)fail == 0) {
+        if (getenv("FAKE_CUDA_STICKY"))
+            broken = 1;
+        return CUDA_ERROR_LAUNCH_FAILED;
+    }
+    clock_us += 10 + m->hash % 997;
+    return CUDA_SUCCESS;
+}
+
+CUresult cuMemAlloc_v2(CUdeviceptr *p, size_t n) {
+    void *x = NULL; /* 256-byte aligned, zeroed: what cuMemAlloc promises */
+    if (posix_memalign(&x, 256, n ? n : 1) != 0)
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    memset(x, 0, n ? n : 1);
+    *p = (CUdeviceptr)(uintptr_t)x;
+    return CUDA_SUCCESS;
+}
+
+CUresult cuMemFree_v2(CUdeviceptr p) {
+    free((void *)(uintptr_t)p);
+    return CUDA_SUCCESS;
+}
+
+CUresult cuMemGetInfo_v2(size_t *free_bytes, size_t *total) {
+    *free_bytes = *total = (size_t)80 << 30;
+    return CUDA_SUCCESS;
+}
+
+CUresult cuMemcpyHtoD_v2(CUdeviceptr d, const void *s, size_t n) {
+    memcpy((void *)(uintptr_t)d, s, n);
+    return CUDA_SUCCESS;
+}
+
+CUresult cuMemcpyDtoH_v2(void *d, CUdeviceptr s, size_t n) {
+    memcpy(d, (const void *)(uintptr_t)s, n);
+    return CUDA_SUCCESS;
+}
+
+CUresult cuMemcpyDtoHAsync_v2(void *d, CUdeviceptr s, size_t n, CUstream st) {
+    (void)st;
+    return cuMemcpyDtoH_v2(d, s, n);
+}
+
+CUresult cuMemsetD8Async(CUdeviceptr d, unsigned char v, size_t n, CUstream s) {
+    (void)s;
+    if (getenv("FAKE_CUDA_MEMSET"))
+        memset((void *)(uintptr_t)d, v, n);
+    return CUDA_SUCCESS;
+}
+
+CUresult cuMemsetD32_v2(CUdeviceptr d, unsigned v, size_t n) {
+    unsigned *p = (unsigned *)(uintptr_t)d;
+    for (size_t i = 0; i < n; i++)
+        p[i] = v;
+    return CUDA_SUCCESS;
+}
+
+typedef struct fake_event {
+    uint64_t at;
+} fake_event;
+
+static fake_event events[MAX_EVENTS];
+static int n_events;
+
+CUresult cuEventCreate(CUevent *e, unsigned flags) {
+    (void)flags;
+    pthread_mutex_lock(&lock);
+    *e = (CUevent)&events[n_events++ % MAX_EVENTS];
+    pthread_mutex_unlock(&lock);
+    return CUDA_SUCCESS;
+}
+
+CUresult cuEventDestroy_v2(CUevent e) {
+    (void)e;
+    return CUDA_SUCCESS;
+}
+
+CUresult cuEventRecord(CUevent e, CUstream s) {
+    (void)s;
+    ((fake_event *)e)->at = clock_us;
+    return CUDA_SUCCESS;
+}
+
+CUresult cuEventSynchronize(CUevent e) {
+    (void)e;
+    return broken ? CUDA_ERROR_ILLEGAL_ADDRESS : CUDA_SUCCESS;
+}
+
+CUresult cuEventElapsedTime_v2(float *ms, CUevent a, CUevent b) {
+    *ms = (float)(((fake_event *)b)->at - ((fake_event *)a)->at) / 1000.0f;
+    return CUDA_SUCCESS;
+}
