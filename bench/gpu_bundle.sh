@@ -14,11 +14,12 @@ bash .ci/setup
 # fit the device tool's 64 MiB carry limit, and the GPU host runs CUDA plans.
 cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPRISM_WERROR=ON \
       -DPRISM_WITH_LLVM=OFF -DCUDAToolkit_ROOT=/usr/local/cuda >/dev/null
-cmake --build build-gpu -j "$(nproc 2>/dev/null || echo 2)" --target prism test_gpu
+cmake --build build-gpu -j "$(nproc 2>/dev/null || echo 2)" --target prism prism-autotune test_gpu test_autotune_cli
 out=.gpu-bundle
 rm -rf "$out"
 mkdir -p "$out/bin" "$out/lib" "$out/configs"
-bins=(build-gpu/prism build-gpu/test_gpu)
+bins=(build-gpu/prism build-gpu/prism-autotune build-gpu/test_gpu \
+      build-gpu/test_autotune_cli)
 cp "${bins[@]}" "$out/bin/"
 # Libraries the GPU host lacks (Criterion and its dependencies, libyaml,
 # OpenSSL's libcrypto).  libnvrtc comes from the host's own CUDA 13, the

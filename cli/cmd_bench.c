@@ -2,9 +2,12 @@
  * cmd_bench.c - `prism bench`: GPU timings of every stage.
  *
  *   prism bench CONFIG --seq N [--sq M] [--density P]... [--reps R]
- *                      [--json FILE]
+ *                      [--workload NAME] [--json FILE]
  *
- * Inputs are iid Gaussian bf16/fp16 (B = 1).  Stages: Prism estimation
+ * Inputs are iid Gaussian bf16/fp16 (B = 1), or with --workload one of the
+ * reference's structured workloads (mixed, slash, ...: RoPE'd Q/K with
+ * real attention structure), on which Prism's own mask is sparse; on iid
+ * inputs it selects nearly every block.  Stages: Prism estimation
  * (pooling + calibration + selection), attention over Prism's own mask,
  * dense attention (every block-causal block), and attention over random
  * masks of the given densities (sink + diagonal + random blocks).  Each is
@@ -15,19 +18,25 @@
 #include "cli.h"
 #include "driver.h"
 #include "half.h"
+#include "reference.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 static const char bench_usage[] =
     "usage: prism bench CONFIG --seq N [--sq M] [--density P]... [--reps R]\n"
-    "                   [--json FILE]\n\n"
+    "                   [--workload NAME] [--json FILE]\n\n"
     "Times Prism estimation, attention over Prism's mask, dense attention and\n"
     "attention over random block masks of density P (default 0.1 and 0.2) on\n"
-    "the GPU: median/min/max of R repetitions (default 20) after warm-up.\n";
+    "the GPU: median/min/max of R repetitions (default 20) after warm-up.\n"
+    "Inputs: iid Gaussian, or --workload mixed|sink|local|slash|vertical|\n"
+    "needle|random (the reference's structured inputs, where Prism's mask\n"
+    "is sparse).\n";
 
 typedef struct bench_args {
-    const char *config, *json;
+    const char *config, *json, *workload_name;
+    bool use_workload;
+    prism_workload_kind workload;
     int seq, sq, reps, n_density;
     double density[8];
 } bench_args;
@@ -46,6 +55,14 @@ static int parse_bench(int argc, char **argv, bench_args *a) {
             a->reps = atoi(argv[++i]);
         else if (!strcmp(o, "--json") && v)
             a->json = argv[++i];
+        else if (!strcmp(o, "--workload") && v) {
+            a->workload_name = argv[++i];
+            if (strcmp(a->workload_name, "iid") &&
+                prism_workload_parse(a->workload_name, &a->workload) != PRISM_OK)
+                return cli_usage("bench", "unknown workload '%s'",
+                                 a->workload_name);
+            a->use_workload = strcmp(a->workload_name, "iid") != 0;
+        }
         else if (!strcmp(o, "--density") && v && a->n_density < 8)
             a->density[a->n_density++] = atof(argv[++i]);
         else if (o[0] == '-')
@@ -179,37 +196,74 @@ static bool time_stage(bench_state *s, stage st, const prism_block_mask *mask,
     return ok;
 }
 
-/* Gaussian inputs in the config's dtype, `copies` device copies of each. */
-static bool make_inputs(bench_state *s, int seq, int sq) {
-    const prism_config *c = s->cfg;
-    size_t d = (size_t)c->head_dim;
-    size_t q_elems = (size_t)c->q_heads * sq * d;
-    size_t k_elems = (size_t)c->kv_heads * seq * d;
-    size_t n = q_elems > k_elems ? q_elems : k_elems;
-    uint16_t *host = malloc(n * sizeof *host);
-    if (!host)
-        return false;
+/* Near-Gaussian values (sum of 4 uniforms) in the config's dtype. */
+static void fill_iid(uint16_t *host, size_t n, prism_dtype dtype) {
     uint64_t x = 0x9e3779b97f4a7c15ULL;
-    for (size_t i = 0; i < n; i++) { /* sum of 4 uniforms: near-Gaussian */
+    for (size_t i = 0; i < n; i++) {
         float u = 0;
         for (int r = 0; r < 4; r++) {
             x ^= x << 13, x ^= x >> 7, x ^= x << 17;
             u += (float)(x >> 40) / 16777216.0f;
         }
         float g = (u - 2.0f) * 1.7320508f;
-        host[i] = c->dtype == PRISM_DTYPE_BF16 ? prism_f32_to_bf16(g)
-                                               : prism_f32_to_fp16(g);
+        host[i] = dtype == PRISM_DTYPE_BF16 ? prism_f32_to_bf16(g)
+                                            : prism_f32_to_fp16(g);
     }
+}
+
+static void round_to(uint16_t *dst, const float *src, size_t n,
+                     prism_dtype dtype) {
+    for (size_t i = 0; i < n; i++)
+        dst[i] = dtype == PRISM_DTYPE_BF16 ? prism_f32_to_bf16(src[i])
+                                           : prism_f32_to_fp16(src[i]);
+}
+
+/* Host Q, K, V ([Hq|Hkv, S, D] in the config's dtype): iid, or the
+ * reference workload `a->workload` built at this length. */
+static bool host_inputs(const prism_config *c, const bench_args *a,
+                        uint16_t *hq, uint16_t *hk, uint16_t *hv,
+                        size_t q_elems, size_t k_elems) {
+    if (!a->use_workload) {
+        fill_iid(hq, q_elems, c->dtype);
+        fill_iid(hk, k_elems, c->dtype);
+        for (size_t i = 0; i < k_elems; i++) /* V: K shifted, not K itself */
+            hv[i] = hk[(i + 7) % k_elems];
+        return true;
+    }
+    prism_workload w;
+    char err[PRISM_ERRMSG_MAX];
+    if (prism_ref_workload_build(c, 1, a->sq, a->seq, a->workload, 1, &w, err,
+                                 sizeof err) != PRISM_OK) {
+        cli_fail("%s", err);
+        return false;
+    }
+    round_to(hq, w.q, q_elems, c->dtype);
+    round_to(hk, w.k, k_elems, c->dtype);
+    round_to(hv, w.v, k_elems, c->dtype);
+    prism_ref_workload_free(&w);
+    return true;
+}
+
+/* Device inputs: `copies` device copies of Q, K and V, and O. */
+static bool make_inputs(bench_state *s, const bench_args *a) {
+    const prism_config *c = s->cfg;
+    int seq = a->seq, sq = a->sq;
+    size_t d = (size_t)c->head_dim;
+    size_t q_elems = (size_t)c->q_heads * sq * d;
+    size_t k_elems = (size_t)c->kv_heads * seq * d;
+    uint16_t *hq = malloc(q_elems * 2), *hk = malloc(k_elems * 2),
+             *hv = malloc(k_elems * 2);
+    bool ok = hq && hk && hv &&
+              host_inputs(c, a, hq, hk, hv, q_elems, k_elems);
     size_t total = (q_elems * 2 + k_elems * 2) * 2;
     s->copies = total * 3 < ((size_t)3 << 30) ? 3 : 1;
-    bool ok = true;
     for (int cp = 0; cp < s->copies && ok; cp++) {
         CUdeviceptr q = dev_alloc(s, q_elems * 2), k = dev_alloc(s, k_elems * 2),
                     v = dev_alloc(s, k_elems * 2);
         ok = q && k && v &&
-             s->drv->memcpy_htod(q, host, q_elems * 2) == CUDA_SUCCESS &&
-             s->drv->memcpy_htod(k, host, k_elems * 2) == CUDA_SUCCESS &&
-             s->drv->memcpy_htod(v, host + 7, (k_elems - 7) * 2) == CUDA_SUCCESS;
+             s->drv->memcpy_htod(q, hq, q_elems * 2) == CUDA_SUCCESS &&
+             s->drv->memcpy_htod(k, hk, k_elems * 2) == CUDA_SUCCESS &&
+             s->drv->memcpy_htod(v, hv, k_elems * 2) == CUDA_SUCCESS;
         s->q[cp] = (prism_tensor){(void *)(uintptr_t)q, (int64_t)(c->q_heads * sq * d),
                                   (int64_t)(sq * d), (int64_t)d};
         s->k[cp] = (prism_tensor){(void *)(uintptr_t)k, (int64_t)(c->kv_heads * seq * d),
@@ -220,7 +274,9 @@ static bool make_inputs(bench_state *s, int seq, int sq) {
     CUdeviceptr o = ok ? dev_alloc(s, q_elems * 2) : 0;
     s->o = s->q[0];
     s->o.data = (void *)(uintptr_t)o;
-    free(host);
+    free(hq);
+    free(hk);
+    free(hv);
     return ok && o;
 }
 
@@ -290,8 +346,9 @@ static int bench_run(const prism_config *cfg, const bench_args *a) {
     CUdeviceptr mi = dev_alloc(&s, (size_t)cfg->q_heads * nq * nk * 4);
     s.prism_mask = (prism_block_mask){(int32_t *)(uintptr_t)mc,
                                       (int32_t *)(uintptr_t)mi, nq, nk};
-    if (!mc || !mi || !make_inputs(&s, a->seq, a->sq)) {
-        cli_fail("out of GPU memory for seq %d", a->seq);
+    if (!mc || !mi || !make_inputs(&s, a)) {
+        cli_fail("could not set up the inputs for seq %d (GPU memory or "
+                 "workload)", a->seq);
         goto done;
     }
     double prism_density = 0;
@@ -325,10 +382,12 @@ static int bench_run(const prism_config *cfg, const bench_args *a) {
     }
     double flops = 2.0 * 2.0 * cfg->q_heads * cfg->head_dim * (double)a->sq *
                    (double)a->seq / 2.0;
-    printf("prism bench: %s, B=1 Hq=%d Hkv=%d D=%d %s, Sq=%d Sk=%d, %d reps, "
-           "%d input copies\n",
+    const char *inputs = a->use_workload ? a->workload_name : "iid";
+    printf("prism bench: %s, B=1 Hq=%d Hkv=%d D=%d %s, Sq=%d Sk=%d, %s inputs, "
+           "%d reps, %d input copies\n",
            cfg->name, cfg->q_heads, cfg->kv_heads, cfg->head_dim,
-           prism_dtype_name(cfg->dtype), a->sq, a->seq, a->reps, s.copies);
+           prism_dtype_name(cfg->dtype), a->sq, a->seq, inputs, a->reps,
+           s.copies);
     for (int i = 0; i < n; i++)
         print_timing(stdout, &t[i], flops, false, false);
     if (a->json) {
@@ -338,7 +397,10 @@ static int bench_run(const prism_config *cfg, const bench_args *a) {
             goto done;
         }
         fprintf(f, "{\"config\": \"%s\", \"sq\": %d, \"sk\": %d, "
-                   "\"stages\": [\n", cfg->name, a->sq, a->seq);
+                   "\"hq\": %d, \"hkv\": %d, \"d\": %d, \"dtype\": \"%s\", "
+                   "\"workload\": \"%s\", \"stages\": [\n",
+                cfg->name, a->sq, a->seq, cfg->q_heads, cfg->kv_heads,
+                cfg->head_dim, prism_dtype_name(cfg->dtype), inputs);
         for (int i = 0; i < n; i++)
             print_timing(f, &t[i], flops, true, i == n - 1);
         fprintf(f, "]}\n");
