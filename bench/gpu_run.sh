@@ -4,7 +4,9 @@
 # is default vs tuned), then `prism bench` at the given lengths on the mixed
 # workload with PyTorch SDPA (flash, cuDNN) timed on identical shapes in the
 # same call.  Logs go to $OUT; bench/collect.py turns them into results.
-#   bash .gpu-bundle/gpu_run.sh [all|tests|autotune|bench] [SEQ...]
+#   bash .gpu-bundle/gpu_run.sh [all|MODE[,MODE...]] [SEQ...]
+# MODE: tests, autotune, bench.  Back come logs.tgz (every log and JSON),
+# gpu.txt and sdpa.json.
 # Environment: TUNE_BUDGET (seconds, default 150), BENCH_WORKLOAD (mixed).
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -16,25 +18,30 @@ rm -rf "$out"; mkdir -p "$out" "$final"
 finish() {
   tar -C "$out" -czf "$final/logs.tgz" .
   cp "$out"/gpu.txt "$out"/sdpa.json "$final/" 2>/dev/null
-  for f in "$out"/prism-*.json; do [ -e "$f" ] && cp "$f" "$final/"; done
 }
 trap finish EXIT
 export LD_LIBRARY_PATH="$here/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
 export PRISM_CACHE_DIR=/tmp/prism-cache
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv | tee "$out/gpu.txt"
 mode=${1:-all}; shift || true
+[ "$mode" = all ] && mode=tests,autotune,bench
+want() { [[ ",$mode," == *",$1,"* ]]; }
 seqs=("$@"); [ ${#seqs[@]} -gt 0 ] || seqs=(8192 32768 131072)
 status=0
-if [ "$mode" = all ] || [ "$mode" = tests ]; then
+if want tests; then
   echo "== GPU tests"
-  "$here/bin/test_gpu" --verbose=1 --jobs 1 2>&1 | tee "$out/test_gpu.log" | tail -40
+  timeout 300 "$here/bin/test_gpu" --verbose=1 --jobs 1 2>&1 | tee "$out/test_gpu.log" | tail -40
   status=${PIPESTATUS[0]}
+  if [ "$status" != 0 ] && [ "${KEEP_GOING:-0}" != 1 ]; then
+    echo "GPU tests failed: skipping the rest (KEEP_GOING=1 runs it anyway)"
+    exit 1
+  fi
 fi
-if [ "$mode" = all ] || [ "$mode" = tests ]; then
+if want tests; then
   echo "== compute-sanitizer on a small case (memcheck, racecheck)"
   cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
   for tool in memcheck racecheck; do
-    "$cs" --tool $tool --error-exitcode 9 "$here/bin/prism" run \
+    timeout 120 "$cs" --tool $tool --error-exitcode 9 "$here/bin/prism" run \
       "$here/configs/smollm2-135m.yaml" --device gpu --seq 640 --sq 512 \
       > "$out/sanitizer-$tool.log" 2>&1
     rc=$?
@@ -44,7 +51,7 @@ if [ "$mode" = all ] || [ "$mode" = tests ]; then
   echo "== prism run --device gpu (llama-3.1-8b, mixed workload, 4K)"
   "$here/bin/prism" run "$here/configs/llama-3.1-8b.yaml" --device gpu --seq 4096 2>&1 | tee "$out/run-gpu.log"
 fi
-if [ "$mode" = all ] || [ "$mode" = autotune ]; then
+if want autotune; then
   echo "== autotune GPU test"
   PRISM_TEST_CLI="$here/bin/prism" PRISM_TEST_SOURCE_DIR="$here" \
     PRISM_TUNE_DIR=/tmp/prism-tune-test \
@@ -56,12 +63,21 @@ if [ "$mode" = all ] || [ "$mode" = autotune ]; then
     --seq "${seqs[@]}" --budget "${TUNE_BUDGET:-150}" 2>&1 | tee "$out/autotune.log" | tail -30
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 fi
-if [ "$mode" = all ] || [ "$mode" = bench ]; then
+if want bench; then
   echo "== prism bench (${BENCH_WORKLOAD:-mixed} workload)"
+  # the same config with the sm_80 kernel (mma.sync) forced, for the
+  # "sm_80 path when forced on an H100" comparison
+  sm80="$out/llama-3.1-8b-sm80.yaml"
+  { cat "$here/configs/llama-3.1-8b.yaml"; printf 'tuning:\n  attention: {path: 1}\n'; } > "$sm80"
   for s in "${seqs[@]}"; do
-    "$here/bin/prism" bench "$here/configs/llama-3.1-8b.yaml" --seq "$s" \
+    timeout 240 "$here/bin/prism" bench "$here/configs/llama-3.1-8b.yaml" --seq "$s" \
       --workload "${BENCH_WORKLOAD:-mixed}" \
       --json "$out/prism-$s.json" 2>&1 | tee -a "$out/bench.log"
+    if [ "${BENCH_SM80:-1}" = 1 ]; then
+      timeout 240 "$here/bin/prism" bench "$sm80" --seq "$s" --reps 10 \
+        --workload "${BENCH_WORKLOAD:-mixed}" \
+        --json "$out/prism-$s-sm80.json" 2>&1 | tee -a "$out/bench.log"
+    fi
   done
   echo "== PyTorch SDPA on the same shapes"
   python3 "$here/sdpa_baseline.py" --seq "${seqs[@]}" --json "$out/sdpa.json" 2>&1 | tee -a "$out/bench.log"

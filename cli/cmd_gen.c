@@ -70,7 +70,7 @@ static int parse_args(int argc, char **argv, gen_args *a) {
 
 static void print_spec(const prism_kernel_spec *spec) {
     printf("kernel %s for %s (template %s)\n", spec->def->name,
-           prism_arch_name(spec->arch), spec->def->template_file);
+           prism_arch_name(spec->arch), spec->template_file);
     for (int i = 0; i < spec->n_constants; i++) {
         const prism_constant *c = &spec->constants[i];
         if (c->kind == PRISM_CONST_FLOAT)

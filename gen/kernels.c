@@ -89,6 +89,45 @@ static prism_status attention_constants(prism_kernel_spec *s, char *err,
     prism_status st = add_common_constants(s, err, n);
     if (st != PRISM_OK)
         return st;
+    const prism_config *c = s->cfg;
+    int64_t path = prism_spec_int(s, "PATH", 0);
+    bool hopper_ok = s->arch == PRISM_ARCH_SM90A &&
+                     (c->head_dim == 64 || c->head_dim == 128 ||
+                      c->head_dim == 256) &&
+                     c->block_size >= 128;
+    if (path == 2 && !hopper_ok)
+        return prism_errorf(err, n, PRISM_ERR_CONFIG,
+                            "%s: tuning attention.path = 2 (wgmma) needs arch "
+                            "sm_90a, head_dim 64, 128 or 256 and block_size "
+                            ">= 128; use path 0 (auto) or 1 (mma.sync)",
+                            c->source);
+    /* block_m / warp_m shape the mma.sync kernel only: pinning one picks
+     * that path under path 0; stages shapes the wgmma kernel only. */
+    bool sm80_pins = prism_spec_int(s, "BLOCK_M", 0) != 0 ||
+                     prism_spec_int(s, "WARP_M", 0) != 0;
+    bool wgmma = path == 2 || (path == 0 && hopper_ok && !sm80_pins);
+    if (wgmma && sm80_pins)
+        return prism_errorf(err, n, PRISM_ERR_CONFIG,
+                            "%s: tuning attention.block_m / warp_m apply to "
+                            "the mma.sync path (path 1), not to path 2 "
+                            "(wgmma); leave them 0",
+                            c->source);
+    if (!wgmma && prism_spec_int(s, "STAGES", 0) != 0)
+        return prism_errorf(err, n, PRISM_ERR_CONFIG,
+                            "%s: tuning attention.stages applies to the wgmma "
+                            "path (sm_90a, path 0 or 2) only; leave it 0 here",
+                            c->source);
+    if (wgmma) {
+        int64_t bn = prism_spec_int(s, "BLOCK_N", 0);
+        int64_t tn = bn > 0 ? bn : (c->head_dim <= 128 ? 128 : 64);
+        s->template_file = "attention_sm90.cu";
+        if ((st = prism_spec_add_int(s, "WGMMA_SS_N", tn,
+                                     "wgmma N of S = Q K^T (keys per tile)")) != PRISM_OK ||
+            (st = prism_spec_add_int(s, "WGMMA_RS_N", c->head_dim,
+                                     "wgmma N of O += P V (head dim)")) != PRISM_OK)
+            return prism_errorf(err, n, st, "kernel spec for attention is full");
+        return PRISM_OK;
+    }
     if (prism_spec_int(s, "WARP_M", 0) == 32 && s->cfg->head_dim > 128)
         return prism_errorf(err, n, PRISM_ERR_CONFIG,
                             "%s: tuning attention.warp_m = 32 needs head_dim "
@@ -103,6 +142,8 @@ static const int64_t block_m_values[] = {0, 64, 128, -1};
 static const int64_t block_n_values[] = {0, 32, 64, 128, -1};
 static const int64_t warp_m_values[] = {0, 16, 32, -1};
 static const int64_t threads_128_256[] = {128, 256, -1};
+static const int64_t path_values[] = {0, 1, 2, -1};
+static const int64_t stages_values[] = {0, 2, 3, -1};
 
 static const prism_kernel_def kernel_table[] = {
     {
@@ -130,14 +171,20 @@ static const prism_kernel_def kernel_table[] = {
         .name = "attention",
         .template_file = "attention.cu",
         .summary = "block-sparse FlashAttention forward over the selection "
-                   "(mma.sync m16n8k16, ldmatrix, cp.async double buffering)",
+                   "(sm_80: mma.sync, ldmatrix, cp.async; sm_90a: TMA, "
+                   "mbarriers, wgmma warpgroups)",
         .entry_points = {"prism_attention"},
         .tunables = {{"block_m", 0, block_m_values,
                       "query rows per CTA (0: 128 for D <= 128, else 64)"},
                      {"block_n", 0, block_n_values,
                       "keys per shared-memory tile (0: per head dim and arch)"},
                      {"warp_m", 0, warp_m_values,
-                      "query rows per warp (0: 32 where registers allow)"}},
+                      "query rows per warp (0: 32 where registers allow)"},
+                     {"path", 0, path_values,
+                      "0: wgmma/TMA on sm_90a where the shape allows, else "
+                      "mma.sync; 1: mma.sync; 2: wgmma/TMA"},
+                     {"stages", 0, stages_values,
+                      "wgmma path: K/V pipeline stages (0: 2)"}},
         .add_constants = attention_constants,
     },
 };

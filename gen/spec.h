@@ -31,6 +31,9 @@ typedef struct prism_kernel_spec {
     const prism_kernel_def *def;
     const prism_config *cfg;
     prism_arch arch;
+    /* templates/ file the source is built from: def->template_file unless
+     * add_constants picked an arch-specific one (attention on sm_90a) */
+    const char *template_file;
     int n_constants;
     prism_constant constants[PRISM_MAX_CONSTANTS];
 } prism_kernel_spec;

@@ -32,6 +32,8 @@
     X(module_get_function, cuModuleGetFunction, "cuModuleGetFunction")        \
     X(module_get_global, cuModuleGetGlobal, "cuModuleGetGlobal_v2")           \
     X(func_set_attribute, cuFuncSetAttribute, "cuFuncSetAttribute")           \
+    X(tensor_map_encode_tiled, cuTensorMapEncodeTiled,                        \
+      "cuTensorMapEncodeTiled")                                               \
     X(func_get_attribute, cuFuncGetAttribute, "cuFuncGetAttribute")           \
     X(launch_kernel, cuLaunchKernel, "cuLaunchKernel")                        \
     X(mem_alloc, cuMemAlloc, "cuMemAlloc_v2")                                 \

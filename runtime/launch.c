@@ -11,6 +11,7 @@
 #include "cpu_backend.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <string.h>
 
 typedef struct pool_params {
@@ -44,6 +45,17 @@ typedef struct attn_params {
     int batch, seqlen_q, seqlen_k, nq_max, nk_max;
     float scale_log2;
 } attn_params;
+
+/* templates/attention_sm90.cu's AttnTmaParams: the Q, K and V tensor maps
+ * first (CUtensorMap is 128-byte aligned here, 64 in the kernel: with the
+ * maps first both layouts agree), then the plain parameters. */
+typedef struct attn_tma_params {
+    CUtensorMap q, k, v;
+    attn_params a;
+    int rank;
+} attn_tma_params;
+_Static_assert(offsetof(attn_tma_params, a) == 384,
+               "AttnTmaParams layout of templates/attention_sm90.cu");
 
 #define DEV(p) ((CUdeviceptr)(uintptr_t)(p))
 #define PTR(base, off) ((void *)(uintptr_t)((base) + (off)))
@@ -282,6 +294,71 @@ static prism_status run_estimate(prism_plan *p, const prism_batch *b,
     return st;
 }
 
+/* A TMA map over one of Q, K, V: dims {D, S, H[, B]} innermost first, a box
+ * of 64 elements (128 bytes, the 128B swizzle's width) x `rows`, zeros
+ * outside the tensor.  Rank 3 for batch 1 and varlen (S = every packed
+ * token), else rank 4. */
+static prism_status encode_map(prism_plan *p, CUtensorMap *map,
+                               const prism_tensor *t, const char *name,
+                               int rank, int64_t seq, int heads, int batch,
+                               int rows) {
+    cuuint64_t dims[4] = {(cuuint64_t)p->cfg.head_dim, (cuuint64_t)seq,
+                          (cuuint64_t)heads, (cuuint64_t)batch};
+    cuuint64_t strides[3] = {(cuuint64_t)t->stride_s * 2,
+                             (cuuint64_t)t->stride_h * 2,
+                             (cuuint64_t)t->stride_b * 2};
+    cuuint32_t box[4] = {64, (cuuint32_t)rows, 1, 1};
+    cuuint32_t elem[4] = {1, 1, 1, 1};
+    CUresult rc = p->drv->tensor_map_encode_tiled(
+        map,
+        p->cfg.dtype == PRISM_DTYPE_BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
+                                         : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
+        (cuuint32_t)rank, t->data, dims, strides, box, elem,
+        CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+        CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    if (rc != CUDA_SUCCESS) {
+        char err[PRISM_ERRMSG_MAX];
+        prism_cuda_error(p->drv, rc, "cuTensorMapEncodeTiled", err, sizeof err);
+        return prism_plan_fail(p, PRISM_ERR_CUDA,
+                               "tensor map of %s (strides s %lld h %lld b %lld "
+                               "elements): %s",
+                               name, (long long)t->stride_s,
+                               (long long)t->stride_h, (long long)t->stride_b,
+                               err);
+    }
+    return PRISM_OK;
+}
+
+static prism_status launch_attention_tma(prism_plan *p, const prism_batch *b,
+                                         const prism_tensor *q,
+                                         const prism_tensor *k,
+                                         const prism_tensor *v,
+                                         const attn_params *ap,
+                                         prism_stream stream) {
+    const prism_config *c = &p->cfg;
+    const plan_kernel *at = &p->kernels[PLAN_ATTENTION];
+    bool varlen = b->cu_seqlens_q != NULL;
+    attn_tma_params tp;
+    memset(&tp, 0, sizeof tp);
+    tp.a = *ap;
+    tp.rank = varlen || b->batch == 1 ? 3 : 4;
+    int64_t sq = varlen ? b->total_q : b->seqlen_q;
+    int64_t sk = varlen ? b->total_k : b->seqlen_k;
+    int batch = tp.rank == 3 ? 1 : b->batch;
+    int tile_n = at->tile_n;
+    prism_status st;
+    if ((st = encode_map(p, &tp.q, q, "q", tp.rank, sq, c->q_heads, batch,
+                         at->tile_m)) != PRISM_OK ||
+        (st = encode_map(p, &tp.k, k, "k", tp.rank, sk, c->kv_heads, batch,
+                         tile_n)) != PRISM_OK ||
+        (st = encode_map(p, &tp.v, v, "v", tp.rank, sk, c->kv_heads, batch,
+                         tile_n)) != PRISM_OK)
+        return st;
+    return launch(p, at->main, (unsigned)prism_ceil_div(b->seqlen_q, at->tile_m),
+                  (unsigned)c->q_heads, (unsigned)b->batch, at->threads,
+                  at->dynamic_smem, &tp, stream, "prism_attention");
+}
+
 static prism_status run_attention(prism_plan *p, const prism_batch *b,
                                   const prism_tensor *q, const prism_tensor *k,
                                   const prism_tensor *v,
@@ -307,6 +384,8 @@ static prism_status run_attention(prism_plan *p, const prism_batch *b,
         .scale_log2 = (float)(1.4426950408889634 / sqrt((double)c->head_dim)),
     };
     const plan_kernel *at = &p->kernels[PLAN_ATTENTION];
+    if (at->tensor_maps)
+        return launch_attention_tma(p, b, q, k, v, &ap, stream);
     return launch(p, at->main, (unsigned)prism_ceil_div(b->seqlen_q, at->tile_m),
                   (unsigned)c->q_heads, (unsigned)b->batch, at->threads,
                   at->dynamic_smem, &ap, stream, "prism_attention");

@@ -172,14 +172,18 @@ static prism_status load_kernel(prism_plan *p, int which) {
     }
     k->threads = (int)prism_spec_int(&spec, "THREADS", 128);
     if (which == PLAN_ATTENTION) {
-        /* the template states its launch shape: threads, rows, smem */
-        int launch[3];
+        /* the template states its launch shape: threads, rows, smem,
+         * whether it takes tensor maps (templates/attention_sm90.cu) and
+         * keys per tile */
+        int launch[5];
         if ((st = read_global_ints(p, k->module, "prism_attention_launch",
-                                   launch, 3)) != PRISM_OK)
+                                   launch, 5)) != PRISM_OK)
             return st;
         k->threads = launch[0];
         k->tile_m = launch[1];
         k->dynamic_smem = launch[2];
+        k->tensor_maps = launch[3] != 0;
+        k->tile_n = launch[4];
         rc = drv->func_set_attribute(
             k->main, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
             k->dynamic_smem);

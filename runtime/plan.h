@@ -17,6 +17,8 @@ typedef struct plan_kernel {
     int threads;          /* CTA size                                   */
     int tile_m;           /* attention: query rows per CTA              */
     int dynamic_smem;     /* attention: dynamic shared memory bytes     */
+    bool tensor_maps;     /* attention: takes attn_tma_params (sm_90a)  */
+    int tile_n;           /* attention: keys per tile (TMA box rows)    */
 } plan_kernel;
 
 /* Byte offsets of the workspace regions (see workspace_layout in plan.c). */

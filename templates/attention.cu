@@ -225,10 +225,13 @@ static_assert(ATTN_SMEM_BYTES <= ATTN_SMEM_LIMIT,
               "227 KB); lower block_m or block_n");
 
 // The launch shape, read by the host (cuModuleGetGlobal) after loading:
-// {threads per CTA, query rows per CTA, dynamic shared memory bytes}.
+// {threads per CTA, query rows per CTA, dynamic shared memory bytes, 0 =
+// plain AttnParams (attention_sm90.cu says 1: AttnTmaParams), keys per
+// tile}.
 // Not const: a const namespace-scope variable has internal linkage.
-extern "C" __device__ int prism_attention_launch[3] = {
-    ATTN_THREADS, ATTN_TILE_M, ATTN_SMEM_BYTES};
+extern "C" __device__ int prism_attention_launch[5] = {
+    ATTN_THREADS, ATTN_TILE_M, ATTN_SMEM_BYTES, 0 /* no tensor maps */,
+    ATTN_TILE_N};
 
 // ---- PTX wrappers (no cuda headers under NVRTC) ----
 

@@ -188,7 +188,7 @@ Test(autotune_cli, tunes_on_the_gpu_and_plans_use_it, .timeout = 300) {
     prism_plan_limits lim = {1, 4096, 4096, false};
     cr_assert_eq(prism_plan_create(ctx, &cfg, &lim, &tuned), PRISM_OK, "%s",
                  prism_context_last_error(ctx));
-    cr_assert_eq(prism_plan_config(tuned)->n_tuning, 5,
+    cr_assert_eq(prism_plan_config(tuned)->n_tuning, 7,
                  "every tunable came from the database");
     setenv("PRISM_TUNE", "off", 1);
     cr_assert_eq(prism_plan_create(ctx, &cfg, &lim, &plain), PRISM_OK);

@@ -380,6 +380,29 @@ static void run_case(const gpu_case *c, prism_context *ctx) {
     gpu_download(o_host, dout, o_bytes);
     gpu_download(lse_host, dlse, lse_bytes);
     check_output(c, &d, o_host, lse_host, &ref_sel, "attention");
+
+    /* 3b: the same with the mma.sync kernel forced (tuning attention.path =
+     * 1): on sm_90a the plan above runs the wgmma/TMA kernel, so both
+     * kernels face the reference on every case */
+    prism_config cfg80 = d.cfg;
+    snprintf(cfg80.tuning[cfg80.n_tuning].kernel, 64, "attention");
+    snprintf(cfg80.tuning[cfg80.n_tuning].param, 64, "path");
+    cfg80.tuning[cfg80.n_tuning++].value = 1;
+    prism_plan *plan80 = NULL;
+    cr_assert_eq(prism_plan_create(ctx, &cfg80, &limits, &plan80), PRISM_OK,
+                 "%s: %s", c->name, prism_context_last_error(ctx));
+    gpu_free(dout);
+    gpu_free(dlse);
+    dout = gpu_alloc_poisoned(o_bytes, 0xff);
+    dlse = gpu_alloc_poisoned(lse_bytes, 0xff);
+    to = device_tensor(dout, &d.q);
+    cr_assert_eq(prism_sparse_attention(plan80, &batch, &tq, &tk, &tv, &ref_mask,
+                                        &to, (float *)(uintptr_t)dlse, NULL),
+                 PRISM_OK, "%s", prism_plan_last_error(plan80));
+    gpu_download(o_host, dout, o_bytes);
+    gpu_download(lse_host, dlse, lse_bytes);
+    check_output(c, &d, o_host, lse_host, &ref_sel, "attention (mma.sync)");
+    prism_plan_destroy(plan80);
     free_mask(&ref_mask);
 
     /* 4: prefill end to end, checked on its own selection */

@@ -160,7 +160,7 @@ CUresult cuModuleGetFunction(CUfunction *fn, CUmodule m, const char *name) {
     return CUDA_ERROR_NOT_FOUND;
 }
 
-static int attention_launch[3] = {128, 128, 50000};
+static int attention_launch[5] = {128, 128, 50000, 0, 64};
 
 CUresult cuModuleGetGlobal_v2(CUdeviceptr *p, size_t *bytes, CUmodule m,
                               const char *name) {
@@ -169,6 +169,24 @@ CUresult cuModuleGetGlobal_v2(CUdeviceptr *p, size_t *bytes, CUmodule m,
         return CUDA_ERROR_NOT_FOUND;
     *p = (CUdeviceptr)(uintptr_t)attention_launch;
     *bytes = sizeof attention_launch;
+    return CUDA_SUCCESS;
+}
+
+CUresult cuTensorMapEncodeTiled(CUtensorMap *map, CUtensorMapDataType t,
+                                 cuuint32_t rank, void *addr,
+                                 const cuuint64_t *dims,
+                                 const cuuint64_t *strides,
+                                 const cuuint32_t *box,
+                                 const cuuint32_t *elem_strides,
+                                 CUtensorMapInterleave il,
+                                 CUtensorMapSwizzle sw,
+                                 CUtensorMapL2promotion l2,
+                                 CUtensorMapFloatOOBfill oob) {
+    (void)t, (void)addr, (void)dims, (void)strides, (void)box;
+    (void)elem_strides, (void)il, (void)sw, (void)l2, (void)oob;
+    if (!map || rank < 1 || rank > 5)
+        return CUDA_ERROR_INVALID_VALUE;
+    memset(map, 0, sizeof *map);
     return CUDA_SUCCESS;
 }
 

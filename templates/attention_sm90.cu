@@ -1,0 +1,492 @@
+// Block-sparse causal attention for sm_90a: TMA loads into an mbarrier
+// pipeline, wgmma on two consumer warpgroups (SPEC section 7).
+//
+// WHAT.  The same function as templates/attention.cu (whose header states
+// it in full): for sequence b, query head h and query block i, softmax over
+// the keys of the selected key blocks of row (b, h, i), restricted to keys
+// at positions <= the query's own and < Sk, times V; fp32 accumulation,
+// output in the input dtype, optional LSE; a query that sees no key gets a
+// zero row and LSE = -inf; rows past Sq are never written.  The generator
+// picks this template for sm_90a when BLOCK_SIZE >= 128 (a CTA's 128 query
+// rows then share one selection row) and HEAD_DIM is 64, 128 or 256.
+//
+// WHY A SECOND KERNEL.  mma.sync issues 16x8x16 products per warp and
+// needs every K/V fragment copied from shared memory into registers
+// (ldmatrix) first; on an H100 that path tops out near 380 TFLOP/s.  wgmma
+// multiplies 64 x N x 16 per warpgroup straight out of shared memory, and
+// the copy engine (TMA) moves whole tiles without any thread issuing loads,
+// so the math warps do nothing but MMAs and the softmax.
+//
+// ROLES (384 threads = 3 warpgroups, one CTA per SM).
+//  * Warpgroup 0, the producer, gives its registers away (setmaxnreg.dec
+//    to H_PRODUCER_REGS) and one thread of it issues every TMA copy: the Q
+//    tile once, then for each key tile of the selection the K tile and the
+//    V tile, each onto its own "full" mbarrier, into stage it % H_STAGES.
+//    Before reusing a stage it waits on that stage's "empty" mbarrier.
+//  * Warpgroups 1 and 2, the consumers, take the registers (setmaxnreg.inc
+//    to H_CONSUMER_REGS) and own 64 query rows each.  Per key tile: wait
+//    K full; S = Q K^T (HEAD_DIM/16 wgmma m64nTNk16, both operands from
+//    shared memory); mask near the diagonal; online softmax in registers;
+//    P converted to bf16/fp16 in registers; wait V full; O += P V
+//    (TN/16 wgmma m64nDk16, A = P from registers, B = V from shared memory
+//    read transposed); then every consumer thread arrives on the stage's
+//    empty barrier (count 256).  The two warpgroups run independently, so
+//    one's softmax overlaps the other's MMAs.
+//
+// KEY WALK.  As the sm_80 kernel: each selected block is BLOCK_SIZE / TN
+// tiles in ascending order; the walk stops at the first tile starting
+// after lim, the largest query position of the CTA's valid rows.  The
+// producer and the consumers derive the same tile sequence from the same
+// selection row.  A tile needs masking (key > query position, or key >=
+// Sk) only when it reaches past a warpgroup's smallest query position or
+// past Sk.
+//
+// SHARED LAYOUT.  Every tile is stored as HEAD_DIM / 64 column chunks; a
+// chunk is [rows][64 elements] = rows x 128 bytes, written by TMA with the
+// 128-byte swizzle (16-byte unit u of row r lands at u ^ (r & 7)), which is
+// the swizzle wgmma's descriptors name.  Chunks are 1024-byte aligned.
+//   [Q: 128 rows][K: STAGES x TN rows][V: STAGES x TN rows][mbarriers]
+// Descriptors (PTX ISA, "Matrix Descriptor"; canonical layouts):
+//  * Q (A) and K (B of S) are K-major (the reduction dimension, D, is
+//    contiguous): SBO = 1024 (8 rows x 128 B), LBO unused; k-step kk
+//    (16 dims) starts at chunk kk / 4, byte (kk % 4) * 32.
+//  * V (B of P V) is MN-major (D contiguous, the reduction runs over keys):
+//    LBO = TN * 128 (from one 64-dim chunk to the next), SBO = 1024 (8
+//    keys); k-step kk (16 keys) starts at byte kk * 16 * 128; trans-b = 1.
+//
+// FRAGMENTS.  A warpgroup's m64nN f32 accumulator gives warp w rows 16 w +
+// g and 16 w + g + 8 (lane = 4 g + t); register 4 j + e holds column 8 j +
+// 2 t + (e & 1) of row g + 8 (e >> 1) -- the mma.m16n8 C layout repeated
+// over N/8.  A from registers (P) uses the mma.m16n8k16 A layout per warp,
+// so P of k-step kk is packed from S registers of n8 blocks 2 kk, 2 kk + 1
+// exactly as in the sm_80 kernel: no shuffles.
+//
+// EPILOGUE.  Each consumer normalises O, stages its 64 rows in its own Q
+// rows (free once its last wgmma retired), syncs its warpgroup on a named
+// barrier and writes 16-byte coalesced rows.
+//
+// HOST CONTRACT.  As the sm_80 kernel, plus three tensor maps built by the
+// host with cuTensorMapEncodeTiled (128B swizzle, box {64, rows}, zero
+// fill out of bounds): Q box 128 rows, K and V box TN rows, over
+// {D, S, H} (batch 1 or varlen: S = all tokens) or {D, S, H, B}.  The
+// kernel parameter is AttnTmaParams, passed as __grid_constant__ so the
+// TMA unit reads the maps from parameter memory.  prism_attention_launch
+// = {threads, rows per CTA, dynamic shared memory, 1 = tensor maps, keys
+// per tile (the K/V box rows)}.
+//
+// TUNABLES.  BLOCK_N in {0, 64, 128} (keys per tile; 0: 128 for D <= 128,
+// 64 for D = 256), STAGES in {0, 2, 3} (0: 2).  BLOCK_M and WARP_M belong
+// to the sm_80 kernel and are ignored here.
+
+struct AttnParams {
+    const u16 *q;
+    const u16 *k;
+    const u16 *v;
+    u16 *o;
+    float *lse;
+    i64 q_stride_b, q_stride_h, q_stride_s;
+    i64 k_stride_b, k_stride_h, k_stride_s;
+    i64 v_stride_b, v_stride_h, v_stride_s;
+    i64 o_stride_b, o_stride_h, o_stride_s;
+    const int *cu_seqlens_q;
+    const int *cu_seqlens_k;
+    const int *block_counts;
+    const int *block_indices;
+    int batch, seqlen_q, seqlen_k;
+    int nq_max, nk_max;
+    float scale_log2;
+};
+
+struct __align__(64) TmaMap {
+    u64 opaque[16];
+};
+
+// The maps come first: the host's CUtensorMap is 128-byte aligned, ours 64
+// (all TMA needs), so maps first keeps both layouts identical: q at 0, k
+// at 128, v at 256, a at 384.
+struct AttnTmaParams {
+    TmaMap q, k, v; // rank 3 {D, S, H} or rank 4 {D, S, H, B}
+    AttnParams a;
+    int rank;       // 3 or 4
+};
+static_assert(sizeof(TmaMap) == 128 && 384 % alignof(AttnParams) == 0,
+              "host mirror layout: a at 384");
+
+static constexpr int H_TM = 128; // query rows per CTA: 2 consumers x 64
+static constexpr int H_TN = BLOCK_N > 0 ? BLOCK_N : (HEAD_DIM <= 128 ? 128 : 64);
+static constexpr int H_STAGES = STAGES > 0 ? STAGES : 2;
+static constexpr int H_THREADS = 384;
+static constexpr int H_PRODUCER_REGS = 24;
+static constexpr int H_CONSUMER_REGS = 240;
+static constexpr int H_CHUNKS = HEAD_DIM / 64; // 128-byte column chunks per row
+static constexpr int H_Q_BYTES = H_TM * HEAD_DIM * 2;
+static constexpr int H_KV_BYTES = H_TN * HEAD_DIM * 2;
+static constexpr int H_K_OFFSET = H_Q_BYTES;
+static constexpr int H_V_OFFSET = H_K_OFFSET + H_STAGES * H_KV_BYTES;
+static constexpr int H_BAR_OFFSET = H_V_OFFSET + H_STAGES * H_KV_BYTES;
+// barriers: full_q, then per stage full_k, full_v, empty
+static constexpr int H_SMEM_BYTES = H_BAR_OFFSET + 8 * (1 + 3 * H_STAGES) + 1024;
+static constexpr int H_SUBTILES = BLOCK_SIZE / H_TN;
+static constexpr int H_S_REGS = H_TN / 2;     // S accumulators per thread
+static constexpr int H_O_REGS = HEAD_DIM / 2; // O accumulators per thread
+
+static_assert(HEAD_DIM == 64 || HEAD_DIM == 128 || HEAD_DIM == 256,
+              "attention (sm_90a): head_dim must be 64, 128 or 256");
+static_assert(H_TN == 64 || H_TN == 128,
+              "attention (sm_90a): block_n must be 0 (auto), 64 or 128");
+static_assert(BLOCK_SIZE >= H_TM && BLOCK_SIZE % H_TN == 0,
+              "attention (sm_90a): block_size must be >= 128");
+static_assert(H_STAGES == 2 || H_STAGES == 3,
+              "attention (sm_90a): stages must be 0 (auto), 2 or 3");
+static_assert(H_SMEM_BYTES <= 227 * 1024,
+              "attention (sm_90a): (128 + 2 stages x block_n) x head_dim x 2 "
+              "bytes exceed 227 KB; lower block_n or stages");
+static_assert(WGMMA_SS_N == H_TN && WGMMA_RS_N == HEAD_DIM,
+              "generator and template disagree on the wgmma shapes");
+
+extern "C" __device__ int prism_attention_launch[5] = {H_THREADS, H_TM,
+                                                       H_SMEM_BYTES, 1, H_TN};
+
+// ---- PTX wrappers: mbarriers, TMA, warpgroup control ----
+
+static __device__ __forceinline__ u32 h_smem_u32(const void *p) {
+    return (u32)__cvta_generic_to_shared(p);
+}
+
+static __device__ __forceinline__ void h_bar_init(u32 bar, int count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count)
+                 : "memory");
+}
+
+static __device__ __forceinline__ void h_bar_expect_tx(u32 bar, int bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar),
+                 "r"(bytes)
+                 : "memory");
+}
+
+static __device__ __forceinline__ void h_bar_arrive(u32 bar) {
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+
+// Spins until the phase with parity `parity` of the barrier has completed.
+static __device__ __forceinline__ void h_bar_wait(u32 bar, int parity) {
+    // the braces scope the labels, so every inlined copy may reuse them
+    asm volatile("{\n"
+                 ".reg .pred done;\n"
+                 "WAIT:\n"
+                 "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+                 "@!done bra WAIT;\n"
+                 "}\n" ::"r"(bar),
+                 "r"(parity)
+                 : "memory");
+}
+
+// One TMA tile copy (box of the map) to shared memory, completing on bar.
+static __device__ __forceinline__ void h_tma_load(u32 dst, const TmaMap *map,
+                                                  int rank, int c0, int c1,
+                                                  int c2, int c3, u32 bar) {
+    const u64 m = reinterpret_cast<u64>(map);
+    if (rank == 3)
+        asm volatile("cp.async.bulk.tensor.3d.shared::cluster.global.tile"
+                     ".mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];\n"
+                     ::"r"(dst), "l"(m), "r"(c0), "r"(c1), "r"(c2), "r"(bar)
+                     : "memory");
+    else
+        asm volatile("cp.async.bulk.tensor.4d.shared::cluster.global.tile"
+                     ".mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4, %5}], [%6];\n"
+                     ::"r"(dst), "l"(m), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(bar)
+                     : "memory");
+}
+
+static __device__ __forceinline__ void h_wgmma_fence() {
+    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+}
+static __device__ __forceinline__ void h_wgmma_commit() {
+    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+}
+static __device__ __forceinline__ void h_wgmma_wait0() {
+    asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+}
+
+// Named barrier over the 128 threads of one consumer warpgroup.
+static __device__ __forceinline__ void h_warpgroup_sync(int id) {
+    asm volatile("bar.sync %0, 128;\n" ::"r"(id) : "memory");
+}
+
+// wgmma shared-memory descriptor: start address, LBO, SBO (bytes), 128B swizzle.
+static __device__ __forceinline__ u64 h_desc(u32 addr, u32 lbo, u32 sbo) {
+    return (u64)((addr & 0x3FFFF) >> 4) | ((u64)((lbo >> 4) & 0x3FFF) << 16) |
+           ((u64)((sbo >> 4) & 0x3FFF) << 32) | ((u64)1 << 62);
+}
+
+static __device__ __forceinline__ u32 h_pack(float lo, float hi) {
+    u32 r;
+    if constexpr (INPUT_BF16)
+        asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
+    else
+        asm("cvt.rn.f16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
+    return r;
+}
+
+static __device__ __forceinline__ float h_exp2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+}
+
+struct __align__(16) h_u32x4 {
+    u32 x, y, z, w;
+};
+
+// Key tile `it` of the walk: its first key, or a sentinel past every lim.
+static __device__ __forceinline__ int h_tile_start(const int *sel, int total, int it) {
+    return it < total ? __ldg(sel + it / H_SUBTILES) * BLOCK_SIZE +
+                            (it % H_SUBTILES) * H_TN
+                      : 0x7fffffff;
+}
+
+// ---- the producer: one thread issues every copy ----
+static __device__ __forceinline__ void
+h_produce(const AttnTmaParams &p, u32 smem, int q_row, int k_row, int h, int kvh,
+          int b, const int *sel, int total, int lim) {
+    const u32 bar_q = smem + H_BAR_OFFSET;
+    h_bar_expect_tx(bar_q, H_Q_BYTES);
+    for (int c = 0; c < H_CHUNKS; c++)
+        h_tma_load(smem + c * H_TM * 128, &p.q, p.rank, c * 64, q_row, h, b, bar_q);
+    for (int it = 0;; it++) {
+        const int key0 = h_tile_start(sel, total, it);
+        if (key0 > lim)
+            break;
+        const int s = it % H_STAGES;
+        const u32 full_k = bar_q + 8 * (1 + 3 * s);
+        const u32 full_v = full_k + 8, empty = full_k + 16;
+        if (it >= H_STAGES) // the consumers released this stage's last tile
+            h_bar_wait(empty, ((it / H_STAGES) & 1) ^ 1);
+        const u32 dk = smem + H_K_OFFSET + s * H_KV_BYTES;
+        const u32 dv = smem + H_V_OFFSET + s * H_KV_BYTES;
+        h_bar_expect_tx(full_k, H_KV_BYTES);
+        for (int c = 0; c < H_CHUNKS; c++)
+            h_tma_load(dk + c * H_TN * 128, &p.k, p.rank, c * 64, k_row + key0, kvh,
+                       b, full_k);
+        h_bar_expect_tx(full_v, H_KV_BYTES);
+        for (int c = 0; c < H_CHUNKS; c++)
+            h_tma_load(dv + c * H_TN * 128, &p.v, p.rank, c * 64, k_row + key0, kvh,
+                       b, full_v);
+    }
+}
+
+// Online softmax of one S tile (rows g and g + 8 of the thread's warp):
+// optional causal / Sk masking, running max m and partial sum l per row,
+// O rescaled when a maximum moved; S becomes P (unnormalised, fp32).
+template <bool MASKED>
+static __device__ __forceinline__ void
+h_softmax(float (&s)[H_S_REGS], float (&o)[H_O_REGS], float (&m)[2], float (&l)[2],
+          int key0, int qpos0, int qcap, float scale) {
+    const int t = threadIdx.x & 3;
+    if constexpr (MASKED) {
+#pragma unroll
+        for (int j = 0; j < H_TN / 8; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int key = key0 + 8 * j + 2 * t + (e & 1);
+                if (key > qpos0 + min((e >> 1) * 8, qcap))
+                    s[4 * j + e] = -INFINITY;
+            }
+    }
+    float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int j = 0; j < H_TN / 8; j++) {
+        mx[0] = fmaxf(mx[0], fmaxf(s[4 * j], s[4 * j + 1]));
+        mx[1] = fmaxf(mx[1], fmaxf(s[4 * j + 2], s[4 * j + 3]));
+    }
+    float alpha[2], base[2];
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+        const float m_new = fmaxf(m[r], mx[r] * scale);
+        base[r] = m_new == -INFINITY ? 0.f : m_new; // no inf - inf
+        alpha[r] = h_exp2(m[r] - base[r]);          // m = -inf -> 0
+        m[r] = m_new;
+    }
+    float sum[2] = {0.f, 0.f};
+#pragma unroll
+    for (int j = 0; j < H_TN / 8; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            s[4 * j + e] = h_exp2(fmaf(s[4 * j + e], scale, -base[e >> 1]));
+            sum[e >> 1] += s[4 * j + e];
+        }
+    l[0] = l[0] * alpha[0] + sum[0];
+    l[1] = l[1] * alpha[1] + sum[1];
+    if (__any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f)) {
+#pragma unroll
+        for (int j = 0; j < HEAD_DIM / 8; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                o[4 * j + e] *= alpha[e >> 1];
+    }
+}
+
+// ---- a consumer warpgroup: 64 query rows ----
+static __device__ __forceinline__ void
+h_consume(const AttnParams &p, u32 smem, u8 *smem_ptr, int wg, int q0, int Sq,
+          int Sk, int shift, const int *sel, int total, int lim, u16 *og, float *lse) {
+    const int wt = threadIdx.x - 128 * wg; // thread within the warpgroup
+    const int warp = wt >> 5, lane = wt & 31, g = lane >> 2, t = lane & 3;
+    const int row_wg = (wg - 1) * 64;     // first CTA row of this warpgroup
+    const int qpos0 = q0 + row_wg + 16 * warp + g + shift; // the thread's row g
+    const int qcap = Sk - 1 - qpos0;
+    const int wg_first = q0 + row_wg + shift; // smallest query position here
+    const float scale = p.scale_log2;
+    const u32 bar_q = smem + H_BAR_OFFSET;
+
+    float o[H_O_REGS];
+#pragma unroll
+    for (int i = 0; i < H_O_REGS; i++)
+        o[i] = 0.f;
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+
+    h_bar_wait(bar_q, 0);
+    const u32 q_base = smem + row_wg * 128; // + chunk * H_TM * 128
+    for (int it = 0;; it++) {
+        const int key0 = h_tile_start(sel, total, it);
+        if (key0 > lim)
+            break;
+        const int s = it % H_STAGES, parity = (it / H_STAGES) & 1;
+        const u32 full_k = bar_q + 8 * (1 + 3 * s);
+        const u32 k_base = smem + H_K_OFFSET + s * H_KV_BYTES;
+        const u32 v_base = smem + H_V_OFFSET + s * H_KV_BYTES;
+
+        float sc[H_S_REGS];
+        h_bar_wait(full_k, parity);
+        h_wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < HEAD_DIM / 16; kk++) {
+            const u32 off = (kk & 3) * 32; // 16 dims = 32 bytes
+            const u64 da = h_desc(q_base + (kk / 4) * H_TM * 128 + off, 16, 1024);
+            const u64 db = h_desc(k_base + (kk / 4) * H_TN * 128 + off, 16, 1024);
+            wgmma_ss(sc, da, db, kk > 0);
+        }
+        h_wgmma_commit();
+        h_wgmma_wait0();
+
+        if (key0 + H_TN - 1 > wg_first || key0 + H_TN > Sk)
+            h_softmax<true>(sc, o, m, l, key0, qpos0, qcap, scale);
+        else
+            h_softmax<false>(sc, o, m, l, key0, qpos0, qcap, scale);
+
+        u32 pa[H_TN / 16][4];
+#pragma unroll
+        for (int kk = 0; kk < H_TN / 16; kk++) {
+            pa[kk][0] = h_pack(sc[8 * kk + 0], sc[8 * kk + 1]);
+            pa[kk][1] = h_pack(sc[8 * kk + 2], sc[8 * kk + 3]);
+            pa[kk][2] = h_pack(sc[8 * kk + 4], sc[8 * kk + 5]);
+            pa[kk][3] = h_pack(sc[8 * kk + 6], sc[8 * kk + 7]);
+        }
+        h_bar_wait(full_k + 8, parity);
+        h_wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < H_TN / 16; kk++) {
+            const u64 db = h_desc(v_base + kk * 16 * 128, H_TN * 128, 1024);
+            wgmma_rs(o, pa[kk], db);
+        }
+        h_wgmma_commit();
+        h_wgmma_wait0();
+        h_bar_arrive(full_k + 16); // this thread is done with stage s
+    }
+
+    // Epilogue: normalise; stage rows in this warpgroup's Q rows (chunk c,
+    // row r, 16-byte unit u at c * H_TM * 128 + r * 128 + (u ^ (r & 7)) * 16).
+    float inv[2];
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        float sum = l[r];
+        sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+        sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+        inv[r] = sum > 0.f ? 1.f / sum : 0.f;
+        const int row = q0 + row_wg + 16 * warp + g + 8 * r;
+        if (lse && t == 0 && row < Sq)
+            lse[row] = sum > 0.f ? (m[r] + __log2f(sum)) * 0.693147180559945309f
+                                 : -INFINITY;
+    }
+#pragma unroll
+    for (int j = 0; j < HEAD_DIM / 8; j++)
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            const int row = row_wg + 16 * warp + g + 8 * r; // CTA row
+            const int c = j / 8, u = j % 8;
+            *reinterpret_cast<u32 *>(smem_ptr + c * H_TM * 128 + row * 128 +
+                                     ((u ^ (row & 7)) << 4) + 4 * t) =
+                h_pack(o[4 * j + 2 * r] * inv[r], o[4 * j + 2 * r + 1] * inv[r]);
+        }
+    h_warpgroup_sync(wg);
+    constexpr int UNITS = 64 * HEAD_DIM / 8; // 16-byte units of 64 rows
+#pragma unroll 4
+    for (int i = wt; i < UNITS; i += 128) {
+        const int r = i / (HEAD_DIM / 8), j = i % (HEAD_DIM / 8);
+        const int row = row_wg + r, c = j / 8, u = j % 8;
+        if (q0 + row < Sq)
+            *reinterpret_cast<h_u32x4 *>(og + (i64)(q0 + row) * p.o_stride_s + j * 8) =
+                *reinterpret_cast<const h_u32x4 *>(smem_ptr + c * H_TM * 128 +
+                                                   row * 128 + ((u ^ (row & 7)) << 4));
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(H_THREADS, 1)
+prism_attention(const __grid_constant__ AttnTmaParams P) {
+    extern __shared__ __align__(1024) u8 h_smem_raw[];
+    // 1024-byte alignment for the 128B-swizzle atoms
+    u8 *smem_ptr = h_smem_raw + ((1024 - (h_smem_u32(h_smem_raw) & 1023)) & 1023);
+    const u32 smem = h_smem_u32(smem_ptr);
+    const AttnParams &p = P.a;
+
+    const int tile = (int)(gridDim.x - 1 - blockIdx.x); // heavy tiles first
+    const int h = blockIdx.y, b = blockIdx.z;
+    int q_begin, Sq, k_begin, Sk;
+    sequence_range(p.cu_seqlens_q, p.seqlen_q, b, q_begin, Sq);
+    sequence_range(p.cu_seqlens_k, p.seqlen_k, b, k_begin, Sk);
+    const int q0 = tile * H_TM;
+    if (q0 >= Sq)
+        return; // CTA-uniform, before any barrier
+    const int shift = Sk - Sq;
+    const int lim = min(q0 + H_TM, Sq) - 1 + shift;
+    const i64 sel_row = ((i64)b * Q_HEADS + h) * p.nq_max + q0 / BLOCK_SIZE;
+    const int total = __ldg(p.block_counts + sel_row) * H_SUBTILES;
+    const int *sel = p.block_indices + sel_row * p.nk_max;
+    const bool varlen = p.cu_seqlens_q != nullptr;
+
+    const int tid = threadIdx.x;
+    if (tid == 0) {
+        const u32 bars = smem + H_BAR_OFFSET;
+        h_bar_init(bars, 1);
+        for (int s = 0; s < H_STAGES; s++) {
+            h_bar_init(bars + 8 * (1 + 3 * s), 1);       // full K
+            h_bar_init(bars + 8 * (1 + 3 * s) + 8, 1);   // full V
+            h_bar_init(bars + 8 * (1 + 3 * s) + 16, 256); // empty
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    }
+    __syncthreads();
+
+    const int wg = tid / 128;
+    if (wg == 0) {
+        asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(H_PRODUCER_REGS));
+        if (tid == 0) {
+            // TMA coordinates: varlen / batch 1 index tokens of the packed
+            // tensor (rank 3); a fixed batch uses its own coordinate.
+            const int qr = (varlen ? q_begin : 0) + q0;
+            const int kr = varlen ? k_begin : 0;
+            h_produce(P, smem, qr, kr, h, h / GQA_GROUP, varlen ? 0 : b, sel, total, lim);
+        }
+    } else {
+        asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(H_CONSUMER_REGS));
+        u16 *og = p.o + (varlen ? (i64)q_begin * p.o_stride_s : (i64)b * p.o_stride_b) +
+                  (i64)h * p.o_stride_h;
+        float *lse = nullptr;
+        if (p.lse)
+            lse = varlen ? p.lse + (i64)h * p.cu_seqlens_q[p.batch] + q_begin
+                         : p.lse + ((i64)b * Q_HEADS + h) * p.seqlen_q;
+        h_consume(p, smem, smem_ptr, wg, q0, Sq, Sk, shift, sel, total, lim, og, lse);
+    }
+}
