@@ -65,18 +65,22 @@ if want autotune; then
 fi
 if want bench; then
   echo "== prism bench (${BENCH_WORKLOAD:-mixed} workload)"
-  # the same config with the sm_80 kernel (mma.sync) forced, for the
-  # "sm_80 path when forced on an H100" comparison
-  sm80="$out/llama-3.1-8b-sm80.yaml"
-  { cat "$here/configs/llama-3.1-8b.yaml"; printf 'tuning:\n  attention: {path: 1}\n'; } > "$sm80"
+  # the same config with other attention tunables, timed beside it: by
+  # default the sm_80 kernel (mma.sync) forced, for the "sm_80 path when
+  # forced on an H100" comparison (BENCH_ALT='{overlap: 1}' BENCH_ALT_TAG=
+  # plain compares a wgmma variant instead; BENCH_ALT=none skips it)
+  alt_tag=${BENCH_ALT_TAG:-sm80}
+  alt="$out/llama-3.1-8b-$alt_tag.yaml"
+  { cat "$here/configs/llama-3.1-8b.yaml"
+    printf 'tuning:\n  attention: %s\n' "${BENCH_ALT:-{path: 1\}}"; } > "$alt"
   for s in "${seqs[@]}"; do
     timeout 240 "$here/bin/prism" bench "$here/configs/llama-3.1-8b.yaml" --seq "$s" \
       --workload "${BENCH_WORKLOAD:-mixed}" \
       --json "$out/prism-$s.json" 2>&1 | tee -a "$out/bench.log"
-    if [ "${BENCH_SM80:-1}" = 1 ]; then
-      timeout 240 "$here/bin/prism" bench "$sm80" --seq "$s" --reps 10 \
+    if [ "${BENCH_ALT:-}" != none ]; then
+      timeout 240 "$here/bin/prism" bench "$alt" --seq "$s" --reps 10 \
         --workload "${BENCH_WORKLOAD:-mixed}" \
-        --json "$out/prism-$s-sm80.json" 2>&1 | tee -a "$out/bench.log"
+        --json "$out/prism-$s-$alt_tag.json" 2>&1 | tee -a "$out/bench.log"
     fi
   done
   echo "== PyTorch SDPA on the same shapes"

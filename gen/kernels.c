@@ -112,10 +112,12 @@ static prism_status attention_constants(prism_kernel_spec *s, char *err,
                             "the mma.sync path (path 1), not to path 2 "
                             "(wgmma); leave them 0",
                             c->source);
-    if (!wgmma && prism_spec_int(s, "STAGES", 0) != 0)
+    if (!wgmma && (prism_spec_int(s, "STAGES", 0) != 0 ||
+                   prism_spec_int(s, "OVERLAP", 0) != 0))
         return prism_errorf(err, n, PRISM_ERR_CONFIG,
-                            "%s: tuning attention.stages applies to the wgmma "
-                            "path (sm_90a, path 0 or 2) only; leave it 0 here",
+                            "%s: tuning attention.stages and overlap apply to "
+                            "the wgmma path (sm_90a, path 0 or 2) only; leave "
+                            "them 0 here",
                             c->source);
     if (wgmma) {
         int64_t bn = prism_spec_int(s, "BLOCK_N", 0);
@@ -144,6 +146,7 @@ static const int64_t warp_m_values[] = {0, 16, 32, -1};
 static const int64_t threads_128_256[] = {128, 256, -1};
 static const int64_t path_values[] = {0, 1, 2, -1};
 static const int64_t stages_values[] = {0, 2, 3, -1};
+static const int64_t overlap_values[] = {0, 1, -1};
 
 static const prism_kernel_def kernel_table[] = {
     {
@@ -184,7 +187,10 @@ static const prism_kernel_def kernel_table[] = {
                       "0: wgmma/TMA on sm_90a where the shape allows, else "
                       "mma.sync; 1: mma.sync; 2: wgmma/TMA"},
                      {"stages", 0, stages_values,
-                      "wgmma path: K/V pipeline stages (0: 2)"}},
+                      "wgmma path: K/V pipeline stages (0: 2)"},
+                     {"overlap", 0, overlap_values,
+                      "wgmma path: 0 the plain loop; 1 overlaps S of tile "
+                      "i with P V of tile i-1 and ping-pongs the consumers"}},
         .add_constants = attention_constants,
     },
 };

@@ -74,8 +74,22 @@
 // = {threads, rows per CTA, dynamic shared memory, 1 = tensor maps, keys
 // per tile (the K/V box rows)}.
 //
+// OVERLAP AND PING-PONG (tunable overlap = 1; not the default: on the
+// H100 it measured 480-520 TFLOP/s against the plain loop's 550-583 for
+// dense causal D = 128 at 8K-128K; bench/results/h100-2026-11-28-4, where
+// "prism" is the overlapped loop and "plain" the plain one).  Tile i's
+// S = Q K^T is issued in one batch with tile i-1's O += P V; the consumer
+// waits for S only, runs tile i's softmax while P V finishes, then waits
+// for P V, rescales O and packs P.  The two consumers take turns issuing
+// their batches (named barriers 3 and 4): while one runs its softmax the
+// other's batch has the tensor cores.  Turns per consumer: one per tile
+// plus the last P V; consumer 1 starts, consumer 2 hands on every turn but
+// its last, so every arrival is matched.
+//
 // TUNABLES.  BLOCK_N in {0, 64, 128} (keys per tile; 0: 128 for D <= 128,
-// 64 for D = 256), STAGES in {0, 2, 3} (0: 2).  BLOCK_M and WARP_M belong
+// 64 for D = 256), STAGES in {0, 2, 3} (0: 2), OVERLAP in {0, 1} (0: the
+// plain loop, where the two consumers overlap each other only as the warp
+// schedulers interleave them).  BLOCK_M and WARP_M belong
 // to the sm_80 kernel and are ignored here.
 
 struct AttnParams {
@@ -115,6 +129,10 @@ static_assert(sizeof(TmaMap) == 128 && 384 % alignof(AttnParams) == 0,
 static constexpr int H_TM = 128; // query rows per CTA: 2 consumers x 64
 static constexpr int H_TN = BLOCK_N > 0 ? BLOCK_N : (HEAD_DIM <= 128 ? 128 : 64);
 static constexpr int H_STAGES = STAGES > 0 ? STAGES : 2;
+// OVERLAP 0: the plain loop (S, softmax, P V, one tile at a time); 1: S of
+// tile i issued with P V of tile i-1, consumers ping-pong.
+static constexpr bool H_OVERLAP = OVERLAP == 1;
+static constexpr bool H_PINGPONG = H_OVERLAP;
 static constexpr int H_THREADS = 384;
 static constexpr int H_PRODUCER_REGS = 24;
 static constexpr int H_CONSUMER_REGS = 240;
@@ -276,11 +294,12 @@ h_produce(const AttnTmaParams &p, u32 smem, int q_row, int k_row, int h, int kvh
 }
 
 // Online softmax of one S tile (rows g and g + 8 of the thread's warp):
-// optional causal / Sk masking, running max m and partial sum l per row,
-// O rescaled when a maximum moved; S becomes P (unnormalised, fp32).
+// optional causal / Sk masking, running max m and partial sum l per row;
+// S becomes P (unnormalised, fp32) and alpha the factor O must be scaled
+// by (applied by the caller: O may still be in use by a wgmma here).
 template <bool MASKED>
 static __device__ __forceinline__ void
-h_softmax(float (&s)[H_S_REGS], float (&o)[H_O_REGS], float (&m)[2], float (&l)[2],
+h_softmax(float (&s)[H_S_REGS], float (&m)[2], float (&l)[2], float (&alpha)[2],
           int key0, int qpos0, int qcap, float scale) {
     const int t = threadIdx.x & 3;
     if constexpr (MASKED) {
@@ -299,7 +318,7 @@ h_softmax(float (&s)[H_S_REGS], float (&o)[H_O_REGS], float (&m)[2], float (&l)[
         mx[0] = fmaxf(mx[0], fmaxf(s[4 * j], s[4 * j + 1]));
         mx[1] = fmaxf(mx[1], fmaxf(s[4 * j + 2], s[4 * j + 3]));
     }
-    float alpha[2], base[2];
+    float base[2];
 #pragma unroll
     for (int r = 0; r < 2; r++) {
         mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
@@ -319,6 +338,12 @@ h_softmax(float (&s)[H_S_REGS], float (&o)[H_O_REGS], float (&m)[2], float (&l)[
         }
     l[0] = l[0] * alpha[0] + sum[0];
     l[1] = l[1] * alpha[1] + sum[1];
+}
+
+// O *= alpha per row; skipped when every row of the warp kept its maximum
+// (the usual case once the maxima settle; warp-uniform branch).
+static __device__ __forceinline__ void h_rescale(float (&o)[H_O_REGS],
+                                                 const float (&alpha)[2]) {
     if (__any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f)) {
 #pragma unroll
         for (int j = 0; j < HEAD_DIM / 8; j++)
@@ -326,6 +351,57 @@ h_softmax(float (&s)[H_S_REGS], float (&o)[H_O_REGS], float (&m)[2], float (&l)[
             for (int e = 0; e < 4; e++)
                 o[4 * j + e] *= alpha[e >> 1];
     }
+}
+
+// P (fp32 S registers) -> the A fragments of the P V k-steps.
+static __device__ __forceinline__ void h_pack_p(u32 (&pa)[H_TN / 16][4],
+                                                const float (&sc)[H_S_REGS]) {
+#pragma unroll
+    for (int kk = 0; kk < H_TN / 16; kk++) {
+        pa[kk][0] = h_pack(sc[8 * kk + 0], sc[8 * kk + 1]);
+        pa[kk][1] = h_pack(sc[8 * kk + 2], sc[8 * kk + 3]);
+        pa[kk][2] = h_pack(sc[8 * kk + 4], sc[8 * kk + 5]);
+        pa[kk][3] = h_pack(sc[8 * kk + 6], sc[8 * kk + 7]);
+    }
+}
+
+// S = Q K^T over HEAD_DIM / 16 k-steps (issued, not waited for).
+static __device__ __forceinline__ void h_issue_s(float (&sc)[H_S_REGS], u32 q_base,
+                                                 u32 k_base) {
+#pragma unroll
+    for (int kk = 0; kk < HEAD_DIM / 16; kk++) {
+        const u32 off = (kk & 3) * 32; // 16 dims = 32 bytes
+        const u64 da = h_desc(q_base + (kk / 4) * H_TM * 128 + off, 16, 1024);
+        const u64 db = h_desc(k_base + (kk / 4) * H_TN * 128 + off, 16, 1024);
+        wgmma_ss(sc, da, db, kk > 0);
+    }
+    h_wgmma_commit();
+}
+
+// O += P V over H_TN / 16 k-steps (issued, not waited for).
+static __device__ __forceinline__ void h_issue_pv(float (&o)[H_O_REGS],
+                                                  const u32 (&pa)[H_TN / 16][4],
+                                                  u32 v_base) {
+#pragma unroll
+    for (int kk = 0; kk < H_TN / 16; kk++)
+        wgmma_rs(o, pa[kk], h_desc(v_base + kk * 16 * 128, H_TN * 128, 1024));
+    h_wgmma_commit();
+}
+
+static __device__ __forceinline__ void h_wgmma_wait1() {
+    asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+}
+
+// Ping-pong between the consumers: named barriers 3 (warpgroup 1's turn)
+// and 4 (warpgroup 2's), 256 threads each -- the owner syncs, the other
+// arrives once its own wgmma batch is issued.
+static __device__ __forceinline__ void h_turn_begin(int wg) {
+    if constexpr (H_PINGPONG)
+        asm volatile("bar.sync %0, 256;\n" ::"r"(2 + wg) : "memory");
+}
+static __device__ __forceinline__ void h_turn_end(int wg) {
+    if constexpr (H_PINGPONG)
+        asm volatile("bar.arrive %0, 256;\n" ::"r"(wg == 1 ? 4 : 3) : "memory");
 }
 
 // ---- a consumer warpgroup: 64 query rows ----
@@ -349,51 +425,89 @@ h_consume(const AttnParams &p, u32 smem, u8 *smem_ptr, int wg, int q0, int Sq,
 
     h_bar_wait(bar_q, 0);
     const u32 q_base = smem + row_wg * 128; // + chunk * H_TM * 128
-    for (int it = 0;; it++) {
-        const int key0 = h_tile_start(sel, total, it);
-        if (key0 > lim)
-            break;
-        const int s = it % H_STAGES, parity = (it / H_STAGES) & 1;
-        const u32 full_k = bar_q + 8 * (1 + 3 * s);
-        const u32 k_base = smem + H_K_OFFSET + s * H_KV_BYTES;
-        const u32 v_base = smem + H_V_OFFSET + s * H_KV_BYTES;
-
-        float sc[H_S_REGS];
-        h_bar_wait(full_k, parity);
-        h_wgmma_fence();
-#pragma unroll
-        for (int kk = 0; kk < HEAD_DIM / 16; kk++) {
-            const u32 off = (kk & 3) * 32; // 16 dims = 32 bytes
-            const u64 da = h_desc(q_base + (kk / 4) * H_TM * 128 + off, 16, 1024);
-            const u64 db = h_desc(k_base + (kk / 4) * H_TN * 128 + off, 16, 1024);
-            wgmma_ss(sc, da, db, kk > 0);
+    auto full_k = [&](int it) { return bar_q + 8 * (1 + 3 * (it % H_STAGES)); };
+    auto k_tile = [&](int it) { return smem + H_K_OFFSET + (it % H_STAGES) * H_KV_BYTES; };
+    auto v_tile = [&](int it) { return smem + H_V_OFFSET + (it % H_STAGES) * H_KV_BYTES; };
+    auto parity = [](int it) { return (it / H_STAGES) & 1; };
+    float sc[H_S_REGS], alpha[2];
+    u32 pa[H_TN / 16][4];
+    int key0 = h_tile_start(sel, total, 0);
+    const bool any = key0 <= lim;
+    // warpgroup 1 takes the first turn; warpgroup 2's last turn hands none on
+    if (H_PINGPONG && wg == 2 && any)
+        h_turn_end(wg);
+    if constexpr (H_OVERLAP) {
+        // Tile it's S = Q K^T is issued together with tile it-1's O += P V,
+        // so the tensor cores have the P V product to chew on while this
+        // warpgroup waits for S, and the softmax of tile it overlaps the
+        // tail of P V.  O is rescaled only once that P V retired.  The
+        // first tile (S alone) and the last P V are peeled off, so that
+        // every wgmma batch is straight-line code: ptxas then tracks the
+        // two groups and keeps them asynchronous (a batch under a branch
+        // made it serialise them, C7514).
+        if (any) {
+            h_bar_wait(full_k(0), 0);
+            h_turn_begin(wg);
+            h_wgmma_fence();
+            h_issue_s(sc, q_base, k_tile(0));
+            h_turn_end(wg);
+            h_wgmma_wait0();
+            if (key0 + H_TN - 1 > wg_first || key0 + H_TN > Sk)
+                h_softmax<true>(sc, m, l, alpha, key0, qpos0, qcap, scale);
+            else
+                h_softmax<false>(sc, m, l, alpha, key0, qpos0, qcap, scale);
+            h_pack_p(pa, sc); // O is still 0: no rescale
+            int it = 1;
+            for (;; it++) {
+                key0 = h_tile_start(sel, total, it);
+                if (key0 > lim)
+                    break;
+                h_bar_wait(full_k(it), parity(it));
+                h_bar_wait(full_k(it - 1) + 8, parity(it - 1));
+                h_turn_begin(wg);
+                h_wgmma_fence();
+                h_issue_s(sc, q_base, k_tile(it));
+                h_issue_pv(o, pa, v_tile(it - 1));
+                h_turn_end(wg);
+                h_wgmma_wait1(); // S retired (P V may still run)
+                if (key0 + H_TN - 1 > wg_first || key0 + H_TN > Sk)
+                    h_softmax<true>(sc, m, l, alpha, key0, qpos0, qcap, scale);
+                else
+                    h_softmax<false>(sc, m, l, alpha, key0, qpos0, qcap, scale);
+                h_wgmma_wait0(); // P V of tile it-1 retired
+                h_bar_arrive(full_k(it - 1) + 16); // its stage is free
+                h_rescale(o, alpha);
+                h_pack_p(pa, sc);
+            }
+            // the last tile's P V; consumer 2's last turn hands on nothing
+            h_bar_wait(full_k(it - 1) + 8, parity(it - 1));
+            h_turn_begin(wg);
+            h_wgmma_fence();
+            h_issue_pv(o, pa, v_tile(it - 1));
+            if (wg == 1)
+                h_turn_end(wg);
+            h_wgmma_wait0();
+            h_bar_arrive(full_k(it - 1) + 16);
         }
-        h_wgmma_commit();
-        h_wgmma_wait0();
-
-        if (key0 + H_TN - 1 > wg_first || key0 + H_TN > Sk)
-            h_softmax<true>(sc, o, m, l, key0, qpos0, qcap, scale);
-        else
-            h_softmax<false>(sc, o, m, l, key0, qpos0, qcap, scale);
-
-        u32 pa[H_TN / 16][4];
-#pragma unroll
-        for (int kk = 0; kk < H_TN / 16; kk++) {
-            pa[kk][0] = h_pack(sc[8 * kk + 0], sc[8 * kk + 1]);
-            pa[kk][1] = h_pack(sc[8 * kk + 2], sc[8 * kk + 3]);
-            pa[kk][2] = h_pack(sc[8 * kk + 4], sc[8 * kk + 5]);
-            pa[kk][3] = h_pack(sc[8 * kk + 6], sc[8 * kk + 7]);
+    } else {
+        for (int it = 0; key0 <= lim; it++) {
+            h_bar_wait(full_k(it), parity(it));
+            h_wgmma_fence();
+            h_issue_s(sc, q_base, k_tile(it));
+            h_wgmma_wait0();
+            if (key0 + H_TN - 1 > wg_first || key0 + H_TN > Sk)
+                h_softmax<true>(sc, m, l, alpha, key0, qpos0, qcap, scale);
+            else
+                h_softmax<false>(sc, m, l, alpha, key0, qpos0, qcap, scale);
+            h_rescale(o, alpha);
+            h_pack_p(pa, sc);
+            h_bar_wait(full_k(it) + 8, parity(it));
+            h_wgmma_fence();
+            h_issue_pv(o, pa, v_tile(it));
+            h_wgmma_wait0();
+            h_bar_arrive(full_k(it) + 16); // this thread is done with the stage
+            key0 = h_tile_start(sel, total, it + 1);
         }
-        h_bar_wait(full_k + 8, parity);
-        h_wgmma_fence();
-#pragma unroll
-        for (int kk = 0; kk < H_TN / 16; kk++) {
-            const u64 db = h_desc(v_base + kk * 16 * 128, H_TN * 128, 1024);
-            wgmma_rs(o, pa[kk], db);
-        }
-        h_wgmma_commit();
-        h_wgmma_wait0();
-        h_bar_arrive(full_k + 16); // this thread is done with stage s
     }
 
     // Epilogue: normalise; stage rows in this warpgroup's Q rows (chunk c,

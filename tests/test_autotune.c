@@ -211,7 +211,7 @@ Test(tune_db, round_trip_is_identical) {
     cr_assert_eq(n1, n2);
     cr_assert_str_eq(t1, t2);
     cr_assert(strstr(t1, "values: {block_m: 64, block_n: 32, warp_m: 16, "
-                         "path: 0, stages: 0}"),
+                         "path: 0, stages: 0, overlap: 0}"),
               "%s", t1);
     cr_assert_eq(prism_tune_entry_best(&back), 1, "0.5 ms wins");
     free(t1);
@@ -389,7 +389,7 @@ Test(tune_db, apply_appends_tuned_values_and_explicit_ones_win) {
     cr_assert_eq(override_of(&out, "attention", "block_n"), 64,
                  "explicit wins");
     cr_assert_eq(override_of(&out, "attention", "block_m"), 64);
-    cr_assert_eq(out.n_tuning, 5, "every attention tunable");
+    cr_assert_eq(out.n_tuning, 6, "every attention tunable");
 
     setenv("PRISM_TUNE", "off", 1);
     cr_assert_eq(prism_tuning_apply(ctx, &cfg, &dev, 4096, &out, &applied),
@@ -448,12 +448,13 @@ Test(tune_space, enumeration_is_the_legal_product_default_first) {
     cr_assert_eq(prism_tune_enumerate(&cfg, k, PRISM_ARCH_SM90A, &c, &n,
                                       &illegal, err, sizeof err),
                  PRISM_OK, "%s", err);
-    /* block_m x block_n x warp_m x path x stages = 324 for D = 128, of
-     * which legal: path 0 with block_m or warp_m pinned (mma.sync, stages
-     * 0) 8 x 4 = 32, path 0 otherwise (wgmma) 4 x 3 stages = 12, path 1
-     * 3 x 4 x 3 = 36, path 2 (wgmma, block_m = warp_m = 0) 12. */
-    cr_assert_eq(n, 32 + 12 + 36 + 12);
-    cr_assert_eq(illegal, 324 - n);
+    /* block_m x block_n x warp_m x path x stages x overlap = 648 for
+     * D = 128, of which legal: path 0 with block_m or warp_m pinned
+     * (mma.sync, stages and overlap 0) 8 x 4 = 32, path 0 otherwise
+     * (wgmma) 4 x 3 stages x 2 = 24, path 1 3 x 4 x 3 = 36, path 2 (wgmma,
+     * block_m = warp_m = 0) 24. */
+    cr_assert_eq(n, 32 + 24 + 36 + 24);
+    cr_assert_eq(illegal, 648 - n);
     cr_assert(c[0].values[0] == 0 && c[0].values[1] == 0 &&
               c[0].values[2] == 0);
     cr_assert_eq(c[0].status, PRISM_TUNE_UNTIMED);
@@ -468,9 +469,9 @@ Test(tune_space, enumeration_is_the_legal_product_default_first) {
     cr_assert_eq(prism_tune_enumerate(&g, k, PRISM_ARCH_SM90A, &c, &n, &illegal,
                                       err, sizeof err),
                  PRISM_OK, "%s", err);
-    /* as above with warp_m 32 out: 5 x 4 + 12 + 3 x 4 x 2 + 12 */
-    cr_assert_eq(n, 20 + 12 + 24 + 12);
-    cr_assert_eq(illegal, 324 - n);
+    /* as above with warp_m 32 out: 5 x 4 + 24 + 3 x 4 x 2 + 24 */
+    cr_assert_eq(n, 20 + 24 + 24 + 24);
+    cr_assert_eq(illegal, 648 - n);
     cr_assert_eq(find_cand(c, n, 0, 0, 32), -1);
     free(c);
 
@@ -488,7 +489,7 @@ Test(tune_space, enumeration_is_the_legal_product_default_first) {
     cr_assert_eq(
         prism_tune_candidate_config(&g, k, c[3].values, &pins, err, sizeof err),
         PRISM_OK);
-    cr_assert_eq(pins.n_tuning, 7, "every tunable of every kernel is pinned");
+    cr_assert_eq(pins.n_tuning, 8, "every tunable of every kernel is pinned");
     cr_assert_eq(override_of(&pins, "attention", "block_m"), c[3].values[0]);
     cr_assert_eq(override_of(&pins, "pool_stats", "threads"), 128);
     cr_assert_eq(prism_config_validate(&pins, err, sizeof err), PRISM_OK, "%s",

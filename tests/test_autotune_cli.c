@@ -155,13 +155,13 @@ Test(autotune_cli, tunes_on_the_gpu_and_plans_use_it, .timeout = 300) {
         cr_skip_test("no CUDA GPU");
     double t0 = prism_now_ms();
     int rc = run_cmd("'%s' autotune %s/configs/default.yaml --seq 4096 "
-                     "--budget 20",
+                     "--budget 60",
                      cli_path(), source_dir());
     double took = (prism_now_ms() - t0) / 1000;
     cr_assert_eq(rc, 0, "%s", g_out);
     cr_assert(strstr(g_out, "speedup"), "%s", g_out);
     cr_log_info("prism autotune took %.1f s:\n%s", took, g_out);
-    cr_expect_lt(took, 60, "20 s budget, %.1f s", took);
+    cr_expect_lt(took, 120, "60 s budget, %.1f s", took);
 
     prism_config cfg = load("default.yaml");
     prism_context *ctx = context(NULL, false);
@@ -188,7 +188,7 @@ Test(autotune_cli, tunes_on_the_gpu_and_plans_use_it, .timeout = 300) {
     prism_plan_limits lim = {1, 4096, 4096, false};
     cr_assert_eq(prism_plan_create(ctx, &cfg, &lim, &tuned), PRISM_OK, "%s",
                  prism_context_last_error(ctx));
-    cr_assert_eq(prism_plan_config(tuned)->n_tuning, 7,
+    cr_assert_eq(prism_plan_config(tuned)->n_tuning, 8,
                  "every tunable came from the database");
     setenv("PRISM_TUNE", "off", 1);
     cr_assert_eq(prism_plan_create(ctx, &cfg, &lim, &plain), PRISM_OK);
@@ -246,7 +246,7 @@ Test(autotune_cli, tunes_on_the_gpu_and_plans_use_it, .timeout = 300) {
 
     /* everything is recorded: a resumed run has nothing left to time */
     cr_assert_eq(run_cmd("'%s' autotune %s/configs/default.yaml --seq 4096 "
-                         "--budget 20 --resume",
+                         "--budget 60 --resume",
                          cli_path(), source_dir()),
                  0, "%s", g_out);
     prism_context_destroy(ctx);

@@ -403,6 +403,34 @@ static void run_case(const gpu_case *c, prism_context *ctx) {
     gpu_download(lse_host, dlse, lse_bytes);
     check_output(c, &d, o_host, lse_host, &ref_sel, "attention (mma.sync)");
     prism_plan_destroy(plan80);
+
+    /* 3c: the wgmma kernel's overlapped, ping-pong loop (tuning attention.
+     * overlap = 1) where this GPU runs the wgmma kernel (sm_90a); elsewhere
+     * the config is rejected and the step skipped */
+    prism_config cfg_ov = d.cfg;
+    snprintf(cfg_ov.tuning[cfg_ov.n_tuning].kernel, 64, "attention");
+    snprintf(cfg_ov.tuning[cfg_ov.n_tuning].param, 64, "overlap");
+    cfg_ov.tuning[cfg_ov.n_tuning++].value = 1;
+    prism_plan *plan_ov = NULL;
+    prism_status ov = prism_plan_create(ctx, &cfg_ov, &limits, &plan_ov);
+    cr_assert(ov == PRISM_OK || ov == PRISM_ERR_CONFIG, "%s: %s", c->name,
+              prism_context_last_error(ctx));
+    if (ov == PRISM_OK) {
+        gpu_free(dout);
+        gpu_free(dlse);
+        dout = gpu_alloc_poisoned(o_bytes, 0xff);
+        dlse = gpu_alloc_poisoned(lse_bytes, 0xff);
+        to = device_tensor(dout, &d.q);
+        cr_assert_eq(prism_sparse_attention(plan_ov, &batch, &tq, &tk, &tv,
+                                            &ref_mask, &to,
+                                            (float *)(uintptr_t)dlse, NULL),
+                     PRISM_OK, "%s", prism_plan_last_error(plan_ov));
+        gpu_download(o_host, dout, o_bytes);
+        gpu_download(lse_host, dlse, lse_bytes);
+        check_output(c, &d, o_host, lse_host, &ref_sel,
+                     "attention (wgmma, overlapped)");
+        prism_plan_destroy(plan_ov);
+    }
     free_mask(&ref_mask);
 
     /* 4: prefill end to end, checked on its own selection */

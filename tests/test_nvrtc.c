@@ -89,6 +89,61 @@ Test(nvrtc, every_kernel_compiles_for_sm80_and_sm90a, .timeout = 600) {
             }
 }
 
+/* The sm_90a attention kernel in every shape the tuner may pick: wgmma
+ * stays asynchronous (ptxas says C7514 when it has to serialise a batch),
+ * setmaxnreg is honoured (C7508 when ignored), nothing spills. */
+Test(nvrtc, hopper_attention_variants_keep_wgmma_async, .timeout = 600) {
+    static const int dims[] = {64, 128, 256};
+    static const int64_t variants[][2] = {{0, 0}, {0, 1}, {3, 0}, {3, 1}};
+    for (int d = 0; d < 3; d++)
+        for (int v = 0; v < 4; v++) {
+            prism_config cfg = config_for(dims[d], PRISM_DTYPE_BF16,
+                                          PRISM_ROPE_HALF);
+            const char *names[] = {"stages", "overlap"};
+            for (int i = 0; i < 2; i++) {
+                snprintf(cfg.tuning[i].kernel, 64, "attention");
+                snprintf(cfg.tuning[i].param, 64, "%s", names[i]);
+                cfg.tuning[i].value = variants[v][i];
+            }
+            cfg.n_tuning = 2;
+            int k = -1;
+            for (int i = 0; i < prism_kernel_count(); i++)
+                if (!strcmp(prism_kernel_name(i), "attention"))
+                    k = i;
+            char *src = NULL, err[1024];
+            prism_status st = prism_generate_source(&cfg, k, PRISM_ARCH_SM90A,
+                                                    &src, err, sizeof err);
+            if (dims[d] == 256 && variants[v][0] == 3) {
+                /* (128 + 3 x 64) x 256 x 2 bytes: over 227 KB */
+                cr_assert_eq(st, PRISM_OK, "%s", err);
+                prism_nvrtc_result r;
+                cr_assert_eq(prism_nvrtc_compile(src, "k.cu", PRISM_ARCH_SM90A,
+                                                 &r, err, sizeof err),
+                             PRISM_ERR_NVRTC);
+                cr_assert(strstr(err, "exceed 227 KB"), "%s", err);
+                prism_nvrtc_result_free(&r);
+                free(src);
+                continue;
+            }
+            cr_assert_eq(st, PRISM_OK, "%s", err);
+            cr_assert(strstr(src, "templates/attention_sm90.cu") &&
+                      strstr(src, "wgmma.mma_async"));
+            prism_nvrtc_result r;
+            cr_assert_eq(prism_nvrtc_compile(src, "k.cu", PRISM_ARCH_SM90A, &r,
+                                             err, sizeof err),
+                         PRISM_OK, "%s", err);
+            cr_assert_eq(r.spill_bytes, 0, "D=%d stages %lld overlap %lld:\n%s",
+                         dims[d], (long long)variants[v][0],
+                         (long long)variants[v][1], r.log);
+            cr_assert_null(strstr(r.log, "C7514"), "serialised wgmma:\n%s", r.log);
+            cr_assert_null(strstr(r.log, "C7508"), "setmaxnreg ignored:\n%s",
+                           r.log);
+            cr_assert_gt(r.registers, 0, "ptxas info is in the log:\n%s", r.log);
+            prism_nvrtc_result_free(&r);
+            free(src);
+        }
+}
+
 Test(nvrtc, compile_error_is_a_status_with_the_log) {
     prism_nvrtc_result r;
     char err[512];
