@@ -40,13 +40,17 @@ fi
 if want tests; then
   echo "== compute-sanitizer on a small case (memcheck, racecheck)"
   cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
-  for tool in memcheck racecheck; do
-    timeout 120 "$cs" --tool $tool --error-exitcode 9 "$here/bin/prism" run \
-      "$here/configs/smollm2-135m.yaml" --device gpu --seq 640 --sq 512 \
-      > "$out/sanitizer-$tool.log" 2>&1
-    rc=$?
-    echo "$tool: exit $rc; $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$out/sanitizer-$tool.log" | tail -1)"
-    [ $rc -eq 0 ] || status=1
+  # smollm2 (block size 64) runs the mma.sync kernel, llama-3.1-8b the
+  # wgmma/TMA kernel on sm_90a
+  for cfg in smollm2-135m llama-3.1-8b; do
+    for tool in memcheck racecheck; do
+      timeout 150 "$cs" --tool $tool --error-exitcode 9 "$here/bin/prism" run \
+        "$here/configs/$cfg.yaml" --device gpu --seq 640 --sq 512 \
+        > "$out/sanitizer-$cfg-$tool.log" 2>&1
+      rc=$?
+      echo "$cfg $tool: exit $rc; $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$out/sanitizer-$cfg-$tool.log" | tail -1)"
+      [ $rc -eq 0 ] || status=1
+    done
   done
   echo "== prism run --device gpu (llama-3.1-8b, mixed workload, 4K)"
   "$here/bin/prism" run "$here/configs/llama-3.1-8b.yaml" --device gpu --seq 4096 2>&1 | tee "$out/run-gpu.log"

@@ -146,7 +146,7 @@ static const int64_t warp_m_values[] = {0, 16, 32, -1};
 static const int64_t threads_128_256[] = {128, 256, -1};
 static const int64_t path_values[] = {0, 1, 2, -1};
 static const int64_t stages_values[] = {0, 2, 3, -1};
-static const int64_t overlap_values[] = {0, 1, -1};
+static const int64_t overlap_values[] = {0, 1, 2, -1};
 
 static const prism_kernel_def kernel_table[] = {
     {
@@ -187,10 +187,12 @@ static const prism_kernel_def kernel_table[] = {
                       "0: wgmma/TMA on sm_90a where the shape allows, else "
                       "mma.sync; 1: mma.sync; 2: wgmma/TMA"},
                      {"stages", 0, stages_values,
-                      "wgmma path: K/V pipeline stages (0: 2)"},
+                      "wgmma path: K/V pipeline stages (0: 3 where shared "
+                      "memory allows, else 2)"},
                      {"overlap", 0, overlap_values,
-                      "wgmma path: 0 the plain loop; 1 overlaps S of tile "
-                      "i with P V of tile i-1 and ping-pongs the consumers"}},
+                      "wgmma path: 1 overlaps S of tile i with P V of tile "
+                      "i-1 and ping-pongs the consumers; 2 the plain loop; "
+                      "0 overlap with 3 stages"}},
         .add_constants = attention_constants,
     },
 };

@@ -74,10 +74,7 @@
 // = {threads, rows per CTA, dynamic shared memory, 1 = tensor maps, keys
 // per tile (the K/V box rows)}.
 //
-// OVERLAP AND PING-PONG (tunable overlap = 1; not the default: on the
-// H100 it measured 480-520 TFLOP/s against the plain loop's 550-583 for
-// dense causal D = 128 at 8K-128K; bench/results/h100-2026-11-28-4, where
-// "prism" is the overlapped loop and "plain" the plain one).  Tile i's
+// OVERLAP AND PING-PONG (the default with 3 stages).  Tile i's
 // S = Q K^T is issued in one batch with tile i-1's O += P V; the consumer
 // waits for S only, runs tile i's softmax while P V finishes, then waits
 // for P V, rescales O and packs P.  The two consumers take turns issuing
@@ -86,10 +83,16 @@
 // plus the last P V; consumer 1 starts, consumer 2 hands on every turn but
 // its last, so every arrival is matched.
 //
+// On the H100 (D = 128, bf16, dense causal, bench/results/h100-2026-11-28-4
+// and -5): overlapped with 2 stages 480-520 TFLOP/s, plain loop 550-583,
+// overlapped with 3 stages 600-618 -- the overlap keeps a stage busy one
+// tile longer, so it needs the third stage to keep TMA ahead.
+//
 // TUNABLES.  BLOCK_N in {0, 64, 128} (keys per tile; 0: 128 for D <= 128,
-// 64 for D = 256), STAGES in {0, 2, 3} (0: 2), OVERLAP in {0, 1} (0: the
-// plain loop, where the two consumers overlap each other only as the warp
-// schedulers interleave them).  BLOCK_M and WARP_M belong
+// 64 for D = 256), STAGES in {0, 2, 3} (0: 3 where it fits, else 2),
+// OVERLAP in {0, 1, 2} (0: auto, 1: overlapped, 2: plain loop; the plain
+// loop's two consumers overlap each other only as the warp schedulers
+// interleave them).  BLOCK_M and WARP_M belong
 // to the sm_80 kernel and are ignored here.
 
 struct AttnParams {
@@ -128,10 +131,15 @@ static_assert(sizeof(TmaMap) == 128 && 384 % alignof(AttnParams) == 0,
 
 static constexpr int H_TM = 128; // query rows per CTA: 2 consumers x 64
 static constexpr int H_TN = BLOCK_N > 0 ? BLOCK_N : (HEAD_DIM <= 128 ? 128 : 64);
-static constexpr int H_STAGES = STAGES > 0 ? STAGES : 2;
-// OVERLAP 0: the plain loop (S, softmax, P V, one tile at a time); 1: S of
-// tile i issued with P V of tile i-1, consumers ping-pong.
-static constexpr bool H_OVERLAP = OVERLAP == 1;
+static constexpr int H_STAGE_BYTES = 2 * H_TN * HEAD_DIM * 2; // K + V tile
+// Default: 3 stages where they fit (D <= 128), else 2.
+static constexpr int H_STAGES =
+    STAGES > 0 ? STAGES
+               : (H_TM * HEAD_DIM * 2 + 3 * H_STAGE_BYTES + 2048 <= 227 * 1024 ? 3 : 2);
+// OVERLAP 1: S of tile i issued with P V of tile i-1, consumers ping-pong;
+// 2: the plain loop (S, softmax, P V, one tile at a time); 0: overlap with
+// 3 or more stages (it holds a stage one tile longer), else plain.
+static constexpr bool H_OVERLAP = OVERLAP == 1 || (OVERLAP == 0 && H_STAGES >= 3);
 static constexpr bool H_PINGPONG = H_OVERLAP;
 static constexpr int H_THREADS = 384;
 static constexpr int H_PRODUCER_REGS = 24;

@@ -448,13 +448,13 @@ Test(tune_space, enumeration_is_the_legal_product_default_first) {
     cr_assert_eq(prism_tune_enumerate(&cfg, k, PRISM_ARCH_SM90A, &c, &n,
                                       &illegal, err, sizeof err),
                  PRISM_OK, "%s", err);
-    /* block_m x block_n x warp_m x path x stages x overlap = 648 for
+    /* block_m x block_n x warp_m x path x stages x overlap = 972 for
      * D = 128, of which legal: path 0 with block_m or warp_m pinned
      * (mma.sync, stages and overlap 0) 8 x 4 = 32, path 0 otherwise
-     * (wgmma) 4 x 3 stages x 2 = 24, path 1 3 x 4 x 3 = 36, path 2 (wgmma,
-     * block_m = warp_m = 0) 24. */
-    cr_assert_eq(n, 32 + 24 + 36 + 24);
-    cr_assert_eq(illegal, 648 - n);
+     * (wgmma) 4 x 3 stages x 3 overlaps = 36, path 1 3 x 4 x 3 = 36,
+     * path 2 (wgmma, block_m = warp_m = 0) 36. */
+    cr_assert_eq(n, 32 + 36 + 36 + 36);
+    cr_assert_eq(illegal, 972 - n);
     cr_assert(c[0].values[0] == 0 && c[0].values[1] == 0 &&
               c[0].values[2] == 0);
     cr_assert_eq(c[0].status, PRISM_TUNE_UNTIMED);
@@ -469,9 +469,9 @@ Test(tune_space, enumeration_is_the_legal_product_default_first) {
     cr_assert_eq(prism_tune_enumerate(&g, k, PRISM_ARCH_SM90A, &c, &n, &illegal,
                                       err, sizeof err),
                  PRISM_OK, "%s", err);
-    /* as above with warp_m 32 out: 5 x 4 + 24 + 3 x 4 x 2 + 24 */
-    cr_assert_eq(n, 20 + 24 + 24 + 24);
-    cr_assert_eq(illegal, 648 - n);
+    /* as above with warp_m 32 out: 5 x 4 + 36 + 3 x 4 x 2 + 36 */
+    cr_assert_eq(n, 20 + 36 + 24 + 36);
+    cr_assert_eq(illegal, 972 - n);
     cr_assert_eq(find_cand(c, n, 0, 0, 32), -1);
     free(c);
 

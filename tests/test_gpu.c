@@ -404,13 +404,17 @@ static void run_case(const gpu_case *c, prism_context *ctx) {
     check_output(c, &d, o_host, lse_host, &ref_sel, "attention (mma.sync)");
     prism_plan_destroy(plan80);
 
-    /* 3c: the wgmma kernel's overlapped, ping-pong loop (tuning attention.
-     * overlap = 1) where this GPU runs the wgmma kernel (sm_90a); elsewhere
-     * the config is rejected and the step skipped */
+    /* 3c: the wgmma kernel's other loop -- the plain one (tuning attention
+     * overlap = 2, 2 stages), beside the default overlapped ping-pong loop
+     * with 3 stages (D <= 128) -- where this GPU runs the wgmma kernel
+     * (sm_90a); elsewhere the config is rejected and the step skipped */
     prism_config cfg_ov = d.cfg;
     snprintf(cfg_ov.tuning[cfg_ov.n_tuning].kernel, 64, "attention");
     snprintf(cfg_ov.tuning[cfg_ov.n_tuning].param, 64, "overlap");
-    cfg_ov.tuning[cfg_ov.n_tuning++].value = 1;
+    cfg_ov.tuning[cfg_ov.n_tuning++].value = 2;
+    snprintf(cfg_ov.tuning[cfg_ov.n_tuning].kernel, 64, "attention");
+    snprintf(cfg_ov.tuning[cfg_ov.n_tuning].param, 64, "stages");
+    cfg_ov.tuning[cfg_ov.n_tuning++].value = 2;
     prism_plan *plan_ov = NULL;
     prism_status ov = prism_plan_create(ctx, &cfg_ov, &limits, &plan_ov);
     cr_assert(ov == PRISM_OK || ov == PRISM_ERR_CONFIG, "%s: %s", c->name,
@@ -428,7 +432,7 @@ static void run_case(const gpu_case *c, prism_context *ctx) {
         gpu_download(o_host, dout, o_bytes);
         gpu_download(lse_host, dlse, lse_bytes);
         check_output(c, &d, o_host, lse_host, &ref_sel,
-                     "attention (wgmma, overlapped)");
+                     "attention (wgmma, plain loop)");
         prism_plan_destroy(plan_ov);
     }
     free_mask(&ref_mask);
