@@ -14,7 +14,11 @@
  * exactly, up to near-ties (at most 1 + 1e-5 of the block memberships may
  * differ: the calibration statistics are float atomics whose order varies
  * run to run, so even the default does not reproduce itself bit for bit),
- * the attention output within 1e-3 relative L2.  Outputs are poisoned
+ * the attention output within 4e-3 relative L2: two correct kernels that
+ * round P to bf16/fp16 at different points (the mma.sync kernel rescales
+ * per 64-key chunk, the wgmma kernel per 128-key tile) differ by about
+ * 1.3e-3 (measured on an H100), a wrong one by far more than the 1e-2 the
+ * GPU tests allow against the fp64 reference.  Outputs are poisoned
  * before each check so a kernel that writes nothing cannot pass.
  *
  * Timing follows cli/cmd_bench.c: CUDA events around each launch, two
@@ -39,7 +43,7 @@
 #define MIN_REPS 5
 #define MAX_REPS 100
 #define TARGET_MS 200.0
-#define ATTN_TOLERANCE 1e-3
+#define ATTN_TOLERANCE 4e-3
 #define CHUNK_ELEMS ((size_t)16 << 20) /* host staging, in elements */
 #define COPIES_BYTES_MAX ((size_t)3 << 30)
 

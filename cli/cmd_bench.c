@@ -169,6 +169,7 @@ static bool time_stage(bench_state *s, stage st, const prism_block_mask *mask,
     s->drv->event_create(&start, CU_EVENT_DEFAULT);
     s->drv->event_create(&stop, CU_EVENT_DEFAULT);
     double *ms = calloc((size_t)reps, sizeof *ms);
+    char cuda_err[PRISM_ERRMSG_MAX] = "";
     bool ok = ms != NULL;
     for (int r = -2; ok && r < reps; r++) {
         int copy = (r + 2) % s->copies;
@@ -176,8 +177,14 @@ static bool time_stage(bench_state *s, stage st, const prism_block_mask *mask,
         ok = launch_stage(s, st, copy, mask) == PRISM_OK;
         s->drv->event_record(stop, NULL);
         float elapsed = 0;
-        ok = ok && s->drv->event_synchronize(stop) == CUDA_SUCCESS &&
-             s->drv->event_elapsed_time(&elapsed, start, stop) == CUDA_SUCCESS;
+        CUresult rc = ok ? s->drv->event_synchronize(stop) : CUDA_SUCCESS;
+        if (ok && rc == CUDA_SUCCESS)
+            rc = s->drv->event_elapsed_time(&elapsed, start, stop);
+        if (ok && rc != CUDA_SUCCESS) { /* a kernel fault surfaces here */
+            prism_cuda_error(s->drv, rc, "kernel execution", cuda_err,
+                             sizeof cuda_err);
+            ok = false;
+        }
         if (ok && r >= 0)
             ms[r] = elapsed;
     }
@@ -188,7 +195,7 @@ static bool time_stage(bench_state *s, stage st, const prism_block_mask *mask,
         t->max = ms[reps - 1];
     } else {
         fprintf(stderr, "prism: bench stage %s failed: %s\n", t->name,
-                prism_plan_last_error(s->plan));
+                cuda_err[0] ? cuda_err : prism_plan_last_error(s->plan));
     }
     free(ms);
     s->drv->event_destroy(start);

@@ -44,7 +44,8 @@ static int cmp_double(const void *a, const void *b) {
 /* Median event time of `reps` runs of one stage (after one warm-up). */
 static bool time_median(const prism_driver *drv, prism_plan *plan, bool attend,
                         const prism_batch *b, const prism_tensor *t,
-                        const prism_block_mask *m, int reps, double *median) {
+                        const prism_block_mask *m, int reps, double *median,
+                        char *err, size_t err_size) {
     CUevent e0, e1;
     double ms[64];
     if (reps > 64)
@@ -60,8 +61,14 @@ static bool time_median(const prism_driver *drv, prism_plan *plan, bool attend,
                                       NULL)) == PRISM_OK;
         drv->event_record(e1, NULL);
         float f = 0;
-        ok = ok && drv->event_synchronize(e1) == CUDA_SUCCESS &&
-             drv->event_elapsed_time(&f, e0, e1) == CUDA_SUCCESS;
+        CUresult rc = ok ? drv->event_synchronize(e1) : CUDA_SUCCESS;
+        if (rc == CUDA_SUCCESS && ok)
+            rc = drv->event_elapsed_time(&f, e0, e1);
+        if (ok && rc != CUDA_SUCCESS) { /* a kernel fault surfaces here */
+            prism_cuda_error(drv, rc, attend ? "attention" : "estimate", err,
+                             err_size);
+            ok = false;
+        }
         if (r >= 0)
             ms[r] = f;
     }
@@ -142,14 +149,16 @@ int run_gpu(const prism_config *cfg, int B, int64_t Sq, int64_t Sk,
         {(void *)(uintptr_t)g.o, Hq * Sq * D, Sq * D, D}};
     prism_batch batch = {.dtype = cfg->dtype, .batch = B, .seqlen_q = (int)Sq,
                          .seqlen_k = (int)Sk};
+    char cuda_err[PRISM_ERRMSG_MAX] = "";
     prism_block_mask mask = {(int32_t *)(uintptr_t)g.counts,
                              (int32_t *)(uintptr_t)g.indices, nq, nk};
     if (!time_median(g.drv, plan, false, &batch, t, &mask, reps,
-                     &out->estimate_ms) ||
+                     &out->estimate_ms, cuda_err, sizeof cuda_err) ||
         prism_plan_density(plan, &out->density) != PRISM_OK ||
         !time_median(g.drv, plan, true, &batch, t, &mask, reps,
-                     &out->attention_ms)) {
-        cli_fail("GPU run failed: %s", prism_plan_last_error(plan));
+                     &out->attention_ms, cuda_err, sizeof cuda_err)) {
+        cli_fail("GPU run failed: %s",
+                 cuda_err[0] ? cuda_err : prism_plan_last_error(plan));
         goto done;
     }
     g.drv->device_get_name(out->device, sizeof out->device, plan->device);
