@@ -1,7 +1,8 @@
 /*
  * test_config_errors.c - the YAML config loader on bad input: every error
  * class as a table, file errors, and `prism check`.  (Valid input:
- * test_config.c; the two share tests/test_config_common.h.)
+ * test_config.c; the two share tests/test_config_common.h.)  A separate
+ * file only to keep each under the project's 800-line limit.
  *
  * Most tests are tables: a YAML text and the start of the error line it
  * must produce, "t.yaml:LINE:COLUMN: what".  Checking the position as well

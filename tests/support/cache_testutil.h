@@ -1,5 +1,6 @@
 /*
- * cache_testutil.h - helpers shared by test_cache.c and test_cache_cli.c:
+ * cache_testutil.h - helpers shared by the cache suites (test_cache.c,
+ * test_cache_layers.c through test_cache_common.h, and test_cache_cli.c):
  * throw-away cache directories, a logger that counts warnings, and a fake
  * builder that stands in for NVRTC (so the cache is tested without a GPU).
  */
