@@ -186,16 +186,7 @@ static bool upload_gaussian(tune_gpu *g, const CUdeviceptr *dst, int n,
     uint64_t x = seed * 0x9e3779b97f4a7c15ULL + 0x632be59bd9b4e019ULL;
     for (size_t at = 0; at < elems; at += CHUNK_ELEMS) {
         size_t m = elems - at < CHUNK_ELEMS ? elems - at : CHUNK_ELEMS;
-        for (size_t i = 0; i < m; i++) {
-            float u = 0;
-            for (int r = 0; r < 4; r++) {
-                x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-                u += (float)(x >> 40) / 16777216.0f;
-            }
-            float v = (u - 2.0f) * 1.7320508f;
-            chunk[i] = g->dtype == PRISM_DTYPE_BF16 ? prism_f32_to_bf16(v)
-                                                    : prism_f32_to_fp16(v);
-        }
+        prism_fill_gaussian16(chunk, m, g->dtype, &x);
         for (int c = 0; c < n; c++)
             if (g->drv->memcpy_htod(dst[c] + at * 2, chunk, m * 2) !=
                 CUDA_SUCCESS)
@@ -556,15 +547,13 @@ static bool time_shape(tune_gpu *g, prism_plan *plan, tune_stage stage,
         g->drv->event_record(g->start, NULL);
         prism_status st = launch(g, plan, stage, shape, copy, &g->o, &g->est);
         g->drv->event_record(g->stop, NULL);
-        CUresult rc = g->drv->event_synchronize(g->stop);
-        if (rc == CUDA_SUCCESS)
-            rc = g->drv->event_elapsed_time(&elapsed, g->start, g->stop);
-        if (st != PRISM_OK || rc != CUDA_SUCCESS) {
+        prism_status timed = prism_event_elapsed(g->drv, g->start, g->stop,
+                                                 "timing", &elapsed, why,
+                                                 why_size);
+        if (st != PRISM_OK || timed != PRISM_OK) {
             if (st != PRISM_OK)
                 snprintf(why, why_size, "launch: %s",
                          prism_plan_last_error(plan));
-            else
-                prism_cuda_error(g->drv, rc, "timing", why, why_size);
             check_health(g);
             return false;
         }

@@ -177,14 +177,9 @@ static bool time_stage(bench_state *s, stage st, const prism_block_mask *mask,
         ok = launch_stage(s, st, copy, mask) == PRISM_OK;
         s->drv->event_record(stop, NULL);
         float elapsed = 0;
-        CUresult rc = ok ? s->drv->event_synchronize(stop) : CUDA_SUCCESS;
-        if (ok && rc == CUDA_SUCCESS)
-            rc = s->drv->event_elapsed_time(&elapsed, start, stop);
-        if (ok && rc != CUDA_SUCCESS) { /* a kernel fault surfaces here */
-            prism_cuda_error(s->drv, rc, "kernel execution", cuda_err,
-                             sizeof cuda_err);
-            ok = false;
-        }
+        ok = ok && prism_event_elapsed(s->drv, start, stop, "kernel execution",
+                                       &elapsed, cuda_err,
+                                       sizeof cuda_err) == PRISM_OK;
         if (ok && r >= 0)
             ms[r] = elapsed;
     }
@@ -203,26 +198,16 @@ static bool time_stage(bench_state *s, stage st, const prism_block_mask *mask,
     return ok;
 }
 
-/* Near-Gaussian values (sum of 4 uniforms) in the config's dtype. */
+/* Near-Gaussian values in the config's dtype, the same sequence each call. */
 static void fill_iid(uint16_t *host, size_t n, prism_dtype dtype) {
     uint64_t x = 0x9e3779b97f4a7c15ULL;
-    for (size_t i = 0; i < n; i++) {
-        float u = 0;
-        for (int r = 0; r < 4; r++) {
-            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-            u += (float)(x >> 40) / 16777216.0f;
-        }
-        float g = (u - 2.0f) * 1.7320508f;
-        host[i] = dtype == PRISM_DTYPE_BF16 ? prism_f32_to_bf16(g)
-                                            : prism_f32_to_fp16(g);
-    }
+    prism_fill_gaussian16(host, n, dtype, &x);
 }
 
 static void round_to(uint16_t *dst, const float *src, size_t n,
                      prism_dtype dtype) {
     for (size_t i = 0; i < n; i++)
-        dst[i] = dtype == PRISM_DTYPE_BF16 ? prism_f32_to_bf16(src[i])
-                                           : prism_f32_to_fp16(src[i]);
+        dst[i] = prism_f32_to_half(src[i], dtype);
 }
 
 /* Host Q, K, V ([Hq|Hkv, S, D] in the config's dtype): iid, or the

@@ -61,14 +61,9 @@ static bool time_median(const prism_driver *drv, prism_plan *plan, bool attend,
                                       NULL)) == PRISM_OK;
         drv->event_record(e1, NULL);
         float f = 0;
-        CUresult rc = ok ? drv->event_synchronize(e1) : CUDA_SUCCESS;
-        if (rc == CUDA_SUCCESS && ok)
-            rc = drv->event_elapsed_time(&f, e0, e1);
-        if (ok && rc != CUDA_SUCCESS) { /* a kernel fault surfaces here */
-            prism_cuda_error(drv, rc, attend ? "attention" : "estimate", err,
-                             err_size);
-            ok = false;
-        }
+        ok = ok && prism_event_elapsed(drv, e0, e1,
+                                       attend ? "attention" : "estimate", &f,
+                                       err, err_size) == PRISM_OK;
         if (r >= 0)
             ms[r] = f;
     }

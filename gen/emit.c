@@ -105,6 +105,12 @@ static void emit_operand_list(strbuf *sb, int first, int count) {
         sb_printf(sb, "%s%%%d", i ? ", " : "", first + i);
 }
 
+/* Appends the read-write accumulator operands "+f"(d[0]), ... "+f"(d[n-1]). */
+static void emit_accumulators(strbuf *sb, int count) {
+    for (int i = 0; i < count; i++)
+        sb_printf(sb, "%s\"+f\"(d[%d])", i ? ", " : "", i);
+}
+
 /* wgmma wrappers for the shapes the spec names.  A wgmma's accumulators
  * are N/2 separate registers per thread, so its inline asm lists N/2
  * operands: written out here rather than by hand in the template.
@@ -130,8 +136,7 @@ static void emit_wgmma_wrappers(strbuf *sb, const prism_kernel_spec *spec) {
                   r, r + 2, ss_n, t, t);
         emit_operand_list(sb, 0, r);
         sb_printf(sb, "}, %%%d, %%%d, p, 1, 1, 0, 0;\\n}\\n\"\n        : ", r, r + 1);
-        for (int i = 0; i < r; i++)
-            sb_printf(sb, "%s\"+f\"(d[%d])", i ? ", " : "", i);
+        emit_accumulators(sb, r);
         sb_printf(sb, "\n        : \"l\"(desc_a), \"l\"(desc_b), \"r\"(accumulate));\n}\n");
     }
     if (rs_n > 0) {
@@ -145,8 +150,7 @@ static void emit_wgmma_wrappers(strbuf *sb, const prism_kernel_spec *spec) {
         emit_operand_list(sb, 0, r);
         sb_printf(sb, "}, {%%%d, %%%d, %%%d, %%%d}, %%%d, p, 1, 1, 1;\\n}\\n\"\n        : ",
                   r, r + 1, r + 2, r + 3, r + 4);
-        for (int i = 0; i < r; i++)
-            sb_printf(sb, "%s\"+f\"(d[%d])", i ? ", " : "", i);
+        emit_accumulators(sb, r);
         sb_printf(sb, "\n        : \"r\"(a[0]), \"r\"(a[1]), \"r\"(a[2]), "
                       "\"r\"(a[3]), \"l\"(desc_b));\n}\n");
     }

@@ -78,3 +78,13 @@ prism_status prism_cuda_error(const prism_driver *drv, CUresult rc,
     return prism_errorf(err, err_size, PRISM_ERR_CUDA, "%s: CUDA error %d (%s)",
                         what, (int)rc, text ? text : "unknown");
 }
+
+prism_status prism_event_elapsed(const prism_driver *drv, CUevent start,
+                                 CUevent stop, const char *what, float *ms,
+                                 char *err, size_t err_size) {
+    CUresult rc = drv->event_synchronize(stop);
+    if (rc == CUDA_SUCCESS)
+        rc = drv->event_elapsed_time(ms, start, stop);
+    return rc == CUDA_SUCCESS ? PRISM_OK
+                              : prism_cuda_error(drv, rc, what, err, err_size);
+}

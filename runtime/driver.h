@@ -67,4 +67,11 @@ prism_status prism_driver_get(const prism_driver **out, char *err,
 prism_status prism_cuda_error(const prism_driver *drv, CUresult rc,
                               const char *what, char *err, size_t err_size);
 
+/* Waits for `stop` and writes the milliseconds since `start` to *ms.  A
+ * kernel fault of the work between the two events surfaces here: then the
+ * error is formatted as prism_cuda_error's with `what`. */
+prism_status prism_event_elapsed(const prism_driver *drv, CUevent start,
+                                 CUevent stop, const char *what, float *ms,
+                                 char *err, size_t err_size);
+
 #endif

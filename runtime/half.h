@@ -9,6 +9,9 @@
 #ifndef PRISM_HALF_H
 #define PRISM_HALF_H
 
+#include "prism.h"
+
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -75,6 +78,29 @@ static inline uint16_t prism_f32_to_fp16(float f) {
     }
     uint32_t r = absu + 0xfffu + ((absu >> 13) & 1u); /* nearest even */
     return (uint16_t)(sign | (((r >> 13) - (112u << 10)) & 0x7fffu));
+}
+
+/* f rounded to the 16-bit input dtype (bf16 or fp16). */
+static inline uint16_t prism_f32_to_half(float f, prism_dtype dtype) {
+    return dtype == PRISM_DTYPE_BF16 ? prism_f32_to_bf16(f)
+                                     : prism_f32_to_fp16(f);
+}
+
+/* n near-Gaussian values (sum of 4 xorshift uniforms, unit variance) in the
+ * 16-bit dtype; *state carries the generator from one call to the next.
+ * Timing inputs for `prism bench` and the autotuner: cheap, not statistics. */
+static inline void prism_fill_gaussian16(uint16_t *out, size_t n,
+                                         prism_dtype dtype, uint64_t *state) {
+    uint64_t x = *state;
+    for (size_t i = 0; i < n; i++) {
+        float u = 0;
+        for (int r = 0; r < 4; r++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            u += (float)(x >> 40) / 16777216.0f;
+        }
+        out[i] = prism_f32_to_half((u - 2.0f) * 1.7320508f, dtype);
+    }
+    *state = x;
 }
 
 #endif /* PRISM_HALF_H */

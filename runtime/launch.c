@@ -329,34 +329,28 @@ static prism_status encode_map(prism_plan *p, CUtensorMap *map,
     return PRISM_OK;
 }
 
-static prism_status launch_attention_tma(prism_plan *p, const prism_batch *b,
-                                         const prism_tensor *q,
-                                         const prism_tensor *k,
-                                         const prism_tensor *v,
-                                         const attn_params *ap,
-                                         prism_stream stream) {
+/* Fills tp: the plain parameters ap and the Q, K and V tensor maps. */
+static prism_status tma_params(prism_plan *p, const prism_batch *b,
+                               const prism_tensor *q, const prism_tensor *k,
+                               const prism_tensor *v, const attn_params *ap,
+                               attn_tma_params *tp) {
     const prism_config *c = &p->cfg;
     const plan_kernel *at = &p->kernels[PLAN_ATTENTION];
     bool varlen = b->cu_seqlens_q != NULL;
-    attn_tma_params tp;
-    memset(&tp, 0, sizeof tp);
-    tp.a = *ap;
-    tp.rank = varlen || b->batch == 1 ? 3 : 4;
+    memset(tp, 0, sizeof *tp);
+    tp->a = *ap;
+    tp->rank = varlen || b->batch == 1 ? 3 : 4;
     int64_t sq = varlen ? b->total_q : b->seqlen_q;
     int64_t sk = varlen ? b->total_k : b->seqlen_k;
-    int batch = tp.rank == 3 ? 1 : b->batch;
-    int tile_n = at->tile_n;
+    int batch = tp->rank == 3 ? 1 : b->batch;
     prism_status st;
-    if ((st = encode_map(p, &tp.q, q, "q", tp.rank, sq, c->q_heads, batch,
+    if ((st = encode_map(p, &tp->q, q, "q", tp->rank, sq, c->q_heads, batch,
                          at->tile_m)) != PRISM_OK ||
-        (st = encode_map(p, &tp.k, k, "k", tp.rank, sk, c->kv_heads, batch,
-                         tile_n)) != PRISM_OK ||
-        (st = encode_map(p, &tp.v, v, "v", tp.rank, sk, c->kv_heads, batch,
-                         tile_n)) != PRISM_OK)
+        (st = encode_map(p, &tp->k, k, "k", tp->rank, sk, c->kv_heads, batch,
+                         at->tile_n)) != PRISM_OK)
         return st;
-    return launch(p, at->main, (unsigned)prism_ceil_div(b->seqlen_q, at->tile_m),
-                  (unsigned)c->q_heads, (unsigned)b->batch, at->threads,
-                  at->dynamic_smem, &tp, stream, "prism_attention");
+    return encode_map(p, &tp->v, v, "v", tp->rank, sk, c->kv_heads, batch,
+                      at->tile_n);
 }
 
 static prism_status run_attention(prism_plan *p, const prism_batch *b,
@@ -384,11 +378,17 @@ static prism_status run_attention(prism_plan *p, const prism_batch *b,
         .scale_log2 = (float)(1.4426950408889634 / sqrt((double)c->head_dim)),
     };
     const plan_kernel *at = &p->kernels[PLAN_ATTENTION];
-    if (at->tensor_maps)
-        return launch_attention_tma(p, b, q, k, v, &ap, stream);
+    attn_tma_params tp; /* the sm_90a kernel's parameters */
+    void *params = &ap;
+    if (at->tensor_maps) {
+        prism_status st = tma_params(p, b, q, k, v, &ap, &tp);
+        if (st != PRISM_OK)
+            return st;
+        params = &tp;
+    }
     return launch(p, at->main, (unsigned)prism_ceil_div(b->seqlen_q, at->tile_m),
                   (unsigned)c->q_heads, (unsigned)b->batch, at->threads,
-                  at->dynamic_smem, &ap, stream, "prism_attention");
+                  at->dynamic_smem, params, stream, "prism_attention");
 }
 
 static prism_status check_qk(prism_plan *p, const prism_batch *b,

@@ -235,10 +235,6 @@ extern "C" __device__ int prism_attention_launch[5] = {
 
 // ---- PTX wrappers (no cuda headers under NVRTC) ----
 
-static __device__ __forceinline__ u32 attn_smem_u32(const void *p) {
-    return (u32)__cvta_generic_to_shared(p);
-}
-
 // 16-byte global -> shared copy, L2 only; valid == false zero-fills.
 static __device__ __forceinline__ void attn_cp_async16(u32 dst, const void *src,
                                                        bool valid) {
@@ -289,23 +285,6 @@ static __device__ __forceinline__ void attn_mma(float (&c)[4], const u32 (&a)[4]
             : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-// Two fp32 -> packed input dtype; lo lands in the low half (lower address,
-// lower k / n index), as the MMA fragments and memory order want.
-static __device__ __forceinline__ u32 attn_pack(float lo, float hi) {
-    u32 r;
-    if constexpr (INPUT_BF16)
-        asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
-    else
-        asm("cvt.rn.f16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
-    return r;
-}
-
-static __device__ __forceinline__ float attn_exp2(float x) {
-    float y;
-    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x)); // 2^-inf = +0
-    return y;
-}
-
 // Special registers through volatile asm: each call is a fresh read that
 // the compiler can neither hoist nor merge with an earlier one.
 static __device__ __forceinline__ int attn_sreg_tid() {
@@ -333,10 +312,6 @@ static __device__ __forceinline__ int attn_sreg_nctaid_x() {
     asm volatile("mov.u32 %0, %%nctaid.x;\n" : "=r"(v));
     return v;
 }
-
-struct __align__(16) attn_u32x4 {
-    u32 x, y, z, w;
-};
 
 // Byte offset of 16-byte chunk `chunk` of tile row `row` (XOR swizzle).
 static __device__ __forceinline__ u32 attn_swz(int row, int chunk) {
@@ -459,17 +434,17 @@ attn_tile(float (&o)[ATTN_MT][ATTN_NTILES_O][4], float *m,
         const float m_new1 = fmaxf(m_old1, mx1 * scale);
         const float base0 = m_new0 == -INFINITY ? 0.f : m_new0;
         const float base1 = m_new1 == -INFINITY ? 0.f : m_new1;
-        const float alpha0 = attn_exp2(m_old0 - base0); // m = -inf -> 0
-        const float alpha1 = attn_exp2(m_old1 - base1);
+        const float alpha0 = exp2_approx(m_old0 - base0); // m = -inf -> 0
+        const float alpha1 = exp2_approx(m_old1 - base1);
         m[(2 * mt) * ATTN_STATE_STRIDE] = m_new0;
         m[(2 * mt + 1) * ATTN_STATE_STRIDE] = m_new1;
         float sum0 = 0.f, sum1 = 0.f;
 #pragma unroll
         for (int j = 0; j < ATTN_NTILES_S; j++) {
-            s[mt][j][0] = attn_exp2(fmaf(s[mt][j][0], scale, -base0));
-            s[mt][j][1] = attn_exp2(fmaf(s[mt][j][1], scale, -base0));
-            s[mt][j][2] = attn_exp2(fmaf(s[mt][j][2], scale, -base1));
-            s[mt][j][3] = attn_exp2(fmaf(s[mt][j][3], scale, -base1));
+            s[mt][j][0] = exp2_approx(fmaf(s[mt][j][0], scale, -base0));
+            s[mt][j][1] = exp2_approx(fmaf(s[mt][j][1], scale, -base0));
+            s[mt][j][2] = exp2_approx(fmaf(s[mt][j][2], scale, -base1));
+            s[mt][j][3] = exp2_approx(fmaf(s[mt][j][3], scale, -base1));
             sum0 += s[mt][j][0] + s[mt][j][1];
             sum1 += s[mt][j][2] + s[mt][j][3];
         }
@@ -494,10 +469,10 @@ attn_tile(float (&o)[ATTN_MT][ATTN_NTILES_O][4], float *m,
         u32 a[ATTN_MT][4];
 #pragma unroll
         for (int mt = 0; mt < ATTN_MT; mt++) {
-            a[mt][0] = attn_pack(s[mt][2 * kk][0], s[mt][2 * kk][1]);
-            a[mt][1] = attn_pack(s[mt][2 * kk][2], s[mt][2 * kk][3]);
-            a[mt][2] = attn_pack(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
-            a[mt][3] = attn_pack(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
+            a[mt][0] = float2_to_input2(s[mt][2 * kk][0], s[mt][2 * kk][1]);
+            a[mt][1] = float2_to_input2(s[mt][2 * kk][2], s[mt][2 * kk][3]);
+            a[mt][2] = float2_to_input2(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
+            a[mt][3] = float2_to_input2(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
         }
         const u32 vrow = v_addr + kk * 16 * ATTN_ROW_BYTES;
 #pragma unroll
@@ -593,8 +568,8 @@ prism_attention(const AttnParams p) {
         for (int c = tid; c < ATTN_TILE_M * ATTN_ROW_CHUNKS; c += ATTN_THREADS) {
             const int r = c / ATTN_ROW_CHUNKS;
             if (q0 + r < Sq) {
-                attn_u32x4 z = {0u, 0u, 0u, 0u};
-                *reinterpret_cast<attn_u32x4 *>(og + (i64)(q0 + r) * p.o_stride_s +
+                u32x4 z = {0u, 0u, 0u, 0u};
+                *reinterpret_cast<u32x4 *>(og + (i64)(q0 + r) * p.o_stride_s +
                                                 (c % ATTN_ROW_CHUNKS) * 8) = z;
             }
         }
@@ -610,7 +585,7 @@ prism_attention(const AttnParams p) {
     if (ATTN_LEAN && tid == 0) // published by the barrier after the prologue
         attn_lc = lc0;
 
-    const u32 sQ = attn_smem_u32(attn_smem);
+    const u32 sQ = smem_u32(attn_smem);
     const u32 sK = sQ + ATTN_Q_BYTES;
     const u32 sV = sK + 2 * ATTN_KV_BYTES;
 
@@ -769,9 +744,9 @@ prism_attention(const AttnParams p) {
         for (int d = 0; d < ATTN_NTILES_O; d++) {
             // n-tile d = dims 8d..8d+7 = chunk d; lane holds dims 8d+2t, +1.
             *reinterpret_cast<u32 *>(stage_rows + attn_swz(mt * 16 + g, d) + 4 * t) =
-                attn_pack(o[mt][d][0] * inv[0], o[mt][d][1] * inv[0]);
+                float2_to_input2(o[mt][d][0] * inv[0], o[mt][d][1] * inv[0]);
             *reinterpret_cast<u32 *>(stage_rows + attn_swz(mt * 16 + g + 8, d) + 4 * t) =
-                attn_pack(o[mt][d][2] * inv[1], o[mt][d][3] * inv[1]);
+                float2_to_input2(o[mt][d][2] * inv[1], o[mt][d][3] * inv[1]);
         }
     }
     __syncwarp();
@@ -781,9 +756,9 @@ prism_attention(const AttnParams p) {
         const int r = c / ATTN_ROW_CHUNKS;
         const int chunk = c % ATTN_ROW_CHUNKS;
         if (wrow0 + r < Sq)
-            *reinterpret_cast<attn_u32x4 *>(og + (i64)(wrow0 + r) * p.o_stride_s +
+            *reinterpret_cast<u32x4 *>(og + (i64)(wrow0 + r) * p.o_stride_s +
                                             chunk * 8) =
-                *reinterpret_cast<const attn_u32x4 *>(stage_rows + attn_swz(r, chunk));
+                *reinterpret_cast<const u32x4 *>(stage_rows + attn_swz(r, chunk));
     }
     }
 }

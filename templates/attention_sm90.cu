@@ -175,10 +175,6 @@ extern "C" __device__ int prism_attention_launch[5] = {H_THREADS, H_TM,
 
 // ---- PTX wrappers: mbarriers, TMA, warpgroup control ----
 
-static __device__ __forceinline__ u32 h_smem_u32(const void *p) {
-    return (u32)__cvta_generic_to_shared(p);
-}
-
 static __device__ __forceinline__ void h_bar_init(u32 bar, int count) {
     asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count)
                  : "memory");
@@ -244,25 +240,6 @@ static __device__ __forceinline__ u64 h_desc(u32 addr, u32 lbo, u32 sbo) {
     return (u64)((addr & 0x3FFFF) >> 4) | ((u64)((lbo >> 4) & 0x3FFF) << 16) |
            ((u64)((sbo >> 4) & 0x3FFF) << 32) | ((u64)1 << 62);
 }
-
-static __device__ __forceinline__ u32 h_pack(float lo, float hi) {
-    u32 r;
-    if constexpr (INPUT_BF16)
-        asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
-    else
-        asm("cvt.rn.f16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
-    return r;
-}
-
-static __device__ __forceinline__ float h_exp2(float x) {
-    float y;
-    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
-    return y;
-}
-
-struct __align__(16) h_u32x4 {
-    u32 x, y, z, w;
-};
 
 // Key tile `it` of the walk: its first key, or a sentinel past every lim.
 static __device__ __forceinline__ int h_tile_start(const int *sel, int total, int it) {
@@ -333,7 +310,7 @@ h_softmax(float (&s)[H_S_REGS], float (&m)[2], float (&l)[2], float (&alpha)[2],
         mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
         const float m_new = fmaxf(m[r], mx[r] * scale);
         base[r] = m_new == -INFINITY ? 0.f : m_new; // no inf - inf
-        alpha[r] = h_exp2(m[r] - base[r]);          // m = -inf -> 0
+        alpha[r] = exp2_approx(m[r] - base[r]);          // m = -inf -> 0
         m[r] = m_new;
     }
     float sum[2] = {0.f, 0.f};
@@ -341,7 +318,7 @@ h_softmax(float (&s)[H_S_REGS], float (&m)[2], float (&l)[2], float (&alpha)[2],
     for (int j = 0; j < H_TN / 8; j++)
 #pragma unroll
         for (int e = 0; e < 4; e++) {
-            s[4 * j + e] = h_exp2(fmaf(s[4 * j + e], scale, -base[e >> 1]));
+            s[4 * j + e] = exp2_approx(fmaf(s[4 * j + e], scale, -base[e >> 1]));
             sum[e >> 1] += s[4 * j + e];
         }
     l[0] = l[0] * alpha[0] + sum[0];
@@ -366,10 +343,10 @@ static __device__ __forceinline__ void h_pack_p(u32 (&pa)[H_TN / 16][4],
                                                 const float (&sc)[H_S_REGS]) {
 #pragma unroll
     for (int kk = 0; kk < H_TN / 16; kk++) {
-        pa[kk][0] = h_pack(sc[8 * kk + 0], sc[8 * kk + 1]);
-        pa[kk][1] = h_pack(sc[8 * kk + 2], sc[8 * kk + 3]);
-        pa[kk][2] = h_pack(sc[8 * kk + 4], sc[8 * kk + 5]);
-        pa[kk][3] = h_pack(sc[8 * kk + 6], sc[8 * kk + 7]);
+        pa[kk][0] = float2_to_input2(sc[8 * kk + 0], sc[8 * kk + 1]);
+        pa[kk][1] = float2_to_input2(sc[8 * kk + 2], sc[8 * kk + 3]);
+        pa[kk][2] = float2_to_input2(sc[8 * kk + 4], sc[8 * kk + 5]);
+        pa[kk][3] = float2_to_input2(sc[8 * kk + 6], sc[8 * kk + 7]);
     }
 }
 
@@ -439,6 +416,14 @@ h_consume(const AttnParams &p, u32 smem, u8 *smem_ptr, int wg, int q0, int Sq,
     auto parity = [](int it) { return (it / H_STAGES) & 1; };
     float sc[H_S_REGS], alpha[2];
     u32 pa[H_TN / 16][4];
+    // The masked softmax only where the tile reaches past this warpgroup's
+    // smallest query position or past Sk.
+    auto softmax = [&](int key0) {
+        if (key0 + H_TN - 1 > wg_first || key0 + H_TN > Sk)
+            h_softmax<true>(sc, m, l, alpha, key0, qpos0, qcap, scale);
+        else
+            h_softmax<false>(sc, m, l, alpha, key0, qpos0, qcap, scale);
+    };
     int key0 = h_tile_start(sel, total, 0);
     const bool any = key0 <= lim;
     // warpgroup 1 takes the first turn; warpgroup 2's last turn hands none on
@@ -460,10 +445,7 @@ h_consume(const AttnParams &p, u32 smem, u8 *smem_ptr, int wg, int q0, int Sq,
             h_issue_s(sc, q_base, k_tile(0));
             h_turn_end(wg);
             h_wgmma_wait0();
-            if (key0 + H_TN - 1 > wg_first || key0 + H_TN > Sk)
-                h_softmax<true>(sc, m, l, alpha, key0, qpos0, qcap, scale);
-            else
-                h_softmax<false>(sc, m, l, alpha, key0, qpos0, qcap, scale);
+            softmax(key0);
             h_pack_p(pa, sc); // O is still 0: no rescale
             int it = 1;
             for (;; it++) {
@@ -478,10 +460,7 @@ h_consume(const AttnParams &p, u32 smem, u8 *smem_ptr, int wg, int q0, int Sq,
                 h_issue_pv(o, pa, v_tile(it - 1));
                 h_turn_end(wg);
                 h_wgmma_wait1(); // S retired (P V may still run)
-                if (key0 + H_TN - 1 > wg_first || key0 + H_TN > Sk)
-                    h_softmax<true>(sc, m, l, alpha, key0, qpos0, qcap, scale);
-                else
-                    h_softmax<false>(sc, m, l, alpha, key0, qpos0, qcap, scale);
+                softmax(key0);
                 h_wgmma_wait0(); // P V of tile it-1 retired
                 h_bar_arrive(full_k(it - 1) + 16); // its stage is free
                 h_rescale(o, alpha);
@@ -503,10 +482,7 @@ h_consume(const AttnParams &p, u32 smem, u8 *smem_ptr, int wg, int q0, int Sq,
             h_wgmma_fence();
             h_issue_s(sc, q_base, k_tile(it));
             h_wgmma_wait0();
-            if (key0 + H_TN - 1 > wg_first || key0 + H_TN > Sk)
-                h_softmax<true>(sc, m, l, alpha, key0, qpos0, qcap, scale);
-            else
-                h_softmax<false>(sc, m, l, alpha, key0, qpos0, qcap, scale);
+            softmax(key0);
             h_rescale(o, alpha);
             h_pack_p(pa, sc);
             h_bar_wait(full_k(it) + 8, parity(it));
@@ -540,7 +516,7 @@ h_consume(const AttnParams &p, u32 smem, u8 *smem_ptr, int wg, int q0, int Sq,
             const int c = j / 8, u = j % 8;
             *reinterpret_cast<u32 *>(smem_ptr + c * H_TM * 128 + row * 128 +
                                      ((u ^ (row & 7)) << 4) + 4 * t) =
-                h_pack(o[4 * j + 2 * r] * inv[r], o[4 * j + 2 * r + 1] * inv[r]);
+                float2_to_input2(o[4 * j + 2 * r] * inv[r], o[4 * j + 2 * r + 1] * inv[r]);
         }
     h_warpgroup_sync(wg);
     constexpr int UNITS = 64 * HEAD_DIM / 8; // 16-byte units of 64 rows
@@ -549,8 +525,8 @@ h_consume(const AttnParams &p, u32 smem, u8 *smem_ptr, int wg, int q0, int Sq,
         const int r = i / (HEAD_DIM / 8), j = i % (HEAD_DIM / 8);
         const int row = row_wg + r, c = j / 8, u = j % 8;
         if (q0 + row < Sq)
-            *reinterpret_cast<h_u32x4 *>(og + (i64)(q0 + row) * p.o_stride_s + j * 8) =
-                *reinterpret_cast<const h_u32x4 *>(smem_ptr + c * H_TM * 128 +
+            *reinterpret_cast<u32x4 *>(og + (i64)(q0 + row) * p.o_stride_s + j * 8) =
+                *reinterpret_cast<const u32x4 *>(smem_ptr + c * H_TM * 128 +
                                                    row * 128 + ((u ^ (row & 7)) << 4));
     }
 }
@@ -559,8 +535,8 @@ extern "C" __global__ void __launch_bounds__(H_THREADS, 1)
 prism_attention(const __grid_constant__ AttnTmaParams P) {
     extern __shared__ __align__(1024) u8 h_smem_raw[];
     // 1024-byte alignment for the 128B-swizzle atoms
-    u8 *smem_ptr = h_smem_raw + ((1024 - (h_smem_u32(h_smem_raw) & 1023)) & 1023);
-    const u32 smem = h_smem_u32(smem_ptr);
+    u8 *smem_ptr = h_smem_raw + ((1024 - (smem_u32(h_smem_raw) & 1023)) & 1023);
+    const u32 smem = smem_u32(smem_ptr);
     const AttnParams &p = P.a;
 
     const int tile = (int)(gridDim.x - 1 - blockIdx.x); // heavy tiles first

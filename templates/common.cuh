@@ -53,6 +53,35 @@ static __device__ __forceinline__ void input2_to_float(u32 w, float &lo,
     hi = input_to_float((u16)(w >> 16));
 }
 
+// Two fp32 -> packed input dtype (round to nearest even); lo lands in the
+// low half (lower address, lower k / n index), as MMA fragments and memory
+// order want.
+static __device__ __forceinline__ u32 float2_to_input2(float lo, float hi) {
+    u32 r;
+    if constexpr (INPUT_BF16)
+        asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
+    else
+        asm("cvt.rn.f16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
+    return r;
+}
+
+// 2^x, approximate (ex2.approx.ftz): 2^-inf = +0.
+static __device__ __forceinline__ float exp2_approx(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+}
+
+// 16 bytes, for 16-byte loads and stores.
+struct __align__(16) u32x4 {
+    u32 x, y, z, w;
+};
+
+// Shared-memory address of a generic pointer into shared memory.
+static __device__ __forceinline__ u32 smem_u32(const void *p) {
+    return (u32)__cvta_generic_to_shared(p);
+}
+
 // Rotary pair of head dim d (SPEC section 3): rotate_half pairs (i, i+D/2),
 // interleaved pairs (2i, 2i+1).  Small pair index = high frequency.
 static __device__ __forceinline__ int rotary_pair(int d) {

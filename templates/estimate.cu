@@ -107,7 +107,7 @@ static constexpr u32 T_HIGH_FX = threshold_fx(THRESHOLD_HIGH);
 static constexpr u32 T_LOW_FX = threshold_fx(THRESHOLD_LOW);
 
 static __device__ __forceinline__ void cp_async16(void *smem, const void *gmem) {
-    const u32 dst = (u32)__cvta_generic_to_shared(smem);
+    const u32 dst = smem_u32(smem);
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst),
                  "l"(gmem));
 }

@@ -305,6 +305,43 @@ static void check_output(const gpu_case *c, case_data *d, const void *o_host,
     free(ref.data);
 }
 
+/* Appends the override attention.param = value to cfg's tuning. */
+static void tune_attention(prism_config *cfg, const char *param,
+                           int64_t value) {
+    cr_assert_lt(cfg->n_tuning, PRISM_MAX_TUNING);
+    prism_tuning_override *t = &cfg->tuning[cfg->n_tuning++];
+    snprintf(t->kernel, sizeof t->kernel, "attention");
+    snprintf(t->param, sizeof t->param, "%s", param);
+    t->value = value;
+}
+
+/* Attention of `plan` over `mask` (the reference's selection ref_sel) into
+ * freshly poisoned O and LSE, checked against the reference. */
+static void check_attention(const gpu_case *c, case_data *d, prism_plan *plan,
+                            const prism_batch *batch,
+                            const prism_tensor tqkv[3],
+                            const prism_block_mask *mask,
+                            prism_selection *ref_sel, const char *what) {
+    size_t o_bytes = tensor_bytes(&d->q);
+    size_t lse_bytes = (size_t)d->B_view * c->q_heads * d->S_q * sizeof(float);
+    void *o_host = malloc(o_bytes);
+    float *lse_host = malloc(lse_bytes);
+    CUdeviceptr dout = gpu_alloc_poisoned(o_bytes, 0xff);
+    CUdeviceptr dlse = gpu_alloc_poisoned(lse_bytes, 0xff);
+    prism_tensor to = device_tensor(dout, &d->q);
+    cr_assert_eq(prism_sparse_attention(plan, batch, &tqkv[0], &tqkv[1],
+                                        &tqkv[2], mask, &to,
+                                        (float *)(uintptr_t)dlse, NULL),
+                 PRISM_OK, "%s: %s", what, prism_plan_last_error(plan));
+    gpu_download(o_host, dout, o_bytes);
+    gpu_download(lse_host, dlse, lse_bytes);
+    check_output(c, d, o_host, lse_host, ref_sel, what);
+    gpu_free(dout);
+    gpu_free(dlse);
+    free(o_host);
+    free(lse_host);
+}
+
 static void run_case(const gpu_case *c, prism_context *ctx) {
     char err[512];
     case_data d;
@@ -365,84 +402,46 @@ static void run_case(const gpu_case *c, prism_context *ctx) {
                  prism_ref_density(&gpu_sel, NULL));
     free_mask(&mask);
 
-    /* 3: attention on the reference's selection */
-    size_t o_bytes = tensor_bytes(&d.q);
-    size_t lse_bytes = (size_t)d.B_view * c->q_heads * d.S_q * sizeof(float);
-    void *o_host = malloc(o_bytes);
-    float *lse_host = malloc(lse_bytes);
-    CUdeviceptr dout = gpu_alloc_poisoned(o_bytes, 0xff);
-    CUdeviceptr dlse = gpu_alloc_poisoned(lse_bytes, 0xff);
-    prism_tensor to = device_tensor(dout, &d.q);
+    /* 3: attention on the reference's selection: the plan's own kernel
+     * (on sm_90a the wgmma/TMA one), then the mma.sync kernel forced
+     * (tuning attention.path = 1) so that both face the reference on every
+     * case, then the wgmma kernel's other loop -- the plain one (overlap =
+     * 2, 2 stages) beside the default overlapped ping-pong loop with 3
+     * stages (D <= 128) -- where this GPU runs the wgmma kernel; elsewhere
+     * that config is rejected and the step skipped */
+    const prism_tensor tqkv[3] = {tq, tk, tv};
     prism_block_mask ref_mask = device_mask(&ref_sel, &ref_sel);
-    cr_assert_eq(prism_sparse_attention(plan, &batch, &tq, &tk, &tv, &ref_mask,
-                                        &to, (float *)(uintptr_t)dlse, NULL),
-                 PRISM_OK, "%s", prism_plan_last_error(plan));
-    gpu_download(o_host, dout, o_bytes);
-    gpu_download(lse_host, dlse, lse_bytes);
-    check_output(c, &d, o_host, lse_host, &ref_sel, "attention");
-
-    /* 3b: the same with the mma.sync kernel forced (tuning attention.path =
-     * 1): on sm_90a the plan above runs the wgmma/TMA kernel, so both
-     * kernels face the reference on every case */
+    check_attention(c, &d, plan, &batch, tqkv, &ref_mask, &ref_sel, "attention");
     prism_config cfg80 = d.cfg;
-    snprintf(cfg80.tuning[cfg80.n_tuning].kernel, 64, "attention");
-    snprintf(cfg80.tuning[cfg80.n_tuning].param, 64, "path");
-    cfg80.tuning[cfg80.n_tuning++].value = 1;
+    tune_attention(&cfg80, "path", 1);
     prism_plan *plan80 = NULL;
     cr_assert_eq(prism_plan_create(ctx, &cfg80, &limits, &plan80), PRISM_OK,
                  "%s: %s", c->name, prism_context_last_error(ctx));
-    gpu_free(dout);
-    gpu_free(dlse);
-    dout = gpu_alloc_poisoned(o_bytes, 0xff);
-    dlse = gpu_alloc_poisoned(lse_bytes, 0xff);
-    to = device_tensor(dout, &d.q);
-    cr_assert_eq(prism_sparse_attention(plan80, &batch, &tq, &tk, &tv, &ref_mask,
-                                        &to, (float *)(uintptr_t)dlse, NULL),
-                 PRISM_OK, "%s", prism_plan_last_error(plan80));
-    gpu_download(o_host, dout, o_bytes);
-    gpu_download(lse_host, dlse, lse_bytes);
-    check_output(c, &d, o_host, lse_host, &ref_sel, "attention (mma.sync)");
+    check_attention(c, &d, plan80, &batch, tqkv, &ref_mask, &ref_sel,
+                    "attention (mma.sync)");
     prism_plan_destroy(plan80);
-
-    /* 3c: the wgmma kernel's other loop -- the plain one (tuning attention
-     * overlap = 2, 2 stages), beside the default overlapped ping-pong loop
-     * with 3 stages (D <= 128) -- where this GPU runs the wgmma kernel
-     * (sm_90a); elsewhere the config is rejected and the step skipped */
     prism_config cfg_ov = d.cfg;
-    snprintf(cfg_ov.tuning[cfg_ov.n_tuning].kernel, 64, "attention");
-    snprintf(cfg_ov.tuning[cfg_ov.n_tuning].param, 64, "overlap");
-    cfg_ov.tuning[cfg_ov.n_tuning++].value = 2;
-    snprintf(cfg_ov.tuning[cfg_ov.n_tuning].kernel, 64, "attention");
-    snprintf(cfg_ov.tuning[cfg_ov.n_tuning].param, 64, "stages");
-    cfg_ov.tuning[cfg_ov.n_tuning++].value = 2;
+    tune_attention(&cfg_ov, "overlap", 2);
+    tune_attention(&cfg_ov, "stages", 2);
     prism_plan *plan_ov = NULL;
     prism_status ov = prism_plan_create(ctx, &cfg_ov, &limits, &plan_ov);
     cr_assert(ov == PRISM_OK || ov == PRISM_ERR_CONFIG, "%s: %s", c->name,
               prism_context_last_error(ctx));
     if (ov == PRISM_OK) {
-        gpu_free(dout);
-        gpu_free(dlse);
-        dout = gpu_alloc_poisoned(o_bytes, 0xff);
-        dlse = gpu_alloc_poisoned(lse_bytes, 0xff);
-        to = device_tensor(dout, &d.q);
-        cr_assert_eq(prism_sparse_attention(plan_ov, &batch, &tq, &tk, &tv,
-                                            &ref_mask, &to,
-                                            (float *)(uintptr_t)dlse, NULL),
-                     PRISM_OK, "%s", prism_plan_last_error(plan_ov));
-        gpu_download(o_host, dout, o_bytes);
-        gpu_download(lse_host, dlse, lse_bytes);
-        check_output(c, &d, o_host, lse_host, &ref_sel,
-                     "attention (wgmma, plain loop)");
+        check_attention(c, &d, plan_ov, &batch, tqkv, &ref_mask, &ref_sel,
+                        "attention (wgmma, plain loop)");
         prism_plan_destroy(plan_ov);
     }
     free_mask(&ref_mask);
 
+    size_t o_bytes = tensor_bytes(&d.q);
+    size_t lse_bytes = (size_t)d.B_view * c->q_heads * d.S_q * sizeof(float);
+    void *o_host = malloc(o_bytes);
+    float *lse_host = malloc(lse_bytes);
     /* 4: prefill end to end, checked on its own selection */
-    gpu_free(dout);
-    gpu_free(dlse);
-    dout = gpu_alloc_poisoned(o_bytes, 0xff);
-    dlse = gpu_alloc_poisoned(lse_bytes, 0xff);
-    to = device_tensor(dout, &d.q);
+    CUdeviceptr dout = gpu_alloc_poisoned(o_bytes, 0xff);
+    CUdeviceptr dlse = gpu_alloc_poisoned(lse_bytes, 0xff);
+    prism_tensor to = device_tensor(dout, &d.q);
     prism_block_mask out_mask = device_mask(&gpu_sel, NULL);
     cr_assert_eq(prism_prefill(plan, &batch, &tq, &tk, &tv, &to,
                                (float *)(uintptr_t)dlse, &out_mask, NULL, 0, NULL),
