@@ -349,7 +349,8 @@ static prism_status launch(tune_gpu *g, prism_plan *plan, tune_stage stage,
         return prism_estimate(plan, &b, &g->q[copy], &g->k[copy], selection,
                               (void *)(uintptr_t)g->ws, g->ws_size, NULL);
     return prism_sparse_attention(plan, &b, &g->q[copy], &g->k[copy],
-                                  &g->v[copy], &g->masks[shape], o, NULL, NULL);
+                                  &g->v[copy], &g->masks[shape], o, NULL,
+                                  (void *)(uintptr_t)g->ws, g->ws_size, NULL);
 }
 
 /* After a failure: a context that no longer synchronizes is broken for

@@ -13,7 +13,8 @@
  * masks of the given densities (sink + diagonal + random blocks).  Each is
  * timed with CUDA events: warm-up, then the median, min and max of R
  * repetitions, rotating over input copies so the L2 cache does not flatter
- * small sizes.  TFLOP/s count 2*2*Hq*D*Sq*Sk/2 times the density.
+ * small sizes.  TFLOP/s count 2*2*Hq*D*Sq*(Sk - Sq/2) times the density
+ * (2*2*Hq*D*S^2/2 for Sq = Sk = S: the causal half).
  */
 #include "cli.h"
 #include "driver.h"
@@ -153,7 +154,7 @@ static prism_status launch_stage(bench_state *s, stage st, int copy,
     case STAGE_ATTENTION:
         return prism_sparse_attention(s->plan, &s->batch, &s->q[copy],
                                       &s->k[copy], &s->v[copy], mask, &s->o,
-                                      NULL, NULL);
+                                      NULL, NULL, 0, NULL);
     case STAGE_PREFILL:
         return prism_prefill(s->plan, &s->batch, &s->q[copy], &s->k[copy],
                              &s->v[copy], &s->o, NULL, &s->prism_mask, NULL,
@@ -372,8 +373,10 @@ static int bench_run(const prism_config *cfg, const bench_args *a) {
         if (!time_stage(&s, STAGE_ATTENTION, &m, a->reps, &t[n++]))
             goto done;
     }
+    /* causal keys: Sq (Sk - Sq) + Sq^2 / 2 = Sq (Sk - Sq / 2); Sq^2 / 2
+     * when Sq = Sk, as the issue's 2*2*Hq*D*Sq*Sk/2 */
     double flops = 2.0 * 2.0 * cfg->q_heads * cfg->head_dim * (double)a->sq *
-                   (double)a->seq / 2.0;
+                   ((double)a->seq - (double)a->sq / 2.0);
     const char *inputs = a->use_workload ? a->workload_name : "iid";
     printf("prism bench: %s, B=1 Hq=%d Hkv=%d D=%d %s, Sq=%d Sk=%d, %s inputs, "
            "%d reps, %d input copies\n",

@@ -114,7 +114,7 @@ static int attend(cpu_backend_run *run, const void *q, const void *k,
     for (int r = 0; r < run->reps; r++) {
         double t0 = prism_now_ms();
         if (prism_sparse_attention(run->plan, &b, &tq, &tk, &tv, &m, &to, lse,
-                                   NULL) != PRISM_OK)
+                                   NULL, 0, NULL) != PRISM_OK)
             return cli_fail("llvm backend attention: %s",
                             prism_plan_last_error(run->plan));
         double ms_r = prism_now_ms() - t0;

@@ -56,7 +56,7 @@ static bool time_median(const prism_driver *drv, prism_plan *plan, bool attend,
     for (int r = -1; ok && r < reps; r++) {
         drv->event_record(e0, NULL);
         ok = (attend ? prism_sparse_attention(plan, b, &t[0], &t[1], &t[2], m,
-                                              &t[3], NULL, NULL)
+                                              &t[3], NULL, NULL, 0, NULL)
                      : prism_estimate(plan, b, &t[0], &t[1], m, NULL, 0,
                                       NULL)) == PRISM_OK;
         drv->event_record(e1, NULL);

@@ -119,10 +119,19 @@ static prism_status attention_constants(prism_kernel_spec *s, char *err,
                             "the wgmma path (sm_90a, path 0 or 2) only; leave "
                             "them 0 here",
                             c->source);
+    if (wgmma && prism_spec_int(s, "OVERLAP", 0) == 1 && c->head_dim > 128)
+        return prism_errorf(err, n, PRISM_ERR_CONFIG,
+                            "%s: tuning attention.overlap = 1 needs head_dim "
+                            "<= 128: the overlapped loop holds S, P and O of "
+                            "two tiles at once and spills at head_dim %d (where "
+                            "only 2 stages fit, and with 2 stages it is slower "
+                            "than the plain loop anyway); use overlap 0 or 2",
+                            c->source, c->head_dim);
     if (wgmma) {
         int64_t bn = prism_spec_int(s, "BLOCK_N", 0);
         int64_t tn = bn > 0 ? bn : (c->head_dim <= 128 ? 128 : 64);
         s->template_file = "attention_sm90.cu";
+        s->template_tail = "attention_sm90_schedule.cu";
         if ((st = prism_spec_add_int(s, "WGMMA_SS_N", tn,
                                      "wgmma N of S = Q K^T (keys per tile)")) != PRISM_OK ||
             (st = prism_spec_add_int(s, "WGMMA_RS_N", c->head_dim,

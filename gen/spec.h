@@ -34,6 +34,8 @@ typedef struct prism_kernel_spec {
     /* templates/ file the source is built from: def->template_file unless
      * add_constants picked an arch-specific one (attention on sm_90a) */
     const char *template_file;
+    /* a second templates/ file appended after it, or NULL */
+    const char *template_tail;
     int n_constants;
     prism_constant constants[PRISM_MAX_CONSTANTS];
 } prism_kernel_spec;

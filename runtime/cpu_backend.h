@@ -86,7 +86,8 @@ prism_status prism_cpu_sparse_attention(prism_plan *p, const prism_batch *b,
                                         const prism_tensor *k,
                                         const prism_tensor *v,
                                         const prism_block_mask *mask,
-                                        const prism_tensor *o, float *lse);
+                                        const prism_tensor *o, float *lse,
+                                        void *workspace, size_t workspace_size);
 prism_status prism_cpu_prefill(prism_plan *p, const prism_batch *b,
                                const prism_tensor *q, const prism_tensor *k,
                                const prism_tensor *v, const prism_tensor *o,

@@ -12,9 +12,8 @@
  * Workspace (host memory, 64-byte aligned regions, see cpu_backend.h):
  * pooled Q and K, their band energies, the inverse band scales, the
  * prefill's own block mask, then per-worker scratch for estimation and for
- * attention.  prism_sparse_attention() has no workspace argument, so it
- * allocates its attention scratch for the call; estimate and prefill
- * allocate nothing.
+ * attention.  No call allocates: estimate, sparse attention and prefill
+ * all work in the caller's workspace or the plan's.
  */
 #include "cpu_backend.h"
 #include "reference.h"
@@ -247,7 +246,8 @@ prism_status prism_cpu_sparse_attention(prism_plan *p, const prism_batch *b,
                                         const prism_tensor *k,
                                         const prism_tensor *v,
                                         const prism_block_mask *mask,
-                                        const prism_tensor *o, float *lse) {
+                                        const prism_tensor *o, float *lse,
+                                        void *workspace, size_t workspace_size) {
     cpu_seq *seqs = NULL;
     prism_status st = make_seqs(p, b, &seqs);
     if (st != PRISM_OK)
@@ -259,16 +259,13 @@ prism_status prism_cpu_sparse_attention(prism_plan *p, const prism_batch *b,
     c.lse = lse;
     c.counts = mask->counts;
     c.indices = mask->indices;
-    c.attn_stride = cpu_attn_scratch_bytes(p->cfg.head_dim, p->cfg.block_size);
-    if ((st = check_mask_contents(p, b, seqs, mask)) == PRISM_OK) {
-        c.attn_scratch = aligned_alloc(64, (size_t)c.threads * c.attn_stride);
-        if (c.attn_scratch)
-            cpu_run_attention(&c);
-        else
-            st = prism_plan_fail(p, PRISM_ERR_OUT_OF_MEMORY,
-                                 "out of host memory for attention scratch");
+    if ((st = check_mask_contents(p, b, seqs, mask)) == PRISM_OK &&
+        (st = pick_workspace(p, b, workspace, workspace_size, &c.ws,
+                             &c.layout)) == PRISM_OK) {
+        c.attn_scratch = c.ws + c.layout.attn_scratch;
+        c.attn_stride = c.layout.attn_stride;
+        cpu_run_attention(&c);
     }
-    free(c.attn_scratch);
     free(seqs);
     return st;
 }

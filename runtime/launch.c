@@ -42,6 +42,10 @@ typedef struct attn_params {
     int64_t o_stride_b, o_stride_h, o_stride_s;
     const int32_t *cu_seqlens_q, *cu_seqlens_k;
     const int32_t *block_counts, *block_indices;
+    int32_t *schedule;
+    float *partial_o, *partial_ml;
+    int32_t *split_arrived;
+    int ctas, split_slots;
     int batch, seqlen_q, seqlen_k, nq_max, nk_max;
     float scale_log2;
 } attn_params;
@@ -353,11 +357,16 @@ static prism_status tma_params(prism_plan *p, const prism_batch *b,
                       at->tile_n);
 }
 
+/* The attention launch.  A persistent kernel (sm_90a) first gets its
+ * work queue from the schedule kernel (one CTA) on the same stream, then
+ * runs one CTA per SM; the schedule may split long rows into pieces for
+ * the CTAs that would otherwise idle (templates/attention_sm90*.cu). */
 static prism_status run_attention(prism_plan *p, const prism_batch *b,
                                   const prism_tensor *q, const prism_tensor *k,
                                   const prism_tensor *v,
                                   const prism_block_mask *mask,
                                   const prism_tensor *o, float *lse,
+                                  CUdeviceptr base, const plan_workspace *ws,
                                   prism_stream stream) {
     const prism_config *c = &p->cfg;
     bool varlen = b->cu_seqlens_q != NULL;
@@ -373,11 +382,23 @@ static prism_status run_attention(prism_plan *p, const prism_batch *b,
         .o_stride_s = o->stride_s,
         .cu_seqlens_q = b->cu_seqlens_q, .cu_seqlens_k = b->cu_seqlens_k,
         .block_counts = mask->counts, .block_indices = mask->indices,
+        .schedule = PTR(base, ws->schedule),
+        .partial_o = PTR(base, ws->partial_o),
+        .partial_ml = PTR(base, ws->partial_ml),
+        .split_arrived = PTR(base, ws->split_arrived),
+        .split_slots = ws->split_slots,
         .batch = b->batch, .seqlen_q = b->seqlen_q, .seqlen_k = b->seqlen_k,
         .nq_max = mask->nq, .nk_max = mask->nk,
         .scale_log2 = (float)(1.4426950408889634 / sqrt((double)c->head_dim)),
     };
     const plan_kernel *at = &p->kernels[PLAN_ATTENTION];
+    /* persistent: one CTA per SM, fewer only where even split into the
+     * most pieces (16) the rows are fewer */
+    unsigned tiles = (unsigned)prism_ceil_div(b->seqlen_q, at->tile_m);
+    unsigned items = tiles * (unsigned)c->q_heads * (unsigned)b->batch;
+    unsigned grid = items * 16 < (unsigned)p->sm_count ? items * 16
+                                                       : (unsigned)p->sm_count;
+    ap.ctas = (int)grid;
     attn_tma_params tp; /* the sm_90a kernel's parameters */
     void *params = &ap;
     if (at->tensor_maps) {
@@ -386,9 +407,16 @@ static prism_status run_attention(prism_plan *p, const prism_batch *b,
             return st;
         params = &tp;
     }
-    return launch(p, at->main, (unsigned)prism_ceil_div(b->seqlen_q, at->tile_m),
-                  (unsigned)c->q_heads, (unsigned)b->batch, at->threads,
-                  at->dynamic_smem, params, stream, "prism_attention");
+    if (!at->persistent)
+        return launch(p, at->main, tiles, (unsigned)c->q_heads,
+                      (unsigned)b->batch, at->threads, at->dynamic_smem, params,
+                      stream, "prism_attention");
+    prism_status st = launch(p, at->second, 1, 1, 1, 1024, 0, params, stream,
+                             "prism_attention_schedule");
+    if (st != PRISM_OK)
+        return st;
+    return launch(p, at->main, grid, 1, 1, at->threads, at->dynamic_smem, params,
+                  stream, "prism_attention");
 }
 
 static prism_status check_qk(prism_plan *p, const prism_batch *b,
@@ -433,6 +461,7 @@ prism_status prism_sparse_attention(prism_plan *p, const prism_batch *b,
                                     const prism_tensor *v,
                                     const prism_block_mask *mask,
                                     const prism_tensor *o, float *lse,
+                                    void *workspace, size_t workspace_size,
                                     prism_stream stream) {
     prism_status st = check_qk(p, b, q, k);
     if (st != PRISM_OK)
@@ -449,8 +478,13 @@ prism_status prism_sparse_attention(prism_plan *p, const prism_batch *b,
         return prism_plan_fail(p, PRISM_ERR_MISALIGNED,
                                "lse must be 4-byte aligned fp32");
     if (p->cpu)
-        return prism_cpu_sparse_attention(p, b, q, k, v, mask, o, lse);
-    return run_attention(p, b, q, k, v, mask, o, lse, stream);
+        return prism_cpu_sparse_attention(p, b, q, k, v, mask, o, lse,
+                                          workspace, workspace_size);
+    CUdeviceptr base;
+    plan_workspace ws;
+    if ((st = pick_workspace(p, b, workspace, workspace_size, &base, &ws)) != PRISM_OK)
+        return st;
+    return run_attention(p, b, q, k, v, mask, o, lse, base, &ws, stream);
 }
 
 prism_status prism_prefill(prism_plan *p, const prism_batch *b,
@@ -488,7 +522,7 @@ prism_status prism_prefill(prism_plan *p, const prism_batch *b,
     const prism_block_mask *use = mask ? mask : &own;
     if ((st = run_estimate(p, b, q, k, use, base, &ws, stream)) != PRISM_OK)
         return st;
-    return run_attention(p, b, q, k, v, use, o, lse, stream);
+    return run_attention(p, b, q, k, v, use, o, lse, base, &ws, stream);
 }
 
 prism_status prism_plan_density(prism_plan *p, double *density) {

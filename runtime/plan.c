@@ -61,6 +61,21 @@ void prism_plan_workspace_layout(const prism_plan *plan, int batch,
     ws->scales = take(&cursor, b * hq * 2 * sizeof(float));
     ws->counts = take(&cursor, b * hq * nq * sizeof(int32_t));
     ws->indices = take(&cursor, b * hq * nq * nk * sizeof(int32_t));
+    /* The persistent attention kernel (templates/attention_sm90.cu): its
+     * work queue (a ticket counter, the entry count, then {item, split}
+     * pairs: one per query tile of >= 64 rows, plus the extra pieces of
+     * split rows), and for split rows two partial slots per SM, each with
+     * O (128 rows x head_dim fp32) and m, l (4 x 128 floats per
+     * warpgroup), plus an arrival counter per slot and warpgroup.  About
+     * 17 MB at head_dim 128 on an H100; nothing for the other kernels. */
+    const plan_kernel *at = &plan->kernels[PLAN_ATTENTION];
+    size_t slots = at->persistent ? 2 * (size_t)plan->sm_count : 0;
+    size_t tiles = (size_t)prism_ceil_div(seqlen_q, 64);
+    ws->split_slots = (int)slots;
+    ws->schedule = take(&cursor, (2 + 2 * (b * hq * tiles + slots)) * sizeof(int32_t));
+    ws->split_arrived = take(&cursor, 2 * slots * sizeof(int32_t));
+    ws->partial_o = take(&cursor, slots * 128 * d * sizeof(float));
+    ws->partial_ml = take(&cursor, slots * 2 * 512 * sizeof(float));
     ws->total = (cursor + 255) & ~(size_t)255;
 }
 
@@ -108,6 +123,11 @@ static prism_status open_device(prism_plan *p) {
                               p->device);
     drv->device_get_attribute(&minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR,
                               p->device);
+    if (drv->device_get_attribute(&p->sm_count,
+                                  CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
+                                  p->device) != CUDA_SUCCESS ||
+        p->sm_count < 1)
+        p->sm_count = 1;
     if (!arch_for_device(major, minor, &p->arch))
         return prism_plan_fail(p, PRISM_ERR_NO_KERNEL,
                                "compute capability %d.%d has no Prism kernels; "
@@ -137,7 +157,13 @@ static prism_status read_global_ints(prism_plan *p, CUmodule m, const char *sym,
     CUdeviceptr ptr;
     size_t bytes = 0;
     CUresult rc = p->drv->module_get_global(&ptr, &bytes, m, sym);
-    if (rc == CUDA_SUCCESS && bytes >= (size_t)n * sizeof(int))
+    if (rc == CUDA_SUCCESS && bytes < (size_t)n * sizeof(int))
+        return prism_plan_fail(p, PRISM_ERR_NO_KERNEL,
+                               "%s has %zu bytes, expected %d ints: the "
+                               "cached kernel is from another Prism version; "
+                               "clear the cache (prism cache clear)",
+                               sym, bytes, n);
+    if (rc == CUDA_SUCCESS)
         rc = p->drv->memcpy_dtoh(out, ptr, (size_t)n * sizeof(int));
     if (rc != CUDA_SUCCESS) {
         char err[PRISM_ERRMSG_MAX];
@@ -175,15 +201,23 @@ static prism_status load_kernel(prism_plan *p, int which) {
         /* the template states its launch shape: threads, rows, smem,
          * whether it takes tensor maps (templates/attention_sm90.cu) and
          * keys per tile */
-        int launch[5];
+        int launch[6];
         if ((st = read_global_ints(p, k->module, "prism_attention_launch",
-                                   launch, 5)) != PRISM_OK)
+                                   launch, 6)) != PRISM_OK)
             return st;
         k->threads = launch[0];
         k->tile_m = launch[1];
         k->dynamic_smem = launch[2];
         k->tensor_maps = launch[3] != 0;
         k->tile_n = launch[4];
+        k->persistent = launch[5] != 0;
+        if (k->persistent &&
+            (rc = drv->module_get_function(&k->second, k->module,
+                                           "prism_attention_schedule")) !=
+                CUDA_SUCCESS) {
+            prism_cuda_error(drv, rc, "prism_attention_schedule", err, sizeof err);
+            return prism_plan_fail(p, PRISM_ERR_CUDA, "loading kernel %s", err);
+        }
         rc = drv->func_set_attribute(
             k->main, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
             k->dynamic_smem);

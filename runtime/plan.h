@@ -19,12 +19,16 @@ typedef struct plan_kernel {
     int dynamic_smem;     /* attention: dynamic shared memory bytes     */
     bool tensor_maps;     /* attention: takes attn_tma_params (sm_90a)  */
     int tile_n;           /* attention: keys per tile (TMA box rows)    */
+    bool persistent;      /* attention: one CTA per SM taking items from
+                             a work queue that `second` (the schedule
+                             kernel) fills (templates/attention_sm90.cu) */
 } plan_kernel;
 
 /* Byte offsets of the workspace regions (see workspace_layout in plan.c). */
 typedef struct plan_workspace {
     size_t pooled_q, pooled_k, stats_q, stats_k, totals, scales, counts,
-        indices, total;
+        indices, schedule, split_arrived, partial_o, partial_ml, total;
+    int split_slots; /* partial slots for split rows (persistent kernel) */
     size_t stats_bytes; /* stats_q .. totals, zeroed before each estimate */
 } plan_workspace;
 
@@ -36,6 +40,7 @@ struct prism_plan {
     const prism_driver *drv;
     CUdevice device;
     CUcontext cu_ctx;
+    int sm_count;         /* multiprocessors: the persistent grid size */
     prism_module *module;
     plan_kernel kernels[PLAN_KERNELS];
     CUdeviceptr workspace; /* owned, or 0 with caller_workspace */

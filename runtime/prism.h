@@ -28,9 +28,9 @@ extern "C" {
 #endif
 
 #define PRISM_VERSION_MAJOR 0
-#define PRISM_VERSION_MINOR 1
+#define PRISM_VERSION_MINOR 2
 #define PRISM_VERSION_PATCH 0
-#define PRISM_VERSION_STRING "0.1.0"
+#define PRISM_VERSION_STRING "0.2.0"
 #define PRISM_VERSION_NUMBER \
     (PRISM_VERSION_MAJOR * 10000 + PRISM_VERSION_MINOR * 100 + PRISM_VERSION_PATCH)
 
@@ -372,13 +372,17 @@ prism_status prism_estimate(prism_plan *plan, const prism_batch *batch,
 /* Block-sparse attention over any block mask.  lse may be NULL, else fp32
  * natural-log log-sum-exp, [batch, Hq, seqlen_q] for a regular batch and
  * [Hq, total_q] for a ragged one (FlashAttention's varlen layout); a query
- * that sees no key gets -inf and a zero output row. */
+ * that sees no key gets -inf and a zero output row.  The workspace holds
+ * the work queue of the persistent sm_90a kernel (and the CPU backend's
+ * scratch); the same workspace serves estimate, attention and prefill.
+ * (0.2.0: the workspace arguments are new.) */
 prism_status prism_sparse_attention(prism_plan *plan, const prism_batch *batch,
                                     const prism_tensor *q,
                                     const prism_tensor *k,
                                     const prism_tensor *v,
                                     const prism_block_mask *mask,
                                     const prism_tensor *o, float *lse,
+                                    void *workspace, size_t workspace_size,
                                     prism_stream stream);
 /* Both: estimation then attention.  mask may be NULL (kept in the
  * workspace) or receives the selection. */

@@ -111,7 +111,9 @@
 // [batch, Q_HEADS, seqlen_q] (fixed lengths) or [Q_HEADS, total_q] with
 // total_q = cu_seqlens_q[batch] (varlen, FlashAttention's layout, as in
 // prism.h and reference/).  The device array prism_attention_launch =
-// {threads, tile_m, dynamic smem bytes} tells the host the launch shape;
+// {threads, tile_m, dynamic smem bytes, tensor maps (0 here), tile_n,
+// work queue (0 here: the grid is one CTA per query tile and head)} tells
+// the host the launch shape;
 // dynamic smem > 48 KB needs CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES.
 //
 // TUNABLES (0 = per-shape default).  BLOCK_M in {0, 64, 128}: query rows
@@ -136,6 +138,11 @@ struct AttnParams {
     const int *cu_seqlens_k;  // both null or both set
     const int *block_counts;  // [batch, Q_HEADS, nq_max]
     const int *block_indices; // [batch, Q_HEADS, nq_max, nk_max]; row (b,h,i): ascending key-block indices, first block_counts[...] valid
+    int *schedule;            // the sm_90a kernel's work queue and split-row
+    float *partial_o;         // partials (templates/attention_sm90.cu);
+    float *partial_ml;        // unused here
+    int *split_arrived;
+    int ctas, split_slots;
     int batch, seqlen_q, seqlen_k;  // seqlen_* used when cu_seqlens are null
     int nq_max, nk_max;             // blocks of BLOCK_SIZE tokens (max over the batch)
     float scale_log2;               // log2(e) / sqrt(HEAD_DIM)
@@ -229,9 +236,9 @@ static_assert(ATTN_SMEM_BYTES <= ATTN_SMEM_LIMIT,
 // plain AttnParams (attention_sm90.cu says 1: AttnTmaParams), keys per
 // tile}.
 // Not const: a const namespace-scope variable has internal linkage.
-extern "C" __device__ int prism_attention_launch[5] = {
+extern "C" __device__ int prism_attention_launch[6] = {
     ATTN_THREADS, ATTN_TILE_M, ATTN_SMEM_BYTES, 0 /* no tensor maps */,
-    ATTN_TILE_N};
+    ATTN_TILE_N, 0 /* one CTA per query tile, no work queue */};
 
 // ---- PTX wrappers (no cuda headers under NVRTC) ----
 

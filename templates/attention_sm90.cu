@@ -19,7 +19,8 @@
 //
 // ROLES (384 threads = 3 warpgroups, one CTA per SM).
 //  * Warpgroup 0, the producer, gives its registers away (setmaxnreg.dec
-//    to H_PRODUCER_REGS) and one thread of it issues every TMA copy: the Q
+//    to H_PRODUCER_REGS) and one thread of it takes the work items (see
+//    PERSISTENT SCHEDULE below) and issues every TMA copy: per item the Q
 //    tile once, then for each key tile of the selection the K tile and the
 //    V tile, each onto its own "full" mbarrier, into stage it % H_STAGES.
 //    Before reusing a stage it waits on that stage's "empty" mbarrier.
@@ -72,7 +73,10 @@
 // kernel parameter is AttnTmaParams, passed as __grid_constant__ so the
 // TMA unit reads the maps from parameter memory.  prism_attention_launch
 // = {threads, rows per CTA, dynamic shared memory, 1 = tensor maps, keys
-// per tile (the K/V box rows)}.
+// per tile (the K/V box rows), 1 = persistent}.  Persistent: the host
+// launches prism_attention_schedule (1 CTA of 1024 threads, the same
+// parameters) and then prism_attention on min(SMs, work items) CTAs; the
+// work queue p.schedule (2 + items ints) lives in the plan's workspace.
 //
 // OVERLAP AND PING-PONG (the default with 3 stages).  Tile i's
 // S = Q K^T is issued in one batch with tile i-1's O += P V; the consumer
@@ -90,7 +94,8 @@
 //
 // TUNABLES.  BLOCK_N in {0, 64, 128} (keys per tile; 0: 128 for D <= 128,
 // 64 for D = 256), STAGES in {0, 2, 3} (0: 3 where it fits, else 2),
-// OVERLAP in {0, 1, 2} (0: auto, 1: overlapped, 2: plain loop; the plain
+// OVERLAP in {0, 1, 2} (0: auto, 1: overlapped -- HEAD_DIM <= 128 only, a
+// config error above: it spills at 256 --, 2: plain loop; the plain
 // loop's two consumers overlap each other only as the warp schedulers
 // interleave them).  BLOCK_M and WARP_M belong
 // to the sm_80 kernel and are ignored here.
@@ -109,6 +114,11 @@ struct AttnParams {
     const int *cu_seqlens_k;
     const int *block_counts;
     const int *block_indices;
+    int *schedule;      // work queue: [0] ticket counter, [1] entries, then entries
+    float *partial_o;   // split rows: per piece and warpgroup, O unnormalised,
+    float *partial_ml;  //   and m, l, in the accumulator's register order
+    int *split_arrived; // per split item and warpgroup: pieces finished
+    int ctas, split_slots; // persistent grid size; partial slots in the workspace
     int batch, seqlen_q, seqlen_k;
     int nq_max, nk_max;
     float scale_log2;
@@ -142,16 +152,28 @@ static constexpr int H_STAGES =
 static constexpr bool H_OVERLAP = OVERLAP == 1 || (OVERLAP == 0 && H_STAGES >= 3);
 static constexpr bool H_PINGPONG = H_OVERLAP;
 static constexpr int H_THREADS = 384;
-static constexpr int H_PRODUCER_REGS = 24;
-static constexpr int H_CONSUMER_REGS = 240;
+static constexpr int H_PRODUCER_REGS = 40;
+static constexpr int H_CONSUMER_REGS = 232;
+// setmaxnreg only moves registers inside the CTA's launch allocation (384
+// threads x 168, the most __launch_bounds__(384, 1) leaves): with more,
+// setmaxnreg.inc waits forever for registers nobody releases.  40 leaves
+// the producer's work-queue loop room (24 spilled once it took items).
+static_assert(H_PRODUCER_REGS + 2 * H_CONSUMER_REGS <= 3 * 168,
+              "setmaxnreg budget: producer + 2 consumers <= 3 x 168");
 static constexpr int H_CHUNKS = HEAD_DIM / 64; // 128-byte column chunks per row
 static constexpr int H_Q_BYTES = H_TM * HEAD_DIM * 2;
 static constexpr int H_KV_BYTES = H_TN * HEAD_DIM * 2;
 static constexpr int H_K_OFFSET = H_Q_BYTES;
 static constexpr int H_V_OFFSET = H_K_OFFSET + H_STAGES * H_KV_BYTES;
 static constexpr int H_BAR_OFFSET = H_V_OFFSET + H_STAGES * H_KV_BYTES;
-// barriers: full_q, then per stage full_k, full_v, empty
-static constexpr int H_SMEM_BYTES = H_BAR_OFFSET + 8 * (1 + 3 * H_STAGES) + 1024;
+// barriers: full_q, then per stage full_k, full_v, empty; then q_empty
+// and the two work-item barriers; then the two work-item slots
+static constexpr int H_BARS = 1 + 3 * H_STAGES + 3;
+static constexpr int H_ITEM_OFFSET = H_BAR_OFFSET + 8 * H_BARS;
+// item slots: 2 x {item, split info}, then one int per consumer (split arrival)
+static constexpr int H_SMEM_BYTES = H_ITEM_OFFSET + 32 + 1024;
+static constexpr int H_SPLIT_MAX = 16;       // pieces of one split row at most
+static constexpr int H_MIN_PIECE_TILES = 8;  // key tiles of a piece at least
 static constexpr int H_SUBTILES = BLOCK_SIZE / H_TN;
 static constexpr int H_S_REGS = H_TN / 2;     // S accumulators per thread
 static constexpr int H_O_REGS = HEAD_DIM / 2; // O accumulators per thread
@@ -170,8 +192,9 @@ static_assert(H_SMEM_BYTES <= 227 * 1024,
 static_assert(WGMMA_SS_N == H_TN && WGMMA_RS_N == HEAD_DIM,
               "generator and template disagree on the wgmma shapes");
 
-extern "C" __device__ int prism_attention_launch[5] = {H_THREADS, H_TM,
-                                                       H_SMEM_BYTES, 1, H_TN};
+extern "C" __device__ int prism_attention_launch[6] = {
+    H_THREADS, H_TM, H_SMEM_BYTES, 1 /* tensor maps */, H_TN,
+    1 /* persistent: prism_attention_schedule fills the work queue first */};
 
 // ---- PTX wrappers: mbarriers, TMA, warpgroup control ----
 
@@ -249,17 +272,27 @@ static __device__ __forceinline__ int h_tile_start(const int *sel, int total, in
 }
 
 // ---- the producer: one thread issues every copy ----
-static __device__ __forceinline__ void
-h_produce(const AttnTmaParams &p, u32 smem, int q_row, int k_row, int h, int kvh,
-          int b, const int *sel, int total, int lim) {
+// One work item: the first K/V tile, then the Q tile once the consumers
+// released the Q rows of item n - 1 (its epilogue stages O there), then
+// the remaining K/V tiles.  `it` is the CTA's running tile count over all
+// its items: tile it uses stage it % H_STAGES for the (it / H_STAGES)-th
+// time.  Returns it advanced past this item's tiles.
+static __device__ __forceinline__ int
+h_produce(const AttnTmaParams &p, u32 smem, int n, int it, int q_row, int k_row,
+          int h, int kvh, int b, const int *sel, int total, int lim) {
     const u32 bar_q = smem + H_BAR_OFFSET;
-    h_bar_expect_tx(bar_q, H_Q_BYTES);
-    for (int c = 0; c < H_CHUNKS; c++)
-        h_tma_load(smem + c * H_TM * 128, &p.q, p.rank, c * 64, q_row, h, b, bar_q);
-    for (int it = 0;; it++) {
-        const int key0 = h_tile_start(sel, total, it);
-        if (key0 > lim)
-            break;
+    const u32 q_empty = bar_q + 8 * (1 + 3 * H_STAGES);
+    auto load_q = [&]() {
+        if (n > 0)
+            h_bar_wait(q_empty, (n - 1) & 1);
+        h_bar_expect_tx(bar_q, H_Q_BYTES);
+        for (int c = 0; c < H_CHUNKS; c++)
+            h_tma_load(smem + c * H_TM * 128, &p.q, p.rank, c * 64, q_row, h, b, bar_q);
+    };
+    int key0 = h_tile_start(sel, total, 0);
+    if (key0 > lim)
+        load_q();
+    for (int i = 0; key0 <= lim; i++, it++) {
         const int s = it % H_STAGES;
         const u32 full_k = bar_q + 8 * (1 + 3 * s);
         const u32 full_v = full_k + 8, empty = full_k + 16;
@@ -275,7 +308,11 @@ h_produce(const AttnTmaParams &p, u32 smem, int q_row, int k_row, int h, int kvh
         for (int c = 0; c < H_CHUNKS; c++)
             h_tma_load(dv + c * H_TN * 128, &p.v, p.rank, c * 64, k_row + key0, kvh,
                        b, full_v);
+        if (i == 0)
+            load_q();
+        key0 = h_tile_start(sel, total, i + 1);
     }
+    return it;
 }
 
 // Online softmax of one S tile (rows g and g + 8 of the thread's warp):
@@ -389,10 +426,152 @@ static __device__ __forceinline__ void h_turn_end(int wg) {
         asm volatile("bar.arrive %0, 256;\n" ::"r"(wg == 1 ? 4 : 3) : "memory");
 }
 
-// ---- a consumer warpgroup: 64 query rows ----
+// One work item = (sequence b, query head h, query tile of H_TM rows),
+// numbered ((b * Q_HEADS + h) * tiles + tile).  A queue entry is the item
+// and its split info: (first partial slot << 10) | (piece << 5) | (pieces
+// - 1); piece s of k walks selected blocks [s * per, (s + 1) * per) of the
+// row, per = ceil(count / k).
+struct HItem {
+    int b, h, q0, Sq, Sk, q_begin, k_begin, shift, lim, total;
+    int pieces, piece, slot; // pieces == 1: not split
+    const int *sel;
+};
+
+static __device__ __forceinline__ HItem h_item(const AttnParams &p, int w, int info,
+                                               int tiles) {
+    HItem t;
+    const int bh = w / tiles;
+    t.q0 = (w % tiles) * H_TM;
+    t.h = bh % Q_HEADS;
+    t.b = bh / Q_HEADS;
+    sequence_range(p.cu_seqlens_q, p.seqlen_q, t.b, t.q_begin, t.Sq);
+    sequence_range(p.cu_seqlens_k, p.seqlen_k, t.b, t.k_begin, t.Sk);
+    t.shift = t.Sk - t.Sq;
+    t.lim = min(t.q0 + H_TM, t.Sq) - 1 + t.shift;
+    t.pieces = (info & 31) + 1;
+    t.piece = (info >> 5) & 31;
+    t.slot = info >> 10;
+    const i64 sel_row = (i64)bh * p.nq_max + t.q0 / BLOCK_SIZE;
+    const int count = t.q0 < t.Sq ? __ldg(p.block_counts + sel_row) : 0;
+    const int per = (count + t.pieces - 1) / t.pieces;
+    const int first = min(t.piece * per, count);
+    t.total = min(per, count - first) * H_SUBTILES;
+    t.sel = p.block_indices + sel_row * p.nk_max + first;
+    return t;
+}
+
+// The Q rows are free for the next item's TMA copy: the proxy fence
+// orders this thread's generic accesses (the epilogue's staging) before
+// the async-proxy write, then the thread arrives on q_empty.  Returns it.
+static __device__ __forceinline__ int h_release_q(u32 smem, int it) {
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    h_bar_arrive(smem + H_BAR_OFFSET + 8 * (1 + 3 * H_STAGES)); // q_empty
+    return it;
+}
+
+// SPLIT ROWS.  A row much longer than the work per CTA (few heads, or a
+// short query chunk over a long context: Sk >> Sq) is cut by the schedule
+// kernel into pieces that run on different CTAs.  Each piece's consumer
+// warpgroup stores its unnormalised O, row maximum m (scaled log2 domain)
+// and partial row sum l, in register order (element i of thread wt at
+// [i][wt]: coalesced), then counts itself in split_arrived.  The piece
+// that arrives last reads every piece back (from L2: __ldcg) and merges
+// them as the online softmax would, M = max m_s, L = sum l_s 2^(m_s - M),
+// O = sum O_s 2^(m_s - M) / L, writing O and LSE straight from the merge
+// (h_split_combine).  Pieces that saw no key have m = -inf and weigh 0.
+static __device__ __noinline__ void h_split_combine(const AttnParams &p, int first,
+                                                    int pieces, int wg, int wt,
+                                                    int q0, int Sq, u16 *og,
+                                                    float *lse);
+
 static __device__ __forceinline__ void
-h_consume(const AttnParams &p, u32 smem, u8 *smem_ptr, int wg, int q0, int Sq,
-          int Sk, int shift, const int *sel, int total, int lim, u16 *og, float *lse) {
+h_split_piece(const AttnParams &p, int info, int wg, int wt,
+              const float (&o)[H_O_REGS], const float (&m)[2], const float (&l)[2],
+              volatile int *arrived, int q0, int Sq, u16 *og, float *lse) {
+    constexpr int SLOT_O = H_O_REGS * 128, SLOT_ML = 4 * 128;
+    const int pieces = (info & 31) + 1, piece = (info >> 5) & 31, first = info >> 10;
+    auto slot = [&](int s) { return (i64)(first + s) * 2 + (wg - 1); };
+    float *po = p.partial_o + slot(piece) * SLOT_O + wt;
+    float *pml = p.partial_ml + slot(piece) * SLOT_ML + wt;
+#pragma unroll
+    for (int i = 0; i < H_O_REGS; i++)
+        po[i * 128] = o[i];
+    pml[0] = m[0];
+    pml[128] = m[1];
+    pml[256] = l[0];
+    pml[384] = l[1];
+    __threadfence(); // the partial is visible before the arrival counts
+    h_warpgroup_sync(wg);
+    if (wt == 0)
+        *arrived = atomicAdd(p.split_arrived + 2 * first + (wg - 1), 1);
+    h_warpgroup_sync(wg);
+    if (*arrived == pieces - 1)
+        h_split_combine(p, first, pieces, wg, wt, q0, Sq, og, lse);
+}
+
+// The last piece's merge.  Not inlined: its registers are then allocated
+// apart from the consumer's accumulators (inlined, HEAD_DIM 256 spilled).
+static __device__ __noinline__ void h_split_combine(const AttnParams &p, int first,
+                                                    int pieces, int wg, int wt,
+                                                    int q0, int Sq, u16 *og,
+                                                    float *lse) {
+    constexpr int SLOT_O = H_O_REGS * 128, SLOT_ML = 4 * 128;
+    auto slot = [&](int s) { return (i64)(first + s) * 2 + (wg - 1); };
+    __threadfence(); // every other piece's partial is visible
+    const int warp = wt >> 5, g = (wt & 31) >> 2, t = wt & 3;
+    float M[2] = {-INFINITY, -INFINITY}, L[2] = {0.f, 0.f};
+    for (int s = 0; s < pieces; s++) {
+        const float *ml = p.partial_ml + slot(s) * SLOT_ML + wt;
+        M[0] = fmaxf(M[0], __ldcg(ml));
+        M[1] = fmaxf(M[1], __ldcg(ml + 128));
+    }
+    // piece s's weight for row r: 2^(m_s - M) (0 for a piece that saw no key)
+    auto weight = [&](const float *ml, int r) {
+        const float ms = __ldcg(ml + 128 * r);
+        return ms == -INFINITY ? 0.f : exp2_approx(ms - M[r]);
+    };
+    for (int s = 0; s < pieces; s++) {
+        const float *ml = p.partial_ml + slot(s) * SLOT_ML + wt;
+        L[0] = fmaf(__ldcg(ml + 256), weight(ml, 0), L[0]);
+        L[1] = fmaf(__ldcg(ml + 384), weight(ml, 1), L[1]);
+    }
+    float inv[2];
+    const int row_wg = (wg - 1) * 64;
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        L[r] += __shfl_xor_sync(0xffffffffu, L[r], 1);
+        L[r] += __shfl_xor_sync(0xffffffffu, L[r], 2);
+        inv[r] = L[r] > 0.f ? 1.f / L[r] : 0.f;
+        const int row = q0 + row_wg + 16 * warp + g + 8 * r;
+        if (lse && t == 0 && row < Sq)
+            lse[row] = L[r] > 0.f ? (M[r] + __log2f(L[r])) * 0.693147180559945309f
+                                  : -INFINITY;
+    }
+    // element pair (i, i + 1): row g + 8 ((i >> 1) & 1), columns 8 (i / 4) + 2 t
+#pragma unroll 1
+    for (int i = 0; i < H_O_REGS; i += 2) {
+        const int r = (i >> 1) & 1;
+        float a0 = 0.f, a1 = 0.f;
+        for (int s = 0; s < pieces; s++) { // weights recomputed: few registers
+            const float *os = p.partial_o + slot(s) * SLOT_O + wt + i * 128;
+            const float fs = weight(p.partial_ml + slot(s) * SLOT_ML + wt, r);
+            a0 = fmaf(__ldcg(os), fs, a0);
+            a1 = fmaf(__ldcg(os + 128), fs, a1);
+        }
+        const int row = q0 + row_wg + 16 * warp + g + 8 * r;
+        if (row < Sq)
+            *reinterpret_cast<u32 *>(og + (i64)row * p.o_stride_s + 8 * (i >> 2) + 2 * t) =
+                float2_to_input2(a0 * inv[r], a1 * inv[r]);
+    }
+}
+
+// ---- a consumer warpgroup: 64 query rows ----
+// Work item n of the CTA, whose first tile is the CTA's tile it0; returns
+// it0 advanced past the item's tiles (the producer's count).
+static __device__ __forceinline__ int
+h_consume(const AttnParams &p, u32 smem, u8 *smem_ptr, int wg, int n, int it0,
+          int q0, int Sq, int Sk, int shift, const int *sel, int total, int lim,
+          u16 *og, float *lse) {
     const int wt = threadIdx.x - 128 * wg; // thread within the warpgroup
     const int warp = wt >> 5, lane = wt & 31, g = lane >> 2, t = lane & 3;
     const int row_wg = (wg - 1) * 64;     // first CTA row of this warpgroup
@@ -408,12 +587,20 @@ h_consume(const AttnParams &p, u32 smem, u8 *smem_ptr, int wg, int q0, int Sq,
         o[i] = 0.f;
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
 
-    h_bar_wait(bar_q, 0);
+    h_bar_wait(bar_q, n & 1);
     const u32 q_base = smem + row_wg * 128; // + chunk * H_TM * 128
-    auto full_k = [&](int it) { return bar_q + 8 * (1 + 3 * (it % H_STAGES)); };
-    auto k_tile = [&](int it) { return smem + H_K_OFFSET + (it % H_STAGES) * H_KV_BYTES; };
-    auto v_tile = [&](int it) { return smem + H_V_OFFSET + (it % H_STAGES) * H_KV_BYTES; };
-    auto parity = [](int it) { return (it / H_STAGES) & 1; };
+    // it: the item's tile index; it0 + it names the stage and its phase
+    auto full_k = [&](int it) {
+        return bar_q + 8 * (1 + 3 * ((it0 + it) % H_STAGES));
+    };
+    auto k_tile = [&](int it) {
+        return smem + H_K_OFFSET + ((it0 + it) % H_STAGES) * H_KV_BYTES;
+    };
+    auto v_tile = [&](int it) {
+        return smem + H_V_OFFSET + ((it0 + it) % H_STAGES) * H_KV_BYTES;
+    };
+    auto parity = [&](int it) { return ((it0 + it) / H_STAGES) & 1; };
+    int tiles = 0; // of this item
     float sc[H_S_REGS], alpha[2];
     u32 pa[H_TN / 16][4];
     // The masked softmax only where the tile reaches past this warpgroup's
@@ -439,7 +626,7 @@ h_consume(const AttnParams &p, u32 smem, u8 *smem_ptr, int wg, int q0, int Sq,
         // two groups and keeps them asynchronous (a batch under a branch
         // made it serialise them, C7514).
         if (any) {
-            h_bar_wait(full_k(0), 0);
+            h_bar_wait(full_k(0), parity(0));
             h_turn_begin(wg);
             h_wgmma_fence();
             h_issue_s(sc, q_base, k_tile(0));
@@ -475,6 +662,7 @@ h_consume(const AttnParams &p, u32 smem, u8 *smem_ptr, int wg, int q0, int Sq,
                 h_turn_end(wg);
             h_wgmma_wait0();
             h_bar_arrive(full_k(it - 1) + 16);
+            tiles = it;
         }
     } else {
         for (int it = 0; key0 <= lim; it++) {
@@ -491,7 +679,20 @@ h_consume(const AttnParams &p, u32 smem, u8 *smem_ptr, int wg, int q0, int Sq,
             h_wgmma_wait0();
             h_bar_arrive(full_k(it) + 16); // this thread is done with the stage
             key0 = h_tile_start(sel, total, it + 1);
+            tiles = it + 1;
         }
+    }
+
+    // A split row: the piece that finishes last writes O and LSE from
+    // every piece's partial state.  (The split info is read back from the
+    // item slot, still unchanged: the producer reuses it only after this
+    // item's q_empty.  Kept in registers through the loop it spilled at
+    // HEAD_DIM 256.)
+    volatile int *slots = reinterpret_cast<volatile int *>(smem_ptr + H_ITEM_OFFSET);
+    const int info = slots[2 * (n & 1) + 1];
+    if ((info & 31) != 0) {
+        h_split_piece(p, info, wg, wt, o, m, l, slots + 4 + (wg - 1), q0, Sq, og, lse);
+        return h_release_q(smem, it0 + tiles);
     }
 
     // Epilogue: normalise; stage rows in this warpgroup's Q rows (chunk c,
@@ -529,8 +730,24 @@ h_consume(const AttnParams &p, u32 smem, u8 *smem_ptr, int wg, int q0, int Sq,
                 *reinterpret_cast<const u32x4 *>(smem_ptr + c * H_TM * 128 +
                                                    row * 128 + ((u ^ (row & 7)) << 4));
     }
+    return h_release_q(smem, it0 + tiles);
 }
 
+// PERSISTENT SCHEDULE.  The grid is one CTA per SM (or fewer when there
+// is less work); each CTA takes work items from p.schedule, a list the
+// schedule kernel (templates/attention_sm90_schedule.cu) grouped by KV
+// head and sorted inside a group by decreasing selected-block count, with
+// an atomic ticket counter: the longest rows start first and a CTA that
+// finishes early takes the next item, so the tail is the shortest rows
+// (density-aware load balance).  The producer thread takes the ticket and
+// publishes the item in one of two shared slots, each with an mbarrier
+// (count 1) the consumers wait on; item n uses slot n & 1.  Barrier
+// phases run on across items: full_q completes once per item, each
+// stage's barriers once per use of the stage (the running tile count),
+// and q_empty (256 consumer arrivals after the epilogue) lets the
+// producer overwrite the Q rows, which the epilogue used as staging.
+// The producer issues the next item's first K/V tile before it waits for
+// q_empty, so that load overlaps the epilogue.
 extern "C" __global__ void __launch_bounds__(H_THREADS, 1)
 prism_attention(const __grid_constant__ AttnTmaParams P) {
     extern __shared__ __align__(1024) u8 h_smem_raw[];
@@ -538,31 +755,24 @@ prism_attention(const __grid_constant__ AttnTmaParams P) {
     u8 *smem_ptr = h_smem_raw + ((1024 - (smem_u32(h_smem_raw) & 1023)) & 1023);
     const u32 smem = smem_u32(smem_ptr);
     const AttnParams &p = P.a;
-
-    const int tile = (int)(gridDim.x - 1 - blockIdx.x); // heavy tiles first
-    const int h = blockIdx.y, b = blockIdx.z;
-    int q_begin, Sq, k_begin, Sk;
-    sequence_range(p.cu_seqlens_q, p.seqlen_q, b, q_begin, Sq);
-    sequence_range(p.cu_seqlens_k, p.seqlen_k, b, k_begin, Sk);
-    const int q0 = tile * H_TM;
-    if (q0 >= Sq)
-        return; // CTA-uniform, before any barrier
-    const int shift = Sk - Sq;
-    const int lim = min(q0 + H_TM, Sq) - 1 + shift;
-    const i64 sel_row = ((i64)b * Q_HEADS + h) * p.nq_max + q0 / BLOCK_SIZE;
-    const int total = __ldg(p.block_counts + sel_row) * H_SUBTILES;
-    const int *sel = p.block_indices + sel_row * p.nk_max;
+    const int tiles = (p.seqlen_q + H_TM - 1) / H_TM;
     const bool varlen = p.cu_seqlens_q != nullptr;
+    const u32 bars = smem + H_BAR_OFFSET;
+    const u32 q_empty = bars + 8 * (1 + 3 * H_STAGES);
+    const u32 item_bar = q_empty + 8; // + 8 * slot
+    volatile int *item_slot = reinterpret_cast<volatile int *>(smem_ptr + H_ITEM_OFFSET);
 
     const int tid = threadIdx.x;
     if (tid == 0) {
-        const u32 bars = smem + H_BAR_OFFSET;
         h_bar_init(bars, 1);
         for (int s = 0; s < H_STAGES; s++) {
             h_bar_init(bars + 8 * (1 + 3 * s), 1);       // full K
             h_bar_init(bars + 8 * (1 + 3 * s) + 8, 1);   // full V
             h_bar_init(bars + 8 * (1 + 3 * s) + 16, 256); // empty
         }
+        h_bar_init(q_empty, 256);
+        h_bar_init(item_bar, 1);
+        h_bar_init(item_bar + 8, 1);
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     }
     __syncthreads();
@@ -570,21 +780,44 @@ prism_attention(const __grid_constant__ AttnTmaParams P) {
     const int wg = tid / 128;
     if (wg == 0) {
         asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(H_PRODUCER_REGS));
-        if (tid == 0) {
+        if (tid != 0)
+            return;
+        const int entries = p.schedule[1];
+        int it = 0;
+        for (int n = 0;; n++) {
+            const int ticket = atomicAdd(p.schedule, 1);
+            const int w = ticket < entries ? p.schedule[2 + 2 * ticket] : -1;
+            const int info = ticket < entries ? p.schedule[3 + 2 * ticket] : 0;
+            item_slot[2 * (n & 1)] = w;
+            item_slot[2 * (n & 1) + 1] = info;
+            h_bar_arrive(item_bar + 8 * (n & 1)); // release: the slot is visible
+            if (w < 0)
+                return;
+            const HItem t = h_item(p, w, info, tiles);
             // TMA coordinates: varlen / batch 1 index tokens of the packed
             // tensor (rank 3); a fixed batch uses its own coordinate.
-            const int qr = (varlen ? q_begin : 0) + q0;
-            const int kr = varlen ? k_begin : 0;
-            h_produce(P, smem, qr, kr, h, h / GQA_GROUP, varlen ? 0 : b, sel, total, lim);
+            const int qr = (varlen ? t.q_begin : 0) + t.q0;
+            const int kr = varlen ? t.k_begin : 0;
+            it = h_produce(P, smem, n, it, qr, kr, t.h, t.h / GQA_GROUP,
+                           varlen ? 0 : t.b, t.sel, t.total, t.lim);
         }
-    } else {
-        asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(H_CONSUMER_REGS));
-        u16 *og = p.o + (varlen ? (i64)q_begin * p.o_stride_s : (i64)b * p.o_stride_b) +
-                  (i64)h * p.o_stride_h;
+    }
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(H_CONSUMER_REGS));
+    int it = 0;
+    for (int n = 0;; n++) {
+        h_bar_wait(item_bar + 8 * (n & 1), (n >> 1) & 1);
+        const int w = item_slot[2 * (n & 1)];
+        if (w < 0)
+            return;
+        const HItem t = h_item(p, w, item_slot[2 * (n & 1) + 1], tiles);
+        u16 *og = p.o +
+                  (varlen ? (i64)t.q_begin * p.o_stride_s : (i64)t.b * p.o_stride_b) +
+                  (i64)t.h * p.o_stride_h;
         float *lse = nullptr;
         if (p.lse)
-            lse = varlen ? p.lse + (i64)h * p.cu_seqlens_q[p.batch] + q_begin
-                         : p.lse + ((i64)b * Q_HEADS + h) * p.seqlen_q;
-        h_consume(p, smem, smem_ptr, wg, q0, Sq, Sk, shift, sel, total, lim, og, lse);
+            lse = varlen ? p.lse + (i64)t.h * p.cu_seqlens_q[p.batch] + t.q_begin
+                         : p.lse + ((i64)t.b * Q_HEADS + t.h) * p.seqlen_q;
+        it = h_consume(p, smem, smem_ptr, wg, n, it, t.q0, t.Sq, t.Sk, t.shift, t.sel,
+                       t.total, t.lim, og, lse);
     }
 }

@@ -464,13 +464,15 @@ Test(tune_space, enumeration_is_the_legal_product_default_first) {
                           0);
     free(c);
 
-    /* D = 256: warp_m = 32 is rejected by the kernel's spec */
+    /* D = 256: warp_m = 32 and overlap = 1 are rejected by the kernel's
+     * spec */
     prism_config g = load("gemma-2-9b.yaml");
     cr_assert_eq(prism_tune_enumerate(&g, k, PRISM_ARCH_SM90A, &c, &n, &illegal,
                                       err, sizeof err),
                  PRISM_OK, "%s", err);
-    /* as above with warp_m 32 out: 5 x 4 + 36 + 3 x 4 x 2 + 36 */
-    cr_assert_eq(n, 20 + 36 + 24 + 36);
+    /* as above with warp_m 32 out (5 x 4 on path 0 mma.sync, 3 x 4 x 2 on
+     * path 1) and overlap 1 out of the wgmma paths (4 x 3 x 2 each) */
+    cr_assert_eq(n, 20 + 24 + 24 + 24);
     cr_assert_eq(illegal, 972 - n);
     cr_assert_eq(find_cand(c, n, 0, 0, 32), -1);
     free(c);

@@ -60,7 +60,7 @@ Test(cpu_api, arguments_are_validated) {
     int32_t saved = sel.counts[0];
     sel.counts[0] = 4; /* row 0 has nk - nq + 1 = 3 block-causal blocks */
     cr_expect_eq(prism_sparse_attention(plan, &b, &q, &k, &v, &m, &o, NULL,
-                                        NULL),
+                                        NULL, 0, NULL),
                  PRISM_ERR_INVALID_ARGUMENT);
     cr_expect(strstr(prism_plan_last_error(plan), "block mask row") != NULL,
               "%s", prism_plan_last_error(plan));
@@ -68,7 +68,7 @@ Test(cpu_api, arguments_are_validated) {
     sel.indices[0] = 1;
     sel.indices[1] = 0;
     cr_expect_eq(prism_sparse_attention(plan, &b, &q, &k, &v, &m, &o, NULL,
-                                        NULL),
+                                        NULL, 0, NULL),
                  PRISM_ERR_INVALID_ARGUMENT, "indices must ascend");
     sel.counts[0] = saved;
     sel.indices[0] = 0;

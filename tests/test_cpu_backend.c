@@ -200,7 +200,7 @@ static void run_case(const cpu_case *c, uint64_t seed) {
                        d.q.view.stride[2]};
     prism_block_mask ref_mask = mask_of(&ref);
     cr_assert_eq(prism_sparse_attention(plan, &d.batch, &tq, &tk, &tv,
-                                        &ref_mask, &to, lse, NULL),
+                                        &ref_mask, &to, lse, NULL, 0, NULL),
                  PRISM_OK, "%s", prism_plan_last_error(plan));
     check_output(&d, o, lse, &ref, "attention");
 
@@ -287,7 +287,7 @@ Test(cpu_backend, full_selection_is_dense_attention, .timeout = 300) {
                  tv = api_tensor(&d.v), to = tq;
     to.data = o;
     cr_assert_eq(prism_sparse_attention(plan, &d.batch, &tq, &tk, &tv, &m, &to,
-                                        lse, NULL),
+                                        lse, NULL, 0, NULL),
                  PRISM_OK, "%s", prism_plan_last_error(plan));
     host_tensor ref = tensor_new(PRISM_DTYPE_FP32, 1, c.q_heads, d.S_q,
                                  c.head_dim, false);

@@ -55,6 +55,16 @@ static const gpu_case cases[] = {
      true, true, PRISM_DTYPE_FP16, PRISM_ROPE_HALF, -1},
     {"d256-mha-bf16-ragged", 256, 2, 2, 3, {200, 450, 129}, {200, 450, 257},
      true, true, PRISM_DTYPE_BF16, PRISM_ROPE_HALF, -1},
+    /* 32 heads x 16 query tiles = 512 work items: on an H100 (132 SMs) each
+     * CTA of the persistent sm_90a kernel takes several, so barrier phases,
+     * the Q hand-over and the work queue run across items */
+    {"d128-gqa4-bf16-many-items", 128, 32, 8, 1, {2048}, {2048}, false, false,
+     PRISM_DTYPE_BF16, PRISM_ROPE_HALF, PRISM_WORKLOAD_MIXED},
+    /* a short query chunk over a long context: 4 heads x 2 query tiles = 8
+     * rows of ~95 key blocks for 132 SMs, so the schedule splits each row
+     * into pieces on several CTAs and the last one merges them */
+    {"d128-gqa4-fp16-chunk-split", 128, 4, 1, 1, {256}, {12160}, false, true,
+     PRISM_DTYPE_FP16, PRISM_ROPE_HALF, PRISM_WORKLOAD_MIXED},
 };
 
 /* ---- host-side tensors ------------------------------------------------ */
@@ -331,7 +341,8 @@ static void check_attention(const gpu_case *c, case_data *d, prism_plan *plan,
     prism_tensor to = device_tensor(dout, &d->q);
     cr_assert_eq(prism_sparse_attention(plan, batch, &tqkv[0], &tqkv[1],
                                         &tqkv[2], mask, &to,
-                                        (float *)(uintptr_t)dlse, NULL),
+                                        (float *)(uintptr_t)dlse, NULL, 0,
+                                        NULL),
                  PRISM_OK, "%s: %s", what, prism_plan_last_error(plan));
     gpu_download(o_host, dout, o_bytes);
     gpu_download(lse_host, dlse, lse_bytes);

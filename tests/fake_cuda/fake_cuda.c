@@ -160,7 +160,7 @@ CUresult cuModuleGetFunction(CUfunction *fn, CUmodule m, const char *name) {
     return CUDA_ERROR_NOT_FOUND;
 }
 
-static int attention_launch[5] = {128, 128, 50000, 0, 64};
+static int attention_launch[6] = {128, 128, 50000, 0, 64, 0};
 
 CUresult cuModuleGetGlobal_v2(CUdeviceptr *p, size_t *bytes, CUmodule m,
                               const char *name) {
