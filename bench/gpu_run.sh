@@ -7,7 +7,10 @@
 #   bash .gpu-bundle/gpu_run.sh [all|MODE[,MODE...]] [SEQ...]
 # MODE: tests, autotune, bench.  Back come logs.tgz (every log and JSON),
 # gpu.txt and sdpa.json.
-# Environment: TUNE_BUDGET (seconds, default 150), BENCH_WORKLOAD (mixed).
+# Environment: TUNE_BUDGET (seconds, default 150), BENCH_WORKLOAD (mixed),
+# BENCH_ALT / BENCH_ALT_TAG (below), BENCH_CHUNK=0 skips the chunked-prefill
+# shape, KEEP_GOING=1 goes on after failing GPU tests, SANITIZE_CONFIGS
+# (default "smollm2-135m llama-3.1-8b") the configs compute-sanitizer runs.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # Logs are written to a work folder and come back as one tarball (the device
@@ -41,11 +44,14 @@ if want tests; then
   echo "== compute-sanitizer on a small case (memcheck, racecheck)"
   cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
   # smollm2 (block size 64) runs the mma.sync kernel, llama-3.1-8b the
-  # wgmma/TMA kernel on sm_90a
-  for cfg in smollm2-135m llama-3.1-8b; do
+  # wgmma/TMA kernel on sm_90a; llama's 32 heads x 8 query tiles = 256
+  # work items, so CTAs of the persistent kernel take several each
+  for cfg in ${SANITIZE_CONFIGS:-smollm2-135m llama-3.1-8b}; do
+    shape="--seq 640 --sq 512"
+    [ $cfg = llama-3.1-8b ] && shape="--seq 1152 --sq 1024"
     for tool in memcheck racecheck; do
-      timeout 150 "$cs" --tool $tool --error-exitcode 9 "$here/bin/prism" run \
-        "$here/configs/$cfg.yaml" --device gpu --seq 640 --sq 512 \
+      timeout 200 "$cs" --tool $tool --error-exitcode 9 "$here/bin/prism" run \
+        "$here/configs/$cfg.yaml" --device gpu $shape \
         > "$out/sanitizer-$cfg-$tool.log" 2>&1
       rc=$?
       echo "$cfg $tool: exit $rc; $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$out/sanitizer-$cfg-$tool.log" | tail -1)"
@@ -87,6 +93,19 @@ if want bench; then
         --json "$out/prism-$s-$alt_tag.json" 2>&1 | tee -a "$out/bench.log"
     fi
   done
+  if [ "${BENCH_CHUNK:-1}" = 1 ]; then
+    # A short query chunk over a long context on a tensor-parallel shard:
+    # 4 query heads x 16 query tiles = 64 rows for 132 SMs, which the
+    # persistent kernel's schedule splits (compare its TFLOP/s with the
+    # full-head dense figure above)
+    echo "== chunked prefill, llama-3.1-8b TP-8 shard (Hq=4, Hkv=1): Sq=2048, Sk=131072"
+    shard="$out/llama-3.1-8b-tp8.yaml"
+    sed -e 's/^  q_heads: 32/  q_heads: 4/' -e 's/^  kv_heads: 8/  kv_heads: 1/' \
+        -e 's/^name: .*/name: llama-3.1-8b-tp8/' \
+        "$here/configs/llama-3.1-8b.yaml" > "$shard"
+    timeout 240 "$here/bin/prism" bench "$shard" --sq 2048 --seq 131072 \
+      --workload "${BENCH_WORKLOAD:-mixed}" --json "$out/prism-chunk.json" 2>&1 | tee -a "$out/bench.log"
+  fi
   echo "== PyTorch SDPA on the same shapes"
   python3 "$here/sdpa_baseline.py" --seq "${seqs[@]}" --json "$out/sdpa.json" 2>&1 | tee -a "$out/bench.log"
 fi
