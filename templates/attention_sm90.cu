@@ -169,6 +169,7 @@ static constexpr int H_BAR_OFFSET = H_V_OFFSET + H_STAGES * H_KV_BYTES;
 // barriers: full_q, then per stage full_k, full_v, empty; then q_empty
 // and the two work-item barriers; then the two work-item slots
 static constexpr int H_BARS = 1 + 3 * H_STAGES + 3;
+static constexpr int H_Q_EMPTY_OFFSET = H_BAR_OFFSET + 8 * (1 + 3 * H_STAGES);
 static constexpr int H_ITEM_OFFSET = H_BAR_OFFSET + 8 * H_BARS;
 // item slots: 2 x {item, split info}, then one int per consumer (split arrival)
 static constexpr int H_SMEM_BYTES = H_ITEM_OFFSET + 32 + 1024;
@@ -281,7 +282,7 @@ static __device__ __forceinline__ int
 h_produce(const AttnTmaParams &p, u32 smem, int n, int it, int q_row, int k_row,
           int h, int kvh, int b, const int *sel, int total, int lim) {
     const u32 bar_q = smem + H_BAR_OFFSET;
-    const u32 q_empty = bar_q + 8 * (1 + 3 * H_STAGES);
+    const u32 q_empty = smem + H_Q_EMPTY_OFFSET;
     auto load_q = [&]() {
         if (n > 0)
             h_bar_wait(q_empty, (n - 1) & 1);
@@ -433,9 +434,16 @@ static __device__ __forceinline__ void h_turn_end(int wg) {
 // row, per = ceil(count / k).
 struct HItem {
     int b, h, q0, Sq, Sk, q_begin, k_begin, shift, lim, total;
-    int pieces, piece, slot; // pieces == 1: not split
     const int *sel;
 };
+
+struct HSplit {
+    int pieces, piece, first; // pieces == 1: not split; first partial slot
+};
+
+static __device__ __forceinline__ HSplit h_split_info(int info) {
+    return {(info & 31) + 1, (info >> 5) & 31, info >> 10};
+}
 
 static __device__ __forceinline__ HItem h_item(const AttnParams &p, int w, int info,
                                                int tiles) {
@@ -448,16 +456,20 @@ static __device__ __forceinline__ HItem h_item(const AttnParams &p, int w, int i
     sequence_range(p.cu_seqlens_k, p.seqlen_k, t.b, t.k_begin, t.Sk);
     t.shift = t.Sk - t.Sq;
     t.lim = min(t.q0 + H_TM, t.Sq) - 1 + t.shift;
-    t.pieces = (info & 31) + 1;
-    t.piece = (info >> 5) & 31;
-    t.slot = info >> 10;
+    const HSplit sp = h_split_info(info);
     const i64 sel_row = (i64)bh * p.nq_max + t.q0 / BLOCK_SIZE;
     const int count = t.q0 < t.Sq ? __ldg(p.block_counts + sel_row) : 0;
-    const int per = (count + t.pieces - 1) / t.pieces;
-    const int first = min(t.piece * per, count);
+    const int per = (count + sp.pieces - 1) / sp.pieces;
+    const int first = min(sp.piece * per, count);
     t.total = min(per, count - first) * H_SUBTILES;
     t.sel = p.block_indices + sel_row * p.nk_max + first;
     return t;
+}
+
+// Natural-log LSE of a row from its maximum m (scaled log2 domain) and
+// its sum; -inf for a row that saw no key.
+static __device__ __forceinline__ float h_lse(float m, float sum) {
+    return sum > 0.f ? (m + __log2f(sum)) * 0.693147180559945309f : -INFINITY;
 }
 
 // The Q rows are free for the next item's TMA copy: the proxy fence
@@ -465,105 +477,16 @@ static __device__ __forceinline__ HItem h_item(const AttnParams &p, int w, int i
 // the async-proxy write, then the thread arrives on q_empty.  Returns it.
 static __device__ __forceinline__ int h_release_q(u32 smem, int it) {
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-    h_bar_arrive(smem + H_BAR_OFFSET + 8 * (1 + 3 * H_STAGES)); // q_empty
+    h_bar_arrive(smem + H_Q_EMPTY_OFFSET);
     return it;
 }
 
-// SPLIT ROWS.  A row much longer than the work per CTA (few heads, or a
-// short query chunk over a long context: Sk >> Sq) is cut by the schedule
-// kernel into pieces that run on different CTAs.  Each piece's consumer
-// warpgroup stores its unnormalised O, row maximum m (scaled log2 domain)
-// and partial row sum l, in register order (element i of thread wt at
-// [i][wt]: coalesced), then counts itself in split_arrived.  The piece
-// that arrives last reads every piece back (from L2: __ldcg) and merges
-// them as the online softmax would, M = max m_s, L = sum l_s 2^(m_s - M),
-// O = sum O_s 2^(m_s - M) / L, writing O and LSE straight from the merge
-// (h_split_combine).  Pieces that saw no key have m = -inf and weigh 0.
-static __device__ __noinline__ void h_split_combine(const AttnParams &p, int first,
-                                                    int pieces, int wg, int wt,
-                                                    int q0, int Sq, u16 *og,
-                                                    float *lse);
-
+// Split rows (a piece's partial state, the last piece's merge): defined
+// with the schedule kernel in templates/attention_sm90_schedule.cu.
 static __device__ __forceinline__ void
 h_split_piece(const AttnParams &p, int info, int wg, int wt,
               const float (&o)[H_O_REGS], const float (&m)[2], const float (&l)[2],
-              volatile int *arrived, int q0, int Sq, u16 *og, float *lse) {
-    constexpr int SLOT_O = H_O_REGS * 128, SLOT_ML = 4 * 128;
-    const int pieces = (info & 31) + 1, piece = (info >> 5) & 31, first = info >> 10;
-    auto slot = [&](int s) { return (i64)(first + s) * 2 + (wg - 1); };
-    float *po = p.partial_o + slot(piece) * SLOT_O + wt;
-    float *pml = p.partial_ml + slot(piece) * SLOT_ML + wt;
-#pragma unroll
-    for (int i = 0; i < H_O_REGS; i++)
-        po[i * 128] = o[i];
-    pml[0] = m[0];
-    pml[128] = m[1];
-    pml[256] = l[0];
-    pml[384] = l[1];
-    __threadfence(); // the partial is visible before the arrival counts
-    h_warpgroup_sync(wg);
-    if (wt == 0)
-        *arrived = atomicAdd(p.split_arrived + 2 * first + (wg - 1), 1);
-    h_warpgroup_sync(wg);
-    if (*arrived == pieces - 1)
-        h_split_combine(p, first, pieces, wg, wt, q0, Sq, og, lse);
-}
-
-// The last piece's merge.  Not inlined: its registers are then allocated
-// apart from the consumer's accumulators (inlined, HEAD_DIM 256 spilled).
-static __device__ __noinline__ void h_split_combine(const AttnParams &p, int first,
-                                                    int pieces, int wg, int wt,
-                                                    int q0, int Sq, u16 *og,
-                                                    float *lse) {
-    constexpr int SLOT_O = H_O_REGS * 128, SLOT_ML = 4 * 128;
-    auto slot = [&](int s) { return (i64)(first + s) * 2 + (wg - 1); };
-    __threadfence(); // every other piece's partial is visible
-    const int warp = wt >> 5, g = (wt & 31) >> 2, t = wt & 3;
-    float M[2] = {-INFINITY, -INFINITY}, L[2] = {0.f, 0.f};
-    for (int s = 0; s < pieces; s++) {
-        const float *ml = p.partial_ml + slot(s) * SLOT_ML + wt;
-        M[0] = fmaxf(M[0], __ldcg(ml));
-        M[1] = fmaxf(M[1], __ldcg(ml + 128));
-    }
-    // piece s's weight for row r: 2^(m_s - M) (0 for a piece that saw no key)
-    auto weight = [&](const float *ml, int r) {
-        const float ms = __ldcg(ml + 128 * r);
-        return ms == -INFINITY ? 0.f : exp2_approx(ms - M[r]);
-    };
-    for (int s = 0; s < pieces; s++) {
-        const float *ml = p.partial_ml + slot(s) * SLOT_ML + wt;
-        L[0] = fmaf(__ldcg(ml + 256), weight(ml, 0), L[0]);
-        L[1] = fmaf(__ldcg(ml + 384), weight(ml, 1), L[1]);
-    }
-    float inv[2];
-    const int row_wg = (wg - 1) * 64;
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-        L[r] += __shfl_xor_sync(0xffffffffu, L[r], 1);
-        L[r] += __shfl_xor_sync(0xffffffffu, L[r], 2);
-        inv[r] = L[r] > 0.f ? 1.f / L[r] : 0.f;
-        const int row = q0 + row_wg + 16 * warp + g + 8 * r;
-        if (lse && t == 0 && row < Sq)
-            lse[row] = L[r] > 0.f ? (M[r] + __log2f(L[r])) * 0.693147180559945309f
-                                  : -INFINITY;
-    }
-    // element pair (i, i + 1): row g + 8 ((i >> 1) & 1), columns 8 (i / 4) + 2 t
-#pragma unroll 1
-    for (int i = 0; i < H_O_REGS; i += 2) {
-        const int r = (i >> 1) & 1;
-        float a0 = 0.f, a1 = 0.f;
-        for (int s = 0; s < pieces; s++) { // weights recomputed: few registers
-            const float *os = p.partial_o + slot(s) * SLOT_O + wt + i * 128;
-            const float fs = weight(p.partial_ml + slot(s) * SLOT_ML + wt, r);
-            a0 = fmaf(__ldcg(os), fs, a0);
-            a1 = fmaf(__ldcg(os + 128), fs, a1);
-        }
-        const int row = q0 + row_wg + 16 * warp + g + 8 * r;
-        if (row < Sq)
-            *reinterpret_cast<u32 *>(og + (i64)row * p.o_stride_s + 8 * (i >> 2) + 2 * t) =
-                float2_to_input2(a0 * inv[r], a1 * inv[r]);
-    }
-}
+              volatile int *arrived, int q0, int Sq, u16 *og, float *lse);
 
 // ---- a consumer warpgroup: 64 query rows ----
 // Work item n of the CTA, whose first tile is the CTA's tile it0; returns
@@ -706,8 +629,7 @@ h_consume(const AttnParams &p, u32 smem, u8 *smem_ptr, int wg, int n, int it0,
         inv[r] = sum > 0.f ? 1.f / sum : 0.f;
         const int row = q0 + row_wg + 16 * warp + g + 8 * r;
         if (lse && t == 0 && row < Sq)
-            lse[row] = sum > 0.f ? (m[r] + __log2f(sum)) * 0.693147180559945309f
-                                 : -INFINITY;
+            lse[row] = h_lse(m[r], sum);
     }
 #pragma unroll
     for (int j = 0; j < HEAD_DIM / 8; j++)
@@ -758,7 +680,7 @@ prism_attention(const __grid_constant__ AttnTmaParams P) {
     const int tiles = (p.seqlen_q + H_TM - 1) / H_TM;
     const bool varlen = p.cu_seqlens_q != nullptr;
     const u32 bars = smem + H_BAR_OFFSET;
-    const u32 q_empty = bars + 8 * (1 + 3 * H_STAGES);
+    const u32 q_empty = smem + H_Q_EMPTY_OFFSET;
     const u32 item_bar = q_empty + 8; // + 8 * slot
     volatile int *item_slot = reinterpret_cast<volatile int *>(smem_ptr + H_ITEM_OFFSET);
 

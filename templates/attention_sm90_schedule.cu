@@ -1,8 +1,110 @@
-// The work queue of the persistent sm_90a attention kernel: the kernel
-// prism_attention_schedule, appended by the generator to
-// templates/attention_sm90.cu (whose constants and AttnTmaParams it uses)
-// and launched by the host right before prism_attention.
+// The work queue of the persistent sm_90a attention kernel, appended by
+// the generator to templates/attention_sm90.cu (whose constants, params
+// and helpers it uses): the merge of split rows, which prism_attention
+// calls, and the kernel prism_attention_schedule, which the host launches
+// right before prism_attention.
 //
+// ---- split rows ----
+// A row much longer than the work per CTA (few heads, or a short query
+// chunk over a long context: Sk >> Sq) is cut by the schedule kernel below
+// into pieces that run on different CTAs.  Each piece's consumer
+// warpgroup stores its unnormalised O, row maximum m (scaled log2 domain)
+// and partial row sum l, in register order (element i of thread wt at
+// [i][wt]: coalesced), then counts itself in split_arrived.  The piece
+// that arrives last reads every piece back (from L2: __ldcg) and merges
+// them as the online softmax would, M = max m_s, L = sum l_s 2^(m_s - M),
+// O = sum O_s 2^(m_s - M) / L, writing O and LSE straight from the merge
+// (h_split_combine).  Pieces that saw no key have m = -inf and weigh 0.
+
+// Partial slot of piece s for one warpgroup: O (H_O_REGS x 128 floats)
+// and m, l (4 x 128 floats), each at its thread's column wt.
+static __device__ __forceinline__ float *h_partial_o(const AttnParams &p, int first,
+                                                     int s, int wg, int wt) {
+    return p.partial_o + ((i64)(first + s) * 2 + (wg - 1)) * (H_O_REGS * 128) + wt;
+}
+static __device__ __forceinline__ float *h_partial_ml(const AttnParams &p, int first,
+                                                      int s, int wg, int wt) {
+    return p.partial_ml + ((i64)(first + s) * 2 + (wg - 1)) * (4 * 128) + wt;
+}
+
+// The last piece's merge.  Not inlined: its registers are then allocated
+// apart from the consumer's accumulators (inlined, HEAD_DIM 256 spilled).
+static __device__ __noinline__ void h_split_combine(const AttnParams &p, int first,
+                                                    int pieces, int wg, int wt,
+                                                    int q0, int Sq, u16 *og,
+                                                    float *lse) {
+    __threadfence(); // every other piece's partial is visible
+    const int warp = wt >> 5, g = (wt & 31) >> 2, t = wt & 3;
+    float M[2] = {-INFINITY, -INFINITY}, L[2] = {0.f, 0.f};
+    for (int s = 0; s < pieces; s++) {
+        const float *ml = h_partial_ml(p, first, s, wg, wt);
+        M[0] = fmaxf(M[0], __ldcg(ml));
+        M[1] = fmaxf(M[1], __ldcg(ml + 128));
+    }
+    // piece s's weight for row r: 2^(m_s - M) (0 for a piece that saw no key)
+    auto weight = [&](const float *ml, int r) {
+        const float ms = __ldcg(ml + 128 * r);
+        return ms == -INFINITY ? 0.f : exp2_approx(ms - M[r]);
+    };
+    for (int s = 0; s < pieces; s++) {
+        const float *ml = h_partial_ml(p, first, s, wg, wt);
+        L[0] = fmaf(__ldcg(ml + 256), weight(ml, 0), L[0]);
+        L[1] = fmaf(__ldcg(ml + 384), weight(ml, 1), L[1]);
+    }
+    float inv[2];
+    const int row_wg = (wg - 1) * 64;
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        L[r] += __shfl_xor_sync(0xffffffffu, L[r], 1);
+        L[r] += __shfl_xor_sync(0xffffffffu, L[r], 2);
+        inv[r] = L[r] > 0.f ? 1.f / L[r] : 0.f;
+        const int row = q0 + row_wg + 16 * warp + g + 8 * r;
+        if (lse && t == 0 && row < Sq)
+            lse[row] = h_lse(M[r], L[r]);
+    }
+    // element pair (i, i + 1): row g + 8 ((i >> 1) & 1), columns 8 (i / 4) + 2 t
+#pragma unroll 1
+    for (int i = 0; i < H_O_REGS; i += 2) {
+        const int r = (i >> 1) & 1;
+        float a0 = 0.f, a1 = 0.f;
+        for (int s = 0; s < pieces; s++) { // weights recomputed: few registers
+            const float *os = h_partial_o(p, first, s, wg, wt) + i * 128;
+            const float fs = weight(h_partial_ml(p, first, s, wg, wt), r);
+            a0 = fmaf(__ldcg(os), fs, a0);
+            a1 = fmaf(__ldcg(os + 128), fs, a1);
+        }
+        const int row = q0 + row_wg + 16 * warp + g + 8 * r;
+        if (row < Sq)
+            *reinterpret_cast<u32 *>(og + (i64)row * p.o_stride_s + 8 * (i >> 2) + 2 * t) =
+                float2_to_input2(a0 * inv[r], a1 * inv[r]);
+    }
+}
+
+// One piece of a split row (declared in attention_sm90.cu): store the
+// partial, count the arrival, merge when it is the last.
+static __device__ __forceinline__ void
+h_split_piece(const AttnParams &p, int info, int wg, int wt,
+              const float (&o)[H_O_REGS], const float (&m)[2], const float (&l)[2],
+              volatile int *arrived, int q0, int Sq, u16 *og, float *lse) {
+    const HSplit sp = h_split_info(info);
+    float *po = h_partial_o(p, sp.first, sp.piece, wg, wt);
+    float *pml = h_partial_ml(p, sp.first, sp.piece, wg, wt);
+#pragma unroll
+    for (int i = 0; i < H_O_REGS; i++)
+        po[i * 128] = o[i];
+    pml[0] = m[0];
+    pml[128] = m[1];
+    pml[256] = l[0];
+    pml[384] = l[1];
+    __threadfence(); // the partial is visible before the arrival counts
+    h_warpgroup_sync(wg);
+    if (wt == 0)
+        *arrived = atomicAdd(p.split_arrived + 2 * sp.first + (wg - 1), 1);
+    h_warpgroup_sync(wg);
+    if (*arrived == sp.pieces - 1)
+        h_split_combine(p, sp.first, sp.pieces, wg, wt, q0, Sq, og, lse);
+}
+
 // ---- the work queue ----
 // One CTA of 1024 threads builds the queue for prism_attention.
 //  1. Costs: an item's cost is the selected-block count of its selection
