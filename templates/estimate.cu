@@ -13,15 +13,38 @@
 // picks rows_per_cta (launch.c): EST_ROWS when the probabilities fit shared
 // memory twice per SM, fewer for very long sequences.
 //
-//   1. Scores.  The pooled K of the KV head streams through shared memory
-//      in tiles of THREADS key blocks x TILE_D dims (cp.async, double
-//      buffered, XOR-swizzled so both the copy and the reads are
-//      bank-conflict free).  Thread t scores key block j = tile + t against
-//      all the CTA's query rows (broadcast float4 reads of the pooled Q
-//      rows), in both bands at once: the dim loop is fully unrolled, so the
-//      band membership of every dim is a compile-time constant and each
-//      dim costs one FMA per band it belongs to (no zeroed copies of Q).
-//      Logits (already divided by the band scale) go to shared memory.
+//   1. Scores, on tensor cores.  Per band the scores are K Q^T: one
+//      mma.sync m16n8k8 TF32 product per 16 key blocks (M, rows of A =
+//      pooled K) x 8 query rows (N, columns of B = pooled Q^T; zero past
+//      the CTA's rows) x 8 dims, made fp32-accurate by the 3xTF32 split:
+//      x = hi + lo with hi = tf32(x) and lo = x - hi (which the MMA
+//      truncates to tf32), and the product is hi*hi + hi*lo + lo*hi (the
+//      dropped lo*lo and lo's truncation are each < 2^-22 of it).  Q is split
+//      once per CTA into shared memory (when hi and lo do not fit the
+//      budget, 8 rows of HEAD_DIM 256, the fp32 rows are kept and each
+//      stage splits them in registers), K in registers after each load.
+//      Warp w owns key blocks [32 w, 32 w + 32) of every tile of TILE_J =
+//      THREADS blocks (two m-tiles) and streams them through its own
+//      double buffer of 32 blocks x TILE_D dims (cp.async 16 B, the source
+//      pointer advanced once per stage; waited with cp.async.wait_group
+//      and __syncwarp): no block barrier in the loop, and a warp whose
+//      blocks all lie past the longest row is done.  The k order inside a
+//      stage is free as long as A and B agree: k-step kk of stage s takes
+//      dims 16 s + 4 t + 2 kk (k = t) and 16 s + 4 t + 2 kk + 1 (k = t + 4)
+//      for lane 4 g + t, so each lane reads its K rows and its Q row as
+//      one float4 per stage and every warp-wide read covers 512 contiguous
+//      bytes (no bank conflicts, no swizzle).  The stage index is a
+//      template argument (dispatched from a run-time loop: unrolling all
+//      stages spills at HEAD_DIM 256), so whether the 8 dims of a k-step
+//      are all in a band (B as is), none (no MMAs for that band) or some
+//      (B masked per lane, only at a band edge) is known at compile time.
+//      Logits (already divided by the band scale) go from the C fragments
+//      to shared memory.  Why: the former version (a thread per key block,
+//      FFMA against broadcast float4 reads of Q, a block barrier per
+//      stage) took 598 us at 128K on an H100 (B 1, Hq 32, Hkv 8, D 128,
+//      block 128); of its stall samples, 47% fell in the tile loop: ~25%
+//      on the FFMA and the broadcast LDS.128 of Q (8 per 32 FFMA), 10-14%
+//      on cp.async addresses recomputed per copy, ~8% at the barrier.
 //   2. Softmax.  From here on warp w alone handles row w: no block
 //      barriers.  Max, exp and sum per band with warp reductions.
 //   3. Crossing value by radix select.  SPEC section 6 keeps blocks in
@@ -76,21 +99,32 @@ struct EstimateParams {
 
 static constexpr int EST_WARPS = THREADS / 32;
 static constexpr int EST_ROWS = EST_WARPS; // rows per CTA at most: a warp each
-static constexpr int TILE_J = THREADS;     // key blocks per K tile: one a thread
-static constexpr int TILE_D = 16;          // dims per K tile stage
+static constexpr int TILE_J = THREADS;     // key blocks per tile: 32 a warp
+static constexpr int TILE_D = 16;          // dims per stage: two k-steps of 8
 static constexpr int TILE_D4 = TILE_D / 4;
 static constexpr int D_STAGES = HEAD_DIM / TILE_D;
 static constexpr int RADIX_BUCKETS = 256;
-static_assert(THREADS % 32 == 0, "whole warps");
+static_assert(THREADS % 32 == 0 && EST_ROWS <= 8, "whole warps; N = 8 rows");
 static_assert(HEAD_DIM % TILE_D == 0 && D_STAGES % 2 == 0,
               "the double buffer alternates with the stage index");
-static_assert((TILE_J * TILE_D4) % THREADS == 0, "whole cp.async rounds");
 
-// Shared memory reused by the two phases: the double-buffered K tile while
-// scoring, then one histogram per warp and band while selecting.
-static constexpr int K_TILE_F4 = 2 * TILE_J * TILE_D4;
+// Shared memory reused by the two phases: each warp's double-buffered K
+// stages (2 x 32 blocks x TILE_D4 float4) while scoring, then one
+// histogram per warp and band while selecting.
+static constexpr int WARP_STAGE_F4 = 32 * TILE_D4; // one stage of a warp
+static constexpr int K_TILE_F4 = EST_WARPS * 2 * WARP_STAGE_F4;
 static constexpr int HIST_F4 = EST_WARPS * 2 * RADIX_BUCKETS / 4;
 static constexpr int PHASE_F4 = K_TILE_F4 > HIST_F4 ? K_TILE_F4 : HIST_F4;
+
+// Pooled Q in shared memory, per stage s: [parts][EST_ROWS][TILE_D4] float4,
+// so lane 4 g + t reads float4 t of row g at (s * Q_PARTS + part) *
+// Q_PART_F4 + lane.  Two parts (tf32 hi, lo) where they fit 8 KiB, else
+// one (fp32, split per stage): 8 rows at HEAD_DIM 256 would otherwise add
+// 8 KiB and cost rows per CTA at ~1K key blocks (launch.c).
+static constexpr bool Q_SPLIT = 2 * EST_ROWS * HEAD_DIM * 4 <= 8192;
+static constexpr int Q_PARTS = Q_SPLIT ? 2 : 1;
+static constexpr int Q_PART_F4 = EST_ROWS * TILE_D4;
+static constexpr int Q_F4 = D_STAGES * Q_PARTS * Q_PART_F4;
 
 // Fixed-point mass of a probability in [0, 1]: round(p * 2^31).
 static __device__ __forceinline__ u32 mass_fx(float p) {
@@ -106,10 +140,30 @@ static constexpr u32 threshold_fx(float t) {
 static constexpr u32 T_HIGH_FX = threshold_fx(THRESHOLD_HIGH);
 static constexpr u32 T_LOW_FX = threshold_fx(THRESHOLD_LOW);
 
-static __device__ __forceinline__ void cp_async16(void *smem, const void *gmem) {
-    const u32 dst = smem_u32(smem);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst),
-                 "l"(gmem));
+// 16-byte cp.async from src + SRC_OFF bytes to shared dst + DST_OFF if
+// `pred`.  Predicate and offsets stay inside the instruction: the copy
+// costs no branch and no address arithmetic (the compiler would otherwise
+// sink a copy of the address computation into every guarded copy; the
+// global offset must fit the copy's signed 12-bit immediate).
+template <int DST_OFF, int SRC_OFF>
+static __device__ __forceinline__ void cp_async16_if(bool pred, u32 dst,
+                                                     const float *src) {
+    static_assert(SRC_OFF >= -2048 && SRC_OFF < 2048, "LDGSTS immediate");
+    asm volatile("{\n\t.reg .pred p;\n\tsetp.ne.b32 p, %0, 0;\n\t"
+                 "@p cp.async.cg.shared.global [%1+%3], [%2+%4], 16;\n\t}\n"
+                 ::"r"((int)pred), "r"(dst), "l"(src), "n"(DST_OFF),
+                 "n"(SRC_OFF));
+}
+
+// 16-byte shared load from addr + OFF bytes (volatile: it stays after the
+// cp.async wait and __syncwarp that make the data visible).
+template <int OFF>
+static __device__ __forceinline__ float4 lds128(u32 addr) {
+    float4 v;
+    asm volatile("ld.shared.v4.f32 {%0, %1, %2, %3}, [%4+%5];\n"
+                 : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w)
+                 : "r"(addr), "n"(OFF));
+    return v;
 }
 
 static __device__ __forceinline__ void cp_async_commit() {
@@ -120,11 +174,42 @@ static __device__ __forceinline__ void cp_async_wait_all() {
     asm volatile("cp.async.wait_all;\n" ::: "memory");
 }
 
-// Float4 slot of dims [4 c4, 4 c4 + 4) of tile row `row`: the XOR makes
-// 8 consecutive rows (the reads) and 2 rows x 4 slots (the copies) hit 8
-// distinct 16-byte bank groups.
-static __device__ __forceinline__ int tile_slot(int row, int c4) {
-    return row * TILE_D4 + (c4 ^ ((row >> 1) & (TILE_D4 - 1)));
+// in_high_band / in_low_band (common.cuh) as a constant expression.
+static constexpr bool in_band(bool high, int d) {
+    const int pair = ROPE_INTERLEAVED ? d / 2 : d % (HEAD_DIM / 2);
+    return high ? pair < HIGH_PAIR_END : pair >= LOW_PAIR_BEGIN;
+}
+
+// Which of the 8 dims of k-step kk of stage s (see the header) lie in the
+// band: bit 2 t + e for dim s * TILE_D + 4 t + 2 kk + e.
+static constexpr u32 kstep_band(bool high, int s, int kk) {
+    u32 mask = 0;
+    for (int t = 0; t < 4; t++)
+        for (int e = 0; e < 2; e++)
+            if (in_band(high, s * TILE_D + 4 * t + 2 * kk + e))
+                mask |= 1u << (2 * t + e);
+    return mask;
+}
+
+// x = hi + lo for 3xTF32: hi = tf32(x) rounded to nearest (ties away:
+// add half an ulp, clear the 13 low bits), lo = x - hi (exact, |lo| <=
+// 2^-11 |x|).  lo goes to the MMA as is: a .tf32 operand's 13 low bits are
+// ignored, which truncates lo by < 2^-22 |x|, as small as the dropped
+// lo * lo term.  Integer ops: cvt.rna.tf32.f32 compiles to the same plus an
+// isfinite select per value; pooled K and Q are finite.
+static __device__ __forceinline__ void tf32_split(float x, u32 &hi, u32 &lo) {
+    hi = (__float_as_uint(x) + 0x1000u) & 0xffffe000u;
+    lo = __float_as_uint(x - __uint_as_float(hi));
+}
+
+// c += A B, m16n8k8, fp32 accumulators (fragments: see score_stage).
+static __device__ __forceinline__ void mma_tf32(float (&c)[4], u32 a0,
+                                                u32 a1, u32 a2, u32 a3, u32 b0,
+                                                u32 b1) {
+    asm("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 "
+        "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
 static __device__ __forceinline__ float warp_max(float v) {
@@ -176,53 +261,118 @@ static __device__ __forceinline__ void radix_resolve(u32 *hist, int shift,
     prefix |= bucket << shift;
 }
 
-// Scores of dims [STAGE * TILE_D, +TILE_D) of this thread's key block
-// (tile row threadIdx.x of kt) against every row of q_s.  STAGE is a
-// template argument so the band membership of each dim is a compile-time
-// constant: one FMA per band a dim belongs to, nothing for the others.
-template <int STAGE>
-static __device__ __forceinline__ void score_stage(
-    const float4 *kt, const float4 (*q_s)[HEAD_DIM / 4],
-    float (&high)[EST_ROWS], float (&low)[EST_ROWS]) {
-#pragma unroll
-    for (int c4 = 0; c4 < TILE_D4; c4++) {
-        const float4 k4 = kt[tile_slot(threadIdx.x, c4)];
-        const float kd[4] = {k4.x, k4.y, k4.z, k4.w};
-#pragma unroll
-        for (int r = 0; r < EST_ROWS; r++) {
-            const float4 q4 = q_s[r][STAGE * TILE_D4 + c4];
-            const float qd[4] = {q4.x, q4.y, q4.z, q4.w};
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                constexpr int dim0 = STAGE * TILE_D;
-                const int d = dim0 + 4 * c4 + e; // constant after unrolling
-                if (in_high_band(d))
-                    high[r] = fmaf(qd[e], kd[e], high[r]);
-                if (in_low_band(d))
-                    low[r] = fmaf(qd[e], kd[e], low[r]);
-            }
+// k-step KK of stage STAGE for one band: c += A B in 3xTF32, A from the
+// split K float4s of rows g (k0) and g + 8 (k8), B from the split Q float4.
+// Skipped when no dim of the k-step is in the band; at a band edge each
+// lane zeroes B for its dims outside it.
+template <int STAGE, int KK, bool HIGH>
+static __device__ __forceinline__ void band_mma(
+    float (&c)[4], const u32 (&k0h)[4], const u32 (&k0l)[4],
+    const u32 (&k8h)[4], const u32 (&k8l)[4], const u32 (&qh)[4],
+    const u32 (&ql)[4]) {
+    constexpr u32 mask = kstep_band(HIGH, STAGE, KK);
+    constexpr int e0 = 2 * KK, e1 = 2 * KK + 1;
+    if constexpr (mask != 0) {
+        u32 bh0 = qh[e0], bh1 = qh[e1], bl0 = ql[e0], bl1 = ql[e1];
+        if constexpr (mask != 0xffu) {
+            const int t = threadIdx.x % 4;
+            const bool in0 = (mask >> (2 * t)) & 1u;
+            const bool in1 = (mask >> (2 * t + 1)) & 1u;
+            bh0 = in0 ? bh0 : 0u;
+            bl0 = in0 ? bl0 : 0u;
+            bh1 = in1 ? bh1 : 0u;
+            bl1 = in1 ? bl1 : 0u;
         }
+        // Small terms first.
+        mma_tf32(c, k0l[e0], k8l[e0], k0l[e1], k8l[e1], bh0, bh1);
+        mma_tf32(c, k0h[e0], k8h[e0], k0h[e1], k8h[e1], bl0, bl1);
+        mma_tf32(c, k0h[e0], k8h[e0], k0h[e1], k8h[e1], bh0, bh1);
     }
 }
 
-// score_stage<stage> for a run-time stage.  The stage loop stays a loop
-// (unrolling all D_STAGES stages lets the scheduler stretch live ranges
-// across them and spill for HEAD_DIM 256).
-template <int S = 0>
-static __device__ __forceinline__ void score_stage_at(
-    int stage, const float4 *kt, const float4 (*q_s)[HEAD_DIM / 4],
-    float (&high)[EST_ROWS], float (&low)[EST_ROWS]) {
-    if (stage == S)
-        score_stage<S>(kt, q_s, high, low);
-    else if constexpr (S + 1 < D_STAGES)
-        score_stage_at<S + 1>(stage, kt, q_s, high, low);
+// Stage STAGE (dims [STAGE * TILE_D, +TILE_D)) of the warp's 32 key blocks
+// against the CTA's Q rows, into acc[band][mt] (band 0 high, 1 low).  kb
+// and q: shared addresses of float4 `lane` of the stage's buffer and of
+// q_s.  Fragments of m16n8k8 .tf32 for lane 4 g + t (PTX ISA): a0 =
+// A[g][t], a1 = A[g+8][t], a2 = A[g][t+4], a3 = A[g+8][t+4]; b0 = B[t][g],
+// b1 = B[t+4][g]; c = C[g][2t], C[g][2t+1], C[g+8][2t], C[g+8][2t+1].  Row
+// m of m-tile mt is buffer row 16 mt + m (float4s 4 (16 mt + m) .. + 3;
+// which key block that is: see the kernel).  With A[m][k] = K[row][dim(k)],
+// B[k][n] = Q[n][dim(k)], dim(t) = 16 STAGE + 4 t + 2 kk and dim(t + 4) =
+// dim(t) + 1, a lane's A values are components 2 kk and 2 kk + 1 of float4
+// t of rows g and g + 8, and its B values the same components of float4 t
+// of Q row g.
+template <int STAGE>
+static __device__ __forceinline__ void score_stage(u32 kb, u32 q,
+                                                   float (&acc)[2][2][4]) {
+    if constexpr ((kstep_band(true, STAGE, 0) | kstep_band(true, STAGE, 1) |
+                   kstep_band(false, STAGE, 0) | kstep_band(false, STAGE, 1)) ==
+                  0)
+        return; // no dim of the stage is in either band
+    // B: Q row g, dims 16 STAGE + 4 t .. + 3; rows g >= EST_ROWS are 0.
+    u32 qh[4] = {0u, 0u, 0u, 0u}, ql[4] = {0u, 0u, 0u, 0u};
+    if (EST_ROWS == 8 || threadIdx.x % 32 < 4 * EST_ROWS) {
+        constexpr int Q_OFF = STAGE * Q_PARTS * Q_PART_F4 * 16;
+        const float4 h = lds128<Q_OFF>(q);
+        const float x[4] = {h.x, h.y, h.z, h.w};
+        if constexpr (Q_SPLIT) {
+            const float4 l = lds128<Q_OFF + Q_PART_F4 * 16>(q);
+            const float y[4] = {l.x, l.y, l.z, l.w};
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                qh[e] = __float_as_uint(x[e]);
+                ql[e] = __float_as_uint(y[e]);
+            }
+        } else {
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                tf32_split(x[e], qh[e], ql[e]);
+        }
+    }
+    const float4 rows[4] = {lds128<0>(kb), lds128<512>(kb), lds128<1024>(kb),
+                            lds128<1536>(kb)}; // buffer rows g + 8 i
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++) {
+        const float4 r0 = rows[2 * mt];     // buffer row 16 mt + g
+        const float4 r8 = rows[2 * mt + 1]; // buffer row 16 mt + g + 8
+        const float k0[4] = {r0.x, r0.y, r0.z, r0.w};
+        const float k8[4] = {r8.x, r8.y, r8.z, r8.w};
+        u32 k0h[4], k0l[4], k8h[4], k8l[4];
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            tf32_split(k0[e], k0h[e], k0l[e]);
+            tf32_split(k8[e], k8h[e], k8l[e]);
+        }
+        band_mma<STAGE, 0, true>(acc[0][mt], k0h, k0l, k8h, k8l, qh, ql);
+        band_mma<STAGE, 1, true>(acc[0][mt], k0h, k0l, k8h, k8l, qh, ql);
+        band_mma<STAGE, 0, false>(acc[1][mt], k0h, k0l, k8h, k8l, qh, ql);
+        band_mma<STAGE, 1, false>(acc[1][mt], k0h, k0l, k8h, k8l, qh, ql);
+    }
+}
+
+// score_stage<stage> for a run-time stage in [LO, HI), by bisection (log2
+// D_STAGES branches).  The stage loop stays a loop (unrolling all D_STAGES
+// stages lets the scheduler stretch live ranges across them and spill for
+// HEAD_DIM 256).
+template <int LO = 0, int HI = D_STAGES>
+static __device__ __forceinline__ void score_stage_at(int stage, u32 kb, u32 q,
+                                                      float (&acc)[2][2][4]) {
+    if constexpr (HI - LO == 1) {
+        score_stage<LO>(kb, q, acc);
+    } else {
+        constexpr int MID = (LO + HI) / 2;
+        if (stage < MID)
+            score_stage_at<LO, MID>(stage, kb, q, acc);
+        else
+            score_stage_at<MID, HI>(stage, kb, q, acc);
+    }
 }
 
 extern "C" __global__ void __launch_bounds__(THREADS, 512 / THREADS)
 prism_estimate(const EstimateParams p) {
     extern __shared__ float probs[]; // [rows_per_cta][2][nk_max] logits, then p
     __shared__ float4 phase_smem[PHASE_F4];
-    __shared__ float4 q_s[EST_ROWS][HEAD_DIM / 4]; // pooled Q rows
+    __shared__ float4 q_s[Q_F4]; // pooled Q rows (layout: Q_SPLIT)
     __shared__ float inv_scale[EST_ROWS][2];
     __shared__ int row_allowed[EST_ROWS];
 
@@ -260,7 +410,35 @@ prism_estimate(const EstimateParams p) {
         }
     }
 
-    __syncthreads(); // row_allowed / inv_scale visible to every warp
+    // Lane l copies float4 l % 4 (dims 4 (l % 4) .. + 3 of the stage) of
+    // the warp's key blocks 4 (l / 4) + m, m = 0..3, to float4 l + 32 m of
+    // the warp's stage buffer: buffer row l / 4 + 8 m holds block
+    // 4 (row % 8) + row / 8.  Every copy instruction reads 8 whole 64-byte
+    // row segments and writes 512 contiguous bytes, and a lane's four
+    // sources lie within 2 KiB of one pointer (block 4 (l / 4) + 2): the
+    // offsets fit the copy's immediate, so a stage costs one pointer
+    // increment.  In score_stage, row g of m-tile mt is block 4 g + 2 mt and
+    // row g + 8 block 4 g + 2 mt + 1: lane 4 g + t ends with blocks 4 g ..
+    // 4 g + 3 of rows 2 t and 2 t + 1.  Blocks at or past the longest row
+    // are not copied (nobody reads their scores; they may lie past the
+    // sequence or nk_max): rows_left counts from the lane's first block.
+    float4 *k_buf = phase_smem + warp * 2 * WARP_STAGE_F4;
+    const u32 k_dst = smem_u32(k_buf + lane), q_addr = smem_u32(q_s + lane);
+    const float *k_src = p.pooled_k +
+                         ((i64)b * KV_HEADS + kv) * p.nk_max * HEAD_DIM +
+                         (i64)(32 * warp + 4 * (lane / 4) + 2) * HEAD_DIM +
+                         4 * (lane % 4);
+    int rows_left = max_allowed - (32 * warp + 4 * (lane / 4));
+    auto copy_stage = [&](u32 dst) {
+        constexpr int ROW = HEAD_DIM * 4; // bytes
+        cp_async16_if<0, -2 * ROW>(0 < rows_left, dst, k_src);
+        cp_async16_if<512, -ROW>(1 < rows_left, dst, k_src);
+        cp_async16_if<1024, 0>(2 < rows_left, dst, k_src);
+        cp_async16_if<1536, ROW>(3 < rows_left, dst, k_src);
+        cp_async_commit();
+    };
+    if (32 * warp < max_allowed) // stage 0 of tile 0 flies while Q loads
+        copy_stage(k_dst);
 
     if (max_allowed > 0) { // uniform over the CTA
         for (int e = threadIdx.x; e < EST_ROWS * (HEAD_DIM / 4); e += THREADS) {
@@ -274,66 +452,83 @@ prism_estimate(const EstimateParams p) {
                     p.pooled_q + (((i64)b * Q_HEADS + h) * p.nq_max + i) *
                                      HEAD_DIM)[d4];
             }
-            q_s[r][d4] = v;
+            float4 *dst = q_s + (d4 / TILE_D4) * Q_PARTS * Q_PART_F4 +
+                          r * TILE_D4 + d4 % TILE_D4;
+            if constexpr (Q_SPLIT) {
+                u32 hi[4], lo[4];
+                tf32_split(v.x, hi[0], lo[0]);
+                tf32_split(v.y, hi[1], lo[1]);
+                tf32_split(v.z, hi[2], lo[2]);
+                tf32_split(v.w, hi[3], lo[3]);
+                dst[0] =
+                    make_float4(__uint_as_float(hi[0]), __uint_as_float(hi[1]),
+                                __uint_as_float(hi[2]), __uint_as_float(hi[3]));
+                dst[Q_PART_F4] =
+                    make_float4(__uint_as_float(lo[0]), __uint_as_float(lo[1]),
+                                __uint_as_float(lo[2]), __uint_as_float(lo[3]));
+            } else {
+                dst[0] = v;
+            }
         }
+    }
+    __syncthreads(); // row_allowed, inv_scale and Q visible to every warp
 
-        // This thread copies float4 column col4 of tile rows row0 + m * ROW_STEP
-        // (the swizzle of those rows is the same: ROW_STEP % 8 == 0).
-        constexpr int ROW_STEP = THREADS / TILE_D4;
-        static_assert(ROW_STEP % 8 == 0, "one swizzle for every copy");
-        const int row0 = threadIdx.x / TILE_D4, col4 = threadIdx.x % TILE_D4;
-        // Key block row0 of the current tile, dims [4 col4, 4 col4 + 4).
-        const float *tile_src = p.pooled_k +
-                                ((i64)b * KV_HEADS + kv) * p.nk_max * HEAD_DIM +
-                                (i64)row0 * HEAD_DIM + 4 * col4;
-        float4 *k_tile = phase_smem;
-        float4 *k_dst = k_tile + tile_slot(row0, col4);
-        const int tiles = (max_allowed + TILE_J - 1) / TILE_J;
-        // Copies the TILE_D dims at src of this thread's key blocks of a tile
-        // into buffer `buf`; blocks at or past the longest row (rows_left
-        // counts from row0) are skipped: nobody reads their scores.
-        auto copy_stage = [&](const float *src, int rows_left, int buf) {
+    if (max_allowed > 0) {
+        // Warp `warp` scores key blocks tile * TILE_J + 32 warp + [0, 32) of
+        // every tile that starts before the longest row ends.
+        for (int j0 = 32 * warp; j0 < max_allowed; j0 += TILE_J) {
+            float acc[2][2][4]; // [band][m-tile][fragment]
 #pragma unroll
-            for (int m = 0; m < TILE_J / ROW_STEP; m++)
-                if (m * ROW_STEP < rows_left)
-                    cp_async16(k_dst + buf * TILE_J * TILE_D4 + m * ROW_STEP * TILE_D4,
-                               src + m * ROW_STEP * HEAD_DIM);
-            cp_async_commit();
-        };
-
-        int rows_left = max_allowed - row0;
-        copy_stage(tile_src, rows_left, 0);
-        for (int tile = 0; tile < tiles;
-             tile++, tile_src += TILE_J * HEAD_DIM, rows_left -= TILE_J) {
-            float high[EST_ROWS], low[EST_ROWS];
+            for (int band = 0; band < 2; band++)
 #pragma unroll
-            for (int r = 0; r < EST_ROWS; r++)
-                high[r] = low[r] = 0.f;
-            // Warps whose 32 key blocks all lie past the longest row skip
-            // the math (they still copy and meet the barriers).
-            const bool active = tile * TILE_J + warp * 32 < max_allowed;
+                for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++)
+                        acc[band][mt][e] = 0.f;
+            // Buffer (stage % 2) is read, the other one refilled; the two
+            // addresses swap every stage (D_STAGES is even).
+            u32 k_read = k_dst, k_write = k_dst + WARP_STAGE_F4 * 16;
 #pragma unroll 1
             for (int stage = 0; stage < D_STAGES; stage++) {
                 cp_async_wait_all();
-                __syncthreads(); // this stage landed; the other buffer is free
-                if (stage + 1 < D_STAGES)
-                    copy_stage(tile_src + (stage + 1) * TILE_D, rows_left,
-                               (stage + 1) % 2);
-                else if (tile + 1 < tiles)
-                    copy_stage(tile_src + TILE_J * HEAD_DIM, rows_left - TILE_J, 0);
-                if (active)
-                    score_stage_at(stage, k_tile + (stage % 2) * TILE_J * TILE_D4,
-                                   q_s, high, low);
-            }
-            const int j = tile * TILE_J + threadIdx.x;
-#pragma unroll
-            for (int r = 0; r < EST_ROWS; r++)
-                if (j < row_allowed[r]) { // false for r >= rows
-                    probs[(2 * r) * p.nk_max + j] = high[r] * inv_scale[r][0];
-                    probs[(2 * r + 1) * p.nk_max + j] = low[r] * inv_scale[r][1];
+                __syncwarp(); // this stage landed; the other buffer is free
+                const bool last = stage + 1 == D_STAGES;
+                if (!last || j0 + TILE_J < max_allowed) { // else nothing left
+                    // The next stage, or stage 0 of the warp's next tile.
+                    k_src += last ? TILE_J * HEAD_DIM - (HEAD_DIM - TILE_D)
+                                  : TILE_D;
+                    rows_left -= last ? TILE_J : 0;
+                    copy_stage(k_write);
                 }
+                score_stage_at(stage, k_read, q_addr, acc);
+                const u32 k_next = k_write;
+                k_write = k_read;
+                k_read = k_next;
+            }
+            // C fragments: blocks j0 + 4 g + 2 mt (+ 1), rows 2 t and 2 t + 1.
+            const int g = lane / 4, t = lane % 4;
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                const int r = 2 * t + e;
+                if (EST_ROWS == 8 || r < EST_ROWS) {
+                    const int allowed = row_allowed[r]; // 0 for r >= rows
+                    const float ish = inv_scale[r][0], isl = inv_scale[r][1];
+#pragma unroll
+                    for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+                        for (int half = 0; half < 2; half++) {
+                            const int j = j0 + 4 * g + 2 * mt + half;
+                            if (j < allowed) {
+                                probs[(2 * r) * p.nk_max + j] =
+                                    acc[0][mt][2 * half + e] * ish;
+                                probs[(2 * r + 1) * p.nk_max + j] =
+                                    acc[1][mt][2 * half + e] * isl;
+                            }
+                        }
+                }
+            }
         }
-        __syncthreads(); // logits complete; the K tile becomes histograms
+        __syncthreads(); // logits complete; the K stages become histograms
     }
 
     // ---- selection: warp `warp` owns row `warp` -------------------------
