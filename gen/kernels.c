@@ -200,7 +200,7 @@ static const prism_kernel_def kernel_table[] = {
                       "memory allows, else 2)"},
                      {"overlap", 0, overlap_values,
                       "wgmma path: 1 overlaps S of tile i with P V of tile "
-                      "i-1 and ping-pongs the consumers; 2 the plain loop; "
+                      "i-1; 2 the plain loop; "
                       "0 overlap with 3 stages"}},
         .add_constants = attention_constants,
     },

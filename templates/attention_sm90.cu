@@ -62,9 +62,14 @@
 // so P of k-step kk is packed from S registers of n8 blocks 2 kk, 2 kk + 1
 // exactly as in the sm_80 kernel: no shuffles.
 //
-// EPILOGUE.  Each consumer normalises O, stages its 64 rows in its own Q
-// rows (free once its last wgmma retired), syncs its warpgroup on a named
-// barrier and writes 16-byte coalesced rows.
+// EPILOGUE.  Each consumer normalises O and stores it straight from the
+// accumulators (16 contiguous bytes per row and store instruction).  It
+// does not stage O in shared memory: the Q rows are handed back to the
+// producer as soon as the item's last S = Q K^T retired, so the next
+// item's Q tile (prefetched into L2 by the producer) loads during the last
+// P V and the epilogue instead of after them.  Measured on the H200 at 8K
+// with 10% masks (items of a few tiles): within 4%, not the 20-30% by
+// which those items trail dense; bench/NOTES.md has where that time goes.
 //
 // HOST CONTRACT.  As the sm_80 kernel, plus three tensor maps built by the
 // host with cuTensorMapEncodeTiled (128B swizzle, box {64, rows}, zero
@@ -78,14 +83,13 @@
 // parameters) and then prism_attention on min(SMs, work items) CTAs; the
 // work queue p.schedule (2 + items ints) lives in the plan's workspace.
 //
-// OVERLAP AND PING-PONG (the default with 3 stages).  Tile i's
-// S = Q K^T is issued in one batch with tile i-1's O += P V; the consumer
-// waits for S only, runs tile i's softmax while P V finishes, then waits
-// for P V, rescales O and packs P.  The two consumers take turns issuing
-// their batches (named barriers 3 and 4): while one runs its softmax the
-// other's batch has the tensor cores.  Turns per consumer: one per tile
-// plus the last P V; consumer 1 starts, consumer 2 hands on every turn but
-// its last, so every arrival is matched.
+// OVERLAP (the default with 3 stages).  Tile i's S = Q K^T is issued in
+// one batch with tile i-1's O += P V; the consumer waits for S only, runs
+// tile i's softmax while P V finishes, then waits for P V, rescales O and
+// packs P.  The two consumers issue their batches independently.  (They
+// used to take turns on named barriers, FA3's ping-pong; on the H200 that
+// changed nothing dense and cost 1-4% on sparse masks, where short rows
+// keep the two warpgroups out of step: bench/NOTES.md, session 4.)
 //
 // On the H100 (D = 128, bf16, dense causal, bench/results/h100-2026-11-28-4
 // and -5): overlapped with 2 stages 480-520 TFLOP/s, plain loop 550-583,
@@ -146,11 +150,10 @@ static constexpr int H_STAGE_BYTES = 2 * H_TN * HEAD_DIM * 2; // K + V tile
 static constexpr int H_STAGES =
     STAGES > 0 ? STAGES
                : (H_TM * HEAD_DIM * 2 + 3 * H_STAGE_BYTES + 2048 <= 227 * 1024 ? 3 : 2);
-// OVERLAP 1: S of tile i issued with P V of tile i-1, consumers ping-pong;
+// OVERLAP 1: S of tile i issued with P V of tile i-1;
 // 2: the plain loop (S, softmax, P V, one tile at a time); 0: overlap with
 // 3 or more stages (it holds a stage one tile longer), else plain.
 static constexpr bool H_OVERLAP = OVERLAP == 1 || (OVERLAP == 0 && H_STAGES >= 3);
-static constexpr bool H_PINGPONG = H_OVERLAP;
 static constexpr int H_THREADS = 384;
 static constexpr int H_PRODUCER_REGS = 40;
 static constexpr int H_CONSUMER_REGS = 232;
@@ -178,6 +181,9 @@ static constexpr int H_MIN_PIECE_TILES = 8;  // key tiles of a piece at least
 static constexpr int H_SUBTILES = BLOCK_SIZE / H_TN;
 static constexpr int H_S_REGS = H_TN / 2;     // S accumulators per thread
 static constexpr int H_O_REGS = HEAD_DIM / 2; // O accumulators per thread
+static constexpr int H_CHAINS = 4; // partial maxima / sums per row (h_softmax)
+static_assert(H_CHAINS == 4 && H_TN / 8 >= H_CHAINS,
+              "h_softmax combines exactly 4 partial results, each of >= 1 n8 block");
 
 static_assert(HEAD_DIM == 64 || HEAD_DIM == 128 || HEAD_DIM == 256,
               "attention (sm_90a): head_dim must be 64, 128 or 256");
@@ -244,6 +250,20 @@ static __device__ __forceinline__ void h_tma_load(u32 dst, const TmaMap *map,
                      : "memory");
 }
 
+// Pulls the box at those coordinates into L2 (no shared memory, no
+// barrier): the later h_tma_load of it then hits L2.
+static __device__ __forceinline__ void h_tma_prefetch(const TmaMap *map, int rank,
+                                                      int c0, int c1, int c2, int c3) {
+    const u64 m = reinterpret_cast<u64>(map);
+    if (rank == 3)
+        asm volatile("cp.async.bulk.prefetch.tensor.3d.L2.global.tile [%0, {%1, %2, %3}];\n"
+                     ::"l"(m), "r"(c0), "r"(c1), "r"(c2) : "memory");
+    else
+        asm volatile("cp.async.bulk.prefetch.tensor.4d.L2.global.tile"
+                     " [%0, {%1, %2, %3, %4}];\n"
+                     ::"l"(m), "r"(c0), "r"(c1), "r"(c2), "r"(c3) : "memory");
+}
+
 static __device__ __forceinline__ void h_wgmma_fence() {
     asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
 }
@@ -259,10 +279,29 @@ static __device__ __forceinline__ void h_warpgroup_sync(int id) {
     asm volatile("bar.sync %0, 128;\n" ::"r"(id) : "memory");
 }
 
-// wgmma shared-memory descriptor: start address, LBO, SBO (bytes), 128B swizzle.
-static __device__ __forceinline__ u64 h_desc(u32 addr, u32 lbo, u32 sbo) {
-    return (u64)((addr & 0x3FFFF) >> 4) | ((u64)((lbo >> 4) & 0x3FFF) << 16) |
-           ((u64)((sbo >> 4) & 0x3FFF) << 32) | ((u64)1 << 62);
+// wgmma shared-memory descriptor (PTX ISA, "Matrix Descriptor"): start
+// address / 16 in bits 0-13 and LBO / 16 in bits 16-29 (the low word), SBO
+// / 16 in bits 32-45 and the 128B swizzle in bits 62-63 (the high word, a
+// constant here).  Shared addresses stay below 256 KB, so the start field
+// never carries into LBO: the descriptor of byte `off` of a tile is the
+// tile's low word + off / 16.  The issue loops add that constant instead
+// of rebuilding each descriptor (a dependent shift-mask-or chain before
+// every wgmma).
+static __device__ __forceinline__ u32 h_desc_lo(u32 addr, u32 lbo) {
+    return (addr >> 4) | ((lbo >> 4) << 16);
+}
+static __device__ __forceinline__ u64 h_desc(u32 lo, u32 sbo) {
+    return ((u64)((sbo >> 4) | (1u << 30)) << 32) | lo;
+}
+
+// The selected block that key tile `it` lies in, or -1 past the walk.
+static __device__ __forceinline__ int h_tile_block(const int *sel, int total, int it) {
+    return it < total ? __ldg(sel + it / H_SUBTILES) : -1;
+}
+
+// h_tile_start from h_tile_block's result.
+static __device__ __forceinline__ int h_tile_key(int block, int it) {
+    return block >= 0 ? block * BLOCK_SIZE + (it % H_SUBTILES) * H_TN : 0x7fffffff;
 }
 
 // Key tile `it` of the walk: its first key, or a sentinel past every lim.
@@ -274,8 +313,8 @@ static __device__ __forceinline__ int h_tile_start(const int *sel, int total, in
 
 // ---- the producer: one thread issues every copy ----
 // One work item: the first K/V tile, then the Q tile once the consumers
-// released the Q rows of item n - 1 (its epilogue stages O there), then
-// the remaining K/V tiles.  `it` is the CTA's running tile count over all
+// released the Q rows of item n - 1 (after its last S = Q K^T), then the
+// remaining K/V tiles.  `it` is the CTA's running tile count over all
 // its items: tile it uses stage it % H_STAGES for the (it / H_STAGES)-th
 // time.  Returns it advanced past this item's tiles.
 static __device__ __forceinline__ int
@@ -290,6 +329,11 @@ h_produce(const AttnTmaParams &p, u32 smem, int n, int it, int q_row, int k_row,
         for (int c = 0; c < H_CHUNKS; c++)
             h_tma_load(smem + c * H_TM * 128, &p.q, p.rank, c * 64, q_row, h, b, bar_q);
     };
+    // Q is read from HBM once per item; its load waits for the previous
+    // item's last S, so fetch it into L2 now, while that item still runs.
+    if (n > 0)
+        for (int c = 0; c < H_CHUNKS; c++)
+            h_tma_prefetch(&p.q, p.rank, c * 64, q_row, h, b);
     int key0 = h_tile_start(sel, total, 0);
     if (key0 > lim)
         load_q();
@@ -335,11 +379,23 @@ h_softmax(float (&s)[H_S_REGS], float (&m)[2], float (&l)[2], float (&alpha)[2],
                     s[4 * j + e] = -INFINITY;
             }
     }
+    // Row maxima and sums in H_CHAINS interleaved partial results: one
+    // running value per row would be a chain of H_TN / 4 dependent FMNMX
+    // (and H_TN / 2 FADD) on the consumer's critical path.
     float mx[2] = {-INFINITY, -INFINITY};
+    {
+        float part[H_CHAINS][2];
 #pragma unroll
-    for (int j = 0; j < H_TN / 8; j++) {
-        mx[0] = fmaxf(mx[0], fmaxf(s[4 * j], s[4 * j + 1]));
-        mx[1] = fmaxf(mx[1], fmaxf(s[4 * j + 2], s[4 * j + 3]));
+        for (int j = 0; j < H_TN / 8; j++) {
+            float (&pc)[2] = part[j % H_CHAINS];
+            const float m0 = fmaxf(s[4 * j], s[4 * j + 1]);
+            const float m1 = fmaxf(s[4 * j + 2], s[4 * j + 3]);
+            pc[0] = j < H_CHAINS ? m0 : fmaxf(pc[0], m0);
+            pc[1] = j < H_CHAINS ? m1 : fmaxf(pc[1], m1);
+        }
+#pragma unroll
+        for (int r = 0; r < 2; r++)
+            mx[r] = fmaxf(fmaxf(part[0][r], part[1][r]), fmaxf(part[2][r], part[3][r]));
     }
     float base[2];
 #pragma unroll
@@ -351,16 +407,17 @@ h_softmax(float (&s)[H_S_REGS], float (&m)[2], float (&l)[2], float (&alpha)[2],
         alpha[r] = exp2_approx(m[r] - base[r]);          // m = -inf -> 0
         m[r] = m_new;
     }
-    float sum[2] = {0.f, 0.f};
+    float sum[H_CHAINS][2] = {};
 #pragma unroll
     for (int j = 0; j < H_TN / 8; j++)
 #pragma unroll
         for (int e = 0; e < 4; e++) {
             s[4 * j + e] = exp2_approx(fmaf(s[4 * j + e], scale, -base[e >> 1]));
-            sum[e >> 1] += s[4 * j + e];
+            sum[j % H_CHAINS][e >> 1] += s[4 * j + e];
         }
-    l[0] = l[0] * alpha[0] + sum[0];
-    l[1] = l[1] * alpha[1] + sum[1];
+#pragma unroll
+    for (int r = 0; r < 2; r++)
+        l[r] = l[r] * alpha[r] + ((sum[0][r] + sum[1][r]) + (sum[2][r] + sum[3][r]));
 }
 
 // O *= alpha per row; skipped when every row of the warp kept its maximum
@@ -391,11 +448,12 @@ static __device__ __forceinline__ void h_pack_p(u32 (&pa)[H_TN / 16][4],
 // S = Q K^T over HEAD_DIM / 16 k-steps (issued, not waited for).
 static __device__ __forceinline__ void h_issue_s(float (&sc)[H_S_REGS], u32 q_base,
                                                  u32 k_base) {
+    const u32 qa = h_desc_lo(q_base, 16), kb = h_desc_lo(k_base, 16);
 #pragma unroll
     for (int kk = 0; kk < HEAD_DIM / 16; kk++) {
         const u32 off = (kk & 3) * 32; // 16 dims = 32 bytes
-        const u64 da = h_desc(q_base + (kk / 4) * H_TM * 128 + off, 16, 1024);
-        const u64 db = h_desc(k_base + (kk / 4) * H_TN * 128 + off, 16, 1024);
+        const u64 da = h_desc(qa + ((kk / 4) * H_TM * 128 + off) / 16, 1024);
+        const u64 db = h_desc(kb + ((kk / 4) * H_TN * 128 + off) / 16, 1024);
         wgmma_ss(sc, da, db, kk > 0);
     }
     h_wgmma_commit();
@@ -405,26 +463,15 @@ static __device__ __forceinline__ void h_issue_s(float (&sc)[H_S_REGS], u32 q_ba
 static __device__ __forceinline__ void h_issue_pv(float (&o)[H_O_REGS],
                                                   const u32 (&pa)[H_TN / 16][4],
                                                   u32 v_base) {
+    const u32 vb = h_desc_lo(v_base, H_TN * 128);
 #pragma unroll
     for (int kk = 0; kk < H_TN / 16; kk++)
-        wgmma_rs(o, pa[kk], h_desc(v_base + kk * 16 * 128, H_TN * 128, 1024));
+        wgmma_rs(o, pa[kk], h_desc(vb + kk * 16 * 128 / 16, 1024));
     h_wgmma_commit();
 }
 
 static __device__ __forceinline__ void h_wgmma_wait1() {
     asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
-}
-
-// Ping-pong between the consumers: named barriers 3 (warpgroup 1's turn)
-// and 4 (warpgroup 2's), 256 threads each -- the owner syncs, the other
-// arrives once its own wgmma batch is issued.
-static __device__ __forceinline__ void h_turn_begin(int wg) {
-    if constexpr (H_PINGPONG)
-        asm volatile("bar.sync %0, 256;\n" ::"r"(2 + wg) : "memory");
-}
-static __device__ __forceinline__ void h_turn_end(int wg) {
-    if constexpr (H_PINGPONG)
-        asm volatile("bar.arrive %0, 256;\n" ::"r"(wg == 1 ? 4 : 3) : "memory");
 }
 
 // One work item = (sequence b, query head h, query tile of H_TM rows),
@@ -470,15 +517,6 @@ static __device__ __forceinline__ HItem h_item(const AttnParams &p, int w, int i
 // its sum; -inf for a row that saw no key.
 static __device__ __forceinline__ float h_lse(float m, float sum) {
     return sum > 0.f ? (m + __log2f(sum)) * 0.693147180559945309f : -INFINITY;
-}
-
-// The Q rows are free for the next item's TMA copy: the proxy fence
-// orders this thread's generic accesses (the epilogue's staging) before
-// the async-proxy write, then the thread arrives on q_empty.  Returns it.
-static __device__ __forceinline__ int h_release_q(u32 smem, int it) {
-    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-    h_bar_arrive(smem + H_Q_EMPTY_OFFSET);
-    return it;
 }
 
 // Split rows (a piece's partial state, the last piece's merge): defined
@@ -534,11 +572,21 @@ h_consume(const AttnParams &p, u32 smem, u8 *smem_ptr, int wg, int n, int it0,
         else
             h_softmax<false>(sc, m, l, alpha, key0, qpos0, qcap, scale);
     };
+    // The Q rows go back to the producer (q_empty) as soon as this
+    // warpgroup's last S = Q K^T retired, so the next item's Q tile loads
+    // while this item's last P V and epilogue run.  The split info is read
+    // from the item slot first: once q_empty completes, the producer may
+    // publish item n + 2 into that slot.
+    volatile int *slots = reinterpret_cast<volatile int *>(smem_ptr + H_ITEM_OFFSET);
+    int info = 0;
+    auto release_q = [&]() {
+        info = slots[2 * (n & 1) + 1];
+        h_bar_arrive(smem + H_Q_EMPTY_OFFSET); // release: orders the read
+    };
     int key0 = h_tile_start(sel, total, 0);
     const bool any = key0 <= lim;
-    // warpgroup 1 takes the first turn; warpgroup 2's last turn hands none on
-    if (H_PINGPONG && wg == 2 && any)
-        h_turn_end(wg);
+    if (!any)
+        release_q();
     if constexpr (H_OVERLAP) {
         // Tile it's S = Q K^T is issued together with tile it-1's O += P V,
         // so the tensor cores have the P V product to chew on while this
@@ -549,40 +597,44 @@ h_consume(const AttnParams &p, u32 smem, u8 *smem_ptr, int wg, int n, int it0,
         // two groups and keeps them asynchronous (a batch under a branch
         // made it serialise them, C7514).
         if (any) {
+            // The selection entry of the tile after next is loaded while
+            // this tile runs (loaded at the loop top, its first use
+            // stalled the batch issue), and Q is released right after the
+            // item's last S retired.
             h_bar_wait(full_k(0), parity(0));
-            h_turn_begin(wg);
             h_wgmma_fence();
             h_issue_s(sc, q_base, k_tile(0));
-            h_turn_end(wg);
+            // blk: the block of the tile after next, loaded a tile ahead
+            int key_next = h_tile_key(h_tile_block(sel, total, 1), 1);
+            int blk = h_tile_block(sel, total, 2);
             h_wgmma_wait0();
+            if (key_next > lim)
+                release_q();
             softmax(key0);
             h_pack_p(pa, sc); // O is still 0: no rescale
             int it = 1;
-            for (;; it++) {
-                key0 = h_tile_start(sel, total, it);
-                if (key0 > lim)
-                    break;
+            for (; key_next <= lim; it++) {
+                key0 = key_next;
                 h_bar_wait(full_k(it), parity(it));
                 h_bar_wait(full_k(it - 1) + 8, parity(it - 1));
-                h_turn_begin(wg);
                 h_wgmma_fence();
                 h_issue_s(sc, q_base, k_tile(it));
                 h_issue_pv(o, pa, v_tile(it - 1));
-                h_turn_end(wg);
+                key_next = h_tile_key(blk, it + 1);
+                blk = h_tile_block(sel, total, it + 2);
                 h_wgmma_wait1(); // S retired (P V may still run)
+                if (key_next > lim)
+                    release_q(); // it was the item's last S
                 softmax(key0);
                 h_wgmma_wait0(); // P V of tile it-1 retired
                 h_bar_arrive(full_k(it - 1) + 16); // its stage is free
                 h_rescale(o, alpha);
                 h_pack_p(pa, sc);
             }
-            // the last tile's P V; consumer 2's last turn hands on nothing
+            // the last tile's P V
             h_bar_wait(full_k(it - 1) + 8, parity(it - 1));
-            h_turn_begin(wg);
             h_wgmma_fence();
             h_issue_pv(o, pa, v_tile(it - 1));
-            if (wg == 1)
-                h_turn_end(wg);
             h_wgmma_wait0();
             h_bar_arrive(full_k(it - 1) + 16);
             tiles = it;
@@ -593,6 +645,9 @@ h_consume(const AttnParams &p, u32 smem, u8 *smem_ptr, int wg, int n, int it0,
             h_wgmma_fence();
             h_issue_s(sc, q_base, k_tile(it));
             h_wgmma_wait0();
+            const int next = h_tile_start(sel, total, it + 1);
+            if (next > lim)
+                release_q(); // the item's last S retired
             softmax(key0);
             h_rescale(o, alpha);
             h_pack_p(pa, sc);
@@ -601,25 +656,22 @@ h_consume(const AttnParams &p, u32 smem, u8 *smem_ptr, int wg, int n, int it0,
             h_issue_pv(o, pa, v_tile(it));
             h_wgmma_wait0();
             h_bar_arrive(full_k(it) + 16); // this thread is done with the stage
-            key0 = h_tile_start(sel, total, it + 1);
+            key0 = next;
             tiles = it + 1;
         }
     }
 
     // A split row: the piece that finishes last writes O and LSE from
-    // every piece's partial state.  (The split info is read back from the
-    // item slot, still unchanged: the producer reuses it only after this
-    // item's q_empty.  Kept in registers through the loop it spilled at
-    // HEAD_DIM 256.)
-    volatile int *slots = reinterpret_cast<volatile int *>(smem_ptr + H_ITEM_OFFSET);
-    const int info = slots[2 * (n & 1) + 1];
+    // every piece's partial state.
     if ((info & 31) != 0) {
         h_split_piece(p, info, wg, wt, o, m, l, slots + 4 + (wg - 1), q0, Sq, og, lse);
-        return h_release_q(smem, it0 + tiles);
+        return it0 + tiles;
     }
 
-    // Epilogue: normalise; stage rows in this warpgroup's Q rows (chunk c,
-    // row r, 16-byte unit u at c * H_TM * 128 + r * 128 + (u ^ (r & 7)) * 16).
+    // Epilogue: normalise and store straight from the accumulators: each
+    // store instruction of a warp writes 16 contiguous bytes of 8 rows
+    // (register pair j of row g + 8 r: columns 8 j + 2 t, + 1).  No shared
+    // staging: the Q rows already hold the next item's Q tile.
     float inv[2];
 #pragma unroll
     for (int r = 0; r < 2; r++) {
@@ -632,27 +684,17 @@ h_consume(const AttnParams &p, u32 smem, u8 *smem_ptr, int wg, int n, int it0,
             lse[row] = h_lse(m[r], sum);
     }
 #pragma unroll
-    for (int j = 0; j < HEAD_DIM / 8; j++)
+    for (int r = 0; r < 2; r++) {
+        const int row = q0 + row_wg + 16 * warp + g + 8 * r;
+        if (row < Sq) {
+            u16 *orow = og + (i64)row * p.o_stride_s + 2 * t;
 #pragma unroll
-        for (int r = 0; r < 2; r++) {
-            const int row = row_wg + 16 * warp + g + 8 * r; // CTA row
-            const int c = j / 8, u = j % 8;
-            *reinterpret_cast<u32 *>(smem_ptr + c * H_TM * 128 + row * 128 +
-                                     ((u ^ (row & 7)) << 4) + 4 * t) =
-                float2_to_input2(o[4 * j + 2 * r] * inv[r], o[4 * j + 2 * r + 1] * inv[r]);
+            for (int j = 0; j < HEAD_DIM / 8; j++)
+                *reinterpret_cast<u32 *>(orow + 8 * j) = float2_to_input2(
+                    o[4 * j + 2 * r] * inv[r], o[4 * j + 2 * r + 1] * inv[r]);
         }
-    h_warpgroup_sync(wg);
-    constexpr int UNITS = 64 * HEAD_DIM / 8; // 16-byte units of 64 rows
-#pragma unroll 4
-    for (int i = wt; i < UNITS; i += 128) {
-        const int r = i / (HEAD_DIM / 8), j = i % (HEAD_DIM / 8);
-        const int row = row_wg + r, c = j / 8, u = j % 8;
-        if (q0 + row < Sq)
-            *reinterpret_cast<u32x4 *>(og + (i64)(q0 + row) * p.o_stride_s + j * 8) =
-                *reinterpret_cast<const u32x4 *>(smem_ptr + c * H_TM * 128 +
-                                                   row * 128 + ((u ^ (row & 7)) << 4));
     }
-    return h_release_q(smem, it0 + tiles);
+    return it0 + tiles;
 }
 
 // PERSISTENT SCHEDULE.  The grid is one CTA per SM (or fewer when there
@@ -666,10 +708,11 @@ h_consume(const AttnParams &p, u32 smem, u8 *smem_ptr, int wg, int n, int it0,
 // (count 1) the consumers wait on; item n uses slot n & 1.  Barrier
 // phases run on across items: full_q completes once per item, each
 // stage's barriers once per use of the stage (the running tile count),
-// and q_empty (256 consumer arrivals after the epilogue) lets the
-// producer overwrite the Q rows, which the epilogue used as staging.
-// The producer issues the next item's first K/V tile before it waits for
-// q_empty, so that load overlaps the epilogue.
+// and q_empty (256 consumer arrivals once each consumer's last S of the
+// item retired) lets the producer overwrite the Q rows.  The producer
+// issues the next item's first K/V tile before it waits for q_empty, and
+// the Q tile then loads while the consumers finish the item's last P V
+// and epilogue.
 extern "C" __global__ void __launch_bounds__(H_THREADS, 1)
 prism_attention(const __grid_constant__ AttnTmaParams P) {
     extern __shared__ __align__(1024) u8 h_smem_raw[];

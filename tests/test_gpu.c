@@ -417,7 +417,7 @@ static void run_case(const gpu_case *c, prism_context *ctx) {
      * (on sm_90a the wgmma/TMA one), then the mma.sync kernel forced
      * (tuning attention.path = 1) so that both face the reference on every
      * case, then the wgmma kernel's other loop -- the plain one (overlap =
-     * 2, 2 stages) beside the default overlapped ping-pong loop with 3
+     * 2, 2 stages) beside the default overlapped loop with 3
      * stages (D <= 128) -- where this GPU runs the wgmma kernel; elsewhere
      * that config is rejected and the step skipped */
     const prism_tensor tqkv[3] = {tq, tk, tv};
