@@ -533,6 +533,15 @@ static __device__ __forceinline__ int
 h_consume(const AttnParams &p, u32 smem, u8 *smem_ptr, int wg, int n, int it0,
           int q0, int Sq, int Sk, int shift, const int *sel, int total, int lim,
           u16 *og, float *lse) {
+    // wgmma reads its descriptors from uniform registers, and nvcc keeps a
+    // value there only when it can prove it warp-uniform.  wg (from
+    // threadIdx) and it0 (from loaded selection counts) are uniform in fact
+    // but not provably, so every descriptor used to be built in ordinary
+    // registers and moved over with 2-4 R2UR per wgmma, on the batch's
+    // issue path.  Broadcast from lane 0 (here and for wg in the kernel)
+    // they are provably uniform and a batch issues back to back (H200:
+    // dense 6-7% faster; bench/NOTES.md, session 4).
+    it0 = __shfl_sync(0xffffffffu, it0, 0);
     const int wt = threadIdx.x - 128 * wg; // thread within the warpgroup
     const int warp = wt >> 5, lane = wt & 31, g = lane >> 2, t = lane & 3;
     const int row_wg = (wg - 1) * 64;     // first CTA row of this warpgroup
@@ -742,7 +751,7 @@ prism_attention(const __grid_constant__ AttnTmaParams P) {
     }
     __syncthreads();
 
-    const int wg = tid / 128;
+    const int wg = __shfl_sync(0xffffffffu, tid / 128, 0); // provably uniform: h_consume
     if (wg == 0) {
         asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(H_PRODUCER_REGS));
         if (tid != 0)
