@@ -5,6 +5,9 @@ results: one merged JSON with Prism-vs-SDPA ratios, a log-log plot, and a
 markdown table on stdout.  It exists so every run is recorded the same way
 instead of being merged by hand.
 
+A chunked-prefill run (prism-chunk.json) goes into the JSON as "chunk" and
+gets a line under the table.
+
 Usage:
   python3 bench/collect.py --from DIR [--card-tag h100] [--date 2026-11-28]
                            [--out bench/results]
@@ -84,6 +87,30 @@ def read_prism(folder):
                 st["stage"] = f"{st['stage']} [{tag}]"
             prism.setdefault(seq, []).append(st)
     return prism, meta
+
+
+def read_chunk(folder):
+    """prism-chunk.json (gpu_run.sh's chunked prefill: Sq < Sk on a
+    tensor-parallel shard) as it is, or None.  Kept apart from the Sq = Sk
+    series: other shapes, no SDPA peer."""
+    path = os.path.join(folder, "prism-chunk.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def chunk_line(doc):
+    stages = {st["stage"]: st for st in doc.get("stages", [])}
+    parts = []
+    for name in ("attention (dense)", "attention (prism mask)",
+                 "prism prefill (total)"):
+        st = stages.get(name)
+        if st:
+            parts.append(f"{name} {st['ms']:.3f} ms ({st['tflops']:.0f} TFLOP/s)")
+    return (f"chunked prefill, {doc.get('config', '?')} (Hq={doc.get('hq', '?')} "
+            f"Hkv={doc.get('hkv', '?')}), Sq={doc.get('sq', '?')} "
+            f"Sk={doc.get('sk', '?')}: " + "; ".join(parts))
 
 
 def read_sdpa(folder):
@@ -241,6 +268,9 @@ def main():
     result = dict(gpu, date=args.date, shapes=shapes,
                   prism={str(s): prism[s] for s in seqs if s in prism},
                   sdpa=sdpa, ratios=rat)
+    chunk = read_chunk(args.src)
+    if chunk:
+        result["chunk"] = chunk
 
     os.makedirs(args.out, exist_ok=True)
     stem = free_stem(args.out, args.card_tag or card_tag(gpu["card"]), args.date)
@@ -250,6 +280,8 @@ def main():
     plot(ser, seqs, f"{gpu['card']}: {shapes}", stem + ".png")
     print(f"wrote {stem}.json and {stem}.png\n")
     print(table(ser, rat, seqs))
+    if chunk:
+        print("\n" + chunk_line(chunk))
     return 0
 
 
