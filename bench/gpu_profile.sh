@@ -16,35 +16,37 @@ export LD_LIBRARY_PATH="$here/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
 export PRISM_CACHE_DIR=/tmp/prism-cache
 ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
 cfg="$here/configs/llama-3.1-8b.yaml"
+# One launch of KERNEL in `prism bench` (after SKIP launches) with the
+# sections named, then its details as text and the per-SASS-instruction
+# stall samples as CSV: $OUT/ncu-NAME-sass.txt and .csv.
+#   sass_profile NAME KERNEL SKIP SEQ DENSITY SECTION...
+sass_profile() {
+  local name=$1 kernel=$2 skip=$3 seq=$4 density=$5 sections=()
+  shift 5
+  for s in "$@"; do sections+=(--section "$s"); done
+  timeout 300 "$ncu" --clock-control none "${sections[@]}" \
+    --kernel-name "$kernel" --launch-skip "$skip" --launch-count 1 \
+    --import-source no -o "/tmp/$name" "$here/bin/prism" bench "$cfg" --seq "$seq" \
+    --reps 1 --density "$density" --workload mixed > "$out/ncu-$name-sass.txt" 2>&1
+  echo "profile: exit $?"
+  "$ncu" -i "/tmp/$name.ncu-rep" --print-details all >> "$out/ncu-$name-sass.txt" 2>&1
+  "$ncu" -i "/tmp/$name.ncu-rep" --page source --print-source sass --csv \
+    > "$out/ncu-$name-sass.csv" 2>&1
+}
 if [ "${1:-all}" = attention-sass ]; then
   # prism_attention at SEQ (default 8192) on the 10% random mask, or dense
   # with a third argument "dense" (launches: 3 on Prism's mask, 3 in
-  # prefill, 3 dense, then the density), with the per-SASS-instruction
-  # stall samples ($OUT/ncu-attention-sass.csv)
-  seq=${2:-8192}; skip=9
+  # prefill, 3 dense, then the density)
+  skip=9
   [ "${3:-sparse}" = dense ] && skip=6
-  timeout 300 "$ncu" --clock-control none --section SpeedOfLight \
-    --section WarpStateStats --section SourceCounters --section LaunchStats \
-    --kernel-name prism_attention --launch-skip $skip --launch-count 1 \
-    --import-source no -o /tmp/att "$here/bin/prism" bench "$cfg" --seq "$seq" \
-    --reps 1 --density 0.1 --workload mixed > "$out/ncu-attention-sass.txt" 2>&1
-  echo "profile: exit $?"
-  "$ncu" -i /tmp/att.ncu-rep --print-details all >> "$out/ncu-attention-sass.txt" 2>&1
-  "$ncu" -i /tmp/att.ncu-rep --page source --print-source sass --csv \
-    > "$out/ncu-attention-sass.csv" 2>&1
+  sass_profile attention prism_attention $skip "${2:-8192}" 0.1 SpeedOfLight \
+    WarpStateStats SourceCounters LaunchStats
   grep -E "Duration|Grid Size|Warp Cycles|Issued" "$out/ncu-attention-sass.txt" | head
   exit 0
 fi
 if [ "${1:-all}" = estimate-sass ]; then
-  timeout 300 "$ncu" --clock-control none --section SpeedOfLight \
-    --section WarpStateStats --section SourceCounters --section InstructionStats \
-    --section Occupancy --kernel-name prism_estimate --launch-count 1 \
-    --import-source no -o /tmp/est "$here/bin/prism" bench "$cfg" --seq 131072 \
-    --reps 1 --density 0.2 --workload mixed > "$out/ncu-estimate-sass.txt" 2>&1
-  echo "profile: exit $?"
-  "$ncu" -i /tmp/est.ncu-rep --print-details all >> "$out/ncu-estimate-sass.txt" 2>&1
-  "$ncu" -i /tmp/est.ncu-rep --page source --print-source sass --csv \
-    > "$out/ncu-estimate-sass.csv" 2>&1
+  sass_profile estimate prism_estimate 0 131072 0.2 SpeedOfLight WarpStateStats \
+    SourceCounters InstructionStats Occupancy
   ls -la "$out"; tail -60 "$out/ncu-estimate-sass.txt"
   exit 0
 fi

@@ -299,7 +299,8 @@ static __device__ __forceinline__ int h_tile_block(const int *sel, int total, in
     return it < total ? __ldg(sel + it / H_SUBTILES) : -1;
 }
 
-// h_tile_start from h_tile_block's result.
+// h_tile_start from h_tile_block's result (split so that the consumer can
+// load the entry a tile ahead and use it a tile later).
 static __device__ __forceinline__ int h_tile_key(int block, int it) {
     return block >= 0 ? block * BLOCK_SIZE + (it % H_SUBTILES) * H_TN : 0x7fffffff;
 }
@@ -681,6 +682,7 @@ h_consume(const AttnParams &p, u32 smem, u8 *smem_ptr, int wg, int n, int it0,
     // store instruction of a warp writes 16 contiguous bytes of 8 rows
     // (register pair j of row g + 8 r: columns 8 j + 2 t, + 1).  No shared
     // staging: the Q rows already hold the next item's Q tile.
+    const int row0 = q0 + row_wg + 16 * warp + g; // the thread's row g
     float inv[2];
 #pragma unroll
     for (int r = 0; r < 2; r++) {
@@ -688,13 +690,12 @@ h_consume(const AttnParams &p, u32 smem, u8 *smem_ptr, int wg, int n, int it0,
         sum += __shfl_xor_sync(0xffffffffu, sum, 1);
         sum += __shfl_xor_sync(0xffffffffu, sum, 2);
         inv[r] = sum > 0.f ? 1.f / sum : 0.f;
-        const int row = q0 + row_wg + 16 * warp + g + 8 * r;
-        if (lse && t == 0 && row < Sq)
-            lse[row] = h_lse(m[r], sum);
+        if (lse && t == 0 && row0 + 8 * r < Sq)
+            lse[row0 + 8 * r] = h_lse(m[r], sum);
     }
 #pragma unroll
     for (int r = 0; r < 2; r++) {
-        const int row = q0 + row_wg + 16 * warp + g + 8 * r;
+        const int row = row0 + 8 * r;
         if (row < Sq) {
             u16 *orow = og + (i64)row * p.o_stride_s + 2 * t;
 #pragma unroll

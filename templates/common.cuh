@@ -84,17 +84,14 @@ static __device__ __forceinline__ u32 smem_u32(const void *p) {
 
 // Rotary pair of head dim d (SPEC section 3): rotate_half pairs (i, i+D/2),
 // interleaved pairs (2i, 2i+1).  Small pair index = high frequency.
-static __device__ __forceinline__ int rotary_pair(int d) {
+// constexpr: the estimator decides band membership at compile time.
+static constexpr int rotary_pair(int d) {
     return ROPE_INTERLEAVED ? d / 2 : d % (HEAD_DIM / 2);
 }
 
-static __device__ __forceinline__ bool in_high_band(int d) {
-    return rotary_pair(d) < HIGH_PAIR_END;
-}
+static constexpr bool in_high_band(int d) { return rotary_pair(d) < HIGH_PAIR_END; }
 
-static __device__ __forceinline__ bool in_low_band(int d) {
-    return rotary_pair(d) >= LOW_PAIR_BEGIN;
-}
+static constexpr bool in_low_band(int d) { return rotary_pair(d) >= LOW_PAIR_BEGIN; }
 
 static __device__ __forceinline__ float warp_sum(float v) {
     for (int offset = 16; offset > 0; offset >>= 1)

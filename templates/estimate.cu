@@ -174,20 +174,16 @@ static __device__ __forceinline__ void cp_async_wait_all() {
     asm volatile("cp.async.wait_all;\n" ::: "memory");
 }
 
-// in_high_band / in_low_band (common.cuh) as a constant expression.
-static constexpr bool in_band(bool high, int d) {
-    const int pair = ROPE_INTERLEAVED ? d / 2 : d % (HEAD_DIM / 2);
-    return high ? pair < HIGH_PAIR_END : pair >= LOW_PAIR_BEGIN;
-}
-
 // Which of the 8 dims of k-step kk of stage s (see the header) lie in the
 // band: bit 2 t + e for dim s * TILE_D + 4 t + 2 kk + e.
 static constexpr u32 kstep_band(bool high, int s, int kk) {
     u32 mask = 0;
     for (int t = 0; t < 4; t++)
-        for (int e = 0; e < 2; e++)
-            if (in_band(high, s * TILE_D + 4 * t + 2 * kk + e))
+        for (int e = 0; e < 2; e++) {
+            const int d = s * TILE_D + 4 * t + 2 * kk + e;
+            if (high ? in_high_band(d) : in_low_band(d))
                 mask |= 1u << (2 * t + e);
+        }
     return mask;
 }
 
