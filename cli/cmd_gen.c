@@ -69,10 +69,10 @@ static int parse_args(int argc, char **argv, gen_args *a) {
 }
 
 static void print_spec(const prism_kernel_spec *spec) {
-    printf("kernel %s for %s (template %s%s%s)\n", spec->def->name,
-           prism_arch_name(spec->arch), spec->template_file,
-           spec->template_tail ? " + " : "",
-           spec->template_tail ? spec->template_tail : "");
+    printf("kernel %s for %s (template", spec->def->name, prism_arch_name(spec->arch));
+    for (int i = 0; i < PRISM_MAX_TEMPLATES && spec->templates[i]; i++)
+        printf("%s%s", i ? " + " : " ", spec->templates[i]);
+    printf(")\n");
     for (int i = 0; i < spec->n_constants; i++) {
         const prism_constant *c = &spec->constants[i];
         if (c->kind == PRISM_CONST_FLOAT)

@@ -124,8 +124,7 @@ prism_status prism_spec_build(const prism_config *cfg, int index,
     spec->def = def;
     spec->cfg = cfg;
     spec->arch = arch;
-    spec->template_file = def->template_file;
-    spec->template_tail = NULL;
+    spec->templates[0] = def->template_file;
     st = add_tunables(spec, err, err_size);
     if (st != PRISM_OK)
         return st;

@@ -27,15 +27,17 @@ typedef struct prism_constant {
     bool tunable; /* from the kernel's tunables (or a tuning override) */
 } prism_constant;
 
+/* template files one kernel's source may be built from */
+#define PRISM_MAX_TEMPLATES 3
+
 typedef struct prism_kernel_spec {
     const prism_kernel_def *def;
     const prism_config *cfg;
     prism_arch arch;
-    /* templates/ file the source is built from: def->template_file unless
-     * add_constants picked an arch-specific one (attention on sm_90a) */
-    const char *template_file;
-    /* a second templates/ file appended after it, or NULL */
-    const char *template_tail;
+    /* templates/ files the source is built from, in this order after
+     * common.cuh: def->template_file alone unless add_constants picked
+     * arch-specific ones (attention on sm_90a); unused entries NULL */
+    const char *templates[PRISM_MAX_TEMPLATES];
     int n_constants;
     prism_constant constants[PRISM_MAX_CONSTANTS];
 } prism_kernel_spec;

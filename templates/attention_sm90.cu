@@ -8,7 +8,9 @@
 // output in the input dtype, optional LSE; a query that sees no key gets a
 // zero row and LSE = -inf; rows past Sq are never written.  The generator
 // picks this template for sm_90a when BLOCK_SIZE >= 128 (a CTA's 128 query
-// rows then share one selection row) and HEAD_DIM is 64, 128 or 256.
+// rows then share one selection row) and HEAD_DIM is 64, 128 or 256; its
+// PTX wrappers come first (templates/attention_sm90_ptx.cuh), the split
+// rows and the work queue after it (templates/attention_sm90_schedule.cu).
 //
 // WHY A SECOND KERNEL.  mma.sync issues 16x8x16 products per warp and
 // needs every K/V fragment copied from shared memory into registers
@@ -36,9 +38,10 @@
 //
 // KEY WALK.  As the sm_80 kernel: each selected block is BLOCK_SIZE / TN
 // tiles in ascending order; the walk stops at the first tile starting
-// after lim, the largest query position of the CTA's valid rows.  The
-// producer and the consumers derive the same tile sequence from the same
-// selection row.  A tile needs masking (key > query position, or key >=
+// after lim, the largest query position of the CTA's valid rows.  Only
+// the producer reads the selection row; it hands each tile's first key
+// and whether it is the item's last to the consumers through shared
+// memory (HANDOVER, below).  A tile needs masking (key > query position, or key >=
 // Sk) only when it reaches past a warpgroup's smallest query position or
 // past Sk.
 //
@@ -47,6 +50,7 @@
 // 128-byte swizzle (16-byte unit u of row r lands at u ^ (r & 7)), which is
 // the swizzle wgmma's descriptors name.  Chunks are 1024-byte aligned.
 //   [Q: 128 rows][K: STAGES x TN rows][V: STAGES x TN rows][mbarriers]
+//   [handover ints: 2 item slots, 2 split arrivals, STAGES tile words]
 // Descriptors (PTX ISA, "Matrix Descriptor"; canonical layouts):
 //  * Q (A) and K (B of S) are K-major (the reduction dimension, D, is
 //    contiguous): SBO = 1024 (8 rows x 128 B), LBO unused; k-step kk
@@ -63,13 +67,15 @@
 // exactly as in the sm_80 kernel: no shuffles.
 //
 // EPILOGUE.  Each consumer normalises O and stores it straight from the
-// accumulators (16 contiguous bytes per row and store instruction).  It
+// accumulators, after a transpose inside each quad of threads
+// (h_store_quad, templates/attention_sm90_ptx.cuh) so that every thread
+// writes 16 bytes and every store of a warp whole 32-byte sectors.  It
 // does not stage O in shared memory: the Q rows are handed back to the
 // producer as soon as the item's last S = Q K^T retired, so the next
 // item's Q tile (prefetched into L2 by the producer) loads during the last
-// P V and the epilogue instead of after them.  Measured on the H200 at 8K
-// with 10% masks (items of a few tiles): within 4%, not the 20-30% by
-// which those items trail dense; bench/NOTES.md has where that time goes.
+// P V and the epilogue instead of after them.  (The 4-byte stores this
+// replaced were 14% of the consumers' time at 8K with 10% masks; H200,
+// bench/NOTES.md, session 5.)
 //
 // HOST CONTRACT.  As the sm_80 kernel, plus three tensor maps built by the
 // host with cuTensorMapEncodeTiled (128B swizzle, box {64, rows}, zero
@@ -170,12 +176,16 @@ static constexpr int H_K_OFFSET = H_Q_BYTES;
 static constexpr int H_V_OFFSET = H_K_OFFSET + H_STAGES * H_KV_BYTES;
 static constexpr int H_BAR_OFFSET = H_V_OFFSET + H_STAGES * H_KV_BYTES;
 // barriers: full_q, then per stage full_k, full_v, empty; then q_empty
-// and the two work-item barriers; then the two work-item slots
+// and the two work-item barriers; then the ints the producer hands over
 static constexpr int H_BARS = 1 + 3 * H_STAGES + 3;
 static constexpr int H_Q_EMPTY_OFFSET = H_BAR_OFFSET + 8 * (1 + 3 * H_STAGES);
 static constexpr int H_ITEM_OFFSET = H_BAR_OFFSET + 8 * H_BARS;
-// item slots: 2 x {item, split info}, then one int per consumer (split arrival)
-static constexpr int H_SMEM_BYTES = H_ITEM_OFFSET + 32 + 1024;
+// Ints at H_ITEM_OFFSET (HANDOVER below): two work-item slots of
+// H_SLOT_INTS, one split-arrival int per consumer, one tile word per stage.
+static constexpr int H_SLOT_INTS = 12;
+static constexpr int H_ARRIVED_INT = 2 * H_SLOT_INTS;
+static constexpr int H_TILE_INT = H_ARRIVED_INT + 2;
+static constexpr int H_SMEM_BYTES = H_ITEM_OFFSET + 4 * (H_TILE_INT + H_STAGES) + 1024;
 static constexpr int H_SPLIT_MAX = 16;       // pieces of one split row at most
 static constexpr int H_MIN_PIECE_TILES = 8;  // key tiles of a piece at least
 static constexpr int H_SUBTILES = BLOCK_SIZE / H_TN;
@@ -203,108 +213,6 @@ extern "C" __device__ int prism_attention_launch[6] = {
     H_THREADS, H_TM, H_SMEM_BYTES, 1 /* tensor maps */, H_TN,
     1 /* persistent: prism_attention_schedule fills the work queue first */};
 
-// ---- PTX wrappers: mbarriers, TMA, warpgroup control ----
-
-static __device__ __forceinline__ void h_bar_init(u32 bar, int count) {
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count)
-                 : "memory");
-}
-
-static __device__ __forceinline__ void h_bar_expect_tx(u32 bar, int bytes) {
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar),
-                 "r"(bytes)
-                 : "memory");
-}
-
-static __device__ __forceinline__ void h_bar_arrive(u32 bar) {
-    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
-}
-
-// Spins until the phase with parity `parity` of the barrier has completed.
-static __device__ __forceinline__ void h_bar_wait(u32 bar, int parity) {
-    // the braces scope the labels, so every inlined copy may reuse them
-    asm volatile("{\n"
-                 ".reg .pred done;\n"
-                 "WAIT:\n"
-                 "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
-                 "@!done bra WAIT;\n"
-                 "}\n" ::"r"(bar),
-                 "r"(parity)
-                 : "memory");
-}
-
-// One TMA tile copy (box of the map) to shared memory, completing on bar.
-static __device__ __forceinline__ void h_tma_load(u32 dst, const TmaMap *map,
-                                                  int rank, int c0, int c1,
-                                                  int c2, int c3, u32 bar) {
-    const u64 m = reinterpret_cast<u64>(map);
-    if (rank == 3)
-        asm volatile("cp.async.bulk.tensor.3d.shared::cluster.global.tile"
-                     ".mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];\n"
-                     ::"r"(dst), "l"(m), "r"(c0), "r"(c1), "r"(c2), "r"(bar)
-                     : "memory");
-    else
-        asm volatile("cp.async.bulk.tensor.4d.shared::cluster.global.tile"
-                     ".mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4, %5}], [%6];\n"
-                     ::"r"(dst), "l"(m), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(bar)
-                     : "memory");
-}
-
-// Pulls the box at those coordinates into L2 (no shared memory, no
-// barrier): the later h_tma_load of it then hits L2.
-static __device__ __forceinline__ void h_tma_prefetch(const TmaMap *map, int rank,
-                                                      int c0, int c1, int c2, int c3) {
-    const u64 m = reinterpret_cast<u64>(map);
-    if (rank == 3)
-        asm volatile("cp.async.bulk.prefetch.tensor.3d.L2.global.tile [%0, {%1, %2, %3}];\n"
-                     ::"l"(m), "r"(c0), "r"(c1), "r"(c2) : "memory");
-    else
-        asm volatile("cp.async.bulk.prefetch.tensor.4d.L2.global.tile"
-                     " [%0, {%1, %2, %3, %4}];\n"
-                     ::"l"(m), "r"(c0), "r"(c1), "r"(c2), "r"(c3) : "memory");
-}
-
-static __device__ __forceinline__ void h_wgmma_fence() {
-    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
-}
-static __device__ __forceinline__ void h_wgmma_commit() {
-    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-}
-static __device__ __forceinline__ void h_wgmma_wait0() {
-    asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
-}
-
-// Named barrier over the 128 threads of one consumer warpgroup.
-static __device__ __forceinline__ void h_warpgroup_sync(int id) {
-    asm volatile("bar.sync %0, 128;\n" ::"r"(id) : "memory");
-}
-
-// wgmma shared-memory descriptor (PTX ISA, "Matrix Descriptor"): start
-// address / 16 in bits 0-13 and LBO / 16 in bits 16-29 (the low word), SBO
-// / 16 in bits 32-45 and the 128B swizzle in bits 62-63 (the high word, a
-// constant here).  Shared addresses stay below 256 KB, so the start field
-// never carries into LBO: the descriptor of byte `off` of a tile is the
-// tile's low word + off / 16.  The issue loops add that constant instead
-// of rebuilding each descriptor (a dependent shift-mask-or chain before
-// every wgmma).
-static __device__ __forceinline__ u32 h_desc_lo(u32 addr, u32 lbo) {
-    return (addr >> 4) | ((lbo >> 4) << 16);
-}
-static __device__ __forceinline__ u64 h_desc(u32 lo, u32 sbo) {
-    return ((u64)((sbo >> 4) | (1u << 30)) << 32) | lo;
-}
-
-// The selected block that key tile `it` lies in, or -1 past the walk.
-static __device__ __forceinline__ int h_tile_block(const int *sel, int total, int it) {
-    return it < total ? __ldg(sel + it / H_SUBTILES) : -1;
-}
-
-// h_tile_start from h_tile_block's result (split so that the consumer can
-// load the entry a tile ahead and use it a tile later).
-static __device__ __forceinline__ int h_tile_key(int block, int it) {
-    return block >= 0 ? block * BLOCK_SIZE + (it % H_SUBTILES) * H_TN : 0x7fffffff;
-}
-
 // Key tile `it` of the walk: its first key, or a sentinel past every lim.
 static __device__ __forceinline__ int h_tile_start(const int *sel, int total, int it) {
     return it < total ? __ldg(sel + it / H_SUBTILES) * BLOCK_SIZE +
@@ -312,15 +220,32 @@ static __device__ __forceinline__ int h_tile_start(const int *sel, int total, in
                       : 0x7fffffff;
 }
 
+// HANDOVER.  The producer already walks the item and its selection row
+// for the TMA coordinates, so it hands the consumers what they need in
+// shared memory instead of letting them derive it again: per item a slot
+// (HSlot: the item's coordinates, lengths, split info and first key) and
+// per stage a tile word, (first key << 1) | (last tile of the item), the
+// latter written before the stage's K copy is armed, so that the full_k
+// wait that precedes every use of the stage also publishes its word.
+// Deriving them on the consumers was an integer division and two
+// dependent global loads (the selection count, then the entry) at the
+// start of every item, ~12% of the consumers' time on short rows.
+static __device__ __forceinline__ int h_tile_word(int key0, bool last) {
+    return (key0 << 1) | (last ? 1 : 0);
+}
+
 // ---- the producer: one thread issues every copy ----
 // One work item: the first K/V tile, then the Q tile once the consumers
 // released the Q rows of item n - 1 (after its last S = Q K^T), then the
 // remaining K/V tiles.  `it` is the CTA's running tile count over all
 // its items: tile it uses stage it % H_STAGES for the (it / H_STAGES)-th
-// time.  Returns it advanced past this item's tiles.
+// time.  Before a stage's K copy the producer writes the stage's tile word
+// (HANDOVER): the consumers then never read the selection row.  Returns
+// it advanced past this item's tiles.
 static __device__ __forceinline__ int
-h_produce(const AttnTmaParams &p, u32 smem, int n, int it, int q_row, int k_row,
-          int h, int kvh, int b, const int *sel, int total, int lim) {
+h_produce(const AttnTmaParams &p, u32 smem, volatile int *handover, int n, int it,
+          int q_row, int k_row, int h, int kvh, int b, const int *sel, int total,
+          int lim) {
     const u32 bar_q = smem + H_BAR_OFFSET;
     const u32 q_empty = smem + H_Q_EMPTY_OFFSET;
     auto load_q = [&]() {
@@ -342,8 +267,12 @@ h_produce(const AttnTmaParams &p, u32 smem, int n, int it, int q_row, int k_row,
         const int s = it % H_STAGES;
         const u32 full_k = bar_q + 8 * (1 + 3 * s);
         const u32 full_v = full_k + 8, empty = full_k + 16;
+        // the next entry is loaded while the stage drains
+        const int next = h_tile_start(sel, total, i + 1);
         if (it >= H_STAGES) // the consumers released this stage's last tile
             h_bar_wait(empty, ((it / H_STAGES) & 1) ^ 1);
+        // published by the expect_tx arrive (release) below
+        handover[H_TILE_INT + s] = h_tile_word(key0, next > lim);
         const u32 dk = smem + H_K_OFFSET + s * H_KV_BYTES;
         const u32 dv = smem + H_V_OFFSET + s * H_KV_BYTES;
         h_bar_expect_tx(full_k, H_KV_BYTES);
@@ -356,7 +285,7 @@ h_produce(const AttnTmaParams &p, u32 smem, int n, int it, int q_row, int k_row,
                        b, full_v);
         if (i == 0)
             load_q();
-        key0 = h_tile_start(sel, total, i + 1);
+        key0 = next;
     }
     return it;
 }
@@ -471,10 +400,6 @@ static __device__ __forceinline__ void h_issue_pv(float (&o)[H_O_REGS],
     h_wgmma_commit();
 }
 
-static __device__ __forceinline__ void h_wgmma_wait1() {
-    asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
-}
-
 // One work item = (sequence b, query head h, query tile of H_TM rows),
 // numbered ((b * Q_HEADS + h) * tiles + tile).  A queue entry is the item
 // and its split info: (first partial slot << 10) | (piece << 5) | (pieces
@@ -514,6 +439,51 @@ static __device__ __forceinline__ HItem h_item(const AttnParams &p, int w, int i
     return t;
 }
 
+// An item as the producer hands it to the consumers (HANDOVER), in a
+// slot of H_SLOT_INTS ints: the item (-1: no more work), its split info,
+// first query row, lengths, the first key of its first tile (> lim: no
+// tile), and the element offsets of its O and LSE rows.
+struct HSlot {
+    int w, info, q0, Sq, Sk, key0;
+    i64 o_off, lse_off;
+};
+static_assert(sizeof(HSlot) <= 4 * H_SLOT_INTS && H_SLOT_INTS % 2 == 0,
+              "HSlot must fit its slot, 8-byte aligned");
+
+static __device__ __forceinline__ void h_slot_put(volatile int *slot, const HSlot &s) {
+    slot[0] = s.w;
+    slot[1] = s.info;
+    slot[2] = s.q0;
+    slot[3] = s.Sq;
+    slot[4] = s.Sk;
+    slot[5] = s.key0;
+    volatile i64 *wide = reinterpret_cast<volatile i64 *>(slot + 6);
+    wide[0] = s.o_off;
+    wide[1] = s.lse_off;
+}
+
+static __device__ __forceinline__ HSlot h_slot_get(const volatile int *slot) {
+    const volatile i64 *wide = reinterpret_cast<const volatile i64 *>(slot + 6);
+    return {slot[0], slot[1], slot[2], slot[3], slot[4], slot[5], wide[0], wide[1]};
+}
+
+// The slot of item w (the producer's side).
+static __device__ __forceinline__ HSlot h_slot_of(const AttnParams &p, int w, int info,
+                                                  const HItem &t, bool varlen) {
+    HSlot s;
+    s.w = w;
+    s.info = info;
+    s.q0 = t.q0;
+    s.Sq = t.Sq;
+    s.Sk = t.Sk;
+    s.key0 = h_tile_start(t.sel, t.total, 0);
+    s.o_off = (varlen ? (i64)t.q_begin * p.o_stride_s : (i64)t.b * p.o_stride_b) +
+              (i64)t.h * p.o_stride_h;
+    s.lse_off = varlen ? (i64)t.h * p.cu_seqlens_q[p.batch] + t.q_begin
+                       : ((i64)t.b * Q_HEADS + t.h) * p.seqlen_q;
+    return s;
+}
+
 // Natural-log LSE of a row from its maximum m (scaled log2 domain) and
 // its sum; -inf for a row that saw no key.
 static __device__ __forceinline__ float h_lse(float m, float sum) {
@@ -528,12 +498,11 @@ h_split_piece(const AttnParams &p, int info, int wg, int wt,
               volatile int *arrived, int q0, int Sq, u16 *og, float *lse);
 
 // ---- a consumer warpgroup: 64 query rows ----
-// Work item n of the CTA, whose first tile is the CTA's tile it0; returns
-// it0 advanced past the item's tiles (the producer's count).
+// Work item n of the CTA (slot it), whose first tile is the CTA's tile
+// it0; returns it0 advanced past the item's tiles (the producer's count).
 static __device__ __forceinline__ int
-h_consume(const AttnParams &p, u32 smem, u8 *smem_ptr, int wg, int n, int it0,
-          int q0, int Sq, int Sk, int shift, const int *sel, int total, int lim,
-          u16 *og, float *lse) {
+h_consume(const AttnParams &p, u32 smem, volatile int *handover, int wg, int n,
+          int it0, const HSlot &it_slot, u16 *og, float *lse) {
     // wgmma reads its descriptors from uniform registers, and nvcc keeps a
     // value there only when it can prove it warp-uniform.  wg (from
     // threadIdx) and it0 (from loaded selection counts) are uniform in fact
@@ -543,6 +512,9 @@ h_consume(const AttnParams &p, u32 smem, u8 *smem_ptr, int wg, int n, int it0,
     // they are provably uniform and a batch issues back to back (H200:
     // dense 6-7% faster; bench/NOTES.md, session 4).
     it0 = __shfl_sync(0xffffffffu, it0, 0);
+    const int q0 = it_slot.q0, Sq = it_slot.Sq, Sk = it_slot.Sk, info = it_slot.info;
+    const int shift = Sk - Sq;
+    const int lim = min(q0 + H_TM, Sq) - 1 + shift; // last query position of the CTA
     const int wt = threadIdx.x - 128 * wg; // thread within the warpgroup
     const int warp = wt >> 5, lane = wt & 31, g = lane >> 2, t = lane & 3;
     const int row_wg = (wg - 1) * 64;     // first CTA row of this warpgroup
@@ -571,6 +543,8 @@ h_consume(const AttnParams &p, u32 smem, u8 *smem_ptr, int wg, int n, int it0,
         return smem + H_V_OFFSET + ((it0 + it) % H_STAGES) * H_KV_BYTES;
     };
     auto parity = [&](int it) { return ((it0 + it) / H_STAGES) & 1; };
+    // the tile word of tile it (HANDOVER); valid once full_k(it) completed
+    auto tile_word = [&](int it) { return handover[H_TILE_INT + (it0 + it) % H_STAGES]; };
     int tiles = 0; // of this item
     float sc[H_S_REGS], alpha[2];
     u32 pa[H_TN / 16][4];
@@ -584,17 +558,11 @@ h_consume(const AttnParams &p, u32 smem, u8 *smem_ptr, int wg, int n, int it0,
     };
     // The Q rows go back to the producer (q_empty) as soon as this
     // warpgroup's last S = Q K^T retired, so the next item's Q tile loads
-    // while this item's last P V and epilogue run.  The split info is read
-    // from the item slot first: once q_empty completes, the producer may
-    // publish item n + 2 into that slot.
-    volatile int *slots = reinterpret_cast<volatile int *>(smem_ptr + H_ITEM_OFFSET);
-    int info = 0;
-    auto release_q = [&]() {
-        info = slots[2 * (n & 1) + 1];
-        h_bar_arrive(smem + H_Q_EMPTY_OFFSET); // release: orders the read
-    };
-    int key0 = h_tile_start(sel, total, 0);
-    const bool any = key0 <= lim;
+    // while this item's last P V and epilogue run.  The slot was read
+    // before: once q_empty completes, the producer may publish item n + 2
+    // into it.
+    auto release_q = [&]() { h_bar_arrive(smem + H_Q_EMPTY_OFFSET); };
+    const bool any = it_slot.key0 <= lim;
     if (!any)
         release_q();
     if constexpr (H_OVERLAP) {
@@ -607,35 +575,27 @@ h_consume(const AttnParams &p, u32 smem, u8 *smem_ptr, int wg, int n, int it0,
         // two groups and keeps them asynchronous (a batch under a branch
         // made it serialise them, C7514).
         if (any) {
-            // The selection entry of the tile after next is loaded while
-            // this tile runs (loaded at the loop top, its first use
-            // stalled the batch issue), and Q is released right after the
-            // item's last S retired.
             h_bar_wait(full_k(0), parity(0));
+            int word = tile_word(0);
             h_wgmma_fence();
             h_issue_s(sc, q_base, k_tile(0));
-            // blk: the block of the tile after next, loaded a tile ahead
-            int key_next = h_tile_key(h_tile_block(sel, total, 1), 1);
-            int blk = h_tile_block(sel, total, 2);
             h_wgmma_wait0();
-            if (key_next > lim)
-                release_q();
-            softmax(key0);
+            if (word & 1)
+                release_q(); // the item's last S retired
+            softmax(word >> 1);
             h_pack_p(pa, sc); // O is still 0: no rescale
             int it = 1;
-            for (; key_next <= lim; it++) {
-                key0 = key_next;
+            for (; !(word & 1); it++) {
                 h_bar_wait(full_k(it), parity(it));
                 h_bar_wait(full_k(it - 1) + 8, parity(it - 1));
+                word = tile_word(it);
                 h_wgmma_fence();
                 h_issue_s(sc, q_base, k_tile(it));
                 h_issue_pv(o, pa, v_tile(it - 1));
-                key_next = h_tile_key(blk, it + 1);
-                blk = h_tile_block(sel, total, it + 2);
                 h_wgmma_wait1(); // S retired (P V may still run)
-                if (key_next > lim)
-                    release_q(); // it was the item's last S
-                softmax(key0);
+                if (word & 1)
+                    release_q();
+                softmax(word >> 1);
                 h_wgmma_wait0(); // P V of tile it-1 retired
                 h_bar_arrive(full_k(it - 1) + 16); // its stage is free
                 h_rescale(o, alpha);
@@ -650,15 +610,15 @@ h_consume(const AttnParams &p, u32 smem, u8 *smem_ptr, int wg, int n, int it0,
             tiles = it;
         }
     } else {
-        for (int it = 0; key0 <= lim; it++) {
+        for (int it = 0, word = 0; any && !(word & 1); it++) {
             h_bar_wait(full_k(it), parity(it));
+            word = tile_word(it);
             h_wgmma_fence();
             h_issue_s(sc, q_base, k_tile(it));
             h_wgmma_wait0();
-            const int next = h_tile_start(sel, total, it + 1);
-            if (next > lim)
+            if (word & 1)
                 release_q(); // the item's last S retired
-            softmax(key0);
+            softmax(word >> 1);
             h_rescale(o, alpha);
             h_pack_p(pa, sc);
             h_bar_wait(full_k(it) + 8, parity(it));
@@ -666,7 +626,6 @@ h_consume(const AttnParams &p, u32 smem, u8 *smem_ptr, int wg, int n, int it0,
             h_issue_pv(o, pa, v_tile(it));
             h_wgmma_wait0();
             h_bar_arrive(full_k(it) + 16); // this thread is done with the stage
-            key0 = next;
             tiles = it + 1;
         }
     }
@@ -674,14 +633,15 @@ h_consume(const AttnParams &p, u32 smem, u8 *smem_ptr, int wg, int n, int it0,
     // A split row: the piece that finishes last writes O and LSE from
     // every piece's partial state.
     if ((info & 31) != 0) {
-        h_split_piece(p, info, wg, wt, o, m, l, slots + 4 + (wg - 1), q0, Sq, og, lse);
+        h_split_piece(p, info, wg, wt, o, m, l, handover + H_ARRIVED_INT + (wg - 1), q0,
+                      Sq, og, lse);
         return it0 + tiles;
     }
 
-    // Epilogue: normalise and store straight from the accumulators: each
-    // store instruction of a warp writes 16 contiguous bytes of 8 rows
-    // (register pair j of row g + 8 r: columns 8 j + 2 t, + 1).  No shared
-    // staging: the Q rows already hold the next item's Q tile.
+    // Epilogue: normalise and store straight from the accumulators, 16
+    // bytes per thread and store (h_store_quad): a warp's store writes 64
+    // contiguous bytes of 8 rows.  No shared staging: the Q rows already
+    // hold the next item's Q tile.
     const int row0 = q0 + row_wg + 16 * warp + g; // the thread's row g
     float inv[2];
 #pragma unroll
@@ -696,12 +656,15 @@ h_consume(const AttnParams &p, u32 smem, u8 *smem_ptr, int wg, int n, int it0,
 #pragma unroll
     for (int r = 0; r < 2; r++) {
         const int row = row0 + 8 * r;
-        if (row < Sq) {
-            u16 *orow = og + (i64)row * p.o_stride_s + 2 * t;
+        u16 *orow = og + (i64)row * p.o_stride_s;
 #pragma unroll
-            for (int j = 0; j < HEAD_DIM / 8; j++)
-                *reinterpret_cast<u32 *>(orow + 8 * j) = float2_to_input2(
-                    o[4 * j + 2 * r] * inv[r], o[4 * j + 2 * r + 1] * inv[r]);
+        for (int j0 = 0; j0 < HEAD_DIM / 8; j0 += 4) {
+            u32 a[4];
+#pragma unroll
+            for (int k = 0; k < 4; k++)
+                a[k] = float2_to_input2(o[4 * (j0 + k) + 2 * r] * inv[r],
+                                        o[4 * (j0 + k) + 2 * r + 1] * inv[r]);
+            h_store_quad(orow + 8 * j0, a, t, row < Sq);
         }
     }
     return it0 + tiles;
@@ -714,8 +677,9 @@ h_consume(const AttnParams &p, u32 smem, u8 *smem_ptr, int wg, int n, int it0,
 // an atomic ticket counter: the longest rows start first and a CTA that
 // finishes early takes the next item, so the tail is the shortest rows
 // (density-aware load balance).  The producer thread takes the ticket and
-// publishes the item in one of two shared slots, each with an mbarrier
-// (count 1) the consumers wait on; item n uses slot n & 1.  Barrier
+// publishes the item (HSlot: what the consumers need of it, derived once)
+// in one of two shared slots, each with an mbarrier (count 1) the
+// consumers wait on; item n uses slot n & 1.  Barrier
 // phases run on across items: full_q completes once per item, each
 // stage's barriers once per use of the stage (the running tile count),
 // and q_empty (256 consumer arrivals once each consumer's last S of the
@@ -735,7 +699,7 @@ prism_attention(const __grid_constant__ AttnTmaParams P) {
     const u32 bars = smem + H_BAR_OFFSET;
     const u32 q_empty = smem + H_Q_EMPTY_OFFSET;
     const u32 item_bar = q_empty + 8; // + 8 * slot
-    volatile int *item_slot = reinterpret_cast<volatile int *>(smem_ptr + H_ITEM_OFFSET);
+    volatile int *handover = reinterpret_cast<volatile int *>(smem_ptr + H_ITEM_OFFSET);
 
     const int tid = threadIdx.x;
     if (tid == 0) {
@@ -763,17 +727,20 @@ prism_attention(const __grid_constant__ AttnTmaParams P) {
             const int ticket = atomicAdd(p.schedule, 1);
             const int w = ticket < entries ? p.schedule[2 + 2 * ticket] : -1;
             const int info = ticket < entries ? p.schedule[3 + 2 * ticket] : 0;
-            item_slot[2 * (n & 1)] = w;
-            item_slot[2 * (n & 1) + 1] = info;
-            h_bar_arrive(item_bar + 8 * (n & 1)); // release: the slot is visible
-            if (w < 0)
+            volatile int *slot = handover + H_SLOT_INTS * (n & 1);
+            if (w < 0) {
+                slot[0] = -1;
+                h_bar_arrive(item_bar + 8 * (n & 1)); // release: the slot is visible
                 return;
+            }
             const HItem t = h_item(p, w, info, tiles);
+            h_slot_put(slot, h_slot_of(p, w, info, t, varlen));
+            h_bar_arrive(item_bar + 8 * (n & 1));
             // TMA coordinates: varlen / batch 1 index tokens of the packed
             // tensor (rank 3); a fixed batch uses its own coordinate.
             const int qr = (varlen ? t.q_begin : 0) + t.q0;
             const int kr = varlen ? t.k_begin : 0;
-            it = h_produce(P, smem, n, it, qr, kr, t.h, t.h / GQA_GROUP,
+            it = h_produce(P, smem, handover, n, it, qr, kr, t.h, t.h / GQA_GROUP,
                            varlen ? 0 : t.b, t.sel, t.total, t.lim);
         }
     }
@@ -781,18 +748,10 @@ prism_attention(const __grid_constant__ AttnTmaParams P) {
     int it = 0;
     for (int n = 0;; n++) {
         h_bar_wait(item_bar + 8 * (n & 1), (n >> 1) & 1);
-        const int w = item_slot[2 * (n & 1)];
-        if (w < 0)
+        const HSlot slot = h_slot_get(handover + H_SLOT_INTS * (n & 1));
+        if (slot.w < 0)
             return;
-        const HItem t = h_item(p, w, item_slot[2 * (n & 1) + 1], tiles);
-        u16 *og = p.o +
-                  (varlen ? (i64)t.q_begin * p.o_stride_s : (i64)t.b * p.o_stride_b) +
-                  (i64)t.h * p.o_stride_h;
-        float *lse = nullptr;
-        if (p.lse)
-            lse = varlen ? p.lse + (i64)t.h * p.cu_seqlens_q[p.batch] + t.q_begin
-                         : p.lse + ((i64)t.b * Q_HEADS + t.h) * p.seqlen_q;
-        it = h_consume(p, smem, smem_ptr, wg, n, it, t.q0, t.Sq, t.Sk, t.shift, t.sel,
-                       t.total, t.lim, og, lse);
+        it = h_consume(p, smem, handover, wg, n, it, slot, p.o + slot.o_off,
+                       p.lse ? p.lse + slot.lse_off : nullptr);
     }
 }
