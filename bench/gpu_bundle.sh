@@ -33,5 +33,5 @@ for b in "$out"/bin/*; do
   patchelf --set-rpath '$ORIGIN/../lib' "$b"
 done
 cp configs/*.yaml "$out/configs/"
-cp bench/gpu_run.sh bench/gpu_profile.sh bench/sdpa_baseline.py "$out/"
+cp bench/gpu_run.sh bench/gpu_profile.sh bench/gpu_ab.sh bench/sdpa_baseline.py "$out/"
 du -sh "$out"
