@@ -44,7 +44,9 @@ static __device__ __noinline__ void h_split_combine(const AttnParams &p, int fir
     // piece s's weight for row r: 2^(m_s - M) (0 for a piece that saw no key)
     auto weight = [&](const float *ml, int r) {
         const float ms = __ldcg(ml + 128 * r);
-        return ms == -INFINITY ? 0.f : exp2_approx(ms - M[r]);
+        // r is not a compile-time index in the loop below: select, so the
+        // arrays stay in registers (an indexed read went to local memory)
+        return ms == -INFINITY ? 0.f : exp2_approx(ms - (r ? M[1] : M[0]));
     };
     for (int s = 0; s < pieces; s++) {
         const float *ml = h_partial_ml(p, first, s, wg, wt);
@@ -76,7 +78,7 @@ static __device__ __noinline__ void h_split_combine(const AttnParams &p, int fir
         const int row = q0 + row_wg + 16 * warp + g + 8 * r;
         if (row < Sq)
             *reinterpret_cast<u32 *>(og + (i64)row * p.o_stride_s + 8 * (i >> 2) + 2 * t) =
-                float2_to_input2(a0 * inv[r], a1 * inv[r]);
+                float2_to_input2(a0 * (r ? inv[1] : inv[0]), a1 * (r ? inv[1] : inv[0]));
     }
 }
 

@@ -92,7 +92,8 @@ Test(nvrtc, every_kernel_compiles_for_sm80_and_sm90a, .timeout = 600) {
 /* The sm_90a attention kernel in every shape the tuner may pick: wgmma
  * stays asynchronous (ptxas says C7514, C7511, C7520... when it has to
  * serialise wgmma),
- * setmaxnreg is honoured (C7508 when ignored), nothing spills. */
+ * setmaxnreg is honoured (C7508 when ignored), nothing spills or uses
+ * local memory. */
 Test(nvrtc, hopper_attention_variants_keep_wgmma_async, .timeout = 600) {
     static const int dims[] = {64, 128, 256};
     static const int64_t variants[][2] = {{0, 0}, {2, 1}, {3, 1}, {3, 2}};
@@ -141,6 +142,12 @@ Test(nvrtc, hopper_attention_variants_keep_wgmma_async, .timeout = 600) {
                                              err, sizeof err),
                          PRISM_OK, "%s", err);
             cr_assert_eq(r.spill_bytes, 0, "D=%d stages %lld overlap %lld:\n%s",
+                         dims[d], (long long)variants[v][0],
+                         (long long)variants[v][1], r.log);
+            /* no local memory at all (the largest stack frame of any
+             * function): the split-row merge once indexed an array with
+             * a loop variable and kept it on the stack */
+            cr_assert_eq(r.local_bytes, 0, "D=%d stages %lld overlap %lld:\n%s",
                          dims[d], (long long)variants[v][0],
                          (long long)variants[v][1], r.log);
             /* C7514 (a batch under a branch) is a warning; C7511 (register
