@@ -171,8 +171,6 @@ prism_status prism_emit_source(const prism_kernel_spec *spec, char **source,
     for (int i = 0; i < PRISM_MAX_TEMPLATES && spec->templates[i]; i++)
         if (!(parts[i] = prism_template_find(spec->templates[i])) && !missing)
             missing = spec->templates[i];
-    if (!spec->templates[0] && !missing)
-        missing = "(none named)";
     if (missing)
         return prism_errorf(err, err_size, PRISM_ERR_GENERATE,
                             "template '%s' is not embedded in this build; "

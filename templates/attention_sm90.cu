@@ -223,7 +223,8 @@ static __device__ __forceinline__ int h_tile_start(const int *sel, int total, in
 // HANDOVER.  The producer already walks the item and its selection row
 // for the TMA coordinates, so it hands the consumers what they need in
 // shared memory instead of letting them derive it again: per item a slot
-// (HSlot: the item's coordinates, lengths, split info and first key) and
+// (HSlot: the item's coordinates, lengths, split info, first key and last
+// query position) and
 // per stage a tile word, (first key << 1) | (last tile of the item), the
 // latter written before the stage's K copy is armed, so that the full_k
 // wait that precedes every use of the stage also publishes its word.
@@ -240,12 +241,13 @@ static __device__ __forceinline__ int h_tile_word(int key0, bool last) {
 // remaining K/V tiles.  `it` is the CTA's running tile count over all
 // its items: tile it uses stage it % H_STAGES for the (it / H_STAGES)-th
 // time.  Before a stage's K copy the producer writes the stage's tile word
-// (HANDOVER): the consumers then never read the selection row.  Returns
-// it advanced past this item's tiles.
+// (HANDOVER): the consumers then never read the selection row.  key0 is
+// the first tile's key, already in the item's slot.  Returns it advanced
+// past this item's tiles.
 static __device__ __forceinline__ int
 h_produce(const AttnTmaParams &p, u32 smem, volatile int *handover, int n, int it,
           int q_row, int k_row, int h, int kvh, int b, const int *sel, int total,
-          int lim) {
+          int key0, int lim) {
     const u32 bar_q = smem + H_BAR_OFFSET;
     const u32 q_empty = smem + H_Q_EMPTY_OFFSET;
     auto load_q = [&]() {
@@ -260,7 +262,6 @@ h_produce(const AttnTmaParams &p, u32 smem, volatile int *handover, int n, int i
     if (n > 0)
         for (int c = 0; c < H_CHUNKS; c++)
             h_tma_prefetch(&p.q, p.rank, c * 64, q_row, h, b);
-    int key0 = h_tile_start(sel, total, 0);
     if (key0 > lim)
         load_q();
     for (int i = 0; key0 <= lim; i++, it++) {
@@ -441,10 +442,11 @@ static __device__ __forceinline__ HItem h_item(const AttnParams &p, int w, int i
 
 // An item as the producer hands it to the consumers (HANDOVER), in a
 // slot of H_SLOT_INTS ints: the item (-1: no more work), its split info,
-// first query row, lengths, the first key of its first tile (> lim: no
-// tile), and the element offsets of its O and LSE rows.
+// first query row, lengths, the first key of its first tile, the last
+// query position of its rows (key0 > lim: no tile), and the element
+// offsets of its O and LSE rows.
 struct HSlot {
-    int w, info, q0, Sq, Sk, key0;
+    int w, info, q0, Sq, Sk, key0, lim, pad;
     i64 o_off, lse_off;
 };
 static_assert(sizeof(HSlot) <= 4 * H_SLOT_INTS && H_SLOT_INTS % 2 == 0,
@@ -457,14 +459,16 @@ static __device__ __forceinline__ void h_slot_put(volatile int *slot, const HSlo
     slot[3] = s.Sq;
     slot[4] = s.Sk;
     slot[5] = s.key0;
-    volatile i64 *wide = reinterpret_cast<volatile i64 *>(slot + 6);
+    slot[6] = s.lim;
+    volatile i64 *wide = reinterpret_cast<volatile i64 *>(slot + 8);
     wide[0] = s.o_off;
     wide[1] = s.lse_off;
 }
 
 static __device__ __forceinline__ HSlot h_slot_get(const volatile int *slot) {
-    const volatile i64 *wide = reinterpret_cast<const volatile i64 *>(slot + 6);
-    return {slot[0], slot[1], slot[2], slot[3], slot[4], slot[5], wide[0], wide[1]};
+    const volatile i64 *wide = reinterpret_cast<const volatile i64 *>(slot + 8);
+    return {slot[0], slot[1], slot[2], slot[3], slot[4], slot[5], slot[6], 0,
+            wide[0], wide[1]};
 }
 
 // The slot of item w (the producer's side).
@@ -477,6 +481,7 @@ static __device__ __forceinline__ HSlot h_slot_of(const AttnParams &p, int w, in
     s.Sq = t.Sq;
     s.Sk = t.Sk;
     s.key0 = h_tile_start(t.sel, t.total, 0);
+    s.lim = t.lim;
     s.o_off = (varlen ? (i64)t.q_begin * p.o_stride_s : (i64)t.b * p.o_stride_b) +
               (i64)t.h * p.o_stride_h;
     s.lse_off = varlen ? (i64)t.h * p.cu_seqlens_q[p.batch] + t.q_begin
@@ -513,8 +518,7 @@ h_consume(const AttnParams &p, u32 smem, volatile int *handover, int wg, int n,
     // dense 6-7% faster; bench/NOTES.md, session 4).
     it0 = __shfl_sync(0xffffffffu, it0, 0);
     const int q0 = it_slot.q0, Sq = it_slot.Sq, Sk = it_slot.Sk, info = it_slot.info;
-    const int shift = Sk - Sq;
-    const int lim = min(q0 + H_TM, Sq) - 1 + shift; // last query position of the CTA
+    const int shift = Sk - Sq, lim = it_slot.lim;
     const int wt = threadIdx.x - 128 * wg; // thread within the warpgroup
     const int warp = wt >> 5, lane = wt & 31, g = lane >> 2, t = lane & 3;
     const int row_wg = (wg - 1) * 64;     // first CTA row of this warpgroup
@@ -734,14 +738,15 @@ prism_attention(const __grid_constant__ AttnTmaParams P) {
                 return;
             }
             const HItem t = h_item(p, w, info, tiles);
-            h_slot_put(slot, h_slot_of(p, w, info, t, varlen));
+            const HSlot s = h_slot_of(p, w, info, t, varlen);
+            h_slot_put(slot, s);
             h_bar_arrive(item_bar + 8 * (n & 1));
             // TMA coordinates: varlen / batch 1 index tokens of the packed
             // tensor (rank 3); a fixed batch uses its own coordinate.
             const int qr = (varlen ? t.q_begin : 0) + t.q0;
             const int kr = varlen ? t.k_begin : 0;
             it = h_produce(P, smem, handover, n, it, qr, kr, t.h, t.h / GQA_GROUP,
-                           varlen ? 0 : t.b, t.sel, t.total, t.lim);
+                           varlen ? 0 : t.b, t.sel, t.total, s.key0, t.lim);
         }
     }
     asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(H_CONSUMER_REGS));
