@@ -120,7 +120,9 @@ static void emit_accumulators(strbuf *sb, int count) {
  *   wgmma_ss: D (+)= A B, A and B from shared-memory descriptors, B K-major;
  *             accumulate = 0 overwrites D (the first k-step).
  *   wgmma_rs: D += A B, A (m64 x k16) from 4 registers per thread in the
- *             mma.m16n8k16 A layout, B an MN-major descriptor (trans-b). */
+ *             mma.m16n8k16 A layout, B an MN-major descriptor (trans-b);
+ *   wgmma_rs_s: the S shape (N = WGMMA_SS_N) with A from registers as in
+ *             wgmma_rs and B K-major as in wgmma_ss, accumulate as there. */
 static void emit_wgmma_wrappers(strbuf *sb, const prism_kernel_spec *spec) {
     int ss_n = (int)prism_spec_int(spec, "WGMMA_SS_N", 0);
     int rs_n = (int)prism_spec_int(spec, "WGMMA_RS_N", 0);
@@ -141,6 +143,21 @@ static void emit_wgmma_wrappers(strbuf *sb, const prism_kernel_spec *spec) {
         sb_printf(sb, "}, %%%d, %%%d, p, 1, 1, 0, 0;\\n}\\n\"\n        : ", r, r + 1);
         emit_accumulators(sb, r);
         sb_printf(sb, "\n        : \"l\"(desc_a), \"l\"(desc_b), \"r\"(accumulate));\n}\n");
+    }
+    if (ss_n > 0) {
+        int r = ss_n / 2;
+        sb_printf(sb,
+                  "static __device__ __forceinline__ void wgmma_rs_s(float (&d)[%d], "
+                  "const u32 (&a)[4], u64 desc_b, int accumulate) {\n"
+                  "    asm volatile(\"{\\n.reg .pred p;\\nsetp.ne.b32 p, %%%d, 0;"
+                  "\\n\"\n        \"wgmma.mma_async.sync.aligned.m64n%dk16.f32.%s.%s {",
+                  r, r + 5, ss_n, t, t);
+        emit_operand_list(sb, 0, r);
+        sb_printf(sb, "}, {%%%d, %%%d, %%%d, %%%d}, %%%d, p, 1, 1, 0;\\n}\\n\"\n        : ",
+                  r, r + 1, r + 2, r + 3, r + 4);
+        emit_accumulators(sb, r);
+        sb_printf(sb, "\n        : \"r\"(a[0]), \"r\"(a[1]), \"r\"(a[2]), "
+                      "\"r\"(a[3]), \"l\"(desc_b), \"r\"(accumulate));\n}\n");
     }
     if (rs_n > 0) {
         int r = rs_n / 2;

@@ -28,7 +28,7 @@ typedef struct prism_constant {
 } prism_constant;
 
 /* template files one kernel's source may be built from */
-#define PRISM_MAX_TEMPLATES 3
+#define PRISM_MAX_TEMPLATES 4
 
 typedef struct prism_kernel_spec {
     const prism_kernel_def *def;

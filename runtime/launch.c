@@ -50,15 +50,15 @@ typedef struct attn_params {
     float scale_log2;
 } attn_params;
 
-/* templates/attention_sm90.cu's AttnTmaParams: the Q, K and V tensor maps
- * first (CUtensorMap is 128-byte aligned here, 64 in the kernel: with the
- * maps first both layouts agree), then the plain parameters. */
+/* templates/attention_sm90.cu's AttnTmaParams: the Q, K, V and O tensor
+ * maps first (CUtensorMap is 128-byte aligned here, 64 in the kernel: with
+ * the maps first both layouts agree), then the plain parameters. */
 typedef struct attn_tma_params {
-    CUtensorMap q, k, v;
+    CUtensorMap q, k, v, o;
     attn_params a;
     int rank;
 } attn_tma_params;
-_Static_assert(offsetof(attn_tma_params, a) == 384,
+_Static_assert(offsetof(attn_tma_params, a) == 512,
                "AttnTmaParams layout of templates/attention_sm90.cu");
 
 #define DEV(p) ((CUdeviceptr)(uintptr_t)(p))
@@ -333,11 +333,13 @@ static prism_status encode_map(prism_plan *p, CUtensorMap *map,
     return PRISM_OK;
 }
 
-/* Fills tp: the plain parameters ap and the Q, K and V tensor maps. */
+/* Fills tp: the plain parameters ap and the Q, K, V and O tensor maps.
+ * O's box is one consumer warpgroup's rows (half the kernel's tile_m):
+ * the overlapped consumer stores O through shared memory with it. */
 static prism_status tma_params(prism_plan *p, const prism_batch *b,
                                const prism_tensor *q, const prism_tensor *k,
-                               const prism_tensor *v, const attn_params *ap,
-                               attn_tma_params *tp) {
+                               const prism_tensor *v, const prism_tensor *o,
+                               const attn_params *ap, attn_tma_params *tp) {
     const prism_config *c = &p->cfg;
     const plan_kernel *at = &p->kernels[PLAN_ATTENTION];
     bool varlen = b->cu_seqlens_q != NULL;
@@ -351,10 +353,12 @@ static prism_status tma_params(prism_plan *p, const prism_batch *b,
     if ((st = encode_map(p, &tp->q, q, "q", tp->rank, sq, c->q_heads, batch,
                          at->tile_m)) != PRISM_OK ||
         (st = encode_map(p, &tp->k, k, "k", tp->rank, sk, c->kv_heads, batch,
+                         at->tile_n)) != PRISM_OK ||
+        (st = encode_map(p, &tp->v, v, "v", tp->rank, sk, c->kv_heads, batch,
                          at->tile_n)) != PRISM_OK)
         return st;
-    return encode_map(p, &tp->v, v, "v", tp->rank, sk, c->kv_heads, batch,
-                      at->tile_n);
+    return encode_map(p, &tp->o, o, "o", tp->rank, sq, c->q_heads, batch,
+                      at->tile_m / 2);
 }
 
 /* The attention launch.  A persistent kernel (sm_90a) first gets its
@@ -402,7 +406,7 @@ static prism_status run_attention(prism_plan *p, const prism_batch *b,
     attn_tma_params tp; /* the sm_90a kernel's parameters */
     void *params = &ap;
     if (at->tensor_maps) {
-        prism_status st = tma_params(p, b, q, k, v, &ap, &tp);
+        prism_status st = tma_params(p, b, q, k, v, o, &ap, &tp);
         if (st != PRISM_OK)
             return st;
         params = &tp;

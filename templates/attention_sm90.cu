@@ -9,7 +9,8 @@
 // zero row and LSE = -inf; rows past Sq are never written.  The generator
 // picks this template for sm_90a when BLOCK_SIZE >= 128 (a CTA's 128 query
 // rows then share one selection row) and HEAD_DIM is 64, 128 or 256; its
-// PTX wrappers come first (templates/attention_sm90_ptx.cuh), the split
+// PTX wrappers come first (templates/attention_sm90_ptx.cuh), the
+// overlapped consumer (templates/attention_sm90_stream.cu), the split
 // rows and the work queue after it (templates/attention_sm90_schedule.cu).
 //
 // WHY A SECOND KERNEL.  mma.sync issues 16x8x16 products per warp and
@@ -28,8 +29,9 @@
 //    Before reusing a stage it waits on that stage's "empty" mbarrier.
 //  * Warpgroups 1 and 2, the consumers, take the registers (setmaxnreg.inc
 //    to H_CONSUMER_REGS) and own 64 query rows each.  Per key tile: wait
-//    K full; S = Q K^T (HEAD_DIM/16 wgmma m64nTNk16, both operands from
-//    shared memory); mask near the diagonal; online softmax in registers;
+//    K full; S = Q K^T (HEAD_DIM/16 wgmma m64nTNk16, Q from shared memory,
+//    or from registers in the overlapped consumer; K from shared memory);
+//    mask near the diagonal; online softmax in registers;
 //    P converted to bf16/fp16 in registers; wait V full; O += P V
 //    (TN/16 wgmma m64nDk16, A = P from registers, B = V from shared memory
 //    read transposed); then every consumer thread arrives on the stage's
@@ -50,7 +52,7 @@
 // 128-byte swizzle (16-byte unit u of row r lands at u ^ (r & 7)), which is
 // the swizzle wgmma's descriptors name.  Chunks are 1024-byte aligned.
 //   [Q: 128 rows][K: STAGES x TN rows][V: STAGES x TN rows][mbarriers]
-//   [handover ints: 2 item slots, 2 split arrivals, STAGES tile words]
+//   [handover ints: 3 item slots, 2 split arrivals, STAGES tile words]
 // Descriptors (PTX ISA, "Matrix Descriptor"; canonical layouts):
 //  * Q (A) and K (B of S) are K-major (the reduction dimension, D, is
 //    contiguous): SBO = 1024 (8 rows x 128 B), LBO unused; k-step kk
@@ -66,21 +68,21 @@
 // so P of k-step kk is packed from S registers of n8 blocks 2 kk, 2 kk + 1
 // exactly as in the sm_80 kernel: no shuffles.
 //
-// EPILOGUE.  Each consumer normalises O and stores it straight from the
-// accumulators, after a transpose inside each quad of threads
-// (h_store_quad, templates/attention_sm90_ptx.cuh) so that every thread
-// writes 16 bytes and every store of a warp whole 32-byte sectors.  It
-// does not stage O in shared memory: the Q rows are handed back to the
-// producer as soon as the item's last S = Q K^T retired, so the next
-// item's Q tile (prefetched into L2 by the producer) loads during the last
-// P V and the epilogue instead of after them.  (The 4-byte stores this
-// replaced were 14% of the consumers' time at 8K with 10% masks; H200,
-// bench/NOTES.md, session 5.)
+// EPILOGUE.  The overlapped consumer stages O in its warpgroup's Q rows
+// (free by then: Q lives in registers) and stores it with one TMA copy
+// (templates/attention_sm90_stream.cu).  Where that cannot be (the plain
+// consumer, split pieces, a varlen tile passing its sequence's end), O is
+// normalised and stored straight from the accumulators, after a transpose
+// inside each quad of threads (h_store_quad, attention_sm90_ptx.cuh) so
+// that every thread writes 16 bytes and every store of a warp whole
+// 32-byte sectors (h_store_o).  In the plain consumer the Q rows go back
+// to the producer as soon as the item's last S = Q K^T retired, so the
+// next item's Q tile loads during the last P V and the epilogue.
 //
-// HOST CONTRACT.  As the sm_80 kernel, plus three tensor maps built by the
+// HOST CONTRACT.  As the sm_80 kernel, plus four tensor maps built by the
 // host with cuTensorMapEncodeTiled (128B swizzle, box {64, rows}, zero
-// fill out of bounds): Q box 128 rows, K and V box TN rows, over
-// {D, S, H} (batch 1 or varlen: S = all tokens) or {D, S, H, B}.  The
+// fill out of bounds): Q box 128 rows, K and V box TN rows, O box 64 rows,
+// over {D, S, H} (batch 1 or varlen: S = all tokens) or {D, S, H, B}.  The
 // kernel parameter is AttnTmaParams, passed as __grid_constant__ so the
 // TMA unit reads the maps from parameter memory.  prism_attention_launch
 // = {threads, rows per CTA, dynamic shared memory, 1 = tensor maps, keys
@@ -92,10 +94,12 @@
 // OVERLAP (the default with 3 stages).  Tile i's S = Q K^T is issued in
 // one batch with tile i-1's O += P V; the consumer waits for S only, runs
 // tile i's softmax while P V finishes, then waits for P V, rescales O and
-// packs P.  The two consumers issue their batches independently.  (They
-// used to take turns on named barriers, FA3's ping-pong; on the H200 that
-// changed nothing dense and cost 1-4% on sparse masks, where short rows
-// keep the two warpgroups out of step: bench/NOTES.md, session 4.)
+// packs P -- and runs on across work items, Q held in registers
+// (templates/attention_sm90_stream.cu says why and how).  The two
+// consumers issue their batches independently.  (They used to take turns
+// on named barriers, FA3's ping-pong; on the H200 that changed nothing
+// dense and cost 1-4% on sparse masks, where short rows keep the two
+// warpgroups out of step: bench/NOTES.md, session 4.)
 //
 // On the H100 (D = 128, bf16, dense causal, bench/results/h100-2026-11-28-4
 // and -5): overlapped with 2 stages 480-520 TFLOP/s, plain loop 550-583,
@@ -140,14 +144,14 @@ struct __align__(64) TmaMap {
 
 // The maps come first: the host's CUtensorMap is 128-byte aligned, ours 64
 // (all TMA needs), so maps first keeps both layouts identical: q at 0, k
-// at 128, v at 256, a at 384.
+// at 128, v at 256, o at 384, a at 512.
 struct AttnTmaParams {
-    TmaMap q, k, v; // rank 3 {D, S, H} or rank 4 {D, S, H, B}
+    TmaMap q, k, v, o; // rank 3 {D, S, H} or rank 4 {D, S, H, B}; o: box 64 rows
     AttnParams a;
-    int rank;       // 3 or 4
+    int rank;          // 3 or 4
 };
-static_assert(sizeof(TmaMap) == 128 && 384 % alignof(AttnParams) == 0,
-              "host mirror layout: a at 384");
+static_assert(sizeof(TmaMap) == 128 && 512 % alignof(AttnParams) == 0,
+              "host mirror layout: a at 512");
 
 static constexpr int H_TM = 128; // query rows per CTA: 2 consumers x 64
 static constexpr int H_TN = BLOCK_N > 0 ? BLOCK_N : (HEAD_DIM <= 128 ? 128 : 64);
@@ -176,14 +180,17 @@ static constexpr int H_K_OFFSET = H_Q_BYTES;
 static constexpr int H_V_OFFSET = H_K_OFFSET + H_STAGES * H_KV_BYTES;
 static constexpr int H_BAR_OFFSET = H_V_OFFSET + H_STAGES * H_KV_BYTES;
 // barriers: full_q, then per stage full_k, full_v, empty; then q_empty
-// and the two work-item barriers; then the ints the producer hands over
-static constexpr int H_BARS = 1 + 3 * H_STAGES + 3;
+// and the work-item barriers (one per slot); then the ints the producer
+// hands over
+static constexpr int H_ITEM_SLOTS = 3;
+static constexpr int H_BARS = 1 + 3 * H_STAGES + 1 + H_ITEM_SLOTS;
 static constexpr int H_Q_EMPTY_OFFSET = H_BAR_OFFSET + 8 * (1 + 3 * H_STAGES);
 static constexpr int H_ITEM_OFFSET = H_BAR_OFFSET + 8 * H_BARS;
-// Ints at H_ITEM_OFFSET (HANDOVER below): two work-item slots of
-// H_SLOT_INTS, one split-arrival int per consumer, one tile word per stage.
-static constexpr int H_SLOT_INTS = 12;
-static constexpr int H_ARRIVED_INT = 2 * H_SLOT_INTS;
+// Ints at H_ITEM_OFFSET (HANDOVER below): H_ITEM_SLOTS work-item slots
+// of H_SLOT_INTS, one split-arrival int per consumer, one tile word per
+// stage.
+static constexpr int H_SLOT_INTS = 14;
+static constexpr int H_ARRIVED_INT = H_ITEM_SLOTS * H_SLOT_INTS;
 static constexpr int H_TILE_INT = H_ARRIVED_INT + 2;
 static constexpr int H_SMEM_BYTES = H_ITEM_OFFSET + 4 * (H_TILE_INT + H_STAGES) + 1024;
 static constexpr int H_SPLIT_MAX = 16;       // pieces of one split row at most
@@ -443,14 +450,29 @@ static __device__ __forceinline__ HItem h_item(const AttnParams &p, int w, int i
 // An item as the producer hands it to the consumers (HANDOVER), in a
 // slot of H_SLOT_INTS ints: the item (-1: no more work), its split info,
 // first query row, lengths, the first key of its first tile, the last
-// query position of its rows (key0 > lim: no tile), and the element
+// query position of its rows (key0 > lim: no tile), its TMA coordinates
+// (row, head, batch: as the Q copy's, for the O store), and the element
 // offsets of its O and LSE rows.
 struct HSlot {
-    int w, info, q0, Sq, Sk, key0, lim, pad;
+    int w, info, q0, Sq, Sk, key0, lim, row, h, b;
     i64 o_off, lse_off;
 };
 static_assert(sizeof(HSlot) <= 4 * H_SLOT_INTS && H_SLOT_INTS % 2 == 0,
               "HSlot must fit its slot, 8-byte aligned");
+
+// Item n's slot and its barrier (count 1, completing once per use of the
+// slot).  Three slots: item n + 3 reuses slot n % 3 only after q_empty
+// completed for item n + 1, i.e. after every consumer moved past item n's
+// end (the overlapped consumer reads item n's slot again there).
+static __device__ __forceinline__ volatile int *h_slot_at(volatile int *handover, int n) {
+    return handover + H_SLOT_INTS * (n % H_ITEM_SLOTS);
+}
+static __device__ __forceinline__ u32 h_item_bar(u32 smem, int n) {
+    return smem + H_Q_EMPTY_OFFSET + 8 * (1 + n % H_ITEM_SLOTS);
+}
+static __device__ __forceinline__ int h_item_parity(int n) {
+    return (n / H_ITEM_SLOTS) & 1;
+}
 
 static __device__ __forceinline__ void h_slot_put(volatile int *slot, const HSlot &s) {
     slot[0] = s.w;
@@ -460,15 +482,18 @@ static __device__ __forceinline__ void h_slot_put(volatile int *slot, const HSlo
     slot[4] = s.Sk;
     slot[5] = s.key0;
     slot[6] = s.lim;
-    volatile i64 *wide = reinterpret_cast<volatile i64 *>(slot + 8);
+    slot[7] = s.row;
+    slot[8] = s.h;
+    slot[9] = s.b;
+    volatile i64 *wide = reinterpret_cast<volatile i64 *>(slot + 10);
     wide[0] = s.o_off;
     wide[1] = s.lse_off;
 }
 
 static __device__ __forceinline__ HSlot h_slot_get(const volatile int *slot) {
-    const volatile i64 *wide = reinterpret_cast<const volatile i64 *>(slot + 8);
-    return {slot[0], slot[1], slot[2], slot[3], slot[4], slot[5], slot[6], 0,
-            wide[0], wide[1]};
+    const volatile i64 *wide = reinterpret_cast<const volatile i64 *>(slot + 10);
+    return {slot[0], slot[1], slot[2], slot[3], slot[4], slot[5], slot[6],
+            slot[7], slot[8], slot[9], wide[0], wide[1]};
 }
 
 // The slot of item w (the producer's side).
@@ -482,6 +507,9 @@ static __device__ __forceinline__ HSlot h_slot_of(const AttnParams &p, int w, in
     s.Sk = t.Sk;
     s.key0 = h_tile_start(t.sel, t.total, 0);
     s.lim = t.lim;
+    s.row = (varlen ? t.q_begin : 0) + t.q0;
+    s.h = t.h;
+    s.b = varlen ? 0 : t.b;
     s.o_off = (varlen ? (i64)t.q_begin * p.o_stride_s : (i64)t.b * p.o_stride_b) +
               (i64)t.h * p.o_stride_h;
     s.lse_off = varlen ? (i64)t.h * p.cu_seqlens_q[p.batch] + t.q_begin
@@ -502,151 +530,17 @@ h_split_piece(const AttnParams &p, int info, int wg, int wt,
               const float (&o)[H_O_REGS], const float (&m)[2], const float (&l)[2],
               volatile int *arrived, int q0, int Sq, u16 *og, float *lse);
 
-// ---- a consumer warpgroup: 64 query rows ----
-// Work item n of the CTA (slot it), whose first tile is the CTA's tile
-// it0; returns it0 advanced past the item's tiles (the producer's count).
-static __device__ __forceinline__ int
-h_consume(const AttnParams &p, u32 smem, volatile int *handover, int wg, int n,
-          int it0, const HSlot &it_slot, u16 *og, float *lse) {
-    // wgmma reads its descriptors from uniform registers, and nvcc keeps a
-    // value there only when it can prove it warp-uniform.  wg (from
-    // threadIdx) and it0 (from loaded selection counts) are uniform in fact
-    // but not provably, so every descriptor used to be built in ordinary
-    // registers and moved over with 2-4 R2UR per wgmma, on the batch's
-    // issue path.  Broadcast from lane 0 (here and for wg in the kernel)
-    // they are provably uniform and a batch issues back to back (H200:
-    // dense 6-7% faster; bench/NOTES.md, session 4).
-    it0 = __shfl_sync(0xffffffffu, it0, 0);
-    const int q0 = it_slot.q0, Sq = it_slot.Sq, Sk = it_slot.Sk, info = it_slot.info;
-    const int shift = Sk - Sq, lim = it_slot.lim;
-    const int wt = threadIdx.x - 128 * wg; // thread within the warpgroup
-    const int warp = wt >> 5, lane = wt & 31, g = lane >> 2, t = lane & 3;
-    const int row_wg = (wg - 1) * 64;     // first CTA row of this warpgroup
-    const int qpos0 = q0 + row_wg + 16 * warp + g + shift; // the thread's row g
-    const int qcap = Sk - 1 - qpos0;
-    const int wg_first = q0 + row_wg + shift; // smallest query position here
-    const float scale = p.scale_log2;
-    const u32 bar_q = smem + H_BAR_OFFSET;
-
-    float o[H_O_REGS];
-#pragma unroll
-    for (int i = 0; i < H_O_REGS; i++)
-        o[i] = 0.f;
-    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
-
-    h_bar_wait(bar_q, n & 1);
-    const u32 q_base = smem + row_wg * 128; // + chunk * H_TM * 128
-    // it: the item's tile index; it0 + it names the stage and its phase
-    auto full_k = [&](int it) {
-        return bar_q + 8 * (1 + 3 * ((it0 + it) % H_STAGES));
-    };
-    auto k_tile = [&](int it) {
-        return smem + H_K_OFFSET + ((it0 + it) % H_STAGES) * H_KV_BYTES;
-    };
-    auto v_tile = [&](int it) {
-        return smem + H_V_OFFSET + ((it0 + it) % H_STAGES) * H_KV_BYTES;
-    };
-    auto parity = [&](int it) { return ((it0 + it) / H_STAGES) & 1; };
-    // the tile word of tile it (HANDOVER); valid once full_k(it) completed
-    auto tile_word = [&](int it) { return handover[H_TILE_INT + (it0 + it) % H_STAGES]; };
-    int tiles = 0; // of this item
-    float sc[H_S_REGS], alpha[2];
-    u32 pa[H_TN / 16][4];
-    // The masked softmax only where the tile reaches past this warpgroup's
-    // smallest query position or past Sk.
-    auto softmax = [&](int key0) {
-        if (key0 + H_TN - 1 > wg_first || key0 + H_TN > Sk)
-            h_softmax<true>(sc, m, l, alpha, key0, qpos0, qcap, scale);
-        else
-            h_softmax<false>(sc, m, l, alpha, key0, qpos0, qcap, scale);
-    };
-    // The Q rows go back to the producer (q_empty) as soon as this
-    // warpgroup's last S = Q K^T retired, so the next item's Q tile loads
-    // while this item's last P V and epilogue run.  The slot was read
-    // before: once q_empty completes, the producer may publish item n + 2
-    // into it.
-    auto release_q = [&]() { h_bar_arrive(smem + H_Q_EMPTY_OFFSET); };
-    const bool any = it_slot.key0 <= lim;
-    if (!any)
-        release_q();
-    if constexpr (H_OVERLAP) {
-        // Tile it's S = Q K^T is issued together with tile it-1's O += P V,
-        // so the tensor cores have the P V product to chew on while this
-        // warpgroup waits for S, and the softmax of tile it overlaps the
-        // tail of P V.  O is rescaled only once that P V retired.  The
-        // first tile (S alone) and the last P V are peeled off, so that
-        // every wgmma batch is straight-line code: ptxas then tracks the
-        // two groups and keeps them asynchronous (a batch under a branch
-        // made it serialise them, C7514).
-        if (any) {
-            h_bar_wait(full_k(0), parity(0));
-            int word = tile_word(0);
-            h_wgmma_fence();
-            h_issue_s(sc, q_base, k_tile(0));
-            h_wgmma_wait0();
-            if (word & 1)
-                release_q(); // the item's last S retired
-            softmax(word >> 1);
-            h_pack_p(pa, sc); // O is still 0: no rescale
-            int it = 1;
-            for (; !(word & 1); it++) {
-                h_bar_wait(full_k(it), parity(it));
-                h_bar_wait(full_k(it - 1) + 8, parity(it - 1));
-                word = tile_word(it);
-                h_wgmma_fence();
-                h_issue_s(sc, q_base, k_tile(it));
-                h_issue_pv(o, pa, v_tile(it - 1));
-                h_wgmma_wait1(); // S retired (P V may still run)
-                if (word & 1)
-                    release_q();
-                softmax(word >> 1);
-                h_wgmma_wait0(); // P V of tile it-1 retired
-                h_bar_arrive(full_k(it - 1) + 16); // its stage is free
-                h_rescale(o, alpha);
-                h_pack_p(pa, sc);
-            }
-            // the last tile's P V
-            h_bar_wait(full_k(it - 1) + 8, parity(it - 1));
-            h_wgmma_fence();
-            h_issue_pv(o, pa, v_tile(it - 1));
-            h_wgmma_wait0();
-            h_bar_arrive(full_k(it - 1) + 16);
-            tiles = it;
-        }
-    } else {
-        for (int it = 0, word = 0; any && !(word & 1); it++) {
-            h_bar_wait(full_k(it), parity(it));
-            word = tile_word(it);
-            h_wgmma_fence();
-            h_issue_s(sc, q_base, k_tile(it));
-            h_wgmma_wait0();
-            if (word & 1)
-                release_q(); // the item's last S retired
-            softmax(word >> 1);
-            h_rescale(o, alpha);
-            h_pack_p(pa, sc);
-            h_bar_wait(full_k(it) + 8, parity(it));
-            h_wgmma_fence();
-            h_issue_pv(o, pa, v_tile(it));
-            h_wgmma_wait0();
-            h_bar_arrive(full_k(it) + 16); // this thread is done with the stage
-            tiles = it + 1;
-        }
-    }
-
-    // A split row: the piece that finishes last writes O and LSE from
-    // every piece's partial state.
-    if ((info & 31) != 0) {
-        h_split_piece(p, info, wg, wt, o, m, l, handover + H_ARRIVED_INT + (wg - 1), q0,
-                      Sq, og, lse);
-        return it0 + tiles;
-    }
-
-    // Epilogue: normalise and store straight from the accumulators, 16
-    // bytes per thread and store (h_store_quad): a warp's store writes 64
-    // contiguous bytes of 8 rows.  No shared staging: the Q rows already
-    // hold the next item's Q tile.
-    const int row0 = q0 + row_wg + 16 * warp + g; // the thread's row g
+// The direct epilogue: normalise O and store it straight from the
+// accumulators, 16 bytes per thread and store (h_store_quad): a warp's
+// store writes 64 contiguous bytes of 8 rows; and the LSE.  og and lse
+// point at the item's (sequence, head); rows >= Sq are not written.
+static __device__ __forceinline__ void h_store_o(const AttnParams &p,
+                                                 const float (&o)[H_O_REGS],
+                                                 const float (&m)[2], const float (&l)[2],
+                                                 int wg, int wt, int q0, int Sq, u16 *og,
+                                                 float *lse) {
+    const int warp = wt >> 5, g = (wt & 31) >> 2, t = wt & 3;
+    const int row0 = q0 + (wg - 1) * 64 + 16 * warp + g; // the thread's row g
     float inv[2];
 #pragma unroll
     for (int r = 0; r < 2; r++) {
@@ -671,6 +565,116 @@ h_consume(const AttnParams &p, u32 smem, volatile int *handover, int wg, int n,
             h_store_quad(orow + 8 * j0, a, t, row < Sq);
         }
     }
+}
+
+// An item's end without a successor in flight: a split piece's partial
+// state (the last piece merges), or the direct epilogue.
+static __device__ __forceinline__ void h_finish(const AttnParams &p, const HSlot &it,
+                                                int wg, int wt,
+                                                const float (&o)[H_O_REGS],
+                                                const float (&m)[2], const float (&l)[2],
+                                                volatile int *handover) {
+    u16 *og = p.o + it.o_off;
+    float *lse = p.lse ? p.lse + it.lse_off : nullptr;
+    if ((it.info & 31) != 0)
+        h_split_piece(p, it.info, wg, wt, o, m, l, handover + H_ARRIVED_INT + (wg - 1),
+                      it.q0, it.Sq, og, lse);
+    else
+        h_store_o(p, o, m, l, wg, wt, it.q0, it.Sq, og, lse);
+}
+
+// The masked softmax only where the tile reaches past the warpgroup's
+// smallest query position or past Sk.  Rows of one warpgroup (64 query
+// rows of an item): the thread's row g position, its distance to Sk - 1,
+// the warpgroup's smallest position, and Sk.
+struct HRows {
+    int qpos0, qcap, first, Sk;
+};
+
+static __device__ __forceinline__ HRows h_rows(const HSlot &it, int wg, int wt) {
+    const int shift = it.Sk - it.Sq;
+    const int first = it.q0 + (wg - 1) * 64 + shift;
+    const int qpos0 = first + 16 * (wt >> 5) + ((wt & 31) >> 2);
+    return {qpos0, it.Sk - 1 - qpos0, first, it.Sk};
+}
+
+static __device__ __forceinline__ void h_softmax_at(float (&s)[H_S_REGS], float (&m)[2],
+                                                    float (&l)[2], float (&alpha)[2],
+                                                    int key0, const HRows &r,
+                                                    float scale) {
+    if (key0 + H_TN - 1 > r.first || key0 + H_TN > r.Sk)
+        h_softmax<true>(s, m, l, alpha, key0, r.qpos0, r.qcap, scale);
+    else
+        h_softmax<false>(s, m, l, alpha, key0, r.qpos0, r.qcap, scale);
+}
+
+// The overlapped consumer (H_OVERLAP): templates/attention_sm90_stream.cu.
+static __device__ __forceinline__ void h_consume_stream(const AttnTmaParams &P, u32 smem,
+                                                        volatile int *handover, int wg);
+
+// ---- the plain consumer (!H_OVERLAP): 64 query rows of one item ----
+// Work item n of the CTA (slot it), whose first tile is the CTA's tile
+// it0: S, softmax and P V one tile at a time, Q read from shared memory
+// by wgmma; returns it0 advanced past the item's tiles (the producer's
+// count).
+static __device__ __forceinline__ int
+h_consume(const AttnParams &p, u32 smem, volatile int *handover, int wg, int n,
+          int it0, const HSlot &it_slot) {
+    // wgmma reads its descriptors from uniform registers, and nvcc keeps a
+    // value there only when it can prove it warp-uniform.  wg (from
+    // threadIdx) and it0 (from loaded selection counts) are uniform in fact
+    // but not provably, so every descriptor used to be built in ordinary
+    // registers and moved over with 2-4 R2UR per wgmma, on the batch's
+    // issue path.  Broadcast from lane 0 (here and for wg in the kernel)
+    // they are provably uniform and a batch issues back to back (H200:
+    // dense 6-7% faster; bench/NOTES.md, session 4).
+    it0 = __shfl_sync(0xffffffffu, it0, 0);
+    const int wt = threadIdx.x - 128 * wg; // thread within the warpgroup
+    const HRows rows = h_rows(it_slot, wg, wt);
+    const float scale = p.scale_log2;
+    const u32 bar_q = smem + H_BAR_OFFSET;
+
+    float o[H_O_REGS];
+#pragma unroll
+    for (int i = 0; i < H_O_REGS; i++)
+        o[i] = 0.f;
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+
+    h_bar_wait(bar_q, n & 1);
+    const u32 q_base = smem + (wg - 1) * 64 * 128; // + chunk * H_TM * 128
+    // it: the item's tile index; it0 + it names the stage and its phase
+    auto stage = [&](int it) { return (it0 + it) % H_STAGES; };
+    auto parity = [&](int it) { return ((it0 + it) / H_STAGES) & 1; };
+    float sc[H_S_REGS], alpha[2];
+    u32 pa[H_TN / 16][4];
+    // The Q rows go back to the producer (q_empty) as soon as this
+    // warpgroup's last S = Q K^T retired, so the next item's Q tile loads
+    // while this item's last P V and epilogue run.
+    const u32 q_empty = smem + H_Q_EMPTY_OFFSET;
+    int tiles = 0;
+    const bool any = it_slot.key0 <= it_slot.lim;
+    if (!any)
+        h_bar_arrive(q_empty);
+    for (int it = 0, word = 0; any && !(word & 1); it++) {
+        const u32 full_k = bar_q + 8 * (1 + 3 * stage(it));
+        h_bar_wait(full_k, parity(it));
+        word = handover[H_TILE_INT + stage(it)];
+        h_wgmma_fence();
+        h_issue_s(sc, q_base, smem + H_K_OFFSET + stage(it) * H_KV_BYTES);
+        h_wgmma_wait0();
+        if (word & 1)
+            h_bar_arrive(q_empty); // the item's last S retired
+        h_softmax_at(sc, m, l, alpha, word >> 1, rows, scale);
+        h_rescale(o, alpha);
+        h_pack_p(pa, sc);
+        h_bar_wait(full_k + 8, parity(it));
+        h_wgmma_fence();
+        h_issue_pv(o, pa, smem + H_V_OFFSET + stage(it) * H_KV_BYTES);
+        h_wgmma_wait0();
+        h_bar_arrive(full_k + 16); // this thread is done with the stage
+        tiles = it + 1;
+    }
+    h_finish(p, it_slot, wg, wt, o, m, l, handover);
     return it0 + tiles;
 }
 
@@ -682,15 +686,17 @@ h_consume(const AttnParams &p, u32 smem, volatile int *handover, int wg, int n,
 // finishes early takes the next item, so the tail is the shortest rows
 // (density-aware load balance).  The producer thread takes the ticket and
 // publishes the item (HSlot: what the consumers need of it, derived once)
-// in one of two shared slots, each with an mbarrier (count 1) the
-// consumers wait on; item n uses slot n & 1.  Barrier
+// in one of three shared slots, each with an mbarrier (count 1) the
+// consumers wait on; item n uses slot n % 3 (h_slot_at).  Barrier
 // phases run on across items: full_q completes once per item, each
 // stage's barriers once per use of the stage (the running tile count),
-// and q_empty (256 consumer arrivals once each consumer's last S of the
-// item retired) lets the producer overwrite the Q rows.  The producer
-// issues the next item's first K/V tile before it waits for q_empty, and
-// the Q tile then loads while the consumers finish the item's last P V
-// and epilogue.
+// and q_empty (256 consumer arrivals once per item: the consumers are
+// done with the item's Q rows) lets the producer overwrite the Q rows.
+// The producer issues the next item's first K/V tile before it waits for
+// q_empty.  The plain consumer arrives once its item's last S retired, so
+// the next Q loads under the last P V and the epilogue; the overlapped
+// consumer arrives once Q is in its registers (and its staged O was
+// read), so the next Q loads while the item runs.
 extern "C" __global__ void __launch_bounds__(H_THREADS, 1)
 prism_attention(const __grid_constant__ AttnTmaParams P) {
     extern __shared__ __align__(1024) u8 h_smem_raw[];
@@ -702,7 +708,6 @@ prism_attention(const __grid_constant__ AttnTmaParams P) {
     const bool varlen = p.cu_seqlens_q != nullptr;
     const u32 bars = smem + H_BAR_OFFSET;
     const u32 q_empty = smem + H_Q_EMPTY_OFFSET;
-    const u32 item_bar = q_empty + 8; // + 8 * slot
     volatile int *handover = reinterpret_cast<volatile int *>(smem_ptr + H_ITEM_OFFSET);
 
     const int tid = threadIdx.x;
@@ -714,8 +719,8 @@ prism_attention(const __grid_constant__ AttnTmaParams P) {
             h_bar_init(bars + 8 * (1 + 3 * s) + 16, 256); // empty
         }
         h_bar_init(q_empty, 256);
-        h_bar_init(item_bar, 1);
-        h_bar_init(item_bar + 8, 1);
+        for (int n = 0; n < H_ITEM_SLOTS; n++)
+            h_bar_init(h_item_bar(smem, n), 1);
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     }
     __syncthreads();
@@ -731,32 +736,33 @@ prism_attention(const __grid_constant__ AttnTmaParams P) {
             const int ticket = atomicAdd(p.schedule, 1);
             const int w = ticket < entries ? p.schedule[2 + 2 * ticket] : -1;
             const int info = ticket < entries ? p.schedule[3 + 2 * ticket] : 0;
-            volatile int *slot = handover + H_SLOT_INTS * (n & 1);
+            volatile int *slot = h_slot_at(handover, n);
             if (w < 0) {
                 slot[0] = -1;
-                h_bar_arrive(item_bar + 8 * (n & 1)); // release: the slot is visible
+                h_bar_arrive(h_item_bar(smem, n)); // release: the slot is visible
                 return;
             }
             const HItem t = h_item(p, w, info, tiles);
             const HSlot s = h_slot_of(p, w, info, t, varlen);
             h_slot_put(slot, s);
-            h_bar_arrive(item_bar + 8 * (n & 1));
-            // TMA coordinates: varlen / batch 1 index tokens of the packed
-            // tensor (rank 3); a fixed batch uses its own coordinate.
-            const int qr = (varlen ? t.q_begin : 0) + t.q0;
-            const int kr = varlen ? t.k_begin : 0;
-            it = h_produce(P, smem, handover, n, it, qr, kr, t.h, t.h / GQA_GROUP,
-                           varlen ? 0 : t.b, t.sel, t.total, s.key0, t.lim);
+            h_bar_arrive(h_item_bar(smem, n));
+            // TMA coordinates (the slot's): varlen / batch 1 index tokens
+            // of the packed tensor (rank 3); a fixed batch uses its own.
+            it = h_produce(P, smem, handover, n, it, s.row, varlen ? t.k_begin : 0, s.h,
+                           s.h / GQA_GROUP, s.b, t.sel, t.total, s.key0, t.lim);
         }
     }
     asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(H_CONSUMER_REGS));
-    int it = 0;
-    for (int n = 0;; n++) {
-        h_bar_wait(item_bar + 8 * (n & 1), (n >> 1) & 1);
-        const HSlot slot = h_slot_get(handover + H_SLOT_INTS * (n & 1));
-        if (slot.w < 0)
-            return;
-        it = h_consume(p, smem, handover, wg, n, it, slot, p.o + slot.o_off,
-                       p.lse ? p.lse + slot.lse_off : nullptr);
+    if constexpr (H_OVERLAP) {
+        h_consume_stream(P, smem, handover, wg);
+    } else {
+        int it = 0;
+        for (int n = 0;; n++) {
+            h_bar_wait(h_item_bar(smem, n), h_item_parity(n));
+            const HSlot slot = h_slot_get(h_slot_at(handover, n));
+            if (slot.w < 0)
+                return;
+            it = h_consume(p, smem, handover, wg, n, it, slot);
+        }
     }
 }

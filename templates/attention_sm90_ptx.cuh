@@ -1,8 +1,9 @@
 // PTX wrappers and register-layout helpers of the sm_90a attention kernel,
 // placed by the generator before templates/attention_sm90.cu (after
-// common.cuh and the generated wgmma wrappers): mbarriers, TMA copies and
-// L2 prefetches, wgmma fences and waits, named barriers, wgmma shared-
-// memory descriptors, and the quad transpose of the epilogue's stores.
+// common.cuh and the generated wgmma wrappers): mbarriers, TMA copies,
+// stores and L2 prefetches, wgmma fences and waits, ldmatrix / stmatrix,
+// named barriers, wgmma shared-memory descriptors, and the quad transpose
+// of the direct epilogue's stores.
 // Why a file of its own: these are the kernel's vocabulary, each a few
 // lines of inline PTX with the ISA's rules in its comment; the kernel
 // file keeps the pipeline (producer, softmax, consumer, schedule) and
@@ -67,6 +68,58 @@ static __device__ __forceinline__ void h_tma_prefetch(const void *map, int rank,
         asm volatile("cp.async.bulk.prefetch.tensor.4d.L2.global.tile"
                      " [%0, {%1, %2, %3, %4}];\n"
                      ::"l"(m), "r"(c0), "r"(c1), "r"(c2), "r"(c3) : "memory");
+}
+
+// The reverse copy: a box from shared memory to global (OOB rows of the
+// box are not written), into the issuing thread's bulk group.  The shared
+// source must have been written before a fence.proxy.async.shared::cta
+// (h_fence_async_smem) by every thread that wrote it.
+static __device__ __forceinline__ void h_tma_store(const void *map, int rank, u32 src,
+                                                   int c0, int c1, int c2, int c3) {
+    const u64 m = reinterpret_cast<u64>(map);
+    if (rank == 3)
+        asm volatile("cp.async.bulk.tensor.3d.global.shared::cta.bulk_group"
+                     " [%0, {%1, %2, %3}], [%4];\n"
+                     ::"l"(m), "r"(c0), "r"(c1), "r"(c2), "r"(src) : "memory");
+    else
+        asm volatile("cp.async.bulk.tensor.4d.global.shared::cta.bulk_group"
+                     " [%0, {%1, %2, %3, %4}], [%5];\n"
+                     ::"l"(m), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(src) : "memory");
+}
+
+// Closes the thread's bulk group of stores; wait_read: until every store
+// of this thread has read its shared source (the rows may be reused);
+// wait_all: until they completed (before the CTA exits).
+static __device__ __forceinline__ void h_bulk_commit() {
+    asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
+}
+static __device__ __forceinline__ void h_bulk_wait_read() {
+    asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
+}
+static __device__ __forceinline__ void h_bulk_wait_all() {
+    asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");
+}
+
+// Orders this thread's ordinary shared-memory writes before later reads of
+// the async proxy (a TMA store of those rows).
+static __device__ __forceinline__ void h_fence_async_smem() {
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+
+// ldmatrix / stmatrix .x4: four 8x8 b16 matrices, lanes 8 i .. 8 i + 7
+// naming the rows (16 bytes each) of matrix i; register i of every thread
+// holds its two elements of matrix i in the mma.m16n8 fragment layout
+// (row lane / 4, columns 2 (lane % 4), + 1).
+static __device__ __forceinline__ void h_ldmatrix4(u32 (&r)[4], u32 addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+static __device__ __forceinline__ void h_stmatrix4(u32 addr, u32 a, u32 b, u32 c,
+                                                   u32 d) {
+    asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n"
+                 ::"r"(addr), "r"(a), "r"(b), "r"(c), "r"(d)
+                 : "memory");
 }
 
 static __device__ __forceinline__ void h_wgmma_fence() {
