@@ -137,6 +137,10 @@ h_split_piece(const AttnParams &p, int info, int wg, int wt,
 // the same stream, with the same parameters.
 static constexpr int H_SCHED_THREADS = 1024;
 static constexpr int H_SCHED_BINS = 2048;
+// Costs of the first H_SCHED_CACHE items are read from global memory once
+// and kept in shared memory for the later passes (later items are read
+// again: long sequences, where this kernel's microseconds do not count).
+static constexpr int H_SCHED_CACHE = 8192;
 static constexpr int H_KV_HEADS = Q_HEADS / GQA_GROUP;
 
 static __device__ __forceinline__ int h_item_cost(const AttnParams &p, int w, int tiles) {
@@ -166,25 +170,44 @@ static __device__ __forceinline__ int h_piece_bin(int w, int tiles, int c, int c
     return (groups - 1 - group) * buckets + bucket;
 }
 
-// Sum of v over the CTA (every thread gets it).
-static __device__ __forceinline__ long long h_block_sum(long long v, long long *red) {
-    for (int o = 16; o > 0; o >>= 1)
+// Sum of v and maximum of x over the CTA (every thread gets both): warp
+// shuffles, then warp 0 over the 32 warps' results.  red: 33 + 33 slots.
+static __device__ __forceinline__ void h_block_sum_max(long long &v, long long &x,
+                                                       long long *red) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    for (int o = 16; o > 0; o >>= 1) {
         v += __shfl_xor_sync(0xffffffffu, v, o);
+        x = max(x, __shfl_xor_sync(0xffffffffu, x, o));
+    }
     __syncthreads(); // red is free
-    if ((threadIdx.x & 31) == 0)
-        red[threadIdx.x >> 5] = v;
+    if (lane == 0) {
+        red[warp] = v;
+        red[33 + warp] = x;
+    }
     __syncthreads();
-    long long total = 0;
-    for (int i = 0; i < H_SCHED_THREADS / 32; i++)
-        total += red[i];
-    return total;
+    if (warp == 0) {
+        v = red[lane];
+        x = red[33 + lane];
+        for (int o = 16; o > 0; o >>= 1) {
+            v += __shfl_xor_sync(0xffffffffu, v, o);
+            x = max(x, __shfl_xor_sync(0xffffffffu, x, o));
+        }
+        if (lane == 0) {
+            red[32] = v;
+            red[65] = x;
+        }
+    }
+    __syncthreads();
+    v = red[32];
+    x = red[65];
 }
 
 extern "C" __global__ void __launch_bounds__(H_SCHED_THREADS, 1)
 prism_attention_schedule(const __grid_constant__ AttnTmaParams P) {
     const AttnParams &p = P.a;
     __shared__ int bin[H_SCHED_BINS]; // counts, then next free entry per bin
-    __shared__ long long red[H_SCHED_THREADS / 32];
+    __shared__ int cached[H_SCHED_CACHE]; // item costs (h_item_cost)
+    __shared__ long long red[66];
     __shared__ int next_slot;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int tiles = (p.seqlen_q + H_TM - 1) / H_TM;
@@ -198,18 +221,13 @@ prism_attention_schedule(const __grid_constant__ AttnTmaParams P) {
     long long sum = 0, longest = 0;
     for (int w = tid; w < n; w += H_SCHED_THREADS) {
         const int c = h_item_cost(p, w, tiles);
+        if (w < H_SCHED_CACHE)
+            cached[w] = c;
         sum += max(c, 0);
         longest = max(longest, (long long)c);
     }
-    sum = h_block_sum(sum, red);
-    for (int o = 16; o > 0; o >>= 1)
-        longest = max(longest, __shfl_xor_sync(0xffffffffu, longest, o));
-    __syncthreads();
-    if (lane == 0)
-        red[warp] = longest;
-    __syncthreads();
-    for (int i = 0; i < H_SCHED_THREADS / 32; i++)
-        longest = max(longest, red[i]);
+    h_block_sum_max(sum, longest, red);
+    auto cost = [&](int w) { return w < H_SCHED_CACHE ? cached[w] : h_item_cost(p, w, tiles); };
 
     // 2. the piece size: no item splits unless it outlasts sum / ctas
     constexpr int MIN_PIECE = H_MIN_PIECE_TILES / H_SUBTILES > 0
@@ -218,12 +236,13 @@ prism_attention_schedule(const __grid_constant__ AttnTmaParams P) {
     if (p.split_slots <= 0 || longest <= cap)
         cap = 0x7fffffff; // nothing to split
     while (cap < 0x7fffffff) { // the split pieces must fit the slots
-        long long need = 0;
+        long long need = 0, unused = 0;
         for (int w = tid; w < n; w += H_SCHED_THREADS) {
-            const int k = h_pieces(h_item_cost(p, w, tiles), (int)cap);
+            const int k = h_pieces(cost(w), (int)cap);
             need += k > 1 ? k : 0;
         }
-        if (h_block_sum(need, red) <= p.split_slots)
+        h_block_sum_max(need, unused, red);
+        if (need <= p.split_slots)
             break;
         cap *= 2;
         if (cap >= longest)
@@ -236,7 +255,7 @@ prism_attention_schedule(const __grid_constant__ AttnTmaParams P) {
     const int buckets = H_SCHED_BINS / groups;
     const int quant = (int)(longest / buckets) + 1;
     for (int w = tid; w < n; w += H_SCHED_THREADS) {
-        const int c = h_item_cost(p, w, tiles);
+        const int c = cost(w);
         int k;
         if (c >= 0)
             atomicAdd(&bin[h_piece_bin(w, tiles, c, (int)cap, quant, buckets, groups, k)], k);
@@ -262,9 +281,18 @@ prism_attention_schedule(const __grid_constant__ AttnTmaParams P) {
     if (lane == 31)
         red[warp] = incl;
     __syncthreads();
-    int at = incl - own; // entries in the bins of earlier threads
-    for (int i = 0; i < warp; i++)
-        at += (int)red[i];
+    if (warp == 0) { // exclusive scan of the 32 warp totals
+        const long long total = red[lane];
+        long long before = total;
+        for (int o = 1; o < 32; o <<= 1) {
+            const long long v = __shfl_up_sync(0xffffffffu, before, o);
+            if (lane >= o)
+                before += v;
+        }
+        red[33 + lane] = before - total;
+    }
+    __syncthreads();
+    int at = incl - own + (int)red[33 + warp]; // entries in earlier threads' bins
 #pragma unroll
     for (int e = 0; e < PER; e++) {
         bin[H_SCHED_BINS - 1 - (PER * tid + e)] = at;
@@ -276,7 +304,7 @@ prism_attention_schedule(const __grid_constant__ AttnTmaParams P) {
     }
     __syncthreads();
     for (int w = tid; w < n; w += H_SCHED_THREADS) {
-        const int c = h_item_cost(p, w, tiles);
+        const int c = cost(w);
         if (c < 0)
             continue;
         int k;

@@ -60,6 +60,13 @@ static const gpu_case cases[] = {
      * the Q hand-over and the work queue run across items */
     {"d128-gqa4-bf16-many-items", 128, 32, 8, 1, {2048}, {2048}, false, false,
      PRISM_DTYPE_BF16, PRISM_ROPE_HALF, PRISM_WORKLOAD_MIXED},
+    /* the same across packed sequences (TMA stores of whole tiles, direct
+     * stores where a tile passes its sequence's end) and across a fixed
+     * batch (rank-4 tensor maps): 32 x 30 and 16 x 2 x 16 items */
+    {"d128-ragged3-bf16-many-items", 128, 32, 8, 3, {1000, 2048, 700},
+     {1000, 2176, 700}, true, true, PRISM_DTYPE_BF16, PRISM_ROPE_HALF, -1},
+    {"d64-batch2-fp16-many-items", 64, 16, 4, 2, {2048}, {2048}, false, true,
+     PRISM_DTYPE_FP16, PRISM_ROPE_HALF, PRISM_WORKLOAD_MIXED},
     /* a short query chunk over a long context: 4 heads x 2 query tiles = 8
      * rows of ~95 key blocks for 132 SMs, so the schedule splits each row
      * into pieces on several CTAs and the last one merges them */
