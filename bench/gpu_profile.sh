@@ -3,11 +3,13 @@
 # the estimator kernels at 128K and on the attention kernel at 8K (dense
 # and the 10% random mask), for the analysis in bench/NOTES.md.  Logs come
 # back as $OUT/ncu-*.txt.
-#   bash .gpu-bundle/gpu_profile.sh [all|estimate-sass|attention-sass [SEQ] [dense]]
+#   bash .gpu-bundle/gpu_profile.sh [all|estimate-sass|attention-sass [SEQ] [dense]
+#                                    |schedule-sass [SEQ]]
 # estimate-sass: only prism_estimate at 128K, warp-state and source
 # counters, plus the per-SASS-instruction stall samples as CSV
 # ($OUT/ncu-estimate-sass.csv) to map against nvdisasm of the same cubin.
-# attention-sass: the same for prism_attention (8K, 10% mask by default).
+# attention-sass: the same for prism_attention (8K, 10% mask by default);
+# schedule-sass: for the work-queue kernel launched before it.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out=${OUT:-/tmp/prism-out}
@@ -42,6 +44,14 @@ if [ "${1:-all}" = attention-sass ]; then
   sass_profile attention prism_attention $skip "${2:-8192}" 0.1 SpeedOfLight \
     WarpStateStats SourceCounters LaunchStats
   grep -E "Duration|Grid Size|Warp Cycles|Issued" "$out/ncu-attention-sass.txt" | head
+  exit 0
+fi
+if [ "${1:-all}" = schedule-sass ]; then
+  # prism_attention_schedule (the work queue) before the 10% random mask's
+  # prism_attention at SEQ (default 8192): the same launch counts as above
+  sass_profile schedule prism_attention_schedule 9 "${2:-8192}" 0.1 SpeedOfLight \
+    WarpStateStats SourceCounters LaunchStats Occupancy
+  grep -E "Duration|Elapsed Cycles|SM Frequency|Warp Cycles|Issued" "$out/ncu-schedule-sass.txt" | head
   exit 0
 fi
 if [ "${1:-all}" = estimate-sass ]; then

@@ -490,8 +490,11 @@ static __device__ __forceinline__ void h_slot_put(volatile int *slot, const HSlo
     wide[1] = s.lse_off;
 }
 
-static __device__ __forceinline__ HSlot h_slot_get(const volatile int *slot) {
-    const volatile i64 *wide = reinterpret_cast<const volatile i64 *>(slot + 10);
+// Read after the slot's barrier wait, whose asm clobbers memory: plain
+// loads, so the fields a caller does not use are never loaded.
+static __device__ __forceinline__ HSlot h_slot_get(const volatile int *vslot) {
+    const int *slot = const_cast<const int *>(vslot);
+    const i64 *wide = reinterpret_cast<const i64 *>(slot + 10);
     return {slot[0], slot[1], slot[2], slot[3], slot[4], slot[5], slot[6],
             slot[7], slot[8], slot[9], wide[0], wide[1]};
 }

@@ -254,11 +254,22 @@ prism_attention_schedule(const __grid_constant__ AttnTmaParams P) {
     const int groups = min(p.batch * H_KV_HEADS, H_SCHED_BINS);
     const int buckets = H_SCHED_BINS / groups;
     const int quant = (int)(longest / buckets) + 1;
-    for (int w = tid; w < n; w += H_SCHED_THREADS) {
+    // an item's bin and piece count, (bin << 5) | (pieces - 1), or -1:
+    // computed here (integer divisions: this kernel is issue-bound on its
+    // one SM) and kept in the cost's place for the placement pass
+    auto placement = [&](int w) {
         const int c = cost(w);
-        int k;
-        if (c >= 0)
-            atomicAdd(&bin[h_piece_bin(w, tiles, c, (int)cap, quant, buckets, groups, k)], k);
+        int k = 1;
+        return c < 0 ? -1
+                     : (h_piece_bin(w, tiles, c, (int)cap, quant, buckets, groups, k) << 5) |
+                           (k - 1);
+    };
+    for (int w = tid; w < n; w += H_SCHED_THREADS) {
+        const int at = placement(w);
+        if (at >= 0)
+            atomicAdd(&bin[at >> 5], (at & 31) + 1);
+        if (w < H_SCHED_CACHE)
+            cached[w] = at; // this thread's own entry: no barrier needed
     }
     __syncthreads();
     // exclusive scan from the top bin down: thread t owns the bins
@@ -304,11 +315,10 @@ prism_attention_schedule(const __grid_constant__ AttnTmaParams P) {
     }
     __syncthreads();
     for (int w = tid; w < n; w += H_SCHED_THREADS) {
-        const int c = cost(w);
-        if (c < 0)
+        const int at = w < H_SCHED_CACHE ? cached[w] : placement(w);
+        if (at < 0)
             continue;
-        int k;
-        const int b = h_piece_bin(w, tiles, c, (int)cap, quant, buckets, groups, k);
+        const int b = at >> 5, k = (at & 31) + 1;
         int slot = 0;
         if (k > 1) {
             slot = atomicAdd(&next_slot, k);
