@@ -21,186 +21,55 @@
 #include "half.h"
 #include "plan.h"
 #include "reference.h"
+#include "test_inputs.h"
 
 #include <math.h>
 #include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* No pointers in here: Criterion may run each parameter in a fresh
- * process, where a pointer copied from the runner would dangle. */
-typedef struct gpu_case {
-    char name[40];
-    int head_dim, q_heads, kv_heads;
-    int batch;           /* sequences                                      */
-    int sq[3], sk[3];    /* per sequence when varlen, else sq[0], sk[0]    */
-    bool varlen, bshd;
-    prism_dtype dtype;
-    prism_rope_layout layout;
-    int workload;        /* prism_workload_kind, or -1: iid Gaussian       */
-} gpu_case;
+typedef input_case gpu_case; /* block_size 0: the config default, 128 */
 
 static const gpu_case cases[] = {
-    {"d128-gqa4-bf16-mixed", 128, 8, 2, 1, {1536}, {1536}, false, false,
+    {"d128-gqa4-bf16-mixed", 128, 8, 2, 0, 1, {1536}, {1536}, false, false,
      PRISM_DTYPE_BF16, PRISM_ROPE_HALF, PRISM_WORKLOAD_MIXED},
-    {"d128-gqa8-fp16-random-odd", 128, 8, 1, 1, {1000}, {1000}, false, true,
+    {"d128-gqa8-fp16-random-odd", 128, 8, 1, 0, 1, {1000}, {1000}, false, true,
      PRISM_DTYPE_FP16, PRISM_ROPE_HALF, -1},
-    {"d64-mha-bf16-sk>sq", 64, 4, 4, 2, {700}, {956}, false, false,
+    {"d64-mha-bf16-sk>sq", 64, 4, 4, 0, 2, {700}, {956}, false, false,
      PRISM_DTYPE_BF16, PRISM_ROPE_INTERLEAVED, PRISM_WORKLOAD_MIXED},
-    {"d256-gqa4-fp16-interleaved", 256, 4, 1, 1, {900}, {1156}, false, false,
+    {"d256-gqa4-fp16-interleaved", 256, 4, 1, 0, 1, {900}, {1156}, false, false,
      PRISM_DTYPE_FP16, PRISM_ROPE_INTERLEAVED, PRISM_WORKLOAD_SLASH},
-    {"d128-ragged3-bf16", 128, 8, 2, 3, {300, 1100, 77}, {300, 1228, 333},
+    {"d128-ragged3-bf16", 128, 8, 2, 0, 3, {300, 1100, 77}, {300, 1228, 333},
      true, true, PRISM_DTYPE_BF16, PRISM_ROPE_HALF, -1},
-    {"d64-ragged3-fp16-gqa8", 64, 8, 1, 3, {513, 128, 1000}, {641, 128, 1000},
+    {"d64-ragged3-fp16-gqa8", 64, 8, 1, 0, 3, {513, 128, 1000}, {641, 128, 1000},
      true, true, PRISM_DTYPE_FP16, PRISM_ROPE_HALF, -1},
-    {"d256-mha-bf16-ragged", 256, 2, 2, 3, {200, 450, 129}, {200, 450, 257},
+    {"d256-mha-bf16-ragged", 256, 2, 2, 0, 3, {200, 450, 129}, {200, 450, 257},
      true, true, PRISM_DTYPE_BF16, PRISM_ROPE_HALF, -1},
     /* 32 heads x 16 query tiles = 512 work items: on an H100 (132 SMs) each
      * CTA of the persistent sm_90a kernel takes several, so barrier phases,
      * the Q hand-over and the work queue run across items */
-    {"d128-gqa4-bf16-many-items", 128, 32, 8, 1, {2048}, {2048}, false, false,
+    {"d128-gqa4-bf16-many-items", 128, 32, 8, 0, 1, {2048}, {2048}, false, false,
      PRISM_DTYPE_BF16, PRISM_ROPE_HALF, PRISM_WORKLOAD_MIXED},
     /* the same across packed sequences (TMA stores of whole tiles, direct
      * stores where a tile passes its sequence's end) and across a fixed
      * batch (rank-4 tensor maps): 32 x 30 and 16 x 2 x 16 items */
-    {"d128-ragged3-bf16-many-items", 128, 32, 8, 3, {1000, 2048, 700},
+    {"d128-ragged3-bf16-many-items", 128, 32, 8, 0, 3, {1000, 2048, 700},
      {1000, 2176, 700}, true, true, PRISM_DTYPE_BF16, PRISM_ROPE_HALF, -1},
-    {"d64-batch2-fp16-many-items", 64, 16, 4, 2, {2048}, {2048}, false, true,
+    {"d64-batch2-fp16-many-items", 64, 16, 4, 0, 2, {2048}, {2048}, false, true,
      PRISM_DTYPE_FP16, PRISM_ROPE_HALF, PRISM_WORKLOAD_MIXED},
     /* a short query chunk over a long context: 4 heads x 2 query tiles = 8
      * rows of ~95 key blocks for 132 SMs, so the schedule splits each row
      * into pieces on several CTAs and the last one merges them */
-    {"d128-gqa4-fp16-chunk-split", 128, 4, 1, 1, {256}, {12160}, false, true,
+    {"d128-gqa4-fp16-chunk-split", 128, 4, 1, 0, 1, {256}, {12160}, false, true,
      PRISM_DTYPE_FP16, PRISM_ROPE_HALF, PRISM_WORKLOAD_MIXED},
 };
 
-/* ---- host-side tensors ------------------------------------------------ */
-
-typedef struct host_tensor {
-    void *data;
-    prism_tensor_view view; /* B, H, S, D as the GPU sees them */
-} host_tensor;
-
-static uint64_t rng_state;
-
-static double gaussian(void) {
-    /* splitmix64 + Box-Muller: deterministic per seed, fresh per run */
-    double u[2];
-    for (int i = 0; i < 2; i++) {
-        uint64_t z = (rng_state += 0x9e3779b97f4a7c15ULL);
-        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-        z ^= z >> 31;
-        u[i] = ((double)(z >> 11) + 0.5) / 9007199254740992.0;
-    }
-    return sqrt(-2.0 * log(u[0])) * cos(6.283185307179586 * u[1]);
-}
-
-/* A [B, H, S, D] tensor of dtype in BHSD or BSHD order. */
-static host_tensor tensor_new(prism_dtype dtype, int64_t B, int64_t H,
-                              int64_t S, int64_t D, bool bshd) {
-    host_tensor t;
-    size_t bytes = (size_t)(B * H * S * D) * prism_dtype_size(dtype);
-    t.data = malloc(bytes ? bytes : 1);
-    cr_assert_not_null(t.data);
-    t.view = bshd ? prism_view_bshd(t.data, dtype, B, H, S, D)
-                  : prism_view_bhsd(t.data, dtype, B, H, S, D);
-    return t;
-}
-
-static size_t tensor_bytes(const host_tensor *t) {
-    return (size_t)prism_view_span(&t->view) * prism_dtype_size(t->view.dtype);
-}
-
-static void fill_gaussian(host_tensor *t, float scale) {
-    const prism_tensor_view *v = &t->view;
-    for (int64_t b = 0; b < v->shape[0]; b++)
-        for (int64_t h = 0; h < v->shape[1]; h++)
-            for (int64_t s = 0; s < v->shape[2]; s++)
-                for (int64_t d = 0; d < v->shape[3]; d++)
-                    prism_view_store(v, b, h, s, d, scale * (float)gaussian());
-}
+/* ---- device tensors and masks ------------------------------------------ */
 
 static prism_tensor device_tensor(CUdeviceptr p, const host_tensor *t) {
     prism_tensor d = {(void *)(uintptr_t)p, t->view.stride[0],
                       t->view.stride[1], t->view.stride[2]};
     return d;
-}
-
-/* ---- one case ------------------------------------------------------------ */
-
-typedef struct case_data {
-    prism_config cfg;
-    int B_view;           /* 1 for ragged batches                       */
-    int64_t S_q, S_k;     /* view token counts                          */
-    int max_sq, max_sk;
-    int32_t cu_q[4], cu_k[4];
-    prism_varlen varlen;
-    const prism_varlen *vl; /* NULL for a regular batch                 */
-    host_tensor q, k, v;
-} case_data;
-
-static void build_inputs(const gpu_case *c, case_data *d) {
-    memset(d, 0, sizeof *d);
-    prism_config_init(&d->cfg);
-    snprintf(d->cfg.name, sizeof d->cfg.name, "%s", c->name);
-    d->cfg.head_dim = c->head_dim;
-    d->cfg.high_dim = c->head_dim / 2;
-    d->cfg.low_dim = c->head_dim * 3 / 4;
-    d->cfg.q_heads = c->q_heads;
-    d->cfg.kv_heads = c->kv_heads;
-    d->cfg.dtype = c->dtype;
-    d->cfg.rope_layout = c->layout;
-    if (c->varlen) {
-        d->cu_q[0] = d->cu_k[0] = 0;
-        for (int b = 0; b < c->batch; b++) {
-            d->cu_q[b + 1] = d->cu_q[b] + c->sq[b];
-            d->cu_k[b + 1] = d->cu_k[b] + c->sk[b];
-            d->max_sq = c->sq[b] > d->max_sq ? c->sq[b] : d->max_sq;
-            d->max_sk = c->sk[b] > d->max_sk ? c->sk[b] : d->max_sk;
-        }
-        d->varlen = (prism_varlen){c->batch, d->cu_q, d->cu_k};
-        d->vl = &d->varlen;
-        d->B_view = 1;
-        d->S_q = d->cu_q[c->batch];
-        d->S_k = d->cu_k[c->batch];
-    } else {
-        d->B_view = c->batch;
-        d->S_q = d->max_sq = c->sq[0];
-        d->S_k = d->max_sk = c->sk[0];
-    }
-    d->q = tensor_new(c->dtype, d->B_view, c->q_heads, d->S_q, c->head_dim, c->bshd);
-    d->k = tensor_new(c->dtype, d->B_view, c->kv_heads, d->S_k, c->head_dim, c->bshd);
-    d->v = tensor_new(c->dtype, d->B_view, c->kv_heads, d->S_k, c->head_dim, c->bshd);
-    rng_state = (uint64_t)time(NULL) ^ ((uint64_t)c->head_dim << 32);
-    if (c->workload < 0) {
-        fill_gaussian(&d->q, 1.0f);
-        fill_gaussian(&d->k, 1.0f);
-        fill_gaussian(&d->v, 1.0f);
-        return;
-    }
-    prism_workload w;
-    char err[512];
-    cr_assert_eq(prism_ref_workload_build(&d->cfg, c->batch, d->S_q, d->S_k,
-                                          (prism_workload_kind)c->workload,
-                                          rng_state, &w, err, sizeof err),
-                 PRISM_OK, "%s", err);
-    prism_tensor_view wq = prism_view_bhsd(w.q, PRISM_DTYPE_FP32, c->batch,
-                                           c->q_heads, d->S_q, c->head_dim);
-    prism_tensor_view wk = prism_view_bhsd(w.k, PRISM_DTYPE_FP32, c->batch,
-                                           c->kv_heads, d->S_k, c->head_dim);
-    prism_tensor_view wv = prism_view_bhsd(w.v, PRISM_DTYPE_FP32, c->batch,
-                                           c->kv_heads, d->S_k, c->head_dim);
-    cr_assert_eq(prism_view_copy(&d->q.view, &wq, err, sizeof err), PRISM_OK);
-    cr_assert_eq(prism_view_copy(&d->k.view, &wk, err, sizeof err), PRISM_OK);
-    cr_assert_eq(prism_view_copy(&d->v.view, &wv, err, sizeof err), PRISM_OK);
-    prism_ref_workload_free(&w);
-}
-
-static void free_inputs(case_data *d) {
-    free(d->q.data);
-    free(d->k.data);
-    free(d->v.data);
 }
 
 static prism_block_mask device_mask(const prism_selection *shape,
@@ -363,7 +232,7 @@ static void check_attention(const gpu_case *c, case_data *d, prism_plan *plan,
 static void run_case(const gpu_case *c, prism_context *ctx) {
     char err[512];
     case_data d;
-    build_inputs(c, &d);
+    build_inputs(c, (uint64_t)time(NULL) ^ ((uint64_t)c->head_dim << 32), &d);
 
     prism_plan_limits limits = {c->batch, d.max_sq, d.max_sk, false};
     prism_plan *plan = NULL;
