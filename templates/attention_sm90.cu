@@ -537,12 +537,14 @@ h_split_piece(const AttnParams &p, int info, int wg, int wt,
 // accumulators, 16 bytes per thread and store (h_store_quad): a warp's
 // store writes 64 contiguous bytes of 8 rows; and the LSE.  og and lse
 // point at the item's (sequence, head); rows >= Sq are not written.
-// An item's finished rows g and g + 8 of the thread (row0: row g): the
-// row sums over the quad, their LSE written where lse is given and the
-// row < Sq, and 1 / sum returned in inv (0 for a row that saw no key).
-static __device__ __forceinline__ void h_row_sums(const float (&m)[2], const float (&l)[2],
-                                                  float *lse, int row0, int Sq, int t,
-                                                  float (&inv)[2]) {
+static __device__ __forceinline__ void h_store_o(const AttnParams &p,
+                                                 const float (&o)[H_O_REGS],
+                                                 const float (&m)[2], const float (&l)[2],
+                                                 int wg, int wt, int q0, int Sq, u16 *og,
+                                                 float *lse) {
+    const int warp = wt >> 5, g = (wt & 31) >> 2, t = wt & 3;
+    const int row0 = q0 + (wg - 1) * 64 + 16 * warp + g; // the thread's row g
+    float inv[2];
 #pragma unroll
     for (int r = 0; r < 2; r++) {
         float sum = l[r];
@@ -552,17 +554,6 @@ static __device__ __forceinline__ void h_row_sums(const float (&m)[2], const flo
         if (lse && t == 0 && row0 + 8 * r < Sq)
             lse[row0 + 8 * r] = h_lse(m[r], sum);
     }
-}
-
-static __device__ __forceinline__ void h_store_o(const AttnParams &p,
-                                                 const float (&o)[H_O_REGS],
-                                                 const float (&m)[2], const float (&l)[2],
-                                                 int wg, int wt, int q0, int Sq, u16 *og,
-                                                 float *lse) {
-    const int warp = wt >> 5, g = (wt & 31) >> 2, t = wt & 3;
-    const int row0 = q0 + (wg - 1) * 64 + 16 * warp + g; // the thread's row g
-    float inv[2];
-    h_row_sums(m, l, lse, row0, Sq, t, inv);
 #pragma unroll
     for (int r = 0; r < 2; r++) {
         const int row = row0 + 8 * r;

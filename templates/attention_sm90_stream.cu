@@ -48,24 +48,19 @@
 // restarts at -inf), and the values deciding branches around batches are
 // broadcast from lane 0 (provably uniform).
 
-// The row address this lane gives ldmatrix / stmatrix .x4 for 16-byte
-// units 2 i and 2 i + 1 (columns 16 i .. 16 i + 15) of the warp's 16 rows
-// of the warpgroup's rows (swizzled 128-byte chunks, as TMA writes them):
-// matrices 0-3 are rows 0-7 / 8-15 at unit 2 i, then at unit 2 i + 1.
-static __device__ __forceinline__ u32 h_matrix_row(u32 q_rows, int wt, int i) {
-    const int lane = wt & 31, mat = lane >> 3, r8 = lane & 7;
-    const int unit = 2 * i + (mat >> 1);
-    return q_rows + (16 * (wt >> 5) + 8 * (mat & 1) + r8) * 128 +
-           (unit / 8) * H_TM * 128 + (((unit & 7) ^ r8) << 4);
-}
-
-// The warpgroup's 64 Q rows into the A fragments of the HEAD_DIM / 16
-// k-steps (k-step kk: columns 16 kk .. 16 kk + 15).
+// The warpgroup's 64 Q rows (swizzled 128-byte chunks, as TMA wrote them)
+// into the A fragments of the HEAD_DIM / 16 k-steps: k-step kk covers
+// 16-byte units 2 (kk % 4), + 1 of chunk kk / 4; matrices 0-3 are rows 0-7
+// / 8-15 of the warp's 16 rows at the first unit, then at the second.
 static __device__ __forceinline__ void h_load_q(u32 (&qa)[HEAD_DIM / 16][4], u32 q_rows,
                                                 int wt) {
+    const int warp = wt >> 5, lane = wt & 31, mat = lane >> 3, r8 = lane & 7;
+    const u32 row = q_rows + (16 * warp + 8 * (mat & 1) + r8) * 128;
 #pragma unroll
-    for (int kk = 0; kk < HEAD_DIM / 16; kk++)
-        h_ldmatrix4(qa[kk], h_matrix_row(q_rows, wt, kk));
+    for (int kk = 0; kk < HEAD_DIM / 16; kk++) {
+        const int unit = 2 * (kk & 3) + (mat >> 1);
+        h_ldmatrix4(qa[kk], row + (kk / 4) * H_TM * 128 + ((unit ^ r8) << 4));
+    }
 }
 
 // S = Q K^T with Q from registers (issued, not waited for).
@@ -95,8 +90,17 @@ static __device__ __forceinline__ HOutRows h_out_rows(const AttnParams &p, const
                                                       int wg, int wt, const float (&m)[2],
                                                       const float (&l)[2]) {
     HOutRows r;
+    const int t = wt & 3;
     const int row0 = it.q0 + (wg - 1) * 64 + 16 * (wt >> 5) + ((wt & 31) >> 2);
-    h_row_sums(m, l, p.lse ? p.lse + it.lse_off : nullptr, row0, it.Sq, wt & 3, r.inv);
+#pragma unroll
+    for (int k = 0; k < 2; k++) {
+        float sum = l[k];
+        sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+        sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+        r.inv[k] = sum > 0.f ? 1.f / sum : 0.f;
+        if (p.lse && t == 0 && row0 + 8 * k < it.Sq)
+            p.lse[it.lse_off + row0 + 8 * k] = h_lse(m[k], sum);
+    }
     r.row = it.row + (wg - 1) * 64;
     r.h = it.h;
     r.b = it.b;
@@ -111,9 +115,13 @@ static __device__ __forceinline__ void h_stage_o(const AttnTmaParams &P,
                                                  const float (&o)[H_O_REGS],
                                                  const HOutRows &r, u32 q_rows, int wg,
                                                  int wt) {
+    const int warp = wt >> 5, lane = wt & 31, mat = lane >> 3, r8 = lane & 7;
+    const u32 row = q_rows + (16 * warp + 8 * (mat & 1) + r8) * 128;
 #pragma unroll
-    for (int j = 0; j < HEAD_DIM / 8; j += 2) { // n8 blocks j, j + 1: 16-byte units
-        h_stmatrix4(h_matrix_row(q_rows, wt, j / 2),
+    for (int j = 0; j < HEAD_DIM / 8; j += 2) {
+        const int blk = j + (mat >> 1); // this lane's n8 block (16-byte unit)
+        const u32 addr = row + (blk / 8) * H_TM * 128 + (((blk & 7) ^ r8) << 4);
+        h_stmatrix4(addr,
                     float2_to_input2(o[4 * j] * r.inv[0], o[4 * j + 1] * r.inv[0]),
                     float2_to_input2(o[4 * j + 2] * r.inv[1], o[4 * j + 3] * r.inv[1]),
                     float2_to_input2(o[4 * j + 4] * r.inv[0], o[4 * j + 5] * r.inv[0]),
@@ -177,13 +185,13 @@ static __device__ __forceinline__ void h_consume_stream(const AttnTmaParams &P, 
         l[0] = l[1] = 0.f;
         h_bar_wait(bar_q, n & 1);
         h_load_q(qa, q_rows, wt);
-        release();
         if (!__shfl_sync(0xffffffffu, cur.key0 <= cur.lim, 0)) {
-            // no tile: zero rows and LSE -inf, or an empty piece
+            release(); // no tile: zero rows and LSE -inf, or an empty piece
             h_finish(p, cur, wg, wt, o, m, l, handover);
             cur = take(++n);
             continue;
         }
+        release();
         HRows rows = h_rows(cur, wg, wt);
         h_bar_wait(full_k(it), parity(it));
         int word = tile_word(it);
