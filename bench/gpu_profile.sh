@@ -26,7 +26,7 @@ sass_profile() {
   local name=$1 kernel=$2 skip=$3 seq=$4 density=$5 sections=()
   shift 5
   for s in "$@"; do sections+=(--section "$s"); done
-  timeout 300 "$ncu" --clock-control none "${sections[@]}" \
+  timeout 300 "$ncu" -f --clock-control none "${sections[@]}" \
     --kernel-name "$kernel" --launch-skip "$skip" --launch-count 1 \
     --import-source no -o "/tmp/$name" "$here/bin/prism" bench "$cfg" --seq "$seq" \
     --reps 1 --density "$density" --workload mixed > "$out/ncu-$name-sass.txt" 2>&1

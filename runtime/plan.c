@@ -62,8 +62,9 @@ void prism_plan_workspace_layout(const prism_plan *plan, int batch,
     ws->counts = take(&cursor, b * hq * nq * sizeof(int32_t));
     ws->indices = take(&cursor, b * hq * nq * nk * sizeof(int32_t));
     /* The persistent attention kernel (templates/attention_sm90.cu): its
-     * work queue (a ticket counter, the entry count, then {item, split}
-     * pairs: one per query tile of >= 64 rows, plus the extra pieces of
+     * work queue (a ticket counter and the entry count, padded to 16
+     * bytes, then 4-int entries {item, split, block count, first key}:
+     * one per query tile of >= 64 rows, plus the extra pieces of
      * split rows), and for split rows two partial slots per SM, each with
      * O (128 rows x head_dim fp32) and m, l (4 x 128 floats per
      * warpgroup), plus an arrival counter per slot and warpgroup.  About
@@ -72,7 +73,7 @@ void prism_plan_workspace_layout(const prism_plan *plan, int batch,
     size_t slots = at->persistent ? 2 * (size_t)plan->sm_count : 0;
     size_t tiles = (size_t)prism_ceil_div(seqlen_q, 64);
     ws->split_slots = (int)slots;
-    ws->schedule = take(&cursor, (2 + 2 * (b * hq * tiles + slots)) * sizeof(int32_t));
+    ws->schedule = take(&cursor, (4 + 4 * (b * hq * tiles + slots)) * sizeof(int32_t));
     ws->split_arrived = take(&cursor, 2 * slots * sizeof(int32_t));
     ws->partial_o = take(&cursor, slots * 128 * d * sizeof(float));
     ws->partial_ml = take(&cursor, slots * 2 * 512 * sizeof(float));

@@ -250,11 +250,14 @@ static __device__ __forceinline__ int h_tile_word(int key0, bool last) {
 // time.  Before a stage's K copy the producer writes the stage's tile word
 // (HANDOVER): the consumers then never read the selection row.  key0 is
 // the first tile's key, already in the item's slot.  Returns it advanced
-// past this item's tiles.
+// past this item's tiles, and the next item's ticket in `ticket`: taken
+// before the last tile's stage wait, so that the atomic's round trip runs
+// under the wait (a ticket is held at most one tile early: the tail does
+// not notice).
 static __device__ __forceinline__ int
 h_produce(const AttnTmaParams &p, u32 smem, volatile int *handover, int n, int it,
           int q_row, int k_row, int h, int kvh, int b, const int *sel, int total,
-          int key0, int lim) {
+          int key0, int lim, int &ticket) {
     const u32 bar_q = smem + H_BAR_OFFSET;
     const u32 q_empty = smem + H_Q_EMPTY_OFFSET;
     auto load_q = [&]() {
@@ -269,14 +272,18 @@ h_produce(const AttnTmaParams &p, u32 smem, volatile int *handover, int n, int i
     if (n > 0)
         for (int c = 0; c < H_CHUNKS; c++)
             h_tma_prefetch(&p.q, p.rank, c * 64, q_row, h, b);
-    if (key0 > lim)
+    if (key0 > lim) {
         load_q();
+        ticket = atomicAdd(p.a.schedule, 1);
+    }
     for (int i = 0; key0 <= lim; i++, it++) {
         const int s = it % H_STAGES;
         const u32 full_k = bar_q + 8 * (1 + 3 * s);
         const u32 full_v = full_k + 8, empty = full_k + 16;
         // the next entry is loaded while the stage drains
         const int next = h_tile_start(sel, total, i + 1);
+        if (next > lim)
+            ticket = atomicAdd(p.a.schedule, 1);
         if (it >= H_STAGES) // the consumers released this stage's last tile
             h_bar_wait(empty, ((it / H_STAGES) & 1) ^ 1);
         // published by the expect_tx arrive (release) below
@@ -426,9 +433,35 @@ static __device__ __forceinline__ HSplit h_split_info(int info) {
     return {(info & 31) + 1, (info >> 5) & 31, info >> 10};
 }
 
-static __device__ __forceinline__ HItem h_item(const AttnParams &p, int w, int info,
+// The selected blocks of piece sp of a row of count blocks: first and n.
+static __device__ __forceinline__ void h_piece_blocks(int count, const HSplit &sp,
+                                                      int &first, int &n) {
+    const int per = (count + sp.pieces - 1) / sp.pieces;
+    first = min(sp.piece * per, count);
+    n = min(per, count - first);
+}
+
+// A work-queue entry (4 ints at p.schedule + 4 + 4 e: one 16-byte load):
+// the item, its split info, the selection row's block count and the first
+// key of the piece's first tile (h_tile_start), all written by the
+// schedule kernel -- so the producer's way from a ticket to the item's
+// first copy is two dependent loads (the ticket, the entry), not four.
+struct HEntry {
+    int w, info, count, key0;
+};
+
+static __device__ __forceinline__ HEntry h_entry(const AttnParams &p, int ticket,
+                                                 int entries) {
+    if (ticket >= entries)
+        return {-1, 0, 0, 0};
+    const int4 e = __ldg(reinterpret_cast<const int4 *>(p.schedule + 4) + ticket);
+    return {e.x, e.y, e.z, e.w};
+}
+
+static __device__ __forceinline__ HItem h_item(const AttnParams &p, const HEntry &e,
                                                int tiles) {
     HItem t;
+    const int w = e.w;
     const int bh = w / tiles;
     t.q0 = (w % tiles) * H_TM;
     t.h = bh % Q_HEADS;
@@ -437,12 +470,10 @@ static __device__ __forceinline__ HItem h_item(const AttnParams &p, int w, int i
     sequence_range(p.cu_seqlens_k, p.seqlen_k, t.b, t.k_begin, t.Sk);
     t.shift = t.Sk - t.Sq;
     t.lim = min(t.q0 + H_TM, t.Sq) - 1 + t.shift;
-    const HSplit sp = h_split_info(info);
     const i64 sel_row = (i64)bh * p.nq_max + t.q0 / BLOCK_SIZE;
-    const int count = t.q0 < t.Sq ? __ldg(p.block_counts + sel_row) : 0;
-    const int per = (count + sp.pieces - 1) / sp.pieces;
-    const int first = min(sp.piece * per, count);
-    t.total = min(per, count - first) * H_SUBTILES;
+    int first, blocks;
+    h_piece_blocks(e.count, h_split_info(e.info), first, blocks);
+    t.total = blocks * H_SUBTILES;
     t.sel = p.block_indices + sel_row * p.nk_max + first;
     return t;
 }
@@ -500,15 +531,15 @@ static __device__ __forceinline__ HSlot h_slot_get(const volatile int *vslot) {
 }
 
 // The slot of item w (the producer's side).
-static __device__ __forceinline__ HSlot h_slot_of(const AttnParams &p, int w, int info,
+static __device__ __forceinline__ HSlot h_slot_of(const AttnParams &p, const HEntry &e,
                                                   const HItem &t, bool varlen) {
     HSlot s;
-    s.w = w;
-    s.info = info;
+    s.w = e.w;
+    s.info = e.info;
     s.q0 = t.q0;
     s.Sq = t.Sq;
     s.Sk = t.Sk;
-    s.key0 = h_tile_start(t.sel, t.total, 0);
+    s.key0 = e.key0;
     s.lim = t.lim;
     s.row = (varlen ? t.q_begin : 0) + t.q0;
     s.h = t.h;
@@ -734,25 +765,23 @@ prism_attention(const __grid_constant__ AttnTmaParams P) {
         if (tid != 0)
             return;
         const int entries = p.schedule[1];
-        int it = 0;
+        int it = 0, ticket = atomicAdd(p.schedule, 1);
         for (int n = 0;; n++) {
-            const int ticket = atomicAdd(p.schedule, 1);
-            const int w = ticket < entries ? p.schedule[2 + 2 * ticket] : -1;
-            const int info = ticket < entries ? p.schedule[3 + 2 * ticket] : 0;
+            const HEntry e = h_entry(p, ticket, entries);
             volatile int *slot = h_slot_at(handover, n);
-            if (w < 0) {
+            if (e.w < 0) {
                 slot[0] = -1;
                 h_bar_arrive(h_item_bar(smem, n)); // release: the slot is visible
                 return;
             }
-            const HItem t = h_item(p, w, info, tiles);
-            const HSlot s = h_slot_of(p, w, info, t, varlen);
+            const HItem t = h_item(p, e, tiles);
+            const HSlot s = h_slot_of(p, e, t, varlen);
             h_slot_put(slot, s);
             h_bar_arrive(h_item_bar(smem, n));
             // TMA coordinates (the slot's): varlen / batch 1 index tokens
             // of the packed tensor (rank 3); a fixed batch uses its own.
             it = h_produce(P, smem, handover, n, it, s.row, varlen ? t.k_begin : 0, s.h,
-                           s.h / GQA_GROUP, s.b, t.sel, t.total, s.key0, t.lim);
+                           s.h / GQA_GROUP, s.b, t.sel, t.total, s.key0, t.lim, ticket);
         }
     }
     asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(H_CONSUMER_REGS));

@@ -132,7 +132,8 @@ h_split_piece(const AttnParams &p, int info, int wg, int wt,
 //     bench/NOTES.md).  Inside a group the longest rows start first and
 //     the short ones fill the tail.
 // Writes schedule[0] = 0 (the ticket counter), schedule[1] = entries, then
-// the entries as {item, split info} pairs, and zeroes the split items'
+// from schedule[4] on the entries (HEntry: item, split info, block count,
+// first key), and zeroes the split items'
 // arrival counters.  The host launches it right before prism_attention on
 // the same stream, with the same parameters.
 static constexpr int H_SCHED_THREADS = 1024;
@@ -143,13 +144,18 @@ static constexpr int H_SCHED_BINS = 2048;
 static constexpr int H_SCHED_CACHE = 8192;
 static constexpr int H_KV_HEADS = Q_HEADS / GQA_GROUP;
 
+// Item w's selection row (its query tile's block row of its head).
+static __device__ __forceinline__ i64 h_sel_row(const AttnParams &p, int w, int tiles) {
+    return (i64)(w / tiles) * p.nq_max + (w % tiles) * H_TM / BLOCK_SIZE;
+}
+
 static __device__ __forceinline__ int h_item_cost(const AttnParams &p, int w, int tiles) {
     const int bh = w / tiles, q0 = (w % tiles) * H_TM;
     int begin, Sq;
     sequence_range(p.cu_seqlens_q, p.seqlen_q, bh / Q_HEADS, begin, Sq);
     if (q0 >= Sq)
         return -1;
-    return max(__ldg(p.block_counts + (i64)bh * p.nq_max + q0 / BLOCK_SIZE), 0);
+    return max(__ldg(p.block_counts + h_sel_row(p, w, tiles)), 0);
 }
 
 static __device__ __forceinline__ int h_pieces(int cost, int cap) {
@@ -325,10 +331,17 @@ prism_attention_schedule(const __grid_constant__ AttnTmaParams P) {
             p.split_arrived[2 * slot] = 0;
             p.split_arrived[2 * slot + 1] = 0;
         }
+        // the entry (h_entry): the block count is read again (an L2 hit),
+        // and each piece's first selected block
+        const int count = h_item_cost(p, w, tiles);
+        const int *sel = p.block_indices + h_sel_row(p, w, tiles) * p.nk_max;
         for (int s = 0; s < k; s++) {
+            const int info = (slot << 10) | (s << 5) | (k - 1);
+            int first, blocks;
+            h_piece_blocks(count, h_split_info(info), first, blocks);
+            const int key0 = blocks > 0 ? __ldg(sel + first) * BLOCK_SIZE : 0x7fffffff;
             const int e = atomicAdd(&bin[b], 1);
-            p.schedule[2 + 2 * e] = w;
-            p.schedule[3 + 2 * e] = (slot << 10) | (s << 5) | (k - 1);
+            reinterpret_cast<int4 *>(p.schedule + 4)[e] = make_int4(w, info, count, key0);
         }
     }
 }
