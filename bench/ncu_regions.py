@@ -18,6 +18,11 @@ the per-item set-up and the epilogue", which this answers in one table
 Usage: python3 bench/ncu_regions.py CSV [--min 0.5] [--show ADDR_FROM ADDR_TO]
 --show prints every instruction of that address range (last hex digits are
 enough) with its samples and top stall reasons.
+--by-count sums the samples of all instructions executed equally often
+(per tile, per item, per warp ...) wherever they lie, with the samples
+per execution: comparing two profiles of one build (dense and sparse)
+class by class says whether a mask costs more per tile or per item
+(bench/NOTES.md, session 7).
 """
 import argparse
 import collections
@@ -66,6 +71,8 @@ def main():
     ap.add_argument("--min", type=float, default=0.5,
                     help="print runs with at least this percent of the samples")
     ap.add_argument("--show", nargs=2, metavar=("FROM", "TO"))
+    ap.add_argument("--by-count", action="store_true",
+                    help="samples per execution count class instead of runs")
     a = ap.parse_args()
     data, col, stalls = load(a.csv)
     total = sum(num(r, col, SAMPLES) for r in data) or 1.0
@@ -79,6 +86,20 @@ def main():
         for r in data[lo:hi + 1]:
             print(f"{r[0][-5:]} {int(num(r, col, SAMPLES)):7d}  {r[1][:70]:70s} "
                   f"{top_stalls([r], col, stalls, 2)}")
+        return 0
+
+    if a.by_count:
+        by, n = collections.Counter(), collections.Counter()
+        for r in data:
+            e = int(num(r, col, EXECUTED))
+            by[e] += num(r, col, SAMPLES)
+            n[e] += 1
+        print(f"\nclasses with >= {a.min}% of the samples (executions per "
+              "instruction, instructions, samples, per execution, share)")
+        for e, v in by.most_common():
+            if 100 * v / total >= a.min:
+                print(f"x{e:<9d} n{n[e]:<5d} {int(v):8d} {v / max(e, 1):9.5f} "
+                      f"{100 * v / total:5.1f}%")
         return 0
 
     runs, cur = [], None

@@ -89,7 +89,7 @@
 // per tile (the K/V box rows), 1 = persistent}.  Persistent: the host
 // launches prism_attention_schedule (1 CTA of 1024 threads, the same
 // parameters) and then prism_attention on min(SMs, work items) CTAs; the
-// work queue p.schedule (2 + items ints) lives in the plan's workspace.
+// work queue p.schedule (4 + 4 x entries ints) lives in the plan's workspace.
 //
 // OVERLAP (the default with 3 stages).  Tile i's S = Q K^T is issued in
 // one batch with tile i-1's O += P V; the consumer waits for S only, runs
