@@ -765,7 +765,7 @@ prism_attention(const __grid_constant__ AttnTmaParams P) {
         if (tid != 0)
             return;
         const int entries = p.schedule[1];
-        int it = 0, ticket = atomicAdd(p.schedule, 1);
+        int it = 0, ticket = blockIdx.x; // the counter starts past the first tickets
         for (int n = 0;; n++) {
             const HEntry e = h_entry(p, ticket, entries);
             volatile int *slot = h_slot_at(handover, n);

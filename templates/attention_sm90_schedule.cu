@@ -131,7 +131,8 @@ h_split_piece(const AttnParams &p, int info, int wg, int wt,
 //     streams at once, and dense attention ran 10% slower (H100,
 //     bench/NOTES.md).  Inside a group the longest rows start first and
 //     the short ones fill the tail.
-// Writes schedule[0] = 0 (the ticket counter), schedule[1] = entries, then
+// Writes schedule[0] = p.ctas (the ticket counter: CTA c takes ticket c
+// first, without it), schedule[1] = entries, then
 // from schedule[4] on the entries (HEntry: item, split info, block count,
 // first key), and zeroes the split items'
 // arrival counters.  The host launches it right before prism_attention on
@@ -316,7 +317,7 @@ prism_attention_schedule(const __grid_constant__ AttnTmaParams P) {
         at += mine[e];
     }
     if (tid == H_SCHED_THREADS - 1) {
-        p.schedule[0] = 0;
+        p.schedule[0] = p.ctas; // CTA c's first ticket is c: no atomic at the start
         p.schedule[1] = at; // every piece of every item
     }
     __syncthreads();
