@@ -209,6 +209,66 @@ static __device__ __forceinline__ void h_block_sum_max(long long &v, long long &
     x = red[65];
 }
 
+// FEW ROWS.  With rows a few times the CTAs or fewer, the pieces that
+// cap = sum / ctas gives can leave a last wave that mostly idles: the TP-8
+// chunk (64 rows of ~1000 blocks, 132 CTAs) became 192 pieces, two waves
+// of a third of a row, where 128 pieces of half a row fit one wave (a
+// third faster).  So the longest row's piece count k = 1 .. H_SPLIT_MAX is
+// chosen by an estimate of the makespan: the pieces longer than half a
+// piece come in waves of ctas, each a piece long (the shorter ones fill the
+// gaps), at least the average work per CTA, plus k for the merge; the
+// split pieces must fit the slots (k = 1 always does).  cost(w): the item
+// costs; red: the reduction scratch (its first slot carries the result).
+static constexpr int H_FEW_ROWS = 4;
+
+static __device__ __forceinline__ long long h_cap_of(long long longest, int k, int min_piece) {
+    return max((longest + k - 1) / k, (long long)min_piece);
+}
+
+template <typename Cost>
+static __device__ __forceinline__ long long h_cap_by_waves(const AttnParams &p, int n,
+                                                           long long sum, long long longest,
+                                                           int min_piece, Cost cost,
+                                                           long long *red) {
+    __shared__ int big[H_SPLIT_MAX], split[H_SPLIT_MAX];
+    const int tid = threadIdx.x;
+    if (tid < H_SPLIT_MAX)
+        big[tid] = split[tid] = 0;
+    __syncthreads();
+    for (int w = tid; w < n; w += H_SCHED_THREADS) {
+        const int c = cost(w);
+        for (int k = 1; c > 0 && k <= H_SPLIT_MAX; k++) {
+            const int cap = (int)h_cap_of(longest, k, min_piece);
+            const int pieces = h_pieces(c, cap);
+            if (2 * ((c + pieces - 1) / pieces) > cap)
+                atomicAdd(&big[k - 1], pieces);
+            if (pieces > 1)
+                atomicAdd(&split[k - 1], pieces);
+        }
+    }
+    __syncthreads();
+    if (tid == 0) {
+        const long long ctas = max(p.ctas, 1), avg = (sum + ctas - 1) / ctas;
+        long long best = -1, best_cap = 0x7fffffff;
+        for (int k = 1; k <= H_SPLIT_MAX; k++) {
+            const long long cap = h_cap_of(longest, k, min_piece);
+            if (split[k - 1] > p.split_slots || (k > 1 && cap >= longest))
+                continue;
+            const long long waves = (big[k - 1] + ctas - 1) / ctas;
+            const long long e = max(waves * cap, avg) + k;
+            if (best < 0 || e < best) {
+                best = e;
+                best_cap = k == 1 ? 0x7fffffff : cap;
+            }
+        }
+        red[0] = best_cap;
+    }
+    __syncthreads();
+    const long long cap = red[0];
+    __syncthreads(); // red is free again
+    return cap;
+}
+
 extern "C" __global__ void __launch_bounds__(H_SCHED_THREADS, 1)
 prism_attention_schedule(const __grid_constant__ AttnTmaParams P) {
     const AttnParams &p = P.a;
@@ -242,6 +302,8 @@ prism_attention_schedule(const __grid_constant__ AttnTmaParams P) {
     long long cap = max((sum + p.ctas - 1) / max(p.ctas, 1), (long long)MIN_PIECE);
     if (p.split_slots <= 0 || longest <= cap)
         cap = 0x7fffffff; // nothing to split
+    if (cap < 0x7fffffff && n <= H_FEW_ROWS * p.ctas)
+        cap = h_cap_by_waves(p, n, sum, longest, MIN_PIECE, cost, red);
     while (cap < 0x7fffffff) { // the split pieces must fit the slots
         long long need = 0, unused = 0;
         for (int w = tid; w < n; w += H_SCHED_THREADS) {
