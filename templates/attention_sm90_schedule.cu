@@ -118,7 +118,9 @@ h_split_piece(const AttnParams &p, int info, int wg, int wt,
 //     (p.split_slots in the workspace); while they need more, cap doubles.
 //     With many heads and long rows sum / C exceeds every row and nothing
 //     is split; short query chunks over long contexts (Sk >> Sq) and few
-//     heads are the cases it is for.
+//     heads are the cases it is for.  With at most H_FEW_ROWS items per
+//     CTA, cap is instead chosen so that the pieces fill whole waves of
+//     CTAs (FEW ROWS, h_cap_by_waves).
 //  3. Order: by (sequence, KV head) group, and inside a group longest
 //     first: a counting sort on (group, cost bucket) bins, the cost in
 //     H_SCHED_BINS / groups buckets of the longest row (a shared
