@@ -133,7 +133,8 @@ static prism_status attention_constants(prism_kernel_spec *s, char *err,
         s->templates[0] = "attention_sm90_ptx.cuh";
         s->templates[1] = "attention_sm90.cu";
         s->templates[2] = "attention_sm90_stream.cu";
-        s->templates[3] = "attention_sm90_schedule.cu";
+        s->templates[3] = "attention_sm90_produce.cu";
+        s->templates[4] = "attention_sm90_schedule.cu";
         if ((st = prism_spec_add_int(s, "WGMMA_SS_N", tn,
                                      "wgmma N of S = Q K^T (keys per tile)")) != PRISM_OK ||
             (st = prism_spec_add_int(s, "WGMMA_RS_N", c->head_dim,

@@ -28,7 +28,7 @@ typedef struct prism_constant {
 } prism_constant;
 
 /* template files one kernel's source may be built from */
-#define PRISM_MAX_TEMPLATES 4
+#define PRISM_MAX_TEMPLATES 5
 
 typedef struct prism_kernel_spec {
     const prism_kernel_def *def;

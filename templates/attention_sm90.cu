@@ -10,8 +10,9 @@
 // picks this template for sm_90a when BLOCK_SIZE >= 128 (a CTA's 128 query
 // rows then share one selection row) and HEAD_DIM is 64, 128 or 256; its
 // PTX wrappers come first (templates/attention_sm90_ptx.cuh), the
-// overlapped consumer (templates/attention_sm90_stream.cu), the split
-// rows and the work queue after it (templates/attention_sm90_schedule.cu).
+// overlapped consumer (templates/attention_sm90_stream.cu), the producer
+// (templates/attention_sm90_produce.cu), the split rows and the work
+// queue after it (templates/attention_sm90_schedule.cu).
 //
 // WHY A SECOND KERNEL.  mma.sync issues 16x8x16 products per warp and
 // needs every K/V fragment copied from shared memory into registers
@@ -43,9 +44,9 @@
 // after lim, the largest query position of the CTA's valid rows.  Only
 // the producer reads the selection row; it hands each tile's first key
 // and whether it is the item's last to the consumers through shared
-// memory (HANDOVER, below).  A tile needs masking (key > query position, or key >=
-// Sk) only when it reaches past a warpgroup's smallest query position or
-// past Sk.
+// memory (HANDOVER, in templates/attention_sm90_produce.cu).  A tile
+// needs masking (key > query position, or key >= Sk) only when it
+// reaches past a warpgroup's smallest query position or past Sk.
 //
 // SHARED LAYOUT.  Every tile is stored as HEAD_DIM / 64 column chunks; a
 // chunk is [rows][64 elements] = rows x 128 bytes, written by TMA with the
@@ -186,7 +187,7 @@ static constexpr int H_ITEM_SLOTS = 3;
 static constexpr int H_BARS = 1 + 3 * H_STAGES + 1 + H_ITEM_SLOTS;
 static constexpr int H_Q_EMPTY_OFFSET = H_BAR_OFFSET + 8 * (1 + 3 * H_STAGES);
 static constexpr int H_ITEM_OFFSET = H_BAR_OFFSET + 8 * H_BARS;
-// Ints at H_ITEM_OFFSET (HANDOVER below): H_ITEM_SLOTS work-item slots
+// Ints at H_ITEM_OFFSET (HANDOVER, attention_sm90_produce.cu): H_ITEM_SLOTS work-item slots
 // of H_SLOT_INTS, one split-arrival int per consumer, one tile word per
 // stage.
 static constexpr int H_SLOT_INTS = 14;
@@ -220,90 +221,8 @@ extern "C" __device__ int prism_attention_launch[6] = {
     H_THREADS, H_TM, H_SMEM_BYTES, 1 /* tensor maps */, H_TN,
     1 /* persistent: prism_attention_schedule fills the work queue first */};
 
-// Key tile `it` of the walk: its first key, or a sentinel past every lim.
-static __device__ __forceinline__ int h_tile_start(const int *sel, int total, int it) {
-    return it < total ? __ldg(sel + it / H_SUBTILES) * BLOCK_SIZE +
-                            (it % H_SUBTILES) * H_TN
-                      : 0x7fffffff;
-}
 
-// HANDOVER.  The producer already walks the item and its selection row
-// for the TMA coordinates, so it hands the consumers what they need in
-// shared memory instead of letting them derive it again: per item a slot
-// (HSlot: the item's coordinates, lengths, split info, first key and last
-// query position) and
-// per stage a tile word, (first key << 1) | (last tile of the item), the
-// latter written before the stage's K copy is armed, so that the full_k
-// wait that precedes every use of the stage also publishes its word.
-// Deriving them on the consumers was an integer division and two
-// dependent global loads (the selection count, then the entry) at the
-// start of every item, ~12% of the consumers' time on short rows.
-static __device__ __forceinline__ int h_tile_word(int key0, bool last) {
-    return (key0 << 1) | (last ? 1 : 0);
-}
 
-// ---- the producer: one thread issues every copy ----
-// One work item: the first K/V tile, then the Q tile once the consumers
-// released the Q rows of item n - 1 (after its last S = Q K^T), then the
-// remaining K/V tiles.  `it` is the CTA's running tile count over all
-// its items: tile it uses stage it % H_STAGES for the (it / H_STAGES)-th
-// time.  Before a stage's K copy the producer writes the stage's tile word
-// (HANDOVER): the consumers then never read the selection row.  key0 is
-// the first tile's key, already in the item's slot.  Returns it advanced
-// past this item's tiles, and the next item's ticket in `ticket`: taken
-// before the last tile's stage wait, so that the atomic's round trip runs
-// under the wait (a ticket is held at most one tile early: the tail does
-// not notice).
-static __device__ __forceinline__ int
-h_produce(const AttnTmaParams &p, u32 smem, volatile int *handover, int n, int it,
-          int q_row, int k_row, int h, int kvh, int b, const int *sel, int total,
-          int key0, int lim, int &ticket) {
-    const u32 bar_q = smem + H_BAR_OFFSET;
-    const u32 q_empty = smem + H_Q_EMPTY_OFFSET;
-    auto load_q = [&]() {
-        if (n > 0)
-            h_bar_wait(q_empty, (n - 1) & 1);
-        h_bar_expect_tx(bar_q, H_Q_BYTES);
-        for (int c = 0; c < H_CHUNKS; c++)
-            h_tma_load(smem + c * H_TM * 128, &p.q, p.rank, c * 64, q_row, h, b, bar_q);
-    };
-    // Q is read from HBM once per item; its load waits for the previous
-    // item's last S, so fetch it into L2 now, while that item still runs.
-    if (n > 0)
-        for (int c = 0; c < H_CHUNKS; c++)
-            h_tma_prefetch(&p.q, p.rank, c * 64, q_row, h, b);
-    if (key0 > lim) {
-        load_q();
-        ticket = atomicAdd(p.a.schedule, 1);
-    }
-    for (int i = 0; key0 <= lim; i++, it++) {
-        const int s = it % H_STAGES;
-        const u32 full_k = bar_q + 8 * (1 + 3 * s);
-        const u32 full_v = full_k + 8, empty = full_k + 16;
-        // the next entry is loaded while the stage drains
-        const int next = h_tile_start(sel, total, i + 1);
-        if (next > lim)
-            ticket = atomicAdd(p.a.schedule, 1);
-        if (it >= H_STAGES) // the consumers released this stage's last tile
-            h_bar_wait(empty, ((it / H_STAGES) & 1) ^ 1);
-        // published by the expect_tx arrive (release) below
-        handover[H_TILE_INT + s] = h_tile_word(key0, next > lim);
-        const u32 dk = smem + H_K_OFFSET + s * H_KV_BYTES;
-        const u32 dv = smem + H_V_OFFSET + s * H_KV_BYTES;
-        h_bar_expect_tx(full_k, H_KV_BYTES);
-        for (int c = 0; c < H_CHUNKS; c++)
-            h_tma_load(dk + c * H_TN * 128, &p.k, p.rank, c * 64, k_row + key0, kvh,
-                       b, full_k);
-        h_bar_expect_tx(full_v, H_KV_BYTES);
-        for (int c = 0; c < H_CHUNKS; c++)
-            h_tma_load(dv + c * H_TN * 128, &p.v, p.rank, c * 64, k_row + key0, kvh,
-                       b, full_v);
-        if (i == 0)
-            load_q();
-        key0 = next;
-    }
-    return it;
-}
 
 // Online softmax of one S tile (rows g and g + 8 of the thread's warp):
 // optional causal / Sk masking, running max m and partial sum l per row;
@@ -420,10 +339,6 @@ static __device__ __forceinline__ void h_issue_pv(float (&o)[H_O_REGS],
 // and its split info: (first partial slot << 10) | (piece << 5) | (pieces
 // - 1); piece s of k walks selected blocks [s * per, (s + 1) * per) of the
 // row, per = ceil(count / k).
-struct HItem {
-    int b, h, q0, Sq, Sk, q_begin, k_begin, shift, lim, total;
-    const int *sel;
-};
 
 struct HSplit {
     int pieces, piece, first; // pieces == 1: not split; first partial slot
@@ -441,42 +356,6 @@ static __device__ __forceinline__ void h_piece_blocks(int count, const HSplit &s
     n = min(per, count - first);
 }
 
-// A work-queue entry (4 ints at p.schedule + 4 + 4 e: one 16-byte load):
-// the item, its split info, the selection row's block count and the first
-// key of the piece's first tile (h_tile_start), all written by the
-// schedule kernel -- so the producer's way from a ticket to the item's
-// first copy is two dependent loads (the ticket, the entry), not four.
-struct HEntry {
-    int w, info, count, key0;
-};
-
-static __device__ __forceinline__ HEntry h_entry(const AttnParams &p, int ticket,
-                                                 int entries) {
-    if (ticket >= entries)
-        return {-1, 0, 0, 0};
-    const int4 e = __ldg(reinterpret_cast<const int4 *>(p.schedule + 4) + ticket);
-    return {e.x, e.y, e.z, e.w};
-}
-
-static __device__ __forceinline__ HItem h_item(const AttnParams &p, const HEntry &e,
-                                               int tiles) {
-    HItem t;
-    const int w = e.w;
-    const int bh = w / tiles;
-    t.q0 = (w % tiles) * H_TM;
-    t.h = bh % Q_HEADS;
-    t.b = bh / Q_HEADS;
-    sequence_range(p.cu_seqlens_q, p.seqlen_q, t.b, t.q_begin, t.Sq);
-    sequence_range(p.cu_seqlens_k, p.seqlen_k, t.b, t.k_begin, t.Sk);
-    t.shift = t.Sk - t.Sq;
-    t.lim = min(t.q0 + H_TM, t.Sq) - 1 + t.shift;
-    const i64 sel_row = (i64)bh * p.nq_max + t.q0 / BLOCK_SIZE;
-    int first, blocks;
-    h_piece_blocks(e.count, h_split_info(e.info), first, blocks);
-    t.total = blocks * H_SUBTILES;
-    t.sel = p.block_indices + sel_row * p.nk_max + first;
-    return t;
-}
 
 // An item as the producer hands it to the consumers (HANDOVER), in a
 // slot of H_SLOT_INTS ints: the item (-1: no more work), its split info,
@@ -505,21 +384,6 @@ static __device__ __forceinline__ int h_item_parity(int n) {
     return (n / H_ITEM_SLOTS) & 1;
 }
 
-static __device__ __forceinline__ void h_slot_put(volatile int *slot, const HSlot &s) {
-    slot[0] = s.w;
-    slot[1] = s.info;
-    slot[2] = s.q0;
-    slot[3] = s.Sq;
-    slot[4] = s.Sk;
-    slot[5] = s.key0;
-    slot[6] = s.lim;
-    slot[7] = s.row;
-    slot[8] = s.h;
-    slot[9] = s.b;
-    volatile i64 *wide = reinterpret_cast<volatile i64 *>(slot + 10);
-    wide[0] = s.o_off;
-    wide[1] = s.lse_off;
-}
 
 // Read after the slot's barrier wait, whose asm clobbers memory: plain
 // loads, so the fields a caller does not use are never loaded.
@@ -530,26 +394,6 @@ static __device__ __forceinline__ HSlot h_slot_get(const volatile int *vslot) {
             slot[7], slot[8], slot[9], wide[0], wide[1]};
 }
 
-// The slot of item w (the producer's side).
-static __device__ __forceinline__ HSlot h_slot_of(const AttnParams &p, const HEntry &e,
-                                                  const HItem &t, bool varlen) {
-    HSlot s;
-    s.w = e.w;
-    s.info = e.info;
-    s.q0 = t.q0;
-    s.Sq = t.Sq;
-    s.Sk = t.Sk;
-    s.key0 = e.key0;
-    s.lim = t.lim;
-    s.row = (varlen ? t.q_begin : 0) + t.q0;
-    s.h = t.h;
-    s.b = varlen ? 0 : t.b;
-    s.o_off = (varlen ? (i64)t.q_begin * p.o_stride_s : (i64)t.b * p.o_stride_b) +
-              (i64)t.h * p.o_stride_h;
-    s.lse_off = varlen ? (i64)t.h * p.cu_seqlens_q[p.batch] + t.q_begin
-                       : ((i64)t.b * Q_HEADS + t.h) * p.seqlen_q;
-    return s;
-}
 
 // Natural-log LSE of a row from its maximum m (scaled log2 domain) and
 // its sum; -inf for a row that saw no key.
@@ -646,6 +490,10 @@ static __device__ __forceinline__ void h_softmax_at(float (&s)[H_S_REGS], float 
 static __device__ __forceinline__ void h_consume_stream(const AttnTmaParams &P, u32 smem,
                                                         volatile int *handover, int wg);
 
+// The producer thread's loop: templates/attention_sm90_produce.cu.
+static __device__ __forceinline__ void h_producer(const AttnTmaParams &P, u32 smem,
+                                                  volatile int *handover);
+
 // ---- the plain consumer (!H_OVERLAP): 64 query rows of one item ----
 // Work item n of the CTA (slot it), whose first tile is the CTA's tile
 // it0: S, softmax and P V one tile at a time, Q read from shared memory
@@ -738,8 +586,6 @@ prism_attention(const __grid_constant__ AttnTmaParams P) {
     u8 *smem_ptr = h_smem_raw + ((1024 - (smem_u32(h_smem_raw) & 1023)) & 1023);
     const u32 smem = smem_u32(smem_ptr);
     const AttnParams &p = P.a;
-    const int tiles = (p.seqlen_q + H_TM - 1) / H_TM;
-    const bool varlen = p.cu_seqlens_q != nullptr;
     const u32 bars = smem + H_BAR_OFFSET;
     const u32 q_empty = smem + H_Q_EMPTY_OFFSET;
     volatile int *handover = reinterpret_cast<volatile int *>(smem_ptr + H_ITEM_OFFSET);
@@ -764,25 +610,8 @@ prism_attention(const __grid_constant__ AttnTmaParams P) {
         asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(H_PRODUCER_REGS));
         if (tid != 0)
             return;
-        const int entries = p.schedule[1];
-        int it = 0, ticket = blockIdx.x; // the counter starts past the first tickets
-        for (int n = 0;; n++) {
-            const HEntry e = h_entry(p, ticket, entries);
-            volatile int *slot = h_slot_at(handover, n);
-            if (e.w < 0) {
-                slot[0] = -1;
-                h_bar_arrive(h_item_bar(smem, n)); // release: the slot is visible
-                return;
-            }
-            const HItem t = h_item(p, e, tiles);
-            const HSlot s = h_slot_of(p, e, t, varlen);
-            h_slot_put(slot, s);
-            h_bar_arrive(h_item_bar(smem, n));
-            // TMA coordinates (the slot's): varlen / batch 1 index tokens
-            // of the packed tensor (rank 3); a fixed batch uses its own.
-            it = h_produce(P, smem, handover, n, it, s.row, varlen ? t.k_begin : 0, s.h,
-                           s.h / GQA_GROUP, s.b, t.sel, t.total, s.key0, t.lim, ticket);
-        }
+        h_producer(P, smem, handover);
+        return;
     }
     asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(H_CONSUMER_REGS));
     if constexpr (H_OVERLAP) {

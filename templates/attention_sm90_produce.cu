@@ -1,0 +1,200 @@
+// The producer of the sm_90a attention kernel, placed by the generator
+// after templates/attention_sm90.cu and attention_sm90_stream.cu, whose
+// constants, slots and barriers it uses: one thread of the first
+// warpgroup takes work items from the queue (PERSISTENT SCHEDULE in
+// attention_sm90.cu), hands each to the consumers in a slot (HANDOVER)
+// and issues every TMA copy.  A file of its own because it is the other
+// side of every protocol the consumers follow: the copies, the slots, the
+// queue entries of the schedule kernel (templates/attention_sm90_schedule.cu).
+
+// Key tile `it` of the walk: its first key, or a sentinel past every lim.
+static __device__ __forceinline__ int h_tile_start(const int *sel, int total, int it) {
+    return it < total ? __ldg(sel + it / H_SUBTILES) * BLOCK_SIZE +
+                            (it % H_SUBTILES) * H_TN
+                      : 0x7fffffff;
+}
+
+// HANDOVER.  The producer already walks the item and its selection row
+// for the TMA coordinates, so it hands the consumers what they need in
+// shared memory instead of letting them derive it again: per item a slot
+// (HSlot: the item's coordinates, lengths, split info, first key and last
+// query position) and
+// per stage a tile word, (first key << 1) | (last tile of the item), the
+// latter written before the stage's K copy is armed, so that the full_k
+// wait that precedes every use of the stage also publishes its word.
+// Deriving them on the consumers was an integer division and two
+// dependent global loads (the selection count, then the entry) at the
+// start of every item, ~12% of the consumers' time on short rows.
+static __device__ __forceinline__ int h_tile_word(int key0, bool last) {
+    return (key0 << 1) | (last ? 1 : 0);
+}
+
+// ---- the producer: one thread issues every copy ----
+// One work item: the first K/V tile, then the Q tile once the consumers
+// released the Q rows of item n - 1 (after its last S = Q K^T), then the
+// remaining K/V tiles.  `it` is the CTA's running tile count over all
+// its items: tile it uses stage it % H_STAGES for the (it / H_STAGES)-th
+// time.  Before a stage's K copy the producer writes the stage's tile word
+// (HANDOVER): the consumers then never read the selection row.  key0 is
+// the first tile's key, already in the item's slot.  Returns it advanced
+// past this item's tiles, and the next item's ticket in `ticket`: taken
+// before the last tile's stage wait, so that the atomic's round trip runs
+// under the wait (a ticket is held at most one tile early: the tail does
+// not notice).
+static __device__ __forceinline__ int
+h_produce(const AttnTmaParams &p, u32 smem, volatile int *handover, int n, int it,
+          int q_row, int k_row, int h, int kvh, int b, const int *sel, int total,
+          int key0, int lim, int &ticket) {
+    const u32 bar_q = smem + H_BAR_OFFSET;
+    const u32 q_empty = smem + H_Q_EMPTY_OFFSET;
+    auto load_q = [&]() {
+        if (n > 0)
+            h_bar_wait(q_empty, (n - 1) & 1);
+        h_bar_expect_tx(bar_q, H_Q_BYTES);
+        for (int c = 0; c < H_CHUNKS; c++)
+            h_tma_load(smem + c * H_TM * 128, &p.q, p.rank, c * 64, q_row, h, b, bar_q);
+    };
+    // Q is read from HBM once per item; its load waits for the previous
+    // item's last S, so fetch it into L2 now, while that item still runs.
+    if (n > 0)
+        for (int c = 0; c < H_CHUNKS; c++)
+            h_tma_prefetch(&p.q, p.rank, c * 64, q_row, h, b);
+    if (key0 > lim) {
+        load_q();
+        ticket = atomicAdd(p.a.schedule, 1);
+    }
+    for (int i = 0; key0 <= lim; i++, it++) {
+        const int s = it % H_STAGES;
+        const u32 full_k = bar_q + 8 * (1 + 3 * s);
+        const u32 full_v = full_k + 8, empty = full_k + 16;
+        // the next entry is loaded while the stage drains
+        const int next = h_tile_start(sel, total, i + 1);
+        if (next > lim)
+            ticket = atomicAdd(p.a.schedule, 1);
+        if (it >= H_STAGES) // the consumers released this stage's last tile
+            h_bar_wait(empty, ((it / H_STAGES) & 1) ^ 1);
+        // published by the expect_tx arrive (release) below
+        handover[H_TILE_INT + s] = h_tile_word(key0, next > lim);
+        const u32 dk = smem + H_K_OFFSET + s * H_KV_BYTES;
+        const u32 dv = smem + H_V_OFFSET + s * H_KV_BYTES;
+        h_bar_expect_tx(full_k, H_KV_BYTES);
+        for (int c = 0; c < H_CHUNKS; c++)
+            h_tma_load(dk + c * H_TN * 128, &p.k, p.rank, c * 64, k_row + key0, kvh,
+                       b, full_k);
+        h_bar_expect_tx(full_v, H_KV_BYTES);
+        for (int c = 0; c < H_CHUNKS; c++)
+            h_tma_load(dv + c * H_TN * 128, &p.v, p.rank, c * 64, k_row + key0, kvh,
+                       b, full_v);
+        if (i == 0)
+            load_q();
+        key0 = next;
+    }
+    return it;
+}
+
+struct HItem {
+    int b, h, q0, Sq, Sk, q_begin, k_begin, shift, lim, total;
+    const int *sel;
+};
+
+// A work-queue entry (4 ints at p.schedule + 4 + 4 e: one 16-byte load):
+// the item, its split info, the selection row's block count and the first
+// key of the piece's first tile (h_tile_start), all written by the
+// schedule kernel -- so the producer's way from a ticket to the item's
+// first copy is two dependent loads (the ticket, the entry), not four.
+struct HEntry {
+    int w, info, count, key0;
+};
+
+static __device__ __forceinline__ HEntry h_entry(const AttnParams &p, int ticket,
+                                                 int entries) {
+    if (ticket >= entries)
+        return {-1, 0, 0, 0};
+    const int4 e = __ldg(reinterpret_cast<const int4 *>(p.schedule + 4) + ticket);
+    return {e.x, e.y, e.z, e.w};
+}
+
+static __device__ __forceinline__ HItem h_item(const AttnParams &p, const HEntry &e,
+                                               int tiles) {
+    HItem t;
+    const int w = e.w;
+    const int bh = w / tiles;
+    t.q0 = (w % tiles) * H_TM;
+    t.h = bh % Q_HEADS;
+    t.b = bh / Q_HEADS;
+    sequence_range(p.cu_seqlens_q, p.seqlen_q, t.b, t.q_begin, t.Sq);
+    sequence_range(p.cu_seqlens_k, p.seqlen_k, t.b, t.k_begin, t.Sk);
+    t.shift = t.Sk - t.Sq;
+    t.lim = min(t.q0 + H_TM, t.Sq) - 1 + t.shift;
+    const i64 sel_row = (i64)bh * p.nq_max + t.q0 / BLOCK_SIZE;
+    int first, blocks;
+    h_piece_blocks(e.count, h_split_info(e.info), first, blocks);
+    t.total = blocks * H_SUBTILES;
+    t.sel = p.block_indices + sel_row * p.nk_max + first;
+    return t;
+}
+
+static __device__ __forceinline__ void h_slot_put(volatile int *slot, const HSlot &s) {
+    slot[0] = s.w;
+    slot[1] = s.info;
+    slot[2] = s.q0;
+    slot[3] = s.Sq;
+    slot[4] = s.Sk;
+    slot[5] = s.key0;
+    slot[6] = s.lim;
+    slot[7] = s.row;
+    slot[8] = s.h;
+    slot[9] = s.b;
+    volatile i64 *wide = reinterpret_cast<volatile i64 *>(slot + 10);
+    wide[0] = s.o_off;
+    wide[1] = s.lse_off;
+}
+
+// The slot of item w (the producer's side).
+static __device__ __forceinline__ HSlot h_slot_of(const AttnParams &p, const HEntry &e,
+                                                  const HItem &t, bool varlen) {
+    HSlot s;
+    s.w = e.w;
+    s.info = e.info;
+    s.q0 = t.q0;
+    s.Sq = t.Sq;
+    s.Sk = t.Sk;
+    s.key0 = e.key0;
+    s.lim = t.lim;
+    s.row = (varlen ? t.q_begin : 0) + t.q0;
+    s.h = t.h;
+    s.b = varlen ? 0 : t.b;
+    s.o_off = (varlen ? (i64)t.q_begin * p.o_stride_s : (i64)t.b * p.o_stride_b) +
+              (i64)t.h * p.o_stride_h;
+    s.lse_off = varlen ? (i64)t.h * p.cu_seqlens_q[p.batch] + t.q_begin
+                       : ((i64)t.b * Q_HEADS + t.h) * p.seqlen_q;
+    return s;
+}
+
+// The producer thread's loop: a ticket, the item's slot, its copies;
+// the slot of a ticket past the queue's end says "no more work".
+static __device__ __forceinline__ void h_producer(const AttnTmaParams &P, u32 smem,
+                                                  volatile int *handover) {
+    const AttnParams &p = P.a;
+    const int tiles = (p.seqlen_q + H_TM - 1) / H_TM;
+    const bool varlen = p.cu_seqlens_q != nullptr;
+    const int entries = p.schedule[1];
+    int it = 0, ticket = blockIdx.x; // the counter starts past the first tickets
+    for (int n = 0;; n++) {
+        const HEntry e = h_entry(p, ticket, entries);
+        volatile int *slot = h_slot_at(handover, n);
+        if (e.w < 0) {
+            slot[0] = -1;
+            h_bar_arrive(h_item_bar(smem, n)); // release: the slot is visible
+            return;
+        }
+        const HItem t = h_item(p, e, tiles);
+        const HSlot s = h_slot_of(p, e, t, varlen);
+        h_slot_put(slot, s);
+        h_bar_arrive(h_item_bar(smem, n));
+        // TMA coordinates (the slot's): varlen / batch 1 index tokens
+        // of the packed tensor (rank 3); a fixed batch uses its own.
+        it = h_produce(P, smem, handover, n, it, s.row, varlen ? t.k_begin : 0, s.h,
+                       s.h / GQA_GROUP, s.b, t.sel, t.total, s.key0, t.lim, ticket);
+    }
+}
