@@ -221,9 +221,6 @@ extern "C" __device__ int prism_attention_launch[6] = {
     H_THREADS, H_TM, H_SMEM_BYTES, 1 /* tensor maps */, H_TN,
     1 /* persistent: prism_attention_schedule fills the work queue first */};
 
-
-
-
 // Online softmax of one S tile (rows g and g + 8 of the thread's warp):
 // optional causal / Sk masking, running max m and partial sum l per row;
 // S becomes P (unnormalised, fp32) and alpha the factor O must be scaled
@@ -356,7 +353,6 @@ static __device__ __forceinline__ void h_piece_blocks(int count, const HSplit &s
     n = min(per, count - first);
 }
 
-
 // An item as the producer hands it to the consumers (HANDOVER), in a
 // slot of H_SLOT_INTS ints: the item (-1: no more work), its split info,
 // first query row, lengths, the first key of its first tile, the last
@@ -384,7 +380,6 @@ static __device__ __forceinline__ int h_item_parity(int n) {
     return (n / H_ITEM_SLOTS) & 1;
 }
 
-
 // Read after the slot's barrier wait, whose asm clobbers memory: plain
 // loads, so the fields a caller does not use are never loaded.
 static __device__ __forceinline__ HSlot h_slot_get(const volatile int *vslot) {
@@ -393,7 +388,6 @@ static __device__ __forceinline__ HSlot h_slot_get(const volatile int *vslot) {
     return {slot[0], slot[1], slot[2], slot[3], slot[4], slot[5], slot[6],
             slot[7], slot[8], slot[9], wide[0], wide[1]};
 }
-
 
 // Natural-log LSE of a row from its maximum m (scaled log2 domain) and
 // its sum; -inf for a row that saw no key.

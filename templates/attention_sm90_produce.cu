@@ -93,7 +93,7 @@ h_produce(const AttnTmaParams &p, u32 smem, volatile int *handover, int n, int i
 }
 
 struct HItem {
-    int b, h, q0, Sq, Sk, q_begin, k_begin, shift, lim, total;
+    int b, h, q0, Sq, Sk, q_begin, k_begin, lim, total;
     const int *sel;
 };
 
@@ -124,8 +124,7 @@ static __device__ __forceinline__ HItem h_item(const AttnParams &p, const HEntry
     t.b = bh / Q_HEADS;
     sequence_range(p.cu_seqlens_q, p.seqlen_q, t.b, t.q_begin, t.Sq);
     sequence_range(p.cu_seqlens_k, p.seqlen_k, t.b, t.k_begin, t.Sk);
-    t.shift = t.Sk - t.Sq;
-    t.lim = min(t.q0 + H_TM, t.Sq) - 1 + t.shift;
+    t.lim = min(t.q0 + H_TM, t.Sq) - 1 + (t.Sk - t.Sq); // causal: Sk - Sq shift
     const i64 sel_row = (i64)bh * p.nq_max + t.q0 / BLOCK_SIZE;
     int first, blocks;
     h_piece_blocks(e.count, h_split_info(e.info), first, blocks);
