@@ -142,19 +142,47 @@ static prism_status check_mask(prism_plan *p, const prism_batch *b,
     return PRISM_OK;
 }
 
-static prism_status launch(prism_plan *p, CUfunction f, unsigned gx,
-                           unsigned gy, unsigned gz, int threads, int smem,
-                           void *params, prism_stream stream, const char *what) {
-    void *args[] = {params};
-    CUresult rc = p->drv->launch_kernel(f, gx, gy, gz, (unsigned)threads, 1, 1,
-                                        (unsigned)smem, (CUstream)stream, args,
-                                        NULL);
+static prism_status launch_result(prism_plan *p, CUresult rc, const char *what) {
     if (rc != CUDA_SUCCESS) {
         char err[PRISM_ERRMSG_MAX];
         prism_cuda_error(p->drv, rc, what, err, sizeof err);
         return prism_plan_fail(p, PRISM_ERR_CUDA, "%s", err);
     }
     return PRISM_OK;
+}
+
+static prism_status launch(prism_plan *p, CUfunction f, unsigned gx,
+                           unsigned gy, unsigned gz, int threads, int smem,
+                           void *params, prism_stream stream, const char *what) {
+    void *args[] = {params};
+    return launch_result(p, p->drv->launch_kernel(f, gx, gy, gz,
+                                                  (unsigned)threads, 1, 1,
+                                                  (unsigned)smem,
+                                                  (CUstream)stream, args, NULL),
+                         what);
+}
+
+/* A programmatic dependent launch: the kernel may start while the one
+ * before it on the stream still runs, once that one allows it
+ * (griddepcontrol.launch_dependents), and waits itself for what it needs
+ * of it (griddepcontrol.wait).  Everything earlier on the stream has
+ * completed by then, as the kernel before could not start earlier. */
+static prism_status launch_dependent(prism_plan *p, CUfunction f,
+                                     unsigned grid, int threads, int smem,
+                                     void *params, prism_stream stream,
+                                     const char *what) {
+    CUlaunchAttribute attr = {
+        .id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION,
+        .value.programmaticStreamSerializationAllowed = 1,
+    };
+    CUlaunchConfig cfg = {
+        .gridDimX = grid, .gridDimY = 1, .gridDimZ = 1,
+        .blockDimX = (unsigned)threads, .blockDimY = 1, .blockDimZ = 1,
+        .sharedMemBytes = (unsigned)smem, .hStream = (CUstream)stream,
+        .attrs = &attr, .numAttrs = 1,
+    };
+    void *args[] = {params};
+    return launch_result(p, p->drv->launch_kernel_ex(&cfg, f, args, NULL), what);
 }
 
 /* The workspace to use: the caller's (checked for size) or the plan's. */
@@ -364,7 +392,9 @@ static prism_status tma_params(prism_plan *p, const prism_batch *b,
 /* The attention launch.  A persistent kernel (sm_90a) first gets its
  * work queue from the schedule kernel (one CTA) on the same stream, then
  * runs one CTA per SM; the schedule may split long rows into pieces for
- * the CTAs that would otherwise idle (templates/attention_sm90*.cu). */
+ * the CTAs that would otherwise idle (templates/attention_sm90*.cu).  The
+ * attention kernel is a programmatic dependent launch: its CTAs start
+ * while the schedule is built, on a first item each that needs no queue. */
 static prism_status run_attention(prism_plan *p, const prism_batch *b,
                                   const prism_tensor *q, const prism_tensor *k,
                                   const prism_tensor *v,
@@ -419,8 +449,8 @@ static prism_status run_attention(prism_plan *p, const prism_batch *b,
                              "prism_attention_schedule");
     if (st != PRISM_OK)
         return st;
-    return launch(p, at->main, grid, 1, 1, at->threads, at->dynamic_smem, params,
-                  stream, "prism_attention");
+    return launch_dependent(p, at->main, grid, at->threads, at->dynamic_smem,
+                            params, stream, "prism_attention");
 }
 
 static prism_status check_qk(prism_plan *p, const prism_batch *b,

@@ -40,11 +40,13 @@ static __device__ __forceinline__ int h_tile_word(int key0, bool last) {
 // past this item's tiles, and the next item's ticket in `ticket`: taken
 // before the last tile's stage wait, so that the atomic's round trip runs
 // under the wait (a ticket is held at most one tile early: the tail does
-// not notice).
+// not notice).  A static item (FIRST ITEMS WITHOUT THE QUEUE) does not
+// draw (`draw` false): its CTA's first queue ticket is blockIdx.x, and the
+// counter may be touched only after the schedule is complete.
 static __device__ __forceinline__ int
 h_produce(const AttnTmaParams &p, u32 smem, volatile int *handover, int n, int it,
           int q_row, int k_row, int h, int kvh, int b, const int *sel, int total,
-          int key0, int lim, int &ticket) {
+          int key0, int lim, bool draw, int &ticket) {
     const u32 bar_q = smem + H_BAR_OFFSET;
     const u32 q_empty = smem + H_Q_EMPTY_OFFSET;
     auto load_q = [&]() {
@@ -61,7 +63,8 @@ h_produce(const AttnTmaParams &p, u32 smem, volatile int *handover, int n, int i
             h_tma_prefetch(&p.q, p.rank, c * 64, q_row, h, b);
     if (key0 > lim) {
         load_q();
-        ticket = atomicAdd(p.a.schedule, 1);
+        if (draw)
+            ticket = atomicAdd(p.a.schedule, 1);
     }
     for (int i = 0; key0 <= lim; i++, it++) {
         const int s = it % H_STAGES;
@@ -69,7 +72,7 @@ h_produce(const AttnTmaParams &p, u32 smem, volatile int *handover, int n, int i
         const u32 full_v = full_k + 8, empty = full_k + 16;
         // the next entry is loaded while the stage drains
         const int next = h_tile_start(sel, total, i + 1);
-        if (next > lim)
+        if (draw && next > lim)
             ticket = atomicAdd(p.a.schedule, 1);
         if (it >= H_STAGES) // the consumers released this stage's last tile
             h_bar_wait(empty, ((it / H_STAGES) & 1) ^ 1);
@@ -112,6 +115,68 @@ static __device__ __forceinline__ HEntry h_entry(const AttnParams &p, int ticket
         return {-1, 0, 0, 0};
     const int4 e = __ldg(reinterpret_cast<const int4 *>(p.schedule + 4) + ticket);
     return {e.x, e.y, e.z, e.w};
+}
+
+static constexpr int H_KV_HEADS = Q_HEADS / GQA_GROUP;
+// FEW ROWS (attention_sm90_schedule.cu): at most this many items per CTA.
+static constexpr int H_FEW_ROWS = 4;
+
+// Item w's selection row (its query tile's block row of its head).
+static __device__ __forceinline__ i64 h_sel_row(const AttnParams &p, int w, int tiles) {
+    return (i64)(w / tiles) * p.nq_max + (w % tiles) * H_TM / BLOCK_SIZE;
+}
+
+// Item w's cost: its selected-block count, -1 past its sequence's end.
+static __device__ __forceinline__ int h_item_cost(const AttnParams &p, int w, int tiles) {
+    const int bh = w / tiles, q0 = (w % tiles) * H_TM;
+    int begin, Sq;
+    sequence_range(p.cu_seqlens_q, p.seqlen_q, bh / Q_HEADS, begin, Sq);
+    if (q0 >= Sq)
+        return -1;
+    return max(__ldg(p.block_counts + h_sel_row(p, w, tiles)), 0);
+}
+
+// FIRST ITEMS WITHOUT THE QUEUE.  prism_attention is launched with
+// programmatic dependent launch behind the schedule kernel, which lets it
+// start at once (h_launch_dependents); only what the queue holds must wait
+// for the schedule to complete (h_grid_dependency_wait).  So with many
+// items per CTA (more than H_FEW_ROWS) CTA c starts on static item c
+// while the schedule is built, and takes queue tickets after it; the
+// schedule leaves the static items out of the queue and never splits them.
+// The static items are the queue's first in its order -- (sequence, KV
+// head) group, lowest first -- and inside the group the query tiles from
+// the last down, the group's heads in turn: under a causal mask the
+// longest rows, which the queue would start first too.  Without this the
+// CTAs idled for the schedule kernel's launch and run (~8 us of a 160 us
+// 8K sparse attention on an H200).
+static __device__ __forceinline__ int h_static_items(const AttnParams &p, int tiles) {
+    const int n = p.batch * Q_HEADS * tiles;
+    return n > H_FEW_ROWS * p.ctas ? p.ctas : 0;
+}
+
+// Static item c's item index, and the inverse: item w's place in that order.
+static __device__ __forceinline__ int h_static_item(int c, int tiles) {
+    const int per_group = GQA_GROUP * tiles, g = c / per_group, r = c % per_group;
+    const int bh = (g / H_KV_HEADS) * Q_HEADS + (g % H_KV_HEADS) * GQA_GROUP + r % GQA_GROUP;
+    return bh * tiles + (tiles - 1 - r / GQA_GROUP);
+}
+static __device__ __forceinline__ int h_static_rank(int w, int tiles) {
+    const int bh = w / tiles, b = bh / Q_HEADS, h = bh % Q_HEADS;
+    const int g = b * H_KV_HEADS + h / GQA_GROUP;
+    return (g * tiles + (tiles - 1 - w % tiles)) * GQA_GROUP + h % GQA_GROUP;
+}
+
+// This CTA's static entry (unsplit, as the schedule kernel would write
+// it), or w = -1: none, or its query tile lies past its sequence's end.
+static __device__ __forceinline__ HEntry h_static_entry(const AttnParams &p, int tiles) {
+    const int c = blockIdx.x;
+    if (c >= h_static_items(p, tiles))
+        return {-1, 0, 0, 0};
+    const int w = h_static_item(c, tiles), count = h_item_cost(p, w, tiles);
+    if (count < 0)
+        return {-1, 0, 0, 0};
+    const int *sel = p.block_indices + h_sel_row(p, w, tiles) * p.nk_max;
+    return {w, 0, count, count > 0 ? __ldg(sel) * BLOCK_SIZE : 0x7fffffff};
 }
 
 static __device__ __forceinline__ HItem h_item(const AttnParams &p, const HEntry &e,
@@ -177,10 +242,17 @@ static __device__ __forceinline__ void h_producer(const AttnTmaParams &P, u32 sm
     const AttnParams &p = P.a;
     const int tiles = (p.seqlen_q + H_TM - 1) / H_TM;
     const bool varlen = p.cu_seqlens_q != nullptr;
-    const int entries = p.schedule[1];
+    HEntry e = h_static_entry(p, tiles);
+    int entries = -1; // read once the schedule is complete
     int it = 0, ticket = blockIdx.x; // the counter starts past the first tickets
     for (int n = 0;; n++) {
-        const HEntry e = h_entry(p, ticket, entries);
+        if (n > 0 || e.w < 0) {
+            if (entries < 0) {
+                h_grid_dependency_wait();
+                entries = p.schedule[1];
+            }
+            e = h_entry(p, ticket, entries);
+        }
         volatile int *slot = h_slot_at(handover, n);
         if (e.w < 0) {
             slot[0] = -1;
@@ -194,6 +266,7 @@ static __device__ __forceinline__ void h_producer(const AttnTmaParams &P, u32 sm
         // TMA coordinates (the slot's): varlen / batch 1 index tokens
         // of the packed tensor (rank 3); a fixed batch uses its own.
         it = h_produce(P, smem, handover, n, it, s.row, varlen ? t.k_begin : 0, s.h,
-                       s.h / GQA_GROUP, s.b, t.sel, t.total, s.key0, t.lim, ticket);
+                       s.h / GQA_GROUP, s.b, t.sel, t.total, s.key0, t.lim, entries >= 0,
+                       ticket);
     }
 }

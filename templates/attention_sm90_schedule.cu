@@ -110,7 +110,9 @@ h_split_piece(const AttnParams &p, int info, int wg, int wt,
 // ---- the work queue ----
 // One CTA of 1024 threads builds the queue for prism_attention.
 //  1. Costs: an item's cost is the selected-block count of its selection
-//     row (items past their sequence's end are left out).  Sum and max.
+//     row (items past their sequence's end are left out, and so are the
+//     static items the CTAs run before their first ticket: FIRST ITEMS
+//     WITHOUT THE QUEUE, attention_sm90_produce.cu).  Sum and max.
 //  2. Splitting, where it pays: with C CTAs the work per CTA is sum / C;
 //     an item costlier than cap = max(sum / C, H_MIN_PIECE_TILES of work)
 //     would outlast the rest, so it is cut into min(ceil(cost / cap),
@@ -138,28 +140,14 @@ h_split_piece(const AttnParams &p, int info, int wg, int wt,
 // from schedule[4] on the entries (HEntry: item, split info, block count,
 // first key), and zeroes the split items'
 // arrival counters.  The host launches it right before prism_attention on
-// the same stream, with the same parameters.
+// the same stream, with the same parameters; its first instruction lets
+// prism_attention (a programmatic dependent launch) start.
 static constexpr int H_SCHED_THREADS = 1024;
 static constexpr int H_SCHED_BINS = 2048;
 // Costs of the first H_SCHED_CACHE items are read from global memory once
 // and kept in shared memory for the later passes (later items are read
 // again: long sequences, where this kernel's microseconds do not count).
 static constexpr int H_SCHED_CACHE = 8192;
-static constexpr int H_KV_HEADS = Q_HEADS / GQA_GROUP;
-
-// Item w's selection row (its query tile's block row of its head).
-static __device__ __forceinline__ i64 h_sel_row(const AttnParams &p, int w, int tiles) {
-    return (i64)(w / tiles) * p.nq_max + (w % tiles) * H_TM / BLOCK_SIZE;
-}
-
-static __device__ __forceinline__ int h_item_cost(const AttnParams &p, int w, int tiles) {
-    const int bh = w / tiles, q0 = (w % tiles) * H_TM;
-    int begin, Sq;
-    sequence_range(p.cu_seqlens_q, p.seqlen_q, bh / Q_HEADS, begin, Sq);
-    if (q0 >= Sq)
-        return -1;
-    return max(__ldg(p.block_counts + h_sel_row(p, w, tiles)), 0);
-}
 
 static __device__ __forceinline__ int h_pieces(int cost, int cap) {
     return cost > cap ? min((cost + cap - 1) / cap, H_SPLIT_MAX) : 1;
@@ -221,7 +209,7 @@ static __device__ __forceinline__ void h_block_sum_max(long long &v, long long &
 // gaps), at least the average work per CTA, plus k for the merge; the
 // split pieces must fit the slots (k = 1 always does).  cost(w): the item
 // costs; red: the reduction scratch (its first slot carries the result).
-static constexpr int H_FEW_ROWS = 4;
+// (H_FEW_ROWS: attention_sm90_produce.cu.)
 
 static __device__ __forceinline__ long long h_cap_of(long long longest, int k, int min_piece) {
     return max((longest + k - 1) / k, (long long)min_piece);
@@ -278,25 +266,32 @@ prism_attention_schedule(const __grid_constant__ AttnTmaParams P) {
     __shared__ int cached[H_SCHED_CACHE]; // item costs (h_item_cost)
     __shared__ long long red[66];
     __shared__ int next_slot;
+    h_launch_dependents(); // prism_attention starts its static items now
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int tiles = (p.seqlen_q + H_TM - 1) / H_TM;
     const int n = p.batch * Q_HEADS * tiles;
+    const int statics = h_static_items(p, tiles);
     for (int i = tid; i < H_SCHED_BINS; i += H_SCHED_THREADS)
         bin[i] = 0;
     if (tid == 0)
         next_slot = 0;
 
-    // 1. the total cost and the largest
+    // 1. the total cost and the largest queued one; the static items
+    // count as work but not as queue items (cost -1 from here on)
+    auto queued_cost = [&](int w) {
+        return h_static_rank(w, tiles) < statics ? -1 : h_item_cost(p, w, tiles);
+    };
     long long sum = 0, longest = 0;
     for (int w = tid; w < n; w += H_SCHED_THREADS) {
         const int c = h_item_cost(p, w, tiles);
+        const int q = h_static_rank(w, tiles) < statics ? -1 : c;
         if (w < H_SCHED_CACHE)
-            cached[w] = c;
+            cached[w] = q;
         sum += max(c, 0);
-        longest = max(longest, (long long)c);
+        longest = max(longest, (long long)q);
     }
     h_block_sum_max(sum, longest, red);
-    auto cost = [&](int w) { return w < H_SCHED_CACHE ? cached[w] : h_item_cost(p, w, tiles); };
+    auto cost = [&](int w) { return w < H_SCHED_CACHE ? cached[w] : queued_cost(w); };
 
     // 2. the piece size: no item splits unless it outlasts sum / ctas
     constexpr int MIN_PIECE = H_MIN_PIECE_TILES / H_SUBTILES > 0

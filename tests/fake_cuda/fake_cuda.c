@@ -223,6 +223,13 @@ CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz,
     return CUDA_SUCCESS;
 }
 
+CUresult cuLaunchKernelEx(const CUlaunchConfig *c, CUfunction f, void **args,
+                          void **extra) {
+    return cuLaunchKernel(f, c->gridDimX, c->gridDimY, c->gridDimZ, c->blockDimX,
+                          c->blockDimY, c->blockDimZ, c->sharedMemBytes,
+                          c->hStream, args, extra);
+}
+
 CUresult cuMemAlloc_v2(CUdeviceptr *p, size_t n) {
     void *x = NULL; /* 256-byte aligned, zeroed: what cuMemAlloc promises */
     if (posix_memalign(&x, 256, n ? n : 1) != 0)
