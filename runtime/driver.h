@@ -35,7 +35,6 @@
     X(tensor_map_encode_tiled, cuTensorMapEncodeTiled,                        \
       "cuTensorMapEncodeTiled")                                               \
     X(func_get_attribute, cuFuncGetAttribute, "cuFuncGetAttribute")           \
-    X(launch_kernel, cuLaunchKernel, "cuLaunchKernel")                        \
     X(launch_kernel_ex, cuLaunchKernelEx, "cuLaunchKernelEx")                 \
     X(mem_alloc, cuMemAlloc, "cuMemAlloc_v2")                                 \
     X(mem_free, cuMemFree, "cuMemFree_v2")                                    \

@@ -142,7 +142,28 @@ static prism_status check_mask(prism_plan *p, const prism_batch *b,
     return PRISM_OK;
 }
 
-static prism_status launch_result(prism_plan *p, CUresult rc, const char *what) {
+/* Launches f.  dependent: a programmatic dependent launch -- the kernel
+ * may start while the one before it on the stream still runs, once that
+ * one allows it (griddepcontrol.launch_dependents), and waits itself for
+ * what it needs of it (griddepcontrol.wait).  Everything earlier on the
+ * stream has completed by then, as the kernel before could not start
+ * earlier. */
+static prism_status launch_as(prism_plan *p, CUfunction f, unsigned gx,
+                              unsigned gy, unsigned gz, int threads, int smem,
+                              void *params, prism_stream stream,
+                              bool dependent, const char *what) {
+    CUlaunchAttribute attr = {
+        .id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION,
+        .value.programmaticStreamSerializationAllowed = 1,
+    };
+    CUlaunchConfig cfg = {
+        .gridDimX = gx, .gridDimY = gy, .gridDimZ = gz,
+        .blockDimX = (unsigned)threads, .blockDimY = 1, .blockDimZ = 1,
+        .sharedMemBytes = (unsigned)smem, .hStream = (CUstream)stream,
+        .attrs = &attr, .numAttrs = dependent ? 1 : 0,
+    };
+    void *args[] = {params};
+    CUresult rc = p->drv->launch_kernel_ex(&cfg, f, args, NULL);
     if (rc != CUDA_SUCCESS) {
         char err[PRISM_ERRMSG_MAX];
         prism_cuda_error(p->drv, rc, what, err, sizeof err);
@@ -154,35 +175,8 @@ static prism_status launch_result(prism_plan *p, CUresult rc, const char *what) 
 static prism_status launch(prism_plan *p, CUfunction f, unsigned gx,
                            unsigned gy, unsigned gz, int threads, int smem,
                            void *params, prism_stream stream, const char *what) {
-    void *args[] = {params};
-    return launch_result(p, p->drv->launch_kernel(f, gx, gy, gz,
-                                                  (unsigned)threads, 1, 1,
-                                                  (unsigned)smem,
-                                                  (CUstream)stream, args, NULL),
-                         what);
-}
-
-/* A programmatic dependent launch: the kernel may start while the one
- * before it on the stream still runs, once that one allows it
- * (griddepcontrol.launch_dependents), and waits itself for what it needs
- * of it (griddepcontrol.wait).  Everything earlier on the stream has
- * completed by then, as the kernel before could not start earlier. */
-static prism_status launch_dependent(prism_plan *p, CUfunction f,
-                                     unsigned grid, int threads, int smem,
-                                     void *params, prism_stream stream,
-                                     const char *what) {
-    CUlaunchAttribute attr = {
-        .id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION,
-        .value.programmaticStreamSerializationAllowed = 1,
-    };
-    CUlaunchConfig cfg = {
-        .gridDimX = grid, .gridDimY = 1, .gridDimZ = 1,
-        .blockDimX = (unsigned)threads, .blockDimY = 1, .blockDimZ = 1,
-        .sharedMemBytes = (unsigned)smem, .hStream = (CUstream)stream,
-        .attrs = &attr, .numAttrs = 1,
-    };
-    void *args[] = {params};
-    return launch_result(p, p->drv->launch_kernel_ex(&cfg, f, args, NULL), what);
+    return launch_as(p, f, gx, gy, gz, threads, smem, params, stream, false,
+                     what);
 }
 
 /* The workspace to use: the caller's (checked for size) or the plan's. */
@@ -449,8 +443,8 @@ static prism_status run_attention(prism_plan *p, const prism_batch *b,
                              "prism_attention_schedule");
     if (st != PRISM_OK)
         return st;
-    return launch_dependent(p, at->main, grid, at->threads, at->dynamic_smem,
-                            params, stream, "prism_attention");
+    return launch_as(p, at->main, grid, 1, 1, at->threads, at->dynamic_smem,
+                     params, stream, true, "prism_attention");
 }
 
 static prism_status check_qk(prism_plan *p, const prism_batch *b,

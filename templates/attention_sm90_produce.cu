@@ -166,17 +166,24 @@ static __device__ __forceinline__ int h_static_rank(int w, int tiles) {
     return (g * tiles + (tiles - 1 - w % tiles)) * GQA_GROUP + h % GQA_GROUP;
 }
 
-// This CTA's static entry (unsplit, as the schedule kernel would write
-// it), or w = -1: none, or its query tile lies past its sequence's end.
+// The entry of item w's piece `info` (count: the item's block count): the
+// piece's first key, as the walk will find it (h_tile_start).
+static __device__ __forceinline__ HEntry h_make_entry(const AttnParams &p, int w, int tiles,
+                                                      int count, int info) {
+    int first, blocks;
+    h_piece_blocks(count, h_split_info(info), first, blocks);
+    const int *sel = p.block_indices + h_sel_row(p, w, tiles) * p.nk_max + first;
+    return {w, info, count, h_tile_start(sel, blocks * H_SUBTILES, 0)};
+}
+
+// This CTA's static entry (unsplit: info 0), or w = -1: none, or its
+// query tile lies past its sequence's end.
 static __device__ __forceinline__ HEntry h_static_entry(const AttnParams &p, int tiles) {
     const int c = blockIdx.x;
     if (c >= h_static_items(p, tiles))
         return {-1, 0, 0, 0};
     const int w = h_static_item(c, tiles), count = h_item_cost(p, w, tiles);
-    if (count < 0)
-        return {-1, 0, 0, 0};
-    const int *sel = p.block_indices + h_sel_row(p, w, tiles) * p.nk_max;
-    return {w, 0, count, count > 0 ? __ldg(sel) * BLOCK_SIZE : 0x7fffffff};
+    return count < 0 ? HEntry{-1, 0, 0, 0} : h_make_entry(p, w, tiles, count, 0);
 }
 
 static __device__ __forceinline__ HItem h_item(const AttnParams &p, const HEntry &e,

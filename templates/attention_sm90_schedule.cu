@@ -278,20 +278,20 @@ prism_attention_schedule(const __grid_constant__ AttnTmaParams P) {
 
     // 1. the total cost and the largest queued one; the static items
     // count as work but not as queue items (cost -1 from here on)
-    auto queued_cost = [&](int w) {
-        return h_static_rank(w, tiles) < statics ? -1 : h_item_cost(p, w, tiles);
-    };
+    auto is_static = [&](int w) { return h_static_rank(w, tiles) < statics; };
     long long sum = 0, longest = 0;
     for (int w = tid; w < n; w += H_SCHED_THREADS) {
         const int c = h_item_cost(p, w, tiles);
-        const int q = h_static_rank(w, tiles) < statics ? -1 : c;
+        const int q = is_static(w) ? -1 : c;
         if (w < H_SCHED_CACHE)
             cached[w] = q;
         sum += max(c, 0);
         longest = max(longest, (long long)q);
     }
     h_block_sum_max(sum, longest, red);
-    auto cost = [&](int w) { return w < H_SCHED_CACHE ? cached[w] : queued_cost(w); };
+    auto cost = [&](int w) {
+        return w < H_SCHED_CACHE ? cached[w] : is_static(w) ? -1 : h_item_cost(p, w, tiles);
+    };
 
     // 2. the piece size: no item splits unless it outlasts sum / ctas
     constexpr int MIN_PIECE = H_MIN_PIECE_TILES / H_SUBTILES > 0
@@ -391,17 +391,13 @@ prism_attention_schedule(const __grid_constant__ AttnTmaParams P) {
             p.split_arrived[2 * slot] = 0;
             p.split_arrived[2 * slot + 1] = 0;
         }
-        // the entry (h_entry): the block count is read again (an L2 hit),
-        // and each piece's first selected block
+        // the entries (h_make_entry): the block count is read again (an
+        // L2 hit)
         const int count = h_item_cost(p, w, tiles);
-        const int *sel = p.block_indices + h_sel_row(p, w, tiles) * p.nk_max;
         for (int s = 0; s < k; s++) {
-            const int info = (slot << 10) | (s << 5) | (k - 1);
-            int first, blocks;
-            h_piece_blocks(count, h_split_info(info), first, blocks);
-            const int key0 = blocks > 0 ? __ldg(sel + first) * BLOCK_SIZE : 0x7fffffff;
+            const HEntry en = h_make_entry(p, w, tiles, count, (slot << 10) | (s << 5) | (k - 1));
             const int e = atomicAdd(&bin[b], 1);
-            reinterpret_cast<int4 *>(p.schedule + 4)[e] = make_int4(w, info, count, key0);
+            reinterpret_cast<int4 *>(p.schedule + 4)[e] = make_int4(en.w, en.info, en.count, en.key0);
         }
     }
 }
