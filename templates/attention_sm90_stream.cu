@@ -32,7 +32,12 @@
 // the TMA store read them (its issuing thread waits for that,
 // h_bulk_wait_read, one batch later, so the wait overlaps the tensor
 // cores' work).  An arrival is never left pending across a wait for the
-// next Q (that would deadlock with the producer).
+// next Q (that would deadlock with the producer).  Nor is a stage: the
+// producer loads the next Q after the next item's first K/V tile, so the
+// wait for that Q comes only after this warpgroup released every stage
+// but the one it is reading -- with 2 stages, waiting for the next Q
+// while the last P V but one still holds its stage deadlocks (session
+// 9 tried taking the next Q there; bench/NOTES.md).
 //
 // WHEN AN ITEM ENDS ALONE.  The next item has no tile (no more work, or an
 // empty row or piece), this item is a split piece (its merge is out of
