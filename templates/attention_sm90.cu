@@ -27,7 +27,8 @@
 //    PERSISTENT SCHEDULE below) and issues every TMA copy: per item the Q
 //    tile once, then for each key tile of the selection the K tile and the
 //    V tile, each onto its own "full" mbarrier, into stage it % H_STAGES.
-//    Before reusing a stage it waits on that stage's "empty" mbarrier.
+//    Before reusing a stage's K (V) buffer it waits on the stage's "K
+//    empty" ("V empty") mbarrier.
 //  * Warpgroups 1 and 2, the consumers, take the registers (setmaxnreg.inc
 //    to H_CONSUMER_REGS) and own 64 query rows each.  Per key tile: wait
 //    K full; S = Q K^T (HEAD_DIM/16 wgmma m64nTNk16, Q from shared memory,
@@ -35,9 +36,12 @@
 //    mask near the diagonal; online softmax in registers;
 //    P converted to bf16/fp16 in registers; wait V full; O += P V
 //    (TN/16 wgmma m64nDk16, A = P from registers, B = V from shared memory
-//    read transposed); then every consumer thread arrives on the stage's
-//    empty barrier (count 256).  The two warpgroups run independently, so
-//    one's softmax overlaps the other's MMAs.
+//    read transposed).  Every consumer thread arrives on the stage's K
+//    empty barrier (count 256) once its S retired and on its V empty
+//    barrier once its P V did, so the next K tile loads a P V earlier
+//    than a stage-wide release would let it (STAGE SLACK below).  The two
+//    warpgroups run independently, so one's softmax overlaps the other's
+//    MMAs.
 //
 // KEY WALK.  As the sm_80 kernel: each selected block is BLOCK_SIZE / TN
 // tiles in ascending order; the walk stops at the first tile starting
@@ -180,12 +184,13 @@ static constexpr int H_KV_BYTES = H_TN * HEAD_DIM * 2;
 static constexpr int H_K_OFFSET = H_Q_BYTES;
 static constexpr int H_V_OFFSET = H_K_OFFSET + H_STAGES * H_KV_BYTES;
 static constexpr int H_BAR_OFFSET = H_V_OFFSET + H_STAGES * H_KV_BYTES;
-// barriers: full_q, then per stage full_k, full_v, empty; then q_empty
-// and the work-item barriers (one per slot); then the ints the producer
-// hands over
+// barriers: full_q, then per stage full_k, full_v, empty_k, empty_v
+// (h_stage_bars); then q_empty and the work-item barriers (one per slot);
+// then the ints the producer hands over
 static constexpr int H_ITEM_SLOTS = 3;
-static constexpr int H_BARS = 1 + 3 * H_STAGES + 1 + H_ITEM_SLOTS;
-static constexpr int H_Q_EMPTY_OFFSET = H_BAR_OFFSET + 8 * (1 + 3 * H_STAGES);
+static constexpr int H_STAGE_BARS = 4;
+static constexpr int H_BARS = 1 + H_STAGE_BARS * H_STAGES + 1 + H_ITEM_SLOTS;
+static constexpr int H_Q_EMPTY_OFFSET = H_BAR_OFFSET + 8 * (1 + H_STAGE_BARS * H_STAGES);
 static constexpr int H_ITEM_OFFSET = H_BAR_OFFSET + 8 * H_BARS;
 // Ints at H_ITEM_OFFSET (HANDOVER, attention_sm90_produce.cu): H_ITEM_SLOTS work-item slots
 // of H_SLOT_INTS, one split-arrival int per consumer, one tile word per
@@ -194,6 +199,17 @@ static constexpr int H_SLOT_INTS = 14;
 static constexpr int H_ARRIVED_INT = H_ITEM_SLOTS * H_SLOT_INTS;
 static constexpr int H_TILE_INT = H_ARRIVED_INT + 2;
 static constexpr int H_SMEM_BYTES = H_ITEM_OFFSET + 4 * (H_TILE_INT + H_STAGES) + 1024;
+// STAGE SLACK.  The producer refills a K buffer once both consumers'
+// S = Q K^T of its last tile retired, and a V buffer once their P V did.
+// The overlapped loop holds tile i's K and tile i-1's V, so with one
+// release per stage (after P V) the next K tile could load only a P V
+// later than its buffer was free, and one warpgroup could run only about
+// a tile ahead of the other before it waited for K; separate releases
+// double that.  (H200: dense 0.5-0.9% faster, 8K sparse unchanged --
+// bench/NOTES.md, session 9.)
+// Stage s's barriers: full K at the address returned, full V at + 8,
+// K empty at + 16, V empty at + 24.
+static constexpr int H_FULL_V = 8, H_EMPTY_K = 16, H_EMPTY_V = 24;
 static constexpr int H_SPLIT_MAX = 16;       // pieces of one split row at most
 static constexpr int H_MIN_PIECE_TILES = 8;  // key tiles of a piece at least
 static constexpr int H_SUBTILES = BLOCK_SIZE / H_TN;
@@ -373,6 +389,9 @@ static_assert(sizeof(HSlot) <= 4 * H_SLOT_INTS && H_SLOT_INTS % 2 == 0,
 static __device__ __forceinline__ volatile int *h_slot_at(volatile int *handover, int n) {
     return handover + H_SLOT_INTS * (n % H_ITEM_SLOTS);
 }
+static __device__ __forceinline__ u32 h_stage_bars(u32 smem, int s) {
+    return smem + H_BAR_OFFSET + 8 * (1 + H_STAGE_BARS * s);
+}
 static __device__ __forceinline__ u32 h_item_bar(u32 smem, int n) {
     return smem + H_Q_EMPTY_OFFSET + 8 * (1 + n % H_ITEM_SLOTS);
 }
@@ -532,22 +551,23 @@ h_consume(const AttnParams &p, u32 smem, volatile int *handover, int wg, int n,
     if (!any)
         h_bar_arrive(q_empty);
     for (int it = 0, word = 0; any && !(word & 1); it++) {
-        const u32 full_k = bar_q + 8 * (1 + 3 * stage(it));
+        const u32 full_k = h_stage_bars(smem, stage(it));
         h_bar_wait(full_k, parity(it));
         word = handover[H_TILE_INT + stage(it)];
         h_wgmma_fence();
         h_issue_s(sc, q_base, smem + H_K_OFFSET + stage(it) * H_KV_BYTES);
         h_wgmma_wait0();
+        h_bar_arrive(full_k + H_EMPTY_K); // this thread is done with the K tile
         if (word & 1)
             h_bar_arrive(q_empty); // the item's last S retired
         h_softmax_at(sc, m, l, alpha, word >> 1, rows, scale);
         h_rescale(o, alpha);
         h_pack_p(pa, sc);
-        h_bar_wait(full_k + 8, parity(it));
+        h_bar_wait(full_k + H_FULL_V, parity(it));
         h_wgmma_fence();
         h_issue_pv(o, pa, smem + H_V_OFFSET + stage(it) * H_KV_BYTES);
         h_wgmma_wait0();
-        h_bar_arrive(full_k + 16); // this thread is done with the stage
+        h_bar_arrive(full_k + H_EMPTY_V); // and with the V tile
         tiles = it + 1;
     }
     h_finish(p, it_slot, wg, wt, o, m, l, handover);
@@ -588,9 +608,11 @@ prism_attention(const __grid_constant__ AttnTmaParams P) {
     if (tid == 0) {
         h_bar_init(bars, 1);
         for (int s = 0; s < H_STAGES; s++) {
-            h_bar_init(bars + 8 * (1 + 3 * s), 1);       // full K
-            h_bar_init(bars + 8 * (1 + 3 * s) + 8, 1);   // full V
-            h_bar_init(bars + 8 * (1 + 3 * s) + 16, 256); // empty
+            const u32 sb = h_stage_bars(smem, s);
+            h_bar_init(sb, 1);              // full K
+            h_bar_init(sb + H_FULL_V, 1);   // full V
+            h_bar_init(sb + H_EMPTY_K, 256);
+            h_bar_init(sb + H_EMPTY_V, 256);
         }
         h_bar_init(q_empty, 256);
         for (int n = 0; n < H_ITEM_SLOTS; n++)

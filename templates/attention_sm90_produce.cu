@@ -68,14 +68,14 @@ h_produce(const AttnTmaParams &p, u32 smem, volatile int *handover, int n, int i
     }
     for (int i = 0; key0 <= lim; i++, it++) {
         const int s = it % H_STAGES;
-        const u32 full_k = bar_q + 8 * (1 + 3 * s);
-        const u32 full_v = full_k + 8, empty = full_k + 16;
+        const u32 full_k = h_stage_bars(smem, s), full_v = full_k + H_FULL_V;
+        const int reuse = ((it / H_STAGES) & 1) ^ 1; // the buffers' last use
         // the next entry is loaded while the stage drains
         const int next = h_tile_start(sel, total, i + 1);
         if (draw && next > lim)
             ticket = atomicAdd(p.a.schedule, 1);
-        if (it >= H_STAGES) // the consumers released this stage's last tile
-            h_bar_wait(empty, ((it / H_STAGES) & 1) ^ 1);
+        if (it >= H_STAGES) // the consumers' S of the stage's last tile retired
+            h_bar_wait(full_k + H_EMPTY_K, reuse);
         // published by the expect_tx arrive (release) below
         handover[H_TILE_INT + s] = h_tile_word(key0, next > lim);
         const u32 dk = smem + H_K_OFFSET + s * H_KV_BYTES;
@@ -84,6 +84,8 @@ h_produce(const AttnTmaParams &p, u32 smem, volatile int *handover, int n, int i
         for (int c = 0; c < H_CHUNKS; c++)
             h_tma_load(dk + c * H_TN * 128, &p.k, p.rank, c * 64, k_row + key0, kvh,
                        b, full_k);
+        if (it >= H_STAGES) // and their P V
+            h_bar_wait(full_k + H_EMPTY_V, reuse);
         h_bar_expect_tx(full_v, H_KV_BYTES);
         for (int c = 0; c < H_CHUNKS; c++)
             h_tma_load(dv + c * H_TN * 128, &p.v, p.rank, c * 64, k_row + key0, kvh,

@@ -151,7 +151,7 @@ static __device__ __forceinline__ void h_consume_stream(const AttnTmaParams &P, 
     const u32 bar_q = smem + H_BAR_OFFSET, q_empty = smem + H_Q_EMPTY_OFFSET;
     const u32 q_rows = smem + (wg - 1) * 64 * 128; // + chunk * H_TM * 128
     // tile `it` of the CTA's running count: its stage, phase and tile word
-    auto full_k = [&](int it) { return bar_q + 8 * (1 + 3 * (it % H_STAGES)); };
+    auto full_k = [&](int it) { return h_stage_bars(smem, it % H_STAGES); };
     auto k_tile = [&](int it) { return smem + H_K_OFFSET + (it % H_STAGES) * H_KV_BYTES; };
     auto v_tile = [&](int it) { return smem + H_V_OFFSET + (it % H_STAGES) * H_KV_BYTES; };
     auto parity = [&](int it) { return (it / H_STAGES) & 1; };
@@ -203,6 +203,7 @@ static __device__ __forceinline__ void h_consume_stream(const AttnTmaParams &P, 
         h_wgmma_fence();
         h_issue_s_rs(sc, qa, k_tile(it));
         h_wgmma_wait0();
+        h_bar_arrive(full_k(it) + H_EMPTY_K);
         h_softmax_at(sc, m, l, alpha, word >> 1, rows, scale);
         h_pack_p(pa, sc); // O is still 0: no rescale
         it++;
@@ -220,11 +221,11 @@ static __device__ __forceinline__ void h_consume_stream(const AttnTmaParams &P, 
                     next.w >= 0 && next.key0 <= next.lim && (done.info & 31) == 0 &&
                     (!varlen || done.q0 + H_TM <= done.Sq);
                 if (!__shfl_sync(0xffffffffu, stream, 0)) {
-                    h_bar_wait(full_k(it - 1) + 8, parity(it - 1));
+                    h_bar_wait(full_k(it - 1) + H_FULL_V, parity(it - 1));
                     h_wgmma_fence();
                     h_issue_pv(o, pa, v_tile(it - 1));
                     h_wgmma_wait0();
-                    h_bar_arrive(full_k(it - 1) + 16);
+                    h_bar_arrive(full_k(it - 1) + H_EMPTY_V);
                     h_finish(p, done, wg, wt, o, m, l, handover);
                     cur = next;
                     n++;
@@ -239,7 +240,7 @@ static __device__ __forceinline__ void h_consume_stream(const AttnTmaParams &P, 
                 boundary = true;
             }
             h_bar_wait(full_k(it), parity(it));
-            h_bar_wait(full_k(it - 1) + 8, parity(it - 1));
+            h_bar_wait(full_k(it - 1) + H_FULL_V, parity(it - 1));
             word = tile_word(it);
             h_wgmma_fence();
             h_issue_s_rs(sc, qa, k_tile(it));
@@ -247,11 +248,12 @@ static __device__ __forceinline__ void h_consume_stream(const AttnTmaParams &P, 
             if (held)
                 release(); // the store had this batch's issue to read the rows
             h_wgmma_wait1(); // S retired (P V may still run)
+            h_bar_arrive(full_k(it) + H_EMPTY_K); // its K tile is free
             if (boundary)
                 m[0] = m[1] = -INFINITY, l[0] = l[1] = 0.f;
             h_softmax_at(sc, m, l, alpha, word >> 1, rows, scale);
             h_wgmma_wait0(); // P V of tile it-1 retired
-            h_bar_arrive(full_k(it - 1) + 16); // its stage is free
+            h_bar_arrive(full_k(it - 1) + H_EMPTY_V); // its V tile is free
             if (boundary) { // that P V was the previous item's last
                 h_stage_o(P, o, prev, q_rows, wg, wt);
                 held = true;
