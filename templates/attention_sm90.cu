@@ -247,14 +247,17 @@ h_softmax(float (&s)[H_S_REGS], float (&m)[2], float (&l)[2], float (&alpha)[2],
           int key0, int qpos0, int qcap, float scale) {
     const int t = threadIdx.x & 3;
     if constexpr (MASKED) {
+        // key = key0 + 8 j + 2 t + (e & 1) is masked past the row's last
+        // visible key; with that limit taken relative to key0 + 2 t once per
+        // row, each element is one compare against an immediate.
+        const int last[2] = {qpos0 + min(0, qcap) - key0 - 2 * t,
+                             qpos0 + min(8, qcap) - key0 - 2 * t};
 #pragma unroll
         for (int j = 0; j < H_TN / 8; j++)
 #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int key = key0 + 8 * j + 2 * t + (e & 1);
-                if (key > qpos0 + min((e >> 1) * 8, qcap))
+            for (int e = 0; e < 4; e++)
+                if (8 * j + (e & 1) > last[e >> 1])
                     s[4 * j + e] = -INFINITY;
-            }
     }
     // Row maxima and sums in H_CHAINS interleaved partial results: one
     // running value per row would be a chain of H_TN / 4 dependent FMNMX
