@@ -204,12 +204,11 @@ CUresult cuFuncGetAttribute(int *v, CUfunction_attribute a, CUfunction f) {
 /* Fake time on this thread's stream, in microseconds. */
 static __thread uint64_t clock_us;
 
-CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz,
-                        unsigned bx, unsigned by, unsigned bz, unsigned smem,
-                        CUstream s, void **args, void **extra) {
-    (void)gx, (void)gy, (void)gz, (void)by, (void)bz, (void)smem, (void)s;
+/* The runtime's one launch entry point (runtime/launch.c: launch_as). */
+CUresult cuLaunchKernelEx(const CUlaunchConfig *c, CUfunction f, void **args,
+                          void **extra) {
     (void)args, (void)extra;
-    if (bx == 0 || bx > 1024 || broken)
+    if (c->blockDimX == 0 || c->blockDimX > 1024 || broken)
         return CUDA_ERROR_INVALID_VALUE;
     size_t off = (size_t)((char *)f - (char *)modules) % sizeof(fake_module);
     const fake_module *m = (const fake_module *)((char *)f - off);
@@ -221,13 +220,6 @@ CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz,
     }
     clock_us += 10 + m->hash % 997;
     return CUDA_SUCCESS;
-}
-
-CUresult cuLaunchKernelEx(const CUlaunchConfig *c, CUfunction f, void **args,
-                          void **extra) {
-    return cuLaunchKernel(f, c->gridDimX, c->gridDimY, c->gridDimZ, c->blockDimX,
-                          c->blockDimY, c->blockDimZ, c->sharedMemBytes,
-                          c->hStream, args, extra);
 }
 
 CUresult cuMemAlloc_v2(CUdeviceptr *p, size_t n) {
