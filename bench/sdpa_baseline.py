@@ -3,10 +3,13 @@
 `prism bench` uses, so ratios are taken on the same card in the same run.
 
 Usage: sdpa_baseline.py --seq 8192 32768 [--heads 32 --kv-heads 8 --dim 128]
-                        [--dtype bf16] [--reps 20] [--json OUT]
+                        [--dtype bf16] [--reps 20] [--no-flush] [--json OUT]
 Prints one line per (backend, seq): median ms, min, max, TFLOP/s counted as
 2*2*Hq*D*Sq*Sk/2 (causal).  Inputs rotate over several buffers so the L2
-cache does not flatter repeated runs.
+cache does not flatter repeated runs, and, as in `prism bench`, a 256 MB
+buffer is cleared on the stream before each repetition's start event: L2
+is cold and the host's dispatch runs while the GPU is busy, so the events
+time the GPU's work (--no-flush: start on an idle GPU, dispatch included).
 """
 import argparse
 import json
@@ -18,12 +21,14 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 
-def time_backend(backend, q_sets, k_sets, v_sets, reps, warmup):
+def time_backend(backend, q_sets, k_sets, v_sets, reps, warmup, flush):
     times = []
     with sdpa_kernel([backend]):
         for i in range(warmup + reps):
             q, k, v = (q_sets[i % len(q_sets)], k_sets[i % len(k_sets)],
                        v_sets[i % len(v_sets)])
+            if flush is not None:
+                flush.fill_(i % 100)
             start = torch.cuda.Event(enable_timing=True)
             end = torch.cuda.Event(enable_timing=True)
             start.record()
@@ -45,10 +50,14 @@ def main():
     ap.add_argument("--dtype", default="bf16", choices=["bf16", "fp16"])
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--no-flush", action="store_true",
+                    help="no 256 MB clear before each repetition")
     ap.add_argument("--json")
     args = ap.parse_args()
     dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float16
     results = []
+    flush = None if args.no_flush else torch.empty(256 << 20, dtype=torch.int8,
+                                                   device="cuda")
     for seq in args.seq:
         n_sets = 3 if seq <= 32768 else 1
         gen = torch.Generator(device="cuda").manual_seed(seq)
@@ -62,13 +71,14 @@ def main():
             try:
                 reps = args.reps if seq <= 65536 else max(5, args.reps // 4)
                 t = time_backend(backend, q_sets, k_sets, v_sets, reps,
-                                 args.warmup)
+                                 args.warmup, flush)
             except Exception as exc:  # backend unavailable for this shape
                 print(f"{name:12s} seq {seq:7d}  unavailable: {exc}".splitlines()[0])
                 continue
             med = statistics.median(t)
             row = {"method": name, "seq": seq, "ms": med, "min": min(t),
                    "max": max(t), "tflops": flops / med / 1e9,
+                   "flush": flush is not None,
                    "device": torch.cuda.get_device_name()}
             results.append(row)
             print(f"{name:12s} seq {seq:7d}  {med:9.3f} ms  (min {min(t):.3f}, "

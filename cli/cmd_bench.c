@@ -2,7 +2,7 @@
  * cmd_bench.c - `prism bench`: GPU timings of every stage.
  *
  *   prism bench CONFIG --seq N [--sq M] [--density P]... [--reps R]
- *                      [--workload NAME] [--json FILE]
+ *                      [--workload NAME] [--no-flush] [--json FILE]
  *
  * Inputs are iid Gaussian bf16/fp16 (B = 1), or with --workload one of the
  * reference's structured workloads (mixed, slash, ...: RoPE'd Q/K with
@@ -13,7 +13,14 @@
  * masks of the given densities (sink + diagonal + random blocks).  Each is
  * timed with CUDA events: warm-up, then the median, min and max of R
  * repetitions, rotating over input copies so the L2 cache does not flatter
- * small sizes.  TFLOP/s count 2*2*Hq*D*Sq*(Sk - Sq/2) times the density
+ * small sizes.  Before each repetition's start event a 256 MB memset runs
+ * on the stream (as triton.testing.do_bench does): it evicts L2, and it
+ * keeps the GPU busy while the host records the start event and enqueues
+ * the stage, so the events time what the GPU does, not how long the host
+ * takes to launch it (with the GPU idle, the start event fires at once and
+ * the host's launch work lands inside the measurement: microseconds that
+ * only matter for stages of a few hundred).  --no-flush times that way
+ * instead.  bench/sdpa_baseline.py does the same for SDPA.  TFLOP/s count 2*2*Hq*D*Sq*(Sk - Sq/2) times the density
  * (2*2*Hq*D*S^2/2 for Sq = Sk = S: the causal half).
  */
 #include "cli.h"
@@ -26,17 +33,18 @@
 
 static const char bench_usage[] =
     "usage: prism bench CONFIG --seq N [--sq M] [--density P]... [--reps R]\n"
-    "                   [--workload NAME] [--json FILE]\n\n"
+    "                   [--workload NAME] [--no-flush] [--json FILE]\n\n"
     "Times Prism estimation, attention over Prism's mask, dense attention and\n"
     "attention over random block masks of density P (default 0.1 and 0.2) on\n"
     "the GPU: median/min/max of R repetitions (default 20) after warm-up.\n"
     "Inputs: iid Gaussian, or --workload mixed|sink|local|slash|vertical|\n"
     "needle|random (the reference's structured inputs, where Prism's mask\n"
-    "is sparse).\n";
+    "is sparse).  Each repetition starts after a 256 MB memset (L2 flushed,\n"
+    "the host's launch hidden); --no-flush starts it on an idle GPU.\n";
 
 typedef struct bench_args {
     const char *config, *json, *workload_name;
-    bool use_workload;
+    bool use_workload, no_flush;
     prism_workload_kind workload;
     int seq, sq, reps, n_density;
     double density[8];
@@ -54,6 +62,8 @@ static int parse_bench(int argc, char **argv, bench_args *a) {
             a->sq = atoi(argv[++i]);
         else if (!strcmp(o, "--reps") && v)
             a->reps = atoi(argv[++i]);
+        else if (!strcmp(o, "--no-flush"))
+            a->no_flush = true;
         else if (!strcmp(o, "--json") && v)
             a->json = argv[++i];
         else if (!strcmp(o, "--workload") && v) {
@@ -131,6 +141,7 @@ typedef struct bench_state {
     int copies;
     prism_tensor q[3], k[3], v[3], o;
     prism_block_mask prism_mask;
+    CUdeviceptr flush; /* BENCH_FLUSH_BYTES cleared before each rep; 0: none */
     CUdeviceptr allocs[32];
     int n_allocs;
 } bench_state;
@@ -142,6 +153,9 @@ static CUdeviceptr dev_alloc(bench_state *s, size_t bytes) {
     s->allocs[s->n_allocs++] = p;
     return p;
 }
+
+/* Four times the L2 of an H100 or H200 (50 MB), triton's choice. */
+#define BENCH_FLUSH_BYTES ((size_t)256 << 20)
 
 typedef enum stage { STAGE_ESTIMATE, STAGE_ATTENTION, STAGE_PREFILL } stage;
 
@@ -174,8 +188,11 @@ static bool time_stage(bench_state *s, stage st, const prism_block_mask *mask,
     bool ok = ms != NULL;
     for (int r = -2; ok && r < reps; r++) {
         int copy = (r + 2) % s->copies;
+        if (s->flush)
+            ok = s->drv->memset_d8_async(s->flush, (unsigned char)r,
+                                         BENCH_FLUSH_BYTES, NULL) == CUDA_SUCCESS;
         s->drv->event_record(start, NULL);
-        ok = launch_stage(s, st, copy, mask) == PRISM_OK;
+        ok = ok && launch_stage(s, st, copy, mask) == PRISM_OK;
         s->drv->event_record(stop, NULL);
         float elapsed = 0;
         ok = ok && prism_event_elapsed(s->drv, start, stop, "kernel execution",
@@ -339,7 +356,8 @@ static int bench_run(const prism_config *cfg, const bench_args *a) {
     CUdeviceptr mi = dev_alloc(&s, (size_t)cfg->q_heads * nq * nk * 4);
     s.prism_mask = (prism_block_mask){(int32_t *)(uintptr_t)mc,
                                       (int32_t *)(uintptr_t)mi, nq, nk};
-    if (!mc || !mi || !make_inputs(&s, a)) {
+    s.flush = a->no_flush ? 0 : dev_alloc(&s, BENCH_FLUSH_BYTES);
+    if (!mc || !mi || (!a->no_flush && !s.flush) || !make_inputs(&s, a)) {
         cli_fail("could not set up the inputs for seq %d (GPU memory or "
                  "workload)", a->seq);
         goto done;
@@ -379,10 +397,10 @@ static int bench_run(const prism_config *cfg, const bench_args *a) {
                    ((double)a->seq - (double)a->sq / 2.0);
     const char *inputs = a->use_workload ? a->workload_name : "iid";
     printf("prism bench: %s, B=1 Hq=%d Hkv=%d D=%d %s, Sq=%d Sk=%d, %s inputs, "
-           "%d reps, %d input copies\n",
+           "%d reps, %d input copies, %s\n",
            cfg->name, cfg->q_heads, cfg->kv_heads, cfg->head_dim,
            prism_dtype_name(cfg->dtype), a->sq, a->seq, inputs, a->reps,
-           s.copies);
+           s.copies, a->no_flush ? "no flush" : "L2 flush");
     for (int i = 0; i < n; i++)
         print_timing(stdout, &t[i], flops, false, false);
     if (a->json) {
@@ -393,9 +411,10 @@ static int bench_run(const prism_config *cfg, const bench_args *a) {
         }
         fprintf(f, "{\"config\": \"%s\", \"sq\": %d, \"sk\": %d, "
                    "\"hq\": %d, \"hkv\": %d, \"d\": %d, \"dtype\": \"%s\", "
-                   "\"workload\": \"%s\", \"stages\": [\n",
+                   "\"workload\": \"%s\", \"flush\": %s, \"stages\": [\n",
                 cfg->name, a->sq, a->seq, cfg->q_heads, cfg->kv_heads,
-                cfg->head_dim, prism_dtype_name(cfg->dtype), inputs);
+                cfg->head_dim, prism_dtype_name(cfg->dtype), inputs,
+                a->no_flush ? "false" : "true");
         for (int i = 0; i < n; i++)
             print_timing(f, &t[i], flops, true, i == n - 1);
         fprintf(f, "]}\n");

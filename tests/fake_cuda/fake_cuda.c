@@ -10,13 +10,17 @@
  * reproducible times.  FAKE_CUDA_DEVICES sets the device count (default
  * 1); FAKE_CUDA_FAIL=N makes launches from one cubin in N fail, and with
  * FAKE_CUDA_STICKY the failure breaks the context as an illegal address
- * would.  NVRTC dlopens libcuda.so.1 too and asks for cuGetExportTable,
+ * would.  FAKE_CUDA_TRACE=FILE appends one line per stream operation
+ * ("launch", "memset BYTES", "event") to FILE, so a test can check what a
+ * command enqueues and in which order.  NVRTC dlopens libcuda.so.1 too and asks for cuGetExportTable,
  * which is refused.  Only the tests load it, through LD_LIBRARY_PATH of a
  * child process.
  */
 #include <cuda.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,6 +33,19 @@ static int broken;
 static int env_int(const char *name, int fallback) {
     const char *e = getenv(name);
     return e && *e ? atoi(e) : fallback;
+}
+
+static void trace(const char *fmt, ...) {
+    const char *path = getenv("FAKE_CUDA_TRACE");
+    FILE *f = path && *path ? fopen(path, "a") : NULL;
+    if (!f)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(f, fmt, ap);
+    va_end(ap);
+    fputc('\n', f);
+    fclose(f);
 }
 
 CUresult cuInit(unsigned flags) {
@@ -219,6 +236,7 @@ CUresult cuLaunchKernelEx(const CUlaunchConfig *c, CUfunction f, void **args,
         return CUDA_ERROR_LAUNCH_FAILED;
     }
     clock_us += 10 + m->hash % 997;
+    trace("launch");
     return CUDA_SUCCESS;
 }
 
@@ -260,6 +278,7 @@ CUresult cuMemsetD8Async(CUdeviceptr d, unsigned char v, size_t n, CUstream s) {
     (void)s;
     if (getenv("FAKE_CUDA_MEMSET"))
         memset((void *)(uintptr_t)d, v, n);
+    trace("memset %zu", n);
     return CUDA_SUCCESS;
 }
 
@@ -293,6 +312,7 @@ CUresult cuEventDestroy_v2(CUevent e) {
 CUresult cuEventRecord(CUevent e, CUstream s) {
     (void)s;
     ((fake_event *)e)->at = clock_us;
+    trace("event");
     return CUDA_SUCCESS;
 }
 
