@@ -199,6 +199,12 @@ static __device__ __forceinline__ void h_block_sum_max(long long &v, long long &
     x = red[65];
 }
 
+static __device__ __forceinline__ long long h_block_sum(long long v, long long *red) {
+    long long unused = 0;
+    h_block_sum_max(v, unused, red);
+    return v;
+}
+
 // FEW ROWS.  With rows a few times the CTAs or fewer, the pieces that
 // cap = sum / ctas gives can leave a last wave that mostly idles: the TP-8
 // chunk (64 rows of ~1000 blocks, 132 CTAs) became 192 pieces, two waves
@@ -207,7 +213,8 @@ static __device__ __forceinline__ void h_block_sum_max(long long &v, long long &
 // chosen by an estimate of the makespan: the pieces longer than half a
 // piece come in waves of ctas, each a piece long (the shorter ones fill the
 // gaps), at least the average work per CTA, plus k for the merge; the
-// split pieces must fit the slots (k = 1 always does).  cost(w): the item
+// split pieces must fit the slots (k = 1 always does), so the cap it
+// returns needs no further check.  cost(w): the item
 // costs; red: the reduction scratch (its first slot carries the result).
 // (H_FEW_ROWS: attention_sm90_produce.cu.)
 
@@ -300,20 +307,20 @@ prism_attention_schedule(const __grid_constant__ AttnTmaParams P) {
     if (p.split_slots <= 0 || longest <= cap)
         cap = 0x7fffffff; // nothing to split
     if (cap < 0x7fffffff && n <= H_FEW_ROWS * p.ctas)
-        cap = h_cap_by_waves(p, n, sum, longest, MIN_PIECE, cost, red);
-    while (cap < 0x7fffffff) { // the split pieces must fit the slots
-        long long need = 0, unused = 0;
-        for (int w = tid; w < n; w += H_SCHED_THREADS) {
-            const int k = h_pieces(cost(w), (int)cap);
-            need += k > 1 ? k : 0;
+        cap = h_cap_by_waves(p, n, sum, longest, MIN_PIECE, cost, red); // fits the slots
+    else
+        while (cap < 0x7fffffff) { // the split pieces must fit the slots
+            long long need = 0;
+            for (int w = tid; w < n; w += H_SCHED_THREADS) {
+                const int k = h_pieces(cost(w), (int)cap);
+                need += k > 1 ? k : 0;
+            }
+            if (h_block_sum(need, red) <= p.split_slots)
+                break;
+            cap *= 2;
+            if (cap >= longest)
+                cap = 0x7fffffff;
         }
-        h_block_sum_max(need, unused, red);
-        if (need <= p.split_slots)
-            break;
-        cap *= 2;
-        if (cap >= longest)
-            cap = 0x7fffffff;
-    }
     __syncthreads();
 
     // 3. counting sort of the pieces by decreasing cost bucket, then KV head
