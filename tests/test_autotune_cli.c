@@ -10,6 +10,7 @@
  */
 #include "autotune.h"
 #include "cache_testutil.h"
+#include "cli_testutil.h"
 #include "context.h"
 #include "gpu_testutil.h"
 #include "half.h"
@@ -22,7 +23,6 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 static char *g_dir;
@@ -92,21 +92,16 @@ static char g_out[65536];
 /* Runs a command with the test's cache and tuning dirs; stdout and stderr
  * together into g_out; returns the exit code. */
 static int run_cmd(const char *fmt, ...) {
-    char args[2048], cmd[4096];
+    char args[2048];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(args, sizeof args, fmt, ap);
     va_end(ap);
-    snprintf(cmd, sizeof cmd,
-             "PRISM_CACHE_DIR='%s' PRISM_CACHE_PATH= PRISM_TUNE_DIR= %s 2>&1",
-             g_cache, args);
-    FILE *p = popen(cmd, "r");
-    cr_assert_not_null(p);
-    size_t n = fread(g_out, 1, sizeof g_out - 1, p);
-    g_out[n] = '\0';
-    int status = pclose(p);
-    cr_assert(WIFEXITED(status), "%s did not exit", cmd);
-    return WEXITSTATUS(status);
+    int rc = cli_tu_run(g_out, sizeof g_out, NULL, 0,
+                        "PRISM_CACHE_DIR='%s' PRISM_CACHE_PATH= PRISM_TUNE_DIR= %s",
+                        g_cache, args);
+    cr_assert(rc >= 0, "%s did not exit", args);
+    return rc;
 }
 
 static bool have_gpu(void) {

@@ -7,13 +7,14 @@
  * the default L2 flush every repetition's start event follows a 256 MB
  * memset, with --no-flush no such memset is enqueued at all.
  */
+#include "cli_testutil.h"
+
 #include <criterion/criterion.h>
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #define FLUSH_LINE "memset 268435456" /* bench's BENCH_FLUSH_BYTES */
@@ -36,29 +37,32 @@ static void remove_dir(void) {
 
 /* Runs `ENV prism bench ARGS` in a shell; stdout in out, stderr in err. */
 static int bench(const char *env, const char *fmt, ...) {
-    char args[1024], cmd[4096], err_path[512];
+    char args[1024];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(args, sizeof args, fmt, ap);
     va_end(ap);
-    snprintf(err_path, sizeof err_path, "%s/stderr", dir);
-    snprintf(cmd, sizeof cmd, "%s PRISM_CACHE_DIR='%s/cache' '%s' bench %s 2>'%s'",
-             env, dir, PRISM_CLI_PATH, args, err_path);
-    FILE *p = popen(cmd, "r");
-    cr_assert_not_null(p);
-    size_t n = fread(out, 1, sizeof out - 1, p);
-    out[n] = '\0';
-    int status = pclose(p);
-    FILE *e = fopen(err_path, "r");
-    n = e ? fread(err, 1, sizeof err - 1, e) : 0;
-    err[n] = '\0';
-    if (e)
-        fclose(e);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return cli_tu_run(out, sizeof out, err, sizeof err,
+                      "%s PRISM_CACHE_DIR='%s/cache' '%s' bench %s", env, dir,
+                      PRISM_CLI_PATH, args);
 }
 
-/* Runs bench on the stand-in driver with a trace; the trace's lines. */
+/* File `name` of the test's directory into buf, NUL-terminated. */
+static char *read_text(const char *name, char *buf, size_t size) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "no %s written", path);
+    size_t n = fread(buf, 1, size - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+/* Runs bench on the stand-in driver with a trace; the trace's lines (in
+ * a static buffer, until the next call). */
 static int traced_bench(const char *extra, char ***lines) {
+    static char text[1 << 16], *v[4096];
     char env[1024], trace[512];
     snprintf(trace, sizeof trace, "%s/trace", dir);
     unlink(trace);
@@ -68,38 +72,21 @@ static int traced_bench(const char *extra, char ***lines) {
                         "--json '%s/bench.json'",
                    PRISM_SOURCE_DIR, extra, dir);
     cr_assert_eq(rc, 0, "prism bench %s failed: %s", extra, err);
-    FILE *f = fopen(trace, "r");
-    cr_assert_not_null(f, "no trace written");
-    int n = 0, cap = 64;
-    char buf[128], **v = malloc(cap * sizeof *v);
-    while (fgets(buf, sizeof buf, f)) {
-        buf[strcspn(buf, "\n")] = '\0';
-        if (n == cap)
-            v = realloc(v, (cap *= 2) * sizeof *v);
-        v[n++] = strdup(buf);
+    int n = 0;
+    char *save = NULL;
+    for (char *line = strtok_r(read_text("trace", text, sizeof text), "\n", &save);
+         line; line = strtok_r(NULL, "\n", &save)) {
+        cr_assert_lt(n, 4096, "trace longer than expected");
+        v[n++] = line;
     }
-    fclose(f);
     *lines = v;
     return n;
 }
 
-static void free_lines(char **v, int n) {
-    for (int i = 0; i < n; i++)
-        free(v[i]);
-    free(v);
-}
-
 /* The JSON the last traced_bench wrote. */
 static char *read_json(void) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/bench.json", dir);
-    FILE *f = fopen(path, "r");
-    cr_assert_not_null(f, "%s", path);
     static char text[16384];
-    size_t n = fread(text, 1, sizeof text - 1, f);
-    text[n] = '\0';
-    fclose(f);
-    return text;
+    return read_text("bench.json", text, sizeof text);
 }
 
 TestSuite(bench_cli, .init = make_dir, .fini = remove_dir, .timeout = 300);
@@ -148,7 +135,6 @@ Test(bench_cli, every_repetition_starts_after_an_l2_flush) {
                   flushes, i + 1);
     }
     cr_assert_eq(flushes, STAGES * (3 + 2), "%d flushes", flushes);
-    free_lines(v, n);
     cr_assert_not_null(strstr(out, "3 reps, 3 input copies, L2 flush"), "%s", out);
     cr_assert_not_null(strstr(read_json(),
                               "\"flush\": true"));
@@ -163,7 +149,6 @@ Test(bench_cli, no_flush_enqueues_no_flush) {
         events += !strcmp(v[i], "event");
     }
     cr_assert_eq(events, 2 * STAGES * (3 + 2), "%d events", events);
-    free_lines(v, n);
     cr_assert_not_null(strstr(out, "3 reps, 3 input copies, no flush"), "%s", out);
     cr_assert_not_null(strstr(read_json(),
                               "\"flush\": false"));

@@ -7,6 +7,7 @@
  * and output are checked.
  */
 #include "cache_testutil.h"
+#include "cli_testutil.h"
 
 #include <criterion/criterion.h>
 #include <fcntl.h>
@@ -14,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 static char *g_dir;
@@ -36,22 +36,17 @@ static char g_out[65536];
 /* Runs `prism cache ARGS` with PRISM_CACHE_DIR=dir (stdout and stderr
  * together into g_out); returns the exit code. */
 static int run_cli(const char *dir, const char *fmt, ...) {
-    char args[1024], cmd[4096];
+    char args[1024];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(args, sizeof args, fmt, ap);
     va_end(ap);
-    snprintf(cmd, sizeof cmd,
-             "PRISM_CACHE_DIR='%s' PRISM_CACHE_PATH= PRISM_CACHE_MAX_BYTES= "
-             "'%s' cache %s 2>&1",
-             dir, PRISM_CLI_PATH, args);
-    FILE *p = popen(cmd, "r");
-    cr_assert_not_null(p, "popen %s", cmd);
-    size_t n = fread(g_out, 1, sizeof g_out - 1, p);
-    g_out[n] = '\0';
-    int status = pclose(p);
-    cr_assert(WIFEXITED(status), "%s did not exit", cmd);
-    return WEXITSTATUS(status);
+    int rc = cli_tu_run(g_out, sizeof g_out, NULL, 0,
+                        "PRISM_CACHE_DIR='%s' PRISM_CACHE_PATH= PRISM_CACHE_MAX_BYTES= "
+                        "'%s' cache %s",
+                        dir, PRISM_CLI_PATH, args);
+    cr_assert(rc >= 0, "prism cache %s did not exit", args);
+    return rc;
 }
 
 /* Publishes n entries (payload 1000 bytes) with keys "cli-0".. */

@@ -11,6 +11,7 @@
  */
 #include "prism.h"
 #include "test_config_common.h"
+#include "cli_testutil.h"
 
 #include <criterion/criterion.h>
 
@@ -21,7 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 /* ------------------------------------------------------------------------ */
@@ -558,24 +558,9 @@ Test(config_files, errors_name_the_path) {
 /* prism check                                                               */
 /* ------------------------------------------------------------------------ */
 
-/* Runs `prism ARGS`, stdout and stderr into files of tmpdir; exit status. */
+/* Runs `prism ARGS`, stdout into out and stderr into errtext; exit status. */
 static int run_cli(const char *args, char *out, char *errtext, size_t size) {
-    char cmd[2048], o[300], e[300];
-    snprintf(o, sizeof o, "%s/stdout", tmpdir);
-    snprintf(e, sizeof e, "%s/stderr", tmpdir);
-    snprintf(cmd, sizeof cmd, "'%s' %s >'%s' 2>'%s'", PRISM_CLI_PATH, args, o,
-             e);
-    int status = system(cmd);
-    const char *paths[] = {o, e};
-    char *bufs[] = {out, errtext};
-    for (int i = 0; i < 2; i++) {
-        FILE *f = fopen(paths[i], "rb");
-        size_t n = f ? fread(bufs[i], 1, size - 1, f) : 0;
-        bufs[i][n] = '\0';
-        if (f)
-            fclose(f);
-    }
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return cli_tu_run(out, size, errtext, size, "'%s' %s", PRISM_CLI_PATH, args);
 }
 
 static int count_lines(const char *s) {

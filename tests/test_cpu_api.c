@@ -9,6 +9,7 @@
  */
 #include <criterion/criterion.h>
 
+#include "cli_testutil.h"
 #include "context.h"
 #include "test_cpu_common.h"
 
@@ -258,13 +259,9 @@ static double json_number(const char *text, const char *method,
 }
 
 static void run_cli(const char *args, char *out, size_t size) {
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "%s run %s", PRISM_CLI_PATH, args);
-    FILE *p = popen(cmd, "r");
-    cr_assert_not_null(p);
-    size_t n = fread(out, 1, size - 1, p);
-    out[n] = '\0';
-    cr_assert_eq(pclose(p), 0, "prism run %s failed: %s", args, out);
+    char err[4096];
+    cr_assert_eq(cli_tu_run(out, size, err, sizeof err, "%s run %s", PRISM_CLI_PATH, args),
+                 0, "prism run %s failed: %s%s", args, out, err);
 }
 
 /* The llvm backend (the default) and the reference give the same table:

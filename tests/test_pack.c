@@ -8,6 +8,7 @@
  * file) and expect exactly that problem, for directories and archives.
  */
 #include "cache_testutil.h"
+#include "cli_testutil.h"
 #include "pack.h"
 #include "tar.h"
 #include "tune_fs.h"
@@ -17,7 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 static char *g_dir;
@@ -363,22 +363,17 @@ Test(pack, a_pack_serves_untuned_and_tuned_kernels_with_no_compile) {
 static char g_out[16384];
 
 static int run_cli(const char *fmt, ...) {
-    char args[2048], cmd[8192];
+    char args[2048];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(args, sizeof args, fmt, ap);
     va_end(ap);
-    snprintf(cmd, sizeof cmd,
-             "PRISM_CACHE_DIR='%s' PRISM_CACHE_PATH= PRISM_TUNE_DIR='%s' '%s' "
-             "%s 2>&1",
-             g_cache, g_tune, PRISM_CLI_PATH, args);
-    FILE *p = popen(cmd, "r");
-    cr_assert_not_null(p);
-    size_t n = fread(g_out, 1, sizeof g_out - 1, p);
-    g_out[n] = '\0';
-    int status = pclose(p);
-    cr_assert(WIFEXITED(status));
-    return WEXITSTATUS(status);
+    int rc = cli_tu_run(g_out, sizeof g_out, NULL, 0,
+                        "PRISM_CACHE_DIR='%s' PRISM_CACHE_PATH= PRISM_TUNE_DIR='%s' "
+                        "'%s' %s",
+                        g_cache, g_tune, PRISM_CLI_PATH, args);
+    cr_assert(rc >= 0);
+    return rc;
 }
 
 Test(pack, cli_pack_and_verify) {

@@ -4,12 +4,13 @@
  * recall and density in range), and the usage errors with their exit codes.
  * Runs on a small config so that each call takes a fraction of a second.
  */
+#include "cli_testutil.h"
+
 #include <criterion/criterion.h>
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 static char config_path[256];
@@ -34,22 +35,8 @@ static void remove_config(void) { unlink(config_path); }
 /* Runs `prism run ARGS`, returns the exit status; stdout/stderr captured. */
 static int run_cli(const char *args, char *out, size_t out_size, char *err,
                    size_t err_size) {
-    char err_path[256], cmd[2048];
-    snprintf(err_path, sizeof err_path, "/tmp/prism-ref-run-%d.err",
-             (int)getpid());
-    snprintf(cmd, sizeof cmd, "%s run %s 2>%s", PRISM_CLI_PATH, args, err_path);
-    FILE *p = popen(cmd, "r");
-    cr_assert_not_null(p);
-    size_t n = fread(out, 1, out_size - 1, p);
-    out[n] = '\0';
-    int status = pclose(p);
-    FILE *e = fopen(err_path, "r");
-    n = e ? fread(err, 1, err_size - 1, e) : 0;
-    err[n] = '\0';
-    if (e)
-        fclose(e);
-    unlink(err_path);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return cli_tu_run(out, out_size, err, err_size, "%s run %s", PRISM_CLI_PATH,
+                      args);
 }
 
 static double json_number(const char *text, const char *method,

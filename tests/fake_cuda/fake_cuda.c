@@ -12,9 +12,9 @@
  * FAKE_CUDA_STICKY the failure breaks the context as an illegal address
  * would.  FAKE_CUDA_TRACE=FILE appends one line per stream operation
  * ("launch", "memset BYTES", "event") to FILE, so a test can check what a
- * command enqueues and in which order.  NVRTC dlopens libcuda.so.1 too and asks for cuGetExportTable,
- * which is refused.  Only the tests load it, through LD_LIBRARY_PATH of a
- * child process.
+ * command enqueues and in which order.  NVRTC dlopens libcuda.so.1 too
+ * and asks for cuGetExportTable, which is refused.  Only the tests load
+ * it, through LD_LIBRARY_PATH of a child process.
  */
 #include <cuda.h>
 #include <pthread.h>
