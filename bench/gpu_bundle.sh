@@ -33,5 +33,6 @@ for b in "$out"/bin/*; do
   patchelf --set-rpath '$ORIGIN/../lib' "$b"
 done
 cp configs/*.yaml "$out/configs/"
-cp bench/gpu_run.sh bench/gpu_profile.sh bench/gpu_ab.sh bench/sdpa_baseline.py "$out/"
+cp bench/gpu_run.sh bench/gpu_profile.sh bench/gpu_ab.sh bench/sdpa_baseline.py \
+   bench/rows_summary.py "$out/"
 du -sh "$out"

@@ -4,12 +4,16 @@
 # and the 10% random mask), for the analysis in bench/NOTES.md.  Logs come
 # back as $OUT/ncu-*.txt.
 #   bash .gpu-bundle/gpu_profile.sh [all|estimate-sass|attention-sass [SEQ] [dense]
-#                                    |schedule-sass [SEQ]]
+#                                    |schedule-sass [SEQ]|rows [S B]]
 # estimate-sass: only prism_estimate at 128K, warp-state and source
 # counters, plus the per-SASS-instruction stall samples as CSV
 # ($OUT/ncu-estimate-sass.csv) to map against nvdisasm of the same cubin.
 # attention-sass: the same for prism_attention (8K, 10% mask by default);
 # schedule-sass: for the work-queue kernel launched before it.
+# rows: how the peers run short rows -- launch shape, occupancy and speed
+# of light of SDPA's cuDNN and flash kernels and of prism_attention (dense)
+# and its queue kernel on B causal sequences of S tokens (default 1280 x 41, gpu_run.sh's rows
+# mode): $OUT/ncu-rows-S.txt.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out=${OUT:-/tmp/prism-out}
@@ -52,6 +56,27 @@ if [ "${1:-all}" = schedule-sass ]; then
   sass_profile schedule prism_attention_schedule 9 "${2:-8192}" 0.1 SpeedOfLight \
     WarpStateStats SourceCounters LaunchStats Occupancy
   grep -E "Duration|Elapsed Cycles|SM Frequency|Warp Cycles|Issued" "$out/ncu-schedule-sass.txt" | head
+  exit 0
+fi
+if [ "${1:-all}" = rows ]; then
+  s=${2:-1280} b=${3:-41} f="$out/ncu-rows-${2:-1280}.txt"
+  : > "$f"
+  for k in cudnn flash_fwd; do # the first launch of each backend
+    timeout 200 "$ncu" --clock-control none --section SpeedOfLight --section LaunchStats \
+      --section Occupancy --kernel-name regex:"$k" --launch-count 1 \
+      python3 "$here/sdpa_baseline.py" --seq "$s" --batch "$b" --reps 2 --warmup 1 \
+      --no-flush >> "$f" 2>&1
+    echo "sdpa $k: exit $?"
+  done
+  # prism_attention (and the queue kernel before it) launches: 3 on
+  # Prism's mask, 3 in prefill, then dense
+  for k in prism_attention prism_attention_schedule; do
+    timeout 200 "$ncu" --clock-control none --section SpeedOfLight --section LaunchStats \
+      --section Occupancy --kernel-name "$k" --launch-skip 6 --launch-count 1 \
+      "$here/bin/prism" bench "$cfg" --seq "$s" --batch "$b" --reps 1 --density 0.1 >> "$f" 2>&1
+    echo "$k: exit $?"
+  done
+  grep -E "^  [a-z_]+.*\(|Duration|Grid Size|Block Size|Registers Per|Shared Memory Config|Dynamic Shared|Theoretical Occ|Achieved Occ|Waves Per|Compute \(SM\) Th" "$f"
   exit 0
 fi
 if [ "${1:-all}" = estimate-sass ]; then

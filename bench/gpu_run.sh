@@ -5,8 +5,10 @@
 # workload with PyTorch SDPA (flash, cuDNN) timed on identical shapes in the
 # same call.  Logs go to $OUT; bench/collect.py turns them into results.
 #   bash .gpu-bundle/gpu_run.sh [all|MODE[,MODE...]] [SEQ...]
-# MODE: tests, autotune, bench.  Back come logs.tgz (every log and JSON),
-# gpu.txt and sdpa.json.
+# MODE: tests, autotune, bench, rows (not in all: dense causal attention
+# on B short sequences, Prism and SDPA, against row length; ROWS_SHAPES
+# lists S:B pairs, bench/rows_summary.py prints the table).  Back come
+# logs.tgz (every log and JSON), gpu.txt and sdpa.json.
 # Environment: TUNE_BUDGET (seconds, default 150), BENCH_WORKLOAD (mixed),
 # BENCH_ALT / BENCH_ALT_TAG (below), BENCH_CHUNK=0 skips the chunked-prefill
 # shape, KEEP_GOING=1 goes on after failing GPU tests, SANITIZE_CONFIGS
@@ -108,5 +110,17 @@ if want bench; then
   fi
   echo "== PyTorch SDPA on the same shapes"
   python3 "$here/sdpa_baseline.py" --seq "${seqs[@]}" --json "$out/sdpa.json" 2>&1 | tee -a "$out/bench.log"
+fi
+if want rows; then
+  # B = (8192 / S)^2: every shape the FLOPs of one causal 8K sequence
+  echo "== short rows: dense causal attention on B sequences of S tokens"
+  for sb in ${ROWS_SHAPES:-512:256 1024:64 1280:41 2048:16 4096:4 8192:1}; do
+    s=${sb%:*} b=${sb#*:}
+    timeout 240 "$here/bin/prism" bench "$here/configs/llama-3.1-8b.yaml" --seq "$s" \
+      --batch "$b" --density 0.1 --json "$out/rows-prism-$s.json" 2>&1 | tee -a "$out/rows.log"
+    python3 "$here/sdpa_baseline.py" --seq "$s" --batch "$b" \
+      --json "$out/rows-sdpa-$s.json" 2>&1 | tee -a "$out/rows.log"
+  done
+  python3 "$here/rows_summary.py" "$out" 2>&1 | tee -a "$out/rows.log"
 fi
 exit $status

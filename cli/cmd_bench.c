@@ -1,10 +1,14 @@
 /*
  * cmd_bench.c - `prism bench`: GPU timings of every stage.
  *
- *   prism bench CONFIG --seq N [--sq M] [--density P]... [--reps R]
- *                      [--workload NAME] [--no-flush] [--json FILE]
+ *   prism bench CONFIG --seq N [--sq M] [--batch B] [--density P]...
+ *                      [--reps R] [--workload NAME] [--no-flush] [--json FILE]
  *
- * Inputs are iid Gaussian bf16/fp16 (B = 1), or with --workload one of the
+ * Inputs are iid Gaussian bf16/fp16, B sequences of the same lengths
+ * (default 1; many short prompts are the other prefill shape that matters:
+ * each query tile's row of key tiles is short there, as under a sparse
+ * mask, so --batch lets dense rows of a given length be compared with
+ * SDPA's on identical shapes), or with --workload one of the
  * reference's structured workloads (mixed, slash, ...: RoPE'd Q/K with
  * real attention structure), on which Prism's own mask is sparse; on iid
  * inputs it selects nearly every block.  Stages: Prism estimation
@@ -20,8 +24,9 @@
  * takes to launch it (with the GPU idle, the start event fires at once and
  * the host's launch work lands inside the measurement: microseconds that
  * only matter for stages of a few hundred).  --no-flush times that way
- * instead.  bench/sdpa_baseline.py does the same for SDPA.  TFLOP/s count 2*2*Hq*D*Sq*(Sk - Sq/2) times the density
- * (2*2*Hq*D*S^2/2 for Sq = Sk = S: the causal half).
+ * instead.  bench/sdpa_baseline.py does the same for SDPA.  TFLOP/s count
+ * 2*2*B*Hq*D*Sq*(Sk - Sq/2) times the density (2*2*Hq*D*S^2/2 for B = 1,
+ * Sq = Sk = S: the causal half).
  */
 #include "cli.h"
 #include "driver.h"
@@ -32,11 +37,12 @@
 #include <string.h>
 
 static const char bench_usage[] =
-    "usage: prism bench CONFIG --seq N [--sq M] [--density P]... [--reps R]\n"
-    "                   [--workload NAME] [--no-flush] [--json FILE]\n\n"
+    "usage: prism bench CONFIG --seq N [--sq M] [--batch B] [--density P]...\n"
+    "                   [--reps R] [--workload NAME] [--no-flush] [--json FILE]\n\n"
     "Times Prism estimation, attention over Prism's mask, dense attention and\n"
     "attention over random block masks of density P (default 0.1 and 0.2) on\n"
-    "the GPU: median/min/max of R repetitions (default 20) after warm-up.\n"
+    "the GPU: median/min/max of R repetitions (default 20) after warm-up,\n"
+    "on B sequences of Sq queries over Sk = N keys (default B 1, Sq N).\n"
     "Inputs: iid Gaussian, or --workload mixed|sink|local|slash|vertical|\n"
     "needle|random (the reference's structured inputs, where Prism's mask\n"
     "is sparse).  Each repetition starts after a 256 MB memset (L2 flushed,\n"
@@ -46,13 +52,14 @@ typedef struct bench_args {
     const char *config, *json, *workload_name;
     bool use_workload, no_flush;
     prism_workload_kind workload;
-    int seq, sq, reps, n_density;
+    int seq, sq, batch, reps, n_density;
     double density[8];
 } bench_args;
 
 static int parse_bench(int argc, char **argv, bench_args *a) {
     memset(a, 0, sizeof *a);
     a->reps = 20;
+    a->batch = 1;
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
         bool v = i + 1 < argc;
@@ -60,6 +67,8 @@ static int parse_bench(int argc, char **argv, bench_args *a) {
             a->seq = atoi(argv[++i]);
         else if (!strcmp(o, "--sq") && v)
             a->sq = atoi(argv[++i]);
+        else if (!strcmp(o, "--batch") && v)
+            a->batch = atoi(argv[++i]);
         else if (!strcmp(o, "--reps") && v)
             a->reps = atoi(argv[++i]);
         else if (!strcmp(o, "--no-flush"))
@@ -89,6 +98,8 @@ static int parse_bench(int argc, char **argv, bench_args *a) {
         a->sq = a->seq;
     if (a->sq > a->seq || a->reps < 1)
         return cli_usage("bench", "need 0 < --sq <= --seq and --reps >= 1");
+    if (a->batch < 1 || a->batch > 4096)
+        return cli_usage("bench", "--batch must be in 1..4096");
     if (a->n_density == 0) {
         a->density[0] = 0.1;
         a->density[1] = 0.2;
@@ -111,7 +122,8 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 /* Fills a random block mask: sink, diagonal and random blocks up to
- * `density` of the block-causal blocks of each row (density 1: dense). */
+ * `density` of the block-causal blocks of each row (density 1: dense);
+ * `hq` counts the (sequence, head) pairs, every one a set of nq rows. */
 static double fill_mask(int32_t *counts, int32_t *indices, int hq, int nq,
                         int nk, double density, uint64_t seed) {
     long long chosen = 0, allowed_total = 0;
@@ -228,7 +240,7 @@ static void round_to(uint16_t *dst, const float *src, size_t n,
         dst[i] = prism_f32_to_half(src[i], dtype);
 }
 
-/* Host Q, K, V ([Hq|Hkv, S, D] in the config's dtype): iid, or the
+/* Host Q, K, V ([B, Hq|Hkv, S, D] in the config's dtype): iid, or the
  * reference workload `a->workload` built at this length. */
 static bool host_inputs(const prism_config *c, const bench_args *a,
                         uint16_t *hq, uint16_t *hk, uint16_t *hv,
@@ -242,7 +254,7 @@ static bool host_inputs(const prism_config *c, const bench_args *a,
     }
     prism_workload w;
     char err[PRISM_ERRMSG_MAX];
-    if (prism_ref_workload_build(c, 1, a->sq, a->seq, a->workload, 1, &w, err,
+    if (prism_ref_workload_build(c, a->batch, a->sq, a->seq, a->workload, 1, &w, err,
                                  sizeof err) != PRISM_OK) {
         cli_fail("%s", err);
         return false;
@@ -259,8 +271,8 @@ static bool make_inputs(bench_state *s, const bench_args *a) {
     const prism_config *c = s->cfg;
     int seq = a->seq, sq = a->sq;
     size_t d = (size_t)c->head_dim;
-    size_t q_elems = (size_t)c->q_heads * sq * d;
-    size_t k_elems = (size_t)c->kv_heads * seq * d;
+    size_t q_elems = (size_t)a->batch * c->q_heads * sq * d;
+    size_t k_elems = (size_t)a->batch * c->kv_heads * seq * d;
     uint16_t *hq = malloc(q_elems * 2), *hk = malloc(k_elems * 2),
              *hv = malloc(k_elems * 2);
     bool ok = hq && hk && hv &&
@@ -292,7 +304,8 @@ static bool make_inputs(bench_state *s, const bench_args *a) {
 
 static bool upload_mask(bench_state *s, double density, prism_block_mask *m,
                         double *actual) {
-    int hq = s->cfg->q_heads, nq = s->prism_mask.nq, nk = s->prism_mask.nk;
+    int hq = s->batch.batch * s->cfg->q_heads, nq = s->prism_mask.nq,
+        nk = s->prism_mask.nk;
     size_t rows = (size_t)hq * nq;
     int32_t *counts = malloc(rows * sizeof *counts);
     int32_t *indices = malloc(rows * nk * sizeof *indices);
@@ -339,7 +352,7 @@ static int bench_run(const prism_config *cfg, const bench_args *a) {
     prism_context *ctx = cli_context();
     if (!ctx)
         return CLI_FAIL;
-    prism_plan_limits lim = {1, a->sq, a->seq, false};
+    prism_plan_limits lim = {a->batch, a->sq, a->seq, false};
     if (prism_plan_create(ctx, cfg, &lim, &s.plan) != PRISM_OK) {
         cli_fail("%s", prism_context_last_error(ctx));
         goto done;
@@ -348,12 +361,13 @@ static int bench_run(const prism_config *cfg, const bench_args *a) {
         cli_fail("%s", err);
         goto done;
     }
-    s.batch = (prism_batch){.dtype = cfg->dtype, .batch = 1, .seqlen_q = a->sq,
+    s.batch = (prism_batch){.dtype = cfg->dtype, .batch = a->batch, .seqlen_q = a->sq,
                             .seqlen_k = a->seq};
     int nq = (a->sq + cfg->block_size - 1) / cfg->block_size;
     int nk = (a->seq + cfg->block_size - 1) / cfg->block_size;
-    CUdeviceptr mc = dev_alloc(&s, (size_t)cfg->q_heads * nq * 4);
-    CUdeviceptr mi = dev_alloc(&s, (size_t)cfg->q_heads * nq * nk * 4);
+    size_t mask_rows = (size_t)a->batch * cfg->q_heads * nq;
+    CUdeviceptr mc = dev_alloc(&s, mask_rows * 4);
+    CUdeviceptr mi = dev_alloc(&s, mask_rows * nk * 4);
     s.prism_mask = (prism_block_mask){(int32_t *)(uintptr_t)mc,
                                       (int32_t *)(uintptr_t)mi, nq, nk};
     s.flush = a->no_flush ? 0 : dev_alloc(&s, BENCH_FLUSH_BYTES);
@@ -393,12 +407,12 @@ static int bench_run(const prism_config *cfg, const bench_args *a) {
     }
     /* causal keys: Sq (Sk - Sq) + Sq^2 / 2 = Sq (Sk - Sq / 2); Sq^2 / 2
      * when Sq = Sk, as the issue's 2*2*Hq*D*Sq*Sk/2 */
-    double flops = 2.0 * 2.0 * cfg->q_heads * cfg->head_dim * (double)a->sq *
+    double flops = 2.0 * 2.0 * a->batch * cfg->q_heads * cfg->head_dim * (double)a->sq *
                    ((double)a->seq - (double)a->sq / 2.0);
     const char *inputs = a->use_workload ? a->workload_name : "iid";
-    printf("prism bench: %s, B=1 Hq=%d Hkv=%d D=%d %s, Sq=%d Sk=%d, %s inputs, "
+    printf("prism bench: %s, B=%d Hq=%d Hkv=%d D=%d %s, Sq=%d Sk=%d, %s inputs, "
            "%d reps, %d input copies, %s\n",
-           cfg->name, cfg->q_heads, cfg->kv_heads, cfg->head_dim,
+           cfg->name, a->batch, cfg->q_heads, cfg->kv_heads, cfg->head_dim,
            prism_dtype_name(cfg->dtype), a->sq, a->seq, inputs, a->reps,
            s.copies, a->no_flush ? "no flush" : "L2 flush");
     for (int i = 0; i < n; i++)
@@ -409,10 +423,10 @@ static int bench_run(const prism_config *cfg, const bench_args *a) {
             cli_fail("cannot write %s", a->json);
             goto done;
         }
-        fprintf(f, "{\"config\": \"%s\", \"sq\": %d, \"sk\": %d, "
+        fprintf(f, "{\"config\": \"%s\", \"batch\": %d, \"sq\": %d, \"sk\": %d, "
                    "\"hq\": %d, \"hkv\": %d, \"d\": %d, \"dtype\": \"%s\", "
                    "\"workload\": \"%s\", \"flush\": %s, \"stages\": [\n",
-                cfg->name, a->sq, a->seq, cfg->q_heads, cfg->kv_heads,
+                cfg->name, a->batch, a->sq, a->seq, cfg->q_heads, cfg->kv_heads,
                 cfg->head_dim, prism_dtype_name(cfg->dtype), inputs,
                 a->no_flush ? "false" : "true");
         for (int i = 0; i < n; i++)

@@ -101,6 +101,7 @@ Test(bench_cli, usage_errors_name_the_fix) {
         {"'%s/configs/llama-3.1-8b.yaml' --seq 512 --density 1.5", "(0, 1]"},
         {"'%s/configs/llama-3.1-8b.yaml' --seq 512 --flush", "unknown or incomplete"},
         {"'%s/configs/llama-3.1-8b.yaml' --seq 512 --workload nope", "unknown workload"},
+        {"'%s/configs/llama-3.1-8b.yaml' --seq 512 --batch 0", "--batch must be in 1..4096"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char args[512];
@@ -152,4 +153,21 @@ Test(bench_cli, no_flush_enqueues_no_flush) {
     cr_assert_not_null(strstr(out, "3 reps, 3 input copies, no flush"), "%s", out);
     cr_assert_not_null(strstr(read_json(),
                               "\"flush\": false"));
+}
+
+/* --batch B: B sequences of the same length in every stage -- the plan
+ * limits, the inputs and the masks (B * Hq * nq rows), the FLOP count --
+ * and the header and JSON say so.  The stand-in driver's kernels do
+ * nothing, so the timings here are meaningless; the test checks that a
+ * batched run sets up and launches every stage. */
+Test(bench_cli, batch_runs_every_stage_on_b_sequences) {
+    char **v;
+    int n = traced_bench("--batch 3 --workload mixed", &v);
+    int launches = 0;
+    for (int i = 0; i < n; i++)
+        launches += !strcmp(v[i], "launch");
+    cr_assert_geq(launches, STAGES * (3 + 2), "%d launches", launches);
+    cr_assert_not_null(strstr(out, "B=3 Hq=32 Hkv=8 D=128 bf16, Sq=512 Sk=512, mixed"),
+                       "%s", out);
+    cr_assert_not_null(strstr(read_json(), "\"batch\": 3"), "%s", read_json());
 }
