@@ -9,6 +9,7 @@
 #           (and so on for each build; keep the carry under 64 MiB)
 #   device: bash .gpu-bundle-new/gpu_ab.sh "new old" "8192 32768" [ROUNDS]
 #           with carry [".gpu-bundle-new", ".gpu-bundle-old"]
+# A length may be S:B, B sequences of S tokens (prism bench --batch).
 # Environment: AB_DENSITY (default "0.1 0.2"), AB_REPS (default 20).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -25,10 +26,13 @@ for r in $(seq 1 "$rounds"); do
   for s in "${seqs[@]}"; do
     for n in "${names[@]}"; do
       b="$root/.gpu-bundle-$n"
-      echo "### round $r, build $n, seq $s" | tee -a "$log"
+      batch=1
+      [[ $s == *:* ]] && batch=${s#*:}
+      echo "### round $r, build $n, seq ${s%:*}, batch $batch" | tee -a "$log"
       LD_LIBRARY_PATH="$b/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}" \
         PRISM_CACHE_DIR="/tmp/prism-cache-$n" \
-        timeout 240 "$b/bin/prism" bench "$b/configs/llama-3.1-8b.yaml" --seq "$s" \
+        timeout 240 "$b/bin/prism" bench "$b/configs/llama-3.1-8b.yaml" --seq "${s%:*}" \
+        --batch "$batch" \
         --workload mixed --reps "${AB_REPS:-20}" "${density[@]}" 2>&1 | tee -a "$log"
     done
   done

@@ -151,9 +151,17 @@ static __device__ __forceinline__ int h_item_cost(const AttnParams &p, int w, in
 // longest rows, which the queue would start first too.  Without this the
 // CTAs idled for the schedule kernel's launch and run (~8 us of a 160 us
 // 8K sparse attention on an H200).
+// STATIC ROUNDS.  The schedule kernel's time grows with the item count
+// (one CTA: ~3 ns an item on an H200, 93 us for 256 sequences of 512
+// tokens), one static item does not: so 1 / H_STATIC_SHARE of the items
+// are static (one round at least), CTA c running static items c, c +
+// ctas, c + 2 ctas, ... (round j takes the j-th ctas items of the order,
+// consecutive as the queue's tickets are).
+static constexpr int H_STATIC_SHARE = 8;
 static __device__ __forceinline__ int h_static_items(const AttnParams &p, int tiles) {
     const int n = p.batch * Q_HEADS * tiles;
-    return n > H_FEW_ROWS * p.ctas ? p.ctas : 0;
+    const int rounds = max(n / (H_STATIC_SHARE * p.ctas), 1);
+    return n > H_FEW_ROWS * p.ctas ? p.ctas * rounds : 0;
 }
 
 // Static item c's item index, and the inverse: item w's place in that order.
@@ -178,10 +186,11 @@ static __device__ __forceinline__ HEntry h_make_entry(const AttnParams &p, int w
     return {w, info, count, h_tile_start(sel, blocks * H_SUBTILES, 0)};
 }
 
-// This CTA's static entry (unsplit: info 0), or w = -1: none, or its
-// query tile lies past its sequence's end.
-static __device__ __forceinline__ HEntry h_static_entry(const AttnParams &p, int tiles) {
-    const int c = blockIdx.x;
+// This CTA's static entry of round j (unsplit: info 0), or w = -1: none,
+// or its query tile lies past its sequence's end.
+static __device__ __forceinline__ HEntry h_static_entry(const AttnParams &p, int tiles,
+                                                       int j) {
+    const int c = blockIdx.x + j * p.ctas;
     if (c >= h_static_items(p, tiles))
         return {-1, 0, 0, 0};
     const int w = h_static_item(c, tiles), count = h_item_cost(p, w, tiles);
@@ -251,11 +260,15 @@ static __device__ __forceinline__ void h_producer(const AttnTmaParams &P, u32 sm
     const AttnParams &p = P.a;
     const int tiles = (p.seqlen_q + H_TM - 1) / H_TM;
     const bool varlen = p.cu_seqlens_q != nullptr;
-    HEntry e = h_static_entry(p, tiles);
+    const int rounds = h_static_items(p, tiles) / max(p.ctas, 1);
+    int round = 0; // the next static round (STATIC ROUNDS)
     int entries = -1; // read once the schedule is complete
     int it = 0, ticket = blockIdx.x; // the counter starts past the first tickets
     for (int n = 0;; n++) {
-        if (n > 0 || e.w < 0) {
+        HEntry e = {-1, 0, 0, 0};
+        while (e.w < 0 && round < rounds)
+            e = h_static_entry(p, tiles, round++);
+        if (e.w < 0) {
             if (entries < 0) {
                 h_grid_dependency_wait();
                 entries = p.schedule[1];

@@ -61,6 +61,11 @@ static const gpu_case cases[] = {
      {1000, 2176, 700}, true, true, PRISM_DTYPE_BF16, PRISM_ROPE_HALF, -1},
     {"d64-batch2-fp16-many-items", 64, 16, 4, 0, 2, {3072}, {3072}, false, true,
      PRISM_DTYPE_FP16, PRISM_ROPE_HALF, PRISM_WORKLOAD_MIXED},
+    /* 32 x 3 x 23 = 2208 items, 16 or more per CTA on an H100 (132 SMs):
+     * two rounds of static items (STATIC ROUNDS in the sm_90a producer),
+     * many of them past their sequence's end and skipped */
+    {"d128-ragged3-bf16-static-rounds", 128, 32, 8, 0, 3, {2900, 300, 1500},
+     {2900, 300, 1500}, true, false, PRISM_DTYPE_BF16, PRISM_ROPE_HALF, -1},
     /* a short query chunk over a long context: 4 heads x 2 query tiles = 8
      * rows of ~95 key blocks for 132 SMs, so the schedule splits each row
      * into pieces on several CTAs and the last one merges them */
