@@ -47,17 +47,22 @@ if want tests; then
   cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
   # smollm2 (block size 64) runs the mma.sync kernel, llama-3.1-8b the
   # wgmma/TMA kernel on sm_90a; llama's 32 heads x 8 query tiles = 256
-  # work items, so CTAs of the persistent kernel take several each
+  # work items, so CTAs of the persistent kernel take several each; and
+  # 40 sequences x 32 heads x 2 query tiles = 2560 items, two rounds of
+  # static items on 132 SMs (STATIC ROUNDS)
   for cfg in ${SANITIZE_CONFIGS:-smollm2-135m llama-3.1-8b}; do
-    shape="--seq 640 --sq 512"
-    [ $cfg = llama-3.1-8b ] && shape="--seq 1152 --sq 1024"
-    for tool in memcheck racecheck; do
-      timeout 200 "$cs" --tool $tool --error-exitcode 9 "$here/bin/prism" run \
-        "$here/configs/$cfg.yaml" --device gpu $shape \
-        > "$out/sanitizer-$cfg-$tool.log" 2>&1
-      rc=$?
-      echo "$cfg $tool: exit $rc; $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$out/sanitizer-$cfg-$tool.log" | tail -1)"
-      [ $rc -eq 0 ] || status=1
+    shapes=("--seq 640 --sq 512")
+    [ $cfg = llama-3.1-8b ] && shapes=("--seq 1152 --sq 1024" "--seq 256 --batch 40")
+    for shape in "${shapes[@]}"; do
+      tag=$cfg; [[ $shape == *--batch* ]] && tag=$cfg-batch
+      for tool in memcheck racecheck; do
+        timeout 200 "$cs" --tool $tool --error-exitcode 9 "$here/bin/prism" run \
+          "$here/configs/$cfg.yaml" --device gpu $shape \
+          > "$out/sanitizer-$tag-$tool.log" 2>&1
+        rc=$?
+        echo "$tag $tool: exit $rc; $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$out/sanitizer-$tag-$tool.log" | tail -1)"
+        [ $rc -eq 0 ] || status=1
+      done
     done
   done
   echo "== prism run --device gpu (llama-3.1-8b, mixed workload, 4K)"
