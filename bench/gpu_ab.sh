@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# A/B timing of several builds in one device call: each build is a bundle
-# (bench/gpu_bundle.sh, then copied to .gpu-bundle-NAME), and the device
-# tool carries them all.  The builds run `prism bench` on llama-3.1-8b at
-# each length in turn, round after round (A B C A B C ...), so clock and
-# thermal drift hit every build alike.  Output: $OUT/ab.log.
+# A/B timing of several builds in one device call: each build is
+# .gpu-bundle-NAME (bench/gpu_ab_build.sh NAME: its binaries, with the
+# libraries and configs of .gpu-bundle; or a whole bundle copied there),
+# and the device tool carries them all.  The builds run `prism bench` on
+# llama-3.1-8b at each length in turn, round after round (A B C A B C
+# ...), so clock and thermal drift hit every build alike.  Output:
+# $OUT/ab.log.
 #
-#   here:   bash bench/gpu_bundle.sh && cp -r .gpu-bundle .gpu-bundle-new
-#           (and so on for each build; keep the carry under 64 MiB)
-#   device: bash .gpu-bundle-new/gpu_ab.sh "new old" "8192 32768" [ROUNDS]
-#           with carry [".gpu-bundle-new", ".gpu-bundle-old"]
+#   here:   bash bench/gpu_ab_build.sh old; (change) bash bench/gpu_ab_build.sh new
+#   device: bash .gpu-bundle/gpu_ab.sh "new old" "8192 32768" [ROUNDS]
+#           with carry [".gpu-bundle", ".gpu-bundle-new", ".gpu-bundle-old"]
 # A length may be S:B, B sequences of S tokens (prism bench --batch).
 # Environment: AB_DENSITY (default "0.1 0.2"), AB_REPS (default 20).
 set -uo pipefail
@@ -25,13 +26,14 @@ for d in ${AB_DENSITY:-0.1 0.2}; do density+=(--density "$d"); done
 for r in $(seq 1 "$rounds"); do
   for s in "${seqs[@]}"; do
     for n in "${names[@]}"; do
-      b="$root/.gpu-bundle-$n"
+      b="$root/.gpu-bundle-$n" cfg="$root/.gpu-bundle-$n/configs/llama-3.1-8b.yaml"
+      [ -f "$cfg" ] || cfg="$root/.gpu-bundle/configs/llama-3.1-8b.yaml"
       batch=1
       [[ $s == *:* ]] && batch=${s#*:}
       echo "### round $r, build $n, seq ${s%:*}, batch $batch" | tee -a "$log"
-      LD_LIBRARY_PATH="$b/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}" \
+      LD_LIBRARY_PATH="$b/lib:$root/.gpu-bundle/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}" \
         PRISM_CACHE_DIR="/tmp/prism-cache-$n" \
-        timeout 240 "$b/bin/prism" bench "$b/configs/llama-3.1-8b.yaml" --seq "${s%:*}" \
+        timeout 240 "$b/bin/prism" bench "$cfg" --seq "${s%:*}" \
         --batch "$batch" \
         --workload mixed --reps "${AB_REPS:-20}" "${density[@]}" 2>&1 | tee -a "$log"
     done
