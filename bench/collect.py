@@ -6,7 +6,9 @@ markdown table on stdout.  It exists so every run is recorded the same way
 instead of being merged by hand.
 
 A chunked-prefill run (prism-chunk.json) goes into the JSON as "chunk" and
-gets a line under the table.
+gets a line under the table; a short-rows run (gpu_run.sh rows:
+rows-prism-S.json, rows-sdpa-S.json) goes in as "rows", with
+bench/rows_summary.py's table under it.
 
 Usage:
   python3 bench/collect.py --from DIR [--card-tag h100] [--date 2026-11-28]
@@ -24,6 +26,9 @@ import json
 import os
 import re
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import rows_summary  # noqa: E402
 
 import matplotlib
 matplotlib.use("Agg")
@@ -271,6 +276,13 @@ def main():
     chunk = read_chunk(args.src)
     if chunk:
         result["chunk"] = chunk
+    rows_prism, rows_sdpa = rows_summary.load(args.src)
+    if rows_prism:
+        result["rows"] = [
+            dict({"seq": s, "batch": b, "prism_ms": ms, "prism_tflops": tf},
+                 **{f"{m.replace('-', '_')}_ms": rows_sdpa[(m, s)][0]
+                    for m in ("sdpa-cudnn", "sdpa-flash") if (m, s) in rows_sdpa})
+            for s, (b, ms, tf) in sorted(rows_prism.items())]
 
     os.makedirs(args.out, exist_ok=True)
     stem = free_stem(args.out, args.card_tag or card_tag(gpu["card"]), args.date)
@@ -282,6 +294,9 @@ def main():
     print(table(ser, rat, seqs))
     if chunk:
         print("\n" + chunk_line(chunk))
+    if rows_prism:
+        print()
+        rows_summary.main([args.src])
     return 0
 
 

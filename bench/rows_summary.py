@@ -32,12 +32,13 @@ def load(folder):
     return prism, sdpa
 
 
-def main():
-    if len(sys.argv) != 2:
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
         sys.exit(__doc__)
-    prism, sdpa = load(sys.argv[1])
+    prism, sdpa = load(argv[0])
     if not prism:
-        sys.exit(f"no rows-prism-*.json in {sys.argv[1]}")
+        sys.exit(f"no rows-prism-*.json in {argv[0]}")
     seqs = sorted(prism)
     top = seqs[-1]
     base = {"prism": prism[top][2]}
