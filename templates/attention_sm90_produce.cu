@@ -187,7 +187,9 @@ static __device__ __forceinline__ HEntry h_make_entry(const AttnParams &p, int w
 }
 
 // This CTA's static entry of round j (unsplit: info 0), or w = -1: none,
-// or its query tile lies past its sequence's end.
+// or its query tile lies past its sequence's end.  The rounds' bound is
+// derived again per call rather than kept across the producer's loop: at
+// 40 registers, keeping it there (and the item index) spilled 8 bytes.
 static __device__ __forceinline__ HEntry h_static_entry(const AttnParams &p, int tiles,
                                                        int j) {
     const int c = blockIdx.x + j * p.ctas;
