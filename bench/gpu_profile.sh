@@ -3,8 +3,12 @@
 # the estimator kernels at 128K and on the attention kernel at 8K (dense
 # and the 10% random mask), for the analysis in bench/NOTES.md.  Logs come
 # back as $OUT/ncu-*.txt.
-#   bash .gpu-bundle/gpu_profile.sh [all|estimate-sass|attention-sass [SEQ] [dense]
+#   bash .gpu-bundle/gpu_profile.sh [all|estimate [SEQ...]|estimate-sass
+#                                    |attention-sass [SEQ] [dense]
 #                                    |schedule-sass [SEQ]|rows [S B]]
+# estimate: the estimator's kernels (pool_stats, calibrate, estimate) and
+# the queue kernel of the first prefill at each SEQ (default 8192 32768),
+# launch shape and speed of light: $OUT/ncu-estimate-SEQ.txt.
 # estimate-sass: only prism_estimate at 128K, warp-state and source
 # counters, plus the per-SASS-instruction stall samples as CSV
 # ($OUT/ncu-estimate-sass.csv) to map against nvdisasm of the same cubin.
@@ -77,6 +81,21 @@ if [ "${1:-all}" = rows ]; then
     echo "$k: exit $?"
   done
   grep -E "^  [a-z_]+.*\(|Duration|Grid Size|Block Size|Registers Per|Shared Memory Config|Dynamic Shared|Theoretical Occ|Achieved Occ|Waves Per|Compute \(SM\) Th" "$f"
+  exit 0
+fi
+if [ "${1:-all}" = estimate ]; then
+  shift
+  for s in "${@:-8192 32768}"; do
+    for s1 in $s; do
+      timeout 200 "$ncu" --clock-control none --section SpeedOfLight --section LaunchStats \
+        --section Occupancy --kernel-name regex:'prism_(pool_stats|calibrate|estimate|attention_schedule)' \
+        --launch-count 8 "$here/bin/prism" bench "$cfg" --seq "$s1" --reps 1 --density 0.1 \
+        --workload mixed > "$out/ncu-estimate-$s1.txt" 2>&1
+      echo "estimate $s1: exit $?"
+      grep -E "^  prism_[a-z_]+|Duration|Grid Size|Block Size|Registers Per|Achieved Occ|Waves Per|Memory Throughput|DRAM Through" \
+        "$out/ncu-estimate-$s1.txt"
+    done
+  done
   exit 0
 fi
 if [ "${1:-all}" = estimate-sass ]; then

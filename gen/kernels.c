@@ -165,8 +165,8 @@ static const prism_kernel_def kernel_table[] = {
         .name = "pool_stats",
         .template_file = "pool_stats.cu",
         .summary = "block mean pooling of Q and K with band energy "
-                   "statistics, then the calibrated band scales",
-        .entry_points = {"prism_pool_stats", "prism_calibrate"},
+                   "statistics",
+        .entry_points = {"prism_pool_stats"},
         .tunables = {{"threads", 128, threads_64_256,
                       "threads per CTA of the pooling kernel"}},
         .add_constants = pool_stats_constants,
@@ -174,8 +174,9 @@ static const prism_kernel_def kernel_table[] = {
     {
         .name = "estimate",
         .template_file = "estimate.cu",
-        .summary = "dual-band block scores, softmax and top-p selection "
-                   "(radix select) fused per group of query-block rows",
+        .summary = "calibrated band scales, dual-band block scores, "
+                   "softmax and top-p selection (radix select) fused per "
+                   "group of query-block rows",
         .entry_points = {"prism_estimate"},
         .tunables = {{"threads", 256, threads_128_256,
                       "threads per CTA; threads/32 query-block rows share "

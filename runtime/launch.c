@@ -19,12 +19,13 @@ typedef struct pool_params {
     int64_t q_stride_b, q_stride_h, q_stride_s;
     int64_t k_stride_b, k_stride_h, k_stride_s;
     const int32_t *cu_seqlens_q, *cu_seqlens_k;
-    float *pooled_q, *pooled_k, *stats_q, *stats_k, *scales;
+    float *pooled_q, *pooled_k, *stats_q, *stats_k;
     int batch, seqlen_q, seqlen_k, nq_max, nk_max;
 } pool_params;
 
 typedef struct estimate_params {
-    const float *pooled_q, *pooled_k, *scales;
+    const float *pooled_q, *pooled_k, *stats_q, *stats_k;
+    float *scales;
     const int32_t *cu_seqlens_q, *cu_seqlens_k;
     int32_t *block_counts, *block_indices;
     unsigned long long *selected_total, *causal_total;
@@ -280,7 +281,6 @@ static prism_status run_estimate(prism_plan *p, const prism_batch *b,
         .cu_seqlens_q = b->cu_seqlens_q, .cu_seqlens_k = b->cu_seqlens_k,
         .pooled_q = PTR(base, ws->pooled_q), .pooled_k = PTR(base, ws->pooled_k),
         .stats_q = PTR(base, ws->stats_q), .stats_k = PTR(base, ws->stats_k),
-        .scales = PTR(base, ws->scales),
         .batch = b->batch, .seqlen_q = b->seqlen_q, .seqlen_k = b->seqlen_k,
         .nq_max = nq, .nk_max = nk,
     };
@@ -289,15 +289,13 @@ static prism_status run_estimate(prism_plan *p, const prism_batch *b,
                              (unsigned)(c->q_heads + c->kv_heads),
                              (unsigned)b->batch, pool->threads, 0, &pp, stream,
                              "prism_pool_stats");
-    if (st == PRISM_OK)
-        st = launch(p, pool->second,
-                    (unsigned)prism_ceil_div(b->batch * c->q_heads, 128), 1, 1,
-                    128, 0, &pp, stream, "prism_calibrate");
     if (st != PRISM_OK)
         return st;
     unsigned long long *totals = PTR(base, ws->totals);
     estimate_params ep = {
-        .pooled_q = pp.pooled_q, .pooled_k = pp.pooled_k, .scales = pp.scales,
+        .pooled_q = pp.pooled_q, .pooled_k = pp.pooled_k,
+        .stats_q = pp.stats_q, .stats_k = pp.stats_k,
+        .scales = PTR(base, ws->scales),
         .cu_seqlens_q = b->cu_seqlens_q, .cu_seqlens_k = b->cu_seqlens_k,
         .block_counts = mask->counts, .block_indices = mask->indices,
         .selected_total = totals, .causal_total = totals + 1,
@@ -309,9 +307,11 @@ static prism_status run_estimate(prism_plan *p, const prism_batch *b,
     if ((st = estimate_shape(p, est, nk, &ep.rows_per_cta, &smem)) != PRISM_OK)
         return st;
     int groups = prism_ceil_div(nq * (c->q_heads / c->kv_heads), ep.rows_per_cta);
-    st = launch(p, est->main,
-                (unsigned)groups * (unsigned)c->kv_heads * (unsigned)b->batch, 1,
-                1, est->threads, smem, &ep, stream, "prism_estimate");
+    /* on sm_90 a dependent launch: its CTAs start in pool_stats' tail */
+    st = launch_as(p, est->main,
+                   (unsigned)groups * (unsigned)c->kv_heads * (unsigned)b->batch,
+                   1, 1, est->threads, smem, &ep, stream,
+                   p->arch == PRISM_ARCH_SM90A, "prism_estimate");
     if (st == PRISM_OK) {
         p->last_totals = base + ws->totals;
         p->last_stream = stream;
@@ -386,9 +386,11 @@ static prism_status tma_params(prism_plan *p, const prism_batch *b,
 /* The attention launch.  A persistent kernel (sm_90a) first gets its
  * work queue from the schedule kernel (one CTA) on the same stream, then
  * runs one CTA per SM; the schedule may split long rows into pieces for
- * the CTAs that would otherwise idle (templates/attention_sm90*.cu).  The
- * attention kernel is a programmatic dependent launch: its CTAs start
- * while the schedule is built, on a first item each that needs no queue. */
+ * the CTAs that would otherwise idle (templates/attention_sm90*.cu).  Both
+ * are programmatic dependent launches: the schedule kernel starts while
+ * the kernel before it (the estimator's, or the caller's that wrote the
+ * mask) finishes and waits for it; the attention CTAs start once it has,
+ * while the schedule is built, on first items that need no queue. */
 static prism_status run_attention(prism_plan *p, const prism_batch *b,
                                   const prism_tensor *q, const prism_tensor *k,
                                   const prism_tensor *v,
@@ -439,8 +441,8 @@ static prism_status run_attention(prism_plan *p, const prism_batch *b,
         return launch(p, at->main, tiles, (unsigned)c->q_heads,
                       (unsigned)b->batch, at->threads, at->dynamic_smem, params,
                       stream, "prism_attention");
-    prism_status st = launch(p, at->second, 1, 1, 1, 1024, 0, params, stream,
-                             "prism_attention_schedule");
+    prism_status st = launch_as(p, at->second, 1, 1, 1, 1024, 0, params, stream,
+                                true, "prism_attention_schedule");
     if (st != PRISM_OK)
         return st;
     return launch_as(p, at->main, grid, 1, 1, at->threads, at->dynamic_smem,

@@ -140,8 +140,10 @@ static __device__ __forceinline__ int h_item_cost(const AttnParams &p, int w, in
 
 // FIRST ITEMS WITHOUT THE QUEUE.  prism_attention is launched with
 // programmatic dependent launch behind the schedule kernel, which lets it
-// start at once (h_launch_dependents); only what the queue holds must wait
-// for the schedule to complete (h_grid_dependency_wait).  So with many
+// start once the schedule kernel's own wait for the mask returned
+// (pdl_launch_dependents right after it: the mask, Q, K and V are then
+// complete); only what the queue holds must wait for the schedule to
+// complete (pdl_wait).  So with many
 // items per CTA (more than H_FEW_ROWS) CTA c starts on static item c
 // while the schedule is built, and takes queue tickets after it; the
 // schedule leaves the static items out of the queue and never splits them.
@@ -272,7 +274,7 @@ static __device__ __forceinline__ void h_producer(const AttnTmaParams &P, u32 sm
             e = h_static_entry(p, tiles, round++);
         if (e.w < 0) {
             if (entries < 0) {
-                h_grid_dependency_wait();
+                pdl_wait();
                 entries = p.schedule[1];
             }
             e = h_entry(p, ticket, entries);

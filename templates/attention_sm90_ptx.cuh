@@ -140,20 +140,6 @@ static __device__ __forceinline__ void h_warpgroup_sync(int id) {
     asm volatile("bar.sync %0, 128;\n" ::"r"(id) : "memory");
 }
 
-// Programmatic dependent launch (PTX ISA, griddepcontrol).  The schedule
-// kernel lets its dependent, prism_attention (launched with the
-// programmatic-serialization attribute), start at once; the dependent's
-// threads wait before they read what the schedule writes: the wait
-// returns once the prerequisite grid has completed and its memory is
-// visible to the whole dependent grid.  Without a prerequisite in flight
-// (a plain launch) the wait returns at once.
-static __device__ __forceinline__ void h_launch_dependents() {
-    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
-}
-static __device__ __forceinline__ void h_grid_dependency_wait() {
-    asm volatile("griddepcontrol.wait;\n" ::: "memory");
-}
-
 // wgmma shared-memory descriptor (PTX ISA, "Matrix Descriptor"): start
 // address / 16 in bits 0-13 and LBO / 16 in bits 16-29 (the low word), SBO
 // / 16 in bits 32-45 and the 128B swizzle in bits 62-63 (the high word, a

@@ -273,7 +273,12 @@ prism_attention_schedule(const __grid_constant__ AttnTmaParams P) {
     __shared__ int cached[H_SCHED_CACHE]; // item costs (h_item_cost)
     __shared__ long long red[66];
     __shared__ int next_slot;
-    h_launch_dependents(); // prism_attention starts its static items now
+    // The schedule kernel is itself a dependent launch (of the estimator,
+    // or of whatever wrote the mask): it waits for that, and only then
+    // lets prism_attention start its static items, which read the mask,
+    // Q, K and V before their own wait.
+    pdl_wait();
+    pdl_launch_dependents();
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int tiles = (p.seqlen_q + H_TM - 1) / H_TM;
     const int n = p.batch * Q_HEADS * tiles;

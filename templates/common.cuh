@@ -113,3 +113,53 @@ static __device__ __forceinline__ void sequence_range(const int *cu_seqlens,
         len = fixed_len;
     }
 }
+
+// The two band scales of SPEC section 4 for a query head of a sequence of
+// nq query and nk key blocks, from the summed squared pooled values
+// (sq of the head, sk of its KV head: all dims, high band, low band;
+// templates/pool_stats.cu adds them up), or the uncalibrated
+// sqrt(d) * temp.  A band without any energy would divide by zero; the
+// reference floors the scale the same way, which makes that band's logits
+// all 0.
+static __device__ __forceinline__ float band_rms(float sum_sq, int blocks, int dims) {
+    return sqrtf(sum_sq / ((float)blocks * (float)dims));
+}
+static __device__ __forceinline__ float2 band_scales(const float (&sq)[3],
+                                                     const float (&sk)[3], int nq,
+                                                     int nk) {
+    float scale_high = sqrtf((float)HIGH_DIM) * TEMP_HIGH;
+    float scale_low = sqrtf((float)LOW_DIM) * TEMP_LOW;
+    if (CALIBRATE && nq > 0 && nk > 0) {
+        const float rq = fmaxf(band_rms(sq[0], nq, HEAD_DIM), 1e-6f);
+        const float rk = fmaxf(band_rms(sk[0], nk, HEAD_DIM), 1e-6f);
+        const float th = sqrtf((float)HIGH_DIM / HEAD_DIM) *
+                         (band_rms(sq[1], nq, HIGH_DIM) / rq) *
+                         (band_rms(sk[1], nk, HIGH_DIM) / rk);
+        const float tl = sqrtf((float)LOW_DIM / HEAD_DIM) *
+                         (band_rms(sq[2], nq, LOW_DIM) / rq) *
+                         (band_rms(sk[2], nk, LOW_DIM) / rk);
+        scale_high = sqrtf((float)HIGH_DIM) * th;
+        scale_low = sqrtf((float)LOW_DIM) * tl;
+    }
+    return make_float2(fmaxf(scale_high, 1e-12f), fmaxf(scale_low, 1e-12f));
+}
+
+// Programmatic dependent launch (PTX ISA, griddepcontrol; sm_90 and
+// later, nothing below).  A kernel launched with the programmatic
+// stream-serialization attribute (runtime/launch.c, launch_as) may start
+// while the kernel before it on the stream still runs, as soon as every
+// CTA of that one has called pdl_launch_dependents() or exited.  Its
+// threads call pdl_wait() before they read anything the kernel before
+// wrote: the wait returns once that grid has completed and its memory is
+// visible.  In a plain launch the wait returns at once, and the trigger
+// of a kernel nothing depends on does nothing.
+static __device__ __forceinline__ void pdl_launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+static __device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}

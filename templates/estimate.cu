@@ -13,6 +13,9 @@
 // picks rows_per_cta (launch.c): EST_ROWS when the probabilities fit shared
 // memory twice per SM, fewer for very long sequences.
 //
+//   0. Band scales.  Each row's two scales (SPEC section 4) come from the
+//      energies pool_stats summed (band_scales, templates/common.cuh); the
+//      CTAs holding query block 0 store them in the workspace as well.
 //   1. Scores, on tensor cores.  Per band the scores are K Q^T: one
 //      mma.sync m16n8k8 TF32 product per 16 key blocks (M, rows of A =
 //      pooled K) x 8 query rows (N, columns of B = pooled Q^T; zero past
@@ -84,7 +87,9 @@
 struct EstimateParams {
     const float *pooled_q;  // [batch, Q_HEADS, nq_max, HEAD_DIM]
     const float *pooled_k;  // [batch, KV_HEADS, nk_max, HEAD_DIM]
-    const float *scales;    // [batch, Q_HEADS, 2]: scale_high, scale_low
+    const float *stats_q;   // [batch, Q_HEADS, 3]: summed energies (pool_stats)
+    const float *stats_k;   // [batch, KV_HEADS, 3]
+    float *scales;          // [batch, Q_HEADS, 2]: scale_high, scale_low (out)
     const int *cu_seqlens_q; // [batch + 1] or null
     const int *cu_seqlens_k;
     int *block_counts;      // [batch, Q_HEADS, nq_max]
@@ -386,9 +391,14 @@ prism_estimate(const EstimateParams p) {
     const int nq = (len_q + BLOCK_SIZE - 1) / BLOCK_SIZE;
     const int nk = (len_k + BLOCK_SIZE - 1) / BLOCK_SIZE;
 
+    // On sm_90 this kernel is launched as pool_stats' dependent (runtime/
+    // launch.c): its CTAs may start in that kernel's tail, and everything
+    // below reads what it wrote (band energies, pooled Q and K).
+    pdl_wait();
+
     // Block-causal lengths: row i allows j in [0, i + (nk - nq)].  Rows
     // past the sequence (or with Sk < Sq) allow nothing.
-    int max_allowed = 0;
+    int max_allowed = 0, my_allowed = 0;
 #pragma unroll
     for (int r = 0; r < EST_ROWS; r++) {
         const int L = first + r;
@@ -397,14 +407,20 @@ prism_estimate(const EstimateParams p) {
         if (r < rows && L < GQA_GROUP * p.nq_max && i < nq)
             allowed = max(i + (nk - nq) + 1, 0);
         max_allowed = max(max_allowed, allowed);
-        if (threadIdx.x == r) {
-            row_allowed[r] = allowed;
-            const int h = kv * GQA_GROUP + L % GQA_GROUP;
-            const float *s = p.scales + ((i64)b * Q_HEADS + h) * 2;
-            inv_scale[r][0] = allowed > 0 ? 1.f / s[0] : 0.f;
-            inv_scale[r][1] = allowed > 0 ? 1.f / s[1] : 0.f;
-        }
+        my_allowed = threadIdx.x == r ? allowed : my_allowed;
     }
+    // Thread r < EST_ROWS computes row r's band scales: its head's energies
+    // are loaded here and used after the Q rows' loads below, so the two
+    // waits overlap.  (One branch per row inside the loop above, as the
+    // scales' loads once were, runs the rows one after the other, each
+    // waiting for its load.)
+    float stats_q[3] = {0.f, 0.f, 0.f}, stats_k[3] = {0.f, 0.f, 0.f};
+    const int my_head = kv * GQA_GROUP + (first + (int)threadIdx.x) % GQA_GROUP;
+    if (threadIdx.x < EST_ROWS)
+        for (int c = 0; c < 3; c++) {
+            stats_q[c] = p.stats_q[((i64)b * Q_HEADS + my_head) * 3 + c];
+            stats_k[c] = p.stats_k[((i64)b * KV_HEADS + kv) * 3 + c];
+        }
 
     // Lane l copies float4 l % 4 (dims 4 (l % 4) .. + 3 of the stage) of
     // the warp's key blocks 4 (l / 4) + m, m = 0..3, to float4 l + 32 m of
@@ -467,6 +483,15 @@ prism_estimate(const EstimateParams p) {
             }
         }
     }
+    if (threadIdx.x < EST_ROWS) {
+        const int r = threadIdx.x;
+        const float2 s = band_scales(stats_q, stats_k, nq, nk);
+        row_allowed[r] = my_allowed;
+        inv_scale[r][0] = my_allowed > 0 ? 1.f / s.x : 0.f;
+        inv_scale[r][1] = my_allowed > 0 ? 1.f / s.y : 0.f;
+        if (r < rows && first + r < GQA_GROUP) // query block 0's rows: one a head
+            reinterpret_cast<float2 *>(p.scales)[(i64)b * Q_HEADS + my_head] = s;
+    }
     __syncthreads(); // row_allowed, inv_scale and Q visible to every warp
 
     if (max_allowed > 0) {
@@ -526,6 +551,11 @@ prism_estimate(const EstimateParams p) {
         }
         __syncthreads(); // logits complete; the K stages become histograms
     }
+    // The attention's schedule kernel (this kernel's dependent) may start
+    // once every CTA got here: it waits for the whole selection anyway,
+    // and starting it earlier would hold an SM's registers through the
+    // scoring of the grid's later waves.
+    pdl_launch_dependents();
 
     // ---- selection: warp `warp` owns row `warp` -------------------------
     const int r = warp;

@@ -7,8 +7,10 @@
 // low band -- into per-(batch, head) sums with one atomicAdd each, so the
 // calibration needs no second pass over the pooled tensors.
 //
-// prism_calibrate: one thread per (batch, query head) turns those sums into
-// the two band scales of SPEC section 4 (or the uncalibrated sqrt(d) * temp).
+// The estimator turns those sums into the two band scales of SPEC section
+// 4 (band_scales, templates/common.cuh): they used to come from a kernel of
+// their own (one CTA), whose 3 us and launch were ~8% of the estimator
+// at 8K tokens on an H200 (bench/NOTES.md, session 12).
 //
 // Pooling reads Q and K once, so it runs at memory bandwidth: every load is
 // 16 bytes (8 elements; POOL_LANES = HEAD_DIM / 8 lanes cover a token row),
@@ -31,7 +33,6 @@ struct PoolParams {
     float *pooled_k;       // [batch, KV_HEADS, nk_max, HEAD_DIM]
     float *stats_q;        // [batch, Q_HEADS, 3]: sum x^2 all, high, low
     float *stats_k;        // [batch, KV_HEADS, 3]
-    float *scales;         // [batch, Q_HEADS, 2]: scale_high, scale_low
     int batch;
     int seqlen_q, seqlen_k; // used when cu_seqlens are null
     int nq_max, nk_max;
@@ -41,7 +42,7 @@ static constexpr int POOL_VEC = 8;                     // elements per load
 static constexpr int POOL_LANES = HEAD_DIM / POOL_VEC; // lanes per token row
 static constexpr int POOL_ROWS = THREADS / POOL_LANES; // tokens in parallel
 static constexpr int POOL_WARPS = THREADS / 32;
-static constexpr int POOL_UNROLL = 4; // 16-byte loads in flight per thread
+static constexpr int POOL_UNROLL = 16; // 16-byte loads in flight per thread
 static_assert(32 % POOL_LANES == 0, "a token row within one warp");
 static_assert(THREADS % 32 == 0, "whole warps");
 
@@ -111,6 +112,10 @@ prism_pool_stats(const PoolParams p) {
             add8(w[u], s);
         src += POOL_UNROLL * step;
     }
+    // The estimator (launched as this kernel's dependent on sm_90) may
+    // start its CTAs once every CTA here is past its loads: they take the
+    // SMs of the tail and wait (pdl_wait) while the last sums finish.
+    pdl_launch_dependents();
 
     // Fold the token rows of the warp (lanes POOL_LANES apart) ...
 #pragma unroll
@@ -163,45 +168,4 @@ prism_pool_stats(const PoolParams p) {
         for (int c = 0; c < 3; c++)
             atomicAdd(stats + c, total[c]);
     }
-}
-
-// rms of a band from its sum of squares over `blocks` pooled blocks.
-static __device__ __forceinline__ float band_rms(float sum_sq, int blocks,
-                                                 int dims) {
-    return sqrtf(sum_sq / ((float)blocks * (float)dims));
-}
-
-extern "C" __global__ void prism_calibrate(const PoolParams p) {
-    const int idx = blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= p.batch * Q_HEADS)
-        return;
-    const int b = idx / Q_HEADS;
-    const int h = idx % Q_HEADS;
-    const int kv = h / GQA_GROUP;
-    int begin, len_q, len_k;
-    sequence_range(p.cu_seqlens_q, p.seqlen_q, b, begin, len_q);
-    sequence_range(p.cu_seqlens_k, p.seqlen_k, b, begin, len_k);
-    const int nq = (len_q + BLOCK_SIZE - 1) / BLOCK_SIZE;
-    const int nk = (len_k + BLOCK_SIZE - 1) / BLOCK_SIZE;
-
-    float scale_high = sqrtf((float)HIGH_DIM) * TEMP_HIGH;
-    float scale_low = sqrtf((float)LOW_DIM) * TEMP_LOW;
-    if (CALIBRATE && nq > 0 && nk > 0) {
-        const float *sq = p.stats_q + ((i64)b * Q_HEADS + h) * 3;
-        const float *sk = p.stats_k + ((i64)b * KV_HEADS + kv) * 3;
-        const float rq = fmaxf(band_rms(sq[0], nq, HEAD_DIM), 1e-6f);
-        const float rk = fmaxf(band_rms(sk[0], nk, HEAD_DIM), 1e-6f);
-        const float th = sqrtf((float)HIGH_DIM / HEAD_DIM) *
-                         (band_rms(sq[1], nq, HIGH_DIM) / rq) *
-                         (band_rms(sk[1], nk, HIGH_DIM) / rk);
-        const float tl = sqrtf((float)LOW_DIM / HEAD_DIM) *
-                         (band_rms(sq[2], nq, LOW_DIM) / rq) *
-                         (band_rms(sk[2], nk, LOW_DIM) / rk);
-        scale_high = sqrtf((float)HIGH_DIM) * th;
-        scale_low = sqrtf((float)LOW_DIM) * tl;
-    }
-    // A band without any energy would divide by zero; the reference floors
-    // the scale the same way, which makes that band's logits all 0.
-    p.scales[idx * 2] = fmaxf(scale_high, 1e-12f);
-    p.scales[idx * 2 + 1] = fmaxf(scale_low, 1e-12f);
 }
