@@ -11,7 +11,8 @@
 #   device: bash .gpu-bundle/gpu_ab.sh "new old" "8192 32768" [ROUNDS]
 #           with carry [".gpu-bundle", ".gpu-bundle-new", ".gpu-bundle-old"]
 # A length may be S:B, B sequences of S tokens (prism bench --batch).
-# Environment: AB_DENSITY (default "0.1 0.2"), AB_REPS (default 20).
+# Environment: AB_DENSITY (default "0.1 0.2"), AB_REPS (default 20),
+# AB_WORKLOAD (default mixed; gpu_run.sh's rows mode uses iid).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 names=($1)
@@ -35,7 +36,7 @@ for r in $(seq 1 "$rounds"); do
         PRISM_CACHE_DIR="/tmp/prism-cache-$n" \
         timeout 240 "$b/bin/prism" bench "$cfg" --seq "${s%:*}" \
         --batch "$batch" \
-        --workload mixed --reps "${AB_REPS:-20}" "${density[@]}" 2>&1 | tee -a "$log"
+        --workload "${AB_WORKLOAD:-mixed}" --reps "${AB_REPS:-20}" "${density[@]}" 2>&1 | tee -a "$log"
     done
   done
 done

@@ -1,4 +1,5 @@
-// Block pooling and band-energy calibration (SPEC sections 2-4).
+// Block pooling and band energies (SPEC sections 2-3, the sums section 4
+// calibrates with).
 //
 // prism_pool_stats: one CTA pools one block of BLOCK_SIZE tokens of one head
 // (query heads first, then KV heads, along gridDim.y) into its fp32 mean,
@@ -42,7 +43,10 @@ static constexpr int POOL_VEC = 8;                     // elements per load
 static constexpr int POOL_LANES = HEAD_DIM / POOL_VEC; // lanes per token row
 static constexpr int POOL_ROWS = THREADS / POOL_LANES; // tokens in parallel
 static constexpr int POOL_WARPS = THREADS / 32;
-static constexpr int POOL_UNROLL = 16; // 16-byte loads in flight per thread
+// 16-byte loads in flight per thread: with 128 threads at HEAD_DIM 128 a
+// thread's whole share of a 128-token block in one round trip (4 took 28.8
+// instead of 27.0 us at 8K on an H200: bench/NOTES.md, session 12).
+static constexpr int POOL_UNROLL = 16;
 static_assert(32 % POOL_LANES == 0, "a token row within one warp");
 static_assert(THREADS % 32 == 0, "whole warps");
 
