@@ -6,7 +6,7 @@
 #   bash .gpu-bundle/gpu_profile.sh [all|estimate [SEQ...]|estimate-sass
 #                                    |attention-sass [SEQ] [dense]
 #                                    |schedule-sass [SEQ]|rows [S B]]
-# estimate: the estimator's kernels (pool_stats, calibrate, estimate) and
+# estimate: the estimator's kernels (pool_stats, estimate) and
 # the queue kernel of the first prefill at each SEQ (default 8192 32768),
 # launch shape and speed of light: $OUT/ncu-estimate-SEQ.txt.
 # estimate-sass: only prism_estimate at 128K, warp-state and source
@@ -85,16 +85,16 @@ if [ "${1:-all}" = rows ]; then
 fi
 if [ "${1:-all}" = estimate ]; then
   shift
-  for s in "${@:-8192 32768}"; do
-    for s1 in $s; do
-      timeout 200 "$ncu" --clock-control none --section SpeedOfLight --section LaunchStats \
-        --section Occupancy --kernel-name regex:'prism_(pool_stats|calibrate|estimate|attention_schedule)' \
-        --launch-count 8 "$here/bin/prism" bench "$cfg" --seq "$s1" --reps 1 --density 0.1 \
-        --workload mixed > "$out/ncu-estimate-$s1.txt" 2>&1
-      echo "estimate $s1: exit $?"
-      grep -E "^  prism_[a-z_]+|Duration|Grid Size|Block Size|Registers Per|Achieved Occ|Waves Per|Memory Throughput|DRAM Through" \
-        "$out/ncu-estimate-$s1.txt"
-    done
+  seqs=("$@")
+  [ ${#seqs[@]} -gt 0 ] || seqs=(8192 32768)
+  for s in "${seqs[@]}"; do
+    timeout 200 "$ncu" --clock-control none --section SpeedOfLight --section LaunchStats \
+      --section Occupancy --kernel-name regex:'prism_(pool_stats|estimate|attention_schedule)' \
+      --launch-count 8 "$here/bin/prism" bench "$cfg" --seq "$s" --reps 1 --density 0.1 \
+      --workload mixed > "$out/ncu-estimate-$s.txt" 2>&1
+    echo "estimate $s: exit $?"
+    grep -E "^  prism_[a-z_]+|Duration|Grid Size|Block Size|Registers Per|Achieved Occ|Waves Per|Memory Throughput|DRAM Through" \
+      "$out/ncu-estimate-$s.txt"
   done
   exit 0
 fi
@@ -104,10 +104,10 @@ if [ "${1:-all}" = estimate-sass ]; then
   ls -la "$out"; tail -60 "$out/ncu-estimate-sass.txt"
   exit 0
 fi
-# estimator: the first pool_stats, calibrate and estimate launches
+# estimator: the first pool_stats and estimate launches
 timeout 200 "$ncu" --clock-control none --section SpeedOfLight \
   --section MemoryWorkloadAnalysis --section LaunchStats --section Occupancy \
-  --kernel-name regex:'prism_(pool_stats|calibrate|estimate)' --launch-count 3 \
+  --kernel-name regex:'prism_(pool_stats|estimate)' --launch-count 2 \
   "$here/bin/prism" bench "$cfg" --seq 131072 --reps 1 --density 0.2 \
   --workload mixed > "$out/ncu-estimate-128k.txt" 2>&1
 echo "estimate: exit $?"

@@ -143,12 +143,12 @@ static prism_status check_mask(prism_plan *p, const prism_batch *b,
     return PRISM_OK;
 }
 
-/* Launches f.  dependent: a programmatic dependent launch -- the kernel
- * may start while the one before it on the stream still runs, once that
- * one allows it (griddepcontrol.launch_dependents), and waits itself for
- * what it needs of it (griddepcontrol.wait).  Everything earlier on the
- * stream has completed by then, as the kernel before could not start
- * earlier. */
+/* Launches f.  dependent: a programmatic dependent launch where the
+ * device has them (sm_90; elsewhere a plain launch) -- the kernel may
+ * start while the one before it on the stream still runs, once that one
+ * allows it (griddepcontrol.launch_dependents), and waits itself for what
+ * it needs of it (griddepcontrol.wait).  Everything earlier on the stream
+ * has completed by then, as the kernel before could not start earlier. */
 static prism_status launch_as(prism_plan *p, CUfunction f, unsigned gx,
                               unsigned gy, unsigned gz, int threads, int smem,
                               void *params, prism_stream stream,
@@ -161,7 +161,8 @@ static prism_status launch_as(prism_plan *p, CUfunction f, unsigned gx,
         .gridDimX = gx, .gridDimY = gy, .gridDimZ = gz,
         .blockDimX = (unsigned)threads, .blockDimY = 1, .blockDimZ = 1,
         .sharedMemBytes = (unsigned)smem, .hStream = (CUstream)stream,
-        .attrs = &attr, .numAttrs = dependent ? 1 : 0,
+        .attrs = &attr,
+        .numAttrs = dependent && p->arch == PRISM_ARCH_SM90A ? 1 : 0,
     };
     void *args[] = {params};
     CUresult rc = p->drv->launch_kernel_ex(&cfg, f, args, NULL);
@@ -307,11 +308,11 @@ static prism_status run_estimate(prism_plan *p, const prism_batch *b,
     if ((st = estimate_shape(p, est, nk, &ep.rows_per_cta, &smem)) != PRISM_OK)
         return st;
     int groups = prism_ceil_div(nq * (c->q_heads / c->kv_heads), ep.rows_per_cta);
-    /* on sm_90 a dependent launch: its CTAs start in pool_stats' tail */
+    /* a dependent launch: its CTAs start in pool_stats' tail */
     st = launch_as(p, est->main,
                    (unsigned)groups * (unsigned)c->kv_heads * (unsigned)b->batch,
-                   1, 1, est->threads, smem, &ep, stream,
-                   p->arch == PRISM_ARCH_SM90A, "prism_estimate");
+                   1, 1, est->threads, smem, &ep, stream, true,
+                   "prism_estimate");
     if (st == PRISM_OK) {
         p->last_totals = base + ws->totals;
         p->last_stream = stream;
