@@ -27,7 +27,7 @@
 #ifndef PRISM_AUTOTUNE_H
 #define PRISM_AUTOTUNE_H
 
-#include "tune.h"
+#include "tune/tune.h"
 
 /* ---- candidates --------------------------------------------------------- */
 

@@ -21,7 +21,7 @@
  * GPU tests allow against the fp64 reference.  Outputs are poisoned
  * before each check so a kernel that writes nothing cannot pass.
  *
- * Timing follows cli/cmd_bench.c: CUDA events around each launch, two
+ * Timing follows tools/prism/cmd_bench.c: CUDA events around each launch, two
  * warm-up launches, then the median, min and max of up to 100 launches
  * (about 200 ms of work, at least 5), rotating over three copies of the
  * inputs when they fit so that the L2 cache does not flatter small shapes
@@ -29,9 +29,9 @@
  * candidate infinitely slow; if it leaves the context broken the device is
  * retired for the rest of the run.
  */
-#include "tune_gpu.h"
+#include "autotune/tune_gpu.h"
 
-#include "half.h"
+#include "base/half.h"
 
 #include <math.h>
 #include <stdlib.h>

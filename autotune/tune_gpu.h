@@ -9,8 +9,8 @@
 #ifndef PRISM_TUNE_GPU_H
 #define PRISM_TUNE_GPU_H
 
-#include "autotune.h"
-#include "driver.h"
+#include "autotune/autotune.h"
+#include "base/cuda_driver.h"
 
 /* What a kernel's candidates are timed on: the stage of the public API
  * that launches the kernel. */

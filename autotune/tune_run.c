@@ -20,10 +20,10 @@
  * files.  Several GPUs must be the same model with the same software (one
  * device key): timings of different devices are not comparable.
  */
-#include "tune_run.h"
+#include "autotune/tune_run.h"
 
-#include "context.h"
-#include "tune_fs.h"
+#include "runtime/context.h"
+#include "base/fs.h"
 
 #include <math.h>
 #include <pthread.h>

@@ -7,7 +7,7 @@
 #ifndef PRISM_TUNE_RUN_H
 #define PRISM_TUNE_RUN_H
 
-#include "tune_gpu.h"
+#include "autotune/tune_gpu.h"
 
 #include <pthread.h>
 

@@ -5,11 +5,11 @@
  * when resuming -- and the compile queue.  Nothing here touches a GPU
  * beyond reading its name and attributes; tune_run.c runs the pipeline.
  */
-#include "tune_run.h"
+#include "autotune/tune_run.h"
 
-#include "context.h"
-#include "plan_tuning.h"
-#include "tune_fs.h"
+#include "runtime/context.h"
+#include "runtime/plan_tuning.h"
+#include "base/fs.h"
 
 #include <stdarg.h>
 #include <stdlib.h>

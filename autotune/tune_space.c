@@ -13,10 +13,10 @@
  * has its own context: a context keeps one last-error slot, and a failing
  * candidate's message must not be overwritten by its neighbour's.
  */
-#include "autotune.h"
+#include "autotune/autotune.h"
 
-#include "context.h"
-#include "spec.h"
+#include "runtime/context.h"
+#include "gen/spec.h"
 
 #include <pthread.h>
 #include <stdlib.h>

@@ -3,14 +3,14 @@
  *
  * The generated file is meant to be read: a banner saying where it came
  * from, one named constant per line with its meaning, then the shared
- * device helpers (templates/common.cuh) and the kernel template.  It
+ * device helpers (gen/templates/common.cuh) and the kernel template.  It
  * includes nothing, so NVRTC compiles it with no include path and a host
  * program needs only libnvrtc.
  */
-#include "spec.h"
-#include "templates.h"
+#include "gen/spec.h"
+#include "gen/templates.h"
 
-#include "internal.h"
+#include "base/base.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
@@ -71,7 +71,7 @@ static void emit_banner(strbuf *sb, const prism_kernel_spec *spec) {
               prism_arch_name(spec->arch), spec->def->name,
               spec->def->summary, spec->cfg->name);
     for (int i = 0; i < PRISM_MAX_TEMPLATES && spec->templates[i]; i++)
-        sb_printf(sb, "%stemplates/%s", i ? " + " : "", spec->templates[i]);
+        sb_printf(sb, "%sgen/templates/%s", i ? " + " : "", spec->templates[i]);
     sb_printf(sb, "\n\n");
 }
 
@@ -196,11 +196,11 @@ prism_status prism_emit_source(const prism_kernel_spec *spec, char **source,
     for (int i = 0; i < spec->n_constants; i++)
         if (spec->constants[i].tunable)
             emit_constant(&sb, &spec->constants[i]);
-    sb_printf(&sb, "\n// ---- templates/common.cuh ----\n");
+    sb_printf(&sb, "\n// ---- gen/templates/common.cuh ----\n");
     sb_append(&sb, common->text, common->size);
     emit_wgmma_wrappers(&sb, spec);
     for (int i = 0; i < PRISM_MAX_TEMPLATES && parts[i]; i++) {
-        sb_printf(&sb, "\n// ---- templates/%s ----\n", spec->templates[i]);
+        sb_printf(&sb, "\n// ---- gen/templates/%s ----\n", spec->templates[i]);
         sb_append(&sb, parts[i]->text, parts[i]->size);
     }
     if (sb.failed) {

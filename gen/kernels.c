@@ -6,10 +6,10 @@
  * of the pipeline (spec, emit, NVRTC, cache, CLI) is table-driven, so a new
  * kernel is a template plus a row here.
  */
-#include "kernels.h"
-#include "spec.h"
+#include "gen/kernels.h"
+#include "gen/spec.h"
 
-#include "internal.h"
+#include "base/base.h"
 
 #include <stdio.h>
 #include <string.h>

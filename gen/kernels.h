@@ -1,7 +1,7 @@
 /*
  * kernels.h - the registry of generated kernels and their tunables.
  *
- * A kernel is one template file of templates/ plus the constants the
+ * A kernel is one template file of gen/templates/ plus the constants the
  * generator fixes for it.  Adding a kernel means adding a template and one
  * row to the table in kernels.c (with its spec function in spec.c); the
  * cache, the CLI and the module builder iterate this table and need no
@@ -31,7 +31,7 @@ struct prism_kernel_spec;
 
 typedef struct prism_kernel_def {
     const char *name;          /* "pool_stats"                          */
-    const char *template_file; /* "pool_stats.cu" in templates/         */
+    const char *template_file; /* "pool_stats.cu" in gen/templates/         */
     const char *summary;       /* one line for humans                   */
     const char *entry_points[PRISM_MAX_ENTRY_POINTS]; /* __global__ names */
     prism_tunable tunables[PRISM_MAX_TUNABLES];

@@ -6,9 +6,9 @@
  * index arithmetic folds.  Tunables come first (their defaults, or the
  * config's `tuning:` overrides), then the kernel's own shape constants.
  */
-#include "spec.h"
+#include "gen/spec.h"
 
-#include "internal.h"
+#include "base/base.h"
 
 #include <ctype.h>
 #include <string.h>

@@ -8,7 +8,7 @@
 #ifndef PRISM_SPEC_H
 #define PRISM_SPEC_H
 
-#include "kernels.h"
+#include "gen/kernels.h"
 
 #define PRISM_MAX_CONSTANTS 64
 
@@ -34,7 +34,7 @@ typedef struct prism_kernel_spec {
     const prism_kernel_def *def;
     const prism_config *cfg;
     prism_arch arch;
-    /* templates/ files the source is built from, in this order after
+    /* gen/templates/ files the source is built from, in this order after
      * common.cuh: def->template_file alone unless add_constants picked
      * arch-specific ones (attention on sm_90a); unused entries NULL */
     const char *templates[PRISM_MAX_TEMPLATES];

@@ -1,5 +1,5 @@
 /*
- * templates.h - the CUDA templates of templates/, embedded at build time by
+ * templates.h - the CUDA templates of gen/templates/, embedded at build time by
  * gen/embed_templates.cmake.
  */
 #ifndef PRISM_TEMPLATES_H

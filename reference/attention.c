@@ -17,7 +17,7 @@
  * time, every causal key, double everywhere, loads through the views.  With
  * the full selection (prism_selection_fill_full) both must agree.
  */
-#include "ref_internal.h"
+#include "reference/ref_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -197,7 +197,7 @@ static float *to_fp32(const prism_tensor_view *x, int threads) {
     if (!dst)
         return NULL;
     convert_job job = {x, dst};
-    prism_ref_parallel_for(x->shape[0] * x->shape[1], threads, convert_head,
+    prism_parallel_for(x->shape[0] * x->shape[1], threads, convert_head,
                            &job);
     return dst;
 }
@@ -428,7 +428,7 @@ prism_ref_attention(const prism_tensor_view *q, const prism_tensor_view *k,
     if (st != PRISM_OK)
         return st;
     int threads = options && options->threads > 0 ? options->threads
-                                                  : prism_ref_threads();
+                                                  : prism_cpu_threads();
     int D = (int)q->shape[3], BS = sel->block_size;
     float *kf = NULL, *vf = NULL;
     attn_scratch *scratch = NULL;
@@ -463,7 +463,7 @@ prism_ref_attention(const prism_tensor_view *q, const prism_tensor_view *k,
                     seqs,        sel,         options,
                     scale,       D,           (int)(q->shape[1] / k->shape[1]),
                     q->shape[2], scratch};
-    prism_ref_parallel_for((int64_t)sel->B * sel->Hq * sel->nq, threads,
+    prism_parallel_for((int64_t)sel->B * sel->Hq * sel->nq, threads,
                            attention_row, &job);
     goto done;
 oom:
@@ -556,7 +556,7 @@ prism_status prism_ref_attention_dense_direct(
     if (st != PRISM_OK)
         return st;
     if (threads <= 0)
-        threads = prism_ref_threads();
+        threads = prism_cpu_threads();
     int64_t max_sq = 1, max_sk = 1;
     for (int b = 0; b < nseq; b++) {
         max_sq = seqs[b].q.len > max_sq ? seqs[b].q.len : max_sq;
@@ -587,7 +587,7 @@ prism_status prism_ref_attention_dense_direct(
                      lse,
                      scores,
                      acc};
-    prism_ref_parallel_for((int64_t)nseq * job.Hq * max_sq, threads,
+    prism_parallel_for((int64_t)nseq * job.Hq * max_sq, threads,
                            dense_query, &job);
     goto done;
 oom:

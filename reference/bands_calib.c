@@ -14,7 +14,7 @@
  * the band's share of the pooled energy, relative to all D dims, sets a
  * temperature that restores it (formula in reference.h / the SPEC).
  */
-#include "ref_internal.h"
+#include "reference/ref_internal.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -15,7 +15,7 @@
  * Only valid rows and tokens count: ragged batches leave padding rows and
  * tokens that are not part of any sequence.
  */
-#include "ref_internal.h"
+#include "reference/ref_internal.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -9,7 +9,7 @@
  * block's scale comparable to the others.  Ragged batches pool each
  * sequence's own tokens; rows past a shorter sequence's blocks stay zero.
  */
-#include "ref_internal.h"
+#include "reference/ref_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -88,7 +88,7 @@ prism_status ref_pool_spans(const prism_tensor_view *x, const ref_span *spans,
     for (int b = 0; b < n; b++)
         out->seq_blocks[b] = (int32_t)ref_ceil_div(spans[b].len, block_size);
     pool_job job = {x, spans, block_size, out};
-    prism_ref_parallel_for((int64_t)n * out->H * out->nblocks, threads,
+    prism_parallel_for((int64_t)n * out->H * out->nblocks, threads,
                            pool_one, &job);
     return PRISM_OK;
 }

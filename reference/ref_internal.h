@@ -9,8 +9,9 @@
 #ifndef PRISM_REF_INTERNAL_H
 #define PRISM_REF_INTERNAL_H
 
-#include "internal.h"
-#include "reference.h"
+#include "base/base.h"
+#include "reference/reference.h"
+#include "base/threadpool.h"
 
 /* Tokens [start, start + len) of batch entry view_b of a view. */
 typedef struct ref_span {

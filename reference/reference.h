@@ -18,7 +18,7 @@
  *
  * Every function returns a prism_status and writes a one-line reason into
  * `err` (may be NULL) on failure; nothing aborts, exits or prints.
- * Functions that run in parallel use prism_ref_threads() worker threads
+ * Functions that run in parallel use prism_cpu_threads() worker threads
  * unless an explicit count is passed (0 = all online CPUs); results never
  * depend on the thread count.
  *
@@ -154,20 +154,6 @@ int prism_selection_allowed(const prism_selection *sel, int b, int i);
 /* Checks the format: counts in range, indices ascending, block-causal. */
 prism_status prism_selection_validate(const prism_selection *sel, char *err,
                                       size_t err_size);
-
-/* ------------------------------------------------------------------------ */
-/* Threads                                                                  */
-/* ------------------------------------------------------------------------ */
-
-/* Online CPUs (at least 1). */
-int prism_ref_threads(void);
-/* Runs fn(ctx, index, worker) for index in [0, n) on `threads` workers
- * (0 = prism_ref_threads(); worker in [0, threads)).  Indices are handed
- * out dynamically; fn must not fail.  If threads cannot be created the
- * calling thread does the remaining work, so this never fails. */
-void prism_ref_parallel_for(int64_t n, int threads,
-                            void (*fn)(void *ctx, int64_t index, int worker),
-                            void *ctx);
 
 /* ------------------------------------------------------------------------ */
 /* Pooling (SPEC section 2)                                                 */

@@ -13,7 +13,7 @@
  * kept while the mass of the blocks before it is below the threshold, so
  * the block that crosses the threshold is kept.
  */
-#include "ref_internal.h"
+#include "reference/ref_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -280,7 +280,7 @@ prism_ref_estimate(const prism_tensor_view *q, const prism_tensor_view *k,
     if (st != PRISM_OK)
         return st;
 
-    int threads = options->threads > 0 ? options->threads : prism_ref_threads();
+    int threads = options->threads > 0 ? options->threads : prism_cpu_threads();
     int D = cfg->head_dim, Hq = (int)q->shape[1];
     ref_seq *seqs = NULL;
     int nseq = 0;
@@ -387,7 +387,7 @@ prism_ref_estimate(const prism_tensor_view *q, const prism_tensor_view *k,
     estimate_job job = {
         cfg,   options->method, &pq,       &pk, high_dims, low_dims, n_high,
         n_low, scale_high,      scale_low, sel, stats,     scratch};
-    prism_ref_parallel_for((int64_t)sel->B * sel->Hq * sel->nq, threads,
+    prism_parallel_for((int64_t)sel->B * sel->Hq * sel->nq, threads,
                            estimate_row, &job);
     double t2 = prism_now_ms();
     if (timing) {

@@ -9,9 +9,9 @@
  * later stage has a single code path.  The selection allocator and
  * validator implement the format documented at the top of reference.h.
  */
-#include "ref_internal.h"
+#include "reference/ref_internal.h"
 
-#include "half.h"
+#include "base/half.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -25,7 +25,7 @@
  * Random streams are keyed by (seed, sequence, head, role), so the result
  * does not depend on the thread count or the order of work.
  */
-#include "ref_internal.h"
+#include "reference/ref_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -520,7 +520,7 @@ prism_status prism_ref_workload_build(const prism_config *cfg, int B,
     out->k = malloc(nk * sizeof *out->k);
     out->v = malloc(nk * sizeof *out->v);
     out->patterns = calloc((size_t)B * out->Hkv, sizeof *out->patterns);
-    int threads = prism_ref_threads();
+    int threads = prism_cpu_threads();
     head_layout *layouts = calloc((size_t)threads, sizeof *layouts);
     if (!out->q || !out->k || !out->v || !out->patterns || !layouts) {
         free(layouts);
@@ -530,7 +530,7 @@ prism_status prism_ref_workload_build(const prism_config *cfg, int B,
                             nq, nk);
     }
     build_job job = {cfg, out, layouts};
-    prism_ref_parallel_for((int64_t)B * (out->Hq + 2 * out->Hkv), threads,
+    prism_parallel_for((int64_t)B * (out->Hq + 2 * out->Hkv), threads,
                            build_head, &job);
     free(layouts);
     return PRISM_OK;

@@ -5,7 +5,7 @@
  * so the counters) and is safe to share between threads: the cache locks
  * itself and the last-error slot has its own mutex.
  */
-#include "context.h"
+#include "runtime/context.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -4,7 +4,7 @@
 #ifndef PRISM_CONTEXT_H
 #define PRISM_CONTEXT_H
 
-#include "cache.h"
+#include "cache/cache.h"
 
 #include <pthread.h>
 

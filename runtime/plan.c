@@ -7,10 +7,10 @@
  * loading them, and allocating the workspace for the caller's limits.
  * The launch path (launch.c) then only validates arguments and launches.
  */
-#include "plan.h"
-#include "cpu_backend.h"
-#include "plan_tuning.h"
-#include "spec.h"
+#include "runtime/plan.h"
+#include "runtime/cpu/cpu_backend.h"
+#include "runtime/plan_tuning.h"
+#include "gen/spec.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
@@ -61,7 +61,7 @@ void prism_plan_workspace_layout(const prism_plan *plan, int batch,
     ws->scales = take(&cursor, b * hq * 2 * sizeof(float));
     ws->counts = take(&cursor, b * hq * nq * sizeof(int32_t));
     ws->indices = take(&cursor, b * hq * nq * nk * sizeof(int32_t));
-    /* The persistent attention kernel (templates/attention_sm90.cu): its
+    /* The persistent attention kernel (gen/templates/attention_sm90.cu): its
      * work queue (a ticket counter and the entry count, padded to 16
      * bytes, then 4-int entries {item, split, block count, first key}:
      * one per query tile of >= 64 rows, plus the extra pieces of
@@ -200,7 +200,7 @@ static prism_status load_kernel(prism_plan *p, int which) {
     k->threads = (int)prism_spec_int(&spec, "THREADS", 128);
     if (which == PLAN_ATTENTION) {
         /* the template states its launch shape: threads, rows, smem,
-         * whether it takes tensor maps (templates/attention_sm90.cu) and
+         * whether it takes tensor maps (gen/templates/attention_sm90.cu) and
          * keys per tile */
         int launch[6];
         if ((st = read_global_ints(p, k->module, "prism_attention_launch",
@@ -279,7 +279,7 @@ prism_status prism_plan_create(prism_context *ctx, const prism_config *cfg,
         (st = open_device(p)) != PRISM_OK)
         goto fail;
     /* the tuning database's best kernels for this device and length
-     * (autotune/plan_tuning.c); p->cfg becomes the config they were
+     * (runtime/plan_tuning.c); p->cfg becomes the config they were
      * built from, whose constants the launches must use */
     if ((st = prism_tuning_plan_module(ctx, p->drv, p->device, p->arch, cfg,
                                        limits->max_seqlen_k, &p->cfg,

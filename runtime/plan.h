@@ -4,8 +4,8 @@
 #ifndef PRISM_PLAN_H
 #define PRISM_PLAN_H
 
-#include "context.h"
-#include "driver.h"
+#include "runtime/context.h"
+#include "base/cuda_driver.h"
 
 /* Kernels a plan launches, by registry name. */
 enum { PLAN_POOL_STATS, PLAN_ESTIMATE, PLAN_ATTENTION, PLAN_KERNELS };
@@ -21,7 +21,7 @@ typedef struct plan_kernel {
     int tile_n;           /* attention: keys per tile (TMA box rows)    */
     bool persistent;      /* attention: one CTA per SM taking items from
                              a work queue that `second` (the schedule
-                             kernel) fills (templates/attention_sm90.cu) */
+                             kernel) fills (gen/templates/attention_sm90.cu) */
 } plan_kernel;
 
 /* Byte offsets of the workspace regions (see workspace_layout in plan.c). */

@@ -4,9 +4,9 @@
  * a made-up device and candidates compile through NVRTC for real.
  * `prism autotune` itself is tested in test_autotune_cli.c.
  */
-#include "autotune.h"
+#include "autotune/autotune.h"
 #include "cache_testutil.h"
-#include "tune_fs.h"
+#include "base/fs.h"
 
 #include <criterion/criterion.h>
 #include <stdlib.h>

@@ -8,15 +8,15 @@
  * small budget and a plan then uses its kernels and computes what the
  * untuned plan does (skipped without a GPU).
  */
-#include "autotune.h"
+#include "autotune/autotune.h"
 #include "cache_testutil.h"
 #include "cli_testutil.h"
-#include "context.h"
+#include "runtime/context.h"
 #include "gpu_testutil.h"
-#include "half.h"
-#include "nvrtc_compile.h"
-#include "plan_tuning.h"
-#include "tune_fs.h"
+#include "base/half.h"
+#include "compile/nvrtc_compile.h"
+#include "runtime/plan_tuning.h"
+#include "base/fs.h"
 
 #include <criterion/criterion.h>
 #include <math.h>

@@ -1,5 +1,5 @@
 /*
- * test_cache.c - the verified on-disk kernel cache (runtime/cache*.c):
+ * test_cache.c - the verified on-disk kernel cache (cache/cache*.c):
  * keys, entries, corruption and concurrent builders.  Layers, trust,
  * eviction, pruning and maintenance are in test_cache_layers.c.
  *

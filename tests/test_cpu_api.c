@@ -10,7 +10,7 @@
 #include <criterion/criterion.h>
 
 #include "cli_testutil.h"
-#include "context.h"
+#include "runtime/context.h"
 #include "test_cpu_common.h"
 
 #include <unistd.h>

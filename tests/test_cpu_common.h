@@ -11,8 +11,8 @@
 
 #include <criterion/criterion.h>
 
-#include "cpu_backend.h"
-#include "reference.h"
+#include "runtime/cpu/cpu_backend.h"
+#include "reference/reference.h"
 #include "test_inputs.h"
 
 typedef input_case cpu_case;

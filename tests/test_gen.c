@@ -3,9 +3,9 @@
  */
 #include <criterion/criterion.h>
 
-#include "kernels.h"
-#include "spec.h"
-#include "templates.h"
+#include "gen/kernels.h"
+#include "gen/spec.h"
+#include "gen/templates.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -18,9 +18,9 @@
 #include <criterion/parameterized.h>
 
 #include "gpu_testutil.h"
-#include "half.h"
-#include "plan.h"
-#include "reference.h"
+#include "base/half.h"
+#include "runtime/plan.h"
+#include "reference/reference.h"
 #include "test_inputs.h"
 
 #include <math.h>

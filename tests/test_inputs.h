@@ -12,7 +12,7 @@
 
 #include <criterion/criterion.h>
 
-#include "reference.h"
+#include "reference/reference.h"
 
 #include <math.h>
 #include <stdint.h>

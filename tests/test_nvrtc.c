@@ -5,7 +5,7 @@
  */
 #include <criterion/criterion.h>
 
-#include "nvrtc_compile.h"
+#include "compile/nvrtc_compile.h"
 #include "prism.h"
 
 #include <stdio.h>
@@ -135,7 +135,7 @@ Test(nvrtc, hopper_attention_variants_keep_wgmma_async, .timeout = 600) {
                 continue;
             }
             cr_assert_eq(st, PRISM_OK, "%s", err);
-            cr_assert(strstr(src, "templates/attention_sm90.cu") &&
+            cr_assert(strstr(src, "gen/templates/attention_sm90.cu") &&
                       strstr(src, "wgmma.mma_async"));
             prism_nvrtc_result r;
             cr_assert_eq(prism_nvrtc_compile(src, "k.cu", PRISM_ARCH_SM90A, &r,

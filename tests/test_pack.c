@@ -9,9 +9,9 @@
  */
 #include "cache_testutil.h"
 #include "cli_testutil.h"
-#include "pack.h"
-#include "tar.h"
-#include "tune_fs.h"
+#include "runtime/pack.h"
+#include "cache/tar.h"
+#include "base/fs.h"
 
 #include <criterion/criterion.h>
 #include <stdarg.h>

@@ -7,7 +7,7 @@
  */
 #include "test_ref_common.h"
 
-#include "half.h"
+#include "base/half.h"
 
 #include <criterion/criterion.h>
 

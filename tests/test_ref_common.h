@@ -7,7 +7,7 @@
 #ifndef PRISM_TEST_REF_COMMON_H
 #define PRISM_TEST_REF_COMMON_H
 
-#include "reference.h"
+#include "reference/reference.h"
 
 #include <math.h>
 #include <stdint.h>

@@ -3,7 +3,7 @@
  */
 #include <criterion/criterion.h>
 
-#include "half.h"
+#include "base/half.h"
 #include "prism.h"
 
 #include <math.h>

@@ -221,7 +221,7 @@ CUresult cuFuncGetAttribute(int *v, CUfunction_attribute a, CUfunction f) {
 /* Fake time on this thread's stream, in microseconds. */
 static __thread uint64_t clock_us;
 
-/* The runtime's one launch entry point (runtime/launch.c: launch_as). */
+/* The runtime's one launch entry point (runtime/cuda/launch.c: launch_as). */
 CUresult cuLaunchKernelEx(const CUlaunchConfig *c, CUfunction f, void **args,
                           void **extra) {
     (void)args, (void)extra;

@@ -7,7 +7,7 @@
 #ifndef PRISM_CACHE_TESTUTIL_H
 #define PRISM_CACHE_TESTUTIL_H
 
-#include "cache.h"
+#include "cache/cache.h"
 
 #include <pthread.h>
 #include <stdatomic.h>

@@ -5,7 +5,7 @@
 #ifndef PRISM_GPU_TESTUTIL_H
 #define PRISM_GPU_TESTUTIL_H
 
-#include "driver.h"
+#include "base/cuda_driver.h"
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,0 +1,571 @@
+/*
+ * cache.c - lookup, the memory layer, the per-key lock and publishing.
+ *
+ * Design, and why:
+ *
+ *  - Content-addressed.  An entry's name is the SHA-256 of everything that
+ *    decides its bytes (cache_entry.c), so an entry is never stale: a new
+ *    NVRTC, source or option set is a new key.  mtime and PATH are never
+ *    consulted for staleness; mtime only records the last access for LRU
+ *    eviction (cache_maint.c).
+ *
+ *  - Readers take no lock.  Entries appear only by rename(2) of a complete,
+ *    fsync'd temp file from the same directory, so a reader sees either no
+ *    file or a whole one; anything else (a disk that lied, a hand edit) is
+ *    caught by the checksums and treated as a miss.
+ *
+ *  - One build per key across processes and threads.  A miss takes an OFD
+ *    write lock (fcntl F_OFD_SETLKW) on DIR/<key>.lock, then looks again:
+ *    whoever waited on the lock finds the entry the holder published.  OFD
+ *    locks belong to the open file description, so two threads of one
+ *    process that each open() the lock file exclude each other too (classic
+ *    POSIX locks would not), and the kernel drops them when a process dies.
+ *    The holder unlinks the lock file before closing it; a waiter that then
+ *    gets the lock on the unlinked inode sees that the path no longer names
+ *    its file and starts over, so there are never two live lock files.
+ *
+ *  - Degrade, never fail.  A cache dir that cannot be created, is not
+ *    writable or is not trusted (writable by others and not ours) leaves
+ *    the cache in memory-only mode with one warning; a failed publish is a
+ *    warning too.  Read-only layers (PRISM_CACHE_PATH) are searched after
+ *    the writable dir and never written, not even a lock file.
+ *
+ *  - The memory layer is a chained hash table on the key under one mutex;
+ *    lookups copy the payload out so callers own what they get.
+ */
+#include "cache/cache_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- warn-once ---------------------------------------------------------- */
+
+void prism_cache__warn_once(prism_cache *cache, cache_layer *layer,
+                            unsigned bit, const char *fmt, ...) {
+    pthread_mutex_lock(&cache->lock);
+    bool first = !(layer->warned & bit);
+    layer->warned |= bit;
+    pthread_mutex_unlock(&cache->lock);
+    if (!first)
+        return;
+    char line[PRISM_ERRMSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    prism_log(&cache->logger, PRISM_LOG_WARN, "%s", line);
+}
+
+/* ---- memory layer ------------------------------------------------------- */
+
+static size_t bucket_of(const prism_cache *cache, const unsigned char *key) {
+    uint64_t h = 0;
+    memcpy(&h, key, sizeof h); /* a SHA-256 is already uniform */
+    return (size_t)(h % cache->n_buckets);
+}
+
+static cache_mem_node *mem_find(prism_cache *cache, const unsigned char *key) {
+    for (cache_mem_node *n = cache->buckets[bucket_of(cache, key)]; n;
+         n = n->next)
+        if (memcmp(n->key, key, 32) == 0)
+            return n;
+    return NULL;
+}
+
+static void *dup_bytes(const void *p, size_t n) {
+    void *d = malloc(n ? n : 1);
+    if (d && n)
+        memcpy(d, p, n);
+    return d;
+}
+
+/* Copies a memory entry out (caller holds the lock).  false: no memory. */
+static bool mem_copy_out(const cache_mem_node *n, prism_cache_entry *out) {
+    memset(out, 0, sizeof *out);
+    out->meta = n->meta;
+    out->payload = dup_bytes(n->payload, n->payload_size);
+    out->payload_size = n->payload_size;
+    out->log = n->log ? prism_cache__strdup(n->log) : NULL;
+    if (!out->payload || (n->log && !out->log)) {
+        prism_cache_entry_free(out);
+        return false;
+    }
+    return true;
+}
+
+/* Memory lookup; counts a hit. */
+static bool mem_get(prism_cache *cache, const unsigned char *key,
+                    prism_cache_entry *out) {
+    pthread_mutex_lock(&cache->lock);
+    cache_mem_node *n = mem_find(cache, key);
+    bool ok = n && mem_copy_out(n, out);
+    if (ok)
+        cache->counters.memory_hits++;
+    pthread_mutex_unlock(&cache->lock);
+    return ok;
+}
+
+/* Doubles the table when it gets full; a failed grow is harmless. */
+static void mem_grow(prism_cache *cache) {
+    size_t n_new = cache->n_buckets * 2;
+    cache_mem_node **b = calloc(n_new, sizeof *b);
+    if (!b)
+        return;
+    cache_mem_node **old = cache->buckets;
+    size_t n_old = cache->n_buckets;
+    cache->buckets = b;
+    cache->n_buckets = n_new;
+    for (size_t i = 0; i < n_old; i++) {
+        for (cache_mem_node *n = old[i], *next; n; n = next) {
+            next = n->next;
+            size_t j = bucket_of(cache, n->key);
+            n->next = b[j];
+            b[j] = n;
+        }
+    }
+    free(old);
+}
+
+/* Keeps a copy of e in memory.  Out of memory only costs a later disk read. */
+static void mem_put(prism_cache *cache, const unsigned char *key,
+                    const prism_cache_entry *e) {
+    cache_mem_node *n = calloc(1, sizeof *n);
+    if (!n)
+        return;
+    memcpy(n->key, key, 32);
+    n->meta = e->meta;
+    n->payload_size = e->payload_size;
+    n->payload = dup_bytes(e->payload, e->payload_size);
+    n->log = e->log ? prism_cache__strdup(e->log) : NULL;
+    if (!n->payload || (e->log && !n->log)) {
+        free(n->payload);
+        free(n->log);
+        free(n);
+        return;
+    }
+    pthread_mutex_lock(&cache->lock);
+    if (mem_find(cache, key)) {
+        pthread_mutex_unlock(&cache->lock);
+        free(n->payload);
+        free(n->log);
+        free(n);
+        return;
+    }
+    if (cache->n_nodes >= cache->n_buckets)
+        mem_grow(cache);
+    size_t b = bucket_of(cache, key);
+    n->next = cache->buckets[b];
+    cache->buckets[b] = n;
+    cache->n_nodes++;
+    pthread_mutex_unlock(&cache->lock);
+}
+
+void prism_cache__mem_clear(prism_cache *cache) {
+    pthread_mutex_lock(&cache->lock);
+    for (size_t i = 0; i < cache->n_buckets; i++) {
+        for (cache_mem_node *n = cache->buckets[i], *next; n; n = next) {
+            next = n->next;
+            free(n->payload);
+            free(n->log);
+            free(n);
+        }
+        cache->buckets[i] = NULL;
+    }
+    cache->n_nodes = 0;
+    pthread_mutex_unlock(&cache->lock);
+}
+
+/* ---- disk lookup -------------------------------------------------------- */
+
+/* Looks for key in one layer.  A corrupt entry is logged (unless
+ * *reported says this call already did) and counted; untrusted and
+ * unreadable entries warn once per layer.  true: found and valid. */
+static bool layer_get(prism_cache *cache, cache_layer *layer, bool writable,
+                      const prism_cache_key *key, prism_cache_entry *out,
+                      bool *reported) {
+    char path[CACHE_PATH_BUF], name[CACHE_NAME_MAX], why[256];
+    snprintf(name, sizeof name, "%s%s", key->hex, CACHE_ENTRY_EXT);
+    if (!prism_cache__path_join(path, layer->dir, name))
+        return false;
+    unsigned flags = writable ? CACHE_READ_TOUCH : 0;
+    switch (prism_cache__entry_read(path, key->bytes, flags, out, NULL, why,
+                                    sizeof why)) {
+    case CACHE_READ_OK:
+        return true;
+    case CACHE_READ_ABSENT:
+        return false;
+    case CACHE_READ_CORRUPT:
+        if (!*reported) {
+            *reported = true;
+            pthread_mutex_lock(&cache->lock);
+            cache->counters.corrupt++;
+            pthread_mutex_unlock(&cache->lock);
+            prism_log(&cache->logger, PRISM_LOG_WARN,
+                      "corrupt kernel cache entry %s (%s); %s", path, why,
+                      writable ? "rebuilding and replacing it"
+                               : "ignoring it (read-only layer). Fix: "
+                                 "re-ship that cache or run 'prism cache "
+                                 "verify'");
+        }
+        return false;
+    case CACHE_READ_UNTRUSTED:
+        prism_cache__warn_once(
+            cache, layer, CACHE_WARNED_UNTRUSTED,
+            "ignoring kernel cache entry %s (%s); entries in %s "
+            "that others can write are skipped. Fix: chmod "
+            "go-w, or delete them",
+            path, why, layer->dir);
+        return false;
+    case CACHE_READ_ERROR:
+        prism_cache__warn_once(
+            cache, layer, CACHE_WARNED_UNREADABLE,
+            "cannot read kernel cache entry %s (%s); treating "
+            "it as a miss",
+            path, why);
+        return false;
+    }
+    return false;
+}
+
+/* Writable dir, then (read_only_too) each read-only layer; counts a disk
+ * hit.  *rw_reported carries "corruption of the writable entry already
+ * logged" from the unlocked lookup to the re-check under the lock, so one
+ * bad file gives one warning; read-only layers are searched once per call. */
+static bool disk_get(prism_cache *cache, const prism_cache_key *key,
+                     bool read_only_too, prism_cache_entry *out,
+                     bool *rw_reported) {
+    bool found = cache->rw.dir[0] &&
+                 layer_get(cache, &cache->rw, true, key, out, rw_reported);
+    for (int i = 0; !found && read_only_too && i < cache->n_ro; i++) {
+        bool rep = false;
+        found = layer_get(cache, &cache->ro[i], false, key, out, &rep);
+    }
+    if (found) {
+        pthread_mutex_lock(&cache->lock);
+        cache->counters.disk_hits++;
+        pthread_mutex_unlock(&cache->lock);
+        mem_put(cache, key->bytes, out);
+    }
+    return found;
+}
+
+/* ---- locking ------------------------------------------------------------ */
+
+int prism_cache__lock_acquire(const char *path, bool create, bool wait) {
+    for (;;) {
+        int flags = O_RDWR | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT : 0);
+        int fd = open(path, flags, 0600);
+        if (fd < 0)
+            return -1;
+        struct flock fl;
+        memset(&fl, 0, sizeof fl); /* l_pid must be 0 for OFD locks */
+        fl.l_type = F_WRLCK;
+        fl.l_whence = SEEK_SET;
+        int rc;
+        do
+            rc = fcntl(fd, wait ? F_OFD_SETLKW : F_OFD_SETLK, &fl);
+        while (rc != 0 && errno == EINTR);
+        if (rc != 0) {
+            int e = errno;
+            close(fd);
+            errno = e;
+            return -1;
+        }
+        /* The previous holder may have unlinked this file while we waited:
+         * only the file the path names now is the lock. */
+        struct stat a, b;
+        if (fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_dev == b.st_dev &&
+            a.st_ino == b.st_ino)
+            return fd;
+        close(fd);
+        if (!create) {
+            errno = ENOENT;
+            return -1;
+        }
+    }
+}
+
+void prism_cache__lock_release(const char *path, int fd) {
+    if (fd < 0)
+        return;
+    (void)unlink(path);
+    close(fd);
+}
+
+/* Without a writable dir there is no lock file; threads of this process
+ * still build a key once, by waiting on the in-flight list. */
+static void inflight_enter(prism_cache *cache, cache_inflight *me,
+                           const unsigned char *key) {
+    memcpy(me->key, key, 32);
+    pthread_mutex_lock(&cache->lock);
+    for (;;) {
+        cache_inflight *f = cache->inflight;
+        while (f && memcmp(f->key, key, 32) != 0)
+            f = f->next;
+        if (!f)
+            break;
+        pthread_cond_wait(&cache->inflight_done, &cache->lock);
+    }
+    me->next = cache->inflight;
+    cache->inflight = me;
+    pthread_mutex_unlock(&cache->lock);
+}
+
+static void inflight_leave(prism_cache *cache, cache_inflight *me) {
+    pthread_mutex_lock(&cache->lock);
+    for (cache_inflight **p = &cache->inflight; *p; p = &(*p)->next) {
+        if (*p == me) {
+            *p = me->next;
+            break;
+        }
+    }
+    pthread_cond_broadcast(&cache->inflight_done);
+    pthread_mutex_unlock(&cache->lock);
+}
+
+/* ---- publishing --------------------------------------------------------- */
+
+static void random_hex(char out[17]) {
+    static _Atomic unsigned long counter;
+    unsigned char r[8];
+    if (getrandom(r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        uint64_t v = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^
+                     ((uint64_t)getpid() << 17) ^ (uint64_t)++counter;
+        memcpy(r, &v, sizeof r);
+    }
+    prism_hex(r, sizeof r, out);
+}
+
+static bool write_full(int fd, const void *buf, size_t size) {
+    const char *p = buf;
+    while (size) {
+        ssize_t n = write(fd, p, size);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return false;
+        p += n;
+        size -= (size_t)n;
+    }
+    return true;
+}
+
+/* Temp file in the same dir, write, fsync, rename over the final name,
+ * fsync the dir so the rename survives a crash.  On failure the temp file
+ * is removed and err names the path. */
+static prism_status publish(prism_cache *cache, const prism_cache_key *key,
+                            const prism_cache_entry *e, char *err,
+                            size_t err_size) {
+    unsigned char header[CACHE_HEADER_SIZE];
+    char tmp[CACHE_PATH_BUF], final[CACHE_PATH_BUF], name[CACHE_NAME_MAX],
+        rnd[17];
+    const char *what = "create";
+    random_hex(rnd);
+    snprintf(name, sizeof name, "%s%ld.%s", CACHE_TMP_PREFIX, (long)getpid(),
+             rnd);
+    prism_cache__path_join(tmp, cache->rw.dir, name);
+    snprintf(name, sizeof name, "%s%s", key->hex, CACHE_ENTRY_EXT);
+    prism_cache__path_join(final, cache->rw.dir, name);
+    prism_cache__header_encode(key->bytes, &e->meta, e->payload,
+                               e->payload_size, header);
+
+    int fd =
+        open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd < 0)
+        goto fail;
+    what = "write";
+    if (!write_full(fd, header, sizeof header) ||
+        !write_full(fd, e->payload, e->payload_size))
+        goto fail;
+    what = "fsync";
+    if (fsync(fd) != 0)
+        goto fail;
+    what = "close";
+    int rc = close(fd);
+    fd = -1;
+    if (rc != 0)
+        goto fail;
+    what = "rename";
+    if (rename(tmp, final) != 0)
+        goto fail;
+    int dfd = open(cache->rw.dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        (void)fsync(dfd); /* best effort: the entry is already complete */
+        close(dfd);
+    }
+    return PRISM_OK;
+
+fail:;
+    int e_no = errno;
+    if (fd >= 0)
+        close(fd);
+    (void)unlink(tmp);
+    return prism_errorf(err, err_size, PRISM_ERR_IO,
+                        "cannot %s cache entry %s: %s", what,
+                        strcmp(what, "rename") ? tmp : final, strerror(e_no));
+}
+
+/* ---- lookup ------------------------------------------------------------- */
+
+static bool key_valid(const prism_cache_key *key) {
+    char hex[65];
+    prism_hex(key->bytes, 32, hex);
+    return memcmp(hex, key->hex, 65) == 0;
+}
+
+/* Calls the builder and publishes; runs under the per-key lock. */
+static prism_status build_and_publish(prism_cache *cache,
+                                      const prism_cache_key *key,
+                                      const prism_cache_meta *meta_in,
+                                      prism_cache_build_fn build, void *user,
+                                      prism_cache_entry *out, char *err,
+                                      size_t err_size) {
+    void *payload = NULL;
+    size_t size = 0;
+    char *log = NULL;
+    prism_cache_meta meta;
+    if (meta_in)
+        meta = *meta_in;
+    else
+        memset(&meta, 0, sizeof meta);
+    if (err && err_size)
+        err[0] = '\0';
+
+    pthread_mutex_lock(&cache->lock);
+    cache->counters.misses++;
+    cache->counters.compiles++;
+    pthread_mutex_unlock(&cache->lock);
+
+    prism_status st = build(user, &payload, &size, &meta, &log, err, err_size);
+    if (st == PRISM_OK && !payload && size) {
+        st = prism_errorf(err, err_size, PRISM_ERR_INTERNAL,
+                          "cache builder for key %s returned no payload",
+                          key->hex);
+    }
+    if (st != PRISM_OK) {
+        free(payload);
+        out->log = log; /* the build log travels with the error */
+        if (err && err_size && !err[0])
+            prism_errorf(err, err_size, st,
+                         "building kernel %s (key %s) "
+                         "failed: %s",
+                         meta.kernel_name, key->hex, prism_status_string(st));
+        return st;
+    }
+    if (!payload && !(payload = malloc(1))) {
+        free(log);
+        return prism_errorf(err, err_size, PRISM_ERR_OUT_OF_MEMORY,
+                            "out of memory after building key %s", key->hex);
+    }
+    meta.created_unix = (int64_t)time(NULL);
+    out->meta = meta;
+    out->payload = payload;
+    out->payload_size = size;
+    out->log = log;
+
+    pthread_mutex_lock(&cache->lock);
+    cache->counters.compile_ms += meta.compile_ms;
+    pthread_mutex_unlock(&cache->lock);
+
+    if (cache->rw.dir[0]) {
+        char why[PRISM_ERRMSG_MAX];
+        if (publish(cache, key, out, why, sizeof why) != PRISM_OK) {
+            prism_cache__warn_once(
+                cache, &cache->rw, CACHE_WARNED_PUBLISH,
+                "%s; the kernel stays in memory only. Fix: free "
+                "space in or repair %s, or set PRISM_CACHE_DIR",
+                why, cache->rw.dir);
+        } else if (prism_cache__evict(cache, cache->max_bytes, key->bytes,
+                                      false, NULL, why,
+                                      sizeof why) != PRISM_OK) {
+            prism_log(&cache->logger, PRISM_LOG_DEBUG, "%s", why);
+        }
+    }
+    mem_put(cache, key->bytes, out);
+    return PRISM_OK;
+}
+
+prism_status prism_cache_get(prism_cache *cache, const prism_cache_key *key,
+                             const prism_cache_meta *meta_in,
+                             prism_cache_build_fn build, void *build_user,
+                             prism_cache_entry *out, bool *hit, char *err,
+                             size_t err_size) {
+    bool rw_reported = false;
+    bool dummy_hit;
+    if (!hit)
+        hit = &dummy_hit;
+    *hit = false;
+    if (!cache || !key || !out)
+        return prism_errorf(err, err_size, PRISM_ERR_NULL_POINTER,
+                            "prism_cache_get: NULL argument");
+    memset(out, 0, sizeof *out);
+    if (!key_valid(key))
+        return prism_errorf(err, err_size, PRISM_ERR_INVALID_ARGUMENT,
+                            "prism_cache_get: the cache key was not computed "
+                            "(prism_cache_key_compute failed)");
+
+    if (mem_get(cache, key->bytes, out) ||
+        disk_get(cache, key, true, out, &rw_reported)) {
+        *hit = true;
+        return PRISM_OK;
+    }
+    if (cache->disable_jit || !build) {
+        pthread_mutex_lock(&cache->lock);
+        cache->counters.misses++;
+        pthread_mutex_unlock(&cache->lock);
+        return prism_errorf(
+            err, err_size, PRISM_ERR_CACHE_MISS,
+            "kernel %s%s%s (key %s) is not in the kernel cache (%s%s) and %s. "
+            "Fix: unset PRISM_JIT=off to compile it, or ship a cache that "
+            "holds it via PRISM_CACHE_PATH",
+            meta_in ? meta_in->kernel_name : "", meta_in ? " " : "",
+            meta_in ? meta_in->arch : "", key->hex,
+            cache->rw.dir[0] ? cache->rw.dir : "no writable dir",
+            cache->n_ro ? " and read-only layers" : "",
+            cache->disable_jit ? "JIT compilation is disabled"
+                               : "no builder was given");
+    }
+
+    /* Miss: serialise builders of this key, then look again, since the one
+     * we waited for has published it. */
+    char lock_path[CACHE_PATH_BUF], name[CACHE_NAME_MAX];
+    int lock_fd = -1;
+    cache_inflight me;
+    bool in_memory_only = !cache->rw.dir[0];
+    if (in_memory_only) {
+        inflight_enter(cache, &me, key->bytes);
+    } else {
+        snprintf(name, sizeof name, "%s%s", key->hex, CACHE_LOCK_EXT);
+        prism_cache__path_join(lock_path, cache->rw.dir, name);
+        lock_fd = prism_cache__lock_acquire(lock_path, true, true);
+        if (lock_fd < 0)
+            prism_cache__warn_once(
+                cache, &cache->rw, CACHE_WARNED_LOCK,
+                "cannot lock %s (%s); building without the lock, "
+                "so other processes may build the same kernel. "
+                "Fix: make %s writable",
+                lock_path, strerror(errno), cache->rw.dir);
+    }
+
+    prism_status st = PRISM_OK;
+    if (mem_get(cache, key->bytes, out) ||
+        (!in_memory_only && disk_get(cache, key, false, out, &rw_reported)))
+        *hit = true;
+    else
+        st = build_and_publish(cache, key, meta_in, build, build_user, out, err,
+                               err_size);
+
+    if (in_memory_only)
+        inflight_leave(cache, &me);
+    else
+        prism_cache__lock_release(lock_path, lock_fd);
+    return st;
+}

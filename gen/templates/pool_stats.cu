@@ -1,0 +1,175 @@
+// Block pooling and band energies (SPEC sections 2-3, the sums section 4
+// calibrates with).
+//
+// prism_pool_stats: one CTA pools one block of BLOCK_SIZE tokens of one head
+// (query heads first, then KV heads, along gridDim.y) into its fp32 mean,
+// dividing by the number of VALID tokens of a partial last block.  It then
+// adds the block's squared values -- over all dims, the high band and the
+// low band -- into per-(batch, head) sums with one atomicAdd each, so the
+// calibration needs no second pass over the pooled tensors.
+//
+// The estimator turns those sums into the two band scales of SPEC section
+// 4 (band_scales, gen/templates/common.cuh): they used to come from a kernel of
+// their own (one CTA), whose 3 us and launch were ~8% of the estimator
+// at 8K tokens on an H200 (bench/NOTES.md, session 12).
+//
+// Pooling reads Q and K once, so it runs at memory bandwidth: every load is
+// 16 bytes (8 elements; POOL_LANES = HEAD_DIM / 8 lanes cover a token row),
+// THREADS / POOL_LANES token rows are summed side by side, and the token
+// loop is unrolled so each thread keeps several loads in flight (they are
+// streamed past L1: nothing is read twice).  The rows of a warp are then
+// folded with shuffles and the warps through shared memory.  The host
+// guarantees: D stride 1, sequence / head / batch strides that are
+// multiples of 8 elements, 16-byte aligned bases, stats zeroed before the
+// launch.
+
+struct PoolParams {
+    const u16 *q;          // [B, Q_HEADS, Sq, D] by strides (varlen: B = 1)
+    const u16 *k;          // [B, KV_HEADS, Sk, D]
+    i64 q_stride_b, q_stride_h, q_stride_s;
+    i64 k_stride_b, k_stride_h, k_stride_s;
+    const int *cu_seqlens_q; // [batch + 1] or null (fixed lengths)
+    const int *cu_seqlens_k;
+    float *pooled_q;       // [batch, Q_HEADS, nq_max, HEAD_DIM]
+    float *pooled_k;       // [batch, KV_HEADS, nk_max, HEAD_DIM]
+    float *stats_q;        // [batch, Q_HEADS, 3]: sum x^2 all, high, low
+    float *stats_k;        // [batch, KV_HEADS, 3]
+    int batch;
+    int seqlen_q, seqlen_k; // used when cu_seqlens are null
+    int nq_max, nk_max;
+};
+
+static constexpr int POOL_VEC = 8;                     // elements per load
+static constexpr int POOL_LANES = HEAD_DIM / POOL_VEC; // lanes per token row
+static constexpr int POOL_ROWS = THREADS / POOL_LANES; // tokens in parallel
+static constexpr int POOL_WARPS = THREADS / 32;
+// 16-byte loads in flight per thread: with 128 threads at HEAD_DIM 128 a
+// thread's whole share of a 128-token block in one round trip (4 took 28.8
+// instead of 27.0 us at 8K on an H200: bench/NOTES.md, session 12).
+static constexpr int POOL_UNROLL = 16;
+static_assert(32 % POOL_LANES == 0, "a token row within one warp");
+static_assert(THREADS % 32 == 0, "whole warps");
+
+// 16 bytes that are read exactly once: not kept in L1.
+static __device__ __forceinline__ uint4 load_stream16(const u16 *p) {
+    uint4 v;
+    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "l"(p));
+    return v;
+}
+
+static __device__ __forceinline__ void add8(const uint4 w, float (&s)[POOL_VEC]) {
+    const u32 words[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+        float lo, hi;
+        input2_to_float(words[e], lo, hi);
+        s[2 * e] += lo;
+        s[2 * e + 1] += hi;
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(THREADS)
+prism_pool_stats(const PoolParams p) {
+    __shared__ float4 partial[POOL_WARPS][HEAD_DIM / 4];
+    __shared__ float energy[POOL_WARPS][3];
+
+    const int block = blockIdx.x;
+    const bool is_q = blockIdx.y < Q_HEADS;
+    const int head = is_q ? blockIdx.y : blockIdx.y - Q_HEADS;
+    const int b = blockIdx.z;
+
+    int begin, len;
+    sequence_range(is_q ? p.cu_seqlens_q : p.cu_seqlens_k,
+                   is_q ? p.seqlen_q : p.seqlen_k, b, begin, len);
+    const int first = block * BLOCK_SIZE;
+    if (first >= len)
+        return; // past this sequence's last block
+    const int count = min(BLOCK_SIZE, len - first);
+
+    const u16 *base = is_q ? p.q : p.k;
+    const i64 stride_s = is_q ? p.q_stride_s : p.k_stride_s;
+    const i64 batch_offset = p.cu_seqlens_q || p.cu_seqlens_k
+                                 ? (i64)begin * stride_s
+                                 : (i64)b * (is_q ? p.q_stride_b : p.k_stride_b);
+    base += batch_offset + (i64)head * (is_q ? p.q_stride_h : p.k_stride_h);
+
+    const int lane = threadIdx.x % POOL_LANES; // dims [8 lane, 8 lane + 8)
+    const int row = threadIdx.x / POOL_LANES;
+    const u16 *src = base + (i64)(first + row) * stride_s + POOL_VEC * lane;
+    const i64 step = (i64)POOL_ROWS * stride_s;
+    float s[POOL_VEC];
+#pragma unroll
+    for (int e = 0; e < POOL_VEC; e++)
+        s[e] = 0.f;
+    // POOL_UNROLL loads in flight per thread before any of them is summed
+    // (a missing token reads as zeros, which add nothing).
+    for (int t = row; t < count; t += POOL_UNROLL * POOL_ROWS) {
+        uint4 w[POOL_UNROLL];
+#pragma unroll
+        for (int u = 0; u < POOL_UNROLL; u++)
+            w[u] = t + u * POOL_ROWS < count ? load_stream16(src + u * step)
+                                             : make_uint4(0u, 0u, 0u, 0u);
+#pragma unroll
+        for (int u = 0; u < POOL_UNROLL; u++)
+            add8(w[u], s);
+        src += POOL_UNROLL * step;
+    }
+    // The estimator (launched as this kernel's dependent on sm_90) may
+    // start its CTAs once every CTA here is past its loads: they take the
+    // SMs of the tail and wait (pdl_wait) while the last sums finish.
+    pdl_launch_dependents();
+
+    // Fold the token rows of the warp (lanes POOL_LANES apart) ...
+#pragma unroll
+    for (int offset = POOL_LANES; offset < 32; offset <<= 1)
+#pragma unroll
+        for (int e = 0; e < POOL_VEC; e++)
+            s[e] += __shfl_xor_sync(0xffffffffu, s[e], offset);
+    // ... then the warps.
+    const int warp = threadIdx.x / 32;
+    if (threadIdx.x % 32 < POOL_LANES) {
+        partial[warp][2 * lane] = make_float4(s[0], s[1], s[2], s[3]);
+        partial[warp][2 * lane + 1] = make_float4(s[4], s[5], s[6], s[7]);
+    }
+    __syncthreads();
+
+    float sq_all = 0.f, sq_high = 0.f, sq_low = 0.f;
+    const float inv = 1.f / (float)count;
+    const int nblocks = is_q ? p.nq_max : p.nk_max;
+    float *out = (is_q ? p.pooled_q : p.pooled_k) +
+                 (((i64)b * (is_q ? Q_HEADS : KV_HEADS) + head) * nblocks +
+                  block) * HEAD_DIM;
+    for (int d = threadIdx.x; d < HEAD_DIM; d += THREADS) {
+        float sum = 0.f;
+#pragma unroll
+        for (int w = 0; w < POOL_WARPS; w++)
+            sum += reinterpret_cast<const float *>(partial[w])[d];
+        const float mean = sum * inv;
+        out[d] = mean;
+        const float sq = mean * mean;
+        sq_all += sq;
+        sq_high += in_high_band(d) ? sq : 0.f;
+        sq_low += in_low_band(d) ? sq : 0.f;
+    }
+    sq_all = warp_sum(sq_all);
+    sq_high = warp_sum(sq_high);
+    sq_low = warp_sum(sq_low);
+    if (threadIdx.x % 32 == 0) {
+        energy[warp][0] = sq_all;
+        energy[warp][1] = sq_high;
+        energy[warp][2] = sq_low;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        float total[3] = {0.f, 0.f, 0.f};
+        for (int w = 0; w < POOL_WARPS; w++)
+            for (int c = 0; c < 3; c++)
+                total[c] += energy[w][c];
+        float *stats = (is_q ? p.stats_q : p.stats_k) +
+                       ((i64)b * (is_q ? Q_HEADS : KV_HEADS) + head) * 3;
+        for (int c = 0; c < 3; c++)
+            atomicAdd(stats + c, total[c]);
+    }
+}

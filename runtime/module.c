@@ -1,0 +1,224 @@
+/*
+ * module.c - the pipeline, as a flat list of passes per kernel:
+ *
+ *   1. spec     config -> kernel spec            (spec.c)
+ *   2. emit     kernel spec -> CUDA source       (emit.c)
+ *   3. key      source + NVRTC + arch + options -> cache key (cache.c)
+ *   4. fetch    cache layers, or on a miss:
+ *   5. compile  NVRTC -> cubin + ptxas info      (nvrtc_compile.c), then publish
+ *
+ * Passes 1-3 run serially (microseconds); 4-5 run on worker threads, one
+ * kernel at a time each, because NVRTC takes seconds per kernel and the
+ * cache serialises compiles of one key across threads and processes.
+ */
+#include "runtime/context.h"
+#include "compile/nvrtc_compile.h"
+#include "gen/spec.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct kernel_job {
+    const prism_config *cfg;
+    const prism_kernel_def *def;
+    prism_arch arch;
+    char *source;
+    prism_cache_key key;
+    prism_cache_entry entry;
+    bool hit;
+    double lookup_ms;
+    prism_status status;
+    char err[PRISM_ERRMSG_MAX];
+} kernel_job;
+
+struct prism_module {
+    prism_arch arch;
+    int n_kernels;
+    kernel_job *jobs;
+};
+
+typedef struct job_queue {
+    prism_context *ctx;
+    kernel_job *jobs;
+    int n_jobs;
+    int next; /* taken under lock */
+    pthread_mutex_t lock;
+} job_queue;
+
+/* Cache builder: compile with NVRTC and hand the cubin to the cache. */
+static prism_status build_with_nvrtc(void *user, void **payload,
+                                     size_t *payload_size,
+                                     prism_cache_meta *meta, char **log,
+                                     char *err, size_t err_size) {
+    kernel_job *job = user;
+    prism_nvrtc_result r;
+    char name[96];
+    snprintf(name, sizeof name, "%s.cu", job->def->name);
+    prism_status st =
+        prism_nvrtc_compile(job->source, name, job->arch, &r, err, err_size);
+    if (st != PRISM_OK) {
+        *log = r.log; /* the whole log travels with the error */
+        r.log = NULL;
+        prism_nvrtc_result_free(&r);
+        return st;
+    }
+    *payload = r.cubin;
+    *payload_size = r.cubin_size;
+    *log = r.log;
+    meta->registers = r.registers;
+    meta->spill_bytes = r.spill_bytes;
+    meta->shared_bytes = r.shared_bytes;
+    meta->local_bytes = r.local_bytes;
+    meta->compile_ms = r.compile_ms;
+    return PRISM_OK;
+}
+
+static void run_job(prism_context *ctx, kernel_job *job) {
+    prism_cache_meta meta;
+    memset(&meta, 0, sizeof meta);
+    prism_strlcpy(meta.config_name, job->cfg->name, sizeof meta.config_name);
+    prism_strlcpy(meta.kernel_name, job->def->name, sizeof meta.kernel_name);
+    prism_strlcpy(meta.arch, prism_arch_name(job->arch), sizeof meta.arch);
+    double t0 = prism_now_ms();
+    job->status = prism_cache_get(ctx->cache, &job->key, &meta,
+                                  build_with_nvrtc, job, &job->entry,
+                                  &job->hit, job->err, sizeof job->err);
+    job->lookup_ms = prism_now_ms() - t0;
+}
+
+static void *worker(void *arg) {
+    job_queue *q = arg;
+    for (;;) {
+        pthread_mutex_lock(&q->lock);
+        int i = q->next < q->n_jobs ? q->next++ : -1;
+        pthread_mutex_unlock(&q->lock);
+        if (i < 0)
+            return NULL;
+        run_job(q->ctx, &q->jobs[i]);
+    }
+}
+
+/* Passes 4-5 for every job, on up to compile_threads threads. */
+static void fetch_all(prism_context *ctx, kernel_job *jobs, int n) {
+    job_queue q = {.ctx = ctx, .jobs = jobs, .n_jobs = n, .next = 0};
+    pthread_mutex_init(&q.lock, NULL);
+    int want = ctx->options.compile_threads < n ? ctx->options.compile_threads
+                                                : n;
+    pthread_t threads[16];
+    int started = 0;
+    for (int i = 1; i < want && started < 16; i++)
+        if (pthread_create(&threads[started], NULL, worker, &q) == 0)
+            started++;
+    worker(&q); /* the calling thread works too */
+    for (int i = 0; i < started; i++)
+        pthread_join(threads[i], NULL);
+    pthread_mutex_destroy(&q.lock);
+}
+
+/* Passes 1-3 for one kernel. */
+static prism_status prepare_job(const prism_config *cfg, int index,
+                                prism_arch arch, kernel_job *job) {
+    job->cfg = cfg;
+    job->def = prism_kernel_def_at(index);
+    job->arch = arch;
+    prism_status st = prism_generate_source(cfg, index, arch, &job->source,
+                                            job->err, sizeof job->err);
+    if (st != PRISM_OK)
+        return st;
+    const char *opts[PRISM_NVRTC_MAX_OPTIONS];
+    int n_opts = prism_nvrtc_options(arch, opts);
+    prism_cache_key_input in = {
+        .source = job->source,
+        .nvrtc_version = prism_nvrtc_version(),
+        .arch = prism_arch_name(arch),
+        .options = opts,
+        .n_options = n_opts,
+    };
+    prism_cache_key_compute(&in, &job->key);
+    return PRISM_OK;
+}
+
+prism_status prism_module_build(prism_context *ctx, const prism_config *cfg,
+                                prism_arch arch, prism_module **out) {
+    char err[PRISM_ERRMSG_MAX];
+    prism_status st = PRISM_OK;
+    if (!ctx || !cfg || !out)
+        return prism_context_fail(ctx, PRISM_ERR_NULL_POINTER,
+                                  "prism_module_build: NULL argument");
+    *out = NULL;
+    prism_module *m = calloc(1, sizeof *m);
+    int n = prism_kernel_count();
+    if (!m || !(m->jobs = calloc((size_t)n, sizeof *m->jobs))) {
+        free(m);
+        return prism_context_fail(ctx, PRISM_ERR_OUT_OF_MEMORY,
+                                  "out of memory creating a module");
+    }
+    m->arch = arch;
+    m->n_kernels = n;
+    for (int i = 0; i < n; i++) {
+        st = prepare_job(cfg, i, arch, &m->jobs[i]);
+        if (st != PRISM_OK) {
+            prism_strlcpy(err, m->jobs[i].err, sizeof err);
+            goto fail;
+        }
+    }
+    fetch_all(ctx, m->jobs, n);
+    for (int i = 0; i < n; i++) {
+        if (m->jobs[i].status != PRISM_OK) {
+            st = m->jobs[i].status;
+            prism_strlcpy(err, m->jobs[i].err, sizeof err);
+            goto fail;
+        }
+    }
+    *out = m;
+    return PRISM_OK;
+
+fail:
+    prism_module_destroy(m);
+    return prism_context_fail(ctx, st, err);
+}
+
+void prism_module_destroy(prism_module *m) {
+    if (!m)
+        return;
+    for (int i = 0; i < m->n_kernels; i++) {
+        free(m->jobs[i].source);
+        prism_cache_entry_free(&m->jobs[i].entry);
+    }
+    free(m->jobs);
+    free(m);
+}
+
+int prism_module_kernel_count(const prism_module *m) {
+    return m ? m->n_kernels : 0;
+}
+
+prism_status prism_module_kernel_info(const prism_module *m, int index,
+                                      prism_kernel_info *out) {
+    if (!m || !out)
+        return PRISM_ERR_NULL_POINTER;
+    if (index < 0 || index >= m->n_kernels)
+        return PRISM_ERR_INVALID_ARGUMENT;
+    const kernel_job *job = &m->jobs[index];
+    const prism_cache_meta *meta = &job->entry.meta;
+    memset(out, 0, sizeof *out);
+    out->name = job->def->name;
+    out->arch = m->arch;
+    out->cache_hit = job->hit;
+    memcpy(out->key_hex, job->key.hex, sizeof out->key_hex);
+    out->registers = meta->registers;
+    out->spill_bytes = meta->spill_bytes;
+    out->shared_bytes = meta->shared_bytes;
+    out->local_bytes = meta->local_bytes;
+    out->compile_ms = meta->compile_ms;
+    out->lookup_ms = job->lookup_ms;
+    out->cubin = job->entry.payload;
+    out->cubin_size = job->entry.payload_size;
+    return PRISM_OK;
+}
+
+const char *prism_module_kernel_log(const prism_module *m, int index) {
+    if (!m || index < 0 || index >= m->n_kernels || !m->jobs[index].entry.log)
+        return "";
+    return m->jobs[index].entry.log;
+}

@@ -1,0 +1,260 @@
+/*
+ * cmd_autotune.c - `prism autotune` (and the prism-autotune executable):
+ * find the fastest legal variant of every kernel of a config on this
+ * machine's GPU(s) and record it in the tuning database, which plans then
+ * use automatically.
+ *
+ *   prism autotune CONFIG [--seq N...] [--density P...] [--budget SECONDS]
+ *                         [--devices all|LIST] [--resume]
+ *
+ * The search itself is autotune/tune_run.c; this file parses arguments,
+ * shows progress (a bar redrawn in place on a terminal, one line per
+ * measured candidate otherwise, both on stderr) and prints the closing
+ * table on stdout.
+ */
+#include "autotune/autotune.h"
+#include "tools/common/cli.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char autotune_usage[] =
+    "usage: prism autotune CONFIG [--seq N...] [--density P...]\n"
+    "                      [--budget SECONDS] [--devices all|LIST] [--resume]\n"
+    "\n"
+    "Times every legal combination of each kernel's tunables on the GPU and\n"
+    "records the fastest whose output matches the default's, per sequence-\n"
+    "length bucket (powers of two, 4K..256K; a length uses the bucket >= it).\n"
+    "Plans created afterwards on this GPU use those kernels automatically;\n"
+    "a config's own `tuning:` overrides still win.\n"
+    "\n"
+    "  --seq N...        lengths to tune, one per bucket (K/M suffixes "
+    "allowed;\n"
+    "                    default: every bucket 4096..262144)\n"
+    "  --density P...    attention mask densities in (0, 1] (default 0.1 0.2)\n"
+    "  --budget SECONDS  stop starting new work after this long (default 600)\n"
+    "  --devices all|LIST  GPUs to spread candidates over: all, or ordinals\n"
+    "                    such as 0,1 (default 0); they must be identical\n"
+    "  --resume          keep the candidates already timed in the database\n"
+    "\n"
+    "The database is $PRISM_TUNE_DIR, else tuning/ in the kernel cache\n"
+    "directory; $PRISM_TUNE=off makes plans ignore it.\n";
+
+typedef struct autotune_args {
+    const char *config;
+    prism_autotune_options o;
+} autotune_args;
+
+static bool is_option(const char *s) {
+    return s[0] == '-' && s[1] && !(s[1] >= '0' && s[1] <= '9');
+}
+
+static int parse_devices(const char *text, prism_autotune_options *o) {
+    if (!strcmp(text, "all")) {
+        o->all_devices = true;
+        return CLI_OK;
+    }
+    const char *p = text;
+    while (*p) {
+        char *end = NULL;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 0 || v > 1023 || (*end && *end != ','))
+            return cli_usage("autotune",
+                             "--devices '%s' is not 'all' or a "
+                             "list of GPU ordinals such as 0,1",
+                             text);
+        if (o->n_devices >= PRISM_TUNE_MAX_DEVICES)
+            return cli_usage("autotune", "--devices lists more than %d GPUs",
+                             PRISM_TUNE_MAX_DEVICES);
+        o->devices[o->n_devices++] = (int)v;
+        p = *end ? end + 1 : end;
+    }
+    return o->n_devices ? CLI_OK
+                        : cli_usage("autotune", "--devices needs a value");
+}
+
+static int parse_autotune(int argc, char **argv, autotune_args *a) {
+    memset(a, 0, sizeof *a);
+    a->o.budget_s = 600;
+    for (int i = 1; i < argc; i++) {
+        const char *o = argv[i];
+        if (!strcmp(o, "--seq")) {
+            int before = a->o.n_seqs;
+            while (i + 1 < argc && !is_option(argv[i + 1])) {
+                long long v;
+                if (!cli_parse_size(argv[i + 1], &v))
+                    break; /* not a length: CONFIG */
+                if (v < 1 || v > (1LL << 30) ||
+                    a->o.n_seqs >= PRISM_TUNE_MAX_SEQS)
+                    return cli_usage("autotune",
+                                     "--seq takes up to %d "
+                                     "lengths in [1, 2^30]",
+                                     PRISM_TUNE_MAX_SEQS);
+                a->o.seqs[a->o.n_seqs++] = (int)v;
+                i++;
+            }
+            if (a->o.n_seqs == before)
+                return cli_usage("autotune", "--seq needs a length such as "
+                                             "4096 or 32K");
+        } else if (!strcmp(o, "--density")) {
+            int before = a->o.n_densities;
+            while (i + 1 < argc && !is_option(argv[i + 1])) {
+                char *end = NULL;
+                double v = strtod(argv[i + 1], &end);
+                if (end == argv[i + 1] || *end)
+                    break;
+                if (!(v > 0 && v <= 1) ||
+                    a->o.n_densities >= PRISM_TUNE_MAX_SHAPES)
+                    return cli_usage("autotune",
+                                     "--density takes up to %d "
+                                     "values in (0, 1]",
+                                     PRISM_TUNE_MAX_SHAPES);
+                a->o.densities[a->o.n_densities++] = v;
+                i++;
+            }
+            if (a->o.n_densities == before)
+                return cli_usage("autotune", "--density needs a value in "
+                                             "(0, 1]");
+        } else if (!strcmp(o, "--budget") && i + 1 < argc) {
+            char *end = NULL;
+            a->o.budget_s = strtod(argv[++i], &end);
+            if (end == argv[i] || *end || !(a->o.budget_s > 0))
+                return cli_usage("autotune",
+                                 "--budget needs a positive "
+                                 "number of seconds, got '%s'",
+                                 argv[i]);
+        } else if (!strcmp(o, "--devices") && i + 1 < argc) {
+            int rc = parse_devices(argv[++i], &a->o);
+            if (rc != CLI_OK)
+                return rc;
+        } else if (!strcmp(o, "--resume")) {
+            a->o.resume = true;
+        } else if (o[0] == '-') {
+            return cli_usage("autotune", "unknown or incomplete option '%s'",
+                             o);
+        } else if (!a->config) {
+            a->config = o;
+        } else {
+            return cli_usage("autotune", "unexpected argument '%s'", o);
+        }
+    }
+    if (!a->config)
+        return cli_usage("autotune", "need a CONFIG file");
+    return CLI_OK;
+}
+
+typedef struct progress_state {
+    bool tty;
+    bool open; /* a bar is drawn and its line not yet ended */
+} progress_state;
+
+static void format_eta(double s, char *buf, size_t size) {
+    long t = s > 0 ? (long)(s + 0.5) : 0;
+    if (t >= 3600)
+        snprintf(buf, size, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+    else
+        snprintf(buf, size, "%ld:%02ld", t / 60, t % 60);
+}
+
+static void on_progress(void *user, const prism_autotune_progress *p) {
+    progress_state *s = user;
+    char eta[32];
+    format_eta(p->eta_s, eta, sizeof eta);
+    if (s->tty) {
+        char bar[21];
+        int filled = p->total ? 20 * p->done / p->total : 20;
+        for (int i = 0; i < 20; i++)
+            bar[i] = i < filled ? '#' : '.';
+        bar[20] = '\0';
+        fprintf(stderr,
+                "\r[%s] %d/%d  %s @%d  best %.4f ms (default %.4f)  "
+                "ETA %s\033[K",
+                bar, p->done, p->total, p->kernel, p->bucket, p->best_ms,
+                p->default_ms, eta);
+        s->open = p->done < p->total;
+        if (!s->open)
+            fputc('\n', stderr);
+        fflush(stderr);
+        return;
+    }
+    if (p->status == PRISM_TUNE_OK)
+        fprintf(stderr,
+                "autotune: [%d/%d] %s @%d %s: %.4f ms (best %.4f, "
+                "default %.4f) ETA %s\n",
+                p->done, p->total, p->kernel, p->bucket, p->values, p->ms,
+                p->best_ms, p->default_ms, eta);
+    else
+        fprintf(stderr, "autotune: [%d/%d] %s @%d %s: %s: %s\n", p->done,
+                p->total, p->kernel, p->bucket, p->values,
+                prism_tune_status_name(p->status), p->reason ? p->reason : "");
+}
+
+static void print_table(const prism_autotune_report *r) {
+    printf("%-12s %7s %11s %10s %8s  %-26s %s\n", "kernel", "bucket",
+           "default ms", "tuned ms", "speedup", "candidates", "best");
+    for (int i = 0; i < r->n_rows; i++) {
+        const prism_autotune_row *w = &r->rows[i];
+        char counts[64], def[16] = "-", tuned[16] = "-", speed[16] = "-";
+        snprintf(counts, sizeof counts, "%d ok %d pruned %d other", w->timed,
+                 w->pruned, w->failed + w->mismatched + w->untimed);
+        if (w->default_ms > 0)
+            snprintf(def, sizeof def, "%.4f", w->default_ms);
+        if (w->tuned_ms > 0)
+            snprintf(tuned, sizeof tuned, "%.4f", w->tuned_ms);
+        if (w->default_ms > 0 && w->tuned_ms > 0)
+            snprintf(speed, sizeof speed, "%.2fx", w->default_ms / w->tuned_ms);
+        printf("%-12s %7d %11s %10s %8s  %-26s %s\n", w->kernel, w->bucket, def,
+               tuned, speed, counts, w->best[0] ? w->best : "-");
+    }
+}
+
+int prism_cmd_autotune(int argc, char **argv) {
+    if (cli_wants_help(argc, argv)) {
+        fputs(autotune_usage, stdout);
+        return CLI_OK;
+    }
+    autotune_args a;
+    int rc = parse_autotune(argc, argv, &a);
+    if (rc != CLI_OK)
+        return rc;
+    prism_config *cfg = malloc(sizeof *cfg);
+    if (!cfg)
+        return cli_fail("out of memory");
+    if (!cli_load_config(a.config, cfg)) {
+        free(cfg);
+        return CLI_FAIL;
+    }
+    prism_context *ctx = cli_context();
+    if (!ctx) {
+        free(cfg);
+        return CLI_FAIL;
+    }
+    progress_state ps = {.tty = isatty(fileno(stderr)) != 0};
+    a.o.cfg = cfg;
+    a.o.progress = on_progress;
+    a.o.progress_user = &ps;
+    prism_autotune_report rep;
+    prism_status st = prism_autotune_run(ctx, &a.o, &rep);
+    if (ps.open) /* the budget ran out with the bar mid-way */
+        fputc('\n', stderr);
+    if (st != PRISM_OK) {
+        rc = cli_fail("%s", prism_context_last_error(ctx));
+    } else {
+        printf("prism autotune: %s on %s (%d SMs, %s) x%d, %.1f s; %d "
+               "candidates compiled, %d pruned, %d illegal\n",
+               cfg->name, rep.device.name, rep.device.sm_count,
+               prism_arch_name(rep.arch), rep.n_devices, rep.elapsed_s,
+               rep.compiled, rep.pruned_at_compile, rep.illegal);
+        print_table(&rep);
+        printf("tuning database: %s\n", rep.tune_dir);
+        if (rep.out_of_budget)
+            printf("the budget ran out before every candidate was timed; "
+                   "run again with --resume to continue\n");
+        rc = CLI_OK;
+    }
+    prism_autotune_report_free(&rep);
+    prism_context_destroy(ctx);
+    free(cfg);
+    return rc;
+}

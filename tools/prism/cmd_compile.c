@@ -1,0 +1,80 @@
+/*
+ * cmd_compile.c - `prism compile`: every kernel of a config through the
+ * cache, one line per kernel, then the cache counters.
+ */
+#include "tools/common/cli.h"
+
+#include <string.h>
+
+static const char compile_usage[] =
+    "usage: prism compile CONFIG [--arch A]...\n\n"
+    "Compiles every kernel of CONFIG for each arch (default: the config's\n"
+    "targets) through the kernel cache and prints one line per kernel:\n"
+    "  kernel, arch, hit|miss, key prefix, registers, spill bytes,\n"
+    "  shared memory bytes, milliseconds spent getting the cubin.\n"
+    "Environment: PRISM_CACHE_DIR, PRISM_CACHE_PATH, PRISM_CACHE_MAX_BYTES,\n"
+    "PRISM_JIT=off (a miss is an error instead of a compile).\n";
+
+static void print_kernel(const prism_kernel_info *k) {
+    printf("%-12s %-7s %-4s %.12s  regs %3d  spills %4d  smem %6d  "
+           "%8.1f ms%s\n",
+           k->name, prism_arch_name(k->arch), k->cache_hit ? "hit" : "miss",
+           k->key_hex, k->registers, k->spill_bytes, k->shared_bytes,
+           k->lookup_ms, k->cache_hit ? "" : " (compiled)");
+}
+
+int prism_cmd_compile(int argc, char **argv) {
+    if (cli_wants_help(argc, argv)) {
+        fputs(compile_usage, stdout);
+        return CLI_OK;
+    }
+    const char *config = NULL;
+    prism_arch archs[PRISM_MAX_TARGETS];
+    int n_archs = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--arch") && i + 1 < argc) {
+            if (n_archs >= PRISM_MAX_TARGETS)
+                return cli_usage("compile", "too many --arch options");
+            if (prism_arch_parse(argv[++i], &archs[n_archs]) != PRISM_OK)
+                return cli_usage("compile", "unknown arch '%s'; use sm_80, "
+                                            "sm_86, sm_89 or sm_90a", argv[i]);
+            n_archs++;
+        } else if (argv[i][0] == '-') {
+            return cli_usage("compile", "unknown or incomplete option '%s'",
+                             argv[i]);
+        } else if (!config) {
+            config = argv[i];
+        } else {
+            return cli_usage("compile", "unexpected argument '%s'", argv[i]);
+        }
+    }
+    if (!config)
+        return cli_usage("compile", "missing CONFIG");
+    prism_config cfg;
+    if (!cli_load_config(config, &cfg))
+        return CLI_FAIL;
+    if (n_archs == 0) {
+        n_archs = cfg.n_targets;
+        memcpy(archs, cfg.targets, sizeof cfg.targets);
+    }
+    prism_context *ctx = cli_context();
+    if (!ctx)
+        return CLI_FAIL;
+    int rc = CLI_OK;
+    for (int t = 0; t < n_archs && rc == CLI_OK; t++) {
+        prism_module *m = NULL;
+        if (prism_module_build(ctx, &cfg, archs[t], &m) != PRISM_OK) {
+            rc = cli_fail("%s", prism_context_last_error(ctx));
+            break;
+        }
+        for (int k = 0; k < prism_module_kernel_count(m); k++) {
+            prism_kernel_info info;
+            if (prism_module_kernel_info(m, k, &info) == PRISM_OK)
+                print_kernel(&info);
+        }
+        prism_module_destroy(m);
+    }
+    cli_print_counters(ctx, stdout);
+    prism_context_destroy(ctx);
+    return rc;
+}
