@@ -25,7 +25,7 @@
 /* ------------------------------------------------------------------------ */
 
 void prism_config_band_defaults(int head_dim, int *high_dim, int *low_dim) {
-    /* SPEC section 8: dh = 64, dl = 96 at D = 128; they scale with D. */
+    /* docs/method.md §8: dh = 64, dl = 96 at D = 128; they scale with D. */
     *high_dim = head_dim / 2;
     *low_dim = (int)(3LL * head_dim / 4);
 }

@@ -148,7 +148,7 @@ typedef struct prism_config {
     prism_tuning_override tuning[PRISM_MAX_TUNING];
 } prism_config;
 
-/* Thread-safe.  Fills *cfg with the SPEC section 8 defaults for D=128:
+/* Thread-safe.  Fills *cfg with the docs/method.md §8 defaults for D=128:
  * Hq=32, Hkv=8, bf16, half layout, theta 500000, BS=128, dh=64, dl=96,
  * thresholds 0.95/0.95, calibration on, temps 1.0, sink and diagonal forced,
  * targets sm_80 and sm_90a.  Band widths default per head dim (see README). */

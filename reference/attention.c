@@ -1,5 +1,5 @@
 /*
- * attention.c - SPEC section 7: block-sparse causal attention over a
+ * attention.c - docs/method.md §7: block-sparse causal attention over a
  * selection, and a direct dense implementation that checks it.
  *
  * prism_ref_attention() works on one row (batch, query head, query block)

@@ -1,5 +1,5 @@
 /*
- * bands_calib.c - SPEC sections 3 and 4: which dims form the high and low
+ * bands_calib.c - docs/method.md §3 and §4: which dims form the high and low
  * frequency bands, and the energy calibration that rescales each band's
  * logits.
  *
@@ -12,7 +12,7 @@
  * Calibration: block mean pooling low-pass filters the fast-rotating high
  * band, so its pooled logits come out too small.  Per (batch, query head),
  * the band's share of the pooled energy, relative to all D dims, sets a
- * temperature that restores it (formula in reference.h / the SPEC).
+ * temperature that restores it (formula in reference.h / the method).
  */
 #include "reference/ref_internal.h"
 

@@ -1,8 +1,8 @@
 /*
- * pool.c - SPEC section 2: block mean pooling of Q and K.
+ * pool.c - docs/method.md §2: block mean pooling of Q and K.
  *
  * Each pooled vector is the mean of the valid tokens of one block of one
- * head, summed in double and stored as fp32 (the SPEC computes it in fp32;
+ * head, summed in double and stored as fp32 (the method computes it in fp32;
  * double sums make the oracle's own rounding negligible next to any GPU
  * kernel's).  A partial last block is divided by its token count, not by
  * BS as in the published code's zero padding: the true mean keeps the last

@@ -3,16 +3,16 @@
  *
  * Internal to the project (not installed): the tests, `prism run` and the
  * GPU runtime's checks use it to know what every kernel must compute.  It
- * follows /work/shared/SPEC.md section by section and favours obviously
+ * follows /work/shared/docs/method.md § by section and favours obviously
  * correct code over speed; the inner loops are written so that a dense 8K x
  * 32-head run still takes seconds to a minute on a few cores.
  *
  *   views        strided tensors of fp32/bf16/fp16 (BHSD, BSHD, ragged)
- *   pooling      SPEC section 2     prism_ref_pool()
- *   bands        SPEC section 3     prism_ref_band_dims()
- *   calibration  SPEC section 4     prism_ref_band_scales()
- *   selection    SPEC sections 5-6  prism_ref_estimate()
- *   attention    SPEC section 7     prism_ref_attention(), _dense_direct()
+ *   pooling      docs/method.md §2     prism_ref_pool()
+ *   bands        docs/method.md §3     prism_ref_band_dims()
+ *   calibration  docs/method.md §4     prism_ref_band_scales()
+ *   selection    docs/method.md §5-6  prism_ref_estimate()
+ *   attention    docs/method.md §7     prism_ref_attention(), _dense_direct()
  *   workloads    synthetic Q/K/V    prism_ref_workload_build()
  *   metrics      density, recall, output error, selection agreement
  *
@@ -50,10 +50,10 @@
  *
  * The reference requires (Sk_b - Sq_b) to be a multiple of BS for every
  * sequence (PRISM_ERR_UNSUPPORTED otherwise): only then does each query
- * block meet exactly one diagonal key block, so that the SPEC's block-causal
+ * block meet exactly one diagonal key block, so that the the method's block-causal
  * bound contains every key a query may causally see and "all blocks
  * selected" equals dense causal attention.  (With an unaligned offset the
- * SPEC's bound would silently drop keys.)  The direct dense implementation
+ * the method's bound would silently drop keys.)  The direct dense implementation
  * has no such restriction.
  */
 #ifndef PRISM_REFERENCE_H
@@ -156,7 +156,7 @@ prism_status prism_selection_validate(const prism_selection *sel, char *err,
                                       size_t err_size);
 
 /* ------------------------------------------------------------------------ */
-/* Pooling (SPEC section 2)                                                 */
+/* Pooling (docs/method.md §2)                                                 */
 /* ------------------------------------------------------------------------ */
 
 /* Block means of a Q or K tensor: data[((b * H + h) * nblocks + n) * D + d],
@@ -181,7 +181,7 @@ prism_status prism_ref_pool(const prism_tensor_view *x,
 void prism_pooled_free(prism_pooled *pooled);
 
 /* ------------------------------------------------------------------------ */
-/* Bands and calibration (SPEC sections 3-4)                                */
+/* Bands and calibration (docs/method.md §3-4)                                */
 /* ------------------------------------------------------------------------ */
 
 /* Writes the dims of a band of `width` dims (width/2 RoPE pairs), ascending,
@@ -198,7 +198,7 @@ int prism_ref_band_dims(int head_dim, prism_rope_layout layout, int width,
 double prism_ref_band_rms(const float *rows, int nrows, int D, const int *dims,
                           int ndims);
 
-/* Logit scales of one (b, query head h) per SPEC section 4.  With
+/* Logit scales of one (b, query head h) per docs/method.md §4.  With
  * cfg->calibrate (and calibrated == true):
  *   th = sqrt(dh/D) * (rqh / max(rq, 1e-6)) * (rkh / max(rk, 1e-6))
  *   tl = sqrt(dl/D) * (rql / max(rq, 1e-6)) * (rkl / max(rk, 1e-6))
@@ -215,7 +215,7 @@ prism_status prism_ref_band_scales(const prism_config *cfg, bool calibrated,
                                    char *err, size_t err_size);
 
 /* ------------------------------------------------------------------------ */
-/* Block scores and selection (SPEC sections 5-6)                           */
+/* Block scores and selection (docs/method.md §5-6)                           */
 /* ------------------------------------------------------------------------ */
 
 /* In-place softmax of n logits (double); n == 0 is a no-op. */
@@ -278,7 +278,7 @@ prism_ref_estimate(const prism_tensor_view *q, const prism_tensor_view *k,
 void prism_ref_estimate_stats_free(prism_ref_estimate_stats *stats);
 
 /* ------------------------------------------------------------------------ */
-/* Attention (SPEC section 7)                                               */
+/* Attention (docs/method.md §7)                                               */
 /* ------------------------------------------------------------------------ */
 typedef struct prism_ref_attention_options {
     int threads;  /* 0 = all online CPUs                               */

@@ -1,11 +1,11 @@
 /*
- * select.c - SPEC sections 5 and 6: dual-band block scores, per-band
+ * select.c - docs/method.md §5 and §6: dual-band block scores, per-band
  * softmax and top-p, and the estimation pipeline that turns Q and K into a
  * selection (plus the mean-pooling baseline that uses one band of all dims).
  *
  * One row (batch, query head, query block) is independent of every other,
  * so rows run in parallel; per-worker scratch holds the row's logits.
- * Everything after pooling is computed in double: the SPEC's fp32 softmax
+ * Everything after pooling is computed in double: the the method's fp32 softmax
  * can only differ from it on rows whose cumulative mass lands within
  * rounding of a threshold, which the agreement metric (metrics.c) reports.
  * Top-p sorts the allowed blocks by decreasing probability with a stable

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The SPEC section 8 defaults for head dim D, written out field by field. */
+/* The docs/method.md §8 defaults for head dim D, written out field by field. */
 static inline void test_config(prism_config *cfg, int D, int Hq, int Hkv,
                                int block_size) {
     memset(cfg, 0, sizeof *cfg);

@@ -151,7 +151,7 @@ static void expect_dims(int D, prism_rope_layout layout, int width, bool high,
 }
 
 Test(ref_bands, half_layout_for_64_128_256) {
-    /* the SPEC's example: D=128, dh=64 -> 0..31, 64..95; dl=96 -> 16..63,
+    /* the the method's example: D=128, dh=64 -> 0..31, 64..95; dl=96 -> 16..63,
      * 80..127 */
     expect_dims(128, PRISM_ROPE_HALF, 64, true, (int[]){0, 32, 64, 96}, 2);
     expect_dims(128, PRISM_ROPE_HALF, 96, false, (int[]){16, 64, 80, 128}, 2);

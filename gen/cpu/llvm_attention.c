@@ -1,6 +1,6 @@
 /*
  * llvm_attention.c - the block-sparse attention kernels of the CPU backend
- * (SPEC 7): one query block (BS rows) against one selected key block.
+ * (method §7): one query block (BS rows) against one selected key block.
  *
  * Layout choice.  Scores are computed transposed, S^T[u][t] = K[u] . Q[t],
  * so that nothing has to be transposed per key block: K and V blocks are
@@ -134,7 +134,7 @@ static void emit_gemm(ir *e, const gemm_args *g) {
     ir_loop_end(e, &mb);
 }
 
-/* The online-softmax update of SPEC 7 over S^T[0..kn)[c0..c0+w): columns
+/* The online-softmax update of method §7 over S^T[0..kn)[c0..c0+w): columns
  * are queries.  state = m[BS], l[BS], alpha[BS]. */
 static void emit_softmax_chunk(ir *e, LLVMValueRef st, LLVMValueRef kn,
                                LLVMValueRef delta, LLVMValueRef state, int c0,

@@ -1,11 +1,11 @@
 /*
- * llvm_estimate.c - the estimation kernels of the CPU backend (SPEC 2-5):
+ * llvm_estimate.c - the estimation kernels of the CPU backend (method §2-5):
  * block pooling with band energies, and dual-band block scores.
  *
  * Both work on whole head-dim vectors (<D x float>): D is a constant, so a
  * pooled row is a handful of registers and a band is a constant 0/1 mask
  * multiplied in, the same trick as the CUDA estimate kernel (no gathers,
- * no branches).  The calibration of SPEC 4 needs, per (batch, head), the
+ * no branches).  The calibration of method §4 needs, per (batch, head), the
  * mean square of the pooled rows over all dims and over each band; pool
  * returns each block's three sums of squares so that C only adds them up
  * (in double) and applies the formula.  Softmax and top-p stay in C: they

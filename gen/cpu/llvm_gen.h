@@ -12,7 +12,7 @@
  *   generated (this module)             C (runtime/cpu/cpu_run.c)
  *   -------------------------------     ----------------------------------
  *   pool:    mean of one token block    loops over (batch, head, block)
- *            + its squared energy in    calibration formula (SPEC 4) from
+ *            + its squared energy in    calibration formula (method §4) from
  *            all / high / low dims      the summed energies
  *   score:   both bands' logits of one  per-row softmax (double) and top-p
  *            pooled query block against by sort, union with sink and

@@ -1,4 +1,4 @@
-// Block-sparse causal attention, FlashAttention-2 style (SPEC section 7).
+// Block-sparse causal attention, FlashAttention-2 style (docs/method.md §7).
 //
 // WHAT.  For sequence b, query head h (KV head h / GQA_GROUP) and query
 // block i, every query token t of the block (absolute position

@@ -1,5 +1,5 @@
 // Block-sparse causal attention for sm_90a: TMA loads into an mbarrier
-// pipeline, wgmma on two consumer warpgroups (SPEC section 7).
+// pipeline, wgmma on two consumer warpgroups (docs/method.md §7).
 //
 // WHAT.  The same function as gen/templates/attention.cu (whose header states
 // it in full): for sequence b, query head h and query block i, softmax over

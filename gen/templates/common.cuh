@@ -82,7 +82,7 @@ static __device__ __forceinline__ u32 smem_u32(const void *p) {
     return (u32)__cvta_generic_to_shared(p);
 }
 
-// Rotary pair of head dim d (SPEC section 3): rotate_half pairs (i, i+D/2),
+// Rotary pair of head dim d (docs/method.md §3): rotate_half pairs (i, i+D/2),
 // interleaved pairs (2i, 2i+1).  Small pair index = high frequency.
 // constexpr: the estimator decides band membership at compile time.
 static constexpr int rotary_pair(int d) {
@@ -114,7 +114,7 @@ static __device__ __forceinline__ void sequence_range(const int *cu_seqlens,
     }
 }
 
-// The two band scales of SPEC section 4 for a query head of a sequence of
+// The two band scales of docs/method.md §4 for a query head of a sequence of
 // nq query and nk key blocks, from the summed squared pooled values
 // (sq of the head, sk of its KV head: all dims, high band, low band;
 // gen/templates/pool_stats.cu adds them up), or the uncalibrated

@@ -1,4 +1,4 @@
-// Dual-band block scores, softmax and top-p selection (SPEC sections 5-6),
+// Dual-band block scores, softmax and top-p selection (docs/method.md §5-6),
 // fused per group of query-block rows: no probability matrix reaches
 // global memory.
 //
@@ -13,7 +13,7 @@
 // picks rows_per_cta (launch.c): EST_ROWS when the probabilities fit shared
 // memory twice per SM, fewer for very long sequences.
 //
-//   0. Band scales.  Each row's two scales (SPEC section 4) come from the
+//   0. Band scales.  Each row's two scales (docs/method.md §4) come from the
 //      energies pool_stats summed (band_scales, gen/templates/common.cuh); the
 //      CTAs holding query block 0 store them in the workspace as well.
 //   1. Scores, on tensor cores.  Per band the scores are K Q^T: one
@@ -50,7 +50,7 @@
 //      on cp.async addresses recomputed per copy, ~8% at the barrier.
 //   2. Softmax.  From here on warp w alone handles row w: no block
 //      barriers.  Max, exp and sum per band with warp reductions.
-//   3. Crossing value by radix select.  SPEC section 6 keeps blocks in
+//   3. Crossing value by radix select.  docs/method.md §6 keeps blocks in
 //      decreasing probability while the mass before them is below the
 //      threshold T.  The block that crosses has probability v, the
 //      smallest probability with mass(p > v) < T; blocks above v are kept,

@@ -1,4 +1,4 @@
-// Block pooling and band energies (SPEC sections 2-3, the sums section 4
+// Block pooling and band energies (docs/method.md §2-3, the sums section 4
 // calibrates with).
 //
 // prism_pool_stats: one CTA pools one block of BLOCK_SIZE tokens of one head
@@ -8,7 +8,7 @@
 // low band -- into per-(batch, head) sums with one atomicAdd each, so the
 // calibration needs no second pass over the pooled tensors.
 //
-// The estimator turns those sums into the two band scales of SPEC section
+// The estimator turns those sums into the two band scales of the method section
 // 4 (band_scales, gen/templates/common.cuh): they used to come from a kernel of
 // their own (one CTA), whose 3 us and launch were ~8% of the estimator
 // at 8K tokens on an H200 (bench/NOTES.md, session 12).

@@ -2,10 +2,10 @@
  * cpu_run.c - the C half of the CPU backend: everything around the JIT'd
  * kernels that depends on lengths rather than on the config's shape.
  *
- * Estimation (SPEC 2-6), three passes over validated arguments:
+ * Estimation (method §2-6), three passes over validated arguments:
  *   pool     parallel over (sequence, Q or K head, block): the pool kernel
  *            writes each block's mean and its three band energies
- *   scales   per (sequence, query head): the calibration formula of SPEC 4
+ *   scales   per (sequence, query head): the calibration formula of method §4
  *            from the energies summed in double (or the temperatures)
  *   rows     parallel over (sequence, query head, query block): the score
  *            kernel gives both bands' logits of the block-causal key
@@ -13,7 +13,7 @@
  *            descending, ties to the lower block, as the reference); the
  *            union of both bands plus the forced sink and diagonal is
  *            written as the row's ascending index list
- * Attention (SPEC 7): parallel over (sequence, query head, query block),
+ * Attention (method §7): parallel over (sequence, query head, query block),
  * handed out longest rows first (largest query block index) so the last
  * work items are the short rows; per row, load_q once, then attend for
  * every selected key block, then store_o and the log-sum-exp.
