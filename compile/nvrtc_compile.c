@@ -7,60 +7,131 @@
  * so the program log carries registers, spills and shared memory, which the
  * cache stores and the autotuner prunes on.  Nothing here aborts: every
  * NVRTC failure is a status plus the log.
+ *
+ * NVRTC itself is opened with dlopen at the first compile (PRISM_NVRTC_PATH,
+ * else libnvrtc.so.13, .12): a host that runs only from a kernel pack, or
+ * with PRISM_JIT=off, needs no CUDA toolkit, and no process pays for a
+ * probe compile at start-up.
  */
 #include "compile/nvrtc_compile.h"
 
 #include "base/base.h"
 
+#include <cuda.h>
+#include <dlfcn.h>
 #include <nvrtc.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
-static char version_text[128];
-static pthread_once_t version_once = PTHREAD_ONCE_INIT;
+/* X(field, prototype-name): the NVRTC entry points the compiler uses.  They
+ * are looked up with dlsym, so libprism does not need libnvrtc at load time:
+ * a host that runs only from a kernel pack never loads it. */
+#define PRISM_NVRTC_FUNCTIONS(X)                                              \
+    X(version, nvrtcVersion)                                                  \
+    X(get_error_string, nvrtcGetErrorString)                                  \
+    X(create_program, nvrtcCreateProgram)                                     \
+    X(compile_program, nvrtcCompileProgram)                                   \
+    X(destroy_program, nvrtcDestroyProgram)                                   \
+    X(get_program_log_size, nvrtcGetProgramLogSize)                           \
+    X(get_program_log, nvrtcGetProgramLog)                                    \
+    X(get_cubin_size, nvrtcGetCUBINSize)                                      \
+    X(get_cubin, nvrtcGetCUBIN)
 
-/* NVRTC reports only major.minor through its API; the toolkit build
- * ("V13.0.88") is printed in the header of every PTX file it writes. */
-static void read_version(void) {
-    int major = 0, minor = 0;
-    if (nvrtcVersion(&major, &minor) != NVRTC_SUCCESS) {
-        snprintf(version_text, sizeof version_text, "unknown");
+typedef struct nvrtc_api {
+#define NVRTC_FIELD_(field, proto) __typeof__(proto) *field;
+    PRISM_NVRTC_FUNCTIONS(NVRTC_FIELD_)
+#undef NVRTC_FIELD_
+} nvrtc_api;
+
+static nvrtc_api nvrtc;
+static prism_status nvrtc_status;
+static char nvrtc_error[PRISM_ERRMSG_MAX];
+static char loaded_version[64];
+static pthread_once_t nvrtc_once = PTHREAD_ONCE_INIT;
+
+/* The libraries tried, in order, when PRISM_NVRTC_PATH is not set: the
+ * major version the library was built with first, then the previous one. */
+static const char *const nvrtc_names[] = {"libnvrtc.so.13", "libnvrtc.so.12",
+                                          "libnvrtc.so"};
+
+static void *open_nvrtc(char *tried, size_t size) {
+    const char *path = getenv("PRISM_NVRTC_PATH");
+    if (path && *path) {
+        snprintf(tried, size, "%s (PRISM_NVRTC_PATH)", path);
+        return dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    }
+    tried[0] = '\0';
+    for (size_t i = 0; i < PRISM_ARRAY_LEN(nvrtc_names); i++) {
+        void *lib = dlopen(nvrtc_names[i], RTLD_NOW | RTLD_LOCAL);
+        if (lib)
+            return lib;
+        size_t used = strlen(tried);
+        snprintf(tried + used, size - used, "%s%s", i ? ", " : "",
+                 nvrtc_names[i]);
+    }
+    return NULL;
+}
+
+static void load_nvrtc(void) {
+    char tried[PRISM_PATH_MAX + 64];
+    void *lib = open_nvrtc(tried, sizeof tried);
+    if (!lib) {
+        nvrtc_status = prism_errorf(
+            nvrtc_error, sizeof nvrtc_error, PRISM_ERR_NVRTC,
+            "NVRTC not found (looked for %s); install the CUDA toolkit's "
+            "NVRTC, set PRISM_NVRTC_PATH to libnvrtc.so, or ship a kernel "
+            "pack for this config and arch",
+            tried);
         return;
     }
-    char build[64] = "unknown build";
-    nvrtcProgram prog = NULL;
-    const char *src = "extern \"C\" __global__ void prism_probe() {}\n";
-    const char *opts[] = {"--gpu-architecture=compute_80"};
-    if (nvrtcCreateProgram(&prog, src, "probe.cu", 0, NULL, NULL) ==
-            NVRTC_SUCCESS &&
-        nvrtcCompileProgram(prog, 1, opts) == NVRTC_SUCCESS) {
-        size_t n = 0;
-        if (nvrtcGetPTXSize(prog, &n) == NVRTC_SUCCESS && n) {
-            char *ptx = malloc(n);
-            if (ptx && nvrtcGetPTX(prog, ptx) == NVRTC_SUCCESS) {
-                const char *v = strstr(ptx, ", V");
-                if (v) {
-                    size_t k = 0;
-                    v += 2;
-                    while (v[k] && v[k] != '\n' && v[k] != '\r' &&
-                           k + 1 < sizeof build)
-                        k++;
-                    memcpy(build, v, k);
-                    build[k] = '\0';
-                }
-            }
-            free(ptx);
-        }
+#define NVRTC_LOAD_(field, proto)                                              \
+    nvrtc.field = (__typeof__(proto) *)dlsym(lib, #proto);                     \
+    if (!nvrtc.field) {                                                        \
+        nvrtc_status = prism_errorf(nvrtc_error, sizeof nvrtc_error,           \
+                                    PRISM_ERR_NVRTC,                           \
+                                    "%s lacks %s; use NVRTC 12 or newer",      \
+                                    tried, #proto);                            \
+        return;                                                                \
     }
-    nvrtcDestroyProgram(&prog);
-    snprintf(version_text, sizeof version_text, "%d.%d (%s)", major, minor,
-             build);
+    PRISM_NVRTC_FUNCTIONS(NVRTC_LOAD_)
+#undef NVRTC_LOAD_
+    int major = 0, minor = 0;
+    if (nvrtc.version(&major, &minor) != NVRTC_SUCCESS)
+        snprintf(loaded_version, sizeof loaded_version, "unknown");
+    else
+        snprintf(loaded_version, sizeof loaded_version, "%d.%d", major, minor);
+    nvrtc_status = PRISM_OK;
+}
+
+prism_status prism_nvrtc_load(char *err, size_t err_size) {
+    pthread_once(&nvrtc_once, load_nvrtc);
+    if (nvrtc_status != PRISM_OK)
+        prism_strlcpy(err, nvrtc_error, err_size);
+    return nvrtc_status;
+}
+
+/* The cache key names the CUDA generation the library was built for
+ * (major.minor of its toolkit headers), not the patch level of whatever
+ * NVRTC happens to be installed: a cubin for an exact arch does not depend
+ * on it, and the key must be computable on a host without NVRTC. */
+static char key_version[32];
+static pthread_once_t key_version_once = PTHREAD_ONCE_INIT;
+
+static void fill_key_version(void) {
+    snprintf(key_version, sizeof key_version, "nvrtc %d.%d",
+             CUDA_VERSION / 1000, CUDA_VERSION % 1000 / 10);
 }
 
 const char *prism_nvrtc_version(void) {
-    pthread_once(&version_once, read_version);
-    return version_text;
+    pthread_once(&key_version_once, fill_key_version);
+    return key_version;
+}
+
+const char *prism_nvrtc_loaded_version(void) {
+    char err[PRISM_ERRMSG_MAX];
+    return prism_nvrtc_load(err, sizeof err) == PRISM_OK ? loaded_version
+                                                         : "not found";
 }
 
 int prism_nvrtc_options(prism_arch arch, const char **opts) {
@@ -143,10 +214,10 @@ static void first_error_line(const char *log, char *out, size_t size) {
 
 static char *copy_log(nvrtcProgram prog) {
     size_t n = 0;
-    if (nvrtcGetProgramLogSize(prog, &n) != NVRTC_SUCCESS || n == 0)
+    if (nvrtc.get_program_log_size(prog, &n) != NVRTC_SUCCESS || n == 0)
         n = 1;
     char *log = calloc(1, n);
-    if (log && n > 1 && nvrtcGetProgramLog(prog, log) != NVRTC_SUCCESS)
+    if (log && n > 1 && nvrtc.get_program_log(prog, log) != NVRTC_SUCCESS)
         log[0] = '\0';
     return log;
 }
@@ -163,18 +234,21 @@ prism_status prism_nvrtc_compile(const char *source, const char *name,
     if (!prism_arch_name(arch))
         return prism_errorf(err, err_size, PRISM_ERR_UNSUPPORTED,
                             "unknown arch value %d", (int)arch);
+    prism_status loaded = prism_nvrtc_load(err, err_size);
+    if (loaded != PRISM_OK)
+        return loaded;
     const char *opts[PRISM_NVRTC_MAX_OPTIONS];
     int n_opts = prism_nvrtc_options(arch, opts);
 
     double t0 = prism_now_ms();
-    nvrtcResult rc = nvrtcCreateProgram(&prog, source, name, 0, NULL, NULL);
+    nvrtcResult rc = nvrtc.create_program(&prog, source, name, 0, NULL, NULL);
     if (rc != NVRTC_SUCCESS) {
         st = prism_errorf(err, err_size, PRISM_ERR_NVRTC,
                           "%s: nvrtcCreateProgram failed: %s", name,
-                          nvrtcGetErrorString(rc));
+                          nvrtc.get_error_string(rc));
         goto fail;
     }
-    rc = nvrtcCompileProgram(prog, n_opts, opts);
+    rc = nvrtc.compile_program(prog, n_opts, opts);
     result->compile_ms = prism_now_ms() - t0;
     result->log = copy_log(prog);
     if (!result->log) {
@@ -187,11 +261,11 @@ prism_status prism_nvrtc_compile(const char *source, const char *name,
         first_error_line(result->log, line, sizeof line);
         st = prism_errorf(err, err_size, PRISM_ERR_NVRTC,
                           "%s for %s: %s: %s", name, prism_arch_name(arch),
-                          nvrtcGetErrorString(rc), line);
+                          nvrtc.get_error_string(rc), line);
         goto fail;
     }
     size_t size = 0;
-    if (nvrtcGetCUBINSize(prog, &size) != NVRTC_SUCCESS || size == 0) {
+    if (nvrtc.get_cubin_size(prog, &size) != NVRTC_SUCCESS || size == 0) {
         st = prism_errorf(err, err_size, PRISM_ERR_NVRTC,
                           "%s: NVRTC produced no cubin for %s", name,
                           prism_arch_name(arch));
@@ -203,14 +277,14 @@ prism_status prism_nvrtc_compile(const char *source, const char *name,
                           "%s: out of memory for a %zu-byte cubin", name, size);
         goto fail;
     }
-    if (nvrtcGetCUBIN(prog, result->cubin) != NVRTC_SUCCESS) {
+    if (nvrtc.get_cubin(prog, result->cubin) != NVRTC_SUCCESS) {
         st = prism_errorf(err, err_size, PRISM_ERR_NVRTC,
                           "%s: nvrtcGetCUBIN failed", name);
         goto fail;
     }
     result->cubin_size = size;
     prism_nvrtc_parse_info(result->log, result);
-    nvrtcDestroyProgram(&prog);
+    nvrtc.destroy_program(&prog);
     return PRISM_OK;
 
 fail:
@@ -218,7 +292,7 @@ fail:
     result->cubin = NULL;
     result->cubin_size = 0;
     if (prog)
-        nvrtcDestroyProgram(&prog);
+        nvrtc.destroy_program(&prog);
     return st;
 }
 

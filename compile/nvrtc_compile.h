@@ -18,9 +18,19 @@ typedef struct prism_nvrtc_result {
     double compile_ms;
 } prism_nvrtc_result;
 
-/* The NVRTC version as it is reported: "13.0 (V13.0.88)".  The build part
- * is read once from the header of a PTX file NVRTC writes.  Thread-safe. */
+/* The compiler generation that enters cache keys: "nvrtc MAJOR.MINOR" of
+ * the CUDA toolkit the library was built with.  Needs no NVRTC at run time;
+ * patch levels never enter a key.  Thread-safe. */
 const char *prism_nvrtc_version(void);
+
+/* Loads NVRTC once (PRISM_NVRTC_PATH, else libnvrtc.so.13, .12, .so).
+ * Returns PRISM_ERR_NVRTC with what was looked for when it is missing.
+ * Thread-safe. */
+prism_status prism_nvrtc_load(char *err, size_t err_size);
+
+/* "MAJOR.MINOR" of the NVRTC that compiles (loading it), or "not found".
+ * Thread-safe. */
+const char *prism_nvrtc_loaded_version(void);
 
 /* The compile options for arch (cubin for the exact arch, never PTX).
  * Returns their count; opts must hold PRISM_NVRTC_MAX_OPTIONS. */

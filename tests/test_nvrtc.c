@@ -5,6 +5,7 @@
  */
 #include <criterion/criterion.h>
 
+#include "cli_testutil.h"
 #include "compile/nvrtc_compile.h"
 #include "prism.h"
 
@@ -27,10 +28,36 @@ static prism_config config_for(int head_dim, prism_dtype dtype,
     return cfg;
 }
 
-Test(nvrtc, version_reports_the_build) {
+Test(nvrtc, key_version_is_major_minor_only) {
     const char *v = prism_nvrtc_version();
-    cr_assert(strstr(v, " (V") != NULL, "version: %s", v);
+    int major = 0, minor = 0, used = 0;
+    cr_assert_eq(sscanf(v, "nvrtc %d.%d%n", &major, &minor, &used), 2,
+                 "version: %s", v);
+    cr_assert_eq(v[used], '\0', "no patch level in the key: %s", v);
+    cr_assert_geq(major, 12);
     cr_assert_eq(v, prism_nvrtc_version());
+}
+
+Test(nvrtc, loaded_version_is_read_without_a_probe_compile) {
+    const char *v = prism_nvrtc_loaded_version();
+    int major = 0, minor = 0;
+    cr_assert_eq(sscanf(v, "%d.%d", &major, &minor), 2, "loaded: %s", v);
+    cr_assert_geq(major, 12);
+}
+
+/* A missing NVRTC is an error only when something must be compiled, and
+ * the error names what was looked for. */
+Test(nvrtc, missing_nvrtc_is_a_clear_error_at_compile_time) {
+    setenv("PRISM_NVRTC_PATH", "/nonexistent/libnvrtc.so.13", 1);
+    prism_nvrtc_result r;
+    char err[1024] = "";
+    cr_assert_eq(prism_nvrtc_compile("__global__ void k() {}", "k.cu",
+                                     PRISM_ARCH_SM80, &r, err, sizeof err),
+                 PRISM_ERR_NVRTC);
+    cr_assert(strstr(err, "/nonexistent/libnvrtc.so.13") &&
+                  strstr(err, "PRISM_NVRTC_PATH"),
+              "%s", err);
+    cr_assert_str_eq(prism_nvrtc_loaded_version(), "not found");
 }
 
 Test(nvrtc, parses_ptxas_info) {
@@ -239,6 +266,51 @@ Test(nvrtc, module_build_misses_then_hits, .init = make_cache_dir,
     prism_context_destroy(ctx);
     prism_context_destroy(ctx2);
     prism_context_destroy(NULL);
+}
+
+/* Kernels compiled by another process serve a process that cannot load
+ * NVRTC at all: a cache hit never opens it. */
+Test(nvrtc, cache_hits_need_no_nvrtc, .init = make_cache_dir,
+     .fini = remove_cache_dir, .timeout = 300) {
+    char out[8192];
+    int rc = cli_tu_run(out, sizeof out, NULL, 0,
+                        "PRISM_CACHE_DIR='%s' '%s' compile "
+                        "'%s/configs/smollm2-135m.yaml' --arch sm_80",
+                        cache_dir, PRISM_CLI_PATH, PRISM_SOURCE_DIR);
+    cr_assert_eq(rc, 0, "%s", out);
+
+    setenv("PRISM_NVRTC_PATH", "/nonexistent/libnvrtc.so.13", 1);
+    prism_config cfg;
+    char err[1024];
+    cr_assert_eq(prism_config_load_file(PRISM_SOURCE_DIR
+                                        "/configs/smollm2-135m.yaml",
+                                        &cfg, err, sizeof err),
+                 PRISM_OK, "%s", err);
+    prism_context_options opt;
+    prism_context_options_init(&opt);
+    opt.cache_dir = cache_dir;
+    opt.disable_jit = true;
+    prism_context *ctx = NULL;
+    cr_assert_eq(prism_context_create(&opt, &ctx), PRISM_OK);
+    prism_module *m = NULL;
+    cr_assert_eq(prism_module_build(ctx, &cfg, PRISM_ARCH_SM80, &m), PRISM_OK,
+                 "%s", prism_context_last_error(ctx));
+    prism_counters c;
+    cr_assert_eq(prism_context_counters(ctx, &c), PRISM_OK);
+    cr_assert_eq(c.compiles, 0);
+    cr_assert_eq(c.disk_hits, (uint64_t)prism_kernel_count());
+    prism_module_destroy(m);
+
+    /* with JIT on, a miss for another arch needs NVRTC and says so */
+    opt.disable_jit = false;
+    prism_context *ctx2 = NULL;
+    cr_assert_eq(prism_context_create(&opt, &ctx2), PRISM_OK);
+    cr_assert_eq(prism_module_build(ctx2, &cfg, PRISM_ARCH_SM90A, &m),
+                 PRISM_ERR_NVRTC);
+    cr_assert(strstr(prism_context_last_error(ctx2), "PRISM_NVRTC_PATH"),
+              "%s", prism_context_last_error(ctx2));
+    prism_context_destroy(ctx);
+    prism_context_destroy(ctx2);
 }
 
 Test(nvrtc, jit_off_turns_a_miss_into_an_error, .init = make_cache_dir,
