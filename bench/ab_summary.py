@@ -7,8 +7,8 @@ gpu_ab.sh runs `prism bench` for every build in turn, round after round;
 this prints, per sequence length and stage, each build's median over the
 rounds and the rounds themselves, so that a difference can be told from
 the noise at a glance.  Builds default to the order they first appear in.
-Several calls appended to one log (bench/results/*-ab.log) are read as
-one: give the builds of the call wanted, and mind that names repeat.
+Several runs appended to one log (bench/results/*-ab-*.log) are read as
+one: give the builds of the run wanted, and mind that names repeat.
 """
 import re
 import statistics

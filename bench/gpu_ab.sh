@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# A/B timing of several builds in one device call: each build is
+# A/B timing of several builds in one run on the GPU host: each build is
 # .gpu-bundle-NAME (bench/gpu_ab_build.sh NAME: its binaries, with the
 # libraries and configs of .gpu-bundle; or a whole bundle copied there),
-# and the device tool carries them all.  The builds run `prism bench` on
+# and all of them sit beside .gpu-bundle.  The builds run `prism bench` on
 # llama-3.1-8b at each length in turn, round after round (A B C A B C
 # ...), so clock and thermal drift hit every build alike.  Output:
 # $OUT/ab.log.
 #
-#   here:   bash bench/gpu_ab_build.sh old; (change) bash bench/gpu_ab_build.sh new
-#   device: bash .gpu-bundle/gpu_ab.sh "new old" "8192 32768" [ROUNDS]
-#           with carry [".gpu-bundle", ".gpu-bundle-new", ".gpu-bundle-old"]
+#   build host: bash bench/gpu_ab_build.sh old; (change) bash bench/gpu_ab_build.sh new
+#   GPU host:   bash .gpu-bundle/gpu_ab.sh "new old" "8192 32768" [ROUNDS]
+#               (with .gpu-bundle, .gpu-bundle-new and .gpu-bundle-old copied)
 # A length may be S:B, B sequences of S tokens (prism bench --batch).
 # Environment: AB_DENSITY (default "0.1 0.2"), AB_REPS (default 20),
 # AB_WORKLOAD (default mixed; gpu_run.sh's rows mode uses iid).

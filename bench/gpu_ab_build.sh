@@ -2,14 +2,12 @@
 # One build of an A/B (bench/gpu_ab.sh): bundles the working tree
 # (bench/gpu_bundle.sh, into .gpu-bundle) and keeps only its binaries in
 # .gpu-bundle-NAME/bin.  The shared libraries, configs and scripts are
-# the same for every build and come from .gpu-bundle, so a device call
-# carries .gpu-bundle (~12 MB) plus ~3 MB a build instead of ~13 MB a
-# build -- more builds fit the 64 MiB carry.
+# the same for every build and come from .gpu-bundle, so an A/B copies
+# .gpu-bundle (~12 MB) once plus ~3 MB a build instead of ~13 MB a build.
 #
 #   bash bench/gpu_ab_build.sh base      # on main
 #   (change the tree) bash bench/gpu_ab_build.sh new
-#   device: bash .gpu-bundle/gpu_ab.sh "base new" "8192 1280:41" 3
-#           with carry [".gpu-bundle", ".gpu-bundle-base", ".gpu-bundle-new"]
+#   GPU host: bash .gpu-bundle/gpu_ab.sh "base new" "8192 1280:41" 3
 set -euo pipefail
 cd "$(dirname "$0")/.."
 name=${1:?usage: gpu_ab_build.sh NAME}

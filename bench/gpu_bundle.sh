@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
 # Bundles the GPU-host run: builds here, copies the binaries that run on the
 # GPU host and the non-system shared libraries they need into .gpu-bundle/
-# (rpath $ORIGIN/../lib), plus the configs and the scripts.  The device tool
-# then carries .gpu-bundle and runs bench/gpu_run.sh there.
+# (rpath $ORIGIN/../lib), plus the configs and the scripts.  Copy
+# .gpu-bundle to the GPU host and run bench/gpu_run.sh there.
 #
 #   bash bench/gpu_bundle.sh            # build + bundle
-# then, with the device tool:
-#   run(command="bash .gpu-bundle/gpu_run.sh", carry=[".gpu-bundle"])
+# then, on the GPU host, from the folder that holds .gpu-bundle:
+#   bash .gpu-bundle/gpu_run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash .ci/setup
-# A separate build without the LLVM CPU backend: libLLVM (105 MB) would not
-# fit the device tool's 64 MiB carry limit, and the GPU host runs CUDA plans.
+# A separate build without the LLVM CPU backend: libLLVM (105 MB) would
+# make the bundle ten times larger, and the GPU host runs CUDA plans only.
 cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPRISM_WERROR=ON \
       -DPRISM_WITH_LLVM=OFF -DCUDAToolkit_ROOT=/usr/local/cuda >/dev/null
 cmake --build build-gpu -j "$(nproc 2>/dev/null || echo 2)" --target prism prism-autotune test_gpu test_autotune_cli

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Runs on the GPU host inside the carried .gpu-bundle: Nsight Compute on
+# Runs on the GPU host inside the copied .gpu-bundle: Nsight Compute on
 # the estimator kernels at 128K and on the attention kernel at 8K (dense
-# and the 10% random mask), for the analysis in bench/NOTES.md.  Logs come
-# back as $OUT/ncu-*.txt.
+# and the 10% random mask), for the analysis in docs/performance.md.  Logs
+# are written as $OUT/ncu-*.txt.
 #   bash .gpu-bundle/gpu_profile.sh [all|estimate [SEQ...]|estimate-sass
 #                                    |attention-sass [SEQ] [dense]
 #                                    |schedule-sass [SEQ]|rows [S B]]

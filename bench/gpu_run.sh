@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Runs on the GPU host inside the carried .gpu-bundle: the GPU test suite,
+# Runs on the GPU host inside the copied .gpu-bundle: the GPU test suite,
 # the autotuner (its GPU test, then a short tuning run whose closing table
 # is default vs tuned), then `prism bench` at the given lengths on the mixed
 # workload with PyTorch SDPA (flash, cuDNN) timed on identical shapes in the
-# same call.  Logs go to $OUT; bench/collect.py turns them into results.
+# same run.  Logs go to $OUT; bench/collect.py turns them into results.
 #   bash .gpu-bundle/gpu_run.sh [all|MODE[,MODE...]] [SEQ...]
 # MODE: tests, autotune, bench, rows (not in all: dense causal attention
 # on B short sequences, Prism and SDPA, against row length; ROWS_SHAPES
-# lists S:B pairs, bench/rows_summary.py prints the table).  Back come
+# lists S:B pairs, bench/rows_summary.py prints the table).  In $OUT:
 # logs.tgz (every log and JSON), gpu.txt and sdpa.json.
 # Environment: TUNE_BUDGET (seconds, default 150), BENCH_WORKLOAD (mixed),
 # BENCH_ALT / BENCH_ALT_TAG (below), BENCH_CHUNK=0 skips the chunked-prefill
@@ -15,8 +15,8 @@
 # (default "smollm2-135m llama-3.1-8b") the configs compute-sanitizer runs.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-# Logs are written to a work folder and come back as one tarball (the device
-# tool returns at most 8 files), plus the few files bench/collect.py reads.
+# Logs are written to a work folder and packed into one tarball in $OUT,
+# beside the few files bench/collect.py reads directly.
 final=${OUT:-/tmp/prism-out}
 out=/tmp/prism-run
 rm -rf "$out"; mkdir -p "$out" "$final"

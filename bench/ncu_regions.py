@@ -13,7 +13,7 @@ and prints:
 Why: Nsight Compute's source view answers "which instruction", but the
 questions while tuning were "how much goes to the softmax, the wgmma issue,
 the per-item set-up and the epilogue", which this answers in one table
-(bench/NOTES.md, session 4).
+(docs/performance.md).
 
 Usage: python3 bench/ncu_regions.py CSV [--min 0.5] [--show ADDR_FROM ADDR_TO]
 --show prints every instruction of that address range (last hex digits are
@@ -22,7 +22,7 @@ enough) with its samples and top stall reasons.
 (per tile, per item, per warp ...) wherever they lie, with the samples
 per execution: comparing two profiles of one build (dense and sparse)
 class by class says whether a mask costs more per tile or per item
-(bench/NOTES.md, session 7).
+(docs/performance.md, "Cost per tile and per item").
 """
 import argparse
 import collections

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Dense causal attention against row length: the table of gpu_run.sh's
 `rows` mode (rows-prism-S.json from `prism bench --batch`, rows-sdpa-S.json
-from sdpa_baseline.py --batch, same call, same card).
+from sdpa_baseline.py --batch, same run, same card).
 
     python3 bench/rows_summary.py DIR
 

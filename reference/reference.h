@@ -3,8 +3,8 @@
  *
  * Internal to the project (not installed): the tests, `prism run` and the
  * GPU runtime's checks use it to know what every kernel must compute.  It
- * follows /work/shared/docs/method.md § by section and favours obviously
- * correct code over speed; the inner loops are written so that a dense 8K x
+ * follows docs/method.md section by section and favours obviously correct
+ * code over speed; the inner loops are written so that a dense 8K x
  * 32-head run still takes seconds to a minute on a few cores.
  *
  *   views        strided tensors of fp32/bf16/fp16 (BHSD, BSHD, ragged)

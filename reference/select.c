@@ -5,7 +5,7 @@
  *
  * One row (batch, query head, query block) is independent of every other,
  * so rows run in parallel; per-worker scratch holds the row's logits.
- * Everything after pooling is computed in double: the the method's fp32 softmax
+ * Everything after pooling is computed in double: the method's fp32 softmax
  * can only differ from it on rows whose cumulative mass lands within
  * rounding of a threshold, which the agreement metric (metrics.c) reports.
  * Top-p sorts the allowed blocks by decreasing probability with a stable

@@ -104,7 +104,7 @@
 // consumers issue their batches independently.  (They used to take turns
 // on named barriers, FA3's ping-pong; on the H200 that changed nothing
 // dense and cost 1-4% on sparse masks, where short rows keep the two
-// warpgroups out of step: bench/NOTES.md, session 4.)
+// warpgroups out of step: docs/performance.md.)
 //
 // On the H100 (D = 128, bf16, dense causal, bench/results/h100-2026-11-28-4
 // and -5): overlapped with 2 stages 480-520 TFLOP/s, plain loop 550-583,
@@ -206,7 +206,7 @@ static constexpr int H_SMEM_BYTES = H_ITEM_OFFSET + 4 * (H_TILE_INT + H_STAGES) 
 // later than its buffer was free, and one warpgroup could run only about
 // a tile ahead of the other before it waited for K; separate releases
 // double that.  (H200: dense 0.5-0.9% faster, 8K sparse unchanged --
-// bench/NOTES.md, session 9.)
+// docs/performance.md.)
 // Stage s's barriers: full K at the address returned, full V at + 8,
 // K empty at + 16, V empty at + 24.
 static constexpr int H_FULL_V = 8, H_EMPTY_K = 16, H_EMPTY_V = 24;
@@ -525,7 +525,7 @@ h_consume(const AttnParams &p, u32 smem, volatile int *handover, int wg, int n,
     // registers and moved over with 2-4 R2UR per wgmma, on the batch's
     // issue path.  Broadcast from lane 0 (here and for wg in the kernel)
     // they are provably uniform and a batch issues back to back (H200:
-    // dense 6-7% faster; bench/NOTES.md, session 4).
+    // dense 6-7% faster; docs/performance.md).
     it0 = __shfl_sync(0xffffffffu, it0, 0);
     const int wt = threadIdx.x - 128 * wg; // thread within the warpgroup
     const HRows rows = h_rows(it_slot, wg, wt);

@@ -162,7 +162,7 @@ static __device__ __forceinline__ u64 h_desc(u32 lo, u32 sbo) {
 // shuffle rounds (partners t ^ 1, then t ^ 2); every lane shuffles,
 // only those with `store` write.  Four 4-byte stores per thread wrote
 // half sectors and queued behind the LSU (14% of the consumers' time on
-// short rows, bench/NOTES.md).
+// short rows, docs/performance.md).
 static __device__ __forceinline__ void h_store_quad(u16 *row, const u32 (&a)[4], int t,
                                                     bool store) {
     const bool odd = t & 1, high = t & 2;

@@ -133,7 +133,7 @@ h_split_piece(const AttnParams &p, int info, int wg, int wt,
 //     stream the same K/V tiles through L2.  Sorted by cost alone, the
 //     CTAs at 128K took the same query tile of every head, eight K/V
 //     streams at once, and dense attention ran 10% slower (H100,
-//     bench/NOTES.md).  Inside a group the longest rows start first and
+//     docs/performance.md).  Inside a group the longest rows start first and
 //     the short ones fill the tail.
 // Writes schedule[0] = p.ctas (the ticket counter: CTA c takes ticket c
 // first, without it), schedule[1] = entries, then

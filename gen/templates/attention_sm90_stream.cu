@@ -8,7 +8,7 @@
 // the warpgroup waits for S and runs its softmax.  An item's first S and
 // last P V have no partner, though, and its epilogue runs with nothing in
 // flight; with ~5 tiles an item (8K tokens, 10% masks) that was a third
-// of the consumers' time (bench/NOTES.md, sessions 4-5).  So the
+// of the consumers' time (docs/performance.md).  So the
 // consumer runs on from one item into the next: the next item's first S
 // goes into the batch of this item's last P V, the next item's first
 // softmax runs under that P V, and this item's O leaves through shared
@@ -36,8 +36,8 @@
 // producer loads the next Q after the next item's first K/V tile, so the
 // wait for that Q comes only after this warpgroup released every stage
 // but the one it is reading -- with 2 stages, waiting for the next Q
-// while the last P V but one still holds its stage deadlocks (session
-// 9 tried taking the next Q there; bench/NOTES.md).
+// while the last P V but one still holds its stage deadlocks (taking
+// the next Q there was tried: docs/performance.md, "Tried and dropped").
 //
 // WHEN AN ITEM ENDS ALONE.  The next item has no tile (no more work, or an
 // empty row or piece), this item is a split piece (its merge is out of

@@ -11,7 +11,7 @@
 // The estimator turns those sums into the two band scales of the method section
 // 4 (band_scales, gen/templates/common.cuh): they used to come from a kernel of
 // their own (one CTA), whose 3 us and launch were ~8% of the estimator
-// at 8K tokens on an H200 (bench/NOTES.md, session 12).
+// at 8K tokens on an H200 (docs/performance.md).
 //
 // Pooling reads Q and K once, so it runs at memory bandwidth: every load is
 // 16 bytes (8 elements; POOL_LANES = HEAD_DIM / 8 lanes cover a token row),
@@ -45,7 +45,7 @@ static constexpr int POOL_ROWS = THREADS / POOL_LANES; // tokens in parallel
 static constexpr int POOL_WARPS = THREADS / 32;
 // 16-byte loads in flight per thread: with 128 threads at HEAD_DIM 128 a
 // thread's whole share of a 128-token block in one round trip (4 took 28.8
-// instead of 27.0 us at 8K on an H200: bench/NOTES.md, session 12).
+// instead of 27.0 us at 8K on an H200: docs/performance.md).
 static constexpr int POOL_UNROLL = 16;
 static_assert(32 % POOL_LANES == 0, "a token row within one warp");
 static_assert(THREADS % 32 == 0, "whole warps");
