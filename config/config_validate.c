@@ -12,7 +12,7 @@
  * program that calls setlocale() must not change what a config means.
  */
 #include "config/config_rules.h"
-#include "gen/kernels.h"
+#include "config/tunables.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -277,8 +277,8 @@ static bool check_tuning(const prism_config *c, prism_config_problem *p) {
                           "tuning[%d] has an unterminated kernel or "
                           "parameter name; terminate both strings",
                           i);
-        if (!prism_kernel_check_tunable(t->kernel, t->param, t->value, allowed,
-                                        sizeof allowed))
+        if (!prism_tunables_check(t->kernel, t->param, t->value, allowed,
+                                  sizeof allowed))
             return broken(p, PRISM_CF_TUNING, i,
                           "tuning.%s.%s = %lld is not allowed; %s", t->kernel,
                           t->param, (long long)t->value, allowed);

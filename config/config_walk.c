@@ -12,7 +12,7 @@
  * so those errors still carry a line and column.
  */
 #include "config/config_loader.h"
-#include "gen/kernels.h"
+#include "config/tunables.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -547,25 +547,25 @@ static const yaml_node_t *earlier_key(loader *L, const yaml_node_t *map,
     return NULL;
 }
 
-static bool is_tunable(const prism_kernel_def *def, const char *param) {
+static bool is_tunable(const prism_kernel_tunables *def, const char *param) {
     for (int i = 0; i < PRISM_MAX_TUNABLES && def->tunables[i].name; i++)
         if (!strcmp(def->tunables[i].name, param))
             return true;
     return false;
 }
 
-static bool add_override(loader *L, const prism_kernel_def *def,
+static bool add_override(loader *L, const prism_kernel_tunables *def,
                          const char *param, const yaml_node_t *v) {
     char path[160];
     long long value;
-    snprintf(path, sizeof path, "tuning.%s.%s", def->name, param);
+    snprintf(path, sizeof path, "tuning.%s.%s", def->kernel, param);
     if (!read_int64(L, v, path, &value))
         return false;
     if (L->cfg.n_tuning >= PRISM_MAX_TUNING)
         return fail_node(L, v, "too many tuning overrides; at most %d",
                          PRISM_MAX_TUNING);
     prism_tuning_override *t = &L->cfg.tuning[L->cfg.n_tuning++];
-    prism_strlcpy(t->kernel, def->name, sizeof t->kernel);
+    prism_strlcpy(t->kernel, def->kernel, sizeof t->kernel);
     prism_strlcpy(t->param, param, sizeof t->param);
     t->value = value;
     t->line = (int)v->start_mark.line + 1;
@@ -573,10 +573,10 @@ static bool add_override(loader *L, const prism_kernel_def *def,
     return true;
 }
 
-static bool read_kernel_tuning(loader *L, const prism_kernel_def *def,
+static bool read_kernel_tuning(loader *L, const prism_kernel_tunables *def,
                                const yaml_node_t *map) {
     char path[160], buf[80], allowed[512];
-    snprintf(path, sizeof path, "tuning.%s", def->name);
+    snprintf(path, sizeof path, "tuning.%s", def->kernel);
     if (is_null(map))
         return true;
     if (map->type != YAML_MAPPING_NODE)
@@ -590,8 +590,8 @@ static bool read_kernel_tuning(loader *L, const prism_kernel_def *def,
         if (!read_key(L, k, path, &param))
             return false;
         if (!is_tunable(def, param)) {
-            prism_kernel_check_tunable(def->name, param, 0, allowed,
-                                       sizeof allowed);
+            prism_tunables_check(def->kernel, param, 0, allowed,
+                                 sizeof allowed);
             return fail_node(L, k, "unknown tunable '%s.%s'; %s", path,
                              snippet(k, buf, sizeof buf), allowed);
         }
@@ -619,16 +619,15 @@ static bool read_tuning(loader *L, const yaml_node_t *n) {
         const char *kernel;
         if (!read_key(L, k, "tuning", &kernel))
             return false;
-        const prism_kernel_def *def = prism_kernel_def_find(kernel);
+        const prism_kernel_tunables *def = prism_tunables_find(kernel);
         if (!def) {
-            prism_kernel_check_tunable(kernel, NULL, 0, allowed,
-                                       sizeof allowed);
+            prism_tunables_check(kernel, NULL, 0, allowed, sizeof allowed);
             return fail_node(L, k, "unknown kernel '%s' in tuning; %s",
                              snippet(k, buf, sizeof buf), allowed);
         }
         if ((first = earlier_key(L, n, p)) != NULL) {
             char where[96];
-            snprintf(where, sizeof where, "tuning.%s", def->name);
+            snprintf(where, sizeof where, "tuning.%s", def->kernel);
             return duplicate(L, k, first, where);
         }
         if (!read_kernel_tuning(L, def, node_at(L, p->value)))

@@ -1,10 +1,12 @@
 /*
  * kernels.c - the table of kernels every config generates.
  *
- * Each row names a template, its __global__ entry points, its tunables and
- * the function that derives its shape constants from the config.  The rest
- * of the pipeline (spec, emit, NVRTC, cache, CLI) is table-driven, so a new
- * kernel is a template plus a row here.
+ * Each row names a template, its __global__ entry points, its tunables
+ * (their table is config/tunables.c, which the config loader checks
+ * overrides against) and the function that derives its shape constants
+ * from the config.  The rest of the pipeline (spec, emit, NVRTC, cache,
+ * CLI) is table-driven, so a new kernel is a template, its tunables and a
+ * row here.
  */
 #include "gen/kernels.h"
 #include "gen/spec.h"
@@ -151,64 +153,42 @@ static prism_status attention_constants(prism_kernel_spec *s, char *err,
     return PRISM_OK;
 }
 
-static const int64_t threads_64_256[] = {64, 128, 256, -1};
-static const int64_t block_m_values[] = {0, 64, 128, -1};
-static const int64_t block_n_values[] = {0, 32, 64, 128, -1};
-static const int64_t warp_m_values[] = {0, 16, 32, -1};
-static const int64_t threads_128_256[] = {128, 256, -1};
-static const int64_t path_values[] = {0, 1, 2, -1};
-static const int64_t stages_values[] = {0, 2, 3, -1};
-static const int64_t overlap_values[] = {0, 1, 2, -1};
-
 static const prism_kernel_def kernel_table[] = {
-    {
+    [PRISM_KERNEL_POOL_STATS] = {
         .name = "pool_stats",
         .template_file = "pool_stats.cu",
         .summary = "block mean pooling of Q and K with band energy "
                    "statistics",
         .entry_points = {"prism_pool_stats"},
-        .tunables = {{"threads", 128, threads_64_256,
-                      "threads per CTA of the pooling kernel"}},
+        .tunables = prism_tunables_table[PRISM_KERNEL_POOL_STATS].tunables,
         .add_constants = pool_stats_constants,
     },
-    {
+    [PRISM_KERNEL_ESTIMATE] = {
         .name = "estimate",
         .template_file = "estimate.cu",
         .summary = "calibrated band scales, dual-band block scores, "
                    "softmax and top-p selection (radix select) fused per "
                    "group of query-block rows",
         .entry_points = {"prism_estimate"},
-        .tunables = {{"threads", 256, threads_128_256,
-                      "threads per CTA; threads/32 query-block rows share "
-                      "each pooled-K tile, one warp selects each row"}},
+        .tunables = prism_tunables_table[PRISM_KERNEL_ESTIMATE].tunables,
         .add_constants = estimate_constants,
     },
-    {
+    [PRISM_KERNEL_ATTENTION] = {
         .name = "attention",
         .template_file = "attention.cu",
         .summary = "block-sparse FlashAttention forward over the selection "
                    "(sm_80: mma.sync, ldmatrix, cp.async; sm_90a: TMA, "
                    "mbarriers, wgmma warpgroups)",
         .entry_points = {"prism_attention"},
-        .tunables = {{"block_m", 0, block_m_values,
-                      "query rows per CTA (0: 128 for D <= 128, else 64)"},
-                     {"block_n", 0, block_n_values,
-                      "keys per shared-memory tile (0: per head dim and arch)"},
-                     {"warp_m", 0, warp_m_values,
-                      "query rows per warp (0: 32 where registers allow)"},
-                     {"path", 0, path_values,
-                      "0: wgmma/TMA on sm_90a where the shape allows, else "
-                      "mma.sync; 1: mma.sync; 2: wgmma/TMA"},
-                     {"stages", 0, stages_values,
-                      "wgmma path: K/V pipeline stages (0: 3 where shared "
-                      "memory allows, else 2)"},
-                     {"overlap", 0, overlap_values,
-                      "wgmma path: 1 overlaps S of tile i with P V of tile "
-                      "i-1; 2 the plain loop; "
-                      "0 overlap with 3 stages"}},
+        .tunables = prism_tunables_table[PRISM_KERNEL_ATTENTION].tunables,
         .add_constants = attention_constants,
     },
 };
+
+/* one row per entry of config/tunables.c, in its order and with its names
+ * (tests/test_gen.c checks the names) */
+_Static_assert(PRISM_ARRAY_LEN(kernel_table) == PRISM_KERNEL_COUNT,
+               "gen/kernels.c and config/tunables.c list the same kernels");
 
 int prism_kernel_count(void) { return (int)PRISM_ARRAY_LEN(kernel_table); }
 
@@ -228,56 +208,4 @@ const prism_kernel_def *prism_kernel_def_find(const char *name) {
         if (!strcmp(kernel_table[i].name, name))
             return &kernel_table[i];
     return NULL;
-}
-
-/* Appends "a, b, c" of the NULL-terminated names or -1-terminated values. */
-static void list_names(char *out, size_t size, const prism_kernel_def *def) {
-    size_t used = 0;
-    out[0] = '\0';
-    for (int i = 0; i < PRISM_MAX_TUNABLES && def->tunables[i].name; i++)
-        used += (size_t)snprintf(out + used, used < size ? size - used : 0,
-                                 "%s%s", i ? ", " : "", def->tunables[i].name);
-}
-
-static void list_values(char *out, size_t size, const int64_t *values) {
-    size_t used = 0;
-    out[0] = '\0';
-    for (int i = 0; values[i] >= 0; i++)
-        used += (size_t)snprintf(out + used, used < size ? size - used : 0,
-                                 "%s%lld", i ? ", " : "",
-                                 (long long)values[i]);
-}
-
-bool prism_kernel_check_tunable(const char *kernel, const char *param,
-                                int64_t value, char *allowed, size_t size) {
-    char buf[512];
-    const prism_kernel_def *def = prism_kernel_def_find(kernel);
-    if (!def) {
-        size_t used = 0;
-        buf[0] = '\0';
-        for (int i = 0; i < prism_kernel_count(); i++)
-            used += (size_t)snprintf(buf + used,
-                                     used < sizeof buf ? sizeof buf - used : 0,
-                                     "%s%s", i ? ", " : "",
-                                     kernel_table[i].name);
-        if (allowed && size)
-            snprintf(allowed, size, "kernels: %s", buf);
-        return false;
-    }
-    for (int i = 0; i < PRISM_MAX_TUNABLES && def->tunables[i].name; i++) {
-        const prism_tunable *t = &def->tunables[i];
-        if (!param || strcmp(t->name, param))
-            continue;
-        for (int j = 0; t->allowed[j] >= 0; j++)
-            if (t->allowed[j] == value)
-                return true;
-        list_values(buf, sizeof buf, t->allowed);
-        if (allowed && size)
-            snprintf(allowed, size, "%s.%s values: %s", kernel, param, buf);
-        return false;
-    }
-    list_names(buf, sizeof buf, def);
-    if (allowed && size)
-        snprintf(allowed, size, "%s tunables: %s", kernel, buf);
-    return false;
 }

@@ -4,7 +4,8 @@
  * Every shape constant of a kernel is fixed here, at generation time, so
  * the CUDA compiler sees literals: loops over the head dim unroll and
  * index arithmetic folds.  Tunables come first (their defaults, or the
- * config's `tuning:` overrides), then the kernel's own shape constants.
+ * config's `tuning:` overrides), then the kernel's own shape constants
+ * (its row in kernels.c); the constant table is spec_constants.c.
  */
 #include "gen/spec.h"
 
@@ -12,56 +13,6 @@
 
 #include <ctype.h>
 #include <string.h>
-
-static prism_constant *next_slot(prism_kernel_spec *spec, const char *name,
-                                 const char *comment) {
-    if (spec->n_constants >= PRISM_MAX_CONSTANTS)
-        return NULL;
-    prism_constant *c = &spec->constants[spec->n_constants++];
-    memset(c, 0, sizeof *c);
-    prism_strlcpy(c->name, name, sizeof c->name);
-    prism_strlcpy(c->comment, comment ? comment : "", sizeof c->comment);
-    return c;
-}
-
-prism_status prism_spec_add_int(prism_kernel_spec *spec, const char *name,
-                                int64_t value, const char *comment) {
-    prism_constant *c = next_slot(spec, name, comment);
-    if (!c)
-        return PRISM_ERR_GENERATE;
-    c->kind = PRISM_CONST_INT;
-    c->i = value;
-    return PRISM_OK;
-}
-
-prism_status prism_spec_add_float(prism_kernel_spec *spec, const char *name,
-                                  double value, const char *comment) {
-    prism_constant *c = next_slot(spec, name, comment);
-    if (!c)
-        return PRISM_ERR_GENERATE;
-    c->kind = PRISM_CONST_FLOAT;
-    c->f = value;
-    return PRISM_OK;
-}
-
-prism_status prism_spec_add_bool(prism_kernel_spec *spec, const char *name,
-                                 bool value, const char *comment) {
-    prism_constant *c = next_slot(spec, name, comment);
-    if (!c)
-        return PRISM_ERR_GENERATE;
-    c->kind = PRISM_CONST_BOOL;
-    c->i = value ? 1 : 0;
-    return PRISM_OK;
-}
-
-int64_t prism_spec_int(const prism_kernel_spec *spec, const char *name,
-                       int64_t fallback) {
-    for (int i = 0; i < spec->n_constants; i++)
-        if (!strcmp(spec->constants[i].name, name) &&
-            spec->constants[i].kind != PRISM_CONST_FLOAT)
-            return spec->constants[i].i;
-    return fallback;
-}
 
 /* The config's override of one tunable, if any. */
 static const prism_tuning_override *find_override(const prism_config *cfg,
@@ -83,8 +34,8 @@ static prism_status add_tunables(prism_kernel_spec *spec, char *err,
             find_override(spec->cfg, def->name, t->name);
         int64_t value = o ? o->value : t->default_value;
         char allowed[512];
-        if (o && !prism_kernel_check_tunable(def->name, t->name, value,
-                                             allowed, sizeof allowed))
+        if (o && !prism_tunables_check(def->name, t->name, value,
+                                       allowed, sizeof allowed))
             return prism_errorf(err, n, PRISM_ERR_CONFIG,
                                 "%s:%d:%d: tuning %s.%s = %lld is not legal; "
                                 "%s",

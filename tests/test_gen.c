@@ -30,6 +30,22 @@ Test(gen, registry_lists_pool_stats_first) {
     cr_assert_null(prism_kernel_def_find("nope"));
 }
 
+/* The kernel rows and the tunables the config checks overrides against
+ * (config/tunables.c) are two tables; they must name the same kernels in
+ * the same order, each row pointing at its own kernel's tunables. */
+Test(gen, registry_matches_the_config_tunables) {
+    cr_assert_eq(prism_kernel_count(), PRISM_KERNEL_COUNT);
+    for (int i = 0; i < PRISM_KERNEL_COUNT; i++) {
+        const prism_kernel_def *def = prism_kernel_def_at(i);
+        const prism_kernel_tunables *t = &prism_tunables_table[i];
+        cr_assert_str_eq(def->name, t->kernel);
+        cr_assert_eq(def->tunables, t->tunables, "%s", def->name);
+        cr_assert_eq(prism_tunables_find(def->name), t);
+    }
+    cr_assert_null(prism_tunables_find("nope"));
+    cr_assert_null(prism_tunables_find(NULL));
+}
+
 Test(gen, every_kernel_template_is_embedded) {
     cr_assert_not_null(prism_template_find("common.cuh"));
     for (int i = 0; i < prism_kernel_count(); i++) {
@@ -43,16 +59,16 @@ Test(gen, every_kernel_template_is_embedded) {
 
 Test(gen, tunable_check_names_the_allowed_values) {
     char allowed[256];
-    cr_assert(prism_kernel_check_tunable("pool_stats", "threads", 256, allowed,
-                                         sizeof allowed));
-    cr_assert_not(prism_kernel_check_tunable("pool_stats", "threads", 96,
-                                             allowed, sizeof allowed));
+    cr_assert(prism_tunables_check("pool_stats", "threads", 256, allowed,
+                                   sizeof allowed));
+    cr_assert_not(prism_tunables_check("pool_stats", "threads", 96,
+                                       allowed, sizeof allowed));
     cr_assert_str_eq(allowed, "pool_stats.threads values: 64, 128, 256");
-    cr_assert_not(prism_kernel_check_tunable("pool_stats", "warps", 4, allowed,
-                                             sizeof allowed));
+    cr_assert_not(prism_tunables_check("pool_stats", "warps", 4, allowed,
+                                       sizeof allowed));
     cr_assert_str_eq(allowed, "pool_stats tunables: threads");
-    cr_assert_not(prism_kernel_check_tunable("nope", "threads", 4, allowed,
-                                             sizeof allowed));
+    cr_assert_not(prism_tunables_check("nope", "threads", 4, allowed,
+                                       sizeof allowed));
     cr_assert(strstr(allowed, "kernels: pool_stats") != NULL);
 }
 

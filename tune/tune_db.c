@@ -211,8 +211,8 @@ static bool read_values(reader *r, yaml_node_t *cand,
         if (!prism_yaml_int(r, m, def->tunables[t].name, INT64_MIN, INT64_MAX,
                             &v))
             return false;
-        if (!prism_kernel_check_tunable(def->name, def->tunables[t].name, v,
-                                        allowed, sizeof allowed))
+        if (!prism_tunables_check(def->name, def->tunables[t].name, v,
+                                  allowed, sizeof allowed))
             return bad(r, m, "%s.%s = %lld is no longer legal; %s", def->name,
                        def->tunables[t].name, (long long)v, allowed);
         values[t] = v;
