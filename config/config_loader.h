@@ -1,6 +1,7 @@
 /*
  * config_loader.h - the state of one YAML config load, shared by the
- * document layer (config.c) and the schema walker (config_walk.c).
+ * document layer (config.c) and the schema walker (config_walk.c); the
+ * error reporting both use is config_loader.c.
  *
  * The loader owns the libyaml document, the config being filled in and the
  * place each field was written, so that an error found late (a band wider
