@@ -15,7 +15,8 @@
  *    caught by the checksums and treated as a miss.
  *
  *  - One build per key across processes and threads.  A miss takes an OFD
- *    write lock (fcntl F_OFD_SETLKW) on DIR/<key>.lock, then looks again:
+ *    write lock (fcntl F_OFD_SETLKW, cache_lock.c) on DIR/<key>.lock, then
+ *    looks again:
  *    whoever waited on the lock finds the entry the holder published.  OFD
  *    locks belong to the open file description, so two threads of one
  *    process that each open() the lock file exclude each other too (classic
@@ -30,8 +31,13 @@
  *    warning too.  Read-only layers (PRISM_CACHE_PATH) are searched after
  *    the writable dir and never written, not even a lock file.
  *
- *  - The memory layer is a chained hash table on the key under one mutex;
- *    lookups copy the payload out so callers own what they get.
+ *  - The memory layer (cache_mem.c) is a chained hash table on the key
+ *    under one mutex; lookups copy the payload out so callers own what
+ *    they get.
+ *
+ * The files of the cache depend one way: this file uses cache_maint.c
+ * (eviction after a publish), which like cache_open.c uses only the lower
+ * cache_mem.c, cache_lock.c and cache_entry.c.
  */
 #include "cache/cache_internal.h"
 
@@ -60,125 +66,6 @@ void prism_cache__warn_once(prism_cache *cache, cache_layer *layer,
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
     prism_log(&cache->logger, PRISM_LOG_WARN, "%s", line);
-}
-
-/* ---- memory layer ------------------------------------------------------- */
-
-static size_t bucket_of(const prism_cache *cache, const unsigned char *key) {
-    uint64_t h = 0;
-    memcpy(&h, key, sizeof h); /* a SHA-256 is already uniform */
-    return (size_t)(h % cache->n_buckets);
-}
-
-static cache_mem_node *mem_find(prism_cache *cache, const unsigned char *key) {
-    for (cache_mem_node *n = cache->buckets[bucket_of(cache, key)]; n;
-         n = n->next)
-        if (memcmp(n->key, key, 32) == 0)
-            return n;
-    return NULL;
-}
-
-static void *dup_bytes(const void *p, size_t n) {
-    void *d = malloc(n ? n : 1);
-    if (d && n)
-        memcpy(d, p, n);
-    return d;
-}
-
-/* Copies a memory entry out (caller holds the lock).  false: no memory. */
-static bool mem_copy_out(const cache_mem_node *n, prism_cache_entry *out) {
-    memset(out, 0, sizeof *out);
-    out->meta = n->meta;
-    out->payload = dup_bytes(n->payload, n->payload_size);
-    out->payload_size = n->payload_size;
-    out->log = n->log ? prism_cache__strdup(n->log) : NULL;
-    if (!out->payload || (n->log && !out->log)) {
-        prism_cache_entry_free(out);
-        return false;
-    }
-    return true;
-}
-
-/* Memory lookup; counts a hit. */
-static bool mem_get(prism_cache *cache, const unsigned char *key,
-                    prism_cache_entry *out) {
-    pthread_mutex_lock(&cache->lock);
-    cache_mem_node *n = mem_find(cache, key);
-    bool ok = n && mem_copy_out(n, out);
-    if (ok)
-        cache->counters.memory_hits++;
-    pthread_mutex_unlock(&cache->lock);
-    return ok;
-}
-
-/* Doubles the table when it gets full; a failed grow is harmless. */
-static void mem_grow(prism_cache *cache) {
-    size_t n_new = cache->n_buckets * 2;
-    cache_mem_node **b = calloc(n_new, sizeof *b);
-    if (!b)
-        return;
-    cache_mem_node **old = cache->buckets;
-    size_t n_old = cache->n_buckets;
-    cache->buckets = b;
-    cache->n_buckets = n_new;
-    for (size_t i = 0; i < n_old; i++) {
-        for (cache_mem_node *n = old[i], *next; n; n = next) {
-            next = n->next;
-            size_t j = bucket_of(cache, n->key);
-            n->next = b[j];
-            b[j] = n;
-        }
-    }
-    free(old);
-}
-
-/* Keeps a copy of e in memory.  Out of memory only costs a later disk read. */
-static void mem_put(prism_cache *cache, const unsigned char *key,
-                    const prism_cache_entry *e) {
-    cache_mem_node *n = calloc(1, sizeof *n);
-    if (!n)
-        return;
-    memcpy(n->key, key, 32);
-    n->meta = e->meta;
-    n->payload_size = e->payload_size;
-    n->payload = dup_bytes(e->payload, e->payload_size);
-    n->log = e->log ? prism_cache__strdup(e->log) : NULL;
-    if (!n->payload || (e->log && !n->log)) {
-        free(n->payload);
-        free(n->log);
-        free(n);
-        return;
-    }
-    pthread_mutex_lock(&cache->lock);
-    if (mem_find(cache, key)) {
-        pthread_mutex_unlock(&cache->lock);
-        free(n->payload);
-        free(n->log);
-        free(n);
-        return;
-    }
-    if (cache->n_nodes >= cache->n_buckets)
-        mem_grow(cache);
-    size_t b = bucket_of(cache, key);
-    n->next = cache->buckets[b];
-    cache->buckets[b] = n;
-    cache->n_nodes++;
-    pthread_mutex_unlock(&cache->lock);
-}
-
-void prism_cache__mem_clear(prism_cache *cache) {
-    pthread_mutex_lock(&cache->lock);
-    for (size_t i = 0; i < cache->n_buckets; i++) {
-        for (cache_mem_node *n = cache->buckets[i], *next; n; n = next) {
-            next = n->next;
-            free(n->payload);
-            free(n->log);
-            free(n);
-        }
-        cache->buckets[i] = NULL;
-    }
-    cache->n_nodes = 0;
-    pthread_mutex_unlock(&cache->lock);
 }
 
 /* ---- disk lookup -------------------------------------------------------- */
@@ -250,53 +137,12 @@ static bool disk_get(prism_cache *cache, const prism_cache_key *key,
         pthread_mutex_lock(&cache->lock);
         cache->counters.disk_hits++;
         pthread_mutex_unlock(&cache->lock);
-        mem_put(cache, key->bytes, out);
+        prism_cache__mem_put(cache, key->bytes, out);
     }
     return found;
 }
 
-/* ---- locking ------------------------------------------------------------ */
-
-int prism_cache__lock_acquire(const char *path, bool create, bool wait) {
-    for (;;) {
-        int flags = O_RDWR | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT : 0);
-        int fd = open(path, flags, 0600);
-        if (fd < 0)
-            return -1;
-        struct flock fl;
-        memset(&fl, 0, sizeof fl); /* l_pid must be 0 for OFD locks */
-        fl.l_type = F_WRLCK;
-        fl.l_whence = SEEK_SET;
-        int rc;
-        do
-            rc = fcntl(fd, wait ? F_OFD_SETLKW : F_OFD_SETLK, &fl);
-        while (rc != 0 && errno == EINTR);
-        if (rc != 0) {
-            int e = errno;
-            close(fd);
-            errno = e;
-            return -1;
-        }
-        /* The previous holder may have unlinked this file while we waited:
-         * only the file the path names now is the lock. */
-        struct stat a, b;
-        if (fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_dev == b.st_dev &&
-            a.st_ino == b.st_ino)
-            return fd;
-        close(fd);
-        if (!create) {
-            errno = ENOENT;
-            return -1;
-        }
-    }
-}
-
-void prism_cache__lock_release(const char *path, int fd) {
-    if (fd < 0)
-        return;
-    (void)unlink(path);
-    close(fd);
-}
+/* ---- in-flight builds without a lock file ------------------------------ */
 
 /* Without a writable dir there is no lock file; threads of this process
  * still build a key once, by waiting on the in-flight list. */
@@ -489,7 +335,7 @@ static prism_status build_and_publish(prism_cache *cache,
             prism_log(&cache->logger, PRISM_LOG_DEBUG, "%s", why);
         }
     }
-    mem_put(cache, key->bytes, out);
+    prism_cache__mem_put(cache, key->bytes, out);
     return PRISM_OK;
 }
 
@@ -512,7 +358,7 @@ prism_status prism_cache_get(prism_cache *cache, const prism_cache_key *key,
                             "prism_cache_get: the cache key was not computed "
                             "(prism_cache_key_compute failed)");
 
-    if (mem_get(cache, key->bytes, out) ||
+    if (prism_cache__mem_get(cache, key->bytes, out) ||
         disk_get(cache, key, true, out, &rw_reported)) {
         *hit = true;
         return PRISM_OK;
@@ -556,7 +402,7 @@ prism_status prism_cache_get(prism_cache *cache, const prism_cache_key *key,
     }
 
     prism_status st = PRISM_OK;
-    if (mem_get(cache, key->bytes, out) ||
+    if (prism_cache__mem_get(cache, key->bytes, out) ||
         (!in_memory_only && disk_get(cache, key, false, out, &rw_reported)))
         *hit = true;
     else

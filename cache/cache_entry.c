@@ -158,6 +158,14 @@ bool prism_cache__path_join(char *buf, const char *dir, const char *name) {
     return n > 0 && n < CACHE_PATH_BUF;
 }
 
+char *prism_cache__strdup(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    if (d)
+        memcpy(d, s, n);
+    return d;
+}
+
 /* ---- encode ------------------------------------------------------------- */
 
 /* A NUL-padded string field; always leaves at least one NUL. */

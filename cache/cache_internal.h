@@ -1,6 +1,7 @@
 /*
- * cache_internal.h - what cache.c, cache_open.c, cache_entry.c and
- * cache_maint.c share.
+ * cache_internal.h - what the files of the cache share: cache.c (lookup),
+ * cache_open.c, cache_maint.c, and below them cache_mem.c, cache_lock.c and
+ * cache_entry.c.
  *
  * Not used outside the cache: everything else goes through cache.h.  The
  * struct lives here so the maintenance code can walk the same layers and
@@ -117,13 +118,10 @@ bool prism_cache__stat_trusted(const struct stat *st);
 /* DIR/NAME into buf (CACHE_PATH_BUF); false if it does not fit. */
 bool prism_cache__path_join(char *buf, const char *dir, const char *name);
 
-/* ---- cache_open.c ----------------------------------------------------------
- */
-
 /* strdup that is C11 (NULL when out of memory). */
 char *prism_cache__strdup(const char *s);
 
-/* ---- cache.c: locking and the warn-once helper -------------------------- */
+/* ---- cache_lock.c: the per-key lock file ------------------------------- */
 
 /* Takes the exclusive OFD lock of path.  create: make the file if missing
  * (else ENOENT fails); wait: block (else EAGAIN fails).  Returns the fd or
@@ -132,13 +130,24 @@ int prism_cache__lock_acquire(const char *path, bool create, bool wait);
 /* Removes the lock file (still holding the lock) and closes fd. */
 void prism_cache__lock_release(const char *path, int fd);
 
+/* ---- cache_mem.c: the memory layer -------------------------------------- */
+
+/* Copies the entry of key out into *out and counts a memory hit; false
+ * when it is not in memory (or copying it ran out of memory). */
+bool prism_cache__mem_get(prism_cache *cache, const unsigned char *key,
+                          prism_cache_entry *out);
+/* Keeps a copy of e under key (no-op when present or out of memory). */
+void prism_cache__mem_put(prism_cache *cache, const unsigned char *key,
+                          const prism_cache_entry *e);
+/* Drops every entry of the memory layer. */
+void prism_cache__mem_clear(prism_cache *cache);
+
+/* ---- cache.c: the warn-once helper -------------------------------------- */
+
 /* Logs a warning unless layer already has bit set (under the cache mutex). */
 void prism_cache__warn_once(prism_cache *cache, cache_layer *layer,
                             unsigned bit, const char *fmt, ...)
     PRISM_PRINTF(4, 5);
-
-/* Drops every entry of the memory layer. */
-void prism_cache__mem_clear(prism_cache *cache);
 
 /* ---- cache_maint.c: eviction ------------------------------------------- */
 

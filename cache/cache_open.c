@@ -19,14 +19,6 @@
 #include <string.h>
 #include <unistd.h>
 
-char *prism_cache__strdup(const char *s) {
-    size_t n = strlen(s) + 1;
-    char *d = malloc(n);
-    if (d)
-        memcpy(d, s, n);
-    return d;
-}
-
 /* malloc'd "a/b" with trailing slashes of a dropped ("/" stays "/"). */
 static char *join_dup(const char *a, const char *b) {
     size_t na = strlen(a), nb = b ? strlen(b) : 0;
