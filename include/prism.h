@@ -15,6 +15,8 @@
  *  - The library never aborts or exits and never prints unless no logger is
  *    installed (then warnings go to stderr).
  *  - Thread safety is stated on each function.
+ *  - The functions declared here (marked PRISM_API) are the whole interface:
+ *    libprism.so exports them and nothing else.
  */
 #ifndef PRISM_H
 #define PRISM_H
@@ -25,6 +27,16 @@
 
 #ifdef __cplusplus
 extern "C" {
+#endif
+
+/* The library is compiled with hidden visibility and PRISM_BUILDING_LIBRARY
+ * defined, so only the functions marked PRISM_API are exported from the
+ * shared library.  Programs that use it define nothing: for them it is
+ * empty. */
+#if defined(PRISM_BUILDING_LIBRARY) && defined(__GNUC__)
+#define PRISM_API __attribute__((visibility("default")))
+#else
+#define PRISM_API
 #endif
 
 #define PRISM_VERSION_MAJOR 0
@@ -66,13 +78,13 @@ typedef enum prism_status {
 } prism_status;
 
 /* Thread-safe.  Never NULL; unknown values give "unknown status". */
-const char *prism_status_string(prism_status status);
+PRISM_API const char *prism_status_string(prism_status status);
 /* Thread-safe.  The enum name, e.g. "PRISM_ERR_CONFIG". */
-const char *prism_status_name(prism_status status);
+PRISM_API const char *prism_status_name(prism_status status);
 /* Thread-safe.  The library's version string (may differ from the header). */
-const char *prism_version(void);
+PRISM_API const char *prism_version(void);
 /* Thread-safe.  PRISM_VERSION_NUMBER of the library actually linked. */
-int prism_version_number(void);
+PRISM_API int prism_version_number(void);
 
 /* ------------------------------------------------------------------------ */
 /* Enumerations shared by configs, the generator and the runtime.           */
@@ -97,11 +109,11 @@ typedef enum prism_arch {
 } prism_arch;
 
 /* Thread-safe.  "bf16", "half", "sm_90a"...; NULL for out-of-range values. */
-const char *prism_dtype_name(prism_dtype dtype);
-const char *prism_rope_layout_name(prism_rope_layout layout);
-const char *prism_arch_name(prism_arch arch);
+PRISM_API const char *prism_dtype_name(prism_dtype dtype);
+PRISM_API const char *prism_rope_layout_name(prism_rope_layout layout);
+PRISM_API const char *prism_arch_name(prism_arch arch);
 /* Thread-safe.  Parses "sm_80", "sm_86", "sm_89", "sm_90a" (exact spelling). */
-prism_status prism_arch_parse(const char *name, prism_arch *out);
+PRISM_API prism_status prism_arch_parse(const char *name, prism_arch *out);
 
 /* ------------------------------------------------------------------------ */
 /* Kernel config: the single source of truth for one model family.          */
@@ -152,23 +164,25 @@ typedef struct prism_config {
  * Hq=32, Hkv=8, bf16, half layout, theta 500000, BS=128, dh=64, dl=96,
  * thresholds 0.95/0.95, calibration on, temps 1.0, sink and diagonal forced,
  * targets sm_80 and sm_90a.  Band widths default per head dim (see README). */
-void prism_config_init(prism_config *cfg);
+PRISM_API void prism_config_init(prism_config *cfg);
 
 /* Thread-safe.  Loads and strictly validates a YAML config.  On failure
  * returns PRISM_ERR_CONFIG (or PRISM_ERR_IO) and writes one line
  * "FILE:LINE:COLUMN: what is wrong; what is allowed" into err. */
-prism_status prism_config_load_file(const char *path, prism_config *cfg,
-                                    char *err, size_t err_size);
+PRISM_API prism_status prism_config_load_file(const char *path,
+                                              prism_config *cfg, char *err,
+                                              size_t err_size);
 /* Thread-safe.  The same from memory; `name` is used in messages. */
-prism_status prism_config_load_string(const char *yaml, size_t length,
-                                      const char *name, prism_config *cfg,
-                                      char *err, size_t err_size);
+PRISM_API prism_status prism_config_load_string(const char *yaml, size_t length,
+                                                const char *name,
+                                                prism_config *cfg, char *err,
+                                                size_t err_size);
 /* Thread-safe.  Validates a config built in memory (no line numbers). */
-prism_status prism_config_validate(const prism_config *cfg, char *err,
-                                   size_t err_size);
+PRISM_API prism_status prism_config_validate(const prism_config *cfg, char *err,
+                                             size_t err_size);
 /* Thread-safe.  Writes the resolved config as YAML (defaults filled in).
  * Returns a malloc'd string the caller frees, or NULL when out of memory. */
-char *prism_config_to_yaml(const prism_config *cfg);
+PRISM_API char *prism_config_to_yaml(const prism_config *cfg);
 
 /* ------------------------------------------------------------------------ */
 /* Context: logger, cache, counters.                                        */
@@ -222,21 +236,21 @@ typedef struct prism_counters {
 typedef struct prism_context prism_context;
 
 /* Thread-safe. */
-void prism_context_options_init(prism_context_options *options);
+PRISM_API void prism_context_options_init(prism_context_options *options);
 /* Thread-safe.  options may be NULL (defaults). */
-prism_status prism_context_create(const prism_context_options *options,
-                                  prism_context **out);
+PRISM_API prism_status
+prism_context_create(const prism_context_options *options, prism_context **out);
 /* Not thread-safe with other calls on the same context.  NULL is a no-op. */
-void prism_context_destroy(prism_context *ctx);
+PRISM_API void prism_context_destroy(prism_context *ctx);
 /* The message of the last failing call on this context (from any thread).
  * Never NULL; valid until the next failing call.  Read it from the thread
  * that saw the failure when several threads share the context. */
-const char *prism_context_last_error(const prism_context *ctx);
+PRISM_API const char *prism_context_last_error(const prism_context *ctx);
 /* Thread-safe. */
-prism_status prism_context_counters(const prism_context *ctx,
-                                    prism_counters *out);
+PRISM_API prism_status prism_context_counters(const prism_context *ctx,
+                                              prism_counters *out);
 /* Thread-safe.  The writable cache directory in use ("" when none). */
-const char *prism_context_cache_dir(const prism_context *ctx);
+PRISM_API const char *prism_context_cache_dir(const prism_context *ctx);
 
 /* ------------------------------------------------------------------------ */
 /* Kernels: generation and compilation.                                      */
@@ -244,14 +258,15 @@ const char *prism_context_cache_dir(const prism_context *ctx);
 
 /* Thread-safe.  Number of kernels every config generates, and their names
  * in pipeline order ("pool_stats", ...). */
-int prism_kernel_count(void);
-const char *prism_kernel_name(int index);
+PRISM_API int prism_kernel_count(void);
+PRISM_API const char *prism_kernel_name(int index);
 
 /* Thread-safe.  Generates the CUDA source of one kernel for one arch.
  * *source is malloc'd; the caller frees it. */
-prism_status prism_generate_source(const prism_config *cfg, int kernel_index,
-                                   prism_arch arch, char **source,
-                                   char *err, size_t err_size);
+PRISM_API prism_status prism_generate_source(const prism_config *cfg,
+                                             int kernel_index, prism_arch arch,
+                                             char **source, char *err,
+                                             size_t err_size);
 
 typedef struct prism_kernel_info {
     const char *name;        /* kernel name                                 */
@@ -272,16 +287,19 @@ typedef struct prism_module prism_module;
 
 /* Thread-safe on one context.  Generates every kernel of cfg for arch and
  * gets their cubins from the cache, compiling misses in parallel threads. */
-prism_status prism_module_build(prism_context *ctx, const prism_config *cfg,
-                                prism_arch arch, prism_module **out);
+PRISM_API prism_status prism_module_build(prism_context *ctx,
+                                          const prism_config *cfg,
+                                          prism_arch arch, prism_module **out);
 /* NULL is a no-op. */
-void prism_module_destroy(prism_module *module);
+PRISM_API void prism_module_destroy(prism_module *module);
 /* Thread-safe for concurrent readers. */
-int prism_module_kernel_count(const prism_module *module);
-prism_status prism_module_kernel_info(const prism_module *module, int index,
-                                      prism_kernel_info *out);
+PRISM_API int prism_module_kernel_count(const prism_module *module);
+PRISM_API prism_status prism_module_kernel_info(const prism_module *module,
+                                                int index,
+                                                prism_kernel_info *out);
 /* NVRTC program log of one kernel (may be empty; never NULL). */
-const char *prism_module_kernel_log(const prism_module *module, int index);
+PRISM_API const char *prism_module_kernel_log(const prism_module *module,
+                                              int index);
 
 /* ------------------------------------------------------------------------ */
 /* GPU plans and launches.                                                  */
@@ -337,26 +355,27 @@ typedef struct prism_plan prism_plan;
  * for the context's device and allocates the workspace for `limits`.
  * Returns PRISM_ERR_NO_DRIVER / PRISM_ERR_NO_DEVICE where there is no GPU
  * and PRISM_ERR_NO_KERNEL for a device arch without kernels. */
-prism_status prism_plan_create(prism_context *ctx, const prism_config *cfg,
-                               const prism_plan_limits *limits,
-                               prism_plan **out);
-/* The same from a YAML config file. */
-prism_status prism_plan_create_from_file(prism_context *ctx, const char *path,
+PRISM_API prism_status prism_plan_create(prism_context *ctx,
+                                         const prism_config *cfg,
                                          const prism_plan_limits *limits,
                                          prism_plan **out);
+/* The same from a YAML config file. */
+PRISM_API prism_status
+prism_plan_create_from_file(prism_context *ctx, const char *path,
+                            const prism_plan_limits *limits, prism_plan **out);
 /* NULL is a no-op.  Not thread-safe with launches on the same plan. */
-void prism_plan_destroy(prism_plan *plan);
+PRISM_API void prism_plan_destroy(prism_plan *plan);
 /* Thread-safe.  Workspace bytes estimate/prefill need for `batch` (NULL:
  * the plan's limits). */
-size_t prism_plan_workspace_size(const prism_plan *plan,
-                                 const prism_batch *batch);
+PRISM_API size_t prism_plan_workspace_size(const prism_plan *plan,
+                                           const prism_batch *batch);
 /* Thread-safe.  The arch whose kernels the plan runs (PRISM_ARCH_COUNT_
  * for a CPU plan). */
-prism_arch prism_plan_arch(const prism_plan *plan);
+PRISM_API prism_arch prism_plan_arch(const prism_plan *plan);
 /* Thread-safe.  The config the plan was made from. */
-const prism_config *prism_plan_config(const prism_plan *plan);
+PRISM_API const prism_config *prism_plan_config(const prism_plan *plan);
 /* Never NULL; the message of the last failing call on this plan. */
-const char *prism_plan_last_error(const prism_plan *plan);
+PRISM_API const char *prism_plan_last_error(const prism_plan *plan);
 
 /* Launches.  Asynchronous on `stream`; no allocation, no synchronisation.
  * Launches on one plan are not thread-safe with each other when they use
@@ -365,10 +384,13 @@ const char *prism_plan_last_error(const prism_plan *plan);
  * plan was created with caller_workspace). */
 
 /* Prism estimation (pooling, calibration, dual-band scores, selection). */
-prism_status prism_estimate(prism_plan *plan, const prism_batch *batch,
-                            const prism_tensor *q, const prism_tensor *k,
-                            const prism_block_mask *mask, void *workspace,
-                            size_t workspace_size, prism_stream stream);
+PRISM_API prism_status prism_estimate(prism_plan *plan,
+                                      const prism_batch *batch,
+                                      const prism_tensor *q,
+                                      const prism_tensor *k,
+                                      const prism_block_mask *mask,
+                                      void *workspace, size_t workspace_size,
+                                      prism_stream stream);
 /* Block-sparse attention over any block mask.  lse may be NULL, else fp32
  * natural-log log-sum-exp, [batch, Hq, seqlen_q] for a regular batch and
  * [Hq, total_q] for a ragged one (FlashAttention's varlen layout); a query
@@ -376,25 +398,29 @@ prism_status prism_estimate(prism_plan *plan, const prism_batch *batch,
  * the work queue of the persistent sm_90a kernel (and the CPU backend's
  * scratch); the same workspace serves estimate, attention and prefill.
  * (0.2.0: the workspace arguments are new.) */
-prism_status prism_sparse_attention(prism_plan *plan, const prism_batch *batch,
-                                    const prism_tensor *q,
-                                    const prism_tensor *k,
-                                    const prism_tensor *v,
-                                    const prism_block_mask *mask,
-                                    const prism_tensor *o, float *lse,
-                                    void *workspace, size_t workspace_size,
-                                    prism_stream stream);
+PRISM_API prism_status prism_sparse_attention(prism_plan *plan,
+                                              const prism_batch *batch,
+                                              const prism_tensor *q,
+                                              const prism_tensor *k,
+                                              const prism_tensor *v,
+                                              const prism_block_mask *mask,
+                                              const prism_tensor *o, float *lse,
+                                              void *workspace,
+                                              size_t workspace_size,
+                                              prism_stream stream);
 /* Both: estimation then attention.  mask may be NULL (kept in the
  * workspace) or receives the selection. */
-prism_status prism_prefill(prism_plan *plan, const prism_batch *batch,
-                           const prism_tensor *q, const prism_tensor *k,
-                           const prism_tensor *v, const prism_tensor *o,
-                           float *lse, const prism_block_mask *mask,
-                           void *workspace, size_t workspace_size,
-                           prism_stream stream);
+PRISM_API prism_status prism_prefill(prism_plan *plan, const prism_batch *batch,
+                                     const prism_tensor *q,
+                                     const prism_tensor *k,
+                                     const prism_tensor *v,
+                                     const prism_tensor *o, float *lse,
+                                     const prism_block_mask *mask,
+                                     void *workspace, size_t workspace_size,
+                                     prism_stream stream);
 /* Density (selected / block-causal blocks) of the last estimate or prefill
  * on this plan.  Synchronises with that launch's stream. */
-prism_status prism_plan_density(prism_plan *plan, double *density);
+PRISM_API prism_status prism_plan_density(prism_plan *plan, double *density);
 
 #ifdef __cplusplus
 }
