@@ -4,8 +4,9 @@
  * Prism is spectral-aware block-sparse attention for long-context prefill.
  * libprism turns a YAML kernel config into specialized CUDA source, compiles
  * it with NVRTC into cubins, keeps those in a verified on-disk cache, and
- * (from later releases) launches them.  Everything here is C11 and every
- * symbol carries the prism_ / PRISM_ prefix.
+ * launches them through plans (or runs the same pipeline on the CPU with
+ * LLVM).  Everything here is C11 and every symbol carries the prism_ /
+ * PRISM_ prefix.
  *
  * Conventions
  *  - Every fallible call returns a prism_status; PRISM_OK is 0.
@@ -209,7 +210,7 @@ typedef enum prism_device_kind {
 } prism_device_kind;
 
 typedef struct prism_context_options {
-    int device_ordinal;      /* CUDA device for launches (later releases)  */
+    int device_ordinal;      /* CUDA device of the context's GPU plans     */
     prism_log_fn log;        /* NULL: warnings and errors go to stderr     */
     void *log_user;
     prism_log_level log_level; /* messages below this level are dropped    */

@@ -13,7 +13,7 @@ enum { PLAN_POOL_STATS, PLAN_ESTIMATE, PLAN_ATTENTION, PLAN_KERNELS };
 typedef struct plan_kernel {
     CUmodule module;
     CUfunction main;      /* first entry point                          */
-    CUfunction second;    /* second entry point (pool_stats: calibrate) */
+    CUfunction second;    /* attention: the schedule kernel (persistent) */
     int threads;          /* CTA size                                   */
     int tile_m;           /* attention: query rows per CTA              */
     int dynamic_smem;     /* attention: dynamic shared memory bytes     */
