@@ -142,7 +142,7 @@ typedef struct prism_autotune_row {
 } prism_autotune_row;
 
 typedef struct prism_autotune_report {
-    prism_tuning_device device;
+    prism_tune_device device;
     prism_arch arch;
     int n_devices;
     char tune_dir[PRISM_PATH_MAX];

@@ -422,7 +422,7 @@ prism_status prism_autotune_run(prism_context *ctx,
         (st = tune_run_probe_devices(R)) != PRISM_OK ||
         (st = tune_run_open_tune_dir(R)) != PRISM_OK)
         goto done;
-    if ((st = prism_tuning_config_hash(R->cfg, R->cfg_hash)) != PRISM_OK) {
+    if ((st = prism_tune_config_hash(R->cfg, R->cfg_hash)) != PRISM_OK) {
         tune_run_fail(R, st, "out of memory hashing the config");
         goto done;
     }

@@ -39,7 +39,7 @@ typedef struct run {
     const prism_autotune_options *o;
     const prism_config *cfg;
     char cfg_hash[65];
-    prism_tuning_device device;
+    prism_tune_device device;
     prism_arch arch;
     int n_dev, ordinals[PRISM_TUNE_MAX_DEVICES];
     int n_seqs, seqs[PRISM_TUNE_MAX_SEQS];

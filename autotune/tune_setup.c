@@ -49,13 +49,13 @@ prism_status tune_run_check_options(run *R) {
                 R, PRISM_ERR_INVALID_ARGUMENT,
                 "autotune: sequence length %d must be positive", o->seqs[i]);
         for (int j = 0; j < i; j++)
-            if (prism_tuning_bucket(o->seqs[j]) ==
-                prism_tuning_bucket(o->seqs[i]))
+            if (prism_tune_bucket(o->seqs[j]) ==
+                prism_tune_bucket(o->seqs[i]))
                 return tune_run_fail(
                     R, PRISM_ERR_INVALID_ARGUMENT,
                     "autotune: lengths %d and %d fall in the same "
                     "bucket %d; give one length per bucket",
-                    o->seqs[j], o->seqs[i], prism_tuning_bucket(o->seqs[i]));
+                    o->seqs[j], o->seqs[i], prism_tune_bucket(o->seqs[i]));
         R->seqs[R->n_seqs++] = o->seqs[i];
     }
     R->n_dens = o->n_densities;
@@ -106,14 +106,14 @@ prism_status tune_run_probe_devices(run *R) {
         R->ordinals[R->n_dev++] = 0;
     for (int i = 0; i < R->n_dev; i++) {
         CUdevice dev;
-        prism_tuning_device d;
+        prism_tune_device d;
         CUresult rc = drv->device_get(&dev, R->ordinals[i]);
         if (rc != CUDA_SUCCESS)
             return tune_run_fail(
                 R, prism_cuda_error(drv, rc, "cuDeviceGet", err, sizeof err),
                 "%s", err);
-        if ((st = prism_tuning_device_query(drv, dev, &d, err, sizeof err)) !=
-            PRISM_OK)
+        if ((st = prism_plan_tuning_device_query(drv, dev, &d, err,
+                                                 sizeof err)) != PRISM_OK)
             return tune_run_fail(R, st, "%s", err);
         if (i == 0)
             R->device = d;
@@ -126,7 +126,7 @@ prism_status tune_run_probe_devices(run *R) {
                 R->ordinals[i], d.name, d.sm_count, R->ordinals[0],
                 R->device.name, R->device.sm_count);
     }
-    if (!prism_tuning_device_arch(&R->device, &R->arch))
+    if (!prism_tune_device_arch(&R->device, &R->arch))
         return tune_run_fail(
             R, PRISM_ERR_NO_KERNEL,
             "autotune: %s has compute capability %d.%d, which has no "
@@ -139,7 +139,7 @@ prism_status tune_run_open_tune_dir(run *R) {
     char(*dirs)[PRISM_PATH_MAX] = malloc(PRISM_TUNE_MAX_DIRS * sizeof *dirs);
     if (!dirs)
         return tune_run_fail(R, PRISM_ERR_OUT_OF_MEMORY, "out of memory");
-    prism_tuning_dirs(R->ctx, dirs);
+    prism_plan_tuning_dirs(R->ctx, dirs);
     prism_strlcpy(R->tune_dir, dirs[0], sizeof R->tune_dir);
     free(dirs);
     char err[PRISM_ERRMSG_MAX];
@@ -194,7 +194,7 @@ prism_status tune_run_make_jobs(run *R) {
             j->kernel = k;
             j->stage = stage;
             j->seq = R->seqs[b];
-            j->bucket = prism_tuning_bucket(j->seq);
+            j->bucket = prism_tune_bucket(j->seq);
             prism_tune_entry *e = &j->entry;
             j->queue = malloc(sizeof *j->queue * (size_t)R->spaces[k].n);
             if (!j->queue ||

@@ -12,6 +12,7 @@
 #include "runtime/pack.h"
 
 #include "runtime/context.h"
+#include "runtime/plan_tuning.h"
 #include "compile/nvrtc_compile.h"
 #include "cache/tar.h"
 #include "base/fs.h"
@@ -103,7 +104,7 @@ static prism_status consider_entry(packer *P, int c, const char *dir,
         if (!strcmp(prism_kernel_name(i), e.kernel))
             k = i;
     if (strcmp(e.config_hash, P->hashes[c]) || best < 0 || k < 0 ||
-        !prism_tuning_device_arch(&e.device, &arch) ||
+        !prism_tune_device_arch(&e.device, &arch) ||
         !has_arch(archs, n_archs, arch)) {
         prism_log(&P->ctx->logger, PRISM_LOG_DEBUG,
                   "pack: %s is not for a packed config and arch", src);
@@ -134,7 +135,7 @@ static prism_status copy_tuning(packer *P, int c) {
     if (!dirs)
         return prism_errorf(P->err, sizeof P->err, PRISM_ERR_OUT_OF_MEMORY,
                             "out of memory");
-    int n = prism_tuning_dirs(P->ctx, dirs);
+    int n = prism_plan_tuning_dirs(P->ctx, dirs);
     prism_status st = PRISM_OK;
     char prefix[24];
     snprintf(prefix, sizeof prefix, "%.16s-", P->hashes[c]);
@@ -186,8 +187,8 @@ static prism_status build_all(packer *P) {
         const prism_config *cfg = &P->o->configs[cp->config];
         char why[PRISM_ERRMSG_MAX];
         *tuned = *cfg;
-        if (!prism_tuning_merge_kernel(tuned, cfg, cp->kernel, cp->arch,
-                                       cp->values, why, sizeof why)) {
+        if (!prism_plan_tuning_merge_kernel(tuned, cfg, cp->kernel, cp->arch,
+                                            cp->values, why, sizeof why)) {
             prism_log(&P->ctx->logger, PRISM_LOG_WARN,
                       "pack: a tuned %s of '%s' does not fit the config (%s); "
                       "plans will use the untuned kernel",
@@ -357,7 +358,7 @@ prism_status prism_pack_create(prism_context *ctx, const prism_pack_options *o,
     for (int c = 0; c < o->n_configs; c++)
         if ((st = prism_config_validate(&o->configs[c], P->err,
                                         sizeof P->err)) != PRISM_OK ||
-            (st = prism_tuning_config_hash(&o->configs[c], P->hashes[c])) !=
+            (st = prism_tune_config_hash(&o->configs[c], P->hashes[c])) !=
                 PRISM_OK)
             goto done;
     if ((st = make_pack_dir(P, tar, &made)) != PRISM_OK)

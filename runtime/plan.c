@@ -281,7 +281,7 @@ prism_status prism_plan_create(prism_context *ctx, const prism_config *cfg,
     /* the tuning database's best kernels for this device and length
      * (runtime/plan_tuning.c); p->cfg becomes the config they were
      * built from, whose constants the launches must use */
-    if ((st = prism_tuning_plan_module(ctx, p->drv, p->device, p->arch, cfg,
+    if ((st = prism_plan_tuning_module(ctx, p->drv, p->device, p->arch, cfg,
                                        limits->max_seqlen_k, &p->cfg,
                                        &p->module)) != PRISM_OK) {
         prism_strlcpy(p->last_error, prism_context_last_error(ctx),

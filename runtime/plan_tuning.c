@@ -18,8 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-int prism_tuning_dirs(const prism_context *ctx,
-                      char dirs[PRISM_TUNE_MAX_DIRS][PRISM_PATH_MAX]) {
+int prism_plan_tuning_dirs(const prism_context *ctx,
+                           char dirs[PRISM_TUNE_MAX_DIRS][PRISM_PATH_MAX]) {
     int n = 0;
     const char *env = getenv("PRISM_TUNE_DIR");
     const char *cache_dir = prism_context_cache_dir(ctx);
@@ -39,22 +39,23 @@ int prism_tuning_dirs(const prism_context *ctx,
 }
 
 prism_status
-prism_tuning_lookup(prism_context *ctx, const prism_tuning_device *dev,
-                    const prism_config *cfg, const char *kernel, int64_t seqlen,
-                    int64_t values[PRISM_MAX_TUNABLES], bool *found) {
+prism_plan_tuning_lookup(prism_context *ctx, const prism_tune_device *dev,
+                         const prism_config *cfg, const char *kernel,
+                         int64_t seqlen, int64_t values[PRISM_MAX_TUNABLES],
+                         bool *found) {
     if (!ctx || !dev || !cfg || !kernel || !values || !found)
         return PRISM_ERR_NULL_POINTER;
     *found = false;
     char hash[65], name[256], path[PRISM_PATH_MAX], why[PRISM_ERRMSG_MAX];
-    prism_status st = prism_tuning_config_hash(cfg, hash);
+    prism_status st = prism_tune_config_hash(cfg, hash);
     if (st != PRISM_OK)
         return st;
-    int bucket = prism_tuning_bucket(seqlen);
+    int bucket = prism_tune_bucket(seqlen);
     prism_tune_file_name(dev->key, hash, kernel, bucket, name, sizeof name);
     char(*dirs)[PRISM_PATH_MAX] = malloc(PRISM_TUNE_MAX_DIRS * sizeof *dirs);
     if (!dirs)
         return PRISM_ERR_OUT_OF_MEMORY;
-    int n_dirs = prism_tuning_dirs(ctx, dirs);
+    int n_dirs = prism_plan_tuning_dirs(ctx, dirs);
     for (int d = 0; d < n_dirs && !*found; d++) {
         if (!dirs[d][0] || !prism_fs_join(path, sizeof path, dirs[d], name))
             continue;
@@ -110,9 +111,10 @@ static bool is_pinned(const prism_config *c, const char *kernel,
     return false;
 }
 
-bool prism_tuning_merge_kernel(prism_config *trial, const prism_config *in,
-                               int k, prism_arch arch, const int64_t *values,
-                               char *why, size_t why_size) {
+bool prism_plan_tuning_merge_kernel(prism_config *trial,
+                                    const prism_config *in, int k,
+                                    prism_arch arch, const int64_t *values,
+                                    char *why, size_t why_size) {
     const prism_kernel_def *def = prism_kernel_def_at(k);
     for (int t = 0; t < PRISM_MAX_TUNABLES && def->tunables[t].name; t++) {
         if (is_pinned(in, def->name, def->tunables[t].name))
@@ -140,10 +142,10 @@ bool prism_tuning_merge_kernel(prism_config *trial, const prism_config *in,
     return ok;
 }
 
-prism_status prism_tuning_apply(prism_context *ctx, const prism_config *in,
-                                const prism_tuning_device *dev,
-                                int64_t max_seqlen, prism_config *out,
-                                int *n_applied) {
+prism_status prism_plan_tuning_apply(prism_context *ctx, const prism_config *in,
+                                     const prism_tune_device *dev,
+                                     int64_t max_seqlen, prism_config *out,
+                                     int *n_applied) {
     if (!ctx || !in || !dev || !out)
         return PRISM_ERR_NULL_POINTER;
     if (out != in)
@@ -151,7 +153,7 @@ prism_status prism_tuning_apply(prism_context *ctx, const prism_config *in,
     if (n_applied)
         *n_applied = 0;
     prism_arch arch;
-    if (tuning_disabled() || !prism_tuning_device_arch(dev, &arch))
+    if (tuning_disabled() || !prism_tune_device_arch(dev, &arch))
         return PRISM_OK;
     prism_config *trial = malloc(sizeof *trial);
     if (!trial)
@@ -166,8 +168,8 @@ prism_status prism_tuning_apply(prism_context *ctx, const prism_config *in,
             continue;
         int64_t values[PRISM_MAX_TUNABLES];
         bool found = false;
-        st = prism_tuning_lookup(ctx, dev, in, def->name, max_seqlen, values,
-                                 &found);
+        st = prism_plan_tuning_lookup(ctx, dev, in, def->name, max_seqlen,
+                                      values, &found);
         if (st != PRISM_OK)
             break;
         if (!found)
@@ -175,12 +177,12 @@ prism_status prism_tuning_apply(prism_context *ctx, const prism_config *in,
         char why[PRISM_ERRMSG_MAX], text[256];
         prism_tune_values_text(def, values, text, sizeof text);
         *trial = *out;
-        if (!prism_tuning_merge_kernel(trial, in, k, arch, values, why,
-                                       sizeof why)) {
+        if (!prism_plan_tuning_merge_kernel(trial, in, k, arch, values, why,
+                                            sizeof why)) {
             prism_log(&ctx->logger, PRISM_LOG_WARN,
                       "tuned %s (%s) for bucket %d does not fit config '%s' "
                       "(%s); using the untuned kernel",
-                      def->name, text, prism_tuning_bucket(max_seqlen),
+                      def->name, text, prism_tune_bucket(max_seqlen),
                       in->name, why);
             continue;
         }
@@ -189,15 +191,16 @@ prism_status prism_tuning_apply(prism_context *ctx, const prism_config *in,
             (*n_applied)++;
         prism_log(&ctx->logger, PRISM_LOG_INFO,
                   "%s: tuned for %s, bucket %d: %s", def->name, dev->name,
-                  prism_tuning_bucket(max_seqlen), text);
+                  prism_tune_bucket(max_seqlen), text);
     }
     free(trial);
     return st;
 }
 
-prism_status prism_tuning_device_query(const prism_driver *drv, CUdevice dev,
-                                       prism_tuning_device *out, char *err,
-                                       size_t err_size) {
+prism_status prism_plan_tuning_device_query(const prism_driver *drv,
+                                            CUdevice dev,
+                                            prism_tune_device *out, char *err,
+                                            size_t err_size) {
     memset(out, 0, sizeof *out);
     CUresult rc = drv->device_get_name(out->name, (int)sizeof out->name, dev);
     if (rc == CUDA_SUCCESS)
@@ -218,28 +221,28 @@ prism_status prism_tuning_device_query(const prism_driver *drv, CUdevice dev,
                                 err, err_size);
     out->name[sizeof out->name - 1] = '\0';
     prism_strlcpy(out->nvrtc, prism_nvrtc_version(), sizeof out->nvrtc);
-    prism_tuning_device_set_key(out);
+    prism_tune_device_set_key(out);
     return PRISM_OK;
 }
 
-prism_status prism_tuning_plan_module(prism_context *ctx,
+prism_status prism_plan_tuning_module(prism_context *ctx,
                                       const prism_driver *drv, CUdevice dev,
                                       prism_arch arch, const prism_config *cfg,
                                       int64_t max_seqlen_k, prism_config *used,
                                       prism_module **module) {
     char err[PRISM_ERRMSG_MAX];
-    prism_tuning_device device;
+    prism_tune_device device;
     int applied = 0;
     prism_config *tuned = malloc(sizeof *tuned);
     if (!tuned)
         return prism_context_fail(ctx, PRISM_ERR_OUT_OF_MEMORY,
                                   "out of memory creating a plan");
     prism_status st =
-        prism_tuning_device_query(drv, dev, &device, err, sizeof err);
+        prism_plan_tuning_device_query(drv, dev, &device, err, sizeof err);
     if (st != PRISM_OK)
         prism_log(&ctx->logger, PRISM_LOG_DEBUG, "no tuning: %s", err);
-    else if ((st = prism_tuning_apply(ctx, cfg, &device, max_seqlen_k, tuned,
-                                      &applied)) != PRISM_OK)
+    else if ((st = prism_plan_tuning_apply(ctx, cfg, &device, max_seqlen_k,
+                                           tuned, &applied)) != PRISM_OK)
         prism_log(&ctx->logger, PRISM_LOG_WARN,
                   "tuning database lookup failed (%s); using untuned kernels",
                   prism_status_string(st));

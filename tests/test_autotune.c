@@ -5,6 +5,7 @@
  * `prism autotune` itself is tested in test_autotune_cli.c.
  */
 #include "autotune/autotune.h"
+#include "runtime/plan_tuning.h"
 #include "cache_testutil.h"
 #include "base/fs.h"
 
@@ -61,8 +62,8 @@ static prism_context *context(const char *ro_path, bool no_jit) {
     return ctx;
 }
 
-static prism_tuning_device fake_device(const char *name, int major, int minor) {
-    prism_tuning_device d;
+static prism_tune_device fake_device(const char *name, int major, int minor) {
+    prism_tune_device d;
     memset(&d, 0, sizeof d);
     snprintf(d.name, sizeof d.name, "%s", name);
     d.sm_count = 132;
@@ -70,20 +71,20 @@ static prism_tuning_device fake_device(const char *name, int major, int minor) {
     d.cc_minor = minor;
     snprintf(d.nvrtc, sizeof d.nvrtc, "%s", "13.0 (test)");
     d.driver_version = 13000;
-    prism_tuning_device_set_key(&d);
+    prism_tune_device_set_key(&d);
     return d;
 }
 
 /* An attention entry of cfg on dev: default 1.0 ms, (64, 32, 16) 0.5 ms,
  * (128, 64, 32) 0.7 ms, one pruned, one mismatch, one untimed. */
 static void make_entry(prism_tune_entry *e, const prism_config *cfg,
-                       const prism_tuning_device *dev, int bucket) {
+                       const prism_tune_device *dev, int bucket) {
     const prism_kernel_def *def = prism_kernel_def_find("attention");
     cr_assert_eq(prism_tune_entry_init(e, def, 6), PRISM_OK);
     e->device = *dev;
     snprintf(e->date, sizeof e->date, "2026-12-01T10:00:00Z");
     snprintf(e->config_name, sizeof e->config_name, "%s", cfg->name);
-    cr_assert_eq(prism_tuning_config_hash(cfg, e->config_hash), PRISM_OK);
+    cr_assert_eq(prism_tune_config_hash(cfg, e->config_hash), PRISM_OK);
     e->bucket = bucket;
     e->seq = bucket;
     static const int64_t v[6][3] = {{0, 0, 0},      {64, 32, 16}, {128, 64, 32},
@@ -125,12 +126,12 @@ static void entry_path(char *buf, size_t size, const prism_tune_entry *e) {
 }
 
 Test(tune_db, buckets_and_keys) {
-    cr_assert_eq(prism_tuning_bucket(1), 4096);
-    cr_assert_eq(prism_tuning_bucket(4096), 4096);
-    cr_assert_eq(prism_tuning_bucket(4097), 8192);
-    cr_assert_eq(prism_tuning_bucket(100000), 131072);
-    cr_assert_eq(prism_tuning_bucket(262144), 262144);
-    cr_assert_eq(prism_tuning_bucket(1 << 24), 262144);
+    cr_assert_eq(prism_tune_bucket(1), 4096);
+    cr_assert_eq(prism_tune_bucket(4096), 4096);
+    cr_assert_eq(prism_tune_bucket(4097), 8192);
+    cr_assert_eq(prism_tune_bucket(100000), 131072);
+    cr_assert_eq(prism_tune_bucket(262144), 262144);
+    cr_assert_eq(prism_tune_bucket(1 << 24), 262144);
 
     prism_config a = load("default.yaml"), b = a;
     char ha[65], hb[65];
@@ -140,34 +141,34 @@ Test(tune_db, buckets_and_keys) {
     snprintf(b.tuning[0].kernel, 64, "attention");
     snprintf(b.tuning[0].param, 64, "block_m");
     b.tuning[0].value = 64;
-    prism_tuning_config_hash(&a, ha);
-    prism_tuning_config_hash(&b, hb);
+    prism_tune_config_hash(&a, ha);
+    prism_tune_config_hash(&b, hb);
     cr_assert_str_eq(ha, hb,
                      "name, targets and tuning do not change what "
                      "the kernels compute");
     b.threshold_high = 0.9;
-    prism_tuning_config_hash(&b, hb);
+    prism_tune_config_hash(&b, hb);
     cr_assert_str_neq(ha, hb);
 
-    prism_tuning_device d = fake_device("GPU", 9, 0), e = d;
+    prism_tune_device d = fake_device("GPU", 9, 0), e = d;
     cr_assert_eq(strlen(d.key), 64);
     e.driver_version++;
-    prism_tuning_device_set_key(&e);
+    prism_tune_device_set_key(&e);
     cr_assert_str_neq(d.key, e.key, "a new driver is a new device key");
     e = d;
     snprintf(e.nvrtc, sizeof e.nvrtc, "13.1");
-    prism_tuning_device_set_key(&e);
+    prism_tune_device_set_key(&e);
     cr_assert_str_neq(d.key, e.key, "a new NVRTC is a new device key");
     prism_arch arch;
-    cr_assert(prism_tuning_device_arch(&d, &arch));
+    cr_assert(prism_tune_device_arch(&d, &arch));
     cr_assert_eq(arch, PRISM_ARCH_SM90A);
     e.cc_major = 7;
-    cr_assert_not(prism_tuning_device_arch(&e, &arch));
+    cr_assert_not(prism_tune_device_arch(&e, &arch));
 }
 
 Test(tune_db, round_trip_is_identical) {
     prism_config cfg = load("default.yaml");
-    prism_tuning_device dev = fake_device("NVIDIA H100 \"80GB\" HBM3", 9, 0);
+    prism_tune_device dev = fake_device("NVIDIA H100 \"80GB\" HBM3", 9, 0);
     prism_tune_entry e, back;
     make_entry(&e, &cfg, &dev, 4096);
     char err[1024], path[1400], written[PRISM_PATH_MAX];
@@ -222,7 +223,7 @@ Test(tune_db, round_trip_is_identical) {
 
 Test(tune_db, lookup_picks_the_best_for_the_bucket) {
     prism_config cfg = load("default.yaml");
-    prism_tuning_device dev = fake_device("GPU", 9, 0);
+    prism_tune_device dev = fake_device("GPU", 9, 0);
     prism_tune_entry e;
     make_entry(&e, &cfg, &dev, 8192);
     char err[1024];
@@ -232,21 +233,22 @@ Test(tune_db, lookup_picks_the_best_for_the_bucket) {
     int64_t v[PRISM_MAX_TUNABLES];
     bool found = false;
     cr_assert_eq(
-        prism_tuning_lookup(ctx, &dev, &cfg, "attention", 5000, v, &found),
+        prism_plan_tuning_lookup(ctx, &dev, &cfg, "attention", 5000, v, &found),
         PRISM_OK);
     cr_assert(found);
     cr_assert(v[0] == 64 && v[1] == 32 && v[2] == 16);
     cr_assert_eq(
-        prism_tuning_lookup(ctx, &dev, &cfg, "attention", 8193, v, &found),
+        prism_plan_tuning_lookup(ctx, &dev, &cfg, "attention", 8193, v, &found),
         PRISM_OK);
     cr_assert_not(found, "bucket 16384 has no entry");
     cr_assert_eq(
-        prism_tuning_lookup(ctx, &dev, &cfg, "estimate", 8192, v, &found),
+        prism_plan_tuning_lookup(ctx, &dev, &cfg, "estimate", 8192, v, &found),
         PRISM_OK);
     cr_assert_not(found);
-    prism_tuning_device other = fake_device("GPU", 8, 0);
+    prism_tune_device other = fake_device("GPU", 8, 0);
     cr_assert_eq(
-        prism_tuning_lookup(ctx, &other, &cfg, "attention", 8192, v, &found),
+        prism_plan_tuning_lookup(ctx, &other, &cfg, "attention", 8192, v,
+                                 &found),
         PRISM_OK);
     cr_assert_not(found);
     cr_assert_eq(g_log.warnings, 0, "a missing entry is silent: %s",
@@ -256,13 +258,13 @@ Test(tune_db, lookup_picks_the_best_for_the_bucket) {
     snprintf(alt, sizeof alt, "%s/alt", g_dir);
     setenv("PRISM_TUNE_DIR", alt, 1);
     cr_assert_eq(
-        prism_tuning_lookup(ctx, &dev, &cfg, "attention", 8192, v, &found),
+        prism_plan_tuning_lookup(ctx, &dev, &cfg, "attention", 8192, v, &found),
         PRISM_OK);
     cr_assert_not(found);
     cr_assert_eq(prism_tune_entry_write(alt, &e, NULL, err, sizeof err),
                  PRISM_OK);
     cr_assert_eq(
-        prism_tuning_lookup(ctx, &dev, &cfg, "attention", 8192, v, &found),
+        prism_plan_tuning_lookup(ctx, &dev, &cfg, "attention", 8192, v, &found),
         PRISM_OK);
     cr_assert(found);
     prism_context_destroy(ctx);
@@ -270,7 +272,7 @@ Test(tune_db, lookup_picks_the_best_for_the_bucket) {
 }
 
 /* Writes text over the entry's file, looks it up: a miss, one warning. */
-static void expect_bad(const prism_config *cfg, const prism_tuning_device *dev,
+static void expect_bad(const prism_config *cfg, const prism_tune_device *dev,
                        const char *path, const char *text, size_t size,
                        const char *needle) {
     char err[1024];
@@ -280,7 +282,7 @@ static void expect_bad(const prism_config *cfg, const prism_tuning_device *dev,
     int64_t v[PRISM_MAX_TUNABLES];
     bool found = true;
     cr_assert_eq(
-        prism_tuning_lookup(ctx, dev, cfg, "attention", 4096, v, &found),
+        prism_plan_tuning_lookup(ctx, dev, cfg, "attention", 4096, v, &found),
         PRISM_OK);
     cr_assert_not(found, "a bad entry is a miss (%s)", needle);
     cr_assert_eq(g_log.warnings, 1, "one warning for %s, got: %s", needle,
@@ -301,8 +303,8 @@ static char *replace(const char *text, const char *from, const char *to) {
 
 Test(tune_db, corrupt_entries_are_misses_with_one_warning) {
     prism_config cfg = load("default.yaml");
-    prism_tuning_device dev = fake_device("GPU", 9, 0);
-    prism_tuning_device b = fake_device("Another GPU", 9, 0);
+    prism_tune_device dev = fake_device("GPU", 9, 0);
+    prism_tune_device b = fake_device("Another GPU", 9, 0);
     prism_tune_entry e;
     make_entry(&e, &cfg, &dev, 4096);
     char path[1400], err[1024], *text;
@@ -344,7 +346,7 @@ Test(tune_db, corrupt_entries_are_misses_with_one_warning) {
     prism_context *ctx = context(NULL, false);
     int64_t v[PRISM_MAX_TUNABLES];
     bool found = false;
-    prism_tuning_lookup(ctx, &dev, &cfg, "attention", 4096, v, &found);
+    prism_plan_tuning_lookup(ctx, &dev, &cfg, "attention", 4096, v, &found);
     cr_assert(found);
     prism_context_destroy(ctx);
     free(text);
@@ -361,7 +363,7 @@ static int64_t override_of(const prism_config *c, const char *k,
 
 Test(tune_db, apply_appends_tuned_values_and_explicit_ones_win) {
     prism_config cfg = load("default.yaml"), out;
-    prism_tuning_device dev = fake_device("GPU", 9, 0);
+    prism_tune_device dev = fake_device("GPU", 9, 0);
     prism_tune_entry e;
     make_entry(&e, &cfg, &dev, 4096);
     char err[1024];
@@ -369,7 +371,7 @@ Test(tune_db, apply_appends_tuned_values_and_explicit_ones_win) {
                  PRISM_OK);
     prism_context *ctx = context(NULL, false);
     int applied = 0;
-    cr_assert_eq(prism_tuning_apply(ctx, &cfg, &dev, 4096, &out, &applied),
+    cr_assert_eq(prism_plan_tuning_apply(ctx, &cfg, &dev, 4096, &out, &applied),
                  PRISM_OK);
     cr_assert_eq(applied, 1);
     cr_assert_eq(override_of(&out, "attention", "block_m"), 64);
@@ -383,8 +385,9 @@ Test(tune_db, apply_appends_tuned_values_and_explicit_ones_win) {
     snprintf(pinned.tuning[0].kernel, 64, "attention");
     snprintf(pinned.tuning[0].param, 64, "block_n");
     pinned.tuning[0].value = 64;
-    cr_assert_eq(prism_tuning_apply(ctx, &pinned, &dev, 4096, &out, &applied),
-                 PRISM_OK);
+    cr_assert_eq(
+        prism_plan_tuning_apply(ctx, &pinned, &dev, 4096, &out, &applied),
+        PRISM_OK);
     cr_assert_eq(applied, 1, "the hash ignores tuning: same entry");
     cr_assert_eq(override_of(&out, "attention", "block_n"), 64,
                  "explicit wins");
@@ -392,7 +395,7 @@ Test(tune_db, apply_appends_tuned_values_and_explicit_ones_win) {
     cr_assert_eq(out.n_tuning, 6, "every attention tunable");
 
     setenv("PRISM_TUNE", "off", 1);
-    cr_assert_eq(prism_tuning_apply(ctx, &cfg, &dev, 4096, &out, &applied),
+    cr_assert_eq(prism_plan_tuning_apply(ctx, &cfg, &dev, 4096, &out, &applied),
                  PRISM_OK);
     cr_assert_eq(applied, 0);
     cr_assert_eq(out.n_tuning, 0);
@@ -405,7 +408,7 @@ Test(tune_db, apply_appends_tuned_values_and_explicit_ones_win) {
 Test(tune_db, apply_skips_a_combination_the_config_rejects) {
     /* head_dim 256: warp_m = 32 is legal per tunable but not for this config */
     prism_config cfg = load("gemma-2-9b.yaml"), out;
-    prism_tuning_device dev = fake_device("GPU", 9, 0);
+    prism_tune_device dev = fake_device("GPU", 9, 0);
     prism_tune_entry e;
     make_entry(&e, &cfg, &dev, 4096);
     e.candidates[2].median_ms = 0.1; /* (128, 64, 32) wins */
@@ -415,7 +418,7 @@ Test(tune_db, apply_skips_a_combination_the_config_rejects) {
                  PRISM_OK);
     prism_context *ctx = context(NULL, false);
     int applied = 7;
-    cr_assert_eq(prism_tuning_apply(ctx, &cfg, &dev, 4096, &out, &applied),
+    cr_assert_eq(prism_plan_tuning_apply(ctx, &cfg, &dev, 4096, &out, &applied),
                  PRISM_OK);
     cr_assert_eq(applied, 0);
     cr_assert_eq(out.n_tuning, cfg.n_tuning);

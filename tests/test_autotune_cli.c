@@ -163,17 +163,18 @@ Test(autotune_cli, tunes_on_the_gpu_and_plans_use_it, .timeout = 300) {
     const prism_driver *drv;
     char err[1024];
     CUdevice dev;
-    prism_tuning_device device;
+    prism_tune_device device;
     cr_assert_eq(prism_driver_get(&drv, err, sizeof err), PRISM_OK);
     drv->device_get(&dev, 0);
-    cr_assert_eq(prism_tuning_device_query(drv, dev, &device, err, sizeof err),
-                 PRISM_OK);
+    cr_assert_eq(
+        prism_plan_tuning_device_query(drv, dev, &device, err, sizeof err),
+        PRISM_OK);
     int timed_kernels = 0;
     for (int k = 0; k < prism_kernel_count(); k++) {
         int64_t v[PRISM_MAX_TUNABLES];
         bool found = false;
-        prism_tuning_lookup(ctx, &device, &cfg, prism_kernel_name(k), 4096, v,
-                            &found);
+        prism_plan_tuning_lookup(ctx, &device, &cfg, prism_kernel_name(k), 4096,
+                                 v, &found);
         timed_kernels += found;
     }
     cr_assert_eq(timed_kernels, prism_kernel_count(), "%s", g_log.text);
@@ -263,16 +264,16 @@ Test(autotune_cli, pipeline_on_a_fake_driver) {
     cr_assert_null(strstr(g_out, "budget ran out"), "%s", g_out);
 
     prism_config cfg = load(cfg_name);
-    prism_tuning_device dev;
+    prism_tune_device dev;
     memset(&dev, 0, sizeof dev);
     snprintf(dev.name, sizeof dev.name, "Fake GPU (tests/fake_cuda)");
     dev.sm_count = 132;
     dev.cc_major = 9;
     snprintf(dev.nvrtc, sizeof dev.nvrtc, "%s", prism_nvrtc_version());
     dev.driver_version = 13000;
-    prism_tuning_device_set_key(&dev);
+    prism_tune_device_set_key(&dev);
     char hash[65], name[256], path[1400], err[1024];
-    prism_tuning_config_hash(&cfg, hash);
+    prism_tune_config_hash(&cfg, hash);
     for (int k = 0; k < prism_kernel_count(); k++) {
         prism_tune_file_name(dev.key, hash, prism_kernel_name(k), 4096, name,
                              sizeof name);
@@ -294,8 +295,9 @@ Test(autotune_cli, pipeline_on_a_fake_driver) {
     prism_context *ctx = context(NULL, false);
     prism_config tuned;
     int applied = 0;
-    cr_assert_eq(prism_tuning_apply(ctx, &cfg, &dev, 4096, &tuned, &applied),
-                 PRISM_OK);
+    cr_assert_eq(
+        prism_plan_tuning_apply(ctx, &cfg, &dev, 4096, &tuned, &applied),
+        PRISM_OK);
     cr_assert_eq(applied, prism_kernel_count(), "%s", g_log.text);
     prism_context_destroy(ctx);
 

@@ -10,6 +10,7 @@
 #include "cache_testutil.h"
 #include "cli_testutil.h"
 #include "runtime/pack.h"
+#include "runtime/plan_tuning.h"
 #include "cache/tar.h"
 #include "base/fs.h"
 
@@ -270,21 +271,21 @@ Test(pack, archive_verifies_and_every_tampering_is_found) {
 }
 
 /* A fake tuning entry of `kernel` for an sm_80 device, best = values. */
-static prism_tuning_device write_entry(const prism_config *cfg,
-                                       const char *kernel, const int64_t *v) {
-    prism_tuning_device d;
+static prism_tune_device write_entry(const prism_config *cfg,
+                                     const char *kernel, const int64_t *v) {
+    prism_tune_device d;
     memset(&d, 0, sizeof d);
     snprintf(d.name, sizeof d.name, "NVIDIA A100-SXM4-80GB");
     d.sm_count = 108;
     d.cc_major = 8;
     d.nvrtc[0] = 'x';
     d.driver_version = 13000;
-    prism_tuning_device_set_key(&d);
+    prism_tune_device_set_key(&d);
     prism_tune_entry e;
     cr_assert_eq(prism_tune_entry_init(&e, prism_kernel_def_find(kernel), 1),
                  PRISM_OK);
     e.device = d;
-    prism_tuning_config_hash(cfg, e.config_hash);
+    prism_tune_config_hash(cfg, e.config_hash);
     snprintf(e.config_name, sizeof e.config_name, "%s", cfg->name);
     e.bucket = e.seq = 4096;
     e.complete = true;
@@ -302,7 +303,7 @@ static prism_tuning_device write_entry(const prism_config *cfg,
 Test(pack, a_pack_serves_untuned_and_tuned_kernels_with_no_compile) {
     prism_config cfg = load("smollm2-135m.yaml");
     int64_t v[PRISM_MAX_TUNABLES] = {64, 32, 16};
-    prism_tuning_device dev = write_entry(&cfg, "attention", v);
+    prism_tune_device dev = write_entry(&cfg, "attention", v);
     prism_pack_report rep;
     make_pack(&cfg, g_pack, &rep);
     cr_assert_eq(rep.tuning_entries, 1);
@@ -324,8 +325,9 @@ Test(pack, a_pack_serves_untuned_and_tuned_kernels_with_no_compile) {
     prism_module_destroy(m);
     prism_config tuned;
     int applied = 0;
-    cr_assert_eq(prism_tuning_apply(ctx, &cfg, &dev, 3000, &tuned, &applied),
-                 PRISM_OK);
+    cr_assert_eq(
+        prism_plan_tuning_apply(ctx, &cfg, &dev, 3000, &tuned, &applied),
+        PRISM_OK);
     cr_assert_eq(applied, 1, "the pack's tuning/ is a read-only layer");
     cr_assert_eq(prism_module_build(ctx, &tuned, PRISM_ARCH_SM80, &m), PRISM_OK,
                  "%s", prism_context_last_error(ctx));

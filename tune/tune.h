@@ -4,8 +4,9 @@
  * `prism autotune` times every legal combination of a kernel's tunables on
  * one GPU and records the result as one YAML file per
  *   (device key, config, kernel, sequence-length bucket).
- * Plans look the best combination up (plan_tuning.c) and append it to the
- * config's `tuning:` overrides; the config's own overrides always win.
+ * Plans look the best combination up (runtime/plan_tuning.h) and append it
+ * to the config's `tuning:` overrides; the config's own overrides always
+ * win.
  *
  * Keys.  The device key is the SHA-256 of the GPU name, SM count, compute
  * capability, NVRTC version and driver version: a new driver or compiler
@@ -40,25 +41,25 @@
 
 /* ---- keys ---------------------------------------------------------------- */
 
-typedef struct prism_tuning_device {
+typedef struct prism_tune_device {
     char name[256]; /* cuDeviceGetName */
     int sm_count;   /* multiprocessors */
     int cc_major, cc_minor;
     char nvrtc[128];    /* prism_nvrtc_version() */
     int driver_version; /* cuDriverGetVersion, e.g. 13000 */
     char key[65];       /* SHA-256 of the fields above, hex */
-} prism_tuning_device;
+} prism_tune_device;
 
 /* Computes dev->key from the other fields. */
-void prism_tuning_device_set_key(prism_tuning_device *dev);
+void prism_tune_device_set_key(prism_tune_device *dev);
 /* The arch Prism generates for the device's compute capability. */
-bool prism_tuning_device_arch(const prism_tuning_device *dev, prism_arch *arch);
+bool prism_tune_device_arch(const prism_tune_device *dev, prism_arch *arch);
 
 /* The config hash (see above) as 64 hex digits. */
-prism_status prism_tuning_config_hash(const prism_config *cfg, char hex[65]);
+prism_status prism_tune_config_hash(const prism_config *cfg, char hex[65]);
 
 /* The bucket of a sequence length. */
-int prism_tuning_bucket(int64_t seqlen);
+int prism_tune_bucket(int64_t seqlen);
 
 /* ---- entries ------------------------------------------------------------- */
 
@@ -94,7 +95,7 @@ typedef struct prism_tune_entry {
     int format;
     char prism_version[32];
     char date[32]; /* UTC, ISO 8601 */
-    prism_tuning_device device;
+    prism_tune_device device;
     char config_name[PRISM_NAME_MAX];
     char config_hash[65];
     char kernel[64];
@@ -143,42 +144,8 @@ prism_status prism_tune_entry_read(const char *path, prism_tune_entry *entry,
 /* True when the entry is for exactly this device, config, kernel and
  * bucket; why says what differs. */
 bool prism_tune_entry_matches(const prism_tune_entry *entry,
-                              const prism_tuning_device *dev,
+                              const prism_tune_device *dev,
                               const char *config_hash, const char *kernel,
                               int bucket, char *why, size_t why_size);
-
-/* ---- lookup -------------------------------------------------------------- */
-
-#define PRISM_TUNE_MAX_DIRS 17
-
-/* The tuning directories of a context in search order: the writable one
- * first ("" when there is none), then tuning/ of each read-only cache
- * layer.  Returns the count written into dirs. */
-int prism_tuning_dirs(const prism_context *ctx,
-                      char dirs[PRISM_TUNE_MAX_DIRS][PRISM_PATH_MAX]);
-
-/* The best candidate's tunable values (the kernel's tunable order) for
- * (device, config, kernel, bucket of seqlen): the first valid entry of the
- * tuning directories.  *found false is a miss (not an error). */
-prism_status
-prism_tuning_lookup(prism_context *ctx, const prism_tuning_device *dev,
-                    const prism_config *cfg, const char *kernel, int64_t seqlen,
-                    int64_t values[PRISM_MAX_TUNABLES], bool *found);
-
-/* Appends to *trial (in, plus earlier merges) the values of kernel k's
- * tunables that `in` does not set itself, and checks the combination on
- * arch.  false (why set) when it cannot be used. */
-bool prism_tuning_merge_kernel(prism_config *trial, const prism_config *in,
-                               int k, prism_arch arch, const int64_t *values,
-                               char *why, size_t why_size);
-
-/* out = in plus, for every kernel, the looked-up values of the tunables
- * `in` does not set itself.  A kernel whose merged combination is not
- * legal keeps its untuned values (one warning).  $PRISM_TUNE=off disables
- * it.  *n_applied (optional) counts the kernels that got tuned values. */
-prism_status prism_tuning_apply(prism_context *ctx, const prism_config *in,
-                                const prism_tuning_device *dev,
-                                int64_t max_seqlen, prism_config *out,
-                                int *n_applied);
 
 #endif

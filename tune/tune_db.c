@@ -165,7 +165,7 @@ prism_status prism_tune_entry_write(const char *dir, const prism_tune_entry *en,
 typedef prism_yaml_in reader;
 #define bad prism_yaml_bad
 
-static bool read_device(reader *r, yaml_node_t *root, prism_tuning_device *d) {
+static bool read_device(reader *r, yaml_node_t *root, prism_tune_device *d) {
     yaml_node_t *m = prism_yaml_need(r, root, "device", YAML_MAPPING_NODE);
     int64_t sm, drv;
     char cc[32], key[65];
@@ -181,7 +181,7 @@ static bool read_device(reader *r, yaml_node_t *root, prism_tuning_device *d) {
         return bad(r, m, "compute_capability '%s' is not MAJOR.MINOR", cc);
     d->sm_count = (int)sm;
     d->driver_version = (int)drv;
-    prism_tuning_device_set_key(d);
+    prism_tune_device_set_key(d);
     if (strcmp(d->key, key))
         return bad(r, m, "device key does not match the device fields");
     return true;
@@ -329,7 +329,7 @@ static bool read_entry(reader *r, prism_tune_entry *e) {
         !prism_yaml_int(r, root, "seq", 1, INT32_MAX, &seq) ||
         !prism_yaml_bool(r, root, "complete", &e->complete))
         return false;
-    if (prism_tuning_bucket(bucket) != bucket)
+    if (prism_tune_bucket(bucket) != bucket)
         return bad(r, root, "bucket %lld is not a power of two",
                    (long long)bucket);
     e->bucket = (int)bucket;
@@ -388,7 +388,7 @@ prism_status prism_tune_entry_read(const char *path, prism_tune_entry *e,
 }
 
 bool prism_tune_entry_matches(const prism_tune_entry *e,
-                              const prism_tuning_device *dev,
+                              const prism_tune_device *dev,
                               const char *config_hash, const char *kernel,
                               int bucket, char *why, size_t why_size) {
     if (strcmp(e->device.key, dev->key))

@@ -21,7 +21,7 @@ static bool put_field(char *buf, size_t size, size_t *used, const char *text) {
     return true;
 }
 
-void prism_tuning_device_set_key(prism_tuning_device *dev) {
+void prism_tune_device_set_key(prism_tune_device *dev) {
     char buf[1024], num[64];
     size_t used = 0;
     bool ok = put_field(buf, sizeof buf, &used, "prism-tuning-device-1") &&
@@ -40,8 +40,7 @@ void prism_tuning_device_set_key(prism_tuning_device *dev) {
     prism_hex(digest, 32, dev->key);
 }
 
-bool prism_tuning_device_arch(const prism_tuning_device *dev,
-                              prism_arch *arch) {
+bool prism_tune_device_arch(const prism_tune_device *dev, prism_arch *arch) {
     int cc = dev->cc_major * 10 + dev->cc_minor;
     switch (cc) {
     case 80:
@@ -61,7 +60,7 @@ bool prism_tuning_device_arch(const prism_tuning_device *dev,
     }
 }
 
-prism_status prism_tuning_config_hash(const prism_config *cfg, char hex[65]) {
+prism_status prism_tune_config_hash(const prism_config *cfg, char hex[65]) {
     hex[0] = '\0';
     prism_config *c = malloc(sizeof *c);
     if (!c)
@@ -84,7 +83,7 @@ prism_status prism_tuning_config_hash(const prism_config *cfg, char hex[65]) {
     return PRISM_OK;
 }
 
-int prism_tuning_bucket(int64_t seqlen) {
+int prism_tune_bucket(int64_t seqlen) {
     int64_t b = PRISM_TUNE_MIN_BUCKET;
     while (b < seqlen && b < PRISM_TUNE_MAX_BUCKET)
         b *= 2;
