@@ -33,55 +33,58 @@
 
 /* The values kernel_index builds with when nothing is tuned: the config's
  * own `tuning:` overrides, else the registry defaults. */
-void prism_tune_default_values(const prism_config *cfg, int kernel_index,
-                               int64_t values[PRISM_MAX_TUNABLES]);
+void prism_autotune_default_values(const prism_config *cfg, int kernel_index,
+                                   int64_t values[PRISM_MAX_TUNABLES]);
 
 /* cfg with its tuning section replaced by pins for every tunable of every
- * kernel: `values` for kernel_index, prism_tune_default_values elsewhere. */
-prism_status prism_tune_candidate_config(const prism_config *cfg,
-                                         int kernel_index,
-                                         const int64_t *values,
-                                         prism_config *out, char *err,
-                                         size_t err_size);
+ * kernel: `values` for kernel_index, prism_autotune_default_values
+ * elsewhere. */
+prism_status prism_autotune_candidate_config(const prism_config *cfg,
+                                             int kernel_index,
+                                             const int64_t *values,
+                                             prism_config *out, char *err,
+                                             size_t err_size);
 
 /* A context for a worker thread: the same writable cache, read-only
  * layers, logger and JIT setting as ctx, on device `ordinal`. */
-prism_status prism_tune_context_like(const prism_context *ctx, int ordinal,
-                                     prism_context **out);
+prism_status prism_autotune_context_like(const prism_context *ctx, int ordinal,
+                                         prism_context **out);
 
 /* The legal candidates of one kernel for arch (malloc'd; candidate 0 is
- * prism_tune_default_values).  *n_illegal counts the combinations the
+ * prism_autotune_default_values).  *n_illegal counts the combinations the
  * spec rejected. */
-prism_status prism_tune_enumerate(const prism_config *cfg, int kernel_index,
-                                  prism_arch arch, prism_tune_candidate **out,
-                                  int *n, int *n_illegal, char *err,
-                                  size_t err_size);
+prism_status prism_autotune_enumerate(const prism_config *cfg, int kernel_index,
+                                      prism_arch arch,
+                                      prism_tune_candidate **out, int *n,
+                                      int *n_illegal, char *err,
+                                      size_t err_size);
 
 /* Why a compiled kernel must not be timed, from its ptxas information and
  * its CTA size (threads <= 0: unknown); false when it may be timed. */
-bool prism_tune_prune_reason(const prism_kernel_info *info, int threads,
-                             char *why, size_t why_size);
+bool prism_autotune_prune_reason(const prism_kernel_info *info, int threads,
+                                 char *why, size_t why_size);
 
 /* Compile results of one candidate beyond what the candidate records. */
-typedef struct prism_tune_build {
+typedef struct prism_autotune_build {
     bool ready;     /* compiled and not pruned: may be timed */
     bool attempted; /* false: the deadline came first */
     unsigned char cubin_sha[32];
-} prism_tune_build;
+} prism_autotune_build;
 
 /* Step 2 for one candidate, with ctx (the calling worker's own context):
  * fills its ptxas information, sets build->ready when it may be timed, or
  * PRUNED with a reason.  The default candidate (is_default) is the
  * reference and is pruned only when it does not build. */
-void prism_tune_compile_one(prism_context *ctx, const prism_config *cfg,
-                            int kernel_index, prism_arch arch, bool is_default,
-                            prism_tune_candidate *c, prism_tune_build *build);
+void prism_autotune_compile_one(prism_context *ctx, const prism_config *cfg,
+                                int kernel_index, prism_arch arch,
+                                bool is_default, prism_tune_candidate *c,
+                                prism_autotune_build *build);
 
 /* The same cubin twice is the same kernel: prunes candidate i when one of
  * cands[0..n) other than i is ready with an identical cubin.  Never
  * candidate 0.  Returns whether it pruned. */
-bool prism_tune_dedupe(int kernel_index, prism_tune_candidate *cands,
-                       prism_tune_build *builds, int n, int i);
+bool prism_autotune_dedupe(int kernel_index, prism_tune_candidate *cands,
+                           prism_autotune_build *builds, int n, int i);
 
 /* Step 2 for n candidates of one kernel: builds on `threads` workers (0:
  * the context's compile_threads), each with its own context (so every
@@ -89,11 +92,11 @@ bool prism_tune_dedupe(int kernel_index, prism_tune_candidate *cands,
  * clock; <= 0: none).  Fills registers/spill/shared of each candidate and
  * sets PRUNED with a reason where it must not be timed; candidates that
  * already have a status are skipped. */
-prism_status prism_tune_compile(prism_context *ctx, const prism_config *cfg,
-                                int kernel_index, prism_arch arch,
-                                prism_tune_candidate *cands,
-                                prism_tune_build *builds, int n, int threads,
-                                double deadline_ms);
+prism_status prism_autotune_compile(prism_context *ctx, const prism_config *cfg,
+                                    int kernel_index, prism_arch arch,
+                                    prism_tune_candidate *cands,
+                                    prism_autotune_build *builds, int n,
+                                    int threads, double deadline_ms);
 
 /* ---- the whole run ------------------------------------------------------- */
 

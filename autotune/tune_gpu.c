@@ -136,7 +136,7 @@ prism_status tune_gpu_open(const prism_context *ctx, int ordinal,
         !cuda_ok(g, g->drv->event_create(&g->stop, CU_EVENT_DEFAULT),
                  "cuEventCreate", err, err_size))
         goto fail;
-    if ((st = prism_tune_context_like(ctx, ordinal, &g->ctx)) != PRISM_OK) {
+    if ((st = prism_autotune_context_like(ctx, ordinal, &g->ctx)) != PRISM_OK) {
         prism_errorf(err, err_size, st, "cannot create a context for GPU %d",
                      ordinal);
         goto fail;

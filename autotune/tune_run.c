@@ -92,7 +92,7 @@ static void compiled(run *R, int k, int i) {
 static void *compile_main(void *arg) {
     run *R = arg;
     prism_context *wctx = NULL;
-    if (prism_tune_context_like(R->ctx, 0, &wctx) != PRISM_OK)
+    if (prism_autotune_context_like(R->ctx, 0, &wctx) != PRISM_OK)
         wctx = NULL;
     for (;;) {
         pthread_mutex_lock(&R->lock);
@@ -109,13 +109,13 @@ static void *compile_main(void *arg) {
         cref c = R->order[at];
         space *s = &R->spaces[c.kernel];
         prism_tune_candidate cand = s->cands[c.cand]; /* fixed since made */
-        prism_tune_build build = {0};
-        prism_tune_compile_one(wctx, R->cfg, c.kernel, R->arch, c.cand == 0,
-                               &cand, &build);
+        prism_autotune_build build = {0};
+        prism_autotune_compile_one(wctx, R->cfg, c.kernel, R->arch, c.cand == 0,
+                                   &cand, &build);
         pthread_mutex_lock(&R->lock);
         s->cands[c.cand] = cand;
         s->builds[c.cand] = build;
-        prism_tune_dedupe(c.kernel, s->cands, s->builds, s->n, c.cand);
+        prism_autotune_dedupe(c.kernel, s->cands, s->builds, s->n, c.cand);
         compiled(R, c.kernel, c.cand);
         pthread_cond_broadcast(&R->changed);
         pthread_mutex_unlock(&R->lock);
@@ -278,8 +278,8 @@ static void *device_main(void *arg) {
         prism_status st = tune_gpu_prepare(g, R->cfg, j->seq, R->dens,
                                            R->n_dens, err, sizeof err);
         if (st == PRISM_OK)
-            st = prism_tune_candidate_config(R->cfg, j->kernel, c.values, cand,
-                                             err, sizeof err);
+            st = prism_autotune_candidate_config(R->cfg, j->kernel, c.values,
+                                                 cand, err, sizeof err);
         if (st == PRISM_OK) {
             tune_gpu_measure(g, j->stage, s->ref_cfg, cand, &c);
         } else {

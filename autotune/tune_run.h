@@ -13,7 +13,7 @@
 
 typedef struct space { /* one kernel's candidates, compiled once */
     prism_tune_candidate *cands;
-    prism_tune_build *builds;
+    prism_autotune_build *builds;
     int n, n_illegal;
     prism_config *ref_cfg; /* the default candidate's pins */
 } space;

@@ -165,8 +165,8 @@ prism_status tune_run_make_jobs(run *R) {
     for (int k = 0; k < nk; k++) {
         space *s = &R->spaces[k];
         prism_status st =
-            prism_tune_enumerate(R->cfg, k, R->arch, &s->cands, &s->n,
-                                 &s->n_illegal, err, sizeof err);
+            prism_autotune_enumerate(R->cfg, k, R->arch, &s->cands, &s->n,
+                                     &s->n_illegal, err, sizeof err);
         if (st != PRISM_OK)
             return tune_run_fail(R, st, "%s", err);
         R->rep->illegal += s->n_illegal;
@@ -174,9 +174,9 @@ prism_status tune_run_make_jobs(run *R) {
         s->ref_cfg = malloc(sizeof *s->ref_cfg);
         if (!s->builds || !s->ref_cfg)
             return tune_run_fail(R, PRISM_ERR_OUT_OF_MEMORY, "out of memory");
-        if ((st = prism_tune_candidate_config(R->cfg, k, s->cands[0].values,
-                                              s->ref_cfg, err, sizeof err)) !=
-            PRISM_OK)
+        if ((st = prism_autotune_candidate_config(R->cfg, k, s->cands[0].values,
+                                                  s->ref_cfg, err,
+                                                  sizeof err)) != PRISM_OK)
             return tune_run_fail(R, st, "%s", err);
     }
     for (int b = 0; b < R->n_seqs; b++)

@@ -27,8 +27,8 @@
                  */
 #define REGISTERS_PER_SM 65536
 
-void prism_tune_default_values(const prism_config *cfg, int k,
-                               int64_t values[PRISM_MAX_TUNABLES]) {
+void prism_autotune_default_values(const prism_config *cfg, int k,
+                                   int64_t values[PRISM_MAX_TUNABLES]) {
     const prism_kernel_def *def = prism_kernel_def_at(k);
     memset(values, 0, sizeof(int64_t) * PRISM_MAX_TUNABLES);
     for (int t = 0; def && t < PRISM_MAX_TUNABLES && def->tunables[t].name;
@@ -41,10 +41,10 @@ void prism_tune_default_values(const prism_config *cfg, int k,
     }
 }
 
-prism_status prism_tune_candidate_config(const prism_config *cfg, int k,
-                                         const int64_t *values,
-                                         prism_config *out, char *err,
-                                         size_t err_size) {
+prism_status prism_autotune_candidate_config(const prism_config *cfg, int k,
+                                             const int64_t *values,
+                                             prism_config *out, char *err,
+                                             size_t err_size) {
     if (out != cfg)
         *out = *cfg;
     int64_t pinned[PRISM_MAX_TUNABLES];
@@ -52,7 +52,7 @@ prism_status prism_tune_candidate_config(const prism_config *cfg, int k,
     prism_tuning_override pins[PRISM_MAX_TUNING];
     for (int j = 0; j < prism_kernel_count(); j++) {
         const prism_kernel_def *def = prism_kernel_def_at(j);
-        prism_tune_default_values(cfg, j, pinned);
+        prism_autotune_default_values(cfg, j, pinned);
         for (int t = 0; t < PRISM_MAX_TUNABLES && def->tunables[t].name; t++) {
             if (n >= PRISM_MAX_TUNING)
                 return prism_errorf(err, err_size, PRISM_ERR_UNSUPPORTED,
@@ -72,8 +72,8 @@ prism_status prism_tune_candidate_config(const prism_config *cfg, int k,
     return PRISM_OK;
 }
 
-prism_status prism_tune_context_like(const prism_context *ctx, int ordinal,
-                                     prism_context **out) {
+prism_status prism_autotune_context_like(const prism_context *ctx, int ordinal,
+                                         prism_context **out) {
     /* field by field from fresh defaults: a worker always runs on CUDA,
      * whatever else the caller's context was set up for */
     prism_context_options o;
@@ -101,10 +101,11 @@ prism_status prism_tune_context_like(const prism_context *ctx, int ordinal,
     return prism_context_create(&o, out);
 }
 
-prism_status prism_tune_enumerate(const prism_config *cfg, int k,
-                                  prism_arch arch, prism_tune_candidate **out,
-                                  int *n_out, int *n_illegal, char *err,
-                                  size_t err_size) {
+prism_status prism_autotune_enumerate(const prism_config *cfg, int k,
+                                      prism_arch arch,
+                                      prism_tune_candidate **out, int *n_out,
+                                      int *n_illegal, char *err,
+                                      size_t err_size) {
     *out = NULL;
     *n_out = 0;
     *n_illegal = 0;
@@ -136,9 +137,9 @@ prism_status prism_tune_enumerate(const prism_config *cfg, int k,
     /* candidate 0: the untuned values, legal or not (a config that cannot
      * build untuned fails here, which is the right error) */
     int n = 1;
-    prism_tune_default_values(cfg, k, c[0].values);
-    if ((st = prism_tune_candidate_config(cfg, k, c[0].values, trial, err,
-                                          err_size)) != PRISM_OK ||
+    prism_autotune_default_values(cfg, k, c[0].values);
+    if ((st = prism_autotune_candidate_config(cfg, k, c[0].values, trial, err,
+                                              err_size)) != PRISM_OK ||
         (st = prism_spec_build(trial, k, arch, spec, err, err_size)) !=
             PRISM_OK)
         goto done;
@@ -157,8 +158,8 @@ prism_status prism_tune_enumerate(const prism_config *cfg, int k,
         if (!memcmp(v, c[0].values, sizeof v))
             continue;
         char why[PRISM_ERRMSG_MAX];
-        if (prism_tune_candidate_config(cfg, k, v, trial, why, sizeof why) !=
-                PRISM_OK ||
+        if (prism_autotune_candidate_config(cfg, k, v, trial, why,
+                                            sizeof why) != PRISM_OK ||
             prism_spec_build(trial, k, arch, spec, why, sizeof why) !=
                 PRISM_OK) {
             (*n_illegal)++;
@@ -178,8 +179,8 @@ done:
     return st;
 }
 
-bool prism_tune_prune_reason(const prism_kernel_info *info, int threads,
-                             char *why, size_t why_size) {
+bool prism_autotune_prune_reason(const prism_kernel_info *info, int threads,
+                                 char *why, size_t why_size) {
     if (info->spill_bytes > 0)
         return snprintf(why, why_size, "spills %d bytes", info->spill_bytes),
                true;
@@ -205,15 +206,16 @@ typedef struct compile_queue {
     int k;
     prism_arch arch;
     prism_tune_candidate *cands;
-    prism_tune_build *builds;
+    prism_autotune_build *builds;
     int n, next;
     double deadline_ms;
     pthread_mutex_t lock;
 } compile_queue;
 
-void prism_tune_compile_one(prism_context *ctx, const prism_config *base, int k,
-                            prism_arch arch, bool is_default,
-                            prism_tune_candidate *c, prism_tune_build *b) {
+void prism_autotune_compile_one(prism_context *ctx, const prism_config *base,
+                                int k, prism_arch arch, bool is_default,
+                                prism_tune_candidate *c,
+                                prism_autotune_build *b) {
     char why[PRISM_ERRMSG_MAX];
     prism_module *m = NULL;
     prism_config *cfg = malloc(sizeof *cfg);
@@ -225,8 +227,8 @@ void prism_tune_compile_one(prism_context *ctx, const prism_config *base, int k,
         snprintf(c->reason, sizeof c->reason, "out of memory");
         goto done;
     }
-    if (prism_tune_candidate_config(base, k, c->values, cfg, why, sizeof why) !=
-            PRISM_OK ||
+    if (prism_autotune_candidate_config(base, k, c->values, cfg, why,
+                                        sizeof why) != PRISM_OK ||
         prism_spec_build(cfg, k, arch, spec, why, sizeof why) != PRISM_OK) {
         c->status = PRISM_TUNE_PRUNED;
         snprintf(c->reason, sizeof c->reason, "illegal: %.180s", why);
@@ -248,7 +250,7 @@ void prism_tune_compile_one(prism_context *ctx, const prism_config *base, int k,
     /* the untuned kernel is the reference: it is what runs without tuning,
      * so it is timed whatever ptxas says about it */
     if (!is_default &&
-        prism_tune_prune_reason(&info, threads, why, sizeof why)) {
+        prism_autotune_prune_reason(&info, threads, why, sizeof why)) {
         c->status = PRISM_TUNE_PRUNED;
         prism_strlcpy(c->reason, why, sizeof c->reason);
     } else {
@@ -263,7 +265,7 @@ done:
 static void *compile_worker(void *arg) {
     compile_queue *q = arg;
     prism_context *wctx = NULL;
-    if (prism_tune_context_like(q->ctx, 0, &wctx) != PRISM_OK)
+    if (prism_autotune_context_like(q->ctx, 0, &wctx) != PRISM_OK)
         return NULL; /* the other workers (or none: candidates stay untried) */
     for (;;) {
         pthread_mutex_lock(&q->lock);
@@ -278,18 +280,18 @@ static void *compile_worker(void *arg) {
         pthread_mutex_unlock(&q->lock);
         if (i < 0 || late)
             break;
-        prism_tune_compile_one(wctx, q->cfg, q->k, q->arch, i == 0,
-                               &q->cands[i], &q->builds[i]);
+        prism_autotune_compile_one(wctx, q->cfg, q->k, q->arch, i == 0,
+                                   &q->cands[i], &q->builds[i]);
     }
     prism_context_destroy(wctx);
     return NULL;
 }
 
-prism_status prism_tune_compile(prism_context *ctx, const prism_config *cfg,
-                                int k, prism_arch arch,
-                                prism_tune_candidate *cands,
-                                prism_tune_build *builds, int n, int threads,
-                                double deadline_ms) {
+prism_status prism_autotune_compile(prism_context *ctx, const prism_config *cfg,
+                                    int k, prism_arch arch,
+                                    prism_tune_candidate *cands,
+                                    prism_autotune_build *builds, int n,
+                                    int threads, double deadline_ms) {
     if (!ctx || !cfg || (!cands && n) || (!builds && n))
         return PRISM_ERR_NULL_POINTER;
     if (!prism_kernel_def_at(k))
@@ -319,12 +321,12 @@ prism_status prism_tune_compile(prism_context *ctx, const prism_config *cfg,
         pthread_join(tid[i], NULL);
     pthread_mutex_destroy(&q.lock);
     for (int i = 1; i < n; i++)
-        prism_tune_dedupe(k, cands, builds, i, i);
+        prism_autotune_dedupe(k, cands, builds, i, i);
     return PRISM_OK;
 }
 
-bool prism_tune_dedupe(int k, prism_tune_candidate *cands,
-                       prism_tune_build *builds, int n, int i) {
+bool prism_autotune_dedupe(int k, prism_tune_candidate *cands,
+                           prism_autotune_build *builds, int n, int i) {
     if (i == 0 || !builds[i].ready)
         return false;
     for (int j = 0; j < n; j++) {

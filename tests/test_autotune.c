@@ -448,8 +448,8 @@ Test(tune_space, enumeration_is_the_legal_product_default_first) {
     for (int i = 0; i < prism_kernel_count(); i++)
         if (!strcmp(prism_kernel_name(i), "attention"))
             k = i;
-    cr_assert_eq(prism_tune_enumerate(&cfg, k, PRISM_ARCH_SM90A, &c, &n,
-                                      &illegal, err, sizeof err),
+    cr_assert_eq(prism_autotune_enumerate(&cfg, k, PRISM_ARCH_SM90A, &c, &n,
+                                          &illegal, err, sizeof err),
                  PRISM_OK, "%s", err);
     /* block_m x block_n x warp_m x path x stages x overlap = 972 for
      * D = 128, of which legal: path 0 with block_m or warp_m pinned
@@ -470,8 +470,8 @@ Test(tune_space, enumeration_is_the_legal_product_default_first) {
     /* D = 256: warp_m = 32 and overlap = 1 are rejected by the kernel's
      * spec */
     prism_config g = load("gemma-2-9b.yaml");
-    cr_assert_eq(prism_tune_enumerate(&g, k, PRISM_ARCH_SM90A, &c, &n, &illegal,
-                                      err, sizeof err),
+    cr_assert_eq(prism_autotune_enumerate(&g, k, PRISM_ARCH_SM90A, &c, &n,
+                                          &illegal, err, sizeof err),
                  PRISM_OK, "%s", err);
     /* as above with warp_m 32 out (5 x 4 on path 0 mma.sync, 3 x 4 x 2 on
      * path 1) and overlap 1 out of the wgmma paths (4 x 3 x 2 each) */
@@ -485,14 +485,15 @@ Test(tune_space, enumeration_is_the_legal_product_default_first) {
     snprintf(g.tuning[0].kernel, 64, "attention");
     snprintf(g.tuning[0].param, 64, "block_n");
     g.tuning[0].value = 64;
-    cr_assert_eq(prism_tune_enumerate(&g, k, PRISM_ARCH_SM90A, &c, &n, &illegal,
-                                      err, sizeof err),
+    cr_assert_eq(prism_autotune_enumerate(&g, k, PRISM_ARCH_SM90A, &c, &n,
+                                          &illegal, err, sizeof err),
                  PRISM_OK);
     cr_assert(c[0].values[0] == 0 && c[0].values[1] == 64 &&
               c[0].values[2] == 0);
     prism_config pins;
     cr_assert_eq(
-        prism_tune_candidate_config(&g, k, c[3].values, &pins, err, sizeof err),
+        prism_autotune_candidate_config(&g, k, c[3].values, &pins, err,
+                                        sizeof err),
         PRISM_OK);
     cr_assert_eq(pins.n_tuning, 8, "every tunable of every kernel is pinned");
     cr_assert_eq(override_of(&pins, "attention", "block_m"), c[3].values[0]);
@@ -507,19 +508,19 @@ Test(tune_space, prune_reasons_from_ptxas_info) {
     char why[256];
     memset(&i, 0, sizeof i);
     i.registers = 64;
-    cr_assert_not(prism_tune_prune_reason(&i, 256, why, sizeof why));
+    cr_assert_not(prism_autotune_prune_reason(&i, 256, why, sizeof why));
     i.spill_bytes = 48;
-    cr_assert(prism_tune_prune_reason(&i, 256, why, sizeof why));
+    cr_assert(prism_autotune_prune_reason(&i, 256, why, sizeof why));
     cr_assert(strstr(why, "spills 48 bytes"), "%s", why);
     i.spill_bytes = 0;
     i.shared_bytes = 64 * 1024;
-    cr_assert(prism_tune_prune_reason(&i, 256, why, sizeof why));
+    cr_assert(prism_autotune_prune_reason(&i, 256, why, sizeof why));
     cr_assert(strstr(why, "shared memory"), "%s", why);
     i.shared_bytes = 0;
     i.registers = 255;
-    cr_assert(prism_tune_prune_reason(&i, 512, why, sizeof why));
+    cr_assert(prism_autotune_prune_reason(&i, 512, why, sizeof why));
     cr_assert(strstr(why, "registers"), "%s", why);
-    cr_assert_not(prism_tune_prune_reason(&i, -1, why, sizeof why),
+    cr_assert_not(prism_autotune_prune_reason(&i, -1, why, sizeof why),
                   "unknown CTA size: no register rule");
 }
 
@@ -534,7 +535,7 @@ Test(tune_space, compiles_and_prunes_real_candidates) {
     for (int k = 0; k < prism_kernel_count(); k++) {
         prism_tune_candidate *c;
         int n, illegal;
-        cr_assert_eq(prism_tune_enumerate(&cfg, k, PRISM_ARCH_SM86, &c, &n,
+        cr_assert_eq(prism_autotune_enumerate(&cfg, k, PRISM_ARCH_SM86, &c, &n,
                                           &illegal, err, sizeof err),
                      PRISM_OK);
         bool attention = !strcmp(prism_kernel_name(k), "attention");
@@ -549,14 +550,14 @@ Test(tune_space, compiles_and_prunes_real_candidates) {
                 keep[i] = i;
         }
         prism_tune_candidate sub[4];
-        prism_tune_build builds[4];
+        prism_autotune_build builds[4];
         memset(builds, 0, sizeof builds);
         for (int i = 0; i < m; i++) {
             cr_assert_geq(keep[i], 0);
             sub[i] = c[keep[i]];
         }
-        cr_assert_eq(prism_tune_compile(ctx, &cfg, k, PRISM_ARCH_SM86, sub,
-                                        builds, m, 2, 0),
+        cr_assert_eq(prism_autotune_compile(ctx, &cfg, k, PRISM_ARCH_SM86, sub,
+                                            builds, m, 2, 0),
                      PRISM_OK);
         cr_assert(builds[0].ready, "%s default: %s", prism_kernel_name(k),
                   sub[0].reason);
