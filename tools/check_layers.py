@@ -18,8 +18,9 @@ tools and the tests and reports, as FILE:LINE: rule: detail,
   cycle     headers that include each other, directly or not;
   unknown   a file outside every layer, or an include that resolves to
             nothing in the tree.
-Object mode (--objects DIR, after a build) reads the symbols of the
-library's object files under DIR with nm and reports, per source file,
+Object mode (--objects DIR..., after a build) reads the symbols of the
+object files under each DIR (ctest passes the library's and the tools')
+with nm and reports, per source file,
   calls-up    a call (or data reference) into a higher or sibling layer;
   file-cycle  source files that call each other, directly or not: a file
               depends on another when it uses a symbol the other defines.
@@ -288,15 +289,18 @@ def read_symbols(obj):
 
 
 def list_objects(tops):
-    """{source path: object path}; CMake names objects SOURCE.o."""
+    """{source path: object path} of the tree's sources (CMake names an
+    object SOURCE.o; one whose source is gone or generated is left out)."""
     found = {}
     for top in tops:
         for folder, dirs, files in os.walk(top):
             dirs.sort()
             for name in sorted(files):
-                if name.endswith(".c.o"):
-                    obj = os.path.join(folder, name)
-                    found[os.path.relpath(obj, top)[:-2]] = obj
+                obj = os.path.join(folder, name)
+                src = os.path.relpath(obj, top)[:-2]
+                if name.endswith(".c.o") and \
+                        os.path.isfile(os.path.join(ROOT, src)):
+                    found[src] = obj
     return found
 
 
