@@ -12,6 +12,7 @@
  * optional.  Only out of memory makes prism_cache_open() fail.
  */
 #include "cache/cache_internal.h"
+#include "base/parse.h"
 
 #include <errno.h>
 #include <pwd.h>
@@ -219,25 +220,17 @@ static prism_status open_read_only(prism_cache *cache, const char *path) {
     return PRISM_OK;
 }
 
-/* options->max_bytes, else $PRISM_CACHE_MAX_BYTES (plain positive decimal
- * bytes; anything else warns and falls back), else 2 GiB. */
+/* options->max_bytes, else $PRISM_CACHE_MAX_BYTES (a size such as 500M,
+ * base/parse.h; anything else warns and falls back), else 2 GiB. */
 static int64_t resolve_max_bytes(const prism_cache *cache, int64_t option) {
     if (option > 0)
         return option;
-    const char *env = getenv("PRISM_CACHE_MAX_BYTES");
-    if (!env || !*env)
-        return CACHE_DEFAULT_MAX_BYTES;
-    char *end = NULL;
-    errno = 0;
-    long long v = strtoll(env, &end, 10);
-    if (errno || env[0] < '0' || env[0] > '9' || *end || v <= 0) {
-        prism_log(&cache->logger, PRISM_LOG_WARN,
-                  "PRISM_CACHE_MAX_BYTES='%s' is not a positive number of "
-                  "bytes; using the default of 2 GiB",
-                  env);
-        return CACHE_DEFAULT_MAX_BYTES;
-    }
-    return (int64_t)v;
+    int64_t v;
+    char why[PRISM_ERRMSG_MAX];
+    if (prism_env_bytes("PRISM_CACHE_MAX_BYTES", CACHE_DEFAULT_MAX_BYTES, &v,
+                        why, sizeof why) != PRISM_OK)
+        prism_log(&cache->logger, PRISM_LOG_WARN, "%s", why);
+    return v;
 }
 
 prism_status prism_cache_open(const prism_cache_options *options,

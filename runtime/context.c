@@ -6,6 +6,7 @@
  * itself and the last-error slot has its own mutex.
  */
 #include "runtime/context.h"
+#include "base/parse.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -18,11 +19,14 @@ void prism_context_options_init(prism_context_options *o) {
     o->log_level = PRISM_LOG_WARN;
 }
 
-/* $PRISM_JIT=off (or 0/no/false) turns a cache miss into an error. */
-static bool jit_disabled_by_env(void) {
-    const char *v = getenv("PRISM_JIT");
-    return v && (!strcmp(v, "off") || !strcmp(v, "0") || !strcmp(v, "no") ||
-                 !strcmp(v, "false"));
+/* $PRISM_JIT=off (a switch, base/parse.h) turns a cache miss into an
+ * error; a value that is not a switch is logged and ignored. */
+static bool jit_disabled_by_env(const prism_logger *logger) {
+    bool on;
+    char why[PRISM_ERRMSG_MAX];
+    if (prism_env_bool("PRISM_JIT", true, &on, why, sizeof why) != PRISM_OK)
+        prism_log(logger, PRISM_LOG_WARN, "%s", why);
+    return !on;
 }
 
 prism_status prism_context_create(const prism_context_options *options,
@@ -41,14 +45,14 @@ prism_status prism_context_create(const prism_context_options *options,
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         ctx->options.compile_threads = n > 0 ? (int)n : 1;
     }
-    if (jit_disabled_by_env())
-        ctx->options.disable_jit = true;
     /* The caller's strings need not outlive this call. */
     ctx->options.cache_dir = NULL;
     ctx->options.cache_path = NULL;
     ctx->logger.fn = ctx->options.log;
     ctx->logger.user = ctx->options.log_user;
     ctx->logger.level = ctx->options.log_level;
+    if (jit_disabled_by_env(&ctx->logger))
+        ctx->options.disable_jit = true;
     pthread_mutex_init(&ctx->error_lock, NULL);
 
     prism_cache_options co = {
@@ -67,8 +71,6 @@ prism_status prism_context_create(const prism_context_options *options,
         free(ctx);
         return st;
     }
-    prism_strlcpy(ctx->cache_dir_copy, prism_cache_dir(ctx->cache),
-                  sizeof ctx->cache_dir_copy);
     *out = ctx;
     return PRISM_OK;
 }
@@ -107,5 +109,7 @@ prism_status prism_context_counters(const prism_context *ctx,
 }
 
 const char *prism_context_cache_dir(const prism_context *ctx) {
-    return ctx ? ctx->cache_dir_copy : "";
+    /* the cache's own string: it lives as long as the context and is
+     * never cut short, whatever its length */
+    return ctx ? prism_cache_dir(ctx->cache) : "";
 }

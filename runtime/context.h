@@ -12,7 +12,6 @@ struct prism_context {
     prism_context_options options;
     prism_logger logger;
     prism_cache *cache;
-    char cache_dir_copy[PRISM_PATH_MAX];
     pthread_mutex_t error_lock;
     char last_error[PRISM_ERRMSG_MAX];
 };

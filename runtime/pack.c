@@ -16,6 +16,7 @@
 #include "compile/nvrtc_compile.h"
 #include "cache/tar.h"
 #include "base/fs.h"
+#include "base/parse.h"
 #include "tune/tune_yaml.h"
 
 #include <dirent.h>
@@ -311,6 +312,8 @@ static prism_status make_pack_dir(packer *P, bool tar, bool *made) {
         *made = true;
         return PRISM_OK;
     }
+    if (prism_check_path_length(out, "pack output", P->err, sizeof P->err))
+        return PRISM_ERR_INVALID_ARGUMENT; /* never a shortened path */
     prism_strlcpy(P->dir, out, sizeof P->dir);
     for (size_t n = strlen(P->dir); n > 1 && P->dir[n - 1] == '/'; n--)
         P->dir[n - 1] = '\0'; /* as the cache spells its directory */

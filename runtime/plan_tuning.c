@@ -14,6 +14,7 @@
 #include "compile/nvrtc_compile.h"
 #include "gen/spec.h"
 #include "base/fs.h"
+#include "base/parse.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -23,11 +24,18 @@ int prism_plan_tuning_dirs(const prism_context *ctx,
     int n = 0;
     const char *env = getenv("PRISM_TUNE_DIR");
     const char *cache_dir = prism_context_cache_dir(ctx);
-    if (env && *env)
-        prism_strlcpy(dirs[n], env, PRISM_PATH_MAX);
-    else if (!*cache_dir ||
-             !prism_fs_join(dirs[n], PRISM_PATH_MAX, cache_dir, "tuning"))
-        dirs[n][0] = '\0';
+    char why[PRISM_ERRMSG_MAX];
+    dirs[n][0] = '\0';
+    if (env && *env) {
+        /* never a shortened path: without it there is no writable dir */
+        if (prism_check_path_length(env, "PRISM_TUNE_DIR", why, sizeof why) ==
+            PRISM_OK)
+            prism_strlcpy(dirs[n], env, PRISM_PATH_MAX);
+        else if (ctx)
+            prism_log(&ctx->logger, PRISM_LOG_WARN, "%s", why);
+    } else if (*cache_dir) {
+        prism_fs_join(dirs[n], PRISM_PATH_MAX, cache_dir, "tuning");
+    }
     n++;
     for (int i = 0; ctx && i < prism_cache_layer_count(ctx->cache) &&
                     n < PRISM_TUNE_MAX_DIRS;
@@ -96,10 +104,14 @@ prism_plan_tuning_lookup(prism_context *ctx, const prism_tune_device *dev,
     return PRISM_OK;
 }
 
-static bool tuning_disabled(void) {
-    const char *v = getenv("PRISM_TUNE");
-    return v && (!strcmp(v, "off") || !strcmp(v, "0") || !strcmp(v, "no") ||
-                 !strcmp(v, "false"));
+/* $PRISM_TUNE=off (a switch, base/parse.h) makes plans ignore the tuning
+ * database; a value that is not a switch is logged and ignored. */
+static bool tuning_disabled(const prism_context *ctx) {
+    bool on;
+    char why[PRISM_ERRMSG_MAX];
+    if (prism_env_bool("PRISM_TUNE", true, &on, why, sizeof why) != PRISM_OK)
+        prism_log(&ctx->logger, PRISM_LOG_WARN, "%s", why);
+    return !on;
 }
 
 static bool is_pinned(const prism_config *c, const char *kernel,
@@ -153,7 +165,7 @@ prism_status prism_plan_tuning_apply(prism_context *ctx, const prism_config *in,
     if (n_applied)
         *n_applied = 0;
     prism_arch arch;
-    if (tuning_disabled() || !prism_tune_device_arch(dev, &arch))
+    if (tuning_disabled(ctx) || !prism_tune_device_arch(dev, &arch))
         return PRISM_OK;
     prism_config *trial = malloc(sizeof *trial);
     if (!trial)
