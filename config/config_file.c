@@ -5,8 +5,10 @@
  * they are PRISM_ERR_IO, name the path and carry the errno text, and have
  * no line or column.  A config is small, so anything over 1 MiB is refused
  * before parsing (a wrong path pointing at a model checkpoint should fail
- * at once, not after reading gigabytes).  Reading goes through read(2) in
- * a loop, so pipes and /dev/stdin work as well as regular files.
+ * at once, not after reading gigabytes).  Only regular files are read: a
+ * FIFO or a device is refused before the first read (it is opened without
+ * blocking, so a FIFO with no writer cannot hang the caller), and a path
+ * longer than PRISM_PATH_MAX is refused rather than cut short.
  */
 #include "config/config_rules.h"
 
@@ -46,6 +48,21 @@ static prism_status no_memory(const char *path, char *err, size_t err_size) {
     prism_config_one_line(path, name, sizeof name);
     return prism_errorf(err, err_size, PRISM_ERR_OUT_OF_MEMORY,
                         "%s: out of memory reading the config", name);
+}
+
+static prism_status not_regular(const char *path, const struct stat *st,
+                                char *err, size_t err_size) {
+    char name[PRISM_PATH_MAX];
+    prism_config_one_line(path, name, sizeof name);
+    return prism_errorf(err, err_size, PRISM_ERR_IO,
+                        "%s: not a regular file (%s); a config must be a "
+                        "file, check the path",
+                        name,
+                        S_ISFIFO(st->st_mode)   ? "a FIFO"
+                        : S_ISCHR(st->st_mode)  ? "a character device"
+                        : S_ISBLK(st->st_mode)  ? "a block device"
+                        : S_ISSOCK(st->st_mode) ? "a socket"
+                                                : "a special file");
 }
 
 /* Reads to the end, giving up past PRISM_CONFIG_MAX_BYTES. */
@@ -92,7 +109,9 @@ static prism_status read_fd(int fd, const char *path, char **out,
 static prism_status read_file(const char *path, char **out, size_t *length,
                               char *err, size_t err_size) {
     struct stat st;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (strlen(path) >= PRISM_PATH_MAX)
+        return io_error(path, "open", ENAMETOOLONG, err, err_size);
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0)
         return io_error(path, "open", errno, err, err_size);
     prism_status status;
@@ -100,7 +119,9 @@ static prism_status read_file(const char *path, char **out, size_t *length,
         status = io_error(path, "stat", errno, err, err_size);
     else if (S_ISDIR(st.st_mode))
         status = io_error(path, "read", EISDIR, err, err_size);
-    else if (S_ISREG(st.st_mode) && st.st_size > PRISM_CONFIG_MAX_BYTES)
+    else if (!S_ISREG(st.st_mode))
+        status = not_regular(path, &st, err, err_size);
+    else if (st.st_size > PRISM_CONFIG_MAX_BYTES)
         status = too_large(path, err, err_size);
     else
         status = read_fd(fd, path, out, length, err, err_size);
