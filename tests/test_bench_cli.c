@@ -59,19 +59,23 @@ static char *read_text(const char *name, char *buf, size_t size) {
     return buf;
 }
 
-/* Runs bench on the stand-in driver with a trace; the trace's lines (in
- * a static buffer, until the next call). */
-static int traced_bench(const char *extra, char ***lines) {
+/* Runs bench at --seq `seq` writing --json `json` on the stand-in driver
+ * with a trace; returns its exit code, and the trace's lines (in a static
+ * buffer, until the next call) when it succeeded. */
+static int traced_bench_at(const char *seq, const char *json, const char *extra,
+                           char ***lines, int *n_lines) {
     static char text[1 << 16], *v[4096];
     char env[1024], trace[512];
     snprintf(trace, sizeof trace, "%s/trace", dir);
     unlink(trace);
     snprintf(env, sizeof env, "LD_LIBRARY_PATH='%s' FAKE_CUDA_TRACE='%s'",
              PRISM_FAKE_CUDA_DIR, trace);
-    int rc = bench(env, "'%s/configs/llama-3.1-8b.yaml' --seq 512 --reps 3 %s "
-                        "--json '%s/bench.json'",
-                   PRISM_SOURCE_DIR, extra, dir);
-    cr_assert_eq(rc, 0, "prism bench %s failed: %s", extra, err);
+    int rc = bench(env, "'%s/configs/llama-3.1-8b.yaml' --seq %s --reps 3 %s "
+                        "--json '%s'",
+                   PRISM_SOURCE_DIR, seq, extra, json);
+    *n_lines = 0;
+    if (rc != 0)
+        return rc;
     int n = 0;
     char *save = NULL;
     for (char *line = strtok_r(read_text("trace", text, sizeof text), "\n", &save);
@@ -80,6 +84,17 @@ static int traced_bench(const char *extra, char ***lines) {
         v[n++] = line;
     }
     *lines = v;
+    *n_lines = n;
+    return rc;
+}
+
+/* The default run of the tests below: --seq 512, JSON in bench.json. */
+static int traced_bench(const char *extra, char ***lines) {
+    char json[512];
+    int n;
+    snprintf(json, sizeof json, "%s/bench.json", dir);
+    cr_assert_eq(traced_bench_at("512", json, extra, lines, &n), 0,
+                 "prism bench %s failed: %s", extra, err);
     return n;
 }
 
@@ -104,12 +119,15 @@ Test(bench_cli, usage_errors_name_the_fix) {
         const char *args, *message;
     } cases[] = {
         {"'%s/configs/llama-3.1-8b.yaml'", "need CONFIG and --seq N > 0"},
-        {"'%s/configs/llama-3.1-8b.yaml' --seq 0", "need CONFIG and --seq N > 0"},
+        {"'%s/configs/llama-3.1-8b.yaml' --seq 0", "--seq '0': expected a whole number"},
+        {"'%s/configs/llama-3.1-8b.yaml' --seq 8x", "--seq '8x': expected a whole number"},
+        {"'%s/configs/llama-3.1-8b.yaml' --seq 1.5k", "--seq '1.5k'"},
+        {"'%s/configs/llama-3.1-8b.yaml' --seq 512 --seq 1k", "--seq given twice"},
         {"'%s/configs/llama-3.1-8b.yaml' --seq 512 --sq 1024", "0 < --sq <= --seq"},
         {"'%s/configs/llama-3.1-8b.yaml' --seq 512 --density 1.5", "(0, 1]"},
-        {"'%s/configs/llama-3.1-8b.yaml' --seq 512 --flush", "unknown or incomplete"},
+        {"'%s/configs/llama-3.1-8b.yaml' --seq 512 --flush", "unknown option '--flush'"},
         {"'%s/configs/llama-3.1-8b.yaml' --seq 512 --workload nope", "unknown workload"},
-        {"'%s/configs/llama-3.1-8b.yaml' --seq 512 --batch 0", "--batch must be in 1..4096"},
+        {"'%s/configs/llama-3.1-8b.yaml' --seq 512 --batch 0", "--batch '0': expected a whole number in [1, 4096]"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char args[512];
@@ -173,4 +191,23 @@ Test(bench_cli, batch_runs_every_stage_on_b_sequences) {
     cr_assert_not_null(strstr(out, "B=3 Hq=32 Hkv=8 D=128 bf16, Sq=512 Sk=512, mixed"),
                        "%s", out);
     cr_assert_not_null(strstr(read_json(), "\"batch\": 3"), "%s", read_json());
+}
+
+/* Counts read as every command reads them: 1k is 1024 here as in `prism
+ * run`; and the JSON file's writes are checked like stdout's. */
+Test(bench_cli, seq_suffixes_and_json_write_errors) {
+    static const char *const seqs[] = {"1k", "1K", "1024"};
+    char json[512], **v;
+    int n;
+    snprintf(json, sizeof json, "%s/bench.json", dir);
+    for (size_t i = 0; i < sizeof seqs / sizeof seqs[0]; i++) {
+        cr_assert_eq(traced_bench_at(seqs[i], json, "", &v, &n), 0,
+                     "--seq %s: %s", seqs[i], err);
+        cr_assert_not_null(strstr(out, "Sq=1024 Sk=1024"), "--seq %s: %s",
+                           seqs[i], out);
+        cr_assert_not_null(strstr(read_json(), "\"sk\": 1024"));
+    }
+    cr_assert_eq(traced_bench_at("512", "/dev/full", "", &v, &n), 1, "%s",
+                 err);
+    cr_assert_not_null(strstr(err, "cannot write /dev/full"), "%s", err);
 }

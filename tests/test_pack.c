@@ -411,3 +411,37 @@ Test(pack, cli_pack_and_verify) {
     cr_assert_eq(run_cli("cache verify"), 0, "%s", g_out);
     cr_assert(strstr(g_out, "verified"), "%s", g_out);
 }
+
+/* An existing output is refused alike whether it is a .tar or a directory;
+ * --force replaces a pack of either kind and nothing else. */
+Test(pack, cli_existing_output_needs_force) {
+    char other[1100], keep[1200];
+    snprintf(other, sizeof other, "%s/other", g_dir);
+    snprintf(keep, sizeof keep, "%s/keep.txt", other);
+    cr_assert_eq(mkdir(other, 0700), 0);
+    write_file(keep, "x", 1);
+    const struct {
+        const char *out, *force;
+        int rc;
+        const char *message;
+    } rows[] = {
+        {g_tar, "", 0, "packed 1 config"},
+        {g_tar, "", 1, "exists; choose a new -o, or add --force"},
+        {g_tar, "--force", 0, "packed 1 config"},
+        {g_pack, "", 0, "packed 1 config"},
+        {g_pack, "", 1, "exists; choose a new -o, or add --force"},
+        {g_pack, "--force", 0, "packed 1 config"},
+        {other, "", 1, "(only a pack can be replaced)"},
+        {other, "--force", 1, "is not a pack (no MANIFEST.yaml)"},
+    };
+    for (size_t i = 0; i < PRISM_ARRAY_LEN(rows); i++) {
+        int rc = run_cli("cache pack %s/configs/smollm2-135m.yaml --arch sm_80 "
+                         "-o '%s' %s",
+                         PRISM_SOURCE_DIR, rows[i].out, rows[i].force);
+        cr_assert_eq(rc, rows[i].rc, "row %zu: %s", i, g_out);
+        cr_assert(strstr(g_out, rows[i].message), "row %zu: %s", i, g_out);
+        if (rc == 0)
+            cr_assert_eq(verify(rows[i].out), 0, "row %zu: %s", i, g_lines);
+    }
+    cr_assert_eq(access(keep, F_OK), 0, "a directory not a pack is kept");
+}

@@ -134,6 +134,10 @@ Test(ref_run_cli, usage_errors) {
         {"--device cpu --seq 64 --workload diagonal", "allowed values are"},
         {"--device cpu --seq 64 --frobnicate", "unknown option"},
         {"--device cpu --seq 64 --seed", "needs a value"},
+        {"--device cpu --seq 8x", "--seq '8x': expected a whole number"},
+        {"--device cpu --seq 64 --seq 128", "--seq given twice"},
+        {"--device cpu --seq 64 --threads 2 --threads 4",
+         "--threads given twice"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         snprintf(args, sizeof args, "%s %s", config_path, cases[i].args);
@@ -145,6 +149,22 @@ Test(ref_run_cli, usage_errors) {
     cr_assert_eq(
         run_cli("--device cpu --seq 64", out, sizeof out, err, sizeof err), 2);
     cr_assert_not_null(strstr(err, "missing CONFIG"), "%s", err);
+}
+
+/* --seq 1k is 1024, as in every command that reads a count. */
+Test(ref_run_cli, counts_take_binary_suffixes) {
+    static const char *const seqs[] = {"1k", "1K", "1024"};
+    char out[8192], err[4096], args[512];
+    for (size_t i = 0; i < sizeof seqs / sizeof seqs[0]; i++) {
+        snprintf(args, sizeof args,
+                 "%s --device cpu --backend reference --threads 2 --seq %s "
+                 "--sq 64 --json",
+                 config_path, seqs[i]);
+        cr_assert_eq(run_cli(args, out, sizeof out, err, sizeof err), 0,
+                     "%s: %s", seqs[i], err);
+        cr_assert_not_null(strstr(out, "\"seq_k\": 1024"), "%s: %s", seqs[i],
+                           out);
+    }
 }
 
 Test(ref_run_cli, missing_config_fails_and_help_succeeds) {

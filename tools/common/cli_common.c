@@ -1,9 +1,12 @@
 /*
  * cli_common.c - the helpers every command of the prism tools shares:
  * error and usage lines, config loading, the context with a stderr logger,
- * the counters line and size parsing.
+ * the counters line, $PRISM_VERBOSE and the checks that every write to
+ * stdout or to a file reached it.
  */
 #include "tools/common/cli.h"
+
+#include "base/parse.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -32,10 +35,46 @@ int cli_usage(const char *cmd, const char *fmt, ...) {
 }
 
 bool cli_wants_help(int argc, char **argv) {
-    for (int i = 1; i < argc; i++)
+    for (int i = 1; i < argc && strcmp(argv[i], "--"); i++)
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))
             return true;
     return false;
+}
+
+bool cli_verbose(void) {
+    static bool warned;
+    bool on;
+    char why[PRISM_ERRMSG_MAX];
+    if (prism_env_bool("PRISM_VERBOSE", false, &on, why, sizeof why) !=
+            PRISM_OK &&
+        !warned) {
+        fprintf(stderr, "prism: warning: %s\n", why);
+        warned = true;
+    }
+    return on;
+}
+
+int cli_finish(int rc) {
+    bool lost = ferror(stdout) != 0;
+    errno = 0;
+    if (fclose(stdout) != 0)
+        lost = true;
+    if (!lost)
+        return rc;
+    fprintf(stderr, "prism: cannot write to stdout: %s\n",
+            errno ? strerror(errno) : "write error");
+    return rc == CLI_OK ? CLI_FAIL : rc;
+}
+
+int cli_close_file(FILE *f, const char *path) {
+    bool lost = ferror(f) != 0;
+    errno = 0;
+    if (fclose(f) != 0)
+        lost = true;
+    if (!lost)
+        return CLI_OK;
+    return cli_fail("cannot write %s: %s", path,
+                    errno ? strerror(errno) : "write error");
 }
 
 bool cli_load_config(const char *path, prism_config *cfg) {
@@ -61,8 +100,7 @@ prism_context *cli_context(void) {
     prism_context_options opt;
     prism_context_options_init(&opt);
     opt.log = cli_logger;
-    const char *v = getenv("PRISM_VERBOSE");
-    opt.log_level = (v && *v && strcmp(v, "0")) ? PRISM_LOG_INFO : PRISM_LOG_WARN;
+    opt.log_level = cli_verbose() ? PRISM_LOG_INFO : PRISM_LOG_WARN;
     prism_context *ctx = NULL;
     prism_status st = prism_context_create(&opt, &ctx);
     if (st != PRISM_OK) {
@@ -83,34 +121,4 @@ void cli_print_counters(const prism_context *ctx, FILE *out) {
             (unsigned long long)c.memory_hits, (unsigned long long)c.disk_hits,
             (unsigned long long)c.misses, (unsigned long long)c.compiles,
             c.compile_ms, (unsigned long long)c.corrupt);
-}
-
-bool cli_parse_size(const char *text, long long *out) {
-    if (!text || !*text)
-        return false;
-    errno = 0;
-    char *end = NULL;
-    long long v = strtoll(text, &end, 10);
-    if (errno || end == text || v < 0)
-        return false;
-    long long mul = 1;
-    if (*end) {
-        switch (*end) {
-        case 'k': case 'K': mul = 1LL << 10; break;
-        case 'm': case 'M': mul = 1LL << 20; break;
-        case 'g': case 'G': mul = 1LL << 30; break;
-        default: return false;
-        }
-        end++;
-        if (*end == 'i' || *end == 'B')
-            end++;
-        if (*end == 'B')
-            end++;
-        if (*end)
-            return false;
-    }
-    if (v > (1LL << 62) / mul)
-        return false;
-    *out = v * mul;
-    return true;
 }

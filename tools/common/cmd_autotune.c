@@ -14,6 +14,7 @@
  */
 #include "autotune/autotune.h"
 #include "tools/common/cli.h"
+#include "base/parse.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -29,9 +30,10 @@ static const char autotune_usage[] =
     "Plans created afterwards on this GPU use those kernels automatically;\n"
     "a config's own `tuning:` overrides still win.\n"
     "\n"
-    "  --seq N...        lengths to tune, one per bucket (K/M suffixes "
-    "allowed;\n"
-    "                    default: every bucket 4096..262144)\n"
+    "  --seq N...        lengths to tune, one per bucket (K/M suffixes, "
+    "powers of\n"
+    "                    two: 32K = 32768; default: every bucket "
+    "4096..262144)\n"
     "  --density P...    attention mask densities in (0, 1] (default 0.1 0.2)\n"
     "  --budget SECONDS  stop starting new work after this long (default 600)\n"
     "  --devices all|LIST  GPUs to spread candidates over: all, or ordinals\n"
@@ -46,13 +48,12 @@ typedef struct autotune_args {
     prism_autotune_options o;
 } autotune_args;
 
-static bool is_option(const char *s) {
-    return s[0] == '-' && s[1] && !(s[1] >= '0' && s[1] <= '9');
-}
-
-static int parse_devices(const char *text, prism_autotune_options *o) {
+static int opt_devices(const char *cmd, const cli_option *o,
+                       const char *text, bool trailing) {
+    (void)trailing;
+    prism_autotune_options *t = o->dest;
     if (!strcmp(text, "all")) {
-        o->all_devices = true;
+        t->all_devices = true;
         return CLI_OK;
     }
     const char *p = text;
@@ -60,85 +61,70 @@ static int parse_devices(const char *text, prism_autotune_options *o) {
         char *end = NULL;
         long v = strtol(p, &end, 10);
         if (end == p || v < 0 || v > 1023 || (*end && *end != ','))
-            return cli_usage("autotune",
+            return cli_usage(cmd,
                              "--devices '%s' is not 'all' or a "
                              "list of GPU ordinals such as 0,1",
                              text);
-        if (o->n_devices >= PRISM_TUNE_MAX_DEVICES)
-            return cli_usage("autotune", "--devices lists more than %d GPUs",
+        if (t->n_devices >= PRISM_TUNE_MAX_DEVICES)
+            return cli_usage(cmd, "--devices lists more than %d GPUs",
                              PRISM_TUNE_MAX_DEVICES);
-        o->devices[o->n_devices++] = (int)v;
+        t->devices[t->n_devices++] = (int)v;
         p = *end ? end + 1 : end;
     }
-    return o->n_devices ? CLI_OK
-                        : cli_usage("autotune", "--devices needs a value");
+    return t->n_devices ? CLI_OK : cli_usage(cmd, "--devices needs a value");
+}
+
+/* --seq N...: lengths, each once; a word after them that is no length is
+ * CONFIG (trailing). */
+static int opt_seqs(const char *cmd, const cli_option *o, const char *text,
+                    bool trailing) {
+    prism_autotune_options *t = o->dest;
+    int64_t v;
+    if (!prism_parse_count(text, 0, INT64_MAX, &v))
+        return trailing ? CLI_SKIP
+                        : cli_usage(cmd, "--seq '%s': expected a length such "
+                                         "as 4096 or 32K (K = 1024)",
+                                    text);
+    if (v < 1 || v > (1LL << 30) || t->n_seqs >= PRISM_TUNE_MAX_SEQS)
+        return cli_usage(cmd, "--seq takes up to %d lengths in [1, 2^30]",
+                         PRISM_TUNE_MAX_SEQS);
+    for (int i = 0; i < t->n_seqs; i++)
+        if (t->seqs[i] == v)
+            return CLI_OK;
+    t->seqs[t->n_seqs++] = (int)v;
+    return CLI_OK;
+}
+
+static int opt_budget(const char *cmd, const cli_option *o, const char *text,
+                      bool trailing) {
+    (void)trailing;
+    char *end = NULL;
+    double v = strtod(text, &end);
+    if (end == text || *end || !(v > 0))
+        return cli_usage(cmd,
+                         "--%s needs a positive number of seconds, got '%s'",
+                         o->name, text);
+    *(double *)o->dest = v;
+    return CLI_OK;
 }
 
 static int parse_autotune(int argc, char **argv, autotune_args *a) {
     memset(a, 0, sizeof *a);
     a->o.budget_s = 600;
-    for (int i = 1; i < argc; i++) {
-        const char *o = argv[i];
-        if (!strcmp(o, "--seq")) {
-            int before = a->o.n_seqs;
-            while (i + 1 < argc && !is_option(argv[i + 1])) {
-                long long v;
-                if (!cli_parse_size(argv[i + 1], &v))
-                    break; /* not a length: CONFIG */
-                if (v < 1 || v > (1LL << 30) ||
-                    a->o.n_seqs >= PRISM_TUNE_MAX_SEQS)
-                    return cli_usage("autotune",
-                                     "--seq takes up to %d "
-                                     "lengths in [1, 2^30]",
-                                     PRISM_TUNE_MAX_SEQS);
-                a->o.seqs[a->o.n_seqs++] = (int)v;
-                i++;
-            }
-            if (a->o.n_seqs == before)
-                return cli_usage("autotune", "--seq needs a length such as "
-                                             "4096 or 32K");
-        } else if (!strcmp(o, "--density")) {
-            int before = a->o.n_densities;
-            while (i + 1 < argc && !is_option(argv[i + 1])) {
-                char *end = NULL;
-                double v = strtod(argv[i + 1], &end);
-                if (end == argv[i + 1] || *end)
-                    break;
-                if (!(v > 0 && v <= 1) ||
-                    a->o.n_densities >= PRISM_TUNE_MAX_SHAPES)
-                    return cli_usage("autotune",
-                                     "--density takes up to %d "
-                                     "values in (0, 1]",
-                                     PRISM_TUNE_MAX_SHAPES);
-                a->o.densities[a->o.n_densities++] = v;
-                i++;
-            }
-            if (a->o.n_densities == before)
-                return cli_usage("autotune", "--density needs a value in "
-                                             "(0, 1]");
-        } else if (!strcmp(o, "--budget") && i + 1 < argc) {
-            char *end = NULL;
-            a->o.budget_s = strtod(argv[++i], &end);
-            if (end == argv[i] || *end || !(a->o.budget_s > 0))
-                return cli_usage("autotune",
-                                 "--budget needs a positive "
-                                 "number of seconds, got '%s'",
-                                 argv[i]);
-        } else if (!strcmp(o, "--devices") && i + 1 < argc) {
-            int rc = parse_devices(argv[++i], &a->o);
-            if (rc != CLI_OK)
-                return rc;
-        } else if (!strcmp(o, "--resume")) {
-            a->o.resume = true;
-        } else if (o[0] == '-') {
-            return cli_usage("autotune", "unknown or incomplete option '%s'",
-                             o);
-        } else if (!a->config) {
-            a->config = o;
-        } else {
-            return cli_usage("autotune", "unexpected argument '%s'", o);
-        }
-    }
+    cli_reals density = {a->o.densities, 0, PRISM_TUNE_MAX_SHAPES};
+    const cli_option opts[] = {
+        CLI_OPT_CUSTOM("seq", &a->o, opt_seqs, true, true),
+        CLI_OPT_CUSTOM("density", &density, cli_opt_density, true, true),
+        CLI_OPT_CUSTOM("budget", &a->o.budget_s, opt_budget, false, false),
+        CLI_OPT_CUSTOM("devices", &a->o, opt_devices, false, false),
+        CLI_OPT_FLAG("resume", 0, &a->o.resume),
+    };
+    cli_spec spec = {"autotune", opts, PRISM_ARRAY_LEN(opts), &a->config, 1};
+    int n_pos;
+    int rc = cli_parse(&spec, argc, argv, &n_pos);
+    a->o.n_densities = density.n;
+    if (rc != CLI_OK)
+        return rc;
     if (!a->config)
         return cli_usage("autotune", "need a CONFIG file");
     return CLI_OK;

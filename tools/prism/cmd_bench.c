@@ -33,6 +33,7 @@
 #include "base/half.h"
 #include "reference/reference.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,7 +47,9 @@ static const char bench_usage[] =
     "Inputs: iid Gaussian, or --workload mixed|sink|local|slash|vertical|\n"
     "needle|random (the reference's structured inputs, where Prism's mask\n"
     "is sparse).  Each repetition starts after a 256 MB memset (L2 flushed,\n"
-    "the host's launch hidden); --no-flush starts it on an idle GPU.\n";
+    "the host's launch hidden); --no-flush starts it on an idle GPU.\n"
+    "Counts take a K or M suffix, powers of two (--seq 8k = 8192); each\n"
+    "option but --density is given once.\n";
 
 typedef struct bench_args {
     const char *config, *json, *workload_name;
@@ -56,58 +59,51 @@ typedef struct bench_args {
     double density[8];
 } bench_args;
 
+static int opt_workload(const char *cmd, const cli_option *o,
+                        const char *value, bool trailing) {
+    (void)trailing;
+    bench_args *a = o->dest;
+    a->workload_name = value;
+    a->use_workload = strcmp(value, "iid") != 0;
+    if (a->use_workload &&
+        prism_workload_parse(value, &a->workload) != PRISM_OK)
+        return cli_usage(cmd, "unknown workload '%s'", value);
+    return CLI_OK;
+}
+
 static int parse_bench(int argc, char **argv, bench_args *a) {
     memset(a, 0, sizeof *a);
-    a->reps = 20;
-    a->batch = 1;
-    for (int i = 1; i < argc; i++) {
-        const char *o = argv[i];
-        bool v = i + 1 < argc;
-        if (!strcmp(o, "--seq") && v)
-            a->seq = atoi(argv[++i]);
-        else if (!strcmp(o, "--sq") && v)
-            a->sq = atoi(argv[++i]);
-        else if (!strcmp(o, "--batch") && v)
-            a->batch = atoi(argv[++i]);
-        else if (!strcmp(o, "--reps") && v)
-            a->reps = atoi(argv[++i]);
-        else if (!strcmp(o, "--no-flush"))
-            a->no_flush = true;
-        else if (!strcmp(o, "--json") && v)
-            a->json = argv[++i];
-        else if (!strcmp(o, "--workload") && v) {
-            a->workload_name = argv[++i];
-            if (strcmp(a->workload_name, "iid") &&
-                prism_workload_parse(a->workload_name, &a->workload) != PRISM_OK)
-                return cli_usage("bench", "unknown workload '%s'",
-                                 a->workload_name);
-            a->use_workload = strcmp(a->workload_name, "iid") != 0;
-        }
-        else if (!strcmp(o, "--density") && v && a->n_density < 8)
-            a->density[a->n_density++] = atof(argv[++i]);
-        else if (o[0] == '-')
-            return cli_usage("bench", "unknown or incomplete option '%s'", o);
-        else if (!a->config)
-            a->config = o;
-        else
-            return cli_usage("bench", "unexpected argument '%s'", o);
-    }
-    if (!a->config || a->seq <= 0)
+    long long seq = 0, sq = 0, batch = 1, reps = 20;
+    cli_reals density = {a->density, 0, 8};
+    const cli_option opts[] = {
+        CLI_OPT_COUNT("seq", &seq, 1, INT32_MAX),
+        CLI_OPT_COUNT("sq", &sq, 1, INT32_MAX),
+        CLI_OPT_COUNT("batch", &batch, 1, 4096),
+        CLI_OPT_COUNT("reps", &reps, 1, 1000000),
+        CLI_OPT_FLAG("no-flush", 0, &a->no_flush),
+        CLI_OPT_STRING("json", 0, &a->json),
+        CLI_OPT_CUSTOM("workload", a, opt_workload, false, false),
+        CLI_OPT_CUSTOM("density", &density, cli_opt_density, true, false),
+    };
+    cli_spec spec = {"bench", opts, PRISM_ARRAY_LEN(opts), &a->config, 1};
+    int n_pos;
+    int rc = cli_parse(&spec, argc, argv, &n_pos);
+    if (rc != CLI_OK)
+        return rc;
+    if (!a->config || seq <= 0)
         return cli_usage("bench", "need CONFIG and --seq N > 0");
-    if (a->sq <= 0)
-        a->sq = a->seq;
-    if (a->sq > a->seq || a->reps < 1)
-        return cli_usage("bench", "need 0 < --sq <= --seq and --reps >= 1");
-    if (a->batch < 1 || a->batch > 4096)
-        return cli_usage("bench", "--batch must be in 1..4096");
+    if (sq > seq)
+        return cli_usage("bench", "need 0 < --sq <= --seq");
+    a->seq = (int)seq;
+    a->sq = sq > 0 ? (int)sq : a->seq;
+    a->batch = (int)batch;
+    a->reps = (int)reps;
+    a->n_density = density.n;
     if (a->n_density == 0) {
         a->density[0] = 0.1;
         a->density[1] = 0.2;
         a->n_density = 2;
     }
-    for (int i = 0; i < a->n_density; i++)
-        if (!(a->density[i] > 0 && a->density[i] <= 1))
-            return cli_usage("bench", "--density must be in (0, 1]");
     return CLI_OK;
 }
 
@@ -420,7 +416,7 @@ static int bench_run(const prism_config *cfg, const bench_args *a) {
     if (a->json) {
         FILE *f = fopen(a->json, "w");
         if (!f) {
-            cli_fail("cannot write %s", a->json);
+            cli_fail("cannot write %s: %s", a->json, strerror(errno));
             goto done;
         }
         fprintf(f, "{\"config\": \"%s\", \"batch\": %d, \"sq\": %d, \"sk\": %d, "
@@ -432,7 +428,8 @@ static int bench_run(const prism_config *cfg, const bench_args *a) {
         for (int i = 0; i < n; i++)
             print_timing(f, &t[i], flops, true, i == n - 1);
         fprintf(f, "]}\n");
-        fclose(f);
+        if (cli_close_file(f, a->json) != CLI_OK)
+            goto done;
     }
     rc = CLI_OK;
 done:

@@ -31,7 +31,7 @@ static const subcommand subcommands[] = {
      "evict least recently used entries down to N bytes (default: the cap)\n"
      "           and remove stale temp and lock files"},
     {"clear", "", "remove every entry of the writable directory"},
-    {"pack", " CONFIG... [--arch A]... -o DIR|FILE.tar",
+    {"pack", " CONFIG... [--arch A]... -o DIR|FILE.tar [--force]",
      "compile CONFIGs (and their tuned variants) into a self-contained,\n"
      "           pretuned cache for PRISM_CACHE_PATH"},
 };
@@ -53,7 +53,9 @@ static void usage(FILE *out) {
 static void sub_usage(const subcommand *s) {
     printf("usage: prism cache %s%s\n\n  %s\n", s->name, s->args, s->summary);
     if (!strcmp(s->name, "prune"))
-        printf("\n  N takes a K, M or G suffix (powers of two).\n");
+        printf("\n  N is a size in bytes such as 500M: K, M and G are "
+               "1024, 1024^2 and 1024^3\n  (a B or iB may follow: 500MB = "
+               "500MiB = 500M); so is $PRISM_CACHE_MAX_BYTES.\n");
     if (!strcmp(s->name, "verify"))
         printf("\n  Checks the writable directory and the read-only layers; "
                "bad entries\n  are listed on stdout.  With PACK (a directory "
@@ -62,7 +64,10 @@ static void sub_usage(const subcommand *s) {
     if (!strcmp(s->name, "pack"))
         printf("\n  --arch defaults to each config's targets.  The pack "
                "also holds the tuning\n  entries of the configs found in "
-               "the tuning database.\n");
+               "the tuning database.  An existing output\n  (a .tar, or a "
+               "directory that is not empty) is refused; --force replaces "
+               "it\n  when it is a pack (a .tar, or a directory holding "
+               "MANIFEST.yaml).\n");
 }
 
 /* 1536 -> "1.5 KiB" */
@@ -134,28 +139,19 @@ static int run_verify(prism_cache *cache) {
     return CLI_OK;
 }
 
-/* prune's options, parsed before the cache is opened. */
-static int parse_prune(int argc, char **argv, long long *max_bytes) {
-    *max_bytes = 0;
-    for (int i = 2; i < argc; i++) {
-        const char *arg = argv[i], *val = NULL;
-        if (!strncmp(arg, "--max-bytes=", 12))
-            val = arg + 12;
-        else if (!strcmp(arg, "--max-bytes")) {
-            if (i + 1 >= argc)
-                return cli_usage("cache prune", "--max-bytes needs a value");
-            val = argv[++i];
-        } else {
-            return cli_usage("cache prune", "unknown argument '%s'", arg);
-        }
-        if (!cli_parse_size(val, max_bytes) || *max_bytes <= 0)
-            return cli_usage("cache prune",
-                             "--max-bytes '%s' is not a positive size such as "
-                             "500M (use 'prism cache clear' to remove "
-                             "everything)",
-                             val);
-    }
-    return CLI_OK;
+/* The arguments of path, ls, verify, prune and clear, read before the
+ * cache is opened: prune's --max-bytes, verify's PACK. */
+static int parse_sub(int argc, char **argv, long long *max_bytes,
+                     const char **pack) {
+    char cmd[32];
+    snprintf(cmd, sizeof cmd, "cache %s", argv[1]);
+    bool prune = !strcmp(argv[1], "prune");
+    const cli_option opts[] = {
+        CLI_OPT_BYTES("max-bytes", max_bytes, 1, INT64_MAX / 4)};
+    cli_spec spec = {cmd, opts, prune ? 1 : 0, pack,
+                     !strcmp(argv[1], "verify") ? 1 : 0};
+    int n_pos;
+    return cli_parse(&spec, argc - 1, argv + 1, &n_pos);
 }
 
 static int run_prune(prism_cache *cache, long long max_bytes) {
@@ -206,24 +202,18 @@ int prism_cmd_cache(int argc, char **argv) {
     }
     if (!strcmp(name, "pack"))
         return prism_cmd_cache_pack(argc, argv);
-    if (!strcmp(name, "verify") && argc == 3)
-        return prism_cmd_cache_verify_pack(argv[2]);
     long long max_bytes = 0;
-    if (!strcmp(name, "prune")) {
-        int rc = parse_prune(argc, argv, &max_bytes);
-        if (rc != CLI_OK)
-            return rc;
-    } else if (argc > 2) {
-        return cli_usage("cache", "'%s' takes no arguments, got '%s'", name,
-                         argv[2]);
-    }
+    const char *pack = NULL;
+    int rc = parse_sub(argc, argv, &max_bytes, &pack);
+    if (rc != CLI_OK)
+        return rc;
+    if (pack)
+        return prism_cmd_cache_verify_pack(pack);
 
-    const char *verbose = getenv("PRISM_VERBOSE");
     prism_logger logger = {
         .fn = NULL, /* stderr */
         .user = NULL,
-        .level = (verbose && *verbose && strcmp(verbose, "0")) ? PRISM_LOG_INFO
-                                                               : PRISM_LOG_WARN,
+        .level = cli_verbose() ? PRISM_LOG_INFO : PRISM_LOG_WARN,
     };
     prism_cache_options opt = {.logger = &logger};
     prism_cache *cache = NULL;
@@ -231,7 +221,6 @@ int prism_cmd_cache(int argc, char **argv) {
     if (prism_cache_open(&opt, &cache, err, sizeof err) != PRISM_OK)
         return cli_fail("%s", err);
 
-    int rc;
     if (!strcmp(name, "path"))
         rc = run_path(cache);
     else if (!strcmp(name, "ls"))

@@ -10,7 +10,6 @@
  */
 #include "tools/common/cli.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,29 +31,6 @@ static void usage(FILE *out) {
         out);
 }
 
-/* Fills *path and *quiet from argv; returns CLI_OK or the usage code. */
-static int parse_args(int argc, char **argv, const char **path, bool *quiet) {
-    bool options = true;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (options && !strcmp(a, "--")) {
-            options = false;
-        } else if (options && (!strcmp(a, "-q") || !strcmp(a, "--quiet"))) {
-            *quiet = true;
-        } else if (options && a[0] == '-' && a[1]) {
-            return cli_usage("check", "unknown option '%s'", a);
-        } else if (*path) {
-            return cli_usage("check", "expected one CONFIG, got '%s' and '%s'",
-                             *path, a);
-        } else {
-            *path = a;
-        }
-    }
-    if (!*path)
-        return cli_usage("check", "missing CONFIG, a YAML kernel config");
-    return CLI_OK;
-}
-
 int prism_cmd_check(int argc, char **argv) {
     const char *path = NULL;
     bool quiet = false;
@@ -63,9 +39,14 @@ int prism_cmd_check(int argc, char **argv) {
         usage(stdout);
         return CLI_OK;
     }
-    int rc = parse_args(argc, argv, &path, &quiet);
+    const cli_option opts[] = {CLI_OPT_FLAG("quiet", 'q', &quiet)};
+    cli_spec spec = {"check", opts, 1, &path, 1};
+    int n_pos;
+    int rc = cli_parse(&spec, argc, argv, &n_pos);
     if (rc != CLI_OK)
         return rc;
+    if (!path)
+        return cli_usage("check", "missing CONFIG, a YAML kernel config");
     if (!cli_load_config(path, &cfg))
         return CLI_FAIL;
     if (quiet)
@@ -75,7 +56,5 @@ int prism_cmd_check(int argc, char **argv) {
         return cli_fail("%s: out of memory printing the config", path);
     fputs(yaml, stdout);
     free(yaml);
-    if (fflush(stdout) != 0 || ferror(stdout))
-        return cli_fail("cannot write to stdout: %s", strerror(errno));
     return CLI_OK;
 }

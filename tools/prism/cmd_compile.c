@@ -13,7 +13,8 @@ static const char compile_usage[] =
     "  kernel, arch, hit|miss, key prefix, registers, spill bytes,\n"
     "  shared memory bytes, milliseconds spent getting the cubin.\n"
     "Environment: PRISM_CACHE_DIR, PRISM_CACHE_PATH, PRISM_CACHE_MAX_BYTES,\n"
-    "PRISM_JIT=off (a miss is an error instead of a compile).\n";
+    "PRISM_JIT=off (a miss is an error instead of a compile).\n"
+    "A repeated --arch is compiled once.\n";
 
 static void print_kernel(const prism_kernel_info *k) {
     printf("%-12s %-7s %-4s %.12s  regs %3d  spills %4d  smem %6d  "
@@ -29,41 +30,29 @@ int prism_cmd_compile(int argc, char **argv) {
         return CLI_OK;
     }
     const char *config = NULL;
-    prism_arch archs[PRISM_MAX_TARGETS];
-    int n_archs = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--arch") && i + 1 < argc) {
-            if (n_archs >= PRISM_MAX_TARGETS)
-                return cli_usage("compile", "too many --arch options");
-            if (prism_arch_parse(argv[++i], &archs[n_archs]) != PRISM_OK)
-                return cli_usage("compile", "unknown arch '%s'; use sm_80, "
-                                            "sm_86, sm_89 or sm_90a", argv[i]);
-            n_archs++;
-        } else if (argv[i][0] == '-') {
-            return cli_usage("compile", "unknown or incomplete option '%s'",
-                             argv[i]);
-        } else if (!config) {
-            config = argv[i];
-        } else {
-            return cli_usage("compile", "unexpected argument '%s'", argv[i]);
-        }
-    }
+    cli_archs archs = {0};
+    const cli_option opts[] = {
+        CLI_OPT_CUSTOM("arch", &archs, cli_opt_arch, true, false)};
+    cli_spec spec = {"compile", opts, 1, &config, 1};
+    int n_pos;
+    int rc = cli_parse(&spec, argc, argv, &n_pos);
+    if (rc != CLI_OK)
+        return rc;
     if (!config)
         return cli_usage("compile", "missing CONFIG");
     prism_config cfg;
     if (!cli_load_config(config, &cfg))
         return CLI_FAIL;
-    if (n_archs == 0) {
-        n_archs = cfg.n_targets;
-        memcpy(archs, cfg.targets, sizeof cfg.targets);
+    if (archs.n == 0) {
+        archs.n = cfg.n_targets;
+        memcpy(archs.v, cfg.targets, sizeof cfg.targets);
     }
     prism_context *ctx = cli_context();
     if (!ctx)
         return CLI_FAIL;
-    int rc = CLI_OK;
-    for (int t = 0; t < n_archs && rc == CLI_OK; t++) {
+    for (int t = 0; t < archs.n && rc == CLI_OK; t++) {
         prism_module *m = NULL;
-        if (prism_module_build(ctx, &cfg, archs[t], &m) != PRISM_OK) {
+        if (prism_module_build(ctx, &cfg, archs.v[t], &m) != PRISM_OK) {
             rc = cli_fail("%s", prism_context_last_error(ctx));
             break;
         }

@@ -28,41 +28,27 @@ static const char gen_usage[] =
 
 typedef struct gen_args {
     const char *config, *out_dir, *kernel, *dump;
-    prism_arch archs[PRISM_MAX_TARGETS];
-    int n_archs;
+    cli_archs archs;
 } gen_args;
 
 static int parse_args(int argc, char **argv, gen_args *a) {
     memset(a, 0, sizeof *a);
     a->out_dir = "prism-gen";
-    for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i];
-        bool has_value = i + 1 < argc;
-        if ((!strcmp(arg, "-o") || !strcmp(arg, "--output")) && has_value) {
-            a->out_dir = argv[++i];
-        } else if (!strcmp(arg, "--arch") && has_value) {
-            if (a->n_archs >= PRISM_MAX_TARGETS)
-                return cli_usage("gen", "too many --arch options");
-            if (prism_arch_parse(argv[++i], &a->archs[a->n_archs]) != PRISM_OK)
-                return cli_usage("gen", "unknown arch '%s'; use sm_80, sm_86, "
-                                        "sm_89 or sm_90a", argv[i]);
-            a->n_archs++;
-        } else if (!strcmp(arg, "--kernel") && has_value) {
-            a->kernel = argv[++i];
-        } else if (!strcmp(arg, "--dump") && has_value) {
-            a->dump = argv[++i];
-            if (strcmp(a->dump, "spec") && strcmp(a->dump, "source"))
-                return cli_usage("gen", "--dump takes 'spec' or 'source'");
-        } else if (arg[0] == '-') {
-            return cli_usage("gen", "unknown or incomplete option '%s'", arg);
-        } else if (!a->config) {
-            a->config = arg;
-        } else {
-            return cli_usage("gen", "unexpected argument '%s'", arg);
-        }
-    }
+    const cli_option opts[] = {
+        CLI_OPT_STRING("output", 'o', &a->out_dir),
+        CLI_OPT_CUSTOM("arch", &a->archs, cli_opt_arch, true, false),
+        CLI_OPT_STRING("kernel", 0, &a->kernel),
+        CLI_OPT_STRING("dump", 0, &a->dump),
+    };
+    cli_spec spec = {"gen", opts, PRISM_ARRAY_LEN(opts), &a->config, 1};
+    int n_pos;
+    int rc = cli_parse(&spec, argc, argv, &n_pos);
+    if (rc != CLI_OK)
+        return rc;
     if (!a->config)
         return cli_usage("gen", "missing CONFIG");
+    if (a->dump && strcmp(a->dump, "spec") && strcmp(a->dump, "source"))
+        return cli_usage("gen", "--dump takes 'spec' or 'source'");
     if (a->kernel && !prism_kernel_def_find(a->kernel))
         return cli_usage("gen", "unknown kernel '%s'", a->kernel);
     return CLI_OK;
@@ -88,12 +74,8 @@ static int write_file(const char *path, const char *text) {
     FILE *f = fopen(path, "w");
     if (!f)
         return cli_fail("cannot write %s: %s", path, strerror(errno));
-    size_t n = strlen(text);
-    bool ok = fwrite(text, 1, n, f) == n;
-    ok = (fclose(f) == 0) && ok;
-    if (!ok)
-        return cli_fail("cannot write %s: %s", path, strerror(errno));
-    return CLI_OK;
+    fputs(text, f);
+    return cli_close_file(f, path);
 }
 
 static int gen_one(const gen_args *a, const prism_config *cfg, int k,
@@ -113,10 +95,14 @@ static int gen_one(const gen_args *a, const prism_config *cfg, int k,
     if (a->dump) {
         fputs(source, stdout);
     } else {
-        char path[PRISM_PATH_MAX + 256];
-        snprintf(path, sizeof path, "%s/%s.%s.%s.cu", a->out_dir, cfg->name,
-                 spec.def->name, prism_arch_name(arch));
-        rc = write_file(path, source);
+        char path[PRISM_PATH_MAX];
+        int n = snprintf(path, sizeof path, "%s/%s.%s.%s.cu", a->out_dir,
+                         cfg->name, spec.def->name, prism_arch_name(arch));
+        rc = n >= 0 && (size_t)n < sizeof path
+                 ? write_file(path, source)
+                 : cli_fail("output path %s/%s... is longer than %d bytes; "
+                            "choose a shorter -o DIR",
+                            a->out_dir, cfg->name, PRISM_PATH_MAX - 1);
         if (rc == CLI_OK)
             printf("%s\n", path);
     }
@@ -136,18 +122,18 @@ int prism_cmd_gen(int argc, char **argv) {
     prism_config cfg;
     if (!cli_load_config(a.config, &cfg))
         return CLI_FAIL;
-    if (a.n_archs == 0) {
-        a.n_archs = cfg.n_targets;
-        memcpy(a.archs, cfg.targets, sizeof cfg.targets);
+    if (a.archs.n == 0) {
+        a.archs.n = cfg.n_targets;
+        memcpy(a.archs.v, cfg.targets, sizeof cfg.targets);
     }
     if (!a.dump && mkdir(a.out_dir, 0777) != 0 && errno != EEXIST)
         return cli_fail("cannot create output directory %s: %s", a.out_dir,
                         strerror(errno));
-    for (int t = 0; t < a.n_archs; t++)
+    for (int t = 0; t < a.archs.n; t++)
         for (int k = 0; k < prism_kernel_count(); k++) {
             if (a.kernel && strcmp(a.kernel, prism_kernel_name(k)))
                 continue;
-            if ((rc = gen_one(&a, &cfg, k, a.archs[t])) != CLI_OK)
+            if ((rc = gen_one(&a, &cfg, k, a.archs.v[t])) != CLI_OK)
                 return rc;
         }
     return CLI_OK;

@@ -3,14 +3,22 @@
  * cache subcommands that work on shippable packs (runtime/pack.h) rather
  * than on the cache in use; cmd_cache.c dispatches to them.
  *
- *   prism cache pack CONFIG... [--arch A]... -o DIR|FILE.tar
+ *   prism cache pack CONFIG... [--arch A]... -o DIR|FILE.tar [--force]
  *   prism cache verify PACK
+ *
+ * An existing output is never overwritten by surprise: pack refuses it,
+ * whether a directory or a .tar, unless --force, which replaces a pack
+ * and nothing else (see check_output).
  */
 #include "tools/common/cli.h"
 #include "runtime/pack.h"
+#include "base/fs.h"
+#include "base/parse.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static void human(long long n, char *buf, size_t size) {
     if (n >= 1 << 20)
@@ -21,46 +29,62 @@ static void human(long long n, char *buf, size_t size) {
         snprintf(buf, size, "%lld B", n);
 }
 
+static bool ends_with_tar(const char *path) {
+    size_t n = strlen(path);
+    return n > 4 && !strcmp(path + n - 4, ".tar");
+}
+
+/* An existing output is refused unless --force, and --force replaces only
+ * a pack (FILE.tar, or a directory holding MANIFEST.yaml): never a
+ * directory of something else.  An empty directory is used as it is. */
+static int check_output(const char *out, bool force) {
+    char err[PRISM_ERRMSG_MAX], manifest[PRISM_PATH_MAX];
+    struct stat st;
+    if (prism_check_path_length(out, "-o", err, sizeof err) != PRISM_OK)
+        return cli_usage("cache pack", "%s", err);
+    if (stat(out, &st) != 0 || (S_ISDIR(st.st_mode) && prism_fs_dir_empty(out)))
+        return CLI_OK;
+    bool dir = S_ISDIR(st.st_mode);
+    bool pack = dir ? prism_fs_join(manifest, sizeof manifest, out,
+                                    PRISM_PACK_MANIFEST) &&
+                          access(manifest, F_OK) == 0
+                    : S_ISREG(st.st_mode) && ends_with_tar(out);
+    if (!force)
+        return cli_fail("%s exists; choose a new -o, or add --force to "
+                        "replace it%s",
+                        out, pack ? "" : " (only a pack can be replaced)");
+    if (!pack)
+        return cli_fail("%s exists and is not a pack (%s); --force replaces "
+                        "only a pack: choose a new -o",
+                        out, dir ? "no " PRISM_PACK_MANIFEST : "not FILE.tar");
+    if (dir && prism_fs_rm_rf(out, err, sizeof err) != PRISM_OK)
+        return cli_fail("--force: %s", err);
+    return CLI_OK; /* a .tar is replaced atomically once the new one is done */
+}
+
 int prism_cmd_cache_pack(int argc, char **argv) {
     const char *out = NULL;
-    prism_arch archs[PRISM_MAX_TARGETS];
-    int n_archs = 0, n_configs = 0;
+    bool force = false;
+    cli_archs archs = {0};
+    int n_configs = 0;
     const char **paths = calloc((size_t)argc, sizeof *paths);
     prism_config *cfgs = NULL;
     int rc = CLI_FAIL;
     if (!paths)
         return cli_fail("out of memory");
-    for (int i = 2; i < argc; i++) {
-        const char *o = argv[i];
-        if ((!strcmp(o, "-o") || !strcmp(o, "--output")) && i + 1 < argc) {
-            out = argv[++i];
-        } else if (!strcmp(o, "--arch") && i + 1 < argc) {
-            prism_arch a;
-            if (prism_arch_parse(argv[++i], &a) != PRISM_OK) {
-                rc = cli_usage("cache pack",
-                               "unknown arch '%s'; use sm_80, "
-                               "sm_86, sm_89 or sm_90a",
-                               argv[i]);
-                goto done;
-            }
-            if (n_archs >= PRISM_MAX_TARGETS) {
-                rc = cli_usage("cache pack", "at most %d --arch",
-                               PRISM_MAX_TARGETS);
-                goto done;
-            }
-            archs[n_archs++] = a;
-        } else if (o[0] == '-') {
-            rc =
-                cli_usage("cache pack", "unknown or incomplete option '%s'", o);
-            goto done;
-        } else {
-            paths[n_configs++] = o;
-        }
-    }
+    const cli_option opts[] = {
+        CLI_OPT_STRING("output", 'o', &out),
+        CLI_OPT_CUSTOM("arch", &archs, cli_opt_arch, true, false),
+        CLI_OPT_FLAG("force", 0, &force),
+    };
+    cli_spec spec = {"cache pack", opts, PRISM_ARRAY_LEN(opts), paths, argc};
+    if ((rc = cli_parse(&spec, argc - 1, argv + 1, &n_configs)) != CLI_OK)
+        goto done;
     if (!n_configs || !out) {
         rc = cli_usage("cache pack", "need CONFIG... and -o DIR|FILE.tar");
         goto done;
     }
+    rc = CLI_FAIL;
     if (!(cfgs = calloc((size_t)n_configs, sizeof *cfgs))) {
         rc = cli_fail("out of memory");
         goto done;
@@ -68,13 +92,16 @@ int prism_cmd_cache_pack(int argc, char **argv) {
     for (int i = 0; i < n_configs; i++)
         if (!cli_load_config(paths[i], &cfgs[i]))
             goto done;
+    if ((rc = check_output(out, force)) != CLI_OK)
+        goto done;
+    rc = CLI_FAIL;
     prism_context *ctx = cli_context();
     if (!ctx)
         goto done;
     prism_pack_options po = {.configs = cfgs,
                              .n_configs = n_configs,
-                             .archs = archs,
-                             .n_archs = n_archs,
+                             .archs = archs.v,
+                             .n_archs = archs.n,
                              .output = out};
     prism_pack_report rep;
     if (prism_pack_create(ctx, &po, &rep) != PRISM_OK) {
@@ -88,8 +115,7 @@ int prism_cmd_cache_pack(int argc, char **argv) {
                n_configs, n_configs == 1 ? "" : "s", out, rep.modules,
                rep.tuned_variants, (unsigned long long)rep.compiles,
                rep.tuning_entries, rep.files, size);
-        size_t n = strlen(out);
-        if (n > 4 && !strcmp(out + n - 4, ".tar"))
+        if (ends_with_tar(out))
             printf("use: tar -xf %s -C DIR; then PRISM_CACHE_PATH=DIR "
                    "(PRISM_JIT=off makes a miss an error)\n",
                    out);

@@ -50,7 +50,7 @@ static void usage(FILE *out) {
         "                   methods estimate with the reference and attend\n"
         "                   on the backend); reference: everything on the\n"
         "                   CPU reference (default with --device gpu)\n"
-        "  --seq N          key length Sk (required, >= 1)\n"
+        "  --seq N          key length Sk (required, >= 1; 8k = 8192)\n"
         "  --sq M           query length Sq, the last M positions (default\n"
         "                   N; N - M must be a multiple of the block size)\n"
         "  --batch B        sequences (default 1)\n"
@@ -63,6 +63,10 @@ static void usage(FILE *out) {
         "                   the fastest (default 1)\n"
         "  --json           print the results as one JSON object\n"
         "  -h, --help       print this help\n"
+        "\n"
+        "\n"
+        "Counts take a K or M suffix, powers of two (8k = 8192).  Each option\n"
+        "is given once.\n"
         "\n"
         "exit status: 0 success, 1 failure, 2 usage error.\n",
         out);
@@ -79,91 +83,49 @@ typedef struct run_args {
     bool json;
 } run_args;
 
-static bool parse_count(const char *text, long long min, long long max,
-                        long long *out) {
+static int opt_seed(const char *cmd, const cli_option *o, const char *value,
+                    bool trailing) {
+    (void)trailing;
     char *end = NULL;
     errno = 0;
-    long long v = strtoll(text, &end, 10);
-    if (errno || end == text || *end || v < min || v > max)
-        return false;
-    *out = v;
-    return true;
+    unsigned long long s = strtoull(value, &end, 0);
+    if (errno || end == value || *end || value[0] == '-')
+        return cli_usage(cmd, "--%s '%s': expected a non-negative integer",
+                         o->name, value);
+    *(uint64_t *)o->dest = (uint64_t)s;
+    return CLI_OK;
+}
+
+static int opt_workload(const char *cmd, const cli_option *o,
+                        const char *value, bool trailing) {
+    (void)trailing;
+    if (prism_workload_parse(value, o->dest) == PRISM_OK)
+        return CLI_OK;
+    return cli_usage(cmd,
+                     "--%s '%s': allowed values are sink, local, slash, "
+                     "vertical, needle, random, mixed",
+                     o->name, value);
 }
 
 static int parse_args(int argc, char **argv, run_args *a) {
-    for (int i = 1; i < argc; i++) {
-        const char *opt = argv[i];
-        bool takes_value = !strcmp(opt, "--device") || !strcmp(opt, "--seq") ||
-                           !strcmp(opt, "--backend") || !strcmp(opt, "--reps") ||
-                           !strcmp(opt, "--sq") || !strcmp(opt, "--batch") ||
-                           !strcmp(opt, "--workload") ||
-                           !strcmp(opt, "--seed") || !strcmp(opt, "--threads");
-        if (takes_value && i + 1 >= argc)
-            return cli_usage("run", "%s needs a value", opt);
-        const char *val = takes_value ? argv[++i] : NULL;
-        if (!strcmp(opt, "--json")) {
-            a->json = true;
-        } else if (!strcmp(opt, "--device")) {
-            a->device = val;
-        } else if (!strcmp(opt, "--backend")) {
-            a->backend = val;
-            a->backend_given = true;
-        } else if (!strcmp(opt, "--seq")) {
-            if (!parse_count(val, 1, INT32_MAX, &a->seq))
-                return cli_usage("run",
-                                 "--seq '%s': expected an integer in "
-                                 "[1, 2^31)",
-                                 val);
-        } else if (!strcmp(opt, "--sq")) {
-            if (!parse_count(val, 1, INT32_MAX, &a->sq))
-                return cli_usage("run",
-                                 "--sq '%s': expected an integer in "
-                                 "[1, 2^31)",
-                                 val);
-        } else if (!strcmp(opt, "--batch")) {
-            if (!parse_count(val, 1, 4096, &a->batch))
-                return cli_usage("run",
-                                 "--batch '%s': expected an integer in "
-                                 "[1, 4096]",
-                                 val);
-        } else if (!strcmp(opt, "--reps")) {
-            if (!parse_count(val, 1, 1000, &a->reps))
-                return cli_usage("run",
-                                 "--reps '%s': expected an integer in "
-                                 "[1, 1000]",
-                                 val);
-        } else if (!strcmp(opt, "--threads")) {
-            if (!parse_count(val, 1, 1024, &a->threads))
-                return cli_usage("run",
-                                 "--threads '%s': expected an integer "
-                                 "in [1, 1024]",
-                                 val);
-        } else if (!strcmp(opt, "--seed")) {
-            char *end = NULL;
-            errno = 0;
-            unsigned long long s = strtoull(val, &end, 0);
-            if (errno || end == val || *end || val[0] == '-')
-                return cli_usage("run",
-                                 "--seed '%s': expected a non-negative "
-                                 "integer",
-                                 val);
-            a->seed = (uint64_t)s;
-        } else if (!strcmp(opt, "--workload")) {
-            if (prism_workload_parse(val, &a->workload) != PRISM_OK)
-                return cli_usage("run",
-                                 "--workload '%s': allowed values are "
-                                 "sink, local, slash, vertical, needle, "
-                                 "random, mixed",
-                                 val);
-        } else if (opt[0] == '-' && opt[1]) {
-            return cli_usage("run", "unknown option '%s'", opt);
-        } else if (a->config) {
-            return cli_usage("run", "expected one CONFIG, got '%s' and '%s'",
-                             a->config, opt);
-        } else {
-            a->config = opt;
-        }
-    }
+    const cli_option opts[] = {
+        CLI_OPT_FLAG("json", 0, &a->json),
+        CLI_OPT_STRING("device", 0, &a->device),
+        CLI_OPT_STRING("backend", 0, &a->backend),
+        CLI_OPT_COUNT("seq", &a->seq, 1, INT32_MAX),
+        CLI_OPT_COUNT("sq", &a->sq, 1, INT32_MAX),
+        CLI_OPT_COUNT("batch", &a->batch, 1, 4096),
+        CLI_OPT_COUNT("reps", &a->reps, 1, 1000),
+        CLI_OPT_COUNT("threads", &a->threads, 1, 1024),
+        CLI_OPT_CUSTOM("seed", &a->seed, opt_seed, false, false),
+        CLI_OPT_CUSTOM("workload", &a->workload, opt_workload, false, false),
+    };
+    cli_spec spec = {"run", opts, PRISM_ARRAY_LEN(opts), &a->config, 1};
+    int n_pos;
+    int rc = cli_parse(&spec, argc, argv, &n_pos);
+    if (rc != CLI_OK)
+        return rc;
+    a->backend_given = a->backend != NULL;
     if (!a->config)
         return cli_usage("run", "missing CONFIG, a YAML kernel config");
     if (!a->device)

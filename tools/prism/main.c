@@ -1,7 +1,8 @@
 /*
  * main.c - the `prism` command: a flat table of subcommands.
  *
- * Each subcommand is one file of tools/prism/; this file only dispatches.
+ * Each subcommand is one file of tools/prism/; this file only dispatches,
+ * and checks on the way out that what went to stdout was written.
  * The helpers every subcommand shares are in tools/common/cli_common.c.
  */
 #include "tools/common/cli.h"
@@ -40,7 +41,7 @@ static void usage(FILE *out) {
                  "'prism --version' prints the version.\n");
 }
 
-int main(int argc, char **argv) {
+static int dispatch(int argc, char **argv) {
     if (argc < 2) {
         usage(stderr);
         return CLI_USAGE;
@@ -61,3 +62,5 @@ int main(int argc, char **argv) {
             argv[1]);
     return CLI_USAGE;
 }
+
+int main(int argc, char **argv) { return cli_finish(dispatch(argc, argv)); }

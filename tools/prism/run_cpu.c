@@ -50,7 +50,7 @@ prism_status cpu_backend_open(const prism_config *cfg, int B, int64_t Sq,
     prism_context_options_init(&o);
     o.device = PRISM_DEVICE_CPU;
     o.cpu_threads = threads;
-    o.log_level = getenv("PRISM_VERBOSE") ? PRISM_LOG_INFO : PRISM_LOG_WARN;
+    o.log_level = cli_verbose() ? PRISM_LOG_INFO : PRISM_LOG_WARN;
     prism_status st = prism_context_create(&o, &run->ctx);
     if (st != PRISM_OK)
         return prism_errorf(why, why_size, st, "cannot create a CPU context");
