@@ -273,7 +273,10 @@ prism_status prism_cpu_jit_build(prism_context *ctx, const prism_config *cfg,
         (st = emit(cfg, &h, tm, llctx, &mod, &text, err, err_size)) != PRISM_OK)
         goto done;
 
-    const char *options[] = {"pipeline=" PIPELINE, "opt=aggressive",
+    /* one literal per element: the pipeline's is spelled apart, as a
+     * concatenation inside the list reads like a missing comma */
+    static const char pipeline_option[] = "pipeline=" PIPELINE;
+    const char *options[] = {pipeline_option, "opt=aggressive",
                              "reloc=pic", "code-model=jit-default",
                              "payload=object"};
     prism_cache_key_input in = {
