@@ -127,7 +127,8 @@ Test(bench_cli, usage_errors_name_the_fix) {
         {"'%s/configs/llama-3.1-8b.yaml' --seq 512 --density 1.5", "(0, 1]"},
         {"'%s/configs/llama-3.1-8b.yaml' --seq 512 --flush", "unknown option '--flush'"},
         {"'%s/configs/llama-3.1-8b.yaml' --seq 512 --workload nope", "unknown workload"},
-        {"'%s/configs/llama-3.1-8b.yaml' --seq 512 --batch 0", "--batch '0': expected a whole number in [1, 4096]"},
+        {"'%s/configs/llama-3.1-8b.yaml' --seq 512 --batch 0",
+         "--batch '0': expected a whole number in [1, 4096]"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char args[512];

@@ -101,7 +101,7 @@ Test(parse, switches_are_case_insensitive) {
         {"TRUE", 1},  {"yes", 1},   {"Yes", 1},   {"off", 0},    {"OFF", 0},
         {"Off", 0},   {"0", 0},     {"false", 0}, {"False", 0},  {"no", 0},
         {"NO", 0},    {"", -1},     {"2", -1},    {"onn", -1},   {"of", -1},
-        {"y", -1},    {"t", -1},    {" on", -1},  {"on ", -1},   {"enabled", -1},
+        {"y", -1},    {"t", -1},    {" on", -1},  {"on ", -1},   {"enable", -1},
     };
     for (size_t i = 0; i < PRISM_ARRAY_LEN(cases); i++) {
         bool v = cases[i].want != 1; /* the opposite of the answer */
@@ -120,8 +120,9 @@ Test(parse, environment_switches_name_the_variable_when_wrong) {
                  PRISM_OK);
     cr_assert(v, "unset: the fallback");
     setenv("PRISM_TEST_SWITCH", "", 1);
-    cr_assert_eq(prism_env_bool("PRISM_TEST_SWITCH", false, &v, err, sizeof err),
-                 PRISM_OK);
+    cr_assert_eq(
+        prism_env_bool("PRISM_TEST_SWITCH", false, &v, err, sizeof err),
+        PRISM_OK);
     cr_assert_not(v, "empty: the fallback");
     setenv("PRISM_TEST_SWITCH", "OFF", 1);
     cr_assert_eq(prism_env_bool("PRISM_TEST_SWITCH", true, &v, err, sizeof err),
