@@ -7,7 +7,7 @@
  */
 #include "base/parse.h"
 #include "cache_testutil.h"
-#include "tune/tune.h"
+#include "runtime/plan_tuning.h"
 
 #include <criterion/criterion.h>
 #include <stdlib.h>
@@ -208,7 +208,7 @@ Test(parse, context_paths_keep_their_full_length) {
     char(*dirs)[PRISM_PATH_MAX] = malloc(PRISM_TUNE_MAX_DIRS * sizeof *dirs);
     cr_assert_not_null(dirs);
     setenv("PRISM_TUNE_DIR", dir, 1);
-    cr_assert_geq(prism_tuning_dirs(ctx, dirs), 1);
+    cr_assert_geq(prism_plan_tuning_dirs(ctx, dirs), 1);
     cr_assert_str_eq(dirs[0], "", "no shortened tuning directory");
     unsetenv("PRISM_TUNE_DIR");
     free(dirs);
