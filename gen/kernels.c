@@ -1,12 +1,16 @@
 /*
  * kernels.c - the table of kernels every config generates.
  *
- * Each row names a template, its __global__ entry points, its tunables
- * (their table is config/tunables.c, which the config loader checks
- * overrides against) and the function that derives its shape constants
- * from the config.  The rest of the pipeline (spec, emit, NVRTC, cache,
- * CLI) is table-driven, so a new kernel is a template, its tunables and a
- * row here.
+ * Each row names a kernel's templates, its __global__ entry points, its
+ * tunables (their table is config/tunables.c, which the config loader
+ * checks overrides against) and the function that derives its shape
+ * constants from the config.  The rest of the pipeline (spec, emit, NVRTC,
+ * cache, CLI) is table-driven, so a new kernel is its templates, its
+ * tunables and a row here.
+ *
+ * Every spec gets the config's shape and method constants; the emitter
+ * writes into a kernel's source only those its templates use, so a change
+ * that concerns one kernel changes that kernel's cache key alone.
  */
 #include "gen/kernels.h"
 #include "gen/spec.h"
@@ -16,7 +20,8 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Constants every kernel sees: the problem shape and the Prism method. */
+/* The problem shape and the Prism method, as constants (the emitter keeps
+ * those a kernel's templates use). */
 static prism_status add_common_constants(prism_kernel_spec *s, char *err,
                                          size_t n) {
     const prism_config *c = s->cfg;
@@ -132,11 +137,11 @@ static prism_status attention_constants(prism_kernel_spec *s, char *err,
     if (wgmma) {
         int64_t bn = prism_spec_int(s, "BLOCK_N", 0);
         int64_t tn = bn > 0 ? bn : (c->head_dim <= 128 ? 128 : 64);
-        s->templates[0] = "attention_sm90_ptx.cuh";
-        s->templates[1] = "attention_sm90.cu";
-        s->templates[2] = "attention_sm90_stream.cu";
-        s->templates[3] = "attention_sm90_produce.cu";
-        s->templates[4] = "attention_sm90_schedule.cu";
+        static const char *const sm90[PRISM_MAX_TEMPLATES] = {
+            "input.cuh",                "attention_sm90_ptx.cuh",
+            "attention_sm90.cu",        "attention_sm90_stream.cu",
+            "attention_sm90_produce.cu", "attention_sm90_schedule.cu"};
+        memcpy(s->templates, sm90, sizeof s->templates);
         if ((st = prism_spec_add_int(s, "WGMMA_SS_N", tn,
                                      "wgmma N of S = Q K^T (keys per tile)")) != PRISM_OK ||
             (st = prism_spec_add_int(s, "WGMMA_RS_N", c->head_dim,
@@ -156,29 +161,29 @@ static prism_status attention_constants(prism_kernel_spec *s, char *err,
 static const prism_kernel_def kernel_table[] = {
     [PRISM_KERNEL_POOL_STATS] = {
         .name = "pool_stats",
-        .template_file = "pool_stats.cu",
         .summary = "block mean pooling of Q and K with band energy "
                    "statistics",
+        .templates = {"input.cuh", "bands.cuh", "pool_stats.cu"},
         .entry_points = {"prism_pool_stats"},
         .tunables = prism_tunables_table[PRISM_KERNEL_POOL_STATS].tunables,
         .add_constants = pool_stats_constants,
     },
     [PRISM_KERNEL_ESTIMATE] = {
         .name = "estimate",
-        .template_file = "estimate.cu",
         .summary = "calibrated band scales, dual-band block scores, "
                    "softmax and top-p selection (radix select) fused per "
                    "group of query-block rows",
+        .templates = {"bands.cuh", "estimate.cu"},
         .entry_points = {"prism_estimate"},
         .tunables = prism_tunables_table[PRISM_KERNEL_ESTIMATE].tunables,
         .add_constants = estimate_constants,
     },
     [PRISM_KERNEL_ATTENTION] = {
         .name = "attention",
-        .template_file = "attention.cu",
         .summary = "block-sparse FlashAttention forward over the selection "
                    "(sm_80: mma.sync, ldmatrix, cp.async; sm_90a: TMA, "
                    "mbarriers, wgmma warpgroups)",
+        .templates = {"input.cuh", "attention.cu"},
         .entry_points = {"prism_attention"},
         .tunables = prism_tunables_table[PRISM_KERNEL_ATTENTION].tunables,
         .add_constants = attention_constants,

@@ -1,11 +1,11 @@
 /*
  * kernels.h - the registry of generated kernels.
  *
- * A kernel is one template file of gen/templates/ plus the constants the
- * generator fixes for it.  Adding a kernel means adding a template, its
- * tunables to config/tunables.c and one row to the table in kernels.c (with
- * its constant function beside it); the cache, the CLI and the module
- * builder iterate this table and need no change.
+ * A kernel is a list of template files of gen/templates/ plus the
+ * constants the generator fixes for it.  Adding a kernel means adding its
+ * templates, its tunables to config/tunables.c and one row to the table in
+ * kernels.c (with its constants function there); the cache, the CLI and
+ * the module builder iterate this table and need no change.
  */
 #ifndef PRISM_KERNELS_H
 #define PRISM_KERNELS_H
@@ -18,13 +18,17 @@
 #include <stdint.h>
 
 #define PRISM_MAX_ENTRY_POINTS 4
+/* template files one kernel's source is built from after common.cuh */
+#define PRISM_MAX_TEMPLATES 8
 
 struct prism_kernel_spec;
 
 typedef struct prism_kernel_def {
     const char *name;          /* "pool_stats"                          */
-    const char *template_file; /* "pool_stats.cu" in gen/templates/         */
     const char *summary;       /* one line for humans                   */
+    /* gen/templates/ files after common.cuh, in order (the helpers it
+     * needs, the kernel); add_constants may pick others for an arch */
+    const char *templates[PRISM_MAX_TEMPLATES];
     const char *entry_points[PRISM_MAX_ENTRY_POINTS]; /* __global__ names */
     /* the kernel's tunables (config/tunables.c); a NULL name ends them */
     const prism_tunable *tunables;

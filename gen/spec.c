@@ -49,7 +49,7 @@ static prism_status add_tunables(prism_kernel_spec *spec, char *err,
         if (prism_spec_add_int(spec, upper, value, t->doc) != PRISM_OK)
             return prism_errorf(err, n, PRISM_ERR_GENERATE,
                                 "kernel spec for '%s' is full", def->name);
-        spec->constants[spec->n_constants - 1].tunable = true;
+        spec->constants[spec->n_constants - 1].group = PRISM_CONST_TUNABLE;
     }
     return PRISM_OK;
 }
@@ -75,7 +75,7 @@ prism_status prism_spec_build(const prism_config *cfg, int index,
     spec->def = def;
     spec->cfg = cfg;
     spec->arch = arch;
-    spec->templates[0] = def->template_file;
+    memcpy(spec->templates, def->templates, sizeof spec->templates);
     st = add_tunables(spec, err, err_size);
     if (st != PRISM_OK)
         return st;

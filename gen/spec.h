@@ -18,25 +18,28 @@ typedef enum prism_constant_kind {
     PRISM_CONST_BOOL
 } prism_constant_kind;
 
+/* Where a constant comes from; the source lists each group apart. */
+typedef enum prism_constant_group {
+    PRISM_CONST_SHAPE,   /* the config's problem shape and method         */
+    PRISM_CONST_TUNABLE  /* a tunable: its default or a tuning override   */
+} prism_constant_group;
+
 typedef struct prism_constant {
     char name[48];
     prism_constant_kind kind;
     int64_t i; /* INT and BOOL */
     double f;  /* FLOAT */
     char comment[96];
-    bool tunable; /* from the kernel's tunables (or a tuning override) */
+    prism_constant_group group;
 } prism_constant;
-
-/* template files one kernel's source may be built from */
-#define PRISM_MAX_TEMPLATES 5
 
 typedef struct prism_kernel_spec {
     const prism_kernel_def *def;
     const prism_config *cfg;
     prism_arch arch;
     /* gen/templates/ files the source is built from, in this order after
-     * common.cuh: def->template_file alone unless add_constants picked
-     * arch-specific ones (attention on sm_90a); unused entries NULL */
+     * common.cuh: def->templates unless add_constants picked arch-specific
+     * ones (attention on sm_90a); unused entries NULL */
     const char *templates[PRISM_MAX_TEMPLATES];
     int n_constants;
     prism_constant constants[PRISM_MAX_CONSTANTS];
@@ -59,7 +62,10 @@ prism_status prism_spec_add_bool(prism_kernel_spec *spec, const char *name,
 int64_t prism_spec_int(const prism_kernel_spec *spec, const char *name,
                        int64_t fallback);
 
-/* Renders the CUDA source of spec (malloc'd, NUL-terminated). */
+/* Renders the CUDA source of spec (malloc'd, NUL-terminated): a banner
+ * naming the config by its name (never the file it came from, so the
+ * source and its cache key depend on the content only), the constants the
+ * templates use, then the templates. */
 prism_status prism_emit_source(const prism_kernel_spec *spec, char **source,
                                char *err, size_t err_size);
 

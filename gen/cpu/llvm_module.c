@@ -7,7 +7,7 @@
  * llvm_gen.h into one module.  Fields that do not change the code (names,
  * head counts, thresholds, temperatures) are deliberately left out, so the
  * module text -- the cache key's source -- is the same for every config of
- * one shape.  The rules mirror the CUDA side (gen/templates/common.cuh) and the
+ * one shape.  The rules mirror the CUDA side (gen/templates/bands.cuh) and the
  * reference (prism_ref_band_dims): pair(d) = d / 2 (interleaved) or
  * d mod D/2 (half); high band = pairs < dh/2, low band = pairs >= D/2 - dl/2.
  */

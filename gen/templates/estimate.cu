@@ -14,7 +14,7 @@
 // memory twice per SM, fewer for very long sequences.
 //
 //   0. Band scales.  Each row's two scales (docs/method.md §4) come from the
-//      energies pool_stats summed (band_scales, gen/templates/common.cuh); the
+//      energies pool_stats summed (band_scales, below); the
 //      CTAs holding query block 0 store them in the workspace as well.
 //   1. Scores, on tensor cores.  Per band the scores are K Q^T: one
 //      mma.sync m16n8k8 TF32 product per 16 key blocks (M, rows of A =
@@ -130,6 +130,36 @@ static constexpr bool Q_SPLIT = 2 * EST_ROWS * HEAD_DIM * 4 <= 8192;
 static constexpr int Q_PARTS = Q_SPLIT ? 2 : 1;
 static constexpr int Q_PART_F4 = EST_ROWS * TILE_D4;
 static constexpr int Q_F4 = D_STAGES * Q_PARTS * Q_PART_F4;
+
+// The two band scales of docs/method.md §4 for a query head of a sequence of
+// nq query and nk key blocks, from the summed squared pooled values
+// (sq of the head, sk of its KV head: all dims, high band, low band;
+// gen/templates/pool_stats.cu adds them up), or the uncalibrated
+// sqrt(d) * temp.  A band without any energy would divide by zero; the
+// reference floors the scale the same way, which makes that band's logits
+// all 0.
+static __device__ __forceinline__ float band_rms(float sum_sq, int blocks, int dims) {
+    return sqrtf(sum_sq / ((float)blocks * (float)dims));
+}
+static __device__ __forceinline__ float2 band_scales(const float (&sq)[3],
+                                                     const float (&sk)[3], int nq,
+                                                     int nk) {
+    float scale_high = sqrtf((float)HIGH_DIM) * TEMP_HIGH;
+    float scale_low = sqrtf((float)LOW_DIM) * TEMP_LOW;
+    if (CALIBRATE && nq > 0 && nk > 0) {
+        const float rq = fmaxf(band_rms(sq[0], nq, HEAD_DIM), 1e-6f);
+        const float rk = fmaxf(band_rms(sk[0], nk, HEAD_DIM), 1e-6f);
+        const float th = sqrtf((float)HIGH_DIM / HEAD_DIM) *
+                         (band_rms(sq[1], nq, HIGH_DIM) / rq) *
+                         (band_rms(sk[1], nk, HIGH_DIM) / rk);
+        const float tl = sqrtf((float)LOW_DIM / HEAD_DIM) *
+                         (band_rms(sq[2], nq, LOW_DIM) / rq) *
+                         (band_rms(sk[2], nk, LOW_DIM) / rk);
+        scale_high = sqrtf((float)HIGH_DIM) * th;
+        scale_low = sqrtf((float)LOW_DIM) * tl;
+    }
+    return make_float2(fmaxf(scale_high, 1e-12f), fmaxf(scale_low, 1e-12f));
+}
 
 // Fixed-point mass of a probability in [0, 1]: round(p * 2^31).
 static __device__ __forceinline__ u32 mass_fx(float p) {

@@ -9,7 +9,7 @@
 // calibration needs no second pass over the pooled tensors.
 //
 // The estimator turns those sums into the two band scales of the method section
-// 4 (band_scales, gen/templates/common.cuh): they used to come from a kernel of
+// 4 (band_scales, gen/templates/estimate.cu): they used to come from a kernel of
 // their own (one CTA), whose 3 us and launch were ~8% of the estimator
 // at 8K tokens on an H200 (docs/performance.md).
 //
