@@ -32,13 +32,15 @@ typedef struct prism_kernel_tunables {
     prism_tunable tunables[PRISM_MAX_TUNABLES];
 } prism_kernel_tunables;
 
-/* The kernels, in pipeline order: the order of gen/kernels.c's rows. */
-enum {
-    PRISM_KERNEL_POOL_STATS,
-    PRISM_KERNEL_ESTIMATE,
-    PRISM_KERNEL_ATTENTION,
+/* What each kernel does in the pipeline, in pipeline order: the order of
+ * gen/kernels.c's rows; a plan launches them in this order and finds each
+ * by its role, never by name. */
+typedef enum prism_kernel_role {
+    PRISM_KERNEL_POOL_STATS, /* block means of Q and K, band energies      */
+    PRISM_KERNEL_ESTIMATE,   /* band scales, scores, top-p: the block mask */
+    PRISM_KERNEL_ATTENTION,  /* block-sparse attention over the mask       */
     PRISM_KERNEL_COUNT
-};
+} prism_kernel_role;
 
 extern const prism_kernel_tunables prism_tunables_table[PRISM_KERNEL_COUNT];
 

@@ -6,8 +6,8 @@
  * came from: the source is the cache key's main input, and the same config
  * read from two places must hit the same entry), one named constant per
  * line with its meaning, then the shared device helpers
- * (gen/templates/common.cuh) and the kernel's templates: the helpers it
- * needs, the kernel.  It includes nothing, so NVRTC
+ * (gen/templates/common.cuh) and the kernel's templates: its parameter
+ * block, the helpers it needs, the kernel.  It includes nothing, so NVRTC
  * compiles it with no include path and a host program needs only libnvrtc.
  *
  * Only the constants the templates use are written: the templates' code
@@ -262,6 +262,8 @@ prism_status prism_emit_source(const prism_kernel_spec *spec, char **source,
                "shape constants fixed at generation");
     emit_group(&sb, spec, used, PRISM_CONST_TUNABLE,
                "tunables (defaults or the config's tuning:)");
+    emit_group(&sb, spec, used, PRISM_CONST_LAUNCH,
+               "launch shape (gen/launch.c: the host launches with these)");
     sb_printf(&sb, "// ---- gen/templates/common.cuh ----\n");
     sb_append(&sb, common->text, common->size);
     emit_wgmma_wrappers(&sb, spec);

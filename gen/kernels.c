@@ -1,12 +1,13 @@
 /*
  * kernels.c - the table of kernels every config generates.
  *
- * Each row names a kernel's templates, its __global__ entry points, its
- * tunables (their table is config/tunables.c, which the config loader
- * checks overrides against) and the function that derives its shape
- * constants from the config.  The rest of the pipeline (spec, emit, NVRTC,
- * cache, CLI) is table-driven, so a new kernel is its templates, its
- * tunables and a row here.
+ * Each row names a kernel's role, its templates, its __global__ entry
+ * points, its tunables (their table is config/tunables.c, which the config
+ * loader checks overrides against), the function that derives its shape
+ * constants from the config and the one that fixes its launch shape
+ * (launch.c).  The rest of the pipeline (spec, emit, NVRTC, cache, CLI,
+ * plans) is table-driven, so a new kernel is its templates, its tunables
+ * and a row here.
  *
  * Every spec gets the config's shape and method constants; the emitter
  * writes into a kernel's source only those its templates use, so a change
@@ -88,9 +89,10 @@ static prism_status estimate_constants(prism_kernel_spec *s, char *err,
     return add_common_constants(s, err, n);
 }
 
-/* The attention template picks per-shape defaults for 0 and rejects
- * illegal combinations with static_asserts; the one rule worth a config
- * error up front is the register budget of 32-row warps. */
+/* Picks the attention variant (mma.sync, or wgmma/TMA on sm_90a) and its
+ * templates.  The launch shape (launch.c) resolves the tile defaults; the
+ * templates reject illegal shapes with static_asserts, and the rules worth
+ * a config error up front are checked here. */
 static prism_status attention_constants(prism_kernel_spec *s, char *err,
                                         size_t n) {
     prism_status st = add_common_constants(s, err, n);
@@ -134,19 +136,15 @@ static prism_status attention_constants(prism_kernel_spec *s, char *err,
                             "only 2 stages fit, and with 2 stages it is slower "
                             "than the plain loop anyway); use overlap 0 or 2",
                             c->source, c->head_dim);
+    s->variant = wgmma ? 2 : 1;
     if (wgmma) {
-        int64_t bn = prism_spec_int(s, "BLOCK_N", 0);
-        int64_t tn = bn > 0 ? bn : (c->head_dim <= 128 ? 128 : 64);
         static const char *const sm90[PRISM_MAX_TEMPLATES] = {
-            "input.cuh",                "attention_sm90_ptx.cuh",
-            "attention_sm90.cu",        "attention_sm90_stream.cu",
-            "attention_sm90_produce.cu", "attention_sm90_schedule.cu"};
+            "attention_params.h",        "input.cuh",
+            "attention_sm90_ptx.cuh",    "attention_sm90.cu",
+            "attention_sm90_stream.cu",  "attention_sm90_produce.cu",
+            "attention_sm90_schedule.cu"};
         memcpy(s->templates, sm90, sizeof s->templates);
-        if ((st = prism_spec_add_int(s, "WGMMA_SS_N", tn,
-                                     "wgmma N of S = Q K^T (keys per tile)")) != PRISM_OK ||
-            (st = prism_spec_add_int(s, "WGMMA_RS_N", c->head_dim,
-                                     "wgmma N of O += P V (head dim)")) != PRISM_OK)
-            return prism_errorf(err, n, st, "kernel spec for attention is full");
+        s->entry_points[1] = "prism_attention_schedule";
         return PRISM_OK;
     }
     if (prism_spec_int(s, "WARP_M", 0) == 32 && s->cfg->head_dim > 128)
@@ -161,32 +159,39 @@ static prism_status attention_constants(prism_kernel_spec *s, char *err,
 static const prism_kernel_def kernel_table[] = {
     [PRISM_KERNEL_POOL_STATS] = {
         .name = "pool_stats",
+        .role = PRISM_KERNEL_POOL_STATS,
         .summary = "block mean pooling of Q and K with band energy "
                    "statistics",
-        .templates = {"input.cuh", "bands.cuh", "pool_stats.cu"},
+        .templates = {"pool_stats_params.h", "input.cuh", "bands.cuh",
+                      "pool_stats.cu"},
         .entry_points = {"prism_pool_stats"},
         .tunables = prism_tunables_table[PRISM_KERNEL_POOL_STATS].tunables,
         .add_constants = pool_stats_constants,
+        .launch = prism_launch_pool_stats,
     },
     [PRISM_KERNEL_ESTIMATE] = {
         .name = "estimate",
+        .role = PRISM_KERNEL_ESTIMATE,
         .summary = "calibrated band scales, dual-band block scores, "
                    "softmax and top-p selection (radix select) fused per "
                    "group of query-block rows",
-        .templates = {"bands.cuh", "estimate.cu"},
+        .templates = {"estimate_params.h", "bands.cuh", "estimate.cu"},
         .entry_points = {"prism_estimate"},
         .tunables = prism_tunables_table[PRISM_KERNEL_ESTIMATE].tunables,
         .add_constants = estimate_constants,
+        .launch = prism_launch_estimate,
     },
     [PRISM_KERNEL_ATTENTION] = {
         .name = "attention",
+        .role = PRISM_KERNEL_ATTENTION,
         .summary = "block-sparse FlashAttention forward over the selection "
                    "(sm_80: mma.sync, ldmatrix, cp.async; sm_90a: TMA, "
                    "mbarriers, wgmma warpgroups)",
-        .templates = {"input.cuh", "attention.cu"},
+        .templates = {"attention_params.h", "input.cuh", "attention.cu"},
         .entry_points = {"prism_attention"},
         .tunables = prism_tunables_table[PRISM_KERNEL_ATTENTION].tunables,
         .add_constants = attention_constants,
+        .launch = prism_launch_attention,
     },
 };
 
@@ -206,6 +211,13 @@ const prism_kernel_def *prism_kernel_def_at(int index) {
     if (index < 0 || index >= prism_kernel_count())
         return NULL;
     return &kernel_table[index];
+}
+
+int prism_kernel_index_of(prism_kernel_role role) {
+    for (int i = 0; i < prism_kernel_count(); i++)
+        if (kernel_table[i].role == role)
+            return i;
+    return -1;
 }
 
 const prism_kernel_def *prism_kernel_def_find(const char *name) {

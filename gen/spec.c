@@ -5,7 +5,8 @@
  * the CUDA compiler sees literals: loops over the head dim unroll and
  * index arithmetic folds.  Tunables come first (their defaults, or the
  * config's `tuning:` overrides), then the kernel's own shape constants
- * (its row in kernels.c); the constant table is spec_constants.c.
+ * (its row in kernels.c), then its launch shape (gen/launch.c); the
+ * constant table is spec_constants.c.
  */
 #include "gen/spec.h"
 
@@ -76,8 +77,11 @@ prism_status prism_spec_build(const prism_config *cfg, int index,
     spec->cfg = cfg;
     spec->arch = arch;
     memcpy(spec->templates, def->templates, sizeof spec->templates);
+    memcpy(spec->entry_points, def->entry_points, sizeof spec->entry_points);
     st = add_tunables(spec, err, err_size);
-    if (st != PRISM_OK)
-        return st;
-    return def->add_constants(spec, err, err_size);
+    if (st == PRISM_OK)
+        st = def->add_constants(spec, err, err_size);
+    if (st == PRISM_OK)
+        st = def->launch(spec, err, err_size);
+    return st;
 }

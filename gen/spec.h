@@ -9,6 +9,7 @@
 #define PRISM_SPEC_H
 
 #include "gen/kernels.h"
+#include "gen/launch.h"
 
 #define PRISM_MAX_CONSTANTS 64
 
@@ -21,7 +22,8 @@ typedef enum prism_constant_kind {
 /* Where a constant comes from; the source lists each group apart. */
 typedef enum prism_constant_group {
     PRISM_CONST_SHAPE,   /* the config's problem shape and method         */
-    PRISM_CONST_TUNABLE  /* a tunable: its default or a tuning override   */
+    PRISM_CONST_TUNABLE, /* a tunable: its default or a tuning override   */
+    PRISM_CONST_LAUNCH   /* the launch shape (gen/launch.c)               */
 } prism_constant_group;
 
 typedef struct prism_constant {
@@ -41,12 +43,19 @@ typedef struct prism_kernel_spec {
      * common.cuh: def->templates unless add_constants picked arch-specific
      * ones (attention on sm_90a); unused entries NULL */
     const char *templates[PRISM_MAX_TEMPLATES];
+    /* __global__ names, entry_points[0] the kernel proper; unused NULL */
+    const char *entry_points[PRISM_MAX_ENTRY_POINTS];
+    int variant; /* the variant add_constants picked (attention: 1 mma.sync,
+                    2 wgmma); 0 for kernels with one */
+    prism_launch_shape launch;
     int n_constants;
     prism_constant constants[PRISM_MAX_CONSTANTS];
 } prism_kernel_spec;
 
-/* Builds the spec of kernel `index` for cfg on arch: shape constants from
- * the config, then each tunable (default or the config's override). */
+/* Builds the spec of kernel `index` for cfg on arch: each tunable (default
+ * or the config's override, checked against its legal values), the
+ * kernel's shape constants and rules, then its launch shape.  spec keeps
+ * cfg. */
 prism_status prism_spec_build(const prism_config *cfg, int index,
                               prism_arch arch, prism_kernel_spec *spec,
                               char *err, size_t err_size);
@@ -58,6 +67,9 @@ prism_status prism_spec_add_float(prism_kernel_spec *spec, const char *name,
                                   double value, const char *comment);
 prism_status prism_spec_add_bool(prism_kernel_spec *spec, const char *name,
                                  bool value, const char *comment);
+/* A launch constant (PRISM_CONST_LAUNCH, an int). */
+prism_status prism_spec_add_launch(prism_kernel_spec *spec, const char *name,
+                                   int64_t value, const char *comment);
 /* Value of an INT/BOOL constant already in the spec, or `fallback`. */
 int64_t prism_spec_int(const prism_kernel_spec *spec, const char *name,
                        int64_t fallback);

@@ -55,6 +55,14 @@ prism_status prism_spec_add_bool(prism_kernel_spec *spec, const char *name,
     return PRISM_OK;
 }
 
+prism_status prism_spec_add_launch(prism_kernel_spec *spec, const char *name,
+                                   int64_t value, const char *comment) {
+    prism_status st = prism_spec_add_int(spec, name, value, comment);
+    if (st == PRISM_OK)
+        spec->constants[spec->n_constants - 1].group = PRISM_CONST_LAUNCH;
+    return st;
+}
+
 int64_t prism_spec_int(const prism_kernel_spec *spec, const char *name,
                        int64_t fallback) {
     for (int i = 0; i < spec->n_constants; i++)

@@ -5,7 +5,11 @@
  * driver and the device, mapping its compute capability to the arch we
  * generate for, getting cubins through the cache (compiling on a miss),
  * loading them, and allocating the workspace for the caller's limits.
- * The launch path (launch.c) then only validates arguments and launches.
+ * Each kernel is loaded into the slot of its role in the kernel table, by
+ * the entry points of its spec and with the spec's launch shape
+ * (gen/launch.c): nothing is named here and nothing is read back from a
+ * cubin.  The launch path (launch.c) then only validates arguments and
+ * launches.
  */
 #include "runtime/plan.h"
 #include "runtime/cpu/cpu_backend.h"
@@ -15,9 +19,6 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-
-static const char *const plan_kernel_names[PLAN_KERNELS] = {
-    "pool_stats", "estimate", "attention"};
 
 prism_status prism_plan_fail(prism_plan *plan, prism_status status,
                              const char *fmt, ...) {
@@ -69,8 +70,10 @@ void prism_plan_workspace_layout(const prism_plan *plan, int batch,
      * O (128 rows x head_dim fp32) and m, l (4 x 128 floats per
      * warpgroup), plus an arrival counter per slot and warpgroup.  About
      * 17 MB at head_dim 128 on an H100; nothing for the other kernels. */
-    const plan_kernel *at = &plan->kernels[PLAN_ATTENTION];
-    size_t slots = at->persistent ? 2 * (size_t)plan->sm_count : 0;
+    const plan_kernel *at = &plan->kernels[PRISM_KERNEL_ATTENTION];
+    size_t slots = at->shape.grid == PRISM_GRID_PERSISTENT
+                       ? 2 * (size_t)plan->sm_count
+                       : 0;
     size_t tiles = (size_t)prism_ceil_div(seqlen_q, 64);
     ws->split_slots = (int)slots;
     ws->schedule = take(&cursor, (4 + 4 * (b * hq * tiles + slots)) * sizeof(int32_t));
@@ -136,96 +139,38 @@ static prism_status open_device(prism_plan *p) {
     return PRISM_OK;
 }
 
-/* The module's cubin of kernel `name` and its generation constants. */
-static prism_status find_kernel(prism_plan *p, const char *name, int *index,
-                                prism_kernel_spec *spec) {
+/* Loads kernel `index` of the module into the slot of its role. */
+static prism_status load_kernel(prism_plan *p, int index) {
     char err[PRISM_ERRMSG_MAX];
-    for (int i = 0; i < prism_module_kernel_count(p->module); i++) {
-        if (strcmp(prism_kernel_name(i), name))
-            continue;
-        *index = i;
-        if (prism_spec_build(&p->cfg, i, p->arch, spec, err, sizeof err) != PRISM_OK)
-            return prism_plan_fail(p, PRISM_ERR_GENERATE, "%s", err);
-        return PRISM_OK;
-    }
-    return prism_plan_fail(p, PRISM_ERR_NO_KERNEL,
-                           "this build has no '%s' kernel", name);
-}
-
-/* Reads an int array a template exports as a __device__ global. */
-static prism_status read_global_ints(prism_plan *p, CUmodule m, const char *sym,
-                                     int *out, int n) {
-    CUdeviceptr ptr;
-    size_t bytes = 0;
-    CUresult rc = p->drv->module_get_global(&ptr, &bytes, m, sym);
-    if (rc == CUDA_SUCCESS && bytes < (size_t)n * sizeof(int))
-        return prism_plan_fail(p, PRISM_ERR_NO_KERNEL,
-                               "%s has %zu bytes, expected %d ints: the "
-                               "cached kernel is from another Prism version; "
-                               "clear the cache (prism cache clear)",
-                               sym, bytes, n);
-    if (rc == CUDA_SUCCESS)
-        rc = p->drv->memcpy_dtoh(out, ptr, (size_t)n * sizeof(int));
-    if (rc != CUDA_SUCCESS) {
-        char err[PRISM_ERRMSG_MAX];
-        prism_cuda_error(p->drv, rc, sym, err, sizeof err);
-        return prism_plan_fail(p, PRISM_ERR_CUDA, "%s", err);
-    }
-    return PRISM_OK;
-}
-
-static prism_status load_kernel(prism_plan *p, int which) {
-    const char *name = plan_kernel_names[which];
-    int index = -1;
     prism_kernel_spec spec;
-    prism_status st = find_kernel(p, name, &index, &spec);
-    if (st != PRISM_OK)
-        return st;
+    if (prism_spec_build(&p->cfg, index, p->arch, &spec, err, sizeof err) !=
+        PRISM_OK)
+        return prism_plan_fail(p, PRISM_ERR_GENERATE, "%s", err);
     prism_kernel_info info;
     prism_module_kernel_info(p->module, index, &info);
-    plan_kernel *k = &p->kernels[which];
+    plan_kernel *k = &p->kernels[spec.def->role];
     const prism_driver *drv = p->drv;
-    char err[PRISM_ERRMSG_MAX];
+    k->shape = spec.launch;
+    k->main_name = spec.entry_points[0];
+    k->second_name = spec.entry_points[1];
     CUresult rc = drv->module_load_data(&k->module, info.cubin);
     if (rc == CUDA_SUCCESS)
-        rc = drv->module_get_function(&k->main, k->module,
-                                      spec.def->entry_points[0]);
-    if (rc == CUDA_SUCCESS && spec.def->entry_points[1])
-        rc = drv->module_get_function(&k->second, k->module,
-                                      spec.def->entry_points[1]);
+        rc = drv->module_get_function(&k->main, k->module, k->main_name);
+    if (rc == CUDA_SUCCESS && k->second_name)
+        rc = drv->module_get_function(&k->second, k->module, k->second_name);
     if (rc != CUDA_SUCCESS) {
-        prism_cuda_error(drv, rc, name, err, sizeof err);
+        prism_cuda_error(drv, rc, spec.def->name, err, sizeof err);
         return prism_plan_fail(p, PRISM_ERR_CUDA, "loading kernel %s", err);
     }
-    k->threads = (int)prism_spec_int(&spec, "THREADS", 128);
-    if (which == PLAN_ATTENTION) {
-        /* the template states its launch shape: threads, rows, smem,
-         * whether it takes tensor maps (gen/templates/attention_sm90.cu) and
-         * keys per tile */
-        int launch[6];
-        if ((st = read_global_ints(p, k->module, "prism_attention_launch",
-                                   launch, 6)) != PRISM_OK)
-            return st;
-        k->threads = launch[0];
-        k->tile_m = launch[1];
-        k->dynamic_smem = launch[2];
-        k->tensor_maps = launch[3] != 0;
-        k->tile_n = launch[4];
-        k->persistent = launch[5] != 0;
-        if (k->persistent &&
-            (rc = drv->module_get_function(&k->second, k->module,
-                                           "prism_attention_schedule")) !=
-                CUDA_SUCCESS) {
-            prism_cuda_error(drv, rc, "prism_attention_schedule", err, sizeof err);
-            return prism_plan_fail(p, PRISM_ERR_CUDA, "loading kernel %s", err);
-        }
+    if (k->shape.dynamic_smem > 0) {
         rc = drv->func_set_attribute(
             k->main, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-            k->dynamic_smem);
+            k->shape.dynamic_smem);
         if (rc != CUDA_SUCCESS) {
-            prism_cuda_error(drv, rc, "attention shared memory", err, sizeof err);
+            prism_cuda_error(drv, rc, "kernel shared memory", err, sizeof err);
             return prism_plan_fail(p, PRISM_ERR_CUDA, "%s", err);
         }
+        k->dynamic_smem = k->shape.dynamic_smem;
     }
     return PRISM_OK;
 }
@@ -288,7 +233,7 @@ prism_status prism_plan_create(prism_context *ctx, const prism_config *cfg,
                       sizeof p->last_error);
         goto fail;
     }
-    for (int k = 0; k < PLAN_KERNELS; k++)
+    for (int k = 0; k < prism_module_kernel_count(p->module); k++)
         if ((st = load_kernel(p, k)) != PRISM_OK)
             goto fail;
     if (!limits->caller_workspace) {
@@ -335,7 +280,7 @@ void prism_plan_destroy(prism_plan *p) {
             p->drv->ctx_set_current(p->cu_ctx);
         if (p->workspace)
             p->drv->mem_free(p->workspace);
-        for (int k = 0; k < PLAN_KERNELS; k++)
+        for (int k = 0; k < PRISM_KERNEL_COUNT; k++)
             if (p->kernels[k].module)
                 p->drv->module_unload(p->kernels[k].module);
         if (p->cu_ctx)

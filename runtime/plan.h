@@ -6,22 +6,18 @@
 
 #include "runtime/context.h"
 #include "base/cuda_driver.h"
+#include "gen/launch.h"
+#include "gen/kernels.h"
 
-/* Kernels a plan launches, by registry name. */
-enum { PLAN_POOL_STATS, PLAN_ESTIMATE, PLAN_ATTENTION, PLAN_KERNELS };
-
+/* One loaded kernel, in the slot of its role (gen/kernels.h). */
 typedef struct plan_kernel {
     CUmodule module;
-    CUfunction main;      /* first entry point                          */
-    CUfunction second;    /* attention: the schedule kernel (persistent) */
-    int threads;          /* CTA size                                   */
-    int tile_m;           /* attention: query rows per CTA              */
-    int dynamic_smem;     /* attention: dynamic shared memory bytes     */
-    bool tensor_maps;     /* attention: takes attn_tma_params (sm_90a)  */
-    int tile_n;           /* attention: keys per tile (TMA box rows)    */
-    bool persistent;      /* attention: one CTA per SM taking items from
-                             a work queue that `second` (the schedule
-                             kernel) fills (gen/templates/attention_sm90.cu) */
+    CUfunction main;           /* the spec's entry point 0                  */
+    CUfunction second;         /* entry point 1: the schedule kernel of the
+                                  persistent attention, or 0                */
+    const char *main_name, *second_name;
+    prism_launch_shape shape;  /* from the spec (gen/launch.c)              */
+    int dynamic_smem;          /* dynamic bytes the function is set up for  */
 } plan_kernel;
 
 /* Byte offsets of the workspace regions (see workspace_layout in plan.c). */
@@ -42,7 +38,7 @@ struct prism_plan {
     CUcontext cu_ctx;
     int sm_count;         /* multiprocessors: the persistent grid size */
     prism_module *module;
-    plan_kernel kernels[PLAN_KERNELS];
+    plan_kernel kernels[PRISM_KERNEL_COUNT];
     CUdeviceptr workspace; /* owned, or 0 with caller_workspace */
     size_t workspace_size;
     CUdeviceptr last_totals; /* selected / block-causal counts of the last

@@ -525,39 +525,43 @@ Test(tune_space, prune_reasons_from_ptxas_info) {
 }
 
 /* Real NVRTC: every pool_stats and estimate candidate of a head_dim 256
- * config, and attention candidates on the 99 KB sm_86, where big tiles do
- * not fit; a candidate listed twice gives the same cubin and is timed
- * once. */
+ * config, and attention candidates on sm_80 (163 KB), where big tiles do
+ * not fit; a candidate listed twice, and one whose tunables pin the very
+ * tile shape the defaults resolve to (the source carries the resolved
+ * shape, gen/launch.c), give the same cubin and are timed once. */
 Test(tune_space, compiles_and_prunes_real_candidates) {
     prism_config cfg = load("gemma-2-9b.yaml");
     prism_context *ctx = context(NULL, false);
     char err[1024];
+    const prism_arch arch = PRISM_ARCH_SM80;
     for (int k = 0; k < prism_kernel_count(); k++) {
         prism_tune_candidate *c;
         int n, illegal;
-        cr_assert_eq(prism_autotune_enumerate(&cfg, k, PRISM_ARCH_SM86, &c, &n,
-                                          &illegal, err, sizeof err),
+        cr_assert_eq(prism_autotune_enumerate(&cfg, k, arch, &c, &n, &illegal, err,
+                                          sizeof err),
                      PRISM_OK);
         bool attention = !strcmp(prism_kernel_name(k), "attention");
-        int keep[4] = {0, -1, -1, -1}, m = 1;
-        if (attention) { /* default, itself again, too big, fits */
+        int keep[5] = {0, -1, -1, -1, -1}, m = 1;
+        if (attention) { /* default, itself again, pinned default, too big,
+                            fits */
             keep[m++] = 0;
-            keep[m++] = find_cand(c, n, 128, 128, 16);
             keep[m++] = find_cand(c, n, 64, 32, 16);
+            keep[m++] = find_cand(c, n, 128, 128, 16);
+            keep[m++] = find_cand(c, n, 64, 64, 16);
         } else {
             m = n;
             for (int i = 0; i < n; i++)
                 keep[i] = i;
         }
-        prism_tune_candidate sub[4];
-        prism_autotune_build builds[4];
+        prism_tune_candidate sub[5];
+        prism_autotune_build builds[5];
         memset(builds, 0, sizeof builds);
         for (int i = 0; i < m; i++) {
             cr_assert_geq(keep[i], 0);
             sub[i] = c[keep[i]];
         }
-        cr_assert_eq(prism_autotune_compile(ctx, &cfg, k, PRISM_ARCH_SM86, sub,
-                                            builds, m, 2, 0),
+        cr_assert_eq(prism_autotune_compile(ctx, &cfg, k, arch, sub, builds, m, 2,
+                                        0),
                      PRISM_OK);
         cr_assert(builds[0].ready, "%s default: %s", prism_kernel_name(k),
                   sub[0].reason);
@@ -569,14 +573,16 @@ Test(tune_space, compiles_and_prunes_real_candidates) {
             cr_assert(builds[i].ready || sub[i].reason[0]);
         }
         if (attention) {
-            cr_assert_eq(sub[1].status, PRISM_TUNE_PRUNED);
-            cr_assert(strstr(sub[1].reason, "same cubin as block_m=0 block_n=0 "
-                                            "warp_m=0"),
-                      "%s", sub[1].reason);
-            cr_assert_eq(sub[2].status, PRISM_TUNE_PRUNED);
-            cr_assert(strstr(sub[2].reason, "does not compile"), "%s",
-                      sub[2].reason);
-            cr_assert(builds[3].ready, "(64, 32, 16) fits: %s", sub[3].reason);
+            for (int i = 1; i <= 2; i++) {
+                cr_assert_eq(sub[i].status, PRISM_TUNE_PRUNED);
+                cr_assert(strstr(sub[i].reason, "same cubin as block_m=0 "
+                                                "block_n=0 warp_m=0"),
+                          "%s", sub[i].reason);
+            }
+            cr_assert_eq(sub[3].status, PRISM_TUNE_PRUNED);
+            cr_assert(strstr(sub[3].reason, "does not compile"), "%s",
+                      sub[3].reason);
+            cr_assert(builds[4].ready, "(64, 64, 16) fits: %s", sub[4].reason);
         }
         free(c);
     }

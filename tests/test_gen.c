@@ -123,7 +123,7 @@ Test(gen, source_has_banner_constants_and_no_includes) {
                          " for sm_80; do not edit\n";
     cr_assert(strncmp(src, banner, strlen(banner)) == 0, "banner: %.120s", src);
     cr_assert(strstr(src, "// config: unit, templates: gen/templates/common.cuh"
-                          " + input.cuh"));
+                          " + pool_stats_params.h"));
     cr_assert_null(strstr(src, "unit.yaml"), "no path in the source");
     cr_assert(strstr(src, "static constexpr int       HEAD_DIM         = 128;"));
     cr_assert(strstr(est, "static constexpr float     THRESHOLD_HIGH   = 0.95f;"));

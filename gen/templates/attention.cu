@@ -110,11 +110,10 @@
 // ignored, sequence b starts at cu_seqlens[b] * stride_s.  LSE layout:
 // [batch, Q_HEADS, seqlen_q] (fixed lengths) or [Q_HEADS, total_q] with
 // total_q = cu_seqlens_q[batch] (varlen, FlashAttention's layout, as in
-// prism.h and reference/).  The device array prism_attention_launch =
-// {threads, tile_m, dynamic smem bytes, tensor maps (0 here), tile_n,
-// work queue (0 here: the grid is one CTA per query tile and head)} tells
-// the host the launch shape;
-// dynamic smem > 48 KB needs CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES.
+// prism.h and reference/).  The launch shape -- ATTN_THREADS, ATTN_TILE_M
+// rows per CTA, ATTN_SMEM_BYTES of dynamic shared memory, one CTA per
+// query tile and head -- comes from the host (gen/launch.c); dynamic smem
+// > 48 KB needs CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES.
 //
 // TUNABLES (0 = per-shape default).  BLOCK_M in {0, 64, 128}: query rows
 // per CTA (default 128 for D <= 128, 64 for D = 256).  BLOCK_N in {0, 32,
@@ -124,31 +123,15 @@
 // 128 rows, else 16; 32 needs D <= 128).  Shapes whose shared memory exceeds
 // the arch's limit fail to compile with a static_assert saying so.
 
-struct AttnParams {
-    const u16 *q;  // [B, Q_HEADS, Sq, HEAD_DIM] by strides (varlen: B=1, tokens packed)
-    const u16 *k;  // [B, KV_HEADS, Sk, HEAD_DIM]
-    const u16 *v;  // [B, KV_HEADS, Sk, HEAD_DIM]
-    u16 *o;        // [B, Q_HEADS, Sq, HEAD_DIM] by strides, same dtype as inputs
-    float *lse;    // fixed: [batch, Q_HEADS, seqlen_q]; varlen: [Q_HEADS, total_q]; or null
-    i64 q_stride_b, q_stride_h, q_stride_s;   // element strides; the D stride is 1
-    i64 k_stride_b, k_stride_h, k_stride_s;
-    i64 v_stride_b, v_stride_h, v_stride_s;
-    i64 o_stride_b, o_stride_h, o_stride_s;
-    const int *cu_seqlens_q;  // [batch+1] or null (then fixed lengths seqlen_q/seqlen_k)
-    const int *cu_seqlens_k;  // both null or both set
-    const int *block_counts;  // [batch, Q_HEADS, nq_max]
-    const int *block_indices; // [batch, Q_HEADS, nq_max, nk_max]; row (b,h,i): ascending key-block indices, first block_counts[...] valid
-    int *schedule;            // the sm_90a kernel's work queue and split-row
-    float *partial_o;         // partials (gen/templates/attention_sm90.cu);
-    float *partial_ml;        // unused here
-    int *split_arrived;
-    int ctas, split_slots;
-    int batch, seqlen_q, seqlen_k;  // seqlen_* used when cu_seqlens are null
-    int nq_max, nk_max;             // blocks of BLOCK_SIZE tokens (max over the batch)
-    float scale_log2;               // log2(e) / sqrt(HEAD_DIM)
-};
-
 // ---- tile shape ----
+// The host fixes the launch shape (gen/launch.c) and emits it above:
+// ATTN_TILE_M query rows per CTA (min(BLOCK_M, BLOCK_SIZE); default 128
+// for D <= 128, else 64), ATTN_TILE_N keys per tile (min(BLOCK_N,
+// BLOCK_SIZE); default 64 for D <= 128, 32 for D = 256 and for D = 128 on
+// the 99 KB sm_86/sm_89), ATTN_WARP_M rows per warp (32 where the
+// registers allow it -- two m16 atoms sharing every K/V fragment: half the
+// shared-memory traffic per MMA -- and the CTA still has 4 warps to share
+// the copies; else 16), ATTN_THREADS and ATTN_SMEM_BYTES.
 // Shared memory one CTA may use (NVRTC compiles device code only, so
 // __CUDA_ARCH__ is always the target): sm_80 163 KB, sm_86/sm_89 99 KB,
 // sm_90 227 KB.
@@ -159,27 +142,8 @@ static constexpr int ATTN_SMEM_LIMIT = 99 * 1024;
 #else
 static constexpr int ATTN_SMEM_LIMIT = 163 * 1024;
 #endif
-static constexpr int ATTN_BLOCK_M =
-    BLOCK_M > 0 ? BLOCK_M : (HEAD_DIM <= 128 ? 128 : 64);
-static constexpr int ATTN_BLOCK_N = // 99 KB parts: 128 x 32 tiles for D = 128
-    BLOCK_N > 0 ? BLOCK_N
-                : (HEAD_DIM == 64 || (HEAD_DIM == 128 && ATTN_SMEM_LIMIT > 99 * 1024)
-                       ? 64
-                       : 32);
-static constexpr int ATTN_TILE_M =
-    ATTN_BLOCK_M < BLOCK_SIZE ? ATTN_BLOCK_M : BLOCK_SIZE;
-static constexpr int ATTN_TILE_N =
-    ATTN_BLOCK_N < BLOCK_SIZE ? ATTN_BLOCK_N : BLOCK_SIZE;
-// 32 rows per warp (two m16 atoms sharing every K/V fragment: half the
-// shared-memory traffic per MMA) where the registers allow it and the CTA
-// still has 4 warps to share the copies; else 16.
-static constexpr int ATTN_WARP_M_REQ =
-    WARP_M > 0 ? WARP_M : (HEAD_DIM <= 128 && ATTN_TILE_M >= 128 ? 32 : 16);
-static constexpr int ATTN_WARP_M = // query rows per warp
-    ATTN_WARP_M_REQ < ATTN_TILE_M ? ATTN_WARP_M_REQ : ATTN_TILE_M;
 static constexpr int ATTN_MT = ATTN_WARP_M / 16; // m16 atoms per warp
-static constexpr int ATTN_WARPS = ATTN_TILE_M / ATTN_WARP_M;
-static constexpr int ATTN_THREADS = ATTN_WARPS * 32;
+static constexpr int ATTN_WARPS = ATTN_THREADS / 32;
 static constexpr int ATTN_SUBTILES = BLOCK_SIZE / ATTN_TILE_N; // key tiles per block
 static constexpr int ATTN_ROW_BYTES = HEAD_DIM * 2;
 static constexpr int ATTN_ROW_CHUNKS = HEAD_DIM / 8; // 16-byte chunks per row
@@ -193,7 +157,7 @@ static constexpr int ATTN_CONSTS_OFFSET = ATTN_Q_BYTES + 4 * ATTN_KV_BYTES;
 static constexpr bool ATTN_LEAN = ATTN_MT * HEAD_DIM >= 256 && ATTN_MT > 1;
 static constexpr int ATTN_STATE_STRIDE = ATTN_LEAN ? ATTN_THREADS : 1;
 static constexpr int ATTN_ROWSUM_OFFSET = ATTN_CONSTS_OFFSET + 64;
-static constexpr int ATTN_SMEM_BYTES = // + lean: per-lane softmax sums and maxima
+static constexpr int ATTN_SMEM_USED = // + lean: per-lane softmax sums and maxima
     ATTN_ROWSUM_OFFSET + (ATTN_LEAN ? 2 * ATTN_THREADS * ATTN_MT * 2 * 4 : 0);
 static constexpr bool ATTN_Q_IN_REGS = ATTN_MT * HEAD_DIM <= 128;
 static constexpr int ATTN_KSTEPS = HEAD_DIM / 16; // k-steps of Q K^T
@@ -213,32 +177,31 @@ static_assert(HEAD_DIM == 64 || HEAD_DIM == 128 || HEAD_DIM == 256,
               "attention: head_dim must be 64, 128 or 256");
 static_assert(BLOCK_SIZE >= 16 && (BLOCK_SIZE & (BLOCK_SIZE - 1)) == 0,
               "attention: block_size must be a power of two >= 16");
-static_assert(ATTN_BLOCK_M == 64 || ATTN_BLOCK_M == 128,
+static_assert(ATTN_TILE_M == 16 || ATTN_TILE_M == 32 || ATTN_TILE_M == 64 ||
+                  ATTN_TILE_M == 128,
               "attention: block_m must be 0 (auto), 64 or 128");
-static_assert(ATTN_BLOCK_N == 32 || ATTN_BLOCK_N == 64 || ATTN_BLOCK_N == 128,
+static_assert(ATTN_TILE_N == 16 || ATTN_TILE_N == 32 || ATTN_TILE_N == 64 ||
+                  ATTN_TILE_N == 128,
               "attention: block_n must be 0 (auto), 32, 64 or 128");
-static_assert(ATTN_WARP_M_REQ == 16 || ATTN_WARP_M_REQ == 32,
+static_assert(ATTN_WARP_M == 16 || ATTN_WARP_M == 32,
               "attention: warp_m must be 0 (auto), 16 or 32");
 static_assert(ATTN_MT * HEAD_DIM <= 256,
               "attention: warp_m = 32 needs head_dim <= 128 (the O "
               "accumulator alone would take warp_m * head_dim / 32 registers)");
-static_assert(ATTN_TILE_M % ATTN_WARP_M == 0 && ATTN_TILE_N % 16 == 0, "tile shape");
+static_assert(ATTN_TILE_M % ATTN_WARP_M == 0 && ATTN_TILE_N % 16 == 0 &&
+                  ATTN_WARPS * ATTN_WARP_M == ATTN_TILE_M &&
+                  ATTN_WARPS * 32 == ATTN_THREADS,
+              "tile shape");
 static_assert(ATTN_THREADS % ATTN_ROW_CHUNKS == 0, "loader mapping");
 static_assert(sizeof(void *) == 8 && 2 * 8 + 2 * 8 + 8 + 4 * 4 <= 64, "consts slot");
+static_assert(ATTN_SMEM_USED <= ATTN_SMEM_BYTES,
+              "attention: the launch shape (gen/launch.c) grants less shared "
+              "memory than this layout needs");
 static_assert(ATTN_SMEM_BYTES <= ATTN_SMEM_LIMIT,
               "attention: ATTN_SMEM_BYTES = (tile_m + 4 tile_n) * head_dim * 2 "
               "+ 64 (+ 16 * threads for the lean shape) exceeds this arch's "
               "shared memory per CTA (sm_80 163 KB, sm_86/89 99 KB, sm_90 "
               "227 KB); lower block_m or block_n");
-
-// The launch shape, read by the host (cuModuleGetGlobal) after loading:
-// {threads per CTA, query rows per CTA, dynamic shared memory bytes, 0 =
-// plain AttnParams (attention_sm90.cu says 1: AttnTmaParams), keys per
-// tile}.
-// Not const: a const namespace-scope variable has internal linkage.
-extern "C" __device__ int prism_attention_launch[6] = {
-    ATTN_THREADS, ATTN_TILE_M, ATTN_SMEM_BYTES, 0 /* no tensor maps */,
-    ATTN_TILE_N, 0 /* one CTA per query tile, no work queue */};
 
 // ---- PTX wrappers (no cuda headers under NVRTC) ----
 

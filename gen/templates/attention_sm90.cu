@@ -89,12 +89,14 @@
 // fill out of bounds): Q box 128 rows, K and V box TN rows, O box 64 rows,
 // over {D, S, H} (batch 1 or varlen: S = all tokens) or {D, S, H, B}.  The
 // kernel parameter is AttnTmaParams, passed as __grid_constant__ so the
-// TMA unit reads the maps from parameter memory.  prism_attention_launch
-// = {threads, rows per CTA, dynamic shared memory, 1 = tensor maps, keys
-// per tile (the K/V box rows), 1 = persistent}.  Persistent: the host
-// launches prism_attention_schedule (1 CTA of 1024 threads, the same
-// parameters) and then prism_attention on min(SMs, work items) CTAs; the
-// work queue p.schedule (4 + 4 x entries ints) lives in the plan's workspace.
+// TMA unit reads the maps from parameter memory (the blocks are defined
+// in gen/templates/attention_params.h, for both compilers).  The launch
+// shape is the host's (gen/launch.c): H_THREADS, H_SMEM_BYTES, H_TM rows
+// per CTA (the Q box), H_TN keys per tile (the K/V box rows), persistent:
+// the host launches prism_attention_schedule (1 CTA of H_SCHED_THREADS,
+// the same parameters) and then prism_attention on min(SMs, work items)
+// CTAs; the work queue p.schedule (4 + 4 x entries ints) lives in the
+// plan's workspace.
 //
 // OVERLAP (the default with 3 stages).  Tile i's S = Q K^T is issued in
 // one batch with tile i-1's O += P V; the consumer waits for S only, runs
@@ -119,57 +121,14 @@
 // interleave them).  BLOCK_M and WARP_M belong
 // to the sm_80 kernel and are ignored here.
 
-struct AttnParams {
-    const u16 *q;
-    const u16 *k;
-    const u16 *v;
-    u16 *o;
-    float *lse;
-    i64 q_stride_b, q_stride_h, q_stride_s;
-    i64 k_stride_b, k_stride_h, k_stride_s;
-    i64 v_stride_b, v_stride_h, v_stride_s;
-    i64 o_stride_b, o_stride_h, o_stride_s;
-    const int *cu_seqlens_q;
-    const int *cu_seqlens_k;
-    const int *block_counts;
-    const int *block_indices;
-    int *schedule;      // work queue: [0] ticket counter, [1] entries, then entries
-    float *partial_o;   // split rows: per piece and warpgroup, O unnormalised,
-    float *partial_ml;  //   and m, l, in the accumulator's register order
-    int *split_arrived; // per split item and warpgroup: pieces finished
-    int ctas, split_slots; // persistent grid size; partial slots in the workspace
-    int batch, seqlen_q, seqlen_k;
-    int nq_max, nk_max;
-    float scale_log2;
-};
-
-struct __align__(64) TmaMap {
-    u64 opaque[16];
-};
-
-// The maps come first: the host's CUtensorMap is 128-byte aligned, ours 64
-// (all TMA needs), so maps first keeps both layouts identical: q at 0, k
-// at 128, v at 256, o at 384, a at 512.
-struct AttnTmaParams {
-    TmaMap q, k, v, o; // rank 3 {D, S, H} or rank 4 {D, S, H, B}; o: box 64 rows
-    AttnParams a;
-    int rank;          // 3 or 4
-};
-static_assert(sizeof(TmaMap) == 128 && 512 % alignof(AttnParams) == 0,
-              "host mirror layout: a at 512");
-
-static constexpr int H_TM = 128; // query rows per CTA: 2 consumers x 64
-static constexpr int H_TN = BLOCK_N > 0 ? BLOCK_N : (HEAD_DIM <= 128 ? 128 : 64);
-static constexpr int H_STAGE_BYTES = 2 * H_TN * HEAD_DIM * 2; // K + V tile
-// Default: 3 stages where they fit (D <= 128), else 2.
-static constexpr int H_STAGES =
-    STAGES > 0 ? STAGES
-               : (H_TM * HEAD_DIM * 2 + 3 * H_STAGE_BYTES + 2048 <= 227 * 1024 ? 3 : 2);
+// The launch shape comes from the host (gen/launch.c): H_TM = 128 query
+// rows per CTA (2 consumers x 64), H_TN keys per tile (BLOCK_N; default 128
+// for D <= 128, else 64), H_STAGES K/V stages (STAGES; default 3 where they
+// fit, else 2), H_THREADS = 384 and H_SMEM_BYTES of dynamic shared memory.
 // OVERLAP 1: S of tile i issued with P V of tile i-1;
 // 2: the plain loop (S, softmax, P V, one tile at a time); 0: overlap with
 // 3 or more stages (it holds a stage one tile longer), else plain.
 static constexpr bool H_OVERLAP = OVERLAP == 1 || (OVERLAP == 0 && H_STAGES >= 3);
-static constexpr int H_THREADS = 384;
 static constexpr int H_PRODUCER_REGS = 40;
 static constexpr int H_CONSUMER_REGS = 232;
 // setmaxnreg only moves registers inside the CTA's launch allocation (384
@@ -198,7 +157,7 @@ static constexpr int H_ITEM_OFFSET = H_BAR_OFFSET + 8 * H_BARS;
 static constexpr int H_SLOT_INTS = 14;
 static constexpr int H_ARRIVED_INT = H_ITEM_SLOTS * H_SLOT_INTS;
 static constexpr int H_TILE_INT = H_ARRIVED_INT + 2;
-static constexpr int H_SMEM_BYTES = H_ITEM_OFFSET + 4 * (H_TILE_INT + H_STAGES) + 1024;
+static constexpr int H_SMEM_USED = H_ITEM_OFFSET + 4 * (H_TILE_INT + H_STAGES) + 1024;
 // STAGE SLACK.  The producer refills a K buffer once both consumers'
 // S = Q K^T of its last tile retired, and a V buffer once their P V did.
 // The overlapped loop holds tile i's K and tile i-1's V, so with one
@@ -221,21 +180,22 @@ static_assert(H_CHAINS == 4 && H_TN / 8 >= H_CHAINS,
 
 static_assert(HEAD_DIM == 64 || HEAD_DIM == 128 || HEAD_DIM == 256,
               "attention (sm_90a): head_dim must be 64, 128 or 256");
+static_assert(H_TM == 128 && H_THREADS == 3 * 128,
+              "attention (sm_90a): a producer and two 64-row consumers");
 static_assert(H_TN == 64 || H_TN == 128,
               "attention (sm_90a): block_n must be 0 (auto), 64 or 128");
 static_assert(BLOCK_SIZE >= H_TM && BLOCK_SIZE % H_TN == 0,
               "attention (sm_90a): block_size must be >= 128");
 static_assert(H_STAGES == 2 || H_STAGES == 3,
               "attention (sm_90a): stages must be 0 (auto), 2 or 3");
+static_assert(H_SMEM_USED <= H_SMEM_BYTES,
+              "attention (sm_90a): the launch shape (gen/launch.c) grants less "
+              "shared memory than this layout needs");
 static_assert(H_SMEM_BYTES <= 227 * 1024,
               "attention (sm_90a): (128 + 2 stages x block_n) x head_dim x 2 "
               "bytes exceed 227 KB; lower block_n or stages");
 static_assert(WGMMA_SS_N == H_TN && WGMMA_RS_N == HEAD_DIM,
               "generator and template disagree on the wgmma shapes");
-
-extern "C" __device__ int prism_attention_launch[6] = {
-    H_THREADS, H_TM, H_SMEM_BYTES, 1 /* tensor maps */, H_TN,
-    1 /* persistent: prism_attention_schedule fills the work queue first */};
 
 // Online softmax of one S tile (rows g and g + 8 of the thread's warp):
 // optional causal / Sk masking, running max m and partial sum l per row;

@@ -141,8 +141,8 @@ h_split_piece(const AttnParams &p, int info, int wg, int wt,
 // first key), and zeroes the split items'
 // arrival counters.  The host launches it right before prism_attention on
 // the same stream, with the same parameters; its first instruction lets
-// prism_attention (a programmatic dependent launch) start.
-static constexpr int H_SCHED_THREADS = 1024;
+// prism_attention (a programmatic dependent launch) start.  It runs as one
+// CTA of H_SCHED_THREADS (the launch shape, gen/launch.c).
 static constexpr int H_SCHED_BINS = 2048;
 // Costs of the first H_SCHED_CACHE items are read from global memory once
 // and kept in shared memory for the later passes (later items are read

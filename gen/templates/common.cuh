@@ -14,6 +14,12 @@ typedef unsigned short u16;
 typedef unsigned int u32;
 typedef unsigned long long u64;
 typedef long long i64;
+// The fixed-width names of the parameter blocks (gen/templates/KERNEL_params.h),
+// which the host compiles with <stdint.h>.
+typedef int int32_t;
+typedef long long int64_t;
+typedef unsigned short uint16_t;
+typedef unsigned long long uint64_t;
 
 #ifndef INFINITY // math.h is not available without an include path
 #define INFINITY __int_as_float(0x7f800000)

@@ -2,16 +2,18 @@
 // fused per group of query-block rows: no probability matrix reaches
 // global memory.
 //
-// Work split.  One CTA owns `rows_per_cta` rows (at most EST_ROWS =
-// THREADS / 32) that share a KV head: rows are numbered L = i * GQA_GROUP +
+// Work split.  One CTA owns `rows_per_cta` rows (at most EST_ROWS, a
+// warp each: THREADS / 32, fixed with the launch shape in gen/launch.c)
+// that share a KV head: rows are numbered L = i * GQA_GROUP +
 // (h % GQA_GROUP) per (batch, KV head), and CTA c takes L in [c * rows,
 // (c + 1) * rows), so with GQA the query heads of a group (and, for
 // rows > GQA_GROUP, neighbouring query blocks) read every pooled-K tile
 // once instead of once per row.  The grid is 1-D with the row group
 // slowest and reversed: causal row i has i + 1 + (nk - nq) blocks, so the
 // longest rows start first and the short ones fill the tail.  The host
-// picks rows_per_cta (launch.c): EST_ROWS when the probabilities fit shared
-// memory twice per SM, fewer for very long sequences.
+// picks rows_per_cta (runtime/cuda/launch.c): EST_ROWS when the
+// probabilities fit shared memory twice per SM, fewer for very long
+// sequences.
 //
 //   0. Band scales.  Each row's two scales (docs/method.md §4) come from the
 //      energies pool_stats summed (band_scales, below); the
@@ -84,32 +86,14 @@
 // Rows past a sequence's last query block (and rows with no causal block)
 // get count 0.
 
-struct EstimateParams {
-    const float *pooled_q;  // [batch, Q_HEADS, nq_max, HEAD_DIM]
-    const float *pooled_k;  // [batch, KV_HEADS, nk_max, HEAD_DIM]
-    const float *stats_q;   // [batch, Q_HEADS, 3]: summed energies (pool_stats)
-    const float *stats_k;   // [batch, KV_HEADS, 3]
-    float *scales;          // [batch, Q_HEADS, 2]: scale_high, scale_low (out)
-    const int *cu_seqlens_q; // [batch + 1] or null
-    const int *cu_seqlens_k;
-    int *block_counts;      // [batch, Q_HEADS, nq_max]
-    int *block_indices;     // [batch, Q_HEADS, nq_max, nk_max]
-    unsigned long long *selected_total; // += selected blocks, or null
-    unsigned long long *causal_total;   // += block-causal blocks, or null
-    int batch;
-    int seqlen_q, seqlen_k; // used when cu_seqlens are null
-    int nq_max, nk_max;
-    int rows_per_cta;       // 1..EST_ROWS; dynamic smem = rows * 2 * nk_max floats
-};
-
 static constexpr int EST_WARPS = THREADS / 32;
-static constexpr int EST_ROWS = EST_WARPS; // rows per CTA at most: a warp each
 static constexpr int TILE_J = THREADS;     // key blocks per tile: 32 a warp
 static constexpr int TILE_D = 16;          // dims per stage: two k-steps of 8
 static constexpr int TILE_D4 = TILE_D / 4;
 static constexpr int D_STAGES = HEAD_DIM / TILE_D;
 static constexpr int RADIX_BUCKETS = 256;
-static_assert(THREADS % 32 == 0 && EST_ROWS <= 8, "whole warps; N = 8 rows");
+static_assert(THREADS % 32 == 0 && EST_ROWS <= EST_WARPS && EST_ROWS <= 8,
+              "whole warps, one per row; N = 8 rows");
 static_assert(HEAD_DIM % TILE_D == 0 && D_STAGES % 2 == 0,
               "the double buffer alternates with the stage index");
 

@@ -23,22 +23,6 @@
 // multiples of 8 elements, 16-byte aligned bases, stats zeroed before the
 // launch.
 
-struct PoolParams {
-    const u16 *q;          // [B, Q_HEADS, Sq, D] by strides (varlen: B = 1)
-    const u16 *k;          // [B, KV_HEADS, Sk, D]
-    i64 q_stride_b, q_stride_h, q_stride_s;
-    i64 k_stride_b, k_stride_h, k_stride_s;
-    const int *cu_seqlens_q; // [batch + 1] or null (fixed lengths)
-    const int *cu_seqlens_k;
-    float *pooled_q;       // [batch, Q_HEADS, nq_max, HEAD_DIM]
-    float *pooled_k;       // [batch, KV_HEADS, nk_max, HEAD_DIM]
-    float *stats_q;        // [batch, Q_HEADS, 3]: sum x^2 all, high, low
-    float *stats_k;        // [batch, KV_HEADS, 3]
-    int batch;
-    int seqlen_q, seqlen_k; // used when cu_seqlens are null
-    int nq_max, nk_max;
-};
-
 static constexpr int POOL_VEC = 8;                     // elements per load
 static constexpr int POOL_LANES = HEAD_DIM / POOL_VEC; // lanes per token row
 static constexpr int POOL_ROWS = THREADS / POOL_LANES; // tokens in parallel

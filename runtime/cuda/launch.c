@@ -1,66 +1,23 @@
 /*
  * launch.c - argument validation and kernel launches.
  *
- * The structs below mirror, field for field, the parameter structs at the
- * top of gen/templates/pool_stats.cu, estimate.cu and attention.cu; kernels
- * take them by value, so the host layout must match the device layout
- * (natural alignment on both sides, 8-byte pointers and i64, 4-byte int).
- * Nothing here allocates or synchronises.
+ * The kernels take their parameter blocks by value; the blocks are defined
+ * once, in gen/templates/KERNEL_params.h, which the generated sources and
+ * this file both compile, so host and device agree on every offset by
+ * construction.  Grids and launch shapes come from the kernels' specs
+ * (gen/launch.h).  Nothing here allocates or synchronises.
  */
 #include "runtime/plan.h"
 #include "runtime/cpu/cpu_backend.h"
 
 #include <math.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
-typedef struct pool_params {
-    const void *q, *k;
-    int64_t q_stride_b, q_stride_h, q_stride_s;
-    int64_t k_stride_b, k_stride_h, k_stride_s;
-    const int32_t *cu_seqlens_q, *cu_seqlens_k;
-    float *pooled_q, *pooled_k, *stats_q, *stats_k;
-    int batch, seqlen_q, seqlen_k, nq_max, nk_max;
-} pool_params;
-
-typedef struct estimate_params {
-    const float *pooled_q, *pooled_k, *stats_q, *stats_k;
-    float *scales;
-    const int32_t *cu_seqlens_q, *cu_seqlens_k;
-    int32_t *block_counts, *block_indices;
-    unsigned long long *selected_total, *causal_total;
-    int batch, seqlen_q, seqlen_k, nq_max, nk_max;
-    int rows_per_cta;
-} estimate_params;
-
-typedef struct attn_params {
-    const void *q, *k, *v;
-    void *o;
-    float *lse;
-    int64_t q_stride_b, q_stride_h, q_stride_s;
-    int64_t k_stride_b, k_stride_h, k_stride_s;
-    int64_t v_stride_b, v_stride_h, v_stride_s;
-    int64_t o_stride_b, o_stride_h, o_stride_s;
-    const int32_t *cu_seqlens_q, *cu_seqlens_k;
-    const int32_t *block_counts, *block_indices;
-    int32_t *schedule;
-    float *partial_o, *partial_ml;
-    int32_t *split_arrived;
-    int ctas, split_slots;
-    int batch, seqlen_q, seqlen_k, nq_max, nk_max;
-    float scale_log2;
-} attn_params;
-
-/* gen/templates/attention_sm90.cu's AttnTmaParams: the Q, K, V and O tensor
- * maps first (CUtensorMap is 128-byte aligned here, 64 in the kernel: with
- * the maps first both layouts agree), then the plain parameters. */
-typedef struct attn_tma_params {
-    CUtensorMap q, k, v, o;
-    attn_params a;
-    int rank;
-} attn_tma_params;
-_Static_assert(offsetof(attn_tma_params, a) == 512,
-               "AttnTmaParams layout of gen/templates/attention_sm90.cu");
+#include "gen/templates/attention_params.h"
+#include "gen/templates/estimate_params.h"
+#include "gen/templates/pool_stats_params.h"
 
 #define DEV(p) ((CUdeviceptr)(uintptr_t)(p))
 #define PTR(base, off) ((void *)(uintptr_t)((base) + (off)))
@@ -149,8 +106,8 @@ static prism_status check_mask(prism_plan *p, const prism_batch *b,
  * allows it (griddepcontrol.launch_dependents), and waits itself for what
  * it needs of it (griddepcontrol.wait).  Everything earlier on the stream
  * has completed by then, as the kernel before could not start earlier. */
-static prism_status launch_as(prism_plan *p, CUfunction f, unsigned gx,
-                              unsigned gy, unsigned gz, int threads, int smem,
+static prism_status launch_as(prism_plan *p, CUfunction f,
+                              const unsigned grid[3], int threads, int smem,
                               void *params, prism_stream stream,
                               bool dependent, const char *what) {
     CUlaunchAttribute attr = {
@@ -158,7 +115,7 @@ static prism_status launch_as(prism_plan *p, CUfunction f, unsigned gx,
         .value.programmaticStreamSerializationAllowed = 1,
     };
     CUlaunchConfig cfg = {
-        .gridDimX = gx, .gridDimY = gy, .gridDimZ = gz,
+        .gridDimX = grid[0], .gridDimY = grid[1], .gridDimZ = grid[2],
         .blockDimX = (unsigned)threads, .blockDimY = 1, .blockDimZ = 1,
         .sharedMemBytes = (unsigned)smem, .hStream = (CUstream)stream,
         .attrs = &attr,
@@ -174,11 +131,15 @@ static prism_status launch_as(prism_plan *p, CUfunction f, unsigned gx,
     return PRISM_OK;
 }
 
-static prism_status launch(prism_plan *p, CUfunction f, unsigned gx,
-                           unsigned gy, unsigned gz, int threads, int smem,
-                           void *params, prism_stream stream, const char *what) {
-    return launch_as(p, f, gx, gy, gz, threads, smem, params, stream, false,
-                     what);
+static prism_grid_input grid_input(const prism_plan *p, const prism_batch *b) {
+    prism_grid_input in = {
+        .batch = b->batch,
+        .seqlen_q = b->seqlen_q,
+        .nq = prism_ceil_div(b->seqlen_q, p->cfg.block_size),
+        .nk = prism_ceil_div(b->seqlen_k, p->cfg.block_size),
+        .sm_count = p->sm_count,
+    };
+    return in;
 }
 
 /* The workspace to use: the caller's (checked for size) or the plan's. */
@@ -206,11 +167,12 @@ static prism_status pick_workspace(prism_plan *p, const prism_batch *b,
     return PRISM_OK;
 }
 
-/* prism_estimate's CTA holds up to threads / 32 query-block rows (one warp
+/* prism_estimate's CTA holds up to max_rows query-block rows (one warp
  * selects each) that share every pooled-K tile, with both bands' logits of
- * each row in dynamic shared memory (2 * nk floats a row).  Take as many
- * rows as keep two CTAs per SM, else as many as fit at all; raise the
- * kernel's dynamic shared memory limit when that needs more than 48 KiB. */
+ * each row in dynamic shared memory (smem_per_row_block bytes per key
+ * block).  Take as many rows as keep two CTAs per SM, else as many as fit
+ * at all; raise the kernel's dynamic shared memory limit when that needs
+ * more than 48 KiB. */
 static prism_status estimate_shape(prism_plan *p, plan_kernel *est, int nk,
                                    int *rows, int *smem) {
     int static_bytes = 0, optin = 0, per_sm = 0;
@@ -230,21 +192,23 @@ static prism_status estimate_shape(prism_plan *p, plan_kernel *est, int nk,
                          sizeof err);
         return prism_plan_fail(p, PRISM_ERR_CUDA, "%s", err);
     }
-    const int64_t per_row = 2 * (int64_t)nk * (int64_t)sizeof(float);
+    const int64_t per_row = (int64_t)est->shape.smem_per_row_block * nk;
     const int64_t two_per_sm = per_sm / 2 - 1024; /* 1 KiB reserved per CTA */
-    int r = est->threads / 32;
+    int r = est->shape.max_rows;
     while (r > 1 && static_bytes + r * per_row > two_per_sm)
         r /= 2;
     while (r > 1 && static_bytes + r * per_row > optin)
         r /= 2;
     if (static_bytes + r * per_row > optin)
         return prism_plan_fail(p, PRISM_ERR_BAD_SHAPE,
-                               "prism_estimate needs %lld bytes of shared "
-                               "memory for %d key blocks but the device allows "
-                               "%d; use a larger block_size",
-                               (long long)(static_bytes + r * per_row), nk, optin);
+                               "%s needs %lld bytes of shared memory for %d "
+                               "key blocks but the device allows %d; use a "
+                               "larger block_size",
+                               est->main_name,
+                               (long long)(static_bytes + r * per_row), nk,
+                               optin);
     *rows = r;
-    *smem = (int)(r * per_row);
+    *smem = est->shape.dynamic_smem + (int)(r * per_row);
     if (*smem > est->dynamic_smem && static_bytes + *smem > 48 * 1024) {
         rc = p->drv->func_set_attribute(
             est->main, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, *smem);
@@ -262,9 +226,7 @@ static prism_status run_estimate(prism_plan *p, const prism_batch *b,
                                  const prism_tensor *q, const prism_tensor *k,
                                  const prism_block_mask *mask, CUdeviceptr base,
                                  const plan_workspace *ws, prism_stream stream) {
-    const prism_config *c = &p->cfg;
-    int nq = prism_ceil_div(b->seqlen_q, c->block_size);
-    int nk = prism_ceil_div(b->seqlen_k, c->block_size);
+    prism_grid_input in = grid_input(p, b);
     CUresult rc = p->drv->memset_d8_async(base + ws->stats_q, 0, ws->stats_bytes,
                                           (CUstream)stream);
     if (rc != CUDA_SUCCESS) {
@@ -273,7 +235,7 @@ static prism_status run_estimate(prism_plan *p, const prism_batch *b,
         return prism_plan_fail(p, PRISM_ERR_CUDA, "%s", err);
     }
     bool varlen = b->cu_seqlens_q != NULL;
-    pool_params pp = {
+    PoolParams pp = {
         .q = q->data, .k = k->data,
         .q_stride_b = varlen ? 0 : q->stride_b, .q_stride_h = q->stride_h,
         .q_stride_s = q->stride_s,
@@ -283,17 +245,17 @@ static prism_status run_estimate(prism_plan *p, const prism_batch *b,
         .pooled_q = PTR(base, ws->pooled_q), .pooled_k = PTR(base, ws->pooled_k),
         .stats_q = PTR(base, ws->stats_q), .stats_k = PTR(base, ws->stats_k),
         .batch = b->batch, .seqlen_q = b->seqlen_q, .seqlen_k = b->seqlen_k,
-        .nq_max = nq, .nk_max = nk,
+        .nq_max = in.nq, .nk_max = in.nk,
     };
-    const plan_kernel *pool = &p->kernels[PLAN_POOL_STATS];
-    prism_status st = launch(p, pool->main, (unsigned)(nq > nk ? nq : nk),
-                             (unsigned)(c->q_heads + c->kv_heads),
-                             (unsigned)b->batch, pool->threads, 0, &pp, stream,
-                             "prism_pool_stats");
+    const plan_kernel *pool = &p->kernels[PRISM_KERNEL_POOL_STATS];
+    unsigned grid[3];
+    prism_launch_grid(&pool->shape, &p->cfg, &in, grid);
+    prism_status st = launch_as(p, pool->main, grid, pool->shape.threads, 0,
+                                &pp, stream, false, pool->main_name);
     if (st != PRISM_OK)
         return st;
-    unsigned long long *totals = PTR(base, ws->totals);
-    estimate_params ep = {
+    uint64_t *totals = PTR(base, ws->totals);
+    EstimateParams ep = {
         .pooled_q = pp.pooled_q, .pooled_k = pp.pooled_k,
         .stats_q = pp.stats_q, .stats_k = pp.stats_k,
         .scales = PTR(base, ws->scales),
@@ -301,18 +263,17 @@ static prism_status run_estimate(prism_plan *p, const prism_batch *b,
         .block_counts = mask->counts, .block_indices = mask->indices,
         .selected_total = totals, .causal_total = totals + 1,
         .batch = b->batch, .seqlen_q = b->seqlen_q, .seqlen_k = b->seqlen_k,
-        .nq_max = nq, .nk_max = nk,
+        .nq_max = in.nq, .nk_max = in.nk,
     };
-    plan_kernel *est = &p->kernels[PLAN_ESTIMATE];
+    plan_kernel *est = &p->kernels[PRISM_KERNEL_ESTIMATE];
     int smem = 0;
-    if ((st = estimate_shape(p, est, nk, &ep.rows_per_cta, &smem)) != PRISM_OK)
+    if ((st = estimate_shape(p, est, in.nk, &ep.rows_per_cta, &smem)) != PRISM_OK)
         return st;
-    int groups = prism_ceil_div(nq * (c->q_heads / c->kv_heads), ep.rows_per_cta);
+    in.rows_per_cta = ep.rows_per_cta;
+    prism_launch_grid(&est->shape, &p->cfg, &in, grid);
     /* a dependent launch: its CTAs start in pool_stats' tail */
-    st = launch_as(p, est->main,
-                   (unsigned)groups * (unsigned)c->kv_heads * (unsigned)b->batch,
-                   1, 1, est->threads, smem, &ep, stream, true,
-                   "prism_estimate");
+    st = launch_as(p, est->main, grid, est->shape.threads, smem, &ep, stream,
+                   true, est->main_name);
     if (st == PRISM_OK) {
         p->last_totals = base + ws->totals;
         p->last_stream = stream;
@@ -325,7 +286,7 @@ static prism_status run_estimate(prism_plan *p, const prism_batch *b,
  * of 64 elements (128 bytes, the 128B swizzle's width) x `rows`, zeros
  * outside the tensor.  Rank 3 for batch 1 and varlen (S = every packed
  * token), else rank 4. */
-static prism_status encode_map(prism_plan *p, CUtensorMap *map,
+static prism_status encode_map(prism_plan *p, TmaMap *map,
                                const prism_tensor *t, const char *name,
                                int rank, int64_t seq, int heads, int batch,
                                int rows) {
@@ -337,7 +298,7 @@ static prism_status encode_map(prism_plan *p, CUtensorMap *map,
     cuuint32_t box[4] = {64, (cuuint32_t)rows, 1, 1};
     cuuint32_t elem[4] = {1, 1, 1, 1};
     CUresult rc = p->drv->tensor_map_encode_tiled(
-        map,
+        (CUtensorMap *)(void *)map, /* 128-byte aligned (tma_params) */
         p->cfg.dtype == PRISM_DTYPE_BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
                                          : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
         (cuuint32_t)rank, t->data, dims, strides, box, elem,
@@ -362,9 +323,9 @@ static prism_status encode_map(prism_plan *p, CUtensorMap *map,
 static prism_status tma_params(prism_plan *p, const prism_batch *b,
                                const prism_tensor *q, const prism_tensor *k,
                                const prism_tensor *v, const prism_tensor *o,
-                               const attn_params *ap, attn_tma_params *tp) {
+                               const AttnParams *ap, AttnTmaParams *tp) {
     const prism_config *c = &p->cfg;
-    const plan_kernel *at = &p->kernels[PLAN_ATTENTION];
+    const prism_launch_shape *at = &p->kernels[PRISM_KERNEL_ATTENTION].shape;
     bool varlen = b->cu_seqlens_q != NULL;
     memset(tp, 0, sizeof *tp);
     tp->a = *ap;
@@ -401,7 +362,7 @@ static prism_status run_attention(prism_plan *p, const prism_batch *b,
                                   prism_stream stream) {
     const prism_config *c = &p->cfg;
     bool varlen = b->cu_seqlens_q != NULL;
-    attn_params ap = {
+    AttnParams ap = {
         .q = q->data, .k = k->data, .v = v->data, .o = o->data, .lse = lse,
         .q_stride_b = varlen ? 0 : q->stride_b, .q_stride_h = q->stride_h,
         .q_stride_s = q->stride_s,
@@ -422,32 +383,30 @@ static prism_status run_attention(prism_plan *p, const prism_batch *b,
         .nq_max = mask->nq, .nk_max = mask->nk,
         .scale_log2 = (float)(1.4426950408889634 / sqrt((double)c->head_dim)),
     };
-    const plan_kernel *at = &p->kernels[PLAN_ATTENTION];
-    /* persistent: one CTA per SM, fewer only where even split into the
-     * most pieces (16) the rows are fewer */
-    unsigned tiles = (unsigned)prism_ceil_div(b->seqlen_q, at->tile_m);
-    unsigned items = tiles * (unsigned)c->q_heads * (unsigned)b->batch;
-    unsigned grid = items * 16 < (unsigned)p->sm_count ? items * 16
-                                                       : (unsigned)p->sm_count;
-    ap.ctas = (int)grid;
-    attn_tma_params tp; /* the sm_90a kernel's parameters */
+    const plan_kernel *at = &p->kernels[PRISM_KERNEL_ATTENTION];
+    const prism_launch_shape *l = &at->shape;
+    prism_grid_input in = grid_input(p, b);
+    ap.ctas = (int32_t)prism_launch_persistent_ctas(l, c, &in);
+    _Alignas(128) AttnTmaParams tp; /* CUtensorMap's alignment, maps first */
     void *params = &ap;
-    if (at->tensor_maps) {
+    if (l->tensor_maps) {
         prism_status st = tma_params(p, b, q, k, v, o, &ap, &tp);
         if (st != PRISM_OK)
             return st;
         params = &tp;
     }
-    if (!at->persistent)
-        return launch(p, at->main, tiles, (unsigned)c->q_heads,
-                      (unsigned)b->batch, at->threads, at->dynamic_smem, params,
-                      stream, "prism_attention");
-    prism_status st = launch_as(p, at->second, 1, 1, 1, 1024, 0, params, stream,
-                                true, "prism_attention_schedule");
+    unsigned grid[3];
+    prism_launch_grid(l, c, &in, grid);
+    if (l->grid != PRISM_GRID_PERSISTENT)
+        return launch_as(p, at->main, grid, l->threads, l->dynamic_smem,
+                         params, stream, false, at->main_name);
+    static const unsigned one[3] = {1, 1, 1};
+    prism_status st = launch_as(p, at->second, one, l->schedule_threads, 0,
+                                params, stream, true, at->second_name);
     if (st != PRISM_OK)
         return st;
-    return launch_as(p, at->main, grid, 1, 1, at->threads, at->dynamic_smem,
-                     params, stream, true, "prism_attention");
+    return launch_as(p, at->main, grid, l->threads, l->dynamic_smem, params,
+                     stream, true, at->main_name);
 }
 
 static prism_status check_qk(prism_plan *p, const prism_batch *b,

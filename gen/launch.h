@@ -1,0 +1,72 @@
+/*
+ * launch.h - how the host launches each generated kernel.
+ *
+ * The generator fixes a kernel's launch shape together with its source:
+ * threads per CTA, dynamic shared memory, the tiles the host must know
+ * (tensor-map boxes, grid sizes) and the rule that turns a batch into a
+ * grid.  One function per kernel (launch.c) computes it from the kernel
+ * spec; it lands in spec->launch for the launcher (runtime/cuda) and as
+ * constants in the generated source for the template, so the two cannot
+ * disagree and nothing has to be read back from a cubin.
+ */
+#ifndef PRISM_LAUNCH_H
+#define PRISM_LAUNCH_H
+
+#include "prism.h"
+
+#include <stdbool.h>
+
+/* How a batch becomes a grid (prism_launch_grid). */
+typedef enum prism_grid_rule {
+    PRISM_GRID_BLOCKS,      /* (max(nq, nk), Hq + Hkv, batch): one CTA per
+                               pooled block of one head                  */
+    PRISM_GRID_ROW_GROUPS,  /* (ceil(nq Hq / Hkv / rows) Hkv batch, 1, 1):
+                               one CTA per group of query-block rows that
+                               share a KV head                           */
+    PRISM_GRID_QUERY_TILES, /* (ceil(Sq / tile_m), Hq, batch)             */
+    PRISM_GRID_PERSISTENT   /* (min(SMs, 16 x tiles x Hq x batch), 1, 1),
+                               after a schedule kernel of one CTA fills
+                               the work queue                            */
+} prism_grid_rule;
+
+typedef struct prism_launch_shape {
+    prism_grid_rule grid;
+    int threads;          /* per CTA                                        */
+    int dynamic_smem;     /* bytes of dynamic shared memory per CTA ...     */
+    int smem_per_row_block; /* ... plus this many per query-block row and
+                               key block (the estimator's logits)           */
+    int max_rows;         /* query-block rows per CTA at most (estimator)   */
+    int tile_m, tile_n;   /* query rows per CTA, keys per tile (attention) */
+    bool tensor_maps;     /* the kernel takes AttnTmaParams (TMA)           */
+    int schedule_threads; /* persistent: the schedule kernel's CTA size     */
+} prism_launch_shape;
+
+/* What a launch's grid depends on besides the shape and the config. */
+typedef struct prism_grid_input {
+    int batch, seqlen_q;
+    int nq, nk;        /* query / key blocks of the longest sequence */
+    int rows_per_cta;  /* PRISM_GRID_ROW_GROUPS                      */
+    int sm_count;      /* PRISM_GRID_PERSISTENT                      */
+} prism_grid_input;
+
+/* The grid of one launch. */
+void prism_launch_grid(const prism_launch_shape *shape,
+                       const prism_config *cfg, const prism_grid_input *in,
+                       unsigned grid[3]);
+
+/* The persistent attention's CTA count rule, also its `ctas` parameter. */
+unsigned prism_launch_persistent_ctas(const prism_launch_shape *shape,
+                                      const prism_config *cfg,
+                                      const prism_grid_input *in);
+
+struct prism_kernel_spec;
+
+/* The launch functions of the kernel table (gen/kernels.c). */
+prism_status prism_launch_pool_stats(struct prism_kernel_spec *spec,
+                                     char *err, size_t err_size);
+prism_status prism_launch_estimate(struct prism_kernel_spec *spec, char *err,
+                                   size_t err_size);
+prism_status prism_launch_attention(struct prism_kernel_spec *spec,
+                                    char *err, size_t err_size);
+
+#endif

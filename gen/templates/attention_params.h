@@ -1,0 +1,70 @@
+/*
+ * attention_params.h - the parameter blocks of prism_attention (both
+ * variants: gen/templates/attention.cu takes AttnParams, the sm_90a
+ * kernel of gen/templates/attention_sm90.cu AttnTmaParams) and of
+ * prism_attention_schedule, the one definition of their layout.
+ *
+ * Compiled twice, as pool_stats_params.h says: into the kernel's CUDA
+ * source after common.cuh and into the host launcher after <stdint.h>;
+ * fixed-width fields with natural alignment, C11 and CUDA C++.  The size
+ * checks at the end run in both compilers, so a layout the two disagree
+ * on does not build on either side.
+ */
+#ifndef PRISM_ATTENTION_PARAMS_H
+#define PRISM_ATTENTION_PARAMS_H
+
+#ifdef __cplusplus
+#define PRISM_PARAMS_ALIGN(n) alignas(n)
+#define PRISM_PARAMS_ASSERT(cond, what) static_assert(cond, what)
+#else
+#define PRISM_PARAMS_ALIGN(n) _Alignas(n)
+#define PRISM_PARAMS_ASSERT(cond, what) _Static_assert(cond, what)
+#endif
+
+typedef struct AttnParams {
+    const uint16_t *q; // [B, Q_HEADS, Sq, HEAD_DIM] by strides (varlen: B=1, tokens packed)
+    const uint16_t *k; // [B, KV_HEADS, Sk, HEAD_DIM]
+    const uint16_t *v; // [B, KV_HEADS, Sk, HEAD_DIM]
+    uint16_t *o;       // [B, Q_HEADS, Sq, HEAD_DIM] by strides, same dtype as inputs
+    float *lse;        // fixed: [batch, Q_HEADS, seqlen_q]; varlen: [Q_HEADS, total_q]; or null
+    int64_t q_stride_b, q_stride_h, q_stride_s; // element strides; the D stride is 1
+    int64_t k_stride_b, k_stride_h, k_stride_s;
+    int64_t v_stride_b, v_stride_h, v_stride_s;
+    int64_t o_stride_b, o_stride_h, o_stride_s;
+    const int32_t *cu_seqlens_q;  // [batch+1] or null (then fixed lengths seqlen_q/seqlen_k)
+    const int32_t *cu_seqlens_k;  // both null or both set
+    const int32_t *block_counts;  // [batch, Q_HEADS, nq_max]
+    const int32_t *block_indices; // [batch, Q_HEADS, nq_max, nk_max]; row (b,h,i): ascending key-block indices, first block_counts[...] valid
+    int32_t *schedule;      // sm_90a work queue: [0] ticket counter, [1] entries, then entries
+    float *partial_o;       // split rows: per piece and warpgroup, O unnormalised,
+    float *partial_ml;      //   and m, l, in the accumulator's register order
+    int32_t *split_arrived; // per split item and warpgroup: pieces finished
+    int32_t ctas, split_slots; // persistent grid size; partial slots in the workspace
+    int32_t batch, seqlen_q, seqlen_k; // seqlen_* used when cu_seqlens are null
+    int32_t nq_max, nk_max;            // blocks of BLOCK_SIZE tokens (max over the batch)
+    float scale_log2;                  // log2(e) / sqrt(HEAD_DIM)
+} AttnParams;
+
+// A TMA tensor map (the driver's CUtensorMap: 128 opaque bytes).  64-byte
+// alignment is all TMA needs; the host's CUtensorMap asks for 128, so the
+// host keeps its AttnTmaParams 128-byte aligned and, the maps coming
+// first, every map is 128-byte aligned there too.
+typedef struct TmaMap {
+    PRISM_PARAMS_ALIGN(64) uint64_t opaque[16];
+} TmaMap;
+
+// The sm_90a kernel's parameter (a __grid_constant__, so the TMA unit
+// reads the maps from parameter memory): q at 0, k at 128, v at 256, o at
+// 384, a at 512.
+typedef struct AttnTmaParams {
+    TmaMap q, k, v, o; // rank 3 {D, S, H} or rank 4 {D, S, H, B}; o: box 64 rows
+    AttnParams a;
+    int32_t rank;      // 3 or 4
+} AttnTmaParams;
+
+PRISM_PARAMS_ASSERT(sizeof(TmaMap) == 128, "a tensor map is 128 bytes");
+PRISM_PARAMS_ASSERT(sizeof(AttnParams) == 232, "AttnParams layout");
+PRISM_PARAMS_ASSERT(sizeof(AttnTmaParams) == 768,
+                    "AttnTmaParams layout: four maps, then a at 512");
+
+#endif
