@@ -287,10 +287,18 @@ prism_status prism_generate_source(const prism_config *cfg, int kernel_index,
         return prism_errorf(err, err_size, PRISM_ERR_NULL_POINTER,
                             "prism_generate_source: source is NULL");
     *source = NULL;
-    prism_kernel_spec spec;
-    prism_status st =
-        prism_spec_build(cfg, kernel_index, arch, &spec, err, err_size);
+    /* the public entry: the config is validated here, once, and trusted
+     * from here on */
+    prism_status st = prism_config_validate(cfg, err, err_size);
     if (st != PRISM_OK)
         return st;
-    return prism_emit_source(&spec, source, err, err_size);
+    prism_kernel_spec *spec = malloc(sizeof *spec);
+    if (!spec)
+        return prism_errorf(err, err_size, PRISM_ERR_OUT_OF_MEMORY,
+                            "out of memory generating a kernel");
+    st = prism_spec_build(cfg, kernel_index, arch, spec, err, err_size);
+    if (st == PRISM_OK)
+        st = prism_emit_source(spec, source, err, err_size);
+    free(spec);
+    return st;
 }

@@ -6,7 +6,9 @@
  * index arithmetic folds.  Tunables come first (their defaults, or the
  * config's `tuning:` overrides), then the kernel's own shape constants
  * (its row in kernels.c), then its launch shape (gen/launch.c); the
- * constant table is spec_constants.c.
+ * constant table is spec_constants.c.  The config is trusted: it was
+ * validated when it was loaded or where it entered the library (the
+ * public entry points), so building a spec never validates it again.
  */
 #include "gen/spec.h"
 
@@ -69,16 +71,13 @@ prism_status prism_spec_build(const prism_config *cfg, int index,
     if (!prism_arch_name(arch))
         return prism_errorf(err, err_size, PRISM_ERR_UNSUPPORTED,
                             "unknown arch value %d", (int)arch);
-    prism_status st = prism_config_validate(cfg, err, err_size);
-    if (st != PRISM_OK)
-        return st;
     memset(spec, 0, sizeof *spec);
     spec->def = def;
     spec->cfg = cfg;
     spec->arch = arch;
     memcpy(spec->templates, def->templates, sizeof spec->templates);
     memcpy(spec->entry_points, def->entry_points, sizeof spec->entry_points);
-    st = add_tunables(spec, err, err_size);
+    prism_status st = add_tunables(spec, err, err_size);
     if (st == PRISM_OK)
         st = def->add_constants(spec, err, err_size);
     if (st == PRISM_OK)

@@ -54,8 +54,9 @@ typedef struct prism_kernel_spec {
 
 /* Builds the spec of kernel `index` for cfg on arch: each tunable (default
  * or the config's override, checked against its legal values), the
- * kernel's shape constants and rules, then its launch shape.  spec keeps
- * cfg. */
+ * kernel's shape constants and rules, then its launch shape.  cfg must be
+ * valid (loaded, or passed by prism_config_validate): this is the inner
+ * step of generation and does not validate it again.  spec keeps cfg. */
 prism_status prism_spec_build(const prism_config *cfg, int index,
                               prism_arch arch, prism_kernel_spec *spec,
                               char *err, size_t err_size);

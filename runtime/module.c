@@ -1,8 +1,8 @@
 /*
  * module.c - the pipeline, as a flat list of passes per kernel:
  *
- *   1. spec     config -> kernel spec            (spec.c)
- *   2. emit     kernel spec -> CUDA source       (emit.c)
+ *   1. spec     config -> kernel spec            (gen/spec.c)
+ *   2. emit     kernel spec -> CUDA source       (gen/emit.c)
  *   3. key      source + NVRTC + arch + options -> cache key (cache.c)
  *   4. fetch    cache layers, or on a miss:
  *   5. compile  NVRTC -> cubin + ptxas info      (nvrtc_compile.c), then publish
@@ -10,10 +10,15 @@
  * Passes 1-3 run serially (microseconds); 4-5 run on worker threads, one
  * kernel at a time each, because NVRTC takes seconds per kernel and the
  * cache serialises compiles of one key across threads and processes.
+ *
+ * The module keeps its own copy of the config and each kernel's spec, so
+ * a plan launches with the very spec its source was generated from (the
+ * launch shape, the entry points) instead of building it again.  The
+ * config is validated once, by prism_module_build; a plan, which has
+ * validated it already, builds through prism_module_build_valid.
  */
-#include "runtime/context.h"
+#include "runtime/module.h"
 #include "compile/nvrtc_compile.h"
-#include "gen/spec.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +26,7 @@
 typedef struct kernel_job {
     const prism_config *cfg;
     const prism_kernel_def *def;
+    prism_kernel_spec spec;
     prism_arch arch;
     char *source;
     prism_cache_key key;
@@ -32,6 +38,7 @@ typedef struct kernel_job {
 } kernel_job;
 
 struct prism_module {
+    prism_config cfg; /* the specs point here */
     prism_arch arch;
     int n_kernels;
     kernel_job *jobs;
@@ -121,8 +128,11 @@ static prism_status prepare_job(const prism_config *cfg, int index,
     job->cfg = cfg;
     job->def = prism_kernel_def_at(index);
     job->arch = arch;
-    prism_status st = prism_generate_source(cfg, index, arch, &job->source,
-                                            job->err, sizeof job->err);
+    prism_status st = prism_spec_build(cfg, index, arch, &job->spec, job->err,
+                                       sizeof job->err);
+    if (st == PRISM_OK)
+        st = prism_emit_source(&job->spec, &job->source, job->err,
+                               sizeof job->err);
     if (st != PRISM_OK)
         return st;
     const char *opts[PRISM_NVRTC_MAX_OPTIONS];
@@ -140,11 +150,22 @@ static prism_status prepare_job(const prism_config *cfg, int index,
 
 prism_status prism_module_build(prism_context *ctx, const prism_config *cfg,
                                 prism_arch arch, prism_module **out) {
-    char err[PRISM_ERRMSG_MAX];
-    prism_status st = PRISM_OK;
     if (!ctx || !cfg || !out)
         return prism_context_fail(ctx, PRISM_ERR_NULL_POINTER,
                                   "prism_module_build: NULL argument");
+    *out = NULL;
+    char err[PRISM_ERRMSG_MAX];
+    prism_status st = prism_config_validate(cfg, err, sizeof err);
+    if (st != PRISM_OK)
+        return prism_context_fail(ctx, st, err);
+    return prism_module_build_valid(ctx, cfg, arch, out);
+}
+
+prism_status prism_module_build_valid(prism_context *ctx,
+                                      const prism_config *cfg, prism_arch arch,
+                                      prism_module **out) {
+    char err[PRISM_ERRMSG_MAX];
+    prism_status st = PRISM_OK;
     *out = NULL;
     prism_module *m = calloc(1, sizeof *m);
     int n = prism_kernel_count();
@@ -153,10 +174,11 @@ prism_status prism_module_build(prism_context *ctx, const prism_config *cfg,
         return prism_context_fail(ctx, PRISM_ERR_OUT_OF_MEMORY,
                                   "out of memory creating a module");
     }
+    m->cfg = *cfg;
     m->arch = arch;
     m->n_kernels = n;
     for (int i = 0; i < n; i++) {
-        st = prepare_job(cfg, i, arch, &m->jobs[i]);
+        st = prepare_job(&m->cfg, i, arch, &m->jobs[i]);
         if (st != PRISM_OK) {
             prism_strlcpy(err, m->jobs[i].err, sizeof err);
             goto fail;
@@ -215,6 +237,13 @@ prism_status prism_module_kernel_info(const prism_module *m, int index,
     out->cubin = job->entry.payload;
     out->cubin_size = job->entry.payload_size;
     return PRISM_OK;
+}
+
+const prism_kernel_spec *prism_module_kernel_spec(const prism_module *m,
+                                                  int index) {
+    if (!m || index < 0 || index >= m->n_kernels)
+        return NULL;
+    return &m->jobs[index].spec;
 }
 
 const char *prism_module_kernel_log(const prism_module *m, int index) {

@@ -1,20 +1,18 @@
 /*
- * plan.c - creating a plan: device, kernels, workspace.
+ * plan.c - plans: creation, validation of every call, dispatch.
  *
- * All the expensive and fallible work happens here, once: finding the
- * driver and the device, mapping its compute capability to the arch we
- * generate for, getting cubins through the cache (compiling on a miss),
- * loading them, and allocating the workspace for the caller's limits.
- * Each kernel is loaded into the slot of its role in the kernel table, by
- * the entry points of its spec and with the spec's launch shape
- * (gen/launch.c): nothing is named here and nothing is read back from a
- * cubin.  The launch path (launch.c) then only validates arguments and
- * launches.
+ * Everything that does not depend on the device happens here, once: the
+ * config is validated when the plan is made (a plan made from a file
+ * trusts the loader's validation), the limits are checked, the backend is
+ * picked by the context's device kind and builds its state, and the
+ * plan's workspace is laid out (runtime/workspace.c) and allocated.  Each
+ * call's arguments -- batch shape against the limits, dtype, tensors, mask
+ * geometry, lse, workspace -- are checked here too, with the backend's
+ * alignment rules, before the call goes to the backend's table
+ * (runtime/backend.h).  What only a backend can check (the CPU reads masks
+ * and cu_seqlens itself, so it checks their contents) it checks itself.
  */
-#include "runtime/plan.h"
-#include "runtime/cpu/cpu_backend.h"
-#include "runtime/plan_tuning.h"
-#include "gen/spec.h"
+#include "runtime/backend.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
@@ -34,145 +32,15 @@ prism_status prism_plan_fail(prism_plan *plan, prism_status status,
     return status;
 }
 
-/* 256-byte aligned bump allocation inside the workspace. */
-static size_t take(size_t *cursor, size_t bytes) {
-    size_t at = (*cursor + 255) & ~(size_t)255;
-    *cursor = at + bytes;
-    return at;
-}
-
-void prism_plan_workspace_layout(const prism_plan *plan, int batch,
-                                 int seqlen_q, int seqlen_k,
-                                 plan_workspace *ws) {
-    const prism_config *c = &plan->cfg;
-    size_t b = (size_t)batch, d = (size_t)c->head_dim;
-    size_t nq = (size_t)prism_ceil_div(seqlen_q, c->block_size);
-    size_t nk = (size_t)prism_ceil_div(seqlen_k, c->block_size);
-    size_t hq = (size_t)c->q_heads, hkv = (size_t)c->kv_heads;
-    size_t cursor = 0;
-    memset(ws, 0, sizeof *ws);
-    ws->pooled_q = take(&cursor, b * hq * nq * d * sizeof(float));
-    ws->pooled_k = take(&cursor, b * hkv * nk * d * sizeof(float));
-    /* stats_q, stats_k and totals are contiguous: one memset clears them */
-    ws->stats_q = take(&cursor, b * hq * 3 * sizeof(float));
-    ws->stats_k = ws->stats_q + b * hq * 3 * sizeof(float);
-    ws->totals = (ws->stats_k + b * hkv * 3 * sizeof(float) + 7) & ~(size_t)7;
-    cursor = ws->totals + 2 * sizeof(unsigned long long);
-    ws->stats_bytes = cursor - ws->stats_q;
-    ws->scales = take(&cursor, b * hq * 2 * sizeof(float));
-    ws->counts = take(&cursor, b * hq * nq * sizeof(int32_t));
-    ws->indices = take(&cursor, b * hq * nq * nk * sizeof(int32_t));
-    /* The persistent attention kernel (gen/templates/attention_sm90.cu): its
-     * work queue (a ticket counter and the entry count, padded to 16
-     * bytes, then 4-int entries {item, split, block count, first key}:
-     * one per query tile of >= 64 rows, plus the extra pieces of
-     * split rows), and for split rows two partial slots per SM, each with
-     * O (128 rows x head_dim fp32) and m, l (4 x 128 floats per
-     * warpgroup), plus an arrival counter per slot and warpgroup.  About
-     * 17 MB at head_dim 128 on an H100; nothing for the other kernels. */
-    const plan_kernel *at = &plan->kernels[PRISM_KERNEL_ATTENTION];
-    size_t slots = at->shape.grid == PRISM_GRID_PERSISTENT
-                       ? 2 * (size_t)plan->sm_count
-                       : 0;
-    size_t tiles = (size_t)prism_ceil_div(seqlen_q, 64);
-    ws->split_slots = (int)slots;
-    ws->schedule = take(&cursor, (4 + 4 * (b * hq * tiles + slots)) * sizeof(int32_t));
-    ws->split_arrived = take(&cursor, 2 * slots * sizeof(int32_t));
-    ws->partial_o = take(&cursor, slots * 128 * d * sizeof(float));
-    ws->partial_ml = take(&cursor, slots * 2 * 512 * sizeof(float));
-    ws->total = (cursor + 255) & ~(size_t)255;
-}
-
-/* The arch we generate for a compute capability, or false. */
-static bool arch_for_device(int major, int minor, prism_arch *arch) {
-    if (major == 8 && minor == 0)
-        *arch = PRISM_ARCH_SM80;
-    else if (major == 8 && minor == 6)
-        *arch = PRISM_ARCH_SM86;
-    else if (major == 8 && minor == 9)
-        *arch = PRISM_ARCH_SM89;
-    else if (major == 9 && minor == 0)
-        *arch = PRISM_ARCH_SM90A;
-    else
-        return false;
-    return true;
-}
-
-static prism_status open_device(prism_plan *p) {
-    char err[PRISM_ERRMSG_MAX];
-    prism_status st = prism_driver_get(&p->drv, err, sizeof err);
-    if (st != PRISM_OK)
-        return prism_plan_fail(p, st, "%s", err);
-    const prism_driver *drv = p->drv;
-    int count = 0;
-    CUresult rc = drv->device_get_count(&count);
-    int ordinal = p->ctx->options.device_ordinal;
-    if (rc != CUDA_SUCCESS || count == 0)
-        return prism_plan_fail(p, PRISM_ERR_NO_DEVICE, "no CUDA device");
-    if (ordinal < 0 || ordinal >= count)
-        return prism_plan_fail(p, PRISM_ERR_NO_DEVICE,
-                               "device ordinal %d out of range: this machine "
-                               "has %d CUDA device(s)", ordinal, count);
-    if ((rc = drv->device_get(&p->device, ordinal)) != CUDA_SUCCESS ||
-        (rc = drv->primary_ctx_retain(&p->cu_ctx, p->device)) != CUDA_SUCCESS) {
-        prism_cuda_error(drv, rc, "opening the device", err, sizeof err);
-        return prism_plan_fail(p, PRISM_ERR_CUDA, "%s", err);
-    }
-    if ((rc = drv->ctx_set_current(p->cu_ctx)) != CUDA_SUCCESS) {
-        prism_cuda_error(drv, rc, "cuCtxSetCurrent", err, sizeof err);
-        return prism_plan_fail(p, PRISM_ERR_CUDA, "%s", err);
-    }
-    int major = 0, minor = 0;
-    drv->device_get_attribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR,
-                              p->device);
-    drv->device_get_attribute(&minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR,
-                              p->device);
-    if (drv->device_get_attribute(&p->sm_count,
-                                  CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
-                                  p->device) != CUDA_SUCCESS ||
-        p->sm_count < 1)
-        p->sm_count = 1;
-    if (!arch_for_device(major, minor, &p->arch))
-        return prism_plan_fail(p, PRISM_ERR_NO_KERNEL,
-                               "compute capability %d.%d has no Prism kernels; "
-                               "supported: 8.0, 8.6, 8.9, 9.0", major, minor);
-    return PRISM_OK;
-}
-
-/* Loads kernel `index` of the module into the slot of its role. */
-static prism_status load_kernel(prism_plan *p, int index) {
-    char err[PRISM_ERRMSG_MAX];
-    prism_kernel_spec spec;
-    if (prism_spec_build(&p->cfg, index, p->arch, &spec, err, sizeof err) !=
-        PRISM_OK)
-        return prism_plan_fail(p, PRISM_ERR_GENERATE, "%s", err);
-    prism_kernel_info info;
-    prism_module_kernel_info(p->module, index, &info);
-    plan_kernel *k = &p->kernels[spec.def->role];
-    const prism_driver *drv = p->drv;
-    k->shape = spec.launch;
-    k->main_name = spec.entry_points[0];
-    k->second_name = spec.entry_points[1];
-    CUresult rc = drv->module_load_data(&k->module, info.cubin);
-    if (rc == CUDA_SUCCESS)
-        rc = drv->module_get_function(&k->main, k->module, k->main_name);
-    if (rc == CUDA_SUCCESS && k->second_name)
-        rc = drv->module_get_function(&k->second, k->module, k->second_name);
-    if (rc != CUDA_SUCCESS) {
-        prism_cuda_error(drv, rc, spec.def->name, err, sizeof err);
-        return prism_plan_fail(p, PRISM_ERR_CUDA, "loading kernel %s", err);
-    }
-    if (k->shape.dynamic_smem > 0) {
-        rc = drv->func_set_attribute(
-            k->main, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-            k->shape.dynamic_smem);
-        if (rc != CUDA_SUCCESS) {
-            prism_cuda_error(drv, rc, "kernel shared memory", err, sizeof err);
-            return prism_plan_fail(p, PRISM_ERR_CUDA, "%s", err);
-        }
-        k->dynamic_smem = k->shape.dynamic_smem;
-    }
-    return PRISM_OK;
+/* The backend of each device kind. */
+static const prism_backend *backend_for(prism_device_kind kind) {
+    static const prism_backend *const table[] = {
+        [PRISM_DEVICE_CUDA] = &prism_cuda_backend,
+        [PRISM_DEVICE_CPU] = &prism_cpu_backend,
+    };
+    if ((unsigned)kind >= PRISM_ARRAY_LEN(table))
+        return NULL;
+    return table[kind];
 }
 
 static prism_status check_limits(prism_plan *p, const prism_plan_limits *l) {
@@ -189,6 +57,47 @@ static prism_status check_limits(prism_plan *p, const prism_plan_limits *l) {
     return PRISM_OK;
 }
 
+/* The plan's own workspace for its limits (none with caller_workspace). */
+static prism_status own_workspace(prism_plan *p) {
+    if (p->limits.caller_workspace)
+        return PRISM_OK;
+    prism_workspace ws;
+    prism_workspace_layout(p, p->limits.max_batch, p->limits.max_seqlen_q,
+                           p->limits.max_seqlen_k, &ws);
+    prism_status st = p->backend->workspace_alloc(p, ws.total, &p->workspace);
+    if (st == PRISM_OK)
+        p->workspace_size = ws.total;
+    return st;
+}
+
+/* Creation from a valid config. */
+static prism_status create_valid(prism_context *ctx, const prism_config *cfg,
+                                 const prism_plan_limits *limits,
+                                 prism_plan **out) {
+    prism_plan *p = calloc(1, sizeof *p);
+    if (!p)
+        return prism_context_fail(ctx, PRISM_ERR_OUT_OF_MEMORY,
+                                  "out of memory creating a plan");
+    p->ctx = ctx;
+    p->cfg = *cfg;
+    p->limits = *limits;
+    p->arch = PRISM_ARCH_COUNT_;
+    prism_status st;
+    if (!(p->backend = backend_for(ctx->options.device)))
+        st = prism_plan_fail(p, PRISM_ERR_INVALID_ARGUMENT,
+                             "unknown device kind %d in the context options",
+                             (int)ctx->options.device);
+    else if ((st = check_limits(p, limits)) == PRISM_OK &&
+             (st = p->backend->create(p)) == PRISM_OK)
+        st = own_workspace(p);
+    if (st != PRISM_OK) {
+        prism_plan_destroy(p);
+        return st;
+    }
+    *out = p;
+    return PRISM_OK;
+}
+
 prism_status prism_plan_create(prism_context *ctx, const prism_config *cfg,
                                const prism_plan_limits *limits,
                                prism_plan **out) {
@@ -200,109 +109,44 @@ prism_status prism_plan_create(prism_context *ctx, const prism_config *cfg,
     prism_status st = prism_config_validate(cfg, err, sizeof err);
     if (st != PRISM_OK)
         return prism_context_fail(ctx, st, err);
-    prism_plan *p = calloc(1, sizeof *p);
-    if (!p)
-        return prism_context_fail(ctx, PRISM_ERR_OUT_OF_MEMORY,
-                                  "out of memory creating a plan");
-    p->ctx = ctx;
-    p->cfg = *cfg;
-    p->limits = *limits;
-    if (ctx->options.device == PRISM_DEVICE_CPU) { /* cpu_plan.c */
-        if ((st = check_limits(p, limits)) != PRISM_OK ||
-            (st = prism_cpu_plan_create(p)) != PRISM_OK)
-            goto fail;
-        *out = p;
-        return PRISM_OK;
-    }
-    if (ctx->options.device != PRISM_DEVICE_CUDA) {
-        st = prism_plan_fail(p, PRISM_ERR_INVALID_ARGUMENT,
-                             "unknown device kind %d in the context options",
-                             (int)ctx->options.device);
-        goto fail;
-    }
-    if ((st = check_limits(p, limits)) != PRISM_OK ||
-        (st = open_device(p)) != PRISM_OK)
-        goto fail;
-    /* the tuning database's best kernels for this device and length
-     * (runtime/plan_tuning.c); p->cfg becomes the config they were
-     * built from, whose constants the launches must use */
-    if ((st = prism_plan_tuning_module(ctx, p->drv, p->device, p->arch, cfg,
-                                       limits->max_seqlen_k, &p->cfg,
-                                       &p->module)) != PRISM_OK) {
-        prism_strlcpy(p->last_error, prism_context_last_error(ctx),
-                      sizeof p->last_error);
-        goto fail;
-    }
-    for (int k = 0; k < prism_module_kernel_count(p->module); k++)
-        if ((st = load_kernel(p, k)) != PRISM_OK)
-            goto fail;
-    if (!limits->caller_workspace) {
-        plan_workspace ws;
-        prism_plan_workspace_layout(p, limits->max_batch, limits->max_seqlen_q,
-                                    limits->max_seqlen_k, &ws);
-        CUresult rc = p->drv->mem_alloc(&p->workspace, ws.total);
-        if (rc != CUDA_SUCCESS) {
-            prism_cuda_error(p->drv, rc, "allocating the plan workspace", err,
-                             sizeof err);
-            st = prism_plan_fail(p, PRISM_ERR_CUDA, "%s (%zu bytes)", err,
-                                 ws.total);
-            goto fail;
-        }
-        p->workspace_size = ws.total;
-    }
-    *out = p;
-    return PRISM_OK;
-
-fail:
-    prism_plan_destroy(p);
-    return st;
+    return create_valid(ctx, cfg, limits, out);
 }
 
 prism_status prism_plan_create_from_file(prism_context *ctx, const char *path,
                                          const prism_plan_limits *limits,
                                          prism_plan **out) {
-    if (!ctx || !path || !out)
+    if (!ctx || !path || !limits || !out)
         return prism_context_fail(ctx, PRISM_ERR_NULL_POINTER,
                                   "prism_plan_create_from_file: NULL argument");
+    *out = NULL;
     prism_config cfg;
     char err[PRISM_ERRMSG_MAX];
+    /* the loader validates; the plan trusts it */
     prism_status st = prism_config_load_file(path, &cfg, err, sizeof err);
     if (st != PRISM_OK)
         return prism_context_fail(ctx, st, err);
-    return prism_plan_create(ctx, &cfg, limits, out);
+    return create_valid(ctx, &cfg, limits, out);
 }
 
 void prism_plan_destroy(prism_plan *p) {
     if (!p)
         return;
-    if (p->drv) {
-        if (p->cu_ctx)
-            p->drv->ctx_set_current(p->cu_ctx);
-        if (p->workspace)
-            p->drv->mem_free(p->workspace);
-        for (int k = 0; k < PRISM_KERNEL_COUNT; k++)
-            if (p->kernels[k].module)
-                p->drv->module_unload(p->kernels[k].module);
-        if (p->cu_ctx)
-            p->drv->primary_ctx_release(p->device);
-    }
-    prism_module_destroy(p->module);
-    prism_cpu_plan_destroy(p->cpu);
+    if (p->workspace)
+        p->backend->workspace_free(p, p->workspace);
+    if (p->backend)
+        p->backend->destroy(p);
     free(p);
 }
 
 size_t prism_plan_workspace_size(const prism_plan *p, const prism_batch *b) {
     if (!p)
         return 0;
-    if (p->cpu)
-        return prism_cpu_workspace_size(p, b);
-    plan_workspace ws;
+    prism_workspace ws;
     if (b)
-        prism_plan_workspace_layout(p, b->batch, b->seqlen_q, b->seqlen_k, &ws);
+        prism_workspace_layout(p, b->batch, b->seqlen_q, b->seqlen_k, &ws);
     else
-        prism_plan_workspace_layout(p, p->limits.max_batch,
-                                    p->limits.max_seqlen_q,
-                                    p->limits.max_seqlen_k, &ws);
+        prism_workspace_layout(p, p->limits.max_batch, p->limits.max_seqlen_q,
+                               p->limits.max_seqlen_k, &ws);
     return ws.total;
 }
 
@@ -316,4 +160,199 @@ const prism_config *prism_plan_config(const prism_plan *p) {
 
 const char *prism_plan_last_error(const prism_plan *p) {
     return p ? p->last_error : "no plan (NULL)";
+}
+
+/* ------------------------------------------------------------------------ */
+/* Calls                                                                    */
+/* ------------------------------------------------------------------------ */
+
+static prism_status check_batch(prism_plan *p, const prism_batch *b) {
+    if (!b)
+        return prism_plan_fail(p, PRISM_ERR_NULL_POINTER, "batch is NULL");
+    const char *dtype = prism_dtype_name(b->dtype);
+    if (b->dtype != p->cfg.dtype)
+        return prism_plan_fail(p, PRISM_ERR_DTYPE_MISMATCH,
+                               "batch dtype %s but the plan's config '%s' is "
+                               "%s; create a plan for %s",
+                               dtype ? dtype : "?", p->cfg.name,
+                               prism_dtype_name(p->cfg.dtype),
+                               dtype ? dtype : "it");
+    if (b->batch < 1 || b->batch > p->limits.max_batch)
+        return prism_plan_fail(p, PRISM_ERR_BAD_SHAPE,
+                               "batch %d outside [1, %d] (the plan's max_batch)",
+                               b->batch, p->limits.max_batch);
+    if (b->seqlen_q < 1 || b->seqlen_q > p->limits.max_seqlen_q ||
+        b->seqlen_k > p->limits.max_seqlen_k)
+        return prism_plan_fail(p, PRISM_ERR_BAD_SHAPE,
+                               "seqlen_q %d / seqlen_k %d outside the plan's "
+                               "limits (1..%d / ..%d)", b->seqlen_q, b->seqlen_k,
+                               p->limits.max_seqlen_q, p->limits.max_seqlen_k);
+    if (b->seqlen_k < b->seqlen_q)
+        return prism_plan_fail(p, PRISM_ERR_BAD_SHAPE,
+                               "seqlen_k %d < seqlen_q %d: queries are the last "
+                               "tokens of the keys, so Sk >= Sq",
+                               b->seqlen_k, b->seqlen_q);
+    if (!b->cu_seqlens_q != !b->cu_seqlens_k)
+        return prism_plan_fail(p, PRISM_ERR_INVALID_ARGUMENT,
+                               "pass both cu_seqlens_q and cu_seqlens_k, or "
+                               "neither");
+    if (((uintptr_t)b->cu_seqlens_q | (uintptr_t)b->cu_seqlens_k) % 4)
+        return prism_plan_fail(p, PRISM_ERR_MISALIGNED,
+                               "cu_seqlens must be 4-byte aligned int32 arrays");
+    return PRISM_OK;
+}
+
+/* A tensor's data and strides, by the backend's rules (GPU kernels load
+ * 16 bytes at a time; host code needs element alignment only). */
+static prism_status check_tensor(prism_plan *p, const prism_tensor *t,
+                                 const char *name, bool varlen) {
+    if (!t || !t->data)
+        return prism_plan_fail(p, PRISM_ERR_NULL_POINTER,
+                               "tensor %s is NULL", name);
+    int align = p->backend->tensor_align, mult = p->backend->stride_multiple;
+    if ((uintptr_t)t->data % (uintptr_t)align)
+        return prism_plan_fail(p, PRISM_ERR_MISALIGNED,
+                               "tensor %s at %p is not %d-byte aligned", name,
+                               t->data, align);
+    int64_t d = p->cfg.head_dim;
+    bool bad = t->stride_h <= 0 || t->stride_s <= 0 || t->stride_h % mult ||
+               t->stride_s % mult || t->stride_s < (t->stride_h < d ? d : 1);
+    if (!varlen)
+        bad = bad || t->stride_b <= 0 || t->stride_b % mult;
+    if (bad)
+        return prism_plan_fail(p, PRISM_ERR_BAD_STRIDE,
+                               "tensor %s strides (b %lld, h %lld, s %lld) must "
+                               "be positive multiples of %d elements with rows "
+                               "of head_dim %d not overlapping", name,
+                               (long long)t->stride_b, (long long)t->stride_h,
+                               (long long)t->stride_s, mult, p->cfg.head_dim);
+    return PRISM_OK;
+}
+
+static prism_status check_mask(prism_plan *p, const prism_batch *b,
+                               const prism_block_mask *m) {
+    if (!m)
+        return prism_plan_fail(p, PRISM_ERR_NULL_POINTER, "mask is NULL");
+    if (!m->counts || !m->indices)
+        return prism_plan_fail(p, PRISM_ERR_NULL_POINTER,
+                               "block mask counts/indices are NULL");
+    if (((uintptr_t)m->counts | (uintptr_t)m->indices) % 4)
+        return prism_plan_fail(p, PRISM_ERR_MISALIGNED,
+                               "block mask arrays must be 4-byte aligned");
+    int nq = prism_ceil_div(b->seqlen_q, p->cfg.block_size);
+    int nk = prism_ceil_div(b->seqlen_k, p->cfg.block_size);
+    if (m->nq != nq || m->nk != nk)
+        return prism_plan_fail(p, PRISM_ERR_BAD_SHAPE,
+                               "block mask is %d x %d blocks but this batch "
+                               "needs nq %d x nk %d (block_size %d)", m->nq,
+                               m->nk, nq, nk, p->cfg.block_size);
+    return PRISM_OK;
+}
+
+/* The workspace to use: the caller's (checked) or the plan's. */
+static prism_status pick_workspace(prism_plan *p, void *workspace, size_t size,
+                                   prism_call *c) {
+    const prism_batch *b = c->b;
+    prism_workspace_layout(p, b->batch, b->seqlen_q, b->seqlen_k, &c->layout);
+    if (workspace) {
+        size_t align = p->backend->workspace_align;
+        if ((uintptr_t)workspace % align)
+            return prism_plan_fail(p, PRISM_ERR_MISALIGNED,
+                                   "%s workspace must be %zu-byte aligned",
+                                   p->backend->name, align);
+        if (size < c->layout.total)
+            return prism_plan_fail(p, PRISM_ERR_INVALID_ARGUMENT,
+                                   "workspace of %zu bytes is too small: this "
+                                   "batch needs %zu (prism_plan_workspace_size)",
+                                   size, c->layout.total);
+        c->ws = (uintptr_t)workspace;
+        return PRISM_OK;
+    }
+    if (!p->workspace)
+        return prism_plan_fail(p, PRISM_ERR_INVALID_ARGUMENT,
+                               "the plan was created with caller_workspace: "
+                               "pass a workspace");
+    c->ws = (uintptr_t)p->workspace;
+    return PRISM_OK;
+}
+
+enum { WITH_VO = 1, WITH_MASK = 2, MASK_OPTIONAL = 4 };
+
+/* Every check of a call's arguments, then its workspace. */
+static prism_status check_call(prism_plan *p, prism_call *c, unsigned what,
+                               void *workspace, size_t workspace_size) {
+    prism_status st;
+    bool varlen = c->b && c->b->cu_seqlens_q;
+    if ((st = check_batch(p, c->b)) != PRISM_OK ||
+        (st = check_tensor(p, c->q, "q", varlen)) != PRISM_OK ||
+        (st = check_tensor(p, c->k, "k", varlen)) != PRISM_OK)
+        return st;
+    if ((what & WITH_VO) &&
+        ((st = check_tensor(p, c->v, "v", varlen)) != PRISM_OK ||
+         (st = check_tensor(p, c->o, "o", varlen)) != PRISM_OK))
+        return st;
+    if ((what & WITH_MASK) && (c->mask || !(what & MASK_OPTIONAL)) &&
+        (st = check_mask(p, c->b, c->mask)) != PRISM_OK)
+        return st;
+    if ((uintptr_t)c->lse % 4)
+        return prism_plan_fail(p, PRISM_ERR_MISALIGNED,
+                               "lse must be 4-byte aligned fp32");
+    return pick_workspace(p, workspace, workspace_size, c);
+}
+
+prism_status prism_estimate(prism_plan *p, const prism_batch *b,
+                            const prism_tensor *q, const prism_tensor *k,
+                            const prism_block_mask *mask, void *workspace,
+                            size_t workspace_size, prism_stream stream) {
+    if (!p)
+        return PRISM_ERR_NULL_POINTER;
+    prism_call c = {.b = b, .q = q, .k = k, .mask = mask, .stream = stream};
+    prism_status st = check_call(p, &c, WITH_MASK, workspace, workspace_size);
+    if (st == PRISM_OK && (st = p->backend->estimate(p, &c)) == PRISM_OK)
+        p->has_estimate = true;
+    return st;
+}
+
+prism_status prism_sparse_attention(prism_plan *p, const prism_batch *b,
+                                    const prism_tensor *q,
+                                    const prism_tensor *k,
+                                    const prism_tensor *v,
+                                    const prism_block_mask *mask,
+                                    const prism_tensor *o, float *lse,
+                                    void *workspace, size_t workspace_size,
+                                    prism_stream stream) {
+    if (!p)
+        return PRISM_ERR_NULL_POINTER;
+    prism_call c = {.b = b, .q = q, .k = k, .v = v, .o = o, .lse = lse,
+                    .mask = mask, .stream = stream};
+    prism_status st = check_call(p, &c, WITH_VO | WITH_MASK, workspace,
+                                 workspace_size);
+    return st == PRISM_OK ? p->backend->attention(p, &c) : st;
+}
+
+prism_status prism_prefill(prism_plan *p, const prism_batch *b,
+                           const prism_tensor *q, const prism_tensor *k,
+                           const prism_tensor *v, const prism_tensor *o,
+                           float *lse, const prism_block_mask *mask,
+                           void *workspace, size_t workspace_size,
+                           prism_stream stream) {
+    if (!p)
+        return PRISM_ERR_NULL_POINTER;
+    prism_call c = {.b = b, .q = q, .k = k, .v = v, .o = o, .lse = lse,
+                    .mask = mask, .stream = stream};
+    prism_status st = check_call(p, &c, WITH_VO | WITH_MASK | MASK_OPTIONAL,
+                                 workspace, workspace_size);
+    if (st == PRISM_OK && (st = p->backend->prefill(p, &c)) == PRISM_OK)
+        p->has_estimate = true;
+    return st;
+}
+
+prism_status prism_plan_density(prism_plan *p, double *density) {
+    if (!p || !density)
+        return prism_plan_fail(p, PRISM_ERR_NULL_POINTER,
+                               "prism_plan_density: NULL argument");
+    if (!p->has_estimate)
+        return prism_plan_fail(p, PRISM_ERR_INVALID_ARGUMENT,
+                               "no estimate has run on this plan yet");
+    return p->backend->density(p, density);
 }

@@ -10,9 +10,8 @@
  */
 #include "runtime/plan_tuning.h"
 
-#include "runtime/context.h"
+#include "runtime/module.h"
 #include "compile/nvrtc_compile.h"
-#include "gen/spec.h"
 #include "base/fs.h"
 #include "base/parse.h"
 
@@ -259,7 +258,7 @@ prism_status prism_plan_tuning_module(prism_context *ctx,
                   "tuning database lookup failed (%s); using untuned kernels",
                   prism_status_string(st));
     if (applied > 0) {
-        st = prism_module_build(ctx, tuned, arch, module);
+        st = prism_module_build_valid(ctx, tuned, arch, module);
         if (st == PRISM_OK) {
             *used = *tuned;
             free(tuned);
@@ -272,5 +271,5 @@ prism_status prism_plan_tuning_module(prism_context *ctx,
     }
     free(tuned);
     *used = *cfg;
-    return prism_module_build(ctx, cfg, arch, module);
+    return prism_module_build_valid(ctx, cfg, arch, module);
 }

@@ -55,7 +55,8 @@ prism_status prism_plan_tuning_device_query(const prism_driver *drv,
                                             prism_tune_device *out, char *err,
                                             size_t err_size);
 
-/* Builds the module a plan runs: cfg plus the tuning database's best
+/* Builds the module a plan runs from its valid config (not validated
+ * again): cfg plus the tuning database's best
  * values for (this device, cfg, each kernel, bucket of max_seqlen_k)
  * (prism_plan_tuning_apply), compiled through the cache.  When the tuned
  * config does not build (a pack without that variant under PRISM_JIT=off,

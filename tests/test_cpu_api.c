@@ -211,14 +211,14 @@ Test(cpu_api, compiled_code_is_cached) {
     prism_context *ctx = NULL;
     cr_assert_eq(prism_context_create(&o, &ctx), PRISM_OK);
     p[0] = cpu_plan(ctx, &d, true);
-    cr_expect(!p[0]->cpu->jit.cache_hit);
+    cr_expect(!prism_cpu_plan_of(p[0])->jit.cache_hit);
     prism_context_counters(ctx, &n);
     cr_expect_eq(n.compiles, 1);
     snprintf(d.cfg.name, sizeof d.cfg.name, "renamed");
     d.cfg.threshold_high = 0.5; /* thresholds live in C, not in the code */
     p[1] = cpu_plan(ctx, &d, true);
-    cr_expect(p[1]->cpu->jit.cache_hit);
-    cr_expect_str_eq(p[0]->cpu->jit.key_hex, p[1]->cpu->jit.key_hex);
+    cr_expect(prism_cpu_plan_of(p[1])->jit.cache_hit);
+    cr_expect_str_eq(prism_cpu_plan_of(p[0])->jit.key_hex, prism_cpu_plan_of(p[1])->jit.key_hex);
     prism_plan_destroy(p[0]);
     prism_plan_destroy(p[1]);
     p[0] = p[1] = NULL;
@@ -226,13 +226,13 @@ Test(cpu_api, compiled_code_is_cached) {
     cr_assert_eq(prism_context_create(&o, &ctx), PRISM_OK);
     p[2] = cpu_plan(ctx, &d, true);
     prism_context_counters(ctx, &n);
-    cr_expect(p[2]->cpu->jit.cache_hit && n.disk_hits == 1 && n.compiles == 0,
+    cr_expect(prism_cpu_plan_of(p[2])->jit.cache_hit && n.disk_hits == 1 && n.compiles == 0,
               "a new context finds the entry on disk");
     d.cfg.dtype = FP16;
     d.batch.dtype = FP16;
     p[3] = cpu_plan(ctx, &d, true);
-    cr_expect(!p[3]->cpu->jit.cache_hit, "another dtype is other code");
-    cr_expect_str_neq(p[2]->cpu->jit.key_hex, p[3]->cpu->jit.key_hex);
+    cr_expect(!prism_cpu_plan_of(p[3])->jit.cache_hit, "another dtype is other code");
+    cr_expect_str_neq(prism_cpu_plan_of(p[2])->jit.key_hex, prism_cpu_plan_of(p[3])->jit.key_hex);
     int removed = 0;
     char err[256];
     prism_cache_clear(ctx->cache, &removed, err, sizeof err);

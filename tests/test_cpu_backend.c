@@ -51,9 +51,9 @@ static void check_pooling(const case_data *d, prism_plan *plan) {
     char err[512];
     const prism_config *cfg = &d->cfg;
     int B = d->batch.batch, Hq = cfg->q_heads, D = cfg->head_dim;
-    cpu_workspace ws;
-    prism_cpu_workspace_layout(plan, B, d->max_sq, d->max_sk, &ws);
-    const char *base = plan->cpu->workspace;
+    prism_workspace ws;
+    prism_workspace_layout(plan, B, d->max_sq, d->max_sk, &ws);
+    const char *base = plan->workspace;
     prism_pooled pq, pk;
     cr_assert_eq(prism_ref_pool(&d->q.view, d->vl ? d->cu_q : NULL, B,
                                 cfg->block_size, 0, &pq, err, sizeof err),
@@ -61,7 +61,7 @@ static void check_pooling(const case_data *d, prism_plan *plan) {
     cr_assert_eq(prism_ref_pool(&d->k.view, d->vl ? d->cu_k : NULL, B,
                                 cfg->block_size, 0, &pk, err, sizeof err),
                  PRISM_OK, "%s", err);
-    const float *mine = (const float *)(base + ws.pooled_q);
+    const float *mine = (const float *)(base + ws.at[PRISM_WS_POOLED_Q]);
     double worst = 0;
     for (int b = 0; b < B; b++)
         for (int h = 0; h < Hq; h++)
@@ -73,7 +73,7 @@ static void check_pooling(const case_data *d, prism_plan *plan) {
                     worst = diff > worst ? diff : worst;
                 }
     cr_expect_lt(worst, 1e-4, "%s: pooled Q differs by %g", cfg->name, worst);
-    const float *inv = (const float *)(base + ws.inv_scales);
+    const float *inv = (const float *)(base + ws.at[PRISM_WS_SCALES]);
     for (int b = 0; b < B; b++)
         for (int h = 0; h < Hq; h++) {
             double sh, sl;

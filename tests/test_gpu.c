@@ -19,6 +19,7 @@
 
 #include "gpu_testutil.h"
 #include "base/half.h"
+#include "runtime/workspace.h"
 #include "runtime/plan.h"
 #include "reference/reference.h"
 #include "test_inputs.h"
@@ -115,9 +116,10 @@ static void free_mask(prism_block_mask *m) {
 static void check_pooling(const gpu_case *c, case_data *d, prism_plan *plan,
                           const prism_batch *batch) {
     char err[512];
-    plan_workspace ws;
-    prism_plan_workspace_layout(plan, batch->batch, batch->seqlen_q,
-                                batch->seqlen_k, &ws);
+    prism_workspace ws;
+    prism_workspace_layout(plan, batch->batch, batch->seqlen_q,
+                           batch->seqlen_k, &ws);
+    CUdeviceptr base = (CUdeviceptr)(uintptr_t)plan->workspace;
     prism_pooled pq, pk;
     cr_assert_eq(prism_ref_pool(&d->q.view, d->vl ? d->cu_q : NULL, c->batch,
                                 128, 0, &pq, err, sizeof err), PRISM_OK, "%s", err);
@@ -126,8 +128,8 @@ static void check_pooling(const gpu_case *c, case_data *d, prism_plan *plan,
     size_t nq_f = (size_t)c->batch * c->q_heads * pq.nblocks * c->head_dim;
     float *gq = malloc(nq_f * sizeof(float));
     float *scales = malloc((size_t)c->batch * c->q_heads * 2 * sizeof(float));
-    gpu_download(gq, plan->workspace + ws.pooled_q, nq_f * sizeof(float));
-    gpu_download(scales, plan->workspace + ws.scales,
+    gpu_download(gq, base + ws.at[PRISM_WS_POOLED_Q], nq_f * sizeof(float));
+    gpu_download(scales, base + ws.at[PRISM_WS_SCALES],
                  (size_t)c->batch * c->q_heads * 2 * sizeof(float));
     double worst = 0;
     for (int b = 0; b < c->batch; b++)

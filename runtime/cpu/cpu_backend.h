@@ -1,14 +1,15 @@
 /*
  * cpu_backend.h - the CPU backend's internals: a prism_plan whose context
- * has device PRISM_DEVICE_CPU carries a prism_cpu_plan (plan->cpu) instead
- * of CUDA modules, and the public entry points of launch.c hand over to the
- * functions below after their shared argument checks.
+ * has device PRISM_DEVICE_CPU runs on prism_cpu_backend (runtime/backend.h),
+ * whose state behind plan->impl is a prism_cpu_plan; runtime/plan.c hands
+ * each call over after the argument checks every backend shares.
  *
  *   cpu_jit.c    config -> LLVM module (gen/cpu/llvm_*.c) -> default<O3> ->
  *                object file for the host CPU, through the kernel cache,
  *                loaded with ORC LLJIT
- *   cpu_plan.c   plan creation, workspace layout, host-side validation
- *                (cu_seqlens and mask contents), the public-call glue
+ *   cpu_plan.c   the backend table: plan creation, the backend's workspace
+ *                regions, host-side validation (cu_seqlens and mask
+ *                contents), the calls
  *   cpu_run.c    the C orchestration: thread pool over rows, calibration,
  *                softmax and top-p, the attention loop over selected blocks
  *
@@ -21,7 +22,7 @@
 #define PRISM_CPU_BACKEND_H
 
 #include "gen/cpu/llvm_gen.h"
-#include "runtime/plan.h"
+#include "runtime/backend.h"
 
 typedef struct prism_cpu_kernels {
     prism_cpu_pool_fn pool;
@@ -44,24 +45,15 @@ typedef struct prism_cpu_jit_info {
 /* The loaded code (an LLJIT instance); opaque outside cpu_jit.c. */
 typedef struct prism_cpu_code prism_cpu_code;
 
-/* Byte offsets of a CPU workspace's regions, and per-worker strides. */
-typedef struct cpu_workspace {
-    size_t pooled_q, pooled_k, energy_q, energy_k, inv_scales, counts,
-        indices, est_scratch, attn_scratch, total;
-    size_t est_stride, attn_stride;
-} cpu_workspace;
-
-struct prism_cpu_plan {
+/* A CPU plan's state (plan->impl). */
+typedef struct prism_cpu_plan {
     int threads;
     prism_cpu_code *code;
     prism_cpu_kernels k;
     prism_cpu_jit_info jit;
-    void *workspace; /* owned (64-byte aligned), NULL with caller_workspace */
-    size_t workspace_size;
     uint64_t last_selected, last_causal; /* of the last estimate */
-    bool has_estimate;
     double last_pool_ms, last_select_ms; /* stage times of that estimate */
-};
+} prism_cpu_plan;
 
 /* cpu_jit.c: builds (or loads from the cache) and links the kernels of
  * cfg for this host.  PRISM_ERR_UNSUPPORTED without PRISM_WITH_LLVM. */
@@ -71,29 +63,8 @@ prism_status prism_cpu_jit_build(prism_context *ctx, const prism_config *cfg,
                                  size_t err_size);
 void prism_cpu_jit_free(prism_cpu_code *code);
 
-/* cpu_plan.c: the plan hooks (plan.c, launch.c). */
-prism_status prism_cpu_plan_create(prism_plan *p);
-void prism_cpu_plan_destroy(struct prism_cpu_plan *cpu);
-void prism_cpu_workspace_layout(const prism_plan *p, int batch, int seqlen_q,
-                                int seqlen_k, cpu_workspace *ws);
-size_t prism_cpu_workspace_size(const prism_plan *p, const prism_batch *b);
-prism_status prism_cpu_estimate(prism_plan *p, const prism_batch *b,
-                                const prism_tensor *q, const prism_tensor *k,
-                                const prism_block_mask *mask, void *workspace,
-                                size_t workspace_size);
-prism_status prism_cpu_sparse_attention(prism_plan *p, const prism_batch *b,
-                                        const prism_tensor *q,
-                                        const prism_tensor *k,
-                                        const prism_tensor *v,
-                                        const prism_block_mask *mask,
-                                        const prism_tensor *o, float *lse,
-                                        void *workspace, size_t workspace_size);
-prism_status prism_cpu_prefill(prism_plan *p, const prism_batch *b,
-                               const prism_tensor *q, const prism_tensor *k,
-                               const prism_tensor *v, const prism_tensor *o,
-                               float *lse, const prism_block_mask *mask,
-                               void *workspace, size_t workspace_size);
-prism_status prism_cpu_density(prism_plan *p, double *density);
+/* cpu_plan.c: the state of a CPU plan, or NULL for another plan. */
+const prism_cpu_plan *prism_cpu_plan_of(const prism_plan *p);
 /* Stage times (ms) of the plan's last estimate: pooling + calibration, and
  * scores + selection.  False when no estimate ran or p is not a CPU plan. */
 bool prism_cpu_plan_timing(const prism_plan *p, double *pool_ms,
@@ -117,10 +88,10 @@ typedef struct cpu_call {
     int64_t lse_tokens;       /* seqlen_q, or total_q for ragged        */
     bool varlen;
     int32_t *counts, *indices;
-    char *ws;                 /* estimation: workspace base (`layout`)  */
-    cpu_workspace layout;
-    char *attn_scratch;       /* attention: per-worker scratch          */
-    size_t attn_stride;       /* bytes per worker                       */
+    char *ws;                 /* the workspace's base (`layout`)        */
+    const prism_workspace *layout;
+    size_t est_stride;        /* per-worker scratch bytes: estimation   */
+    size_t attn_stride;       /*   and attention                        */
     int threads;
 } cpu_call;
 

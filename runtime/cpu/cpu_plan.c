@@ -1,19 +1,18 @@
 /*
- * cpu_plan.c - CPU plans: creation, workspace, and the glue between the
- * public entry points and the backend.
+ * cpu_plan.c - the CPU backend's table: plans, workspace regions, calls.
  *
- * launch.c runs the checks shared with the GPU (batch shape against the
- * limits, dtype, tensor strides, mask geometry) and then calls in here.
- * What only the CPU can check is checked here: the CPU reads cu_seqlens
- * and block masks itself, so their contents are validated before any
- * pointer is formed from them (a GPU kernel reads them on the device).
- * Host tensors need only element alignment and positive strides.
+ * runtime/plan.c runs the checks every backend shares (batch shape against
+ * the limits, dtype, tensor strides with this backend's relaxed host
+ * rules, mask geometry, the workspace) and then calls in here.  What only
+ * the CPU can check is checked here: the CPU reads cu_seqlens and block
+ * masks itself, so their contents are validated before any pointer is
+ * formed from them (a GPU kernel reads them on the device).
  *
- * Workspace (host memory, 64-byte aligned regions, see cpu_backend.h):
- * pooled Q and K, their band energies, the inverse band scales, the
- * prefill's own block mask, then per-worker scratch for estimation and for
- * attention.  No call allocates: estimate, sparse attention and prefill
- * all work in the caller's workspace or the plan's.
+ * Workspace (host memory, 64-byte aligned regions, runtime/workspace.h):
+ * the shared regions, the band energies per pooled block, then per-worker
+ * scratch for estimation and for attention.  No call allocates a
+ * workspace: estimate, sparse attention and prefill all work in the
+ * caller's or the plan's.
  */
 #include "runtime/cpu/cpu_backend.h"
 #include "base/threadpool.h"
@@ -22,54 +21,50 @@
 #include <stdlib.h>
 #include <string.h>
 
-static size_t take(size_t *cursor, size_t bytes) {
-    size_t at = (*cursor + 63) & ~(size_t)63;
-    *cursor = at + bytes;
-    return at;
+static prism_cpu_plan *cpu_of(const prism_plan *p) {
+    return (prism_cpu_plan *)p->impl;
 }
 
-void prism_cpu_workspace_layout(const prism_plan *p, int batch, int seqlen_q,
-                                int seqlen_k, cpu_workspace *ws) {
+const prism_cpu_plan *prism_cpu_plan_of(const prism_plan *p) {
+    return p && p->backend == &prism_cpu_backend ? cpu_of(p) : NULL;
+}
+
+/* Band energies per pooled block, and each worker's scratch. */
+static void cpu_workspace_regions(const prism_plan *p, int batch, int seqlen_q,
+                                  int seqlen_k, size_t bytes[PRISM_WS_REGIONS]) {
     const prism_config *c = &p->cfg;
-    size_t b = (size_t)batch, d = (size_t)c->head_dim;
-    int nq_i = prism_ceil_div(seqlen_q, c->block_size);
-    int nk_i = prism_ceil_div(seqlen_k, c->block_size);
-    size_t nq = (size_t)nq_i, nk = (size_t)nk_i;
-    size_t hq = (size_t)c->q_heads, hkv = (size_t)c->kv_heads;
-    size_t threads = (size_t)p->cpu->threads, cursor = 0;
-    memset(ws, 0, sizeof *ws);
-    ws->pooled_q = take(&cursor, b * hq * nq * d * sizeof(float));
-    ws->pooled_k = take(&cursor, b * hkv * nk * d * sizeof(float));
-    ws->energy_q = take(&cursor, b * hq * nq * 3 * sizeof(float));
-    ws->energy_k = take(&cursor, b * hkv * nk * 3 * sizeof(float));
-    ws->inv_scales = take(&cursor, b * hq * 2 * sizeof(float));
-    ws->counts = take(&cursor, b * hq * nq * sizeof(int32_t));
-    ws->indices = take(&cursor, b * hq * nq * nk * sizeof(int32_t));
-    ws->est_stride = cpu_est_scratch_bytes(nk_i);
-    ws->est_scratch = take(&cursor, threads * ws->est_stride);
-    ws->attn_stride = cpu_attn_scratch_bytes(c->head_dim, c->block_size);
-    ws->attn_scratch = take(&cursor, threads * ws->attn_stride);
-    ws->total = (cursor + 63) & ~(size_t)63;
+    size_t b = (size_t)batch, threads = (size_t)cpu_of(p)->threads;
+    size_t nq = (size_t)prism_ceil_div(seqlen_q, c->block_size);
+    int nk = prism_ceil_div(seqlen_k, c->block_size);
+    bytes[PRISM_WS_STATS_Q] = b * (size_t)c->q_heads * nq * 3 * sizeof(float);
+    bytes[PRISM_WS_STATS_K] =
+        b * (size_t)c->kv_heads * (size_t)nk * 3 * sizeof(float);
+    bytes[PRISM_WS_EST_SCRATCH] = threads * cpu_est_scratch_bytes(nk);
+    bytes[PRISM_WS_ATTN_SCRATCH] =
+        threads * cpu_attn_scratch_bytes(c->head_dim, c->block_size);
 }
 
-size_t prism_cpu_workspace_size(const prism_plan *p, const prism_batch *b) {
-    cpu_workspace ws;
-    if (b)
-        prism_cpu_workspace_layout(p, b->batch, b->seqlen_q, b->seqlen_k, &ws);
-    else
-        prism_cpu_workspace_layout(p, p->limits.max_batch,
-                                   p->limits.max_seqlen_q,
-                                   p->limits.max_seqlen_k, &ws);
-    return ws.total;
+static prism_status cpu_workspace_alloc(prism_plan *p, size_t bytes,
+                                        void **out) {
+    if (!(*out = aligned_alloc(64, bytes)))
+        return prism_plan_fail(p, PRISM_ERR_OUT_OF_MEMORY,
+                               "out of host memory for the CPU plan's "
+                               "workspace (%zu bytes)",
+                               bytes);
+    return PRISM_OK;
 }
 
-prism_status prism_cpu_plan_create(prism_plan *p) {
-    struct prism_cpu_plan *cpu = calloc(1, sizeof *cpu);
+static void cpu_workspace_free(prism_plan *p, void *workspace) {
+    (void)p;
+    free(workspace);
+}
+
+static prism_status cpu_create(prism_plan *p) {
+    prism_cpu_plan *cpu = calloc(1, sizeof *cpu);
     if (!cpu)
         return prism_plan_fail(p, PRISM_ERR_OUT_OF_MEMORY,
                                "out of memory creating a CPU plan");
-    p->cpu = cpu;
-    p->arch = PRISM_ARCH_COUNT_; /* no GPU arch */
+    p->impl = cpu;
     int want = p->ctx->options.cpu_threads;
     cpu->threads = want > 0 ? (want > 1024 ? 1024 : want) : prism_cpu_threads();
     char err[PRISM_ERRMSG_MAX];
@@ -77,25 +72,16 @@ prism_status prism_cpu_plan_create(prism_plan *p) {
                                           &cpu->jit, err, sizeof err);
     if (st != PRISM_OK)
         return prism_plan_fail(p, st, "%s", err);
-    if (!p->limits.caller_workspace) {
-        size_t bytes = prism_cpu_workspace_size(p, NULL);
-        cpu->workspace = aligned_alloc(64, bytes);
-        if (!cpu->workspace)
-            return prism_plan_fail(p, PRISM_ERR_OUT_OF_MEMORY,
-                                   "out of host memory for the CPU plan's "
-                                   "workspace (%zu bytes)",
-                                   bytes);
-        cpu->workspace_size = bytes;
-    }
     return PRISM_OK;
 }
 
-void prism_cpu_plan_destroy(struct prism_cpu_plan *cpu) {
+static void cpu_destroy(prism_plan *p) {
+    prism_cpu_plan *cpu = cpu_of(p);
     if (!cpu)
         return;
     prism_cpu_jit_free(cpu->code);
-    free(cpu->workspace);
     free(cpu);
+    p->impl = NULL;
 }
 
 /* The sequences of a batch; for a ragged one, cu_seqlens are validated. */
@@ -173,136 +159,85 @@ static prism_status check_mask_contents(prism_plan *p, const prism_batch *b,
     return PRISM_OK;
 }
 
-/* The workspace to use: the caller's (checked) or the plan's. */
-static prism_status pick_workspace(prism_plan *p, const prism_batch *b,
-                                   void *workspace, size_t size, char **base,
-                                   cpu_workspace *ws) {
-    prism_cpu_workspace_layout(p, b->batch, b->seqlen_q, b->seqlen_k, ws);
-    if (workspace) {
-        if ((uintptr_t)workspace % 64)
-            return prism_plan_fail(p, PRISM_ERR_MISALIGNED,
-                                   "CPU workspace must be 64-byte aligned");
-        if (size < ws->total)
-            return prism_plan_fail(p, PRISM_ERR_INVALID_ARGUMENT,
-                                   "workspace of %zu bytes is too small: this "
-                                   "batch needs %zu (prism_plan_workspace_size)",
-                                   size, ws->total);
-        *base = workspace;
-        return PRISM_OK;
-    }
-    if (!p->cpu->workspace)
-        return prism_plan_fail(p, PRISM_ERR_INVALID_ARGUMENT,
-                               "the plan was created with caller_workspace: "
-                               "pass a workspace");
-    *base = p->cpu->workspace;
-    return PRISM_OK;
-}
-
-static void init_call(prism_plan *p, const prism_batch *b, const cpu_seq *seqs,
-                      const prism_tensor *q, const prism_tensor *k,
-                      cpu_call *c) {
+/* The call's work description over the validated arguments. */
+static void init_call(prism_plan *p, const prism_call *call,
+                      const cpu_seq *seqs, cpu_call *c) {
+    const prism_batch *b = call->b;
+    prism_cpu_plan *cpu = cpu_of(p);
     memset(c, 0, sizeof *c);
     c->p = p;
-    c->k = &p->cpu->k;
+    c->k = &cpu->k;
     c->B = b->batch;
     c->nq = prism_ceil_div(b->seqlen_q, p->cfg.block_size);
     c->nk = prism_ceil_div(b->seqlen_k, p->cfg.block_size);
     c->seqs = seqs;
-    c->q = q;
-    c->kt = k;
+    c->q = call->q;
+    c->kt = call->k;
+    c->v = call->v;
+    c->o = call->o;
+    c->lse = call->lse;
     c->varlen = b->cu_seqlens_q != NULL;
     c->lse_tokens = c->varlen ? b->cu_seqlens_q[b->batch] : b->seqlen_q;
-    c->threads = p->cpu->threads;
+    c->threads = cpu->threads;
+    c->ws = (char *)call->ws;
+    c->layout = &call->layout;
+    c->est_stride = cpu_est_scratch_bytes(c->nk);
+    c->attn_stride = cpu_attn_scratch_bytes(p->cfg.head_dim, p->cfg.block_size);
+    if (call->mask) {
+        c->counts = call->mask->counts;
+        c->indices = call->mask->indices;
+    } else { /* the prefill's own mask */
+        c->counts = (int32_t *)(c->ws + call->layout.at[PRISM_WS_COUNTS]);
+        c->indices = (int32_t *)(c->ws + call->layout.at[PRISM_WS_INDICES]);
+    }
 }
 
 static void estimate_into(prism_plan *p, cpu_call *c) {
-    struct prism_cpu_plan *cpu = p->cpu;
+    prism_cpu_plan *cpu = cpu_of(p);
     cpu_run_estimate(c, &cpu->last_selected, &cpu->last_causal,
                      &cpu->last_pool_ms, &cpu->last_select_ms);
-    cpu->has_estimate = true;
 }
 
-prism_status prism_cpu_estimate(prism_plan *p, const prism_batch *b,
-                                const prism_tensor *q, const prism_tensor *k,
-                                const prism_block_mask *mask, void *workspace,
-                                size_t workspace_size) {
+static prism_status cpu_estimate(prism_plan *p, const prism_call *call) {
     cpu_seq *seqs = NULL;
-    prism_status st = make_seqs(p, b, &seqs);
+    prism_status st = make_seqs(p, call->b, &seqs);
     if (st != PRISM_OK)
         return st;
     cpu_call c;
-    init_call(p, b, seqs, q, k, &c);
-    if ((st = pick_workspace(p, b, workspace, workspace_size, &c.ws,
-                             &c.layout)) == PRISM_OK) {
-        c.counts = mask->counts;
-        c.indices = mask->indices;
-        estimate_into(p, &c);
-    }
+    init_call(p, call, seqs, &c);
+    estimate_into(p, &c);
     free(seqs);
-    return st;
+    return PRISM_OK;
 }
 
-prism_status prism_cpu_sparse_attention(prism_plan *p, const prism_batch *b,
-                                        const prism_tensor *q,
-                                        const prism_tensor *k,
-                                        const prism_tensor *v,
-                                        const prism_block_mask *mask,
-                                        const prism_tensor *o, float *lse,
-                                        void *workspace, size_t workspace_size) {
+static prism_status cpu_attention(prism_plan *p, const prism_call *call) {
     cpu_seq *seqs = NULL;
-    prism_status st = make_seqs(p, b, &seqs);
+    prism_status st = make_seqs(p, call->b, &seqs);
     if (st != PRISM_OK)
         return st;
     cpu_call c;
-    init_call(p, b, seqs, q, k, &c);
-    c.v = v;
-    c.o = o;
-    c.lse = lse;
-    c.counts = mask->counts;
-    c.indices = mask->indices;
-    if ((st = check_mask_contents(p, b, seqs, mask)) == PRISM_OK &&
-        (st = pick_workspace(p, b, workspace, workspace_size, &c.ws,
-                             &c.layout)) == PRISM_OK) {
-        c.attn_scratch = c.ws + c.layout.attn_scratch;
-        c.attn_stride = c.layout.attn_stride;
+    init_call(p, call, seqs, &c);
+    if ((st = check_mask_contents(p, call->b, seqs, call->mask)) == PRISM_OK)
         cpu_run_attention(&c);
-    }
     free(seqs);
     return st;
 }
 
-prism_status prism_cpu_prefill(prism_plan *p, const prism_batch *b,
-                               const prism_tensor *q, const prism_tensor *k,
-                               const prism_tensor *v, const prism_tensor *o,
-                               float *lse, const prism_block_mask *mask,
-                               void *workspace, size_t workspace_size) {
+static prism_status cpu_prefill(prism_plan *p, const prism_call *call) {
     cpu_seq *seqs = NULL;
-    prism_status st = make_seqs(p, b, &seqs);
+    prism_status st = make_seqs(p, call->b, &seqs);
     if (st != PRISM_OK)
         return st;
     cpu_call c;
-    init_call(p, b, seqs, q, k, &c);
-    c.v = v;
-    c.o = o;
-    c.lse = lse;
-    if ((st = pick_workspace(p, b, workspace, workspace_size, &c.ws,
-                             &c.layout)) == PRISM_OK) {
-        c.counts = mask ? mask->counts : (int32_t *)(c.ws + c.layout.counts);
-        c.indices = mask ? mask->indices : (int32_t *)(c.ws + c.layout.indices);
-        c.attn_scratch = c.ws + c.layout.attn_scratch;
-        c.attn_stride = c.layout.attn_stride;
-        estimate_into(p, &c);
-        cpu_run_attention(&c);
-    }
+    init_call(p, call, seqs, &c);
+    estimate_into(p, &c);
+    cpu_run_attention(&c);
     free(seqs);
-    return st;
+    return PRISM_OK;
 }
 
-prism_status prism_cpu_density(prism_plan *p, double *density) {
-    struct prism_cpu_plan *cpu = p->cpu;
-    if (!cpu->has_estimate)
-        return prism_plan_fail(p, PRISM_ERR_INVALID_ARGUMENT,
-                               "no estimate has run on this plan yet");
+static prism_status cpu_density(prism_plan *p, double *density) {
+    const prism_cpu_plan *cpu = cpu_of(p);
     *density = cpu->last_causal ? (double)cpu->last_selected /
                                       (double)cpu->last_causal
                                 : 0.0;
@@ -311,9 +246,29 @@ prism_status prism_cpu_density(prism_plan *p, double *density) {
 
 bool prism_cpu_plan_timing(const prism_plan *p, double *pool_ms,
                            double *select_ms) {
-    if (!p || !p->cpu || !p->cpu->has_estimate)
+    const prism_cpu_plan *cpu = prism_cpu_plan_of(p);
+    if (!cpu || !p->has_estimate)
         return false;
-    *pool_ms = p->cpu->last_pool_ms;
-    *select_ms = p->cpu->last_select_ms;
+    *pool_ms = cpu->last_pool_ms;
+    *select_ms = cpu->last_select_ms;
     return true;
 }
+
+/* Host memory: element alignment, any positive stride, cache-line
+ * regions; every call is synchronous. */
+const prism_backend prism_cpu_backend = {
+    .name = "cpu",
+    .tensor_align = 2,
+    .stride_multiple = 1,
+    .workspace_align = 64,
+    .pack_stats = false,
+    .create = cpu_create,
+    .destroy = cpu_destroy,
+    .workspace_regions = cpu_workspace_regions,
+    .workspace_alloc = cpu_workspace_alloc,
+    .workspace_free = cpu_workspace_free,
+    .estimate = cpu_estimate,
+    .attention = cpu_attention,
+    .prefill = cpu_prefill,
+    .density = cpu_density,
+};

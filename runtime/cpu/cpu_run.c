@@ -53,6 +53,11 @@ size_t cpu_attn_scratch_bytes(int D, int BS) {
            round64(PRISM_CPU_ATTEND_SCRATCH(D, BS) * sizeof(float));
 }
 
+/* Region r of the call's workspace. */
+static char *region(const cpu_call *c, prism_ws_region r) {
+    return c->ws + c->layout->at[r];
+}
+
 static size_t elem_size(const prism_plan *p) {
     return p->cfg.dtype == PRISM_DTYPE_FP32 ? 4 : 2;
 }
@@ -88,12 +93,12 @@ static void pool_item(void *ctx, int64_t index, int worker) {
     const prism_tensor *t = is_q ? c->q : c->kt;
     int H = is_q ? Hq : Hkv, blocks = is_q ? c->nq : c->nk;
     size_t row = ((size_t)b * H + h) * blocks + n;
-    float *out = (float *)(c->ws + (is_q ? c->layout.pooled_q
-                                         : c->layout.pooled_k)) +
-                 row * cfg->head_dim;
-    float *energy = (float *)(c->ws + (is_q ? c->layout.energy_q
-                                            : c->layout.energy_k)) +
-                    row * 3;
+    float *out =
+        (float *)region(c, is_q ? PRISM_WS_POOLED_Q : PRISM_WS_POOLED_K) +
+        row * cfg->head_dim;
+    float *energy =
+        (float *)region(c, is_q ? PRISM_WS_STATS_Q : PRISM_WS_STATS_K) +
+        row * 3;
     c->k->pool(token_ptr(t, s, h, start, elem_size(c->p)), t->stride_s,
                (int32_t)(len < BS ? len : BS), out, energy);
 }
@@ -110,9 +115,9 @@ static void compute_scales(const cpu_call *c) {
     const prism_config *cfg = &c->p->cfg;
     int Hq = cfg->q_heads, Hkv = cfg->kv_heads, group = Hq / Hkv;
     double D = cfg->head_dim, dh = cfg->high_dim, dl = cfg->low_dim;
-    const float *eq = (const float *)(c->ws + c->layout.energy_q);
-    const float *ek = (const float *)(c->ws + c->layout.energy_k);
-    float *inv = (float *)(c->ws + c->layout.inv_scales);
+    const float *eq = (const float *)region(c, PRISM_WS_STATS_Q);
+    const float *ek = (const float *)region(c, PRISM_WS_STATS_K);
+    float *inv = (float *)region(c, PRISM_WS_SCALES);
     for (int b = 0; b < c->B; b++) {
         const cpu_seq *s = &c->seqs[b];
         for (int h = 0; h < Hq; h++) {
@@ -193,7 +198,7 @@ static void estimate_row(void *ctx, int64_t row, int worker) {
     c->counts[row] = 0;
     if (allowed == 0)
         return;
-    char *scratch = c->ws + c->layout.est_scratch + worker * c->layout.est_stride;
+    char *scratch = region(c, PRISM_WS_EST_SCRATCH) + worker * c->est_stride;
     size_t nk = (size_t)c->nk;
     float *logit_h = (float *)scratch, *logit_l = logit_h + nk;
     double *prob = (double *)(scratch + round64(2 * nk * sizeof(float)));
@@ -203,12 +208,12 @@ static void estimate_row(void *ctx, int64_t row, int worker) {
         (unsigned char *)order + round64(nk * sizeof(sort_entry));
     unsigned char *keep_l = keep_h + nk;
 
-    const float *pq = (const float *)(c->ws + c->layout.pooled_q) +
+    const float *pq = (const float *)region(c, PRISM_WS_POOLED_Q) +
                       (size_t)row * D;
-    const float *pk = (const float *)(c->ws + c->layout.pooled_k) +
+    const float *pk = (const float *)region(c, PRISM_WS_POOLED_K) +
                       ((size_t)b * cfg->kv_heads + h / group) * nk * D;
     const float *inv =
-        (const float *)(c->ws + c->layout.inv_scales) + ((size_t)b * Hq + h) * 2;
+        (const float *)region(c, PRISM_WS_SCALES) + ((size_t)b * Hq + h) * 2;
     c->k->score(pq, pk, allowed, inv[0], inv[1], logit_h, logit_l);
     top_p(logit_h, allowed, cfg->threshold_high, prob, order, keep_h);
     top_p(logit_l, allowed, cfg->threshold_low, prob + nk, order, keep_l);
@@ -266,7 +271,7 @@ static void attention_row(void *ctx, int64_t index, int worker) {
         return;
     int64_t row = bh * c->nq + i;
     size_t es = elem_size(c->p);
-    char *scratch = c->attn_scratch + worker * c->attn_stride;
+    char *scratch = region(c, PRISM_WS_ATTN_SCRATCH) + worker * c->attn_stride;
     float *qt = (float *)scratch;
     float *state = (float *)(scratch + round64((size_t)D * BS * sizeof(float)));
     float *acc = (float *)((char *)state + round64(3 * (size_t)BS * sizeof(float)));

@@ -59,10 +59,11 @@ prism_status cpu_backend_open(const prism_config *cfg, int B, int64_t Sq,
     if (st != PRISM_OK)
         return prism_errorf(why, why_size, st, "%s",
                             prism_context_last_error(run->ctx));
-    const prism_cpu_jit_info *jit = &run->plan->cpu->jit;
+    const prism_cpu_plan *cpu = prism_cpu_plan_of(run->plan);
+    const prism_cpu_jit_info *jit = &cpu->jit;
     snprintf(run->device, sizeof run->device,
              "llvm backend on %s, %d-bit vectors, %d threads, code %s%s",
-             jit->cpu, jit->vector_bits, run->plan->cpu->threads,
+             jit->cpu, jit->vector_bits, cpu->threads,
              jit->cache_hit ? "cached" : "compiled",
              run->reps > 1 ? ", fastest of reps" : "");
     size_t n_out = (size_t)B * cfg->q_heads * Sq;

@@ -10,7 +10,7 @@
 
 #include "tools/common/cli.h"
 #include "base/cuda_driver.h"
-#include "runtime/plan.h"
+#include "runtime/cuda/cuda_backend.h"
 #include "base/base.h"
 
 #include <stdlib.h>
@@ -156,7 +156,8 @@ int run_gpu(const prism_config *cfg, int B, int64_t Sq, int64_t Sk,
                  cuda_err[0] ? cuda_err : prism_plan_last_error(plan));
         goto done;
     }
-    g.drv->device_get_name(out->device, sizeof out->device, plan->device);
+    g.drv->device_get_name(out->device, sizeof out->device,
+                           prism_cuda_plan_device(plan));
     rc = download_results(&g, cfg, B, Sq, Sk, out);
 done:
     buffers_free(&g);

@@ -1,0 +1,51 @@
+/*
+ * workspace.c - laying out a plan's workspace, for every backend.
+ *
+ * The regions follow one another in the order of prism_ws_region, each at
+ * the backend's alignment (256 bytes on a GPU, a cache line on the host),
+ * so a caller's workspace needs that alignment only.  The shared regions
+ * are sized here; the backend sizes the rest (runtime/backend.h).  An empty
+ * region takes no space.  With pack_stats, the two energy regions and the
+ * totals sit back to back (the totals 8-byte aligned), so one memset
+ * before each estimate clears all three.
+ */
+#include "runtime/backend.h"
+
+#include <string.h>
+
+static size_t align_up(size_t n, size_t align) {
+    return (n + align - 1) & ~(align - 1);
+}
+
+/* The sizes of the regions every backend has. */
+static void shared_regions(const prism_config *c, int batch, int seqlen_q,
+                           int seqlen_k, size_t bytes[PRISM_WS_REGIONS]) {
+    size_t b = (size_t)batch, d = (size_t)c->head_dim;
+    size_t nq = (size_t)prism_ceil_div(seqlen_q, c->block_size);
+    size_t nk = (size_t)prism_ceil_div(seqlen_k, c->block_size);
+    size_t hq = (size_t)c->q_heads, hkv = (size_t)c->kv_heads;
+    bytes[PRISM_WS_POOLED_Q] = b * hq * nq * d * sizeof(float);
+    bytes[PRISM_WS_POOLED_K] = b * hkv * nk * d * sizeof(float);
+    bytes[PRISM_WS_SCALES] = b * hq * 2 * sizeof(float);
+    bytes[PRISM_WS_COUNTS] = b * hq * nq * sizeof(int32_t);
+    bytes[PRISM_WS_INDICES] = b * hq * nq * nk * sizeof(int32_t);
+}
+
+void prism_workspace_layout(const prism_plan *p, int batch, int seqlen_q,
+                            int seqlen_k, prism_workspace *ws) {
+    const prism_backend *be = p->backend;
+    memset(ws, 0, sizeof *ws);
+    shared_regions(&p->cfg, batch, seqlen_q, seqlen_k, ws->bytes);
+    be->workspace_regions(p, batch, seqlen_q, seqlen_k, ws->bytes);
+    size_t cursor = 0;
+    for (int r = 0; r < PRISM_WS_REGIONS; r++) {
+        if (be->pack_stats && r == PRISM_WS_STATS_K)
+            ws->at[r] = cursor;
+        else if (be->pack_stats && r == PRISM_WS_TOTALS)
+            ws->at[r] = align_up(cursor, 8);
+        else
+            ws->at[r] = align_up(cursor, be->workspace_align);
+        cursor = ws->at[r] + ws->bytes[r];
+    }
+    ws->total = align_up(cursor, be->workspace_align);
+}
