@@ -1,7 +1,7 @@
 /*
  * backend.h - what a plan asks of the device it runs on.
  *
- * A plan (runtime/plan.c) is device-neutral: it validates the config and
+ * A plan (runtime/dispatch/plan.c) is device-neutral: it validates the config and
  * the limits once at creation, and every call's arguments once per call,
  * lays out the workspace (runtime/workspace.c), then hands the call to its
  * backend through this table -- the same operations for every device, as

@@ -1,7 +1,7 @@
 /*
  * cpu_backend.h - the CPU backend's internals: a prism_plan whose context
  * has device PRISM_DEVICE_CPU runs on prism_cpu_backend (runtime/backend.h),
- * whose state behind plan->impl is a prism_cpu_plan; runtime/plan.c hands
+ * whose state behind plan->impl is a prism_cpu_plan; runtime/dispatch/plan.c hands
  * each call over after the argument checks every backend shares.
  *
  *   cpu_jit.c    config -> LLVM module (gen/cpu/llvm_*.c) -> default<O3> ->

@@ -1,7 +1,7 @@
 /*
  * cpu_plan.c - the CPU backend's table: plans, workspace regions, calls.
  *
- * runtime/plan.c runs the checks every backend shares (batch shape against
+ * runtime/dispatch/plan.c runs the checks every backend shares (batch shape against
  * the limits, dtype, tensor strides with this backend's relaxed host
  * rules, mask geometry, the workspace) and then calls in here.  What only
  * the CPU can check is checked here: the CPU reads cu_seqlens and block

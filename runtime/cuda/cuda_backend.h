@@ -35,7 +35,7 @@ typedef struct cuda_plan {
     int smem_optin;            /* shared memory per CTA with opt-in         */
     int smem_per_sm;           /* shared memory per multiprocessor          */
     prism_module *module;
-    cuda_kernel kernels[PRISM_KERNEL_ROLES];
+    cuda_kernel kernels[PRISM_KERNEL_COUNT];
     CUdeviceptr last_totals;   /* selected / block-causal counts of the last
                                   estimate (device, 2 x u64)                */
     prism_stream last_stream;

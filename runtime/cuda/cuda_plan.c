@@ -134,7 +134,7 @@ static prism_status load_kernels(prism_plan *p) {
         if (st != PRISM_OK)
             return st;
     }
-    for (int r = 0; r < PRISM_KERNEL_ROLES; r++)
+    for (int r = 0; r < PRISM_KERNEL_COUNT; r++)
         if (!g->kernels[r].main)
             return prism_plan_fail(p, PRISM_ERR_NO_KERNEL,
                                    "this build has no kernel for pipeline "
@@ -173,7 +173,7 @@ static void cuda_destroy(prism_plan *p) {
     if (g->drv) {
         if (g->cu_ctx)
             g->drv->ctx_set_current(g->cu_ctx);
-        for (int k = 0; k < PRISM_KERNEL_ROLES; k++)
+        for (int k = 0; k < PRISM_KERNEL_COUNT; k++)
             if (g->kernels[k].module)
                 g->drv->module_unload(g->kernels[k].module);
         if (g->cu_ctx)

@@ -5,7 +5,7 @@
  * once, in gen/templates/KERNEL_params.h, which the generated sources and this
  * file both compile, so host and device agree on every offset by
  * construction.  Grids and launch shapes come from the kernels' specs
- * (gen/launch.h).  Arguments were validated by runtime/plan.c; nothing
+ * (gen/launch.h).  Arguments were validated by runtime/dispatch/plan.c; nothing
  * here allocates or synchronises.
  */
 #include "runtime/cuda/cuda_backend.h"
