@@ -1,0 +1,1 @@
+"""Quality evaluation of Prism on a real model (SmolLM2-135M-Instruct)."""
