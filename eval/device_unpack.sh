@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # On the GPU machine, in the repository root: reassembles the GGUF from the
 # parts eval/prepare_device.sh made (checking its sha256), installs the
-# carried wheels (gguf; PyYAML and tqdm only where missing) and prints the
+# carried wheels (gguf; PyYAML and tqdm only where missing) into DIR/site
+# on PYTHONPATH, and sets and prints the
 # environment the runner needs.  Source it to get the variables set:
 #   source eval/device_unpack.sh [DIR]
 set -euo pipefail
@@ -12,13 +13,19 @@ if ! echo "$sum  $dir/$name" | sha256sum -c --status 2>/dev/null; then
   cat "$dir"/parts/gguf.part-* > "$dir/$name"
   echo "$sum  $dir/$name" | sha256sum -c --quiet
 fi
-$py -c 'import gguf' 2>/dev/null ||
-  $py -m pip install -q --no-index --no-deps "$dir"/wheels/gguf-*.whl
-$py -c 'import yaml' 2>/dev/null ||
-  $py -m pip install -q --no-index --no-deps "$dir"/wheels/[Pp]y[Yy][Aa][Mm][Ll]-*.whl
-$py -c 'import tqdm' 2>/dev/null ||
-  $py -m pip install -q --no-index --no-deps "$dir"/wheels/tqdm-*.whl
+# Into a folder of its own on PYTHONPATH: the system's site-packages may
+# be read-only.  PyYAML and tqdm only where the machine lacks them.
 abs=$(cd "$dir" && pwd)
+site="$abs/site"
+wheels=()
+$py -c 'import gguf' 2>/dev/null || wheels+=("$abs"/wheels/gguf-*.whl)
+$py -c 'import yaml' 2>/dev/null || wheels+=("$abs"/wheels/[Pp]y[Yy][Aa][Mm][Ll]-*.whl)
+$py -c 'import tqdm' 2>/dev/null || wheels+=("$abs"/wheels/tqdm-*.whl)
+if [ ${#wheels[@]} -gt 0 ]; then
+  $py -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+      --target "$site" "${wheels[@]}"
+  export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
+fi
 export SMOLLM2_GGUF="$abs/$name"
 export PRISM_EVAL_TEXTS="$abs/texts"
 [ -e "$abs/lib/libprism.so" ] && export PRISM_LIB="$abs/lib/libprism.so"

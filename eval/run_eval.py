@@ -89,6 +89,19 @@ class PlanCache:
         return self.plans[key]
 
 
+def device_name(dev) -> str:
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def parse_setting(s):
     bs, thr = s.split(":")
     return int(bs), float(thr)
@@ -171,8 +184,7 @@ def main(argv=None, preloaded=None):
 
     results = {"meta": {
         "model": os.path.basename(g.path), "weights_package": MD.WEIGHTS_PACKAGE,
-        "device": str(dev), "device_name": (torch.cuda.get_device_name(dev)
-                                            if dev.type == "cuda" else platform.processor()),
+        "device": str(dev), "device_name": device_name(dev),
         "dtype": a.dtype, "torch": torch.__version__, "python": sys.version.split()[0],
         "library": lib_info, "max_tokens": a.max_tokens, "layers": a.layers,
         "default_setting": {"block_size": a.default_setting[0],
@@ -266,8 +278,11 @@ def main(argv=None, preloaded=None):
         f.write(markdown(results))
     log(f"wrote {a.out}/results.json and results.md in {results['meta']['seconds']} s")
     if a.plot:
-        from eval import plot
-        plot.plot(results, os.path.join(a.out, "ppl_vs_density.png"))
+        try:
+            from eval import plot
+            plot.plot(results, os.path.join(a.out, "ppl_vs_density.png"))
+        except ImportError as e:
+            log(f"no plot ({e}): run python3 -m eval.plot {a.out}/results.json elsewhere")
     return results
 
 
@@ -294,7 +309,7 @@ def markdown(res) -> str:
                 continue
             out.append(f"| {r['method']} | {_f(r['block_size'], 'd')} | {_f(r['threshold'], '.2f')} "
                        f"| {r['ppl']:.4f} | {r['ppl_delta']:+.4f} | {r['ppl_delta_pct']:+.2f} "
-                       f"| {r['kl']:.5f} | {r['top1_agree']:.4f} | {r['density']:.3f} |")
+                       f"| {format(r['kl'], '.5f').replace('-0.00000', '0.00000')} | {r['top1_agree']:.4f} | {r['density']:.3f} |")
         out.append("")
         layers = res["layers"].get(name, {})
         if layers:
