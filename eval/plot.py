@@ -23,7 +23,8 @@ def plot(res: dict, path: str):
     methods = [m for m in dict.fromkeys(r["method"] for r in res["rows"]) if m != "dense"]
     colors = {m: f"C{i}" for i, m in enumerate(methods)}
     for ax, name in zip(axes[0], texts):
-        rows = [r for r in res["rows"] if r["text"] == name and r["method"] != "dense"]
+        rows = [r for r in res["rows"] if r["text"] == name and r["method"] != "dense"
+                and "error" not in r]
         for m in methods:
             for bs in sorted({r["block_size"] for r in rows if r["method"] == m}):
                 pts = sorted((r["density"], r["ppl_delta_pct"]) for r in rows

@@ -89,6 +89,56 @@ class PlanCache:
         return self.plans[key]
 
 
+def run_method(a, net, ids, dense_lp, base, captured, plans, mname, bs, thr,
+               default, sync):
+    """One full-model run of one method and setting: (row, per-layer entry
+    or None)."""
+    track = default and not a.no_layer_errors
+    m = M.make_method(mname, bs, thr, plans, track_error=track)
+    t1 = time.time()
+    logits = net.forward(ids, m, layers=a.layers)
+    sync()
+    row = score(logits, dense_lp, ids)
+    del logits
+    summ = m.summary()
+    row.update(method=mname, block_size=bs,
+               threshold=None if mname == "dense-lib" else thr,
+               density=summ["density"], seconds=round(time.time() - t1, 2))
+    if "lib_density" in summ:
+        row["lib_density"] = summ["lib_density"]
+    row["ppl_delta"] = row["ppl"] - base["ppl"]
+    row["ppl_delta_pct"] = 100.0 * row["ppl_delta"] / base["ppl"]
+    log(f"  {mname:18s} bs={bs:3d} thr={thr:.2f}: ppl {row['ppl']:.4f} "
+        f"({row['ppl_delta_pct']:+.2f}%) kl {row['kl']:.5f} "
+        f"top1 {row['top1_agree']:.4f} density {row['density']:.3f} "
+        f"({row['seconds']} s)")
+    if not default:
+        return row, None
+    entry = {"layer_density": summ["layer_density"]}
+    if track:
+        entry["layer_rel_err_own"] = summ.get("layer_rel_err")
+        m.reset()
+        m.track_error = True
+        for li in sorted(captured):
+            q, k, v = captured[li]
+            m(q, k, v, li)
+        sync()
+        entry["layer_rel_err_dense"] = m.summary()["layer_rel_err"]
+        entry["layer_density_dense_inputs"] = m.summary()["layer_density"]
+    return row, entry
+
+
+def save(results, out):
+    """Writes results.json and results.md (after every run, so a run cut
+    short keeps what it measured)."""
+    tmp = os.path.join(out, "results.json.tmp")
+    with open(tmp, "w") as f:
+        json.dump(results, f, indent=1)
+    os.replace(tmp, os.path.join(out, "results.json"))
+    with open(os.path.join(out, "results.md"), "w") as f:
+        f.write(markdown(results))
+
+
 def device_name(dev) -> str:
     if dev.type == "cuda":
         return torch.cuda.get_device_name(dev)
@@ -223,6 +273,7 @@ def main(argv=None, preloaded=None):
                     density=1.0, seconds=round(time.time() - t1, 2),
                     ppl_delta=0.0, ppl_delta_pct=0.0)
         results["rows"].append(base)
+        save(results, a.out)
         log(f"  dense: ppl {base['ppl']:.4f} ({base['seconds']} s)")
         layers = results["layers"].setdefault(name, {})
 
@@ -232,50 +283,27 @@ def main(argv=None, preloaded=None):
                 for mname in methods:
                     if mname == "dense-lib" and thr != a.thresholds[0]:
                         continue  # independent of the threshold
-                    track = default and not a.no_layer_errors
-                    m = M.make_method(mname, bs, thr, plans, track_error=track)
-                    t1 = time.time()
-                    logits = net.forward(ids, m, layers=a.layers)
-                    sync()
-                    row = score(logits, dense_lp, ids)
-                    del logits
-                    summ = m.summary()
-                    row.update(text=name, method=mname, block_size=bs,
-                               threshold=None if mname == "dense-lib" else thr,
-                               density=summ["density"],
-                               seconds=round(time.time() - t1, 2))
-                    if "lib_density" in summ:
-                        row["lib_density"] = summ["lib_density"]
-                    row["ppl_delta"] = row["ppl"] - base["ppl"]
-                    row["ppl_delta_pct"] = 100.0 * row["ppl_delta"] / base["ppl"]
+                    try:
+                        row, entry = run_method(a, net, ids, dense_lp, base, captured,
+                                                plans, mname, bs, thr, default, sync)
+                    except Exception as e:  # a failing setting must not end the run
+                        log(f"  {mname:18s} bs={bs:3d} thr={thr:.2f}: FAILED: {e}")
+                        row = dict(text=name, method=mname, block_size=bs, threshold=thr,
+                                   error=f"{type(e).__name__}: {e}")
+                        entry = None
+                    row["text"] = name
                     results["rows"].append(row)
-                    log(f"  {mname:18s} bs={bs:3d} thr={thr:.2f}: ppl {row['ppl']:.4f} "
-                        f"({row['ppl_delta_pct']:+.2f}%) kl {row['kl']:.5f} "
-                        f"top1 {row['top1_agree']:.4f} density {row['density']:.3f} "
-                        f"({row['seconds']} s)")
-                    if default:
-                        entry = {"layer_density": summ["layer_density"]}
-                        if track:
-                            entry["layer_rel_err_own"] = summ.get("layer_rel_err")
-                            m.reset()
-                            m.track_error = True
-                            for li in sorted(captured):
-                                q, k, v = captured[li]
-                                m(q, k, v, li)
-                            sync()
-                            entry["layer_rel_err_dense"] = m.summary()["layer_rel_err"]
-                            entry["layer_density_dense_inputs"] = m.summary()["layer_density"]
+                    if entry is not None:
                         layers[mname] = entry
+                    save(results, a.out)
         captured.clear()
         del dense_lp
         if dev.type == "cuda":
             torch.cuda.empty_cache()
 
     results["meta"]["seconds"] = round(time.time() - t0, 1)
-    with open(os.path.join(a.out, "results.json"), "w") as f:
-        json.dump(results, f, indent=1)
-    with open(os.path.join(a.out, "results.md"), "w") as f:
-        f.write(markdown(results))
+    results["meta"]["complete"] = True
+    save(results, a.out)
     log(f"wrote {a.out}/results.json and results.md in {results['meta']['seconds']} s")
     if a.plot:
         try:
@@ -296,7 +324,8 @@ def markdown(res) -> str:
     lib = meta.get("library") or {}
     out.append(f"Device {meta['device']} ({meta['device_name']}), model {meta['dtype']}, "
                f"torch {meta['torch']}, library {lib.get('version', '-')} "
-               f"({lib.get('dtype', '-')} tensors), up to {meta['max_tokens']} tokens.")
+               f"({lib.get('dtype', '-')} tensors), up to {meta['max_tokens']} tokens"
+               + (f", first {meta['layers']} layers only." if meta.get("layers") else "."))
     out.append("")
     for name, t in meta["texts"].items():
         out.append(f"## {name}: {t['tokens_used']} tokens (text has {t['tokens_in_text']}), "
@@ -306,6 +335,11 @@ def markdown(res) -> str:
         out.append("|---|---|---|---|---|---|---|---|---|")
         for r in res["rows"]:
             if r["text"] != name:
+                continue
+            if "error" in r:
+                out.append(f"| {r['method']} | {_f(r['block_size'], 'd')} | "
+                           f"{_f(r['threshold'], '.2f')} | failed: {r['error'][:80].replace('|', '/')} "
+                           "| | | | | |")
                 continue
             out.append(f"| {r['method']} | {_f(r['block_size'], 'd')} | {_f(r['threshold'], '.2f')} "
                        f"| {r['ppl']:.4f} | {r['ppl_delta']:+.4f} | {r['ppl_delta_pct']:+.2f} "
