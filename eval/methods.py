@@ -18,6 +18,9 @@ error of its output against exact attention on the same inputs.
   sink-recent    per row and head, block 0 plus the most recent blocks, as
                  many as the library's prism selection keeps for that row
                  and head on the same q and k; float32 attention
+  oracle         per row and head, Prism's count of blocks chosen by their
+                 exact attention mass (what an estimator that knew the true
+                 attention would keep at Prism's density); float32 attention
   dense-lib      the library's block-sparse attention with every causal
                  block selected (the bf16 rounding floor of `prism`)
 """
@@ -33,9 +36,9 @@ from . import prism_ref
 from .model import dense_attention
 
 METHODS = ["dense", "prism", "prism-sel", "prism-nocalib", "prism-nocalib-sel",
-           "prism-ref", "meanpool", "sink-recent", "dense-lib"]
+           "prism-ref", "meanpool", "sink-recent", "oracle", "dense-lib"]
 LIB_METHODS = {"prism", "prism-sel", "prism-nocalib", "prism-nocalib-sel",
-               "sink-recent", "dense-lib"}
+               "sink-recent", "oracle", "dense-lib"}
 
 
 def causal_block_count(nq: int, nk: int) -> int:
@@ -78,6 +81,46 @@ def block_sparse_attention(q, k, v, bm: torch.Tensor, bs: int,
         p = torch.softmax(s, dim=-1).nan_to_num_(0.0)
         out[:, t0:t1] = torch.matmul(p, vf[:, :kend])
     return out.unsqueeze(0)
+
+
+def block_attention_mass(q, k, bs: int, budget_bytes: Optional[int] = None) -> torch.Tensor:
+    """Exact causal attention probabilities summed per (query block, key
+    block): [Hq, nq, nk] float32 (each row sums to the block's query count)."""
+    _, Hq, Sq, D = q.shape
+    Hkv, Sk = k.shape[1], k.shape[2]
+    g = Hq // Hkv
+    dev = q.device
+    qf = q[0].float()
+    kf = k[0].float().repeat_interleave(g, dim=0)
+    off = Sk - Sq
+    nq, nk = -(-Sq // bs), -(-Sk // bs)
+    if budget_bytes is None:
+        budget_bytes = (512 << 20) if dev.type == "cuda" else (64 << 20)
+    rows = max(bs, (budget_bytes // (Hq * nk * bs * 4)) // bs * bs)
+    mass = torch.zeros(Hq, nq, nk, dtype=torch.float32, device=dev)
+    kpos = torch.arange(Sk, device=dev)
+    scale = 1.0 / math.sqrt(D)
+    for t0 in range(0, Sq, rows):
+        t1 = min(Sq, t0 + rows)
+        qpos = torch.arange(t0, t1, device=dev) + off
+        s = torch.matmul(qf[:, t0:t1], kf.transpose(1, 2)) * scale
+        s.masked_fill_(~(kpos[None, :] <= qpos[:, None])[None], float("-inf"))
+        p = torch.softmax(s, dim=-1)
+        p = F.pad(p, (0, nk * bs - Sk)).view(Hq, t1 - t0, nk, bs).sum(-1)
+        qb = torch.arange(t0, t1, device=dev) // bs
+        mass.index_add_(1, qb, p)
+    return mass
+
+
+def top_count_mask(score: torch.Tensor, counts: torch.Tensor, allowed: torch.Tensor):
+    """Per row the counts[h, i] allowed blocks of highest score (ties to the
+    lower index)."""
+    sc = score.masked_fill(~allowed, float("-inf"))
+    order = torch.sort(sc, dim=-1, descending=True, stable=True).indices
+    rank_keep = torch.arange(score.shape[-1], device=score.device) < counts.long()[..., None]
+    keep = torch.zeros_like(allowed)
+    keep.scatter_(-1, order, rank_keep)
+    return keep & allowed
 
 
 def full_block_mask(Hq, nq, nk, device) -> torch.Tensor:
@@ -234,6 +277,21 @@ class SinkRecent(LibMethod):
         return block_sparse_attention(q, k, v, bm, self.bs).to(q.dtype), bm
 
 
+class Oracle(LibMethod):
+    """Per row and head, as many blocks as libprism's selection keeps, chosen
+    by their exact attention mass on the same q, k: what an estimator that
+    knew the true attention would keep at Prism's density."""
+    name = "oracle"
+
+    def attend(self, q, k, v, layer):
+        counts, _ = self.plan.estimate(q, k)
+        mass = block_attention_mass(q, k, self.bs)
+        nq, nk = mass.shape[1], mass.shape[2]
+        allowed = prism_ref.block_causal(nq, nk, q.device).expand_as(mass)
+        bm = top_count_mask(mass, counts, allowed)
+        return block_sparse_attention(q, k, v, bm, self.bs).to(q.dtype), bm
+
+
 class LibDense(LibMethod):
     """The library's attention over the full block-causal mask."""
     name = "dense-lib"
@@ -274,6 +332,8 @@ def make_method(name: str, bs: int, threshold: float, plans=None,
         return m
     if name == "sink-recent":
         return SinkRecent(plans(True, bs, threshold), **kw)
+    if name == "oracle":
+        return Oracle(plans(True, bs, threshold), **kw)
     if name == "dense-lib":
         return LibDense(plans(True, bs, 1.0), **kw)
     raise ValueError(f"unknown method {name!r}; known: {METHODS}")

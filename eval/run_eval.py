@@ -170,7 +170,7 @@ def main(argv=None, preloaded=None):
     ap.add_argument("--thresholds", type=float, nargs="+", default=[0.90, 0.95, 0.98])
     ap.add_argument("--methods", nargs="+",
                     default=["prism", "prism-sel", "prism-nocalib", "meanpool",
-                             "sink-recent", "dense-lib"],
+                             "sink-recent", "oracle", "dense-lib"],
                     help=f"besides dense, from {M.METHODS}")
     ap.add_argument("--default-setting", type=parse_setting, default=(64, 0.95),
                     metavar="BS:THR", help="setting with per-layer figures (64:0.95)")

@@ -297,6 +297,25 @@ def test_sink_recent_keeps_prisms_per_row_counts(P, ctx, captured):
         assert bm[:, :, 0].all() and bm.diagonal(dim1=1, dim2=2).all()
 
 
+def test_oracle_keeps_prisms_counts_by_true_mass(P, ctx, captured):
+    plan = cpu_plan(P, ctx, threshold_high=0.9, threshold_low=0.9)
+    q, k, v = captured[0][1]
+    bs, nq = plan.bs, S_SHORT // plan.bs
+    mass = M.block_attention_mass(q, k, bs, budget_bytes=1 << 20)
+    assert torch.allclose(mass.sum(-1), torch.full((9, nq), float(bs)), atol=1e-3)
+    # the block mass is the exact attention summed over blocks
+    qd, kd = q[0].double(), k[0].double().repeat_interleave(3, 0)
+    s = (qd @ kd.transpose(1, 2) / 8.0).masked_fill(
+        ~torch.tril(torch.ones(S_SHORT, S_SHORT, dtype=torch.bool)), float("-inf"))
+    p = torch.softmax(s, -1).view(9, nq, bs, nq, bs).sum((2, 4))
+    assert torch.allclose(mass.double(), p, atol=1e-4)
+    m = M.Oracle(plan)
+    m.keep_counts = True
+    m(q, k, v, 1)
+    counts, _ = plan.estimate(q, k)
+    assert torch.equal(m.counts[1], counts.cpu())
+
+
 def test_config_overrides_reach_the_library(P):
     cfg = P.Config(block_size=128, threshold_high=0.9, threshold_low=0.98,
                    calibrate=False, temp_high=0.5, temp_low=2.0)
