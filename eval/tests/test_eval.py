@@ -261,6 +261,8 @@ def test_library_selection_matches_the_reference(P, ctx, captured):
     for thr, calib in ((0.9, True), (0.95, False)):
         plan = cpu_plan(P, ctx, threshold_high=thr, threshold_low=thr, calibrate=calib)
         for layer, (q, k, v) in captured[0].items():
+            if layer == 2:   # a partial last block: 300 = 4 * 64 + 44
+                q, k = q[:, :, :300].contiguous(), k[:, :, :300].contiguous()
             counts, indices = plan.estimate(q, k)
             lib_mask = P.mask_to_bool(counts, indices)
             ref = R.select_like_config(q.to(torch.bfloat16), k.to(torch.bfloat16), plan.cfg)
