@@ -310,6 +310,22 @@ PRISM_API const char *prism_module_kernel_log(const prism_module *module,
  * stream. */
 typedef struct CUstream_st *prism_stream;
 
+/* Size limits.  Every size derived from a caller's numbers is computed
+ * without wrapping and checked against these; beyond them a plan or call
+ * fails with PRISM_ERR_BAD_SHAPE (limits, batches) or PRISM_ERR_BAD_STRIDE
+ * (tensors), naming the argument.
+ *   PRISM_MAX_BATCH           max_batch and a batch's sequence count
+ *   PRISM_MAX_SEQLEN          max_seqlen_q/k, a batch's lengths and totals
+ *   PRISM_MAX_WORKSPACE_BYTES workspace a plan's limits may need
+ *   PRISM_MAX_TENSOR_BYTES    the byte span a tensor's strides and extents
+ *                             reach: (B-1)|sb| + (H-1)|sh| + (S-1)|ss| + D
+ *                             elements.  Within it the library trusts the
+ *                             caller that the memory exists. */
+#define PRISM_MAX_BATCH 65536
+#define PRISM_MAX_SEQLEN (1 << 24)
+#define PRISM_MAX_WORKSPACE_BYTES ((size_t)1 << 39)
+#define PRISM_MAX_TENSOR_BYTES ((int64_t)1 << 48)
+
 typedef struct prism_plan_limits {
     int max_batch;     /* sequences per launch (a ragged batch counts each) */
     int max_seqlen_q;  /* longest query sequence                           */
@@ -367,7 +383,8 @@ prism_plan_create_from_file(prism_context *ctx, const char *path,
 /* NULL is a no-op.  Not thread-safe with launches on the same plan. */
 PRISM_API void prism_plan_destroy(prism_plan *plan);
 /* Thread-safe.  Workspace bytes estimate/prefill need for `batch` (NULL:
- * the plan's limits). */
+ * the plan's limits); 0 for a NULL plan or a batch outside the plan's
+ * limits. */
 PRISM_API size_t prism_plan_workspace_size(const prism_plan *plan,
                                            const prism_batch *batch);
 /* Thread-safe.  The arch whose kernels the plan runs (PRISM_ARCH_COUNT_

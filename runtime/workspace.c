@@ -5,16 +5,19 @@
  * the backend's alignment (256 bytes on a GPU, a cache line on the host),
  * so a caller's workspace needs that alignment only.  The shared regions
  * are sized here; the backend sizes the rest (runtime/backend.h).  An empty
- * region takes no space.  With pack_stats, the two energy regions and the
+ * region takes no space.  Sizes saturate (base/checked.h): a layout whose
+ * total is above PRISM_MAX_WORKSPACE_BYTES is refused by the caller.  With pack_stats, the two energy regions and the
  * totals sit back to back (the totals 8-byte aligned), so one memset
  * before each estimate clears all three.
  */
 #include "runtime/backend.h"
 
+#include "base/checked.h"
+
 #include <string.h>
 
 static size_t align_up(size_t n, size_t align) {
-    return (n + align - 1) & ~(align - 1);
+    return prism_size_align(n, align);
 }
 
 /* The sizes of the regions every backend has. */
@@ -24,11 +27,12 @@ static void shared_regions(const prism_config *c, int batch, int seqlen_q,
     size_t nq = (size_t)prism_ceil_div(seqlen_q, c->block_size);
     size_t nk = (size_t)prism_ceil_div(seqlen_k, c->block_size);
     size_t hq = (size_t)c->q_heads, hkv = (size_t)c->kv_heads;
-    bytes[PRISM_WS_POOLED_Q] = b * hq * nq * d * sizeof(float);
-    bytes[PRISM_WS_POOLED_K] = b * hkv * nk * d * sizeof(float);
-    bytes[PRISM_WS_SCALES] = b * hq * 2 * sizeof(float);
-    bytes[PRISM_WS_COUNTS] = b * hq * nq * sizeof(int32_t);
-    bytes[PRISM_WS_INDICES] = b * hq * nq * nk * sizeof(int32_t);
+    bytes[PRISM_WS_POOLED_Q] = prism_size_mul4(b * hq, nq, d, sizeof(float));
+    bytes[PRISM_WS_POOLED_K] = prism_size_mul4(b * hkv, nk, d, sizeof(float));
+    bytes[PRISM_WS_SCALES] = prism_size_mul4(b, hq, 2, sizeof(float));
+    bytes[PRISM_WS_COUNTS] = prism_size_mul4(b, hq, nq, sizeof(int32_t));
+    bytes[PRISM_WS_INDICES] =
+        prism_size_mul4(b * hq, nq, nk, sizeof(int32_t));
 }
 
 void prism_workspace_layout(const prism_plan *p, int batch, int seqlen_q,
@@ -45,7 +49,7 @@ void prism_workspace_layout(const prism_plan *p, int batch, int seqlen_q,
             ws->at[r] = align_up(cursor, 8);
         else
             ws->at[r] = align_up(cursor, be->workspace_align);
-        cursor = ws->at[r] + ws->bytes[r];
+        cursor = prism_size_add(ws->at[r], ws->bytes[r]);
     }
     ws->total = align_up(cursor, be->workspace_align);
 }

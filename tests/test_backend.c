@@ -293,8 +293,13 @@ ParameterizedTest(ws_shape *s, backend, workspace_layout_is_shared) {
     size_t nq = (size_t)(s->sq + 127) / 128, nk = (size_t)(s->sk + 127) / 128;
     cr_assert_eq(a.bytes[PRISM_WS_POOLED_Q], s->batch * 32 * nq * 128 * 4);
     cr_assert_eq(a.bytes[PRISM_WS_INDICES], s->batch * 32 * nq * nk * 4);
+    /* the public size is the layout's within the plan's limits, and 0 for
+     * a batch beyond them */
+    p->limits = (prism_plan_limits){s->batch, s->sq, s->sk, false};
     prism_batch b = {.batch = s->batch, .seqlen_q = s->sq, .seqlen_k = s->sk};
     cr_assert_eq(prism_plan_workspace_size(p, &b), a.total);
+    b.batch = s->batch + 1;
+    cr_assert_eq(prism_plan_workspace_size(p, &b), 0);
     prism_plan_destroy(p);
 }
 

@@ -13,6 +13,7 @@
 #include "runtime/context.h"
 #include "test_cpu_common.h"
 
+#include <limits.h>
 #include <unistd.h>
 
 /* A shared case for the API tests: 2 regular sequences, D=64. */
@@ -305,4 +306,112 @@ Test(cpu_api, prism_run_backends_agree, .timeout = 300) {
                      1e-2, "%s error", n);
     }
     cr_expect_eq(json_number(llvm, "dense", "density"), 1.0);
+}
+
+/* Sizes from caller input never wrap: strides whose span over the batch
+ * overflows or passes PRISM_MAX_TENSOR_BYTES are refused before any
+ * pointer is formed (INT64_MAX/2 once crashed the CPU path), and so are
+ * limits whose workspace would wrap or pass PRISM_MAX_WORKSPACE_BYTES. */
+typedef struct stride_row {
+    const char *what;
+    int tensor; /* 0 q, 1 k, 2 v, 3 o */
+    int field;  /* 0 b, 1 h, 2 s */
+    int64_t value;
+} stride_row;
+
+static const stride_row huge_strides[] = {
+    {"q stride_h INT64_MAX/2", 0, 1, INT64_MAX / 2},
+    {"q stride_b INT64_MAX/2", 0, 0, INT64_MAX / 2},
+    {"k stride_s INT64_MAX/2", 1, 2, INT64_MAX / 2},
+    {"v stride_h 2^47", 2, 1, (int64_t)1 << 47},
+    {"o stride_b 2^47", 3, 0, (int64_t)1 << 47},
+    {"q stride_s INT64_MAX", 0, 2, INT64_MAX},
+};
+
+Test(cpu_api, strides_beyond_the_tensor_limit_are_refused) {
+    case_data d;
+    build_inputs(&small, 7, &d);
+    prism_context *ctx = cpu_context(0);
+    prism_plan *plan = cpu_plan(ctx, &d, false);
+    prism_tensor t[4] = {api_tensor(&d.q), api_tensor(&d.k), api_tensor(&d.v),
+                         api_tensor(&d.q)};
+    t[3].data = malloc(tensor_bytes(&d.q));
+    prism_selection sel = new_selection(&d);
+    prism_block_mask m = mask_of(&sel);
+    for (size_t i = 0; i < sizeof huge_strides / sizeof huge_strides[0]; i++) {
+        const stride_row *r = &huge_strides[i];
+        prism_tensor x[4] = {t[0], t[1], t[2], t[3]};
+        int64_t *f[3] = {&x[r->tensor].stride_b, &x[r->tensor].stride_h,
+                         &x[r->tensor].stride_s};
+        *f[r->field] = r->value;
+        prism_status st = prism_prefill(plan, &d.batch, &x[0], &x[1], &x[2],
+                                        &x[3], NULL, &m, NULL, 0, NULL);
+        cr_expect_eq(st, PRISM_ERR_BAD_STRIDE, "%s: %s", r->what,
+                     prism_status_name(st));
+        const char *names = "qkvo";
+        char want[16];
+        snprintf(want, sizeof want, "tensor %c", names[r->tensor]);
+        cr_expect(strstr(prism_plan_last_error(plan), want), "%s: %s",
+                  r->what, prism_plan_last_error(plan));
+    }
+    /* the valid strides still run */
+    cr_expect_eq(prism_prefill(plan, &d.batch, &t[0], &t[1], &t[2], &t[3],
+                               NULL, &m, NULL, 0, NULL),
+                 PRISM_OK, "%s", prism_plan_last_error(plan));
+    free(t[3].data);
+    prism_selection_free(&sel);
+    prism_plan_destroy(plan);
+    prism_context_destroy(ctx);
+    free_inputs(&d);
+}
+
+typedef struct limits_row {
+    const char *what;
+    prism_plan_limits limits;
+    const char *names; /* a word the message must hold */
+} limits_row;
+
+static const limits_row bad_limits[] = {
+    {"INT_MAX lengths, caller workspace", {4096, INT_MAX, INT_MAX, true},
+     "PRISM_MAX_SEQLEN"},
+    {"2^30 lengths", {1, 1 << 30, 1 << 30, false}, "PRISM_MAX_SEQLEN"},
+    {"INT_MAX batch", {INT_MAX, 128, 128, true}, "PRISM_MAX_BATCH"},
+    {"workspace past the limit", {PRISM_MAX_BATCH, PRISM_MAX_SEQLEN,
+                                  PRISM_MAX_SEQLEN, true},
+     "PRISM_MAX_WORKSPACE_BYTES"},
+    {"negative batch", {-1, 128, 128, false}, "positive"},
+};
+
+Test(cpu_api, limits_whose_sizes_would_wrap_are_refused) {
+    prism_context *ctx = cpu_context(1);
+    prism_config cfg;
+    prism_config_init(&cfg);
+    for (size_t i = 0; i < sizeof bad_limits / sizeof bad_limits[0]; i++) {
+        const limits_row *r = &bad_limits[i];
+        prism_plan *plan = NULL;
+        prism_status st = prism_plan_create(ctx, &cfg, &r->limits, &plan);
+        if (st == PRISM_ERR_UNSUPPORTED)
+            cr_skip_test("%s", prism_context_last_error(ctx));
+        cr_expect_eq(st, PRISM_ERR_BAD_SHAPE, "%s: %s", r->what,
+                     prism_status_name(st));
+        cr_expect_null(plan);
+        cr_expect(strstr(prism_context_last_error(ctx), r->names), "%s: %s",
+                  r->what, prism_context_last_error(ctx));
+    }
+    /* within the limits, the size a caller allocates is exact and a batch
+     * outside the plan's limits has no size */
+    prism_plan_limits ok = {2, 4096, 8192, true};
+    prism_plan *plan = NULL;
+    cr_assert_eq(prism_plan_create(ctx, &cfg, &ok, &plan), PRISM_OK, "%s",
+                 prism_context_last_error(ctx));
+    size_t whole = prism_plan_workspace_size(plan, NULL);
+    cr_expect(whole > 0 && whole < ((size_t)1 << 32), "%zu", whole);
+    prism_batch over = {.dtype = cfg.dtype, .batch = 3, .seqlen_q = 128,
+                        .seqlen_k = 128};
+    cr_expect_eq(prism_plan_workspace_size(plan, &over), 0);
+    over.batch = 1;
+    over.seqlen_k = INT_MAX;
+    cr_expect_eq(prism_plan_workspace_size(plan, &over), 0);
+    prism_plan_destroy(plan);
+    prism_context_destroy(ctx);
 }

@@ -15,6 +15,7 @@
  * caller's or the plan's.
  */
 #include "runtime/cpu/cpu_backend.h"
+#include "base/checked.h"
 #include "base/threadpool.h"
 #include "reference/reference.h"
 
@@ -36,12 +37,14 @@ static void cpu_workspace_regions(const prism_plan *p, int batch, int seqlen_q,
     size_t b = (size_t)batch, threads = (size_t)cpu_of(p)->threads;
     size_t nq = (size_t)prism_ceil_div(seqlen_q, c->block_size);
     int nk = prism_ceil_div(seqlen_k, c->block_size);
-    bytes[PRISM_WS_STATS_Q] = b * (size_t)c->q_heads * nq * 3 * sizeof(float);
+    bytes[PRISM_WS_STATS_Q] =
+        prism_size_mul4(b * (size_t)c->q_heads, nq, 3, sizeof(float));
     bytes[PRISM_WS_STATS_K] =
-        b * (size_t)c->kv_heads * (size_t)nk * 3 * sizeof(float);
-    bytes[PRISM_WS_EST_SCRATCH] = threads * cpu_est_scratch_bytes(nk);
+        prism_size_mul4(b * (size_t)c->kv_heads, (size_t)nk, 3, sizeof(float));
+    bytes[PRISM_WS_EST_SCRATCH] =
+        prism_size_mul(threads, cpu_est_scratch_bytes(nk));
     bytes[PRISM_WS_ATTN_SCRATCH] =
-        threads * cpu_attn_scratch_bytes(c->head_dim, c->block_size);
+        prism_size_mul(threads, cpu_attn_scratch_bytes(c->head_dim, c->block_size));
 }
 
 static prism_status cpu_workspace_alloc(prism_plan *p, size_t bytes,

@@ -12,6 +12,7 @@
 #include "runtime/cuda/cuda_backend.h"
 #include "runtime/module.h"
 #include "runtime/plan_tuning.h"
+#include "base/checked.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -204,7 +205,10 @@ static void cuda_workspace_regions(const prism_plan *p, int batch,
     bytes[PRISM_WS_STATS_Q] = b * hq * 3 * sizeof(float);
     bytes[PRISM_WS_STATS_K] = b * (size_t)c->kv_heads * 3 * sizeof(float);
     bytes[PRISM_WS_TOTALS] = 2 * sizeof(uint64_t);
-    bytes[PRISM_WS_SCHEDULE] = (4 + 4 * (b * hq * tiles + slots)) * sizeof(int32_t);
+    bytes[PRISM_WS_SCHEDULE] = prism_size_mul(
+        prism_size_add(4, prism_size_mul(4, prism_size_add(
+                              prism_size_mul4(b, hq, tiles, 1), slots))),
+        sizeof(int32_t));
     bytes[PRISM_WS_SPLIT_ARRIVED] = 2 * slots * sizeof(int32_t);
     bytes[PRISM_WS_PARTIAL_O] = slots * 128 * (size_t)c->head_dim * sizeof(float);
     bytes[PRISM_WS_PARTIAL_ML] = slots * 2 * 512 * sizeof(float);

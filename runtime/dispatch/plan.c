@@ -18,6 +18,8 @@
  */
 #include "runtime/backend.h"
 
+#include "base/checked.h"
+
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,11 +41,39 @@ static prism_status check_limits(prism_plan *p, const prism_plan_limits *l) {
                                "plan limits must be positive (max_batch %d, "
                                "max_seqlen_q %d, max_seqlen_k %d)",
                                l->max_batch, l->max_seqlen_q, l->max_seqlen_k);
+    if (l->max_batch > PRISM_MAX_BATCH)
+        return prism_plan_fail(p, PRISM_ERR_BAD_SHAPE,
+                               "max_batch %d is above PRISM_MAX_BATCH (%d)",
+                               l->max_batch, PRISM_MAX_BATCH);
+    if (l->max_seqlen_q > PRISM_MAX_SEQLEN || l->max_seqlen_k > PRISM_MAX_SEQLEN)
+        return prism_plan_fail(p, PRISM_ERR_BAD_SHAPE,
+                               "max_seqlen_q %d / max_seqlen_k %d: above "
+                               "PRISM_MAX_SEQLEN (%d)", l->max_seqlen_q,
+                               l->max_seqlen_k, PRISM_MAX_SEQLEN);
     if (l->max_seqlen_k < l->max_seqlen_q)
         return prism_plan_fail(p, PRISM_ERR_BAD_SHAPE,
                                "max_seqlen_k %d < max_seqlen_q %d: queries are "
                                "the last tokens of the keys, so Sk >= Sq",
                                l->max_seqlen_k, l->max_seqlen_q);
+    return PRISM_OK;
+}
+
+/* The workspace the limits need must stay under the documented maximum,
+ * with or without caller_workspace: a caller sizes its buffer from
+ * prism_plan_workspace_size, which must never wrap. */
+static prism_status check_workspace_limit(prism_plan *p) {
+    prism_workspace ws;
+    prism_workspace_layout(p, p->limits.max_batch, p->limits.max_seqlen_q,
+                           p->limits.max_seqlen_k, &ws);
+    if (ws.total > PRISM_MAX_WORKSPACE_BYTES)
+        return prism_plan_fail(
+            p, PRISM_ERR_BAD_SHAPE,
+            "plan limits (max_batch %d, max_seqlen_q %d, max_seqlen_k %d) "
+            "need a workspace of %s%zu bytes, above PRISM_MAX_WORKSPACE_BYTES "
+            "(%zu); lower the limits", p->limits.max_batch,
+            p->limits.max_seqlen_q, p->limits.max_seqlen_k,
+            ws.total == SIZE_MAX ? "over " : "", ws.total,
+            (size_t)PRISM_MAX_WORKSPACE_BYTES);
     return PRISM_OK;
 }
 
@@ -78,7 +108,8 @@ static prism_status create_valid(prism_context *ctx, const prism_config *cfg,
                              "unknown device kind %d in the context options",
                              (int)ctx->options.device);
     else if ((st = check_limits(p, limits)) == PRISM_OK &&
-             (st = p->backend->create(p)) == PRISM_OK)
+             (st = p->backend->create(p)) == PRISM_OK &&
+             (st = check_workspace_limit(p)) == PRISM_OK)
         st = own_workspace(p);
     if (st != PRISM_OK) {
         prism_plan_destroy(p);
@@ -132,6 +163,11 @@ size_t prism_plan_workspace_size(const prism_plan *p, const prism_batch *b) {
     if (!p)
         return 0;
     prism_workspace ws;
+    if (b && (b->batch < 1 || b->batch > p->limits.max_batch ||
+              b->seqlen_q < 1 || b->seqlen_q > p->limits.max_seqlen_q ||
+              b->seqlen_k < b->seqlen_q ||
+              b->seqlen_k > p->limits.max_seqlen_k))
+        return 0;
     if (b)
         prism_workspace_layout(p, b->batch, b->seqlen_q, b->seqlen_k, &ws);
     else
@@ -186,6 +222,13 @@ static prism_status check_batch(prism_plan *p, const prism_batch *b) {
         return prism_plan_fail(p, PRISM_ERR_INVALID_ARGUMENT,
                                "pass both cu_seqlens_q and cu_seqlens_k, or "
                                "neither");
+    if (b->cu_seqlens_q &&
+        (b->total_q < 0 || b->total_k < 0 || b->total_q > PRISM_MAX_SEQLEN ||
+         b->total_k > PRISM_MAX_SEQLEN))
+        return prism_plan_fail(p, PRISM_ERR_BAD_SHAPE,
+                               "ragged batch totals total_q %d / total_k %d "
+                               "outside [0, PRISM_MAX_SEQLEN = %d]",
+                               b->total_q, b->total_k, PRISM_MAX_SEQLEN);
     if (((uintptr_t)b->cu_seqlens_q | (uintptr_t)b->cu_seqlens_k) % 4)
         return prism_plan_fail(p, PRISM_ERR_MISALIGNED,
                                "cu_seqlens must be 4-byte aligned int32 arrays");
@@ -194,11 +237,32 @@ static prism_status check_batch(prism_plan *p, const prism_batch *b) {
 
 /* A tensor's data and strides, by the backend's rules (GPU kernels load
  * 16 bytes at a time; host code needs element alignment only). */
-static prism_status check_tensor(prism_plan *p, const prism_tensor *t,
-                                 const char *name, bool varlen) {
+/* The elements a tensor's strides reach over its extents, checked against
+ * PRISM_MAX_TENSOR_BYTES without wrapping. */
+static bool tensor_span_ok(const prism_plan *p, const prism_tensor *t,
+                           int64_t batch, int64_t heads, int64_t tokens) {
+    int64_t span = p->cfg.head_dim;
+    if (!prism_i64_mul_add(batch - 1, t->stride_b, span, &span) ||
+        !prism_i64_mul_add(heads - 1, t->stride_h, span, &span) ||
+        !prism_i64_mul_add(tokens > 0 ? tokens - 1 : 0, t->stride_s, span,
+                           &span))
+        return false;
+    int64_t bytes;
+    return !__builtin_mul_overflow(span, (int64_t)2, &bytes) &&
+           bytes <= PRISM_MAX_TENSOR_BYTES &&
+           (uintptr_t)t->data <= UINTPTR_MAX - (uintptr_t)bytes;
+}
+
+/* A tensor's data and strides, by the backend's rules (GPU kernels load
+ * 16 bytes at a time; host code needs element alignment only), and the
+ * span they reach for this batch.  heads: the tensor's head count. */
+static prism_status check_tensor(prism_plan *p, const prism_batch *b,
+                                 const prism_tensor *t, const char *name,
+                                 int heads, bool queries) {
     if (!t || !t->data)
         return prism_plan_fail(p, PRISM_ERR_NULL_POINTER,
                                "tensor %s is NULL", name);
+    bool varlen = b->cu_seqlens_q != NULL;
     int align = p->backend->tensor_align, mult = p->backend->stride_multiple;
     if ((uintptr_t)t->data % (uintptr_t)align)
         return prism_plan_fail(p, PRISM_ERR_MISALIGNED,
@@ -216,6 +280,17 @@ static prism_status check_tensor(prism_plan *p, const prism_tensor *t,
                                "of head_dim %d not overlapping", name,
                                (long long)t->stride_b, (long long)t->stride_h,
                                (long long)t->stride_s, mult, p->cfg.head_dim);
+    int64_t batch = varlen ? 1 : b->batch;
+    int64_t tokens = varlen ? (queries ? b->total_q : b->total_k)
+                            : (queries ? b->seqlen_q : b->seqlen_k);
+    if (!tensor_span_ok(p, t, batch, heads, tokens))
+        return prism_plan_fail(p, PRISM_ERR_BAD_STRIDE,
+                               "tensor %s strides (b %lld, h %lld, s %lld) over "
+                               "%lld x %d x %lld rows reach beyond "
+                               "PRISM_MAX_TENSOR_BYTES (2^48 bytes); check the "
+                               "strides", name, (long long)t->stride_b,
+                               (long long)t->stride_h, (long long)t->stride_s,
+                               (long long)batch, heads, (long long)tokens);
     return PRISM_OK;
 }
 
@@ -272,14 +347,14 @@ enum { WITH_VO = 1, WITH_MASK = 2, MASK_OPTIONAL = 4 };
 static prism_status check_call(prism_plan *p, prism_call *c, unsigned what,
                                void *workspace, size_t workspace_size) {
     prism_status st;
-    bool varlen = c->b && c->b->cu_seqlens_q;
+    int hq = p->cfg.q_heads, hkv = p->cfg.kv_heads;
     if ((st = check_batch(p, c->b)) != PRISM_OK ||
-        (st = check_tensor(p, c->q, "q", varlen)) != PRISM_OK ||
-        (st = check_tensor(p, c->k, "k", varlen)) != PRISM_OK)
+        (st = check_tensor(p, c->b, c->q, "q", hq, true)) != PRISM_OK ||
+        (st = check_tensor(p, c->b, c->k, "k", hkv, false)) != PRISM_OK)
         return st;
     if ((what & WITH_VO) &&
-        ((st = check_tensor(p, c->v, "v", varlen)) != PRISM_OK ||
-         (st = check_tensor(p, c->o, "o", varlen)) != PRISM_OK))
+        ((st = check_tensor(p, c->b, c->v, "v", hkv, false)) != PRISM_OK ||
+         (st = check_tensor(p, c->b, c->o, "o", hq, true)) != PRISM_OK))
         return st;
     if ((what & WITH_MASK) && (c->mask || !(what & MASK_OPTIONAL)) &&
         (st = check_mask(p, c->b, c->mask)) != PRISM_OK)
