@@ -1,0 +1,576 @@
+"""Kernels: a config bound to a device, and the launches over torch tensors.
+
+A Kernel owns one libprism context per device kind and creates plans on
+demand, one per (dtype, length bucket): the C plan fixes the dtype, and a
+GPU plan picks its tuned kernels by the bucket of its longest key length
+(powers of two, as the tuning database's buckets).  Plans are created with
+caller_workspace, so every launch takes its workspace from torch's
+allocator: on the current stream, visible to the allocator's accounting,
+and inside a CUDA graph's private pool during capture.
+
+The launch functions here are the custom ops' implementations and the
+eager path alike; they validate what the C library cannot see (dtypes,
+devices, layouts, shapes against the config) and raise ``TypeError`` /
+``ValueError``, while the library's own refusals become ``PrismError``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import sys
+import threading
+from ctypes import byref, c_void_p
+from typing import Any, Mapping, Optional, Tuple
+
+import torch
+
+from . import _config, _lib
+from ._lib import Batch, BlockMaskStruct, PlanLimits, PrismError, Tensor
+from ._mask import BlockMask
+
+_log = logging.getLogger("prism_attn")
+
+_DTYPES = {torch.bfloat16: _lib.DTYPE_BF16, torch.float16: _lib.DTYPE_FP16}
+_LAYOUTS = ("bhsd", "bshd")
+_MIN_BUCKET = 4096          # the tuning database's smallest bucket
+_CPU_LIMIT = 1 << 30        # CPU plans: one plan for every length
+_MAX_BATCH = 1 << 20        # plans do not size anything by it
+
+# --- contexts (one per device) ----------------------------------------------------
+_contexts: dict = {}
+_contexts_lock = threading.Lock()
+
+
+@_lib.LOG_FN
+def _log_cb(user, level, message):  # pragma: no cover - library warnings
+    text = message.decode(errors="replace") if message else ""
+    _log.log({0: logging.DEBUG, 1: logging.INFO, 2: logging.WARNING}
+             .get(level, logging.ERROR), "%s", text)
+
+
+def _context(device: torch.device) -> int:
+    key = (device.type, device.index)
+    ctx = _contexts.get(key)
+    if ctx is not None:
+        return ctx
+    with _contexts_lock:
+        if key not in _contexts:
+            h = _lib.lib()
+            opts = _lib.ContextOptions()
+            h.prism_context_options_init(opts)
+            opts.log = _log_cb
+            opts.log_level = _lib.LOG_WARN
+            if device.type == "cpu":
+                opts.device = _lib.DEVICE_CPU
+            else:
+                opts.device = _lib.DEVICE_CUDA
+                opts.device_ordinal = device.index or 0
+            out = c_void_p()
+            st = h.prism_context_create(opts, byref(out))
+            if st != _lib.OK:
+                raise PrismError(st, "cannot create a prism context")
+            _contexts[key] = out.value
+    return _contexts[key]
+
+
+def _normalize_device(device: Any) -> torch.device:
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", torch.cuda.current_device())
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"Prism runs on CUDA and CPU devices, not {dev}")
+    return dev
+
+
+# --- kernels ------------------------------------------------------------------------
+_kernels: dict = {}
+_registry: dict = {}
+_kernels_lock = threading.Lock()
+_ids = itertools.count(1)
+
+
+def kernel(config: _config.ConfigLike, device: Any = None, *,
+           overrides: Optional[Mapping[str, Any]] = None) -> "Kernel":
+    """The Kernel for a config on a device, created once and cached.
+
+    Args:
+        config: a YAML file path, a dict in the YAML schema
+            (configs/README.md), or a Hugging Face model config (head_dim,
+            heads, RoPE base and layout are derived from it).
+        device: where the kernel runs (``"cuda"``, ``"cuda:1"``, ``"cpu"``;
+            default: CUDA when available, else CPU).
+        overrides: fields merged over the config, e.g.
+            ``{"prism": {"thresholds": {"high": 0.9, "low": 0.9}}}``.
+
+    Kernels are cached per (resolved config, device): the same arguments
+    give the same object, whose plans (compiled kernels) are reused.
+    """
+    cfg = _config.load(config, overrides=overrides)
+    dev = _normalize_device(device)
+    key = (_lib.config_to_yaml(cfg), dev)
+    k = _kernels.get(key)
+    if k is None:
+        with _kernels_lock:
+            k = _kernels.get(key)
+            if k is None:
+                k = Kernel(cfg, dev)
+                _kernels[key] = k
+    return k
+
+
+def get_kernel(kernel_id: int) -> "Kernel":
+    """The kernel of an id (the custom ops carry kernels by id)."""
+    return _registry[kernel_id]
+
+
+def _bucket(n: int) -> int:
+    return max(_MIN_BUCKET, 1 << max(0, n - 1).bit_length())
+
+
+def _check_params(params: Optional[Mapping[str, Any]]) -> None:
+    if params:
+        raise ValueError(
+            f"unknown run-time parameters {sorted(params)}: this release "
+            "takes the method's settings (thresholds, temperatures, forced "
+            "blocks) from the config; pass them as kernel(config, "
+            "overrides={'prism': {...}})")
+
+
+class Kernel:
+    """A validated Prism config bound to one device.
+
+    Create kernels with :func:`prism_attn.kernel` (cached).  The config's
+    dtype is not binding: each call runs the plan for its inputs' dtype.
+
+    Attributes:
+        config: the resolved config, a dict in the YAML schema.
+        device: the torch device the kernel runs on.
+        head_dim, q_heads, kv_heads, block_size: the config's shape.
+        id: the integer the custom ops (``torch.ops.prism_attn.*``) take.
+    """
+
+    def __init__(self, cfg: _lib.Config, device: torch.device):
+        self._cfg = cfg
+        self.device = device
+        self.config = _config.to_dict(cfg)
+        self.head_dim = cfg.head_dim
+        self.q_heads = cfg.q_heads
+        self.kv_heads = cfg.kv_heads
+        self.block_size = cfg.block_size
+        self._plans: dict = {}
+        self._ws_sizes: dict = {}
+        self._lock = threading.Lock()
+        self._ctx = None
+        self._cuda = device.type == "cuda"
+        self._align = 256 if self._cuda else 64
+        self.id = next(_ids)
+        _registry[self.id] = self
+
+    def __repr__(self) -> str:
+        return (f"Kernel({self.config['name']!r}, device={self.device}, "
+                f"D={self.head_dim}, Hq={self.q_heads}, Hkv={self.kv_heads}, "
+                f"block_size={self.block_size})")
+
+    # --- plans ----------------------------------------------------------------------
+    def _plan(self, dtype_code: int, seqlen_k: int) -> int:
+        bucket = _CPU_LIMIT if not self._cuda else _bucket(seqlen_k)
+        key = (dtype_code, bucket)
+        plan = self._plans.get(key)
+        if plan is not None:
+            return plan
+        with self._lock:
+            if key not in self._plans:
+                self._plans[key] = self._create_plan(dtype_code, bucket)
+        return self._plans[key]
+
+    def _create_plan(self, dtype_code: int, bucket: int) -> int:
+        h = _lib.lib()
+        if self._ctx is None:
+            self._ctx = _context(self.device)
+        cfg = _lib.Config()
+        _config.ctypes_copy(cfg, self._cfg)
+        cfg.dtype = dtype_code
+        limits = PlanLimits(_MAX_BATCH, bucket, bucket, True)
+        out = c_void_p()
+        st = h.prism_plan_create(self._ctx, cfg, limits, byref(out))
+        if st != _lib.OK:
+            msg = h.prism_context_last_error(self._ctx).decode(errors="replace")
+            raise PrismError(st, msg)
+        return out.value
+
+    def warmup(self, dtype: torch.dtype = torch.bfloat16,
+               max_seqlen: int = _MIN_BUCKET) -> None:
+        """Creates the plan for (dtype, max_seqlen) now: compiles or loads
+        the kernels, which otherwise happens on the first call (do this
+        before CUDA-graph capture)."""
+        self._plan(_dtype_code(dtype), max_seqlen)
+
+    def close(self) -> None:
+        """Destroys the kernel's plans (the next call creates them again)."""
+        h = _lib.lib()
+        with self._lock:
+            plans, self._plans = self._plans, {}
+            for plan in plans.values():
+                h.prism_plan_destroy(plan)
+
+    def __del__(self):
+        if not sys.is_finalizing() and getattr(self, "_plans", None):
+            try:
+                self.close()
+            except Exception:  # pragma: no cover
+                pass
+
+    def _fail(self, plan: int, st: int) -> PrismError:
+        msg = _lib.lib().prism_plan_last_error(plan).decode(errors="replace")
+        return PrismError(st, msg)
+
+    # --- public calls ---------------------------------------------------------------
+    def prefill(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
+                layout: str = "bhsd",
+                cu_seqlens_q: Optional[torch.Tensor] = None,
+                cu_seqlens_k: Optional[torch.Tensor] = None,
+                max_seqlen_q: Optional[int] = None,
+                max_seqlen_k: Optional[int] = None,
+                return_lse: bool = False, return_mask: bool = False,
+                params: Optional[Mapping[str, Any]] = None):
+        """Prism attention: estimation, then block-sparse attention.
+
+        Args:
+            q: queries, [B, Hq, Sq, D] (``layout="bhsd"``), [B, Sq, Hq, D]
+                (``"bshd"``) or, with cu_seqlens, packed [total_q, Hq, D].
+            k, v: keys and values, the same layout with Hkv heads and Sk
+                positions (Sk >= Sq: the queries are the last Sq positions).
+            layout: ``"bhsd"`` or ``"bshd"`` for 4-D inputs.
+            cu_seqlens_q, cu_seqlens_k: int32 [B + 1] cumulative lengths of a
+                ragged batch (FlashAttention's varlen layout), on the
+                inputs' device; both or neither.
+            max_seqlen_q, max_seqlen_k: the longest sequence of a ragged
+                batch; computed from cu_seqlens (a device sync) when None.
+            return_lse: also return the fp32 log-sum-exp, [B, Hq, Sq] or
+                (ragged) [Hq, total_q].
+            return_mask: also return the selection as a :class:`BlockMask`.
+            params: reserved for run-time method parameters (none yet).
+
+        Returns:
+            o (same shape and layout as q), followed by lse and/or the mask
+            when asked for: ``o``, ``(o, lse)``, ``(o, mask)`` or
+            ``(o, lse, mask)``.
+        """
+        _check_params(params)
+        mq, mk = _max_lengths(cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
+                              max_seqlen_k)
+        if torch.compiler.is_compiling():
+            o, lse, counts, indices = torch.ops.prism_attn.prefill(
+                q, k, v, cu_seqlens_q, cu_seqlens_k, self.id, layout, mq, mk,
+                return_lse, return_mask)
+        else:
+            o, lse, counts, indices = self._prefill(
+                q, k, v, cu_seqlens_q, cu_seqlens_k, layout, mq, mk,
+                return_lse, return_mask)
+        out: Tuple = (o,)
+        if return_lse:
+            out += (lse,)
+        if return_mask:
+            sq, sk = _seqlens(q, k, layout, cu_seqlens_q, mq, mk)
+            out += (BlockMask(counts, indices, self.block_size, sq, sk,
+                              cu_seqlens_q, cu_seqlens_k),)
+        return out[0] if len(out) == 1 else out
+
+    def estimate(self, q: torch.Tensor, k: torch.Tensor, *,
+                 layout: str = "bhsd",
+                 cu_seqlens_q: Optional[torch.Tensor] = None,
+                 cu_seqlens_k: Optional[torch.Tensor] = None,
+                 max_seqlen_q: Optional[int] = None,
+                 max_seqlen_k: Optional[int] = None,
+                 params: Optional[Mapping[str, Any]] = None) -> BlockMask:
+        """Prism estimation only: the selected key blocks as a BlockMask.
+
+        Arguments as in :meth:`prefill` (without v).
+        """
+        _check_params(params)
+        mq, mk = _max_lengths(cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
+                              max_seqlen_k)
+        if torch.compiler.is_compiling():
+            counts, indices = torch.ops.prism_attn.estimate(
+                q, k, cu_seqlens_q, cu_seqlens_k, self.id, layout, mq, mk)
+        else:
+            counts, indices = self._estimate(q, k, cu_seqlens_q, cu_seqlens_k,
+                                             layout, mq, mk)
+        sq, sk = _seqlens(q, k, layout, cu_seqlens_q, mq, mk)
+        return BlockMask(counts, indices, self.block_size, sq, sk,
+                         cu_seqlens_q, cu_seqlens_k)
+
+    def sparse_attention(self, q: torch.Tensor, k: torch.Tensor,
+                         v: torch.Tensor, mask: BlockMask, *,
+                         layout: str = "bhsd", return_lse: bool = False,
+                         params: Optional[Mapping[str, Any]] = None):
+        """Block-sparse attention over any block mask (causal inside it).
+
+        The mask is one from :meth:`estimate` or :meth:`prefill`, or one
+        built with :meth:`BlockMask.from_block_dense`; a ragged mask
+        carries its cu_seqlens.  Returns o, or (o, lse) with return_lse.
+        """
+        _check_params(params)
+        cq, ck = mask.cu_seqlens_q, mask.cu_seqlens_k
+        mq = mask.seqlen_q if cq is not None else 0
+        mk = mask.seqlen_k if cq is not None else 0
+        if torch.compiler.is_compiling():
+            o, lse = torch.ops.prism_attn.sparse_attention(
+                q, k, v, mask.counts, mask.indices, cq, ck, self.id, layout,
+                mq, mk, return_lse)
+        else:
+            o, lse = self._sparse(q, k, v, mask.counts, mask.indices, cq, ck,
+                                  layout, mq, mk, return_lse)
+        return (o, lse) if return_lse else o
+
+    # --- implementations (also the custom ops' bodies) ---------------------------
+    def _prefill(self, q, k, v, cu_q, cu_k, layout, mq, mk, want_lse,
+                 want_mask):
+        c = _Call(self, q, k, v, cu_q, cu_k, layout, mq, mk)
+        o = torch.empty_like(q)
+        lse = c.new_lse() if want_lse else None
+        counts = indices = None
+        mask_p = None
+        if want_mask:
+            counts, indices = c.new_mask()
+            mask_p = byref(BlockMaskStruct(counts.data_ptr(),
+                                           indices.data_ptr(), c.nq, c.nk))
+        buf, ws, ws_size = c.workspace()
+        st = _lib.lib().prism_prefill(
+            c.plan, byref(c.batch), byref(c.tensor(q)), byref(c.tensor(k)),
+            byref(c.tensor(v)), byref(c.tensor(o)),
+            lse.data_ptr() if lse is not None else None, mask_p, ws, ws_size,
+            c.stream)
+        if st:
+            raise self._fail(c.plan, st)
+        return o, lse, counts, indices
+
+    def _estimate(self, q, k, cu_q, cu_k, layout, mq, mk):
+        c = _Call(self, q, k, None, cu_q, cu_k, layout, mq, mk)
+        counts, indices = c.new_mask()
+        m = BlockMaskStruct(counts.data_ptr(), indices.data_ptr(), c.nq, c.nk)
+        buf, ws, ws_size = c.workspace()
+        st = _lib.lib().prism_estimate(
+            c.plan, byref(c.batch), byref(c.tensor(q)), byref(c.tensor(k)),
+            byref(m), ws, ws_size, c.stream)
+        if st:
+            raise self._fail(c.plan, st)
+        return counts, indices
+
+    def _sparse(self, q, k, v, counts, indices, cu_q, cu_k, layout, mq, mk,
+                want_lse):
+        c = _Call(self, q, k, v, cu_q, cu_k, layout, mq, mk)
+        c.check_mask(counts, indices)
+        o = torch.empty_like(q)
+        lse = c.new_lse() if want_lse else None
+        m = BlockMaskStruct(counts.data_ptr(), indices.data_ptr(), c.nq, c.nk)
+        buf, ws, ws_size = c.workspace()
+        st = _lib.lib().prism_sparse_attention(
+            c.plan, byref(c.batch), byref(c.tensor(q)), byref(c.tensor(k)),
+            byref(c.tensor(v)), byref(m), byref(c.tensor(o)),
+            lse.data_ptr() if lse is not None else None, ws, ws_size, c.stream)
+        if st:
+            raise self._fail(c.plan, st)
+        return o, lse
+
+
+def _dtype_code(dtype: torch.dtype) -> int:
+    code = _DTYPES.get(dtype)
+    if code is None:
+        raise TypeError(
+            f"Prism runs float16 and bfloat16 tensors, not {dtype} (both "
+            "backends; cast with .to(torch.bfloat16))")
+    return code
+
+
+def _max_lengths(cu_q, cu_k, mq, mk) -> Tuple[int, int]:
+    """The ragged batch's longest lengths (0, 0 for a regular batch)."""
+    if cu_q is None and cu_k is None:
+        return 0, 0
+    if cu_q is None or cu_k is None:
+        raise ValueError("pass both cu_seqlens_q and cu_seqlens_k, or neither")
+    if mq is None:
+        mq = int((cu_q[1:] - cu_q[:-1]).max()) if cu_q.numel() > 1 else 0
+    if mk is None:
+        mk = int((cu_k[1:] - cu_k[:-1]).max()) if cu_k.numel() > 1 else 0
+    return int(mq), int(mk)
+
+
+def _seqlens(q, k, layout, cu_q, mq, mk) -> Tuple[int, int]:
+    if cu_q is not None:
+        return mq, mk
+    s = 2 if layout == "bhsd" else 1
+    return q.shape[s], k.shape[s]
+
+
+class _Call:
+    """One launch's validated geometry and C arguments."""
+
+    __slots__ = ("kernel", "plan", "batch", "layout", "varlen", "B", "Sq",
+                 "Sk", "nq", "nk", "device", "stream", "hq", "total_q")
+
+    def __init__(self, kern: Kernel, q, k, v, cu_q, cu_k, layout, mq, mk):
+        self.kernel = kern
+        dtype = q.dtype
+        code = _dtype_code(dtype)
+        for name, t in (("k", k), ("v", v)):
+            if t is not None and t.dtype != dtype:
+                raise TypeError(f"{name} is {t.dtype} but q is {dtype}: q, k "
+                                "and v must share one dtype")
+        dev = q.device
+        for name, t in (("q", q), ("k", k), ("v", v)):
+            if t is not None and t.device != kern.device:
+                raise ValueError(f"{name} is on {t.device} but the kernel runs "
+                                 f"on {kern.device}: use prism_attn.kernel("
+                                 f"config, device={str(t.device)!r})")
+        self.varlen = cu_q is not None
+        if self.varlen:
+            self._ragged(q, k, v, cu_q, cu_k, mq, mk)
+        else:
+            if cu_k is not None:
+                raise ValueError("pass both cu_seqlens_q and cu_seqlens_k, "
+                                 "or neither")
+            self._regular(q, k, v, layout)
+        self.layout = layout
+        bs = kern.block_size
+        self.nq = (self.Sq + bs - 1) // bs
+        self.nk = (self.Sk + bs - 1) // bs
+        self.hq = kern.q_heads
+        self.device = dev
+        self.plan = kern._plan(code, self.Sk)
+        if kern._cuda:
+            self.stream = torch._C._cuda_getCurrentRawStream(dev.index)
+        else:
+            self.stream = None
+        self.batch = Batch(code, self.B, self.Sq, self.Sk,
+                           cu_q.data_ptr() if self.varlen else None,
+                           cu_k.data_ptr() if self.varlen else None,
+                           self.total_q, k.shape[0] if self.varlen else 0)
+
+    def _heads_dim(self, name, t, heads, h_axis):
+        kern = self.kernel
+        if t.stride(-1) != 1:
+            raise ValueError(f"{name} must be contiguous in its last (head_dim)"
+                             f" dimension; its strides are {tuple(t.stride())}")
+        if t.shape[-1] != kern.head_dim:
+            raise ValueError(f"{name} has head_dim {t.shape[-1]} but the config "
+                             f"'{kern.config['name']}' has {kern.head_dim}")
+        if t.shape[h_axis] != heads:
+            raise ValueError(f"{name} has {t.shape[h_axis]} heads on dim "
+                             f"{h_axis} but the config '{kern.config['name']}' "
+                             f"has {heads}")
+
+    def _regular(self, q, k, v, layout):
+        kern = self.kernel
+        if layout not in _LAYOUTS:
+            raise ValueError(f"layout must be 'bhsd' or 'bshd', not {layout!r}")
+        h_axis, s_axis = (1, 2) if layout == "bhsd" else (2, 1)
+        for name, t in (("q", q), ("k", k), ("v", v)):
+            if t is not None and t.dim() != 4:
+                raise ValueError(
+                    f"{name} must be 4-D ({layout.upper()}), got shape "
+                    f"{tuple(t.shape)}; packed 3-D inputs need cu_seqlens")
+        self._heads_dim("q", q, kern.q_heads, h_axis)
+        self._heads_dim("k", k, kern.kv_heads, h_axis)
+        if v is not None:
+            self._heads_dim("v", v, kern.kv_heads, h_axis)
+            if v.shape != k.shape:
+                raise ValueError(f"v has shape {tuple(v.shape)} but k has "
+                                 f"{tuple(k.shape)}")
+        if k.shape[0] != q.shape[0]:
+            raise ValueError(f"q has batch {q.shape[0]} but k has {k.shape[0]}")
+        self.B, self.Sq, self.Sk = q.shape[0], q.shape[s_axis], k.shape[s_axis]
+        self.total_q = 0
+        if self.Sq < 1 or self.Sk < self.Sq:
+            raise ValueError(
+                f"need 1 <= Sq <= Sk (queries are the last Sq of the Sk "
+                f"positions), got Sq={self.Sq}, Sk={self.Sk}")
+
+    def _ragged(self, q, k, v, cu_q, cu_k, mq, mk):
+        kern = self.kernel
+        if cu_k is None:
+            raise ValueError("pass both cu_seqlens_q and cu_seqlens_k, or "
+                             "neither")
+        for name, t in (("cu_seqlens_q", cu_q), ("cu_seqlens_k", cu_k)):
+            if t.dtype != torch.int32 or t.dim() != 1 or t.numel() < 2:
+                raise ValueError(f"{name} must be a 1-D int32 tensor of B + 1 "
+                                 f"offsets, got {t.dtype} {tuple(t.shape)}")
+            if t.device != q.device:
+                raise ValueError(f"{name} is on {t.device}, q on {q.device}")
+            if not t.is_contiguous():
+                raise ValueError(f"{name} must be contiguous")
+        if cu_q.numel() != cu_k.numel():
+            raise ValueError("cu_seqlens_q and cu_seqlens_k must have the same "
+                             "length (B + 1)")
+        for name, t in (("q", q), ("k", k), ("v", v)):
+            if t is not None and t.dim() != 3:
+                raise ValueError(f"with cu_seqlens, {name} must be packed 3-D "
+                                 f"[total, heads, head_dim], got "
+                                 f"{tuple(t.shape)}")
+        self._heads_dim("q", q, kern.q_heads, 1)
+        self._heads_dim("k", k, kern.kv_heads, 1)
+        if v is not None:
+            self._heads_dim("v", v, kern.kv_heads, 1)
+            if v.shape != k.shape:
+                raise ValueError(f"v has shape {tuple(v.shape)} but k has "
+                                 f"{tuple(k.shape)}")
+        self.B = cu_q.numel() - 1
+        self.Sq, self.Sk = mq, mk
+        self.total_q = q.shape[0]
+        if self.Sq < 1 or self.Sk < self.Sq:
+            raise ValueError(f"need 1 <= max_seqlen_q <= max_seqlen_k, got "
+                             f"{self.Sq} and {self.Sk}")
+        if q.device.type == "cpu" and int(cu_q[-1]) != q.shape[0]:
+            raise ValueError(f"cu_seqlens_q[-1] = {int(cu_q[-1])} but q packs "
+                             f"{q.shape[0]} tokens")
+
+    def tensor(self, t: torch.Tensor) -> Tensor:
+        s = t.stride()
+        if self.varlen:
+            return Tensor(t.data_ptr(), 0, s[1], s[0])
+        if self.layout == "bhsd":
+            return Tensor(t.data_ptr(), s[0], s[1], s[2])
+        return Tensor(t.data_ptr(), s[0], s[2], s[1])
+
+    def new_lse(self) -> torch.Tensor:
+        if self.varlen:
+            shape = (self.hq, self.total_q)
+        else:
+            shape = (self.B, self.hq, self.Sq)
+        return torch.empty(shape, dtype=torch.float32, device=self.device)
+
+    def new_mask(self):
+        rows = (self.B, self.hq, self.nq)
+        counts = torch.empty(rows, dtype=torch.int32, device=self.device)
+        indices = torch.empty(rows + (self.nk,), dtype=torch.int32,
+                              device=self.device)
+        return counts, indices
+
+    def check_mask(self, counts, indices):
+        want = (self.B, self.hq, self.nq, self.nk)
+        if tuple(indices.shape) != want or tuple(counts.shape) != want[:3]:
+            raise ValueError(f"the mask is {tuple(indices.shape)} blocks but "
+                             f"these inputs need {want} (block_size "
+                             f"{self.kernel.block_size})")
+        for name, t in (("counts", counts), ("indices", indices)):
+            if (t.dtype != torch.int32 or t.device != self.device
+                    or not t.is_contiguous()):
+                raise ValueError(f"mask {name} must be contiguous int32 on "
+                                 f"{self.device}")
+
+    def workspace(self):
+        kern = self.kernel
+        key = (self.plan, self.B, self.Sq, self.Sk)
+        size = kern._ws_sizes.get(key)
+        if size is None:
+            size = _lib.lib().prism_plan_workspace_size(self.plan,
+                                                        byref(self.batch))
+            kern._ws_sizes[key] = size
+        align = kern._align
+        buf = torch.empty(size + align, dtype=torch.uint8, device=self.device)
+        # the caller holds buf until the launch returns; after that the
+        # allocator's stream order keeps the memory for the kernels queued
+        return buf, (buf.data_ptr() + align - 1) & ~(align - 1), size
