@@ -142,14 +142,21 @@ class BlockMask:
             keep = keep & (u[None, None, :] <= t[None, :, None] + offset)
         return dense & keep[:, None]
 
-    def to_flex_block_mask(self):
+    def to_flex_block_mask(self, block_mask_mod: bool = True):
         """A FlexAttention BlockMask over the same tensors (no copy).
 
         ``kv_num_blocks`` and ``kv_indices`` are this mask's counts and
-        indices; every selected block is a partial block whose mask_mod is
-        the bottom-right causal rule (kv <= q + Sk - Sq).  Use it with
-        ``flex_attention(q, k, v, block_mask=..., enable_gqa=True)`` on
-        [B, H, S, D] tensors.  Not for ragged batches.
+        indices, every selected block a partial one.  FlexAttention's
+        mask_mod is the truth its fused kernels only accelerate (and all
+        that its unfused eager path applies), so by default the mask_mod
+        is the whole rule: the key's block selected (a lookup in a bool
+        [B, Hq, nq, nk] copy of the selection, B*Hq*nq*nk bytes) and
+        kv <= q + Sk - Sq.  With ``block_mask_mod=False`` it is the causal
+        rule alone, which fused kernels (torch.compile'd flex_attention)
+        still combine with the block sparsity, without the extra tensor.
+        Use with ``flex_attention(q, k, v, block_mask=...,
+        enable_gqa=True)`` on [B, H, S, D] tensors.  Not for ragged
+        batches.
         """
         if self.cu_seqlens_q is not None:
             raise NotImplementedError(
@@ -157,12 +164,19 @@ class BlockMask:
                 "form: convert each sequence's rows separately")
         from torch.nn.attention.flex_attention import BlockMask as FlexMask
         offset = self.seqlen_k - self.seqlen_q
+        bs = self.block_size
 
-        def causal(b, h, q_idx, kv_idx):
-            return kv_idx <= q_idx + offset
+        if block_mask_mod:
+            blocks = self.to_block_dense()
 
-        kwargs = dict(BLOCK_SIZE=(self.block_size, self.block_size),
-                      mask_mod=causal)
+            def mask_mod(b, h, q_idx, kv_idx):
+                return ((kv_idx <= q_idx + offset)
+                        & blocks[b, h, q_idx // bs, kv_idx // bs])
+        else:
+            def mask_mod(b, h, q_idx, kv_idx):
+                return kv_idx <= q_idx + offset
+
+        kwargs = dict(BLOCK_SIZE=(bs, bs), mask_mod=mask_mod)
         params = inspect.signature(FlexMask.from_kv_blocks).parameters
         if "seq_lengths" in params:
             kwargs["seq_lengths"] = (self.seqlen_q, self.seqlen_k)

@@ -4,7 +4,8 @@
 AttentionInterface) and a mask function (AttentionMaskInterface) under one
 name.  The attention function runs Prism where it pays -- causal prefill of
 at least ``min_seqlen`` queries without padding, the keys being the queries
-plus any cached prefix (Sk >= Sq, bottom-right causal) -- and SDPA for
+plus any cached prefix of whole blocks (Sk >= Sq, bottom-right causal) --
+and SDPA for
 everything else: decoding, short inputs, padded batches, static caches,
 softcapping, sliding windows, non-default scaling, training.
 
@@ -137,9 +138,15 @@ def _kernel_for(settings: Settings, name: str, module, device):
 
 def _attention(settings, name, module, query, key, value, attention_mask,
                dropout, scaling, is_causal, kwargs):
+    kern = None
     if _use_prism(settings, module, query, key, attention_mask, dropout,
                   scaling, is_causal, kwargs):
         kern = _kernel_for(settings, name, module, query.device)
+        # a prefix of whole blocks: otherwise the method's block-causal
+        # rule would hide keys a causal mask shows (docs/python.md)
+        if (key.shape[2] - query.shape[2]) % kern.block_size:
+            kern = None
+    if kern is not None:
         if settings.record:
             o, mask = kern.prefill(query, key, value, return_mask=True)
             settings.densities.append(mask.density())
