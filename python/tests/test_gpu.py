@@ -1,0 +1,153 @@
+"""GPU tests (skipped without CUDA): outputs against SDPA, masks against
+the CPU backend, torch.compile, CUDA-graph replay on new inputs, the
+transformers model, and a timing table of the op against the C library
+called directly."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import prism_attn
+import reference as R
+from conftest import make_config
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
+                                reason="needs a CUDA device")
+F = torch.nn.functional
+
+
+def gpu_kernel(**kw):
+    return prism_attn.kernel(make_config(**kw), "cuda")
+
+
+def sdpa(q, k, v):
+    return F.scaled_dot_product_attention(q, k, v, is_causal=True,
+                                          enable_gqa=True)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("head_dim,block", [(64, 64), (128, 128)])
+def test_dense_matches_sdpa(dtype, head_dim, block):
+    kern = gpu_kernel(head_dim=head_dim, q_heads=8, kv_heads=2,
+                      block_size=block,
+                      thresholds={"high": 1.0, "low": 1.0})
+    q, k, v = (x.cuda() for x in R.workload(2, 8, 2, 1024, 1024, head_dim,
+                                            10000.0, 1, dtype=dtype))
+    o, mask = kern.prefill(q, k, v, return_mask=True)
+    assert mask.density() == pytest.approx(1.0)
+    assert (o.float() - sdpa(q, k, v).float()).abs().max() < 2e-2
+    t = [x.transpose(1, 2).contiguous() for x in (q, k, v)]
+    o2 = kern.prefill(*t, layout="bshd")
+    assert (o2.transpose(1, 2).float() - o.float()).abs().max() < 1e-2
+
+
+def test_masks_and_outputs_match_cpu_backend():
+    cfg = make_config(head_dim=128, q_heads=8, kv_heads=2, block_size=64)
+    gpu = prism_attn.kernel(cfg, "cuda")
+    cpu = prism_attn.kernel(cfg, "cpu")
+    q, k, v = R.workload(1, 8, 2, 1000, 1512, 128, 10000.0, 2)
+    og, lg, mg = gpu.prefill(q.cuda(), k.cuda(), v.cuda(), return_lse=True,
+                             return_mask=True)
+    oc, lc, mc = cpu.prefill(q, k, v, return_lse=True, return_mask=True)
+    bg, bc = mg.to_block_dense().cpu(), mc.to_block_dense()
+    differ = int((bg != bc).sum())
+    assert differ <= bc.numel() // 1000, f"{differ} blocks differ"
+    assert 0.0 < mc.density() < 1.0
+    # attention over the same (CPU) mask on both
+    mc_gpu = prism_attn.BlockMask(mc.counts.cuda(), mc.indices.cuda(),
+                                  mc.block_size, mc.seqlen_q, mc.seqlen_k)
+    o2 = gpu.sparse_attention(q.cuda(), k.cuda(), v.cuda(), mc_gpu)
+    assert (o2.cpu().float() - oc.float()).abs().max() < 2e-2
+    if differ == 0:
+        assert (og.cpu().float() - oc.float()).abs().max() < 2e-2
+        assert (lg.cpu() - lc).abs().max() < 1e-2
+
+
+def test_varlen_matches_regular():
+    kern = gpu_kernel(head_dim=128, q_heads=8, kv_heads=2, block_size=128)
+    lens = [(300, 812), (1024, 1024)]
+    seqs = [[x.cuda() for x in R.workload(1, 8, 2, sq, sk, 128, 1e4, i)]
+            for i, (sq, sk) in enumerate(lens)]
+    pack = [torch.cat([s[j][0].transpose(0, 1) for s in seqs])
+            for j in range(3)]
+    cu_q = torch.tensor([0, 300, 1324], dtype=torch.int32, device="cuda")
+    cu_k = torch.tensor([0, 812, 1836], dtype=torch.int32, device="cuda")
+    o = kern.prefill(*pack, cu_seqlens_q=cu_q, cu_seqlens_k=cu_k,
+                     max_seqlen_q=1024, max_seqlen_k=1024)
+    for i, s in enumerate(seqs):
+        oi = kern.prefill(*s)
+        a, b = int(cu_q[i]), int(cu_q[i + 1])
+        assert (o[a:b].float() - oi[0].transpose(0, 1).float()).abs().max() \
+            < 1e-2
+
+
+def test_flex_attention_agrees():
+    flex = pytest.importorskip("torch.nn.attention.flex_attention")
+    kern = gpu_kernel(head_dim=128, q_heads=8, kv_heads=2, block_size=128)
+    q, k, v = (x.cuda() for x in R.workload(1, 8, 2, 2048, 2048, 128, 1e4, 3))
+    o, mask = kern.prefill(q, k, v, return_mask=True)
+    fa = torch.compile(flex.flex_attention)
+    fo = fa(q, k, v, block_mask=mask.to_flex_block_mask(), enable_gqa=True)
+    assert (fo.float() - o.float()).abs().max() < 2e-2
+    fo2 = fa(q, k, v, block_mask=mask.to_flex_block_mask(False),
+             enable_gqa=True)
+    assert (fo2.float() - o.float()).abs().max() < 2e-2
+
+
+def test_torch_compile_fullgraph():
+    kern = gpu_kernel(head_dim=128, q_heads=8, kv_heads=2, block_size=128)
+    q, k, v = (x.cuda() for x in R.workload(1, 8, 2, 1024, 1024, 128, 1e4, 4))
+
+    def f(q, k, v):
+        return kern.prefill(q * 0.5, k, v, return_lse=True)
+
+    want = f(q, k, v)
+    got = torch.compile(f, fullgraph=True)(q, k, v)
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    got = torch.compile(f, fullgraph=True, mode="reduce-overhead")(q, k, v)
+    assert torch.equal(got[0], want[0])
+
+
+def test_cuda_graph_replay_new_inputs():
+    kern = gpu_kernel(head_dim=128, q_heads=8, kv_heads=2, block_size=128)
+    q, k, v = (x.cuda() for x in R.workload(1, 8, 2, 2048, 2048, 128, 1e4, 5))
+    kern.prefill(q, k, v)  # plan creation before capture
+    sq, sk, sv = q.clone(), k.clone(), v.clone()
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for _ in range(2):
+            kern.prefill(sq, sk, sv)
+    torch.cuda.current_stream().wait_stream(s)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        out, mask = kern.prefill(sq, sk, sv, return_mask=True)
+    for seed in (6, 7):
+        q2, k2, v2 = (x.cuda() for x in R.workload(1, 8, 2, 2048, 2048, 128,
+                                                   1e4, seed))
+        sq.copy_(q2), sk.copy_(k2), sv.copy_(v2)
+        g.replay()
+        torch.cuda.synchronize()
+        want, wmask = kern.prefill(q2, k2, v2, return_mask=True)
+        assert torch.equal(out, want)
+        assert torch.equal(mask.to_block_dense(), wmask.to_block_dense())
+
+
+def test_hf_model_on_gpu():
+    pytest.importorskip("transformers")
+    import test_hf
+    test_hf.run_exact_and_default("cuda", 2048, 128)
+
+
+def test_timing_table():
+    """Prints the overhead benchmark's table (not a timed assertion)."""
+    bench = os.path.join(os.path.dirname(__file__), "..", "bench",
+                         "overhead.py")
+    if not os.path.exists(bench):
+        pytest.skip("bench/overhead.py is not beside the tests")
+    out = subprocess.run([sys.executable, bench, "--calls", "1000"],
+                         capture_output=True, text=True, check=True).stdout
+    print("\n" + out)
