@@ -87,7 +87,7 @@ def main():
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     kern.prefill(q, k, v)  # plan creation, compilation
     sync()
-    op = torch.ops.prism_attn.prefill
+    op = torch.ops.prism_attn.prefill.default
     ways = {
         "direct": direct_call(kern, q, k, v),
         "kernel": lambda: kern.prefill(q, k, v),

@@ -26,13 +26,13 @@ from typing import Any, Mapping, Optional, Tuple
 import torch
 
 from . import _config, _lib
-from ._lib import Batch, BlockMaskStruct, PlanLimits, PrismError, Tensor
+from ._lib import PlanLimits, PrismError
 from ._mask import BlockMask
+from . import _launch
+from ._launch import dtype_code as _dtype_code
 
 _log = logging.getLogger("prism_attn")
 
-_DTYPES = {torch.bfloat16: _lib.DTYPE_BF16, torch.float16: _lib.DTYPE_FP16}
-_LAYOUTS = ("bhsd", "bshd")
 _MIN_BUCKET = 4096          # the tuning database's smallest bucket
 _CPU_LIMIT = 1 << 30        # CPU plans: one plan for every length
 _MAX_BATCH = 1 << 20        # plans do not size anything by it
@@ -162,6 +162,7 @@ class Kernel:
         self.block_size = cfg.block_size
         self._plans: dict = {}
         self._ws_sizes: dict = {}
+        self._geometry: dict = {}  # _launch.py's validated signatures
         self._lock = threading.Lock()
         self._ctx = None
         self._cuda = device.type == "cuda"
@@ -212,6 +213,8 @@ class Kernel:
         """Destroys the kernel's plans (the next call creates them again)."""
         h = _lib.lib()
         with self._lock:
+            self._geometry.clear()
+            self._ws_sizes.clear()
             plans, self._plans = self._plans, {}
             for plan in plans.values():
                 h.prism_plan_destroy(plan)
@@ -263,7 +266,7 @@ class Kernel:
         mq, mk = _max_lengths(cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
                               max_seqlen_k)
         if torch.compiler.is_compiling():
-            o, lse, counts, indices = torch.ops.prism_attn.prefill(
+            o, lse, counts, indices = torch.ops.prism_attn.prefill.default(
                 q, k, v, cu_seqlens_q, cu_seqlens_k, self.id, layout, mq, mk,
                 return_lse, return_mask)
         else:
@@ -294,7 +297,7 @@ class Kernel:
         mq, mk = _max_lengths(cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
                               max_seqlen_k)
         if torch.compiler.is_compiling():
-            counts, indices = torch.ops.prism_attn.estimate(
+            counts, indices = torch.ops.prism_attn.estimate.default(
                 q, k, cu_seqlens_q, cu_seqlens_k, self.id, layout, mq, mk)
         else:
             counts, indices = self._estimate(q, k, cu_seqlens_q, cu_seqlens_k,
@@ -318,7 +321,7 @@ class Kernel:
         mq = mask.seqlen_q if cq is not None else 0
         mk = mask.seqlen_k if cq is not None else 0
         if torch.compiler.is_compiling():
-            o, lse = torch.ops.prism_attn.sparse_attention(
+            o, lse = torch.ops.prism_attn.sparse_attention.default(
                 q, k, v, mask.counts, mask.indices, cq, ck, self.id, layout,
                 mq, mk, return_lse)
         else:
@@ -326,64 +329,19 @@ class Kernel:
                                   layout, mq, mk, return_lse)
         return (o, lse) if return_lse else o
 
-    # --- implementations (also the custom ops' bodies) ---------------------------
+    # --- implementations (also the custom ops' bodies): _launch.py ----------
     def _prefill(self, q, k, v, cu_q, cu_k, layout, mq, mk, want_lse,
                  want_mask):
-        c = _Call(self, q, k, v, cu_q, cu_k, layout, mq, mk)
-        o = torch.empty_like(q)
-        lse = c.new_lse() if want_lse else None
-        counts = indices = None
-        mask_p = None
-        if want_mask:
-            counts, indices = c.new_mask()
-            mask_p = byref(BlockMaskStruct(counts.data_ptr(),
-                                           indices.data_ptr(), c.nq, c.nk))
-        buf, ws, ws_size = c.workspace()
-        st = _lib.lib().prism_prefill(
-            c.plan, byref(c.batch), byref(c.tensor(q)), byref(c.tensor(k)),
-            byref(c.tensor(v)), byref(c.tensor(o)),
-            lse.data_ptr() if lse is not None else None, mask_p, ws, ws_size,
-            c.stream)
-        if st:
-            raise self._fail(c.plan, st)
-        return o, lse, counts, indices
+        return _launch.prefill(self, q, k, v, cu_q, cu_k, layout, mq, mk,
+                               want_lse, want_mask)
 
     def _estimate(self, q, k, cu_q, cu_k, layout, mq, mk):
-        c = _Call(self, q, k, None, cu_q, cu_k, layout, mq, mk)
-        counts, indices = c.new_mask()
-        m = BlockMaskStruct(counts.data_ptr(), indices.data_ptr(), c.nq, c.nk)
-        buf, ws, ws_size = c.workspace()
-        st = _lib.lib().prism_estimate(
-            c.plan, byref(c.batch), byref(c.tensor(q)), byref(c.tensor(k)),
-            byref(m), ws, ws_size, c.stream)
-        if st:
-            raise self._fail(c.plan, st)
-        return counts, indices
+        return _launch.estimate(self, q, k, cu_q, cu_k, layout, mq, mk)
 
     def _sparse(self, q, k, v, counts, indices, cu_q, cu_k, layout, mq, mk,
                 want_lse):
-        c = _Call(self, q, k, v, cu_q, cu_k, layout, mq, mk)
-        c.check_mask(counts, indices)
-        o = torch.empty_like(q)
-        lse = c.new_lse() if want_lse else None
-        m = BlockMaskStruct(counts.data_ptr(), indices.data_ptr(), c.nq, c.nk)
-        buf, ws, ws_size = c.workspace()
-        st = _lib.lib().prism_sparse_attention(
-            c.plan, byref(c.batch), byref(c.tensor(q)), byref(c.tensor(k)),
-            byref(c.tensor(v)), byref(m), byref(c.tensor(o)),
-            lse.data_ptr() if lse is not None else None, ws, ws_size, c.stream)
-        if st:
-            raise self._fail(c.plan, st)
-        return o, lse
-
-
-def _dtype_code(dtype: torch.dtype) -> int:
-    code = _DTYPES.get(dtype)
-    if code is None:
-        raise TypeError(
-            f"Prism runs float16 and bfloat16 tensors, not {dtype} (both "
-            "backends; cast with .to(torch.bfloat16))")
-    return code
+        return _launch.sparse(self, q, k, v, counts, indices, cu_q, cu_k,
+                              layout, mq, mk, want_lse)
 
 
 def _max_lengths(cu_q, cu_k, mq, mk) -> Tuple[int, int]:
@@ -406,171 +364,3 @@ def _seqlens(q, k, layout, cu_q, mq, mk) -> Tuple[int, int]:
     return q.shape[s], k.shape[s]
 
 
-class _Call:
-    """One launch's validated geometry and C arguments."""
-
-    __slots__ = ("kernel", "plan", "batch", "layout", "varlen", "B", "Sq",
-                 "Sk", "nq", "nk", "device", "stream", "hq", "total_q")
-
-    def __init__(self, kern: Kernel, q, k, v, cu_q, cu_k, layout, mq, mk):
-        self.kernel = kern
-        dtype = q.dtype
-        code = _dtype_code(dtype)
-        for name, t in (("k", k), ("v", v)):
-            if t is not None and t.dtype != dtype:
-                raise TypeError(f"{name} is {t.dtype} but q is {dtype}: q, k "
-                                "and v must share one dtype")
-        dev = q.device
-        for name, t in (("q", q), ("k", k), ("v", v)):
-            if t is not None and t.device != kern.device:
-                raise ValueError(f"{name} is on {t.device} but the kernel runs "
-                                 f"on {kern.device}: use prism_attn.kernel("
-                                 f"config, device={str(t.device)!r})")
-        self.varlen = cu_q is not None
-        if self.varlen:
-            self._ragged(q, k, v, cu_q, cu_k, mq, mk)
-        else:
-            if cu_k is not None:
-                raise ValueError("pass both cu_seqlens_q and cu_seqlens_k, "
-                                 "or neither")
-            self._regular(q, k, v, layout)
-        self.layout = layout
-        bs = kern.block_size
-        self.nq = (self.Sq + bs - 1) // bs
-        self.nk = (self.Sk + bs - 1) // bs
-        self.hq = kern.q_heads
-        self.device = dev
-        self.plan = kern._plan(code, self.Sk)
-        if kern._cuda:
-            self.stream = torch._C._cuda_getCurrentRawStream(dev.index)
-        else:
-            self.stream = None
-        self.batch = Batch(code, self.B, self.Sq, self.Sk,
-                           cu_q.data_ptr() if self.varlen else None,
-                           cu_k.data_ptr() if self.varlen else None,
-                           self.total_q, k.shape[0] if self.varlen else 0)
-
-    def _heads_dim(self, name, t, heads, h_axis):
-        kern = self.kernel
-        if t.stride(-1) != 1:
-            raise ValueError(f"{name} must be contiguous in its last (head_dim)"
-                             f" dimension; its strides are {tuple(t.stride())}")
-        if t.shape[-1] != kern.head_dim:
-            raise ValueError(f"{name} has head_dim {t.shape[-1]} but the config "
-                             f"'{kern.config['name']}' has {kern.head_dim}")
-        if t.shape[h_axis] != heads:
-            raise ValueError(f"{name} has {t.shape[h_axis]} heads on dim "
-                             f"{h_axis} but the config '{kern.config['name']}' "
-                             f"has {heads}")
-
-    def _regular(self, q, k, v, layout):
-        kern = self.kernel
-        if layout not in _LAYOUTS:
-            raise ValueError(f"layout must be 'bhsd' or 'bshd', not {layout!r}")
-        h_axis, s_axis = (1, 2) if layout == "bhsd" else (2, 1)
-        for name, t in (("q", q), ("k", k), ("v", v)):
-            if t is not None and t.dim() != 4:
-                raise ValueError(
-                    f"{name} must be 4-D ({layout.upper()}), got shape "
-                    f"{tuple(t.shape)}; packed 3-D inputs need cu_seqlens")
-        self._heads_dim("q", q, kern.q_heads, h_axis)
-        self._heads_dim("k", k, kern.kv_heads, h_axis)
-        if v is not None:
-            self._heads_dim("v", v, kern.kv_heads, h_axis)
-            if v.shape != k.shape:
-                raise ValueError(f"v has shape {tuple(v.shape)} but k has "
-                                 f"{tuple(k.shape)}")
-        if k.shape[0] != q.shape[0]:
-            raise ValueError(f"q has batch {q.shape[0]} but k has {k.shape[0]}")
-        self.B, self.Sq, self.Sk = q.shape[0], q.shape[s_axis], k.shape[s_axis]
-        self.total_q = 0
-        if self.Sq < 1 or self.Sk < self.Sq:
-            raise ValueError(
-                f"need 1 <= Sq <= Sk (queries are the last Sq of the Sk "
-                f"positions), got Sq={self.Sq}, Sk={self.Sk}")
-
-    def _ragged(self, q, k, v, cu_q, cu_k, mq, mk):
-        kern = self.kernel
-        if cu_k is None:
-            raise ValueError("pass both cu_seqlens_q and cu_seqlens_k, or "
-                             "neither")
-        for name, t in (("cu_seqlens_q", cu_q), ("cu_seqlens_k", cu_k)):
-            if t.dtype != torch.int32 or t.dim() != 1 or t.numel() < 2:
-                raise ValueError(f"{name} must be a 1-D int32 tensor of B + 1 "
-                                 f"offsets, got {t.dtype} {tuple(t.shape)}")
-            if t.device != q.device:
-                raise ValueError(f"{name} is on {t.device}, q on {q.device}")
-            if not t.is_contiguous():
-                raise ValueError(f"{name} must be contiguous")
-        if cu_q.numel() != cu_k.numel():
-            raise ValueError("cu_seqlens_q and cu_seqlens_k must have the same "
-                             "length (B + 1)")
-        for name, t in (("q", q), ("k", k), ("v", v)):
-            if t is not None and t.dim() != 3:
-                raise ValueError(f"with cu_seqlens, {name} must be packed 3-D "
-                                 f"[total, heads, head_dim], got "
-                                 f"{tuple(t.shape)}")
-        self._heads_dim("q", q, kern.q_heads, 1)
-        self._heads_dim("k", k, kern.kv_heads, 1)
-        if v is not None:
-            self._heads_dim("v", v, kern.kv_heads, 1)
-            if v.shape != k.shape:
-                raise ValueError(f"v has shape {tuple(v.shape)} but k has "
-                                 f"{tuple(k.shape)}")
-        self.B = cu_q.numel() - 1
-        self.Sq, self.Sk = mq, mk
-        self.total_q = q.shape[0]
-        if self.Sq < 1 or self.Sk < self.Sq:
-            raise ValueError(f"need 1 <= max_seqlen_q <= max_seqlen_k, got "
-                             f"{self.Sq} and {self.Sk}")
-        if q.device.type == "cpu" and int(cu_q[-1]) != q.shape[0]:
-            raise ValueError(f"cu_seqlens_q[-1] = {int(cu_q[-1])} but q packs "
-                             f"{q.shape[0]} tokens")
-
-    def tensor(self, t: torch.Tensor) -> Tensor:
-        s = t.stride()
-        if self.varlen:
-            return Tensor(t.data_ptr(), 0, s[1], s[0])
-        if self.layout == "bhsd":
-            return Tensor(t.data_ptr(), s[0], s[1], s[2])
-        return Tensor(t.data_ptr(), s[0], s[2], s[1])
-
-    def new_lse(self) -> torch.Tensor:
-        if self.varlen:
-            shape = (self.hq, self.total_q)
-        else:
-            shape = (self.B, self.hq, self.Sq)
-        return torch.empty(shape, dtype=torch.float32, device=self.device)
-
-    def new_mask(self):
-        rows = (self.B, self.hq, self.nq)
-        counts = torch.empty(rows, dtype=torch.int32, device=self.device)
-        indices = torch.empty(rows + (self.nk,), dtype=torch.int32,
-                              device=self.device)
-        return counts, indices
-
-    def check_mask(self, counts, indices):
-        want = (self.B, self.hq, self.nq, self.nk)
-        if tuple(indices.shape) != want or tuple(counts.shape) != want[:3]:
-            raise ValueError(f"the mask is {tuple(indices.shape)} blocks but "
-                             f"these inputs need {want} (block_size "
-                             f"{self.kernel.block_size})")
-        for name, t in (("counts", counts), ("indices", indices)):
-            if (t.dtype != torch.int32 or t.device != self.device
-                    or not t.is_contiguous()):
-                raise ValueError(f"mask {name} must be contiguous int32 on "
-                                 f"{self.device}")
-
-    def workspace(self):
-        kern = self.kernel
-        key = (self.plan, self.B, self.Sq, self.Sk)
-        size = kern._ws_sizes.get(key)
-        if size is None:
-            size = _lib.lib().prism_plan_workspace_size(self.plan,
-                                                        byref(self.batch))
-            kern._ws_sizes[key] = size
-        align = kern._align
-        buf = torch.empty(size + align, dtype=torch.uint8, device=self.device)
-        # the caller holds buf until the launch returns; after that the
-        # allocator's stream order keeps the memory for the kernels queued
-        return buf, (buf.data_ptr() + align - 1) & ~(align - 1), size

@@ -1,0 +1,463 @@
+"""Launches: argument checks, the C structs, and the call into libprism.
+
+Two paths build the same arguments.  The first call with a new signature
+(shapes, strides, dtypes, devices and layout of q, k, v) goes through
+``_Call``, which validates everything the C library cannot see -- dtypes,
+devices, layouts, shapes against the config -- and raises ``TypeError`` /
+``ValueError`` with what is wrong.  Its result, a ``_Geometry``, is cached
+by that signature, so later calls with the same signature only allocate
+the outputs and the workspace from torch, copy a prepared argument block
+(the prism_batch and prism_tensor structs laid out flat in one ctypes
+struct) and write the data pointers into it.  Ragged batches always take
+the validating path (their cu_seqlens are part of the arguments).
+"""
+
+from __future__ import annotations
+
+import ctypes
+from ctypes import (Structure, addressof, byref, c_int, c_int64, c_size_t,
+                    c_void_p)
+
+import torch
+
+from . import _lib
+from ._lib import Batch, BlockMaskStruct, PrismError, Tensor
+
+_DTYPES = {torch.bfloat16: _lib.DTYPE_BF16, torch.float16: _lib.DTYPE_FP16}
+_LAYOUTS = ("bhsd", "bshd")
+_GEOMETRY_CACHE = 256  # signatures kept per kernel
+
+
+def dtype_code(dtype: torch.dtype) -> int:
+    """The prism_dtype of a torch dtype (TypeError for the others)."""
+    code = _DTYPES.get(dtype)
+    if code is None:
+        raise TypeError(
+            f"Prism runs float16 and bfloat16 tensors, not {dtype} (both "
+            "backends; cast with .to(torch.bfloat16))")
+    return code
+
+
+def _tensor_fields(name):
+    return [(name, c_void_p), (name + "_b", c_int64), (name + "_h", c_int64),
+            (name + "_s", c_int64)]
+
+
+class _Args(Structure):
+    """prism_batch, the prism_tensors of q, k, v, o and a prism_block_mask,
+    back to back with the C structs' own layouts."""
+    _fields_ = ([("dtype", c_int), ("batch", c_int), ("seqlen_q", c_int),
+                 ("seqlen_k", c_int), ("cu_seqlens_q", c_void_p),
+                 ("cu_seqlens_k", c_void_p), ("total_q", c_int),
+                 ("total_k", c_int)]
+                + _tensor_fields("q") + _tensor_fields("k")
+                + _tensor_fields("v") + _tensor_fields("o")
+                + [("counts", c_void_p), ("indices", c_void_p),
+                   ("nq", c_int), ("nk", c_int)])
+
+
+_OFF_Q, _OFF_K = _Args.q.offset, _Args.k.offset
+_OFF_V, _OFF_O = _Args.v.offset, _Args.o.offset
+_OFF_M = _Args.counts.offset
+assert _OFF_Q == ctypes.sizeof(Batch)
+assert _OFF_K - _OFF_Q == ctypes.sizeof(Tensor)
+assert ctypes.sizeof(_Args) - _OFF_M == ctypes.sizeof(BlockMaskStruct)
+
+
+def _raw_functions():
+    """libprism's launch functions with every pointer as c_void_p, for the
+    argument block's interior addresses."""
+    h = _lib.lib()
+    if not hasattr(h, "_raw"):
+        p, z = c_void_p, c_size_t
+        raw = {}
+        for name, args in (
+                ("prism_prefill", [p] * 8 + [z, p]),
+                ("prism_estimate", [p] * 6 + [z, p]),
+                ("prism_sparse_attention", [p] * 9 + [z, p])):
+            fn = h[name]  # a function object of its own
+            fn.restype = c_int
+            fn.argtypes = args
+            raw[name] = fn
+        h._raw = raw
+    return h._raw
+
+
+class _Geometry:
+    """A validated signature: the plan, a prepared argument block and the
+    sizes of what each call allocates."""
+
+    __slots__ = ("plan", "raw", "ws_alloc", "ws_size", "align", "device",
+                 "cuda_index", "lse_shape", "rows", "nq", "nk")
+
+    def __init__(self, c: "_Call", q, k, v):
+        kern = c.kernel
+        o = torch.empty_like(q)  # o's strides follow q's
+        a = _Args()
+        ctypes.memmove(addressof(a), addressof(c.batch), ctypes.sizeof(Batch))
+        for name, t in (("q", q), ("k", k), ("v", v), ("o", o)):
+            if t is None:
+                continue
+            s = c.tensor(t)
+            setattr(a, name + "_b", s.stride_b)
+            setattr(a, name + "_h", s.stride_h)
+            setattr(a, name + "_s", s.stride_s)
+        a.nq, a.nk = c.nq, c.nk
+        self.raw = bytes(a)
+        self.plan = c.plan
+        self.ws_size = _lib.lib().prism_plan_workspace_size(c.plan,
+                                                            byref(c.batch))
+        self.align = kern._align
+        self.ws_alloc = self.ws_size + self.align
+        self.device = c.device
+        self.cuda_index = c.device.index if kern._cuda else None
+        self.lse_shape = (c.B, c.hq, c.Sq)
+        self.rows = (c.B, c.hq, c.nq)
+        self.nq, self.nk = c.nq, c.nk
+
+
+def _geometry(kern, q, k, v, layout) -> _Geometry:
+    if v is None:
+        key = (q.shape, k.shape, q.stride(), k.stride(), q.dtype, k.dtype,
+               q.device, k.device, layout)
+    else:
+        key = (q.shape, k.shape, v.shape, q.stride(), k.stride(), v.stride(),
+               q.dtype, k.dtype, v.dtype, q.device, k.device, v.device, layout)
+    g = kern._geometry.get(key)
+    if g is None:
+        g = _Geometry(_Call(kern, q, k, v, None, None, layout, 0, 0), q, k, v)
+        if len(kern._geometry) >= _GEOMETRY_CACHE:
+            kern._geometry.clear()
+        kern._geometry[key] = g
+    return g
+
+
+def _stream(g: _Geometry):
+    if g.cuda_index is None:
+        return None
+    return torch._C._cuda_getCurrentRawStream(g.cuda_index)
+
+
+def _workspace(g: _Geometry):
+    buf = torch.empty(g.ws_alloc, dtype=torch.uint8, device=g.device)
+    return buf, (buf.data_ptr() + g.align - 1) & -g.align
+
+
+def _fail(plan, st) -> PrismError:
+    msg = _lib.lib().prism_plan_last_error(plan).decode(errors="replace")
+    return PrismError(st, msg)
+
+
+def _new_mask(g: _Geometry, a: _Args):
+    counts = torch.empty(g.rows, dtype=torch.int32, device=g.device)
+    indices = torch.empty(g.rows + (g.nk,), dtype=torch.int32,
+                          device=g.device)
+    a.counts, a.indices = counts.data_ptr(), indices.data_ptr()
+    return counts, indices
+
+
+# --- the three launches -------------------------------------------------------------
+def prefill(kern, q, k, v, cu_q, cu_k, layout, mq, mk, want_lse, want_mask):
+    """(o, lse or None, counts or None, indices or None)."""
+    if cu_q is not None or cu_k is not None:
+        return _prefill_ragged(kern, q, k, v, cu_q, cu_k, layout, mq, mk,
+                               want_lse, want_mask)
+    g = _geometry(kern, q, k, v, layout)
+    a = _Args.from_buffer_copy(g.raw)
+    o = torch.empty_like(q)
+    a.q, a.k, a.v, a.o = q.data_ptr(), k.data_ptr(), v.data_ptr(), o.data_ptr()
+    lse = counts = indices = None
+    if want_lse:
+        lse = torch.empty(g.lse_shape, dtype=torch.float32, device=g.device)
+    mask = None
+    if want_mask:
+        counts, indices = _new_mask(g, a)
+        mask = addressof(a) + _OFF_M
+    buf, ws = _workspace(g)
+    base = addressof(a)
+    st = _raw_functions()["prism_prefill"](
+        g.plan, base, base + _OFF_Q, base + _OFF_K, base + _OFF_V,
+        base + _OFF_O, lse.data_ptr() if want_lse else None, mask, ws,
+        g.ws_size, _stream(g))
+    if st:
+        raise _fail(g.plan, st)
+    return o, lse, counts, indices
+
+
+def estimate(kern, q, k, cu_q, cu_k, layout, mq, mk):
+    """(counts, indices)."""
+    if cu_q is not None or cu_k is not None:
+        return _estimate_ragged(kern, q, k, cu_q, cu_k, mq, mk)
+    g = _geometry(kern, q, k, None, layout)
+    a = _Args.from_buffer_copy(g.raw)
+    a.q, a.k = q.data_ptr(), k.data_ptr()
+    counts, indices = _new_mask(g, a)
+    buf, ws = _workspace(g)
+    base = addressof(a)
+    st = _raw_functions()["prism_estimate"](
+        g.plan, base, base + _OFF_Q, base + _OFF_K, base + _OFF_M, ws,
+        g.ws_size, _stream(g))
+    if st:
+        raise _fail(g.plan, st)
+    return counts, indices
+
+
+def sparse(kern, q, k, v, counts, indices, cu_q, cu_k, layout, mq, mk,
+           want_lse):
+    """(o, lse or None)."""
+    if cu_q is not None or cu_k is not None:
+        return _sparse_ragged(kern, q, k, v, counts, indices, cu_q, cu_k, mq,
+                              mk, want_lse)
+    g = _geometry(kern, q, k, v, layout)
+    _check_mask(g, counts, indices)
+    a = _Args.from_buffer_copy(g.raw)
+    o = torch.empty_like(q)
+    a.q, a.k, a.v, a.o = q.data_ptr(), k.data_ptr(), v.data_ptr(), o.data_ptr()
+    a.counts, a.indices = counts.data_ptr(), indices.data_ptr()
+    lse = None
+    if want_lse:
+        lse = torch.empty(g.lse_shape, dtype=torch.float32, device=g.device)
+    buf, ws = _workspace(g)
+    base = addressof(a)
+    st = _raw_functions()["prism_sparse_attention"](
+        g.plan, base, base + _OFF_Q, base + _OFF_K, base + _OFF_V,
+        base + _OFF_M, base + _OFF_O, lse.data_ptr() if want_lse else None,
+        ws, g.ws_size, _stream(g))
+    if st:
+        raise _fail(g.plan, st)
+    return o, lse
+
+
+def _check_mask(g: _Geometry, counts, indices):
+    want = g.rows + (g.nk,)
+    if tuple(indices.shape) != want or tuple(counts.shape) != g.rows:
+        raise ValueError(f"the mask is {tuple(indices.shape)} blocks but "
+                         f"these inputs need {want}")
+    for name, t in (("counts", counts), ("indices", indices)):
+        if (t.dtype != torch.int32 or t.device != g.device
+                or not t.is_contiguous()):
+            raise ValueError(f"mask {name} must be contiguous int32 on "
+                             f"{g.device}")
+
+
+# --- ragged batches: the validating path every time -------------------------------
+def _prefill_ragged(kern, q, k, v, cu_q, cu_k, layout, mq, mk, want_lse,
+                    want_mask):
+    c = _Call(kern, q, k, v, cu_q, cu_k, layout, mq, mk)
+    o = torch.empty_like(q)
+    lse = c.new_lse() if want_lse else None
+    counts = indices = None
+    mask_p = None
+    if want_mask:
+        counts, indices = c.new_mask()
+        mask_p = byref(BlockMaskStruct(counts.data_ptr(), indices.data_ptr(),
+                                       c.nq, c.nk))
+    buf, ws, ws_size = c.workspace()
+    st = _lib.lib().prism_prefill(
+        c.plan, byref(c.batch), byref(c.tensor(q)), byref(c.tensor(k)),
+        byref(c.tensor(v)), byref(c.tensor(o)),
+        lse.data_ptr() if lse is not None else None, mask_p, ws, ws_size,
+        c.stream)
+    if st:
+        raise _fail(c.plan, st)
+    return o, lse, counts, indices
+
+
+def _estimate_ragged(kern, q, k, cu_q, cu_k, mq, mk):
+    c = _Call(kern, q, k, None, cu_q, cu_k, "bhsd", mq, mk)
+    counts, indices = c.new_mask()
+    m = BlockMaskStruct(counts.data_ptr(), indices.data_ptr(), c.nq, c.nk)
+    buf, ws, ws_size = c.workspace()
+    st = _lib.lib().prism_estimate(
+        c.plan, byref(c.batch), byref(c.tensor(q)), byref(c.tensor(k)),
+        byref(m), ws, ws_size, c.stream)
+    if st:
+        raise _fail(c.plan, st)
+    return counts, indices
+
+
+def _sparse_ragged(kern, q, k, v, counts, indices, cu_q, cu_k, mq, mk,
+                   want_lse):
+    c = _Call(kern, q, k, v, cu_q, cu_k, "bhsd", mq, mk)
+    c.check_mask(counts, indices)
+    o = torch.empty_like(q)
+    lse = c.new_lse() if want_lse else None
+    m = BlockMaskStruct(counts.data_ptr(), indices.data_ptr(), c.nq, c.nk)
+    buf, ws, ws_size = c.workspace()
+    st = _lib.lib().prism_sparse_attention(
+        c.plan, byref(c.batch), byref(c.tensor(q)), byref(c.tensor(k)),
+        byref(c.tensor(v)), byref(m), byref(c.tensor(o)),
+        lse.data_ptr() if lse is not None else None, ws, ws_size, c.stream)
+    if st:
+        raise _fail(c.plan, st)
+    return o, lse
+
+
+class _Call:
+    """One launch's validated geometry and C arguments."""
+
+    __slots__ = ("kernel", "plan", "batch", "layout", "varlen", "B", "Sq",
+                 "Sk", "nq", "nk", "device", "stream", "hq", "total_q")
+
+    def __init__(self, kern: Kernel, q, k, v, cu_q, cu_k, layout, mq, mk):
+        self.kernel = kern
+        dtype = q.dtype
+        code = dtype_code(dtype)
+        for name, t in (("k", k), ("v", v)):
+            if t is not None and t.dtype != dtype:
+                raise TypeError(f"{name} is {t.dtype} but q is {dtype}: q, k "
+                                "and v must share one dtype")
+        dev = q.device
+        for name, t in (("q", q), ("k", k), ("v", v)):
+            if t is not None and t.device != kern.device:
+                raise ValueError(f"{name} is on {t.device} but the kernel runs "
+                                 f"on {kern.device}: use prism_attn.kernel("
+                                 f"config, device={str(t.device)!r})")
+        self.varlen = cu_q is not None
+        if self.varlen:
+            self._ragged(q, k, v, cu_q, cu_k, mq, mk)
+        else:
+            if cu_k is not None:
+                raise ValueError("pass both cu_seqlens_q and cu_seqlens_k, "
+                                 "or neither")
+            self._regular(q, k, v, layout)
+        self.layout = layout
+        bs = kern.block_size
+        self.nq = (self.Sq + bs - 1) // bs
+        self.nk = (self.Sk + bs - 1) // bs
+        self.hq = kern.q_heads
+        self.device = dev
+        self.plan = kern._plan(code, self.Sk)
+        if kern._cuda:
+            self.stream = torch._C._cuda_getCurrentRawStream(dev.index)
+        else:
+            self.stream = None
+        self.batch = Batch(code, self.B, self.Sq, self.Sk,
+                           cu_q.data_ptr() if self.varlen else None,
+                           cu_k.data_ptr() if self.varlen else None,
+                           self.total_q, k.shape[0] if self.varlen else 0)
+
+    def _heads_dim(self, name, t, heads, h_axis):
+        kern = self.kernel
+        if t.stride(-1) != 1:
+            raise ValueError(f"{name} must be contiguous in its last (head_dim)"
+                             f" dimension; its strides are {tuple(t.stride())}")
+        if t.shape[-1] != kern.head_dim:
+            raise ValueError(f"{name} has head_dim {t.shape[-1]} but the config "
+                             f"'{kern.config['name']}' has {kern.head_dim}")
+        if t.shape[h_axis] != heads:
+            raise ValueError(f"{name} has {t.shape[h_axis]} heads on dim "
+                             f"{h_axis} but the config '{kern.config['name']}' "
+                             f"has {heads}")
+
+    def _regular(self, q, k, v, layout):
+        kern = self.kernel
+        if layout not in _LAYOUTS:
+            raise ValueError(f"layout must be 'bhsd' or 'bshd', not {layout!r}")
+        h_axis, s_axis = (1, 2) if layout == "bhsd" else (2, 1)
+        for name, t in (("q", q), ("k", k), ("v", v)):
+            if t is not None and t.dim() != 4:
+                raise ValueError(
+                    f"{name} must be 4-D ({layout.upper()}), got shape "
+                    f"{tuple(t.shape)}; packed 3-D inputs need cu_seqlens")
+        self._heads_dim("q", q, kern.q_heads, h_axis)
+        self._heads_dim("k", k, kern.kv_heads, h_axis)
+        if v is not None:
+            self._heads_dim("v", v, kern.kv_heads, h_axis)
+            if v.shape != k.shape:
+                raise ValueError(f"v has shape {tuple(v.shape)} but k has "
+                                 f"{tuple(k.shape)}")
+        if k.shape[0] != q.shape[0]:
+            raise ValueError(f"q has batch {q.shape[0]} but k has {k.shape[0]}")
+        self.B, self.Sq, self.Sk = q.shape[0], q.shape[s_axis], k.shape[s_axis]
+        self.total_q = 0
+        if self.Sq < 1 or self.Sk < self.Sq:
+            raise ValueError(
+                f"need 1 <= Sq <= Sk (queries are the last Sq of the Sk "
+                f"positions), got Sq={self.Sq}, Sk={self.Sk}")
+
+    def _ragged(self, q, k, v, cu_q, cu_k, mq, mk):
+        kern = self.kernel
+        if cu_k is None:
+            raise ValueError("pass both cu_seqlens_q and cu_seqlens_k, or "
+                             "neither")
+        for name, t in (("cu_seqlens_q", cu_q), ("cu_seqlens_k", cu_k)):
+            if t.dtype != torch.int32 or t.dim() != 1 or t.numel() < 2:
+                raise ValueError(f"{name} must be a 1-D int32 tensor of B + 1 "
+                                 f"offsets, got {t.dtype} {tuple(t.shape)}")
+            if t.device != q.device:
+                raise ValueError(f"{name} is on {t.device}, q on {q.device}")
+            if not t.is_contiguous():
+                raise ValueError(f"{name} must be contiguous")
+        if cu_q.numel() != cu_k.numel():
+            raise ValueError("cu_seqlens_q and cu_seqlens_k must have the same "
+                             "length (B + 1)")
+        for name, t in (("q", q), ("k", k), ("v", v)):
+            if t is not None and t.dim() != 3:
+                raise ValueError(f"with cu_seqlens, {name} must be packed 3-D "
+                                 f"[total, heads, head_dim], got "
+                                 f"{tuple(t.shape)}")
+        self._heads_dim("q", q, kern.q_heads, 1)
+        self._heads_dim("k", k, kern.kv_heads, 1)
+        if v is not None:
+            self._heads_dim("v", v, kern.kv_heads, 1)
+            if v.shape != k.shape:
+                raise ValueError(f"v has shape {tuple(v.shape)} but k has "
+                                 f"{tuple(k.shape)}")
+        self.B = cu_q.numel() - 1
+        self.Sq, self.Sk = mq, mk
+        self.total_q = q.shape[0]
+        if self.Sq < 1 or self.Sk < self.Sq:
+            raise ValueError(f"need 1 <= max_seqlen_q <= max_seqlen_k, got "
+                             f"{self.Sq} and {self.Sk}")
+        if q.device.type == "cpu" and int(cu_q[-1]) != q.shape[0]:
+            raise ValueError(f"cu_seqlens_q[-1] = {int(cu_q[-1])} but q packs "
+                             f"{q.shape[0]} tokens")
+
+    def tensor(self, t: torch.Tensor) -> Tensor:
+        s = t.stride()
+        if self.varlen:
+            return Tensor(t.data_ptr(), 0, s[1], s[0])
+        if self.layout == "bhsd":
+            return Tensor(t.data_ptr(), s[0], s[1], s[2])
+        return Tensor(t.data_ptr(), s[0], s[2], s[1])
+
+    def new_lse(self) -> torch.Tensor:
+        if self.varlen:
+            shape = (self.hq, self.total_q)
+        else:
+            shape = (self.B, self.hq, self.Sq)
+        return torch.empty(shape, dtype=torch.float32, device=self.device)
+
+    def new_mask(self):
+        rows = (self.B, self.hq, self.nq)
+        counts = torch.empty(rows, dtype=torch.int32, device=self.device)
+        indices = torch.empty(rows + (self.nk,), dtype=torch.int32,
+                              device=self.device)
+        return counts, indices
+
+    def check_mask(self, counts, indices):
+        want = (self.B, self.hq, self.nq, self.nk)
+        if tuple(indices.shape) != want or tuple(counts.shape) != want[:3]:
+            raise ValueError(f"the mask is {tuple(indices.shape)} blocks but "
+                             f"these inputs need {want} (block_size "
+                             f"{self.kernel.block_size})")
+        for name, t in (("counts", counts), ("indices", indices)):
+            if (t.dtype != torch.int32 or t.device != self.device
+                    or not t.is_contiguous()):
+                raise ValueError(f"mask {name} must be contiguous int32 on "
+                                 f"{self.device}")
+
+    def workspace(self):
+        kern = self.kernel
+        key = (self.plan, self.B, self.Sq, self.Sk)
+        size = kern._ws_sizes.get(key)
+        if size is None:
+            size = _lib.lib().prism_plan_workspace_size(self.plan,
+                                                        byref(self.batch))
+            kern._ws_sizes[key] = size
+        align = kern._align
+        buf = torch.empty(size + align, dtype=torch.uint8, device=self.device)
+        # the caller holds buf until the launch returns; after that the
+        # allocator's stream order keeps the memory for the kernels queued
+        return buf, (buf.data_ptr() + align - 1) & ~(align - 1), size
