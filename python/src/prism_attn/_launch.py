@@ -15,6 +15,7 @@ the validating path (their cu_seqlens are part of the arguments).
 from __future__ import annotations
 
 import ctypes
+from typing import TYPE_CHECKING
 from ctypes import (Structure, addressof, byref, c_int, c_int64, c_size_t,
                     c_void_p)
 
@@ -22,6 +23,9 @@ import torch
 
 from . import _lib
 from ._lib import Batch, BlockMaskStruct, PrismError, Tensor
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._kernel import Kernel
 
 _DTYPES = {torch.bfloat16: _lib.DTYPE_BF16, torch.float16: _lib.DTYPE_FP16}
 _LAYOUTS = ("bhsd", "bshd")
@@ -299,7 +303,7 @@ class _Call:
     __slots__ = ("kernel", "plan", "batch", "layout", "varlen", "B", "Sq",
                  "Sk", "nq", "nk", "device", "stream", "hq", "total_q")
 
-    def __init__(self, kern: Kernel, q, k, v, cu_q, cu_k, layout, mq, mk):
+    def __init__(self, kern: "Kernel", q, k, v, cu_q, cu_k, layout, mq, mk):
         self.kernel = kern
         dtype = q.dtype
         code = dtype_code(dtype)
