@@ -35,7 +35,7 @@ _log = logging.getLogger("prism_attn")
 
 _MIN_BUCKET = 4096          # the tuning database's smallest bucket
 _CPU_LIMIT = 1 << 30        # CPU plans: one plan for every length
-_MAX_BATCH = 1 << 20        # plans do not size anything by it
+_MAX_BATCH = 1 << 16        # PRISM_MAX_BATCH; plans size nothing by it
 
 # --- contexts (one per device) ----------------------------------------------------
 _contexts: dict = {}
