@@ -12,9 +12,13 @@
  * FAKE_CUDA_STICKY the failure breaks the context as an illegal address
  * would.  FAKE_CUDA_TRACE=FILE appends one line per stream operation
  * ("launch", "memset BYTES", "event") to FILE, so a test can check what a
- * command enqueues and in which order.  NVRTC dlopens libcuda.so.1 too
- * and asks for cuGetExportTable, which is refused.  Only the tests load
- * it, through LD_LIBRARY_PATH of a child process.
+ * command enqueues and in which order.  Streams are checked: an operation
+ * on a handle that is neither NULL, CU_STREAM_LEGACY, CU_STREAM_PER_THREAD
+ * nor a live one from cuStreamCreate fails with CUDA_ERROR_INVALID_HANDLE
+ * (a real driver may crash on it), so a stream mangled on its way from a
+ * caller is seen.  NVRTC dlopens libcuda.so.1 too and asks for
+ * cuGetExportTable, which is refused.  Only the tests load it, through
+ * LD_LIBRARY_PATH of a child process.
  */
 #include <cuda.h>
 #include <pthread.h>
@@ -26,6 +30,7 @@
 
 #define MAX_MODULES 4096
 #define MAX_EVENTS 1024
+#define MAX_STREAMS 64
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static int broken;
@@ -133,9 +138,48 @@ CUresult cuCtxSynchronize(void) {
     return broken ? CUDA_ERROR_ILLEGAL_ADDRESS : CUDA_SUCCESS;
 }
 
+/* Streams: slots of this array, live between create and destroy. */
+static int streams[MAX_STREAMS];
+
+CUresult cuStreamCreate(CUstream *s, unsigned flags) {
+    (void)flags;
+    pthread_mutex_lock(&lock);
+    int i = 0;
+    while (i < MAX_STREAMS && streams[i])
+        i++;
+    if (i < MAX_STREAMS)
+        streams[i] = 1;
+    pthread_mutex_unlock(&lock);
+    if (i == MAX_STREAMS)
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    *s = (CUstream)&streams[i];
+    return CUDA_SUCCESS;
+}
+
+static int stream_slot(CUstream s) {
+    uintptr_t p = (uintptr_t)s, first = (uintptr_t)streams;
+    if (p < first || p >= first + sizeof streams || (p - first) % sizeof(int))
+        return -1;
+    return (int)((p - first) / sizeof(int));
+}
+
+CUresult cuStreamDestroy(CUstream s) {
+    int i = stream_slot(s);
+    if (i < 0 || !streams[i])
+        return CUDA_ERROR_INVALID_HANDLE;
+    streams[i] = 0;
+    return CUDA_SUCCESS;
+}
+
+static int stream_ok(CUstream s) {
+    if (!s || s == CU_STREAM_LEGACY || s == CU_STREAM_PER_THREAD)
+        return 1;
+    int i = stream_slot(s);
+    return i >= 0 && streams[i];
+}
+
 CUresult cuStreamSynchronize(CUstream s) {
-    (void)s;
-    return cuCtxSynchronize();
+    return stream_ok(s) ? cuCtxSynchronize() : CUDA_ERROR_INVALID_HANDLE;
 }
 
 /* A module: the hash of its cubin and its functions (names). */
@@ -221,6 +265,8 @@ static __thread uint64_t clock_us;
 CUresult cuLaunchKernelEx(const CUlaunchConfig *c, CUfunction f, void **args,
                           void **extra) {
     (void)args, (void)extra;
+    if (!stream_ok(c->hStream))
+        return CUDA_ERROR_INVALID_HANDLE;
     if (c->blockDimX == 0 || c->blockDimX > 1024 || broken)
         return CUDA_ERROR_INVALID_VALUE;
     size_t off = (size_t)((char *)f - (char *)modules) % sizeof(fake_module);
@@ -266,12 +312,14 @@ CUresult cuMemcpyDtoH_v2(void *d, CUdeviceptr s, size_t n) {
 }
 
 CUresult cuMemcpyDtoHAsync_v2(void *d, CUdeviceptr s, size_t n, CUstream st) {
-    (void)st;
+    if (!stream_ok(st))
+        return CUDA_ERROR_INVALID_HANDLE;
     return cuMemcpyDtoH_v2(d, s, n);
 }
 
 CUresult cuMemsetD8Async(CUdeviceptr d, unsigned char v, size_t n, CUstream s) {
-    (void)s;
+    if (!stream_ok(s))
+        return CUDA_ERROR_INVALID_HANDLE;
     if (getenv("FAKE_CUDA_MEMSET"))
         memset((void *)(uintptr_t)d, v, n);
     trace("memset %zu", n);
@@ -306,7 +354,8 @@ CUresult cuEventDestroy_v2(CUevent e) {
 }
 
 CUresult cuEventRecord(CUevent e, CUstream s) {
-    (void)s;
+    if (!stream_ok(s))
+        return CUDA_ERROR_INVALID_HANDLE;
     ((fake_event *)e)->at = clock_us;
     trace("event");
     return CUDA_SUCCESS;
