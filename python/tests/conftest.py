@@ -2,6 +2,7 @@
 repository, so they also run beside an installed wheel on another host)."""
 
 import os
+import subprocess
 import sys
 
 import pytest
@@ -23,6 +24,24 @@ def make_config(head_dim=64, q_heads=4, kv_heads=2, block_size=32,
     return cfg
 
 
+def run_launch_checks(mode, env=None, timeout=1200):
+    """Runs launch_checks.py MODE ("fake" or "cuda") in a child process;
+    None when every check passed, else what went wrong with its output."""
+    script = os.path.join(os.path.dirname(__file__), "launch_checks.py")
+    try:
+        run = subprocess.run([sys.executable, script, mode], env=env,
+                             capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        return f"launch_checks.py {mode} ran over {timeout} s:\n{e.stdout}"
+    out = (run.stdout or "") + (run.stderr or "")
+    if run.returncode < 0:
+        return (f"the launch path CRASHED (signal {-run.returncode}) in "
+                f"launch_checks.py {mode}:\n{out}")
+    if run.returncode != 0 or "PASS" not in run.stdout:
+        return f"launch_checks.py {mode} failed (exit {run.returncode}):\n{out}"
+    return None
+
+
 @pytest.fixture
 def cpu_kernel():
     """kernel(**make_config kwargs) on the CPU."""
@@ -34,3 +53,4 @@ def cpu_kernel():
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+

@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import ctypes
 from typing import TYPE_CHECKING
-from ctypes import (Structure, addressof, byref, c_int, c_int64, c_size_t,
-                    c_void_p)
+from ctypes import Structure, addressof, byref, c_int, c_int64, c_void_p
 
 import torch
 
@@ -68,23 +67,24 @@ assert _OFF_K - _OFF_Q == ctypes.sizeof(Tensor)
 assert ctypes.sizeof(_Args) - _OFF_M == ctypes.sizeof(BlockMaskStruct)
 
 
+_RAW_NAMES = ("prism_prefill", "prism_estimate", "prism_sparse_attention")
+
+
 def _raw_functions():
     """libprism's launch functions with every pointer as c_void_p, for the
-    argument block's interior addresses."""
+    argument block's interior addresses (prototypes from _lib._declare)."""
     h = _lib.lib()
     if not hasattr(h, "_raw"):
-        p, z = c_void_p, c_size_t
-        raw = {}
-        for name, args in (
-                ("prism_prefill", [p] * 8 + [z, p]),
-                ("prism_estimate", [p] * 6 + [z, p]),
-                ("prism_sparse_attention", [p] * 9 + [z, p])):
-            fn = h[name]  # a function object of its own
-            fn.restype = c_int
-            fn.argtypes = args
-            raw[name] = fn
-        h._raw = raw
+        h._raw = {name: _lib.raw_function(name) for name in _RAW_NAMES}
     return h._raw
+
+
+def _current_stream(cuda: bool, index):
+    """torch's current CUDA stream on device `index` as a raw CUstream
+    (an int; 0 is the default stream), None for a CPU kernel."""
+    if not cuda:
+        return None
+    return torch._C._cuda_getCurrentRawStream(index)
 
 
 class _Geometry:
@@ -92,7 +92,7 @@ class _Geometry:
     sizes of what each call allocates."""
 
     __slots__ = ("plan", "raw", "ws_alloc", "ws_size", "align", "device",
-                 "cuda_index", "lse_shape", "rows", "nq", "nk")
+                 "cuda", "cuda_index", "lse_shape", "rows", "nq", "nk")
 
     def __init__(self, c: "_Call", q, k, v):
         kern = c.kernel
@@ -114,7 +114,7 @@ class _Geometry:
         self.align = kern._align
         self.ws_alloc = self.ws_size + self.align
         self.device = c.device
-        self.cuda_index = c.device.index if kern._cuda else None
+        self.cuda, self.cuda_index = kern._cuda, c.device.index
         self.lse_shape = (c.B, c.hq, c.Sq)
         self.rows = (c.B, c.hq, c.nq)
         self.nq, self.nk = c.nq, c.nk
@@ -137,9 +137,7 @@ def _geometry(kern, q, k, v, layout) -> _Geometry:
 
 
 def _stream(g: _Geometry):
-    if g.cuda_index is None:
-        return None
-    return torch._C._cuda_getCurrentRawStream(g.cuda_index)
+    return _current_stream(g.cuda, g.cuda_index)
 
 
 def _workspace(g: _Geometry):
@@ -332,10 +330,7 @@ class _Call:
         self.hq = kern.q_heads
         self.device = dev
         self.plan = kern._plan(code, self.Sk)
-        if kern._cuda:
-            self.stream = torch._C._cuda_getCurrentRawStream(dev.index)
-        else:
-            self.stream = None
+        self.stream = _current_stream(kern._cuda, dev.index)
         self.batch = Batch(code, self.B, self.Sq, self.Sk,
                            cu_q.data_ptr() if self.varlen else None,
                            cu_k.data_ptr() if self.varlen else None,

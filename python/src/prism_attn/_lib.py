@@ -190,10 +190,32 @@ def lib():
     return _lib
 
 
+_declared: list = []  # the names _declare gives prototypes, in order
+
+
 def _proto(handle, name, restype, *argtypes):
+    if name not in _declared:
+        _declared.append(name)
     fn = getattr(handle, name)
     fn.restype = restype
     fn.argtypes = list(argtypes)
+
+
+def raw_function(name: str):
+    """A function object of its own for a declared libprism function, with
+    the prototype of ``_declare`` but every pointer argument as c_void_p
+    (for addresses computed as ints, e.g. inside one argument block).
+
+    The prototype is derived, never restated: ctypes passes arguments
+    beyond ``argtypes`` with its default conversion (a C int), so a short
+    list silently truncates a trailing pointer such as the stream."""
+    h = lib()
+    declared = getattr(h, name)
+    fn = h[name]  # indexing makes a new function object
+    fn.restype = declared.restype
+    fn.argtypes = [c_void_p if issubclass(t, ctypes._Pointer) else t
+                   for t in declared.argtypes]
+    return fn
 
 
 def _declare(h):
