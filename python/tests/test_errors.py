@@ -122,3 +122,40 @@ def test_unknown_params(kern):
 def test_status_names():
     assert prism_attn.status_name(0) == "PRISM_OK"
     assert prism_attn.status_name(16) == "PRISM_ERR_BAD_SHAPE"
+
+
+@pytest.mark.parametrize("block", [32, 128])
+def test_plans_stay_within_the_library_limits(cpu_kernel, block):
+    """Every length up to PRISM_MAX_SEQLEN gets a plan whose limits the
+    library accepts (its workspace under PRISM_MAX_WORKSPACE_BYTES), or,
+    where even one sequence's workspace is above it, a PrismError naming
+    the lengths."""
+    from prism_attn import _lib
+    kern = cpu_kernel(block_size=block)
+    h = _lib.lib()
+    for n in (1, 5000, 1 << 20, _lib.MAX_SEQLEN):
+        try:
+            plan = kern._plan(_lib.DTYPE_BF16, n)
+        except prism_attn.PrismError as e:
+            assert n == _lib.MAX_SEQLEN and block == 32, e
+            assert "keys up to 16777216" in str(e), e
+            continue
+        ws = h.prism_plan_workspace_size(plan, None)
+        assert 0 < ws <= _lib.MAX_WORKSPACE_BYTES, (n, ws)
+        if n <= 5000:  # short plans take the library's whole batch limit
+            b = _lib.Batch(_lib.DTYPE_BF16, _lib.MAX_BATCH, n, n)
+            assert h.prism_plan_workspace_size(plan, b) > 0, n
+    kern.close()
+
+
+def test_sizes_beyond_the_library_limits(kern):
+    from prism_attn import _lib
+    q = torch.zeros(1, 4, 1, 64, dtype=torch.bfloat16)
+    k = torch.zeros(1, 2, 1, 64, dtype=torch.bfloat16)
+    long_k = k.expand(1, 2, _lib.MAX_SEQLEN + 1, 64)
+    with pytest.raises(ValueError, match="PRISM_MAX_SEQLEN"):
+        kern.prefill(q, long_k, long_k)
+    b = _lib.MAX_BATCH + 1
+    with pytest.raises(ValueError, match="PRISM_MAX_BATCH"):
+        kern.prefill(q.expand(b, -1, -1, -1), k.expand(b, -1, -1, -1),
+                     k.expand(b, -1, -1, -1))

@@ -3,10 +3,12 @@
 A Kernel owns one libprism context per device kind and creates plans on
 demand, one per (dtype, length bucket): the C plan fixes the dtype, and a
 GPU plan picks its tuned kernels by the bucket of its longest key length
-(powers of two, as the tuning database's buckets).  Plans are created with
-caller_workspace, so every launch takes its workspace from torch's
-allocator: on the current stream, visible to the allocator's accounting,
-and inside a CUDA graph's private pool during capture.
+(powers of two, as the tuning database's buckets).  CPU plans take the
+same buckets: the library bounds a plan's limits (prism.h's PRISM_MAX_*,
+mirrored in _lib.py), so no one plan serves every length.  Plans are
+created with caller_workspace, so every launch takes its workspace from
+torch's allocator: on the current stream, visible to the allocator's
+accounting, and inside a CUDA graph's private pool during capture.
 
 The launch functions here are the custom ops' implementations and the
 eager path alike; they validate what the C library cannot see (dtypes,
@@ -34,8 +36,6 @@ from ._launch import dtype_code as _dtype_code
 _log = logging.getLogger("prism_attn")
 
 _MIN_BUCKET = 4096          # the tuning database's smallest bucket
-_CPU_LIMIT = 1 << 30        # CPU plans: one plan for every length
-_MAX_BATCH = 1 << 16        # PRISM_MAX_BATCH; plans size nothing by it
 
 # --- contexts (one per device) ----------------------------------------------------
 _contexts: dict = {}
@@ -127,7 +127,27 @@ def get_kernel(kernel_id: int) -> "Kernel":
 
 
 def _bucket(n: int) -> int:
-    return max(_MIN_BUCKET, 1 << max(0, n - 1).bit_length())
+    """A plan's max_seqlen for a key length n: the power of two at or above
+    it (at least _MIN_BUCKET, at most the library's PRISM_MAX_SEQLEN)."""
+    return min(_lib.MAX_SEQLEN,
+               max(_MIN_BUCKET, 1 << max(0, n - 1).bit_length()))
+
+
+def _max_batch(cfg: _lib.Config, seqlen: int) -> int:
+    """A plan's max_batch for max_seqlen `seqlen`.
+
+    The plans take caller workspaces, so max_batch sizes nothing, but the
+    library refuses limits whose workspace would be above
+    PRISM_MAX_WORKSPACE_BYTES.  The workspace grows with the batch by the
+    regions every backend shares (runtime/workspace.c: pooled Q and K, the
+    scales, counts and indices), plus backend regions that are smaller;
+    keeping the shared ones to a quarter of the limit leaves the rest
+    room.  A batch beyond this would need a workspace of over 100 GiB."""
+    n = -(-seqlen // cfg.block_size)
+    hq, hkv, d = cfg.q_heads, cfg.kv_heads, cfg.head_dim
+    per_seq = 4 * (hq * n * (d + n + 3) + hkv * n * d)
+    return max(1, min(_lib.MAX_BATCH,
+                      _lib.MAX_WORKSPACE_BYTES // (4 * per_seq)))
 
 
 def _check_params(params: Optional[Mapping[str, Any]]) -> None:
@@ -177,7 +197,7 @@ class Kernel:
 
     # --- plans ----------------------------------------------------------------------
     def _plan(self, dtype_code: int, seqlen_k: int) -> int:
-        bucket = _CPU_LIMIT if not self._cuda else _bucket(seqlen_k)
+        bucket = _bucket(seqlen_k)
         key = (dtype_code, bucket)
         plan = self._plans.get(key)
         if plan is not None:
@@ -194,12 +214,13 @@ class Kernel:
         cfg = _lib.Config()
         _config.ctypes_copy(cfg, self._cfg)
         cfg.dtype = dtype_code
-        limits = PlanLimits(_MAX_BATCH, bucket, bucket, True)
+        limits = PlanLimits(_max_batch(cfg, bucket), bucket, bucket, True)
         out = c_void_p()
         st = h.prism_plan_create(self._ctx, cfg, limits, byref(out))
         if st != _lib.OK:
             msg = h.prism_context_last_error(self._ctx).decode(errors="replace")
-            raise PrismError(st, msg)
+            raise PrismError(st, f"creating the plan for keys up to {bucket} "
+                                 f"(batches up to {limits.max_batch}): {msg}")
         return out.value
 
     def warmup(self, dtype: torch.dtype = torch.bfloat16,

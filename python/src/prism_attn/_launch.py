@@ -324,6 +324,7 @@ class _Call:
                                  "or neither")
             self._regular(q, k, v, layout)
         self.layout = layout
+        self._check_limits()
         bs = kern.block_size
         self.nq = (self.Sq + bs - 1) // bs
         self.nk = (self.Sk + bs - 1) // bs
@@ -335,6 +336,15 @@ class _Call:
                            cu_q.data_ptr() if self.varlen else None,
                            cu_k.data_ptr() if self.varlen else None,
                            self.total_q, k.shape[0] if self.varlen else 0)
+
+    def _check_limits(self):
+        if self.B > _lib.MAX_BATCH:
+            raise ValueError(f"batch {self.B} is above the library's limit "
+                             f"of {_lib.MAX_BATCH} sequences per call "
+                             "(PRISM_MAX_BATCH); split the batch")
+        if self.Sk > _lib.MAX_SEQLEN:
+            raise ValueError(f"seqlen_k {self.Sk} is above the library's "
+                             f"limit of {_lib.MAX_SEQLEN} (PRISM_MAX_SEQLEN)")
 
     def _heads_dim(self, name, t, heads, h_axis):
         kern = self.kernel

@@ -44,6 +44,12 @@ MAX_TARGETS = 8
 MAX_TUNING = 32
 ERR_BUF = 1024
 
+# --- size limits: prism.h's PRISM_MAX_* (the package reads them only here) --
+MAX_BATCH = 65536                  # PRISM_MAX_BATCH: sequences per plan/call
+MAX_SEQLEN = 1 << 24               # PRISM_MAX_SEQLEN: lengths and totals
+MAX_WORKSPACE_BYTES = 1 << 39      # PRISM_MAX_WORKSPACE_BYTES: a plan's limits
+MAX_TENSOR_BYTES = 1 << 48         # PRISM_MAX_TENSOR_BYTES: a tensor's span
+
 
 class TuningOverride(Structure):
     _fields_ = [("kernel", c_char * 64), ("param", c_char * 64),
