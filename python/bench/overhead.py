@@ -51,7 +51,7 @@ def timed(fn, calls, sync):
 
 def direct_call(kern, q, k, v):
     """A closure launching prism_prefill with pre-built arguments."""
-    from prism_attn._kernel import _Call
+    from prism_attn._launch import _Call
     c = _Call(kern, q, k, v, None, None, "bhsd", 0, 0)
     o = torch.empty_like(q)
     buf, ws, size = c.workspace()

@@ -54,3 +54,11 @@ def cpu_kernel():
 def _seed():
     torch.manual_seed(0)
 
+
+def pytest_runtest_logreport(report):
+    """GPU tests print a failure as it happens, not only in the summary:
+    if a later test crashes the interpreter, the reason is still seen."""
+    if report.failed and "test_gpu.py" in report.nodeid:
+        sys.stderr.write(f"\n{report.nodeid} {report.when} FAILED:\n"
+                         f"{report.longreprtext}\n")
+        sys.stderr.flush()

@@ -3,6 +3,10 @@ method (reference.py): masks block for block, outputs and log-sum-exp
 within bf16 rounding, and the layouts, ragged batches and mask
 conversions agreeing with each other."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -186,3 +190,17 @@ def test_kernel_cache_and_plans(cpu_kernel):
     a.prefill(q.half(), k.half(), v.half())
     a.close()
     assert a.prefill(q, k, v).shape == q.shape
+
+
+def test_overhead_bench_runs():
+    """bench/overhead.py, whose table the GPU suite prints, runs (its
+    direct launch builds the package's own call arguments)."""
+    bench = os.path.join(os.path.dirname(__file__), "..", "bench",
+                         "overhead.py")
+    if not os.path.exists(bench):
+        pytest.skip("bench/overhead.py is not beside the tests")
+    run = subprocess.run([sys.executable, bench, "--device", "cpu",
+                          "--calls", "20", "--seq", "128"],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "direct" in run.stdout and "op" in run.stdout, run.stdout

@@ -1,7 +1,16 @@
 """GPU tests (skipped without CUDA): outputs against SDPA, masks against
 the CPU backend, torch.compile, CUDA-graph replay on new inputs, the
 transformers model, and a timing table of the op against the C library
-called directly."""
+called directly.
+
+Before the first of them runs, launch_checks.py runs every launch of the
+package on the GPU in a child process (test_launch_path_in_a_child): a
+launch that crashes there fails that test, and every other test fails at
+set-up with its output, instead of taking the interpreter down with it.
+Each test makes its own inputs and kernels (kernels are cached by config,
+so they are shared, never their state), and conftest.py prints a GPU
+test's failure as soon as it happens.
+"""
 
 import os
 import subprocess
@@ -12,11 +21,34 @@ import torch
 
 import prism_attn
 import reference as R
-from conftest import make_config
+from conftest import make_config, run_launch_checks
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
                                 reason="needs a CUDA device")
 F = torch.nn.functional
+
+
+@pytest.fixture(scope="session")
+def launch_problem():
+    """None when launch_checks.py passed on the GPU, else its report."""
+    return run_launch_checks("cuda")
+
+
+@pytest.fixture(autouse=True)
+def _launches_work(request, launch_problem):
+    if launch_problem and request.node.name != "test_launch_path_in_a_child":
+        failed = [ln for ln in launch_problem.splitlines()
+                  if ln.startswith("FAIL") or "CRASHED" in ln]
+        pytest.fail("not run: the package's launches failed on this GPU "
+                    "(test_launch_path_in_a_child has the output): "
+                    + "; ".join(failed[:4] or ["see there"]), pytrace=False)
+
+
+@pytest.fixture
+def fresh_dynamo():
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
 
 
 def gpu_kernel(**kw):
@@ -28,6 +60,28 @@ def sdpa(q, k, v):
                                           enable_gqa=True)
 
 
+def assert_close(got, want, atol, what):
+    got, want = got.float().cpu(), want.float().cpu()
+    assert got.shape == want.shape, (
+        f"{what}: shape {tuple(got.shape)}, want {tuple(want.shape)}")
+    err = (got - want).abs()
+    bad = ~torch.isfinite(got)
+    assert not bad.any(), (f"{what}: {int(bad.sum())} non-finite values, "
+                           f"first at {tuple(bad.nonzero()[0].tolist())}")
+    worst = float(err.max())
+    where = tuple(torch.nonzero(err == err.max())[0].tolist())
+    assert worst < atol, (f"{what}: max |error| {worst:.3g} at {where} "
+                          f"(got {float(got[where]):.4g}, want "
+                          f"{float(want[where]):.4g}), tolerance {atol}")
+
+
+def test_launch_path_in_a_child(launch_problem):
+    """Every launch (prefill, estimate, sparse attention, ragged, both
+    layouts, lse and mask, two streams, bf16 and fp16), in a child
+    process."""
+    assert launch_problem is None, launch_problem
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("head_dim,block", [(64, 64), (128, 128)])
 def test_dense_matches_sdpa(dtype, head_dim, block):
@@ -37,11 +91,14 @@ def test_dense_matches_sdpa(dtype, head_dim, block):
     q, k, v = (x.cuda() for x in R.workload(2, 8, 2, 1024, 1024, head_dim,
                                             10000.0, 1, dtype=dtype))
     o, mask = kern.prefill(q, k, v, return_mask=True)
-    assert mask.density() == pytest.approx(1.0)
-    assert (o.float() - sdpa(q, k, v).float()).abs().max() < 2e-2
+    torch.cuda.synchronize()
+    assert mask.density() == pytest.approx(1.0), (
+        f"thresholds 1.0 select every causal block; density "
+        f"{mask.density():.4f}")
+    assert_close(o, sdpa(q, k, v), 2e-2, "dense prefill against SDPA")
     t = [x.transpose(1, 2).contiguous() for x in (q, k, v)]
     o2 = kern.prefill(*t, layout="bshd")
-    assert (o2.transpose(1, 2).float() - o.float()).abs().max() < 1e-2
+    assert_close(o2.transpose(1, 2), o, 1e-2, "layout bshd against bhsd")
 
 
 def test_masks_and_outputs_match_cpu_backend():
@@ -54,16 +111,19 @@ def test_masks_and_outputs_match_cpu_backend():
     oc, lc, mc = cpu.prefill(q, k, v, return_lse=True, return_mask=True)
     bg, bc = mg.to_block_dense().cpu(), mc.to_block_dense()
     differ = int((bg != bc).sum())
-    assert differ <= bc.numel() // 1000, f"{differ} blocks differ"
-    assert 0.0 < mc.density() < 1.0
+    assert differ <= bc.numel() // 1000, (
+        f"{differ} of {bc.numel()} mask blocks differ between the GPU and "
+        f"the CPU backends (density GPU {mg.density():.4f}, CPU "
+        f"{mc.density():.4f})")
+    assert 0.0 < mc.density() < 1.0, f"CPU density {mc.density()}"
     # attention over the same (CPU) mask on both
     mc_gpu = prism_attn.BlockMask(mc.counts.cuda(), mc.indices.cuda(),
                                   mc.block_size, mc.seqlen_q, mc.seqlen_k)
     o2 = gpu.sparse_attention(q.cuda(), k.cuda(), v.cuda(), mc_gpu)
-    assert (o2.cpu().float() - oc.float()).abs().max() < 2e-2
+    assert_close(o2, oc, 2e-2, "GPU sparse attention over the CPU mask")
     if differ == 0:
-        assert (og.cpu().float() - oc.float()).abs().max() < 2e-2
-        assert (lg.cpu() - lc).abs().max() < 1e-2
+        assert_close(og, oc, 2e-2, "GPU prefill against CPU prefill")
+        assert_close(lg, lc, 1e-2, "GPU lse against CPU lse")
 
 
 def test_varlen_matches_regular():
@@ -80,24 +140,24 @@ def test_varlen_matches_regular():
     for i, s in enumerate(seqs):
         oi = kern.prefill(*s)
         a, b = int(cu_q[i]), int(cu_q[i + 1])
-        assert (o[a:b].float() - oi[0].transpose(0, 1).float()).abs().max() \
-            < 1e-2
+        assert_close(o[a:b], oi[0].transpose(0, 1), 1e-2,
+                     f"ragged sequence {i} {lens[i]} against its own call")
 
 
-def test_flex_attention_agrees():
+def test_flex_attention_agrees(fresh_dynamo):
     flex = pytest.importorskip("torch.nn.attention.flex_attention")
     kern = gpu_kernel(head_dim=128, q_heads=8, kv_heads=2, block_size=128)
     q, k, v = (x.cuda() for x in R.workload(1, 8, 2, 2048, 2048, 128, 1e4, 3))
     o, mask = kern.prefill(q, k, v, return_mask=True)
     fa = torch.compile(flex.flex_attention)
     fo = fa(q, k, v, block_mask=mask.to_flex_block_mask(), enable_gqa=True)
-    assert (fo.float() - o.float()).abs().max() < 2e-2
+    assert_close(fo, o, 2e-2, "flex_attention over the mask (causal)")
     fo2 = fa(q, k, v, block_mask=mask.to_flex_block_mask(False),
              enable_gqa=True)
-    assert (fo2.float() - o.float()).abs().max() < 2e-2
+    assert_close(fo2, o, 2e-2, "flex_attention over the mask (no mask_mod)")
 
 
-def test_torch_compile_fullgraph():
+def test_torch_compile_fullgraph(fresh_dynamo):
     kern = gpu_kernel(head_dim=128, q_heads=8, kv_heads=2, block_size=128)
     q, k, v = (x.cuda() for x in R.workload(1, 8, 2, 1024, 1024, 128, 1e4, 4))
 
@@ -106,9 +166,11 @@ def test_torch_compile_fullgraph():
 
     want = f(q, k, v)
     got = torch.compile(f, fullgraph=True)(q, k, v)
-    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    assert torch.equal(got[0], want[0]), "compiled o differs from eager"
+    assert torch.equal(got[1], want[1]), "compiled lse differs from eager"
     got = torch.compile(f, fullgraph=True, mode="reduce-overhead")(q, k, v)
-    assert torch.equal(got[0], want[0])
+    assert torch.equal(got[0], want[0]), \
+        "reduce-overhead (CUDA graphs) o differs from eager"
 
 
 def test_cuda_graph_replay_new_inputs():
@@ -132,8 +194,9 @@ def test_cuda_graph_replay_new_inputs():
         g.replay()
         torch.cuda.synchronize()
         want, wmask = kern.prefill(q2, k2, v2, return_mask=True)
-        assert torch.equal(out, want)
-        assert torch.equal(mask.to_block_dense(), wmask.to_block_dense())
+        assert torch.equal(out, want), f"replayed o differs (seed {seed})"
+        assert torch.equal(mask.to_block_dense(), wmask.to_block_dense()), \
+            f"replayed mask differs (seed {seed})"
 
 
 def test_hf_model_on_gpu():
@@ -148,6 +211,9 @@ def test_timing_table():
                          "overhead.py")
     if not os.path.exists(bench):
         pytest.skip("bench/overhead.py is not beside the tests")
-    out = subprocess.run([sys.executable, bench, "--calls", "1000"],
-                         capture_output=True, text=True, check=True).stdout
-    print("\n" + out)
+    run = subprocess.run([sys.executable, bench, "--calls", "1000"],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, (f"bench/overhead.py exited "
+                                 f"{run.returncode}:\n{run.stdout}"
+                                 f"{run.stderr}")
+    print("\n" + run.stdout)
