@@ -15,8 +15,8 @@
  *    caught by the checksums and treated as a miss.
  *
  *  - One build per key across processes and threads.  A miss takes an OFD
- *    write lock (fcntl F_OFD_SETLKW, cache_lock.c) on DIR/<key>.lock, then
- *    looks again:
+ *    write lock (fcntl F_OFD_SETLK, polled: cache_lock.c) on
+ *    DIR/<key>.lock, then looks again:
  *    whoever waited on the lock finds the entry the holder published.  OFD
  *    locks belong to the open file description, so two threads of one
  *    process that each open() the lock file exclude each other too (classic
@@ -25,10 +25,20 @@
  *    gets the lock on the unlinked inode sees that the path no longer names
  *    its file and starts over, so there are never two live lock files.
  *
+ *  - A wait is bounded.  A holder can be stopped (SIGSTOP, a debugger) or
+ *    hung, and the kernel drops its lock only when it dies.  So a waiter
+ *    warns after a few seconds, naming the key and the holder's pid (which
+ *    the holder writes into the lock file), and after PRISM_LOCK_TIMEOUT
+ *    builds the kernel itself.  It publishes what it built: entries
+ *    appear only by rename of a complete file and every complete entry of
+ *    a key is valid, so two publishers can only replace one good entry
+ *    with another, and the next process finds the kernel without waiting.
+ *
  *  - Degrade, never fail.  A cache dir that cannot be created, is not
- *    writable or is not trusted (writable by others and not ours) leaves
- *    the cache in memory-only mode with one warning; a failed publish is a
- *    warning too.  Read-only layers (PRISM_CACHE_PATH) are searched after
+ *    writable or is not trusted (owned by another account than us or root,
+ *    or writable by group or others: cache_internal.h) leaves the cache in
+ *    memory-only mode with one warning; so does an untrusted entry, which
+ *    is skipped; a failed publish is a warning too.  Read-only layers (PRISM_CACHE_PATH) are searched after
  *    the writable dir and never written, not even a lock file.
  *
  *  - The memory layer (cache_mem.c) is a chained hash table on the key
@@ -104,10 +114,15 @@ static bool layer_get(prism_cache *cache, cache_layer *layer, bool writable,
     case CACHE_READ_UNTRUSTED:
         prism_cache__warn_once(
             cache, layer, CACHE_WARNED_UNTRUSTED,
-            "ignoring kernel cache entry %s (%s); entries in %s "
-            "that others can write are skipped. Fix: chmod "
-            "go-w, or delete them",
-            path, why, layer->dir);
+            "ignoring kernel cache entry %s (%s); entries of %s that "
+            "another account owns or can write are never loaded (a kernel "
+            "runs with your rights)%s. Fix: %s",
+            path, why, layer->dir,
+            writable ? " and are rebuilt and replaced" : "",
+            writable ? "find out who wrote them; delete them or let them be "
+                       "replaced"
+                     : "have the layer's owner chmod go-w and chown its "
+                       "entries, or remove it from PRISM_CACHE_PATH");
         return false;
     case CACHE_READ_ERROR:
         prism_cache__warn_once(
@@ -259,6 +274,71 @@ fail:;
                         strcmp(what, "rename") ? tmp : final, strerror(e_no));
 }
 
+/* ---- waiting for another builder ---------------------------------------- */
+
+typedef struct lock_waiter {
+    prism_cache *cache;
+    const prism_cache_key *key;
+    const prism_cache_meta *meta; /* may be NULL */
+    const char *lock_path;
+} lock_waiter;
+
+static const char *kernel_of(const prism_cache_meta *meta) {
+    return meta && meta->kernel_name[0] ? meta->kernel_name : "?";
+}
+
+static void describe_pid(long pid, char *out, size_t size) {
+    if (pid > 0)
+        snprintf(out, size, "pid %ld", pid);
+    else
+        snprintf(out, size, "a process of unknown pid");
+}
+
+/* Said once per wait, a few seconds in: who we wait for and what next. */
+static void lock_notice(void *user, long pid, int64_t waited_ms) {
+    const lock_waiter *w = user;
+    char who[48];
+    describe_pid(pid, who, sizeof who);
+    prism_log(&w->cache->logger, PRISM_LOG_WARN,
+              "waiting %.1f s for %s, which builds kernel %s (key %s) and "
+              "holds %s; after %lld s (PRISM_LOCK_TIMEOUT) this process "
+              "builds it itself. If %s is stopped or hung, resume or end it",
+              (double)waited_ms / 1000.0, who, kernel_of(w->meta), w->key->hex,
+              w->lock_path, (long long)(w->cache->lock_timeout_ms / 1000), who);
+}
+
+/* Takes the per-key lock, waiting at most PRISM_LOCK_TIMEOUT; -1 when the
+ * build goes ahead without it (already logged). */
+static int lock_key(prism_cache *cache, const prism_cache_key *key,
+                    const prism_cache_meta *meta, const char *lock_path) {
+    lock_waiter w = {cache, key, meta, lock_path};
+    long holder = -1;
+    int64_t timeout = cache->lock_timeout_ms;
+    int64_t notice = timeout / 2 < CACHE_LOCK_NOTICE_MS ? timeout / 2
+                                                        : CACHE_LOCK_NOTICE_MS;
+    cache_lock_wait wait = {timeout, notice, lock_notice, &w, &holder};
+    int fd = prism_cache__lock_acquire(lock_path, true, &wait);
+    if (fd >= 0)
+        return fd;
+    if (errno == ETIMEDOUT || errno == EAGAIN) {
+        char who[48];
+        describe_pid(holder, who, sizeof who);
+        prism_log(&cache->logger, PRISM_LOG_WARN,
+                  "%s still holds %s after %lld s (PRISM_LOCK_TIMEOUT); "
+                  "building kernel %s (key %s) here without the lock and "
+                  "publishing it atomically",
+                  who, lock_path, (long long)(timeout / 1000), kernel_of(meta),
+                  key->hex);
+        return -1;
+    }
+    prism_cache__warn_once(cache, &cache->rw, CACHE_WARNED_LOCK,
+                           "cannot lock %s (%s); building without the lock, "
+                           "so other processes may build the same kernel. "
+                           "Fix: make %s writable",
+                           lock_path, strerror(errno), cache->rw.dir);
+    return -1;
+}
+
 /* ---- lookup ------------------------------------------------------------- */
 
 static bool key_valid(const prism_cache_key *key) {
@@ -391,14 +471,7 @@ prism_status prism_cache_get(prism_cache *cache, const prism_cache_key *key,
     } else {
         snprintf(name, sizeof name, "%s%s", key->hex, CACHE_LOCK_EXT);
         prism_cache__path_join(lock_path, cache->rw.dir, name);
-        lock_fd = prism_cache__lock_acquire(lock_path, true, true);
-        if (lock_fd < 0)
-            prism_cache__warn_once(
-                cache, &cache->rw, CACHE_WARNED_LOCK,
-                "cannot lock %s (%s); building without the lock, "
-                "so other processes may build the same kernel. "
-                "Fix: make %s writable",
-                lock_path, strerror(errno), cache->rw.dir);
+        lock_fd = lock_key(cache, key, meta_in, lock_path);
     }
 
     prism_status st = PRISM_OK;

@@ -149,8 +149,29 @@ bool prism_cache__tmp_name_is(const char *name) {
     return strncmp(name, CACHE_TMP_PREFIX, strlen(CACHE_TMP_PREFIX)) == 0;
 }
 
-bool prism_cache__stat_trusted(const struct stat *st) {
-    return !((st->st_mode & (S_IWGRP | S_IWOTH)) && st->st_uid != geteuid());
+bool prism_cache__stat_trusted(const struct stat *st, const char *path,
+                               char *why, size_t why_size, char *fix,
+                               size_t fix_size) {
+    mode_t w = st->st_mode & (S_IWGRP | S_IWOTH);
+    uid_t me = geteuid();
+    if (w) {
+        snprintf(why, why_size, "untrusted: writable by %s (mode %04o)",
+                 w == (S_IWGRP | S_IWOTH) ? "group and others"
+                 : w == S_IWGRP           ? "its group"
+                                          : "others",
+                 (unsigned)(st->st_mode & 07777));
+        snprintf(fix, fix_size, "chmod go-w %s", path);
+        return false;
+    }
+    if (st->st_uid != me && st->st_uid != 0) {
+        snprintf(why, why_size,
+                 "untrusted: owned by uid %ld, neither you (uid %ld) nor root",
+                 (long)st->st_uid, (long)me);
+        snprintf(fix, fix_size, "chown %ld %s (as root), or remove it",
+                 (long)me, path);
+        return false;
+    }
+    return true;
 }
 
 bool prism_cache__path_join(char *buf, const char *dir, const char *name) {
@@ -318,10 +339,9 @@ prism_cache__entry_read(const char *path, const unsigned char key[32],
         snprintf(why, why_size, "not a regular file");
         goto done;
     }
-    if (!prism_cache__stat_trusted(&st)) {
-        snprintf(why, why_size,
-                 "untrusted: writable by others and owned by uid %ld",
-                 (long)st.st_uid);
+    char fix[CACHE_PATH_BUF + 64];
+    if (!prism_cache__stat_trusted(&st, path, why, why_size, fix,
+                                   sizeof fix)) {
         r = CACHE_READ_UNTRUSTED;
         goto done;
     }

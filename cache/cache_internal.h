@@ -24,6 +24,11 @@
 #define CACHE_TMP_PREFIX ".tmp."
 #define CACHE_TMP_MAX_AGE_S 3600
 #define CACHE_DEFAULT_MAX_BYTES (2LL << 30)
+/* $PRISM_LOCK_TIMEOUT: default and largest value, in seconds */
+#define CACHE_LOCK_TIMEOUT_S 120
+#define CACHE_LOCK_TIMEOUT_MAX_S 86400
+/* a lock wait is reported after this long (or half the timeout) */
+#define CACHE_LOCK_NOTICE_MS 5000
 /* Longest name the cache puts in a directory (".tmp.<pid>.<16 hex>" and
  * "<64 hex>.lock" both fit), so DIR + '/' + name always fits PATH_BUF. */
 #define CACHE_NAME_MAX 80
@@ -65,6 +70,7 @@ struct prism_cache {
     cache_layer *ro; /* read-only layers, in search order */
     int n_ro;
     int64_t max_bytes;
+    int64_t lock_timeout_ms; /* $PRISM_LOCK_TIMEOUT: see prism.h */
     bool disable_jit;
 
     pthread_mutex_t lock; /* memory layer, counters, warned bits, inflight */
@@ -81,7 +87,7 @@ typedef enum cache_read_result {
     CACHE_READ_OK,
     CACHE_READ_ABSENT,    /* no such file                                */
     CACHE_READ_CORRUPT,   /* exists but fails validation (why says how)  */
-    CACHE_READ_UNTRUSTED, /* writable by others and not ours             */
+    CACHE_READ_UNTRUSTED, /* fails the trust rule (why says how)         */
     CACHE_READ_ERROR      /* cannot be read (permissions, memory)        */
 } cache_read_result;
 
@@ -111,9 +117,17 @@ bool prism_cache__lock_name_is(const char *name);
 /* True for ".tmp.*". */
 bool prism_cache__tmp_name_is(const char *name);
 
-/* The trust rule: not trusted when writable by group or others AND not
- * owned by the effective uid. */
-bool prism_cache__stat_trusted(const struct stat *st);
+/* The trust rule of every layer, for its directory and each entry (a
+ * cubin runs on the GPU with the caller's rights, so nothing another
+ * account could have written is used): trusted when owned by the
+ * effective uid or by root AND writable by neither group nor others.
+ * Group-writable counts even when the group is one's own: its other
+ * members are other accounts.  The sticky bit does not help (others could
+ * still add entries).  On false, why gets "untrusted: ..." and fix the
+ * command that repairs path. */
+bool prism_cache__stat_trusted(const struct stat *st, const char *path,
+                               char *why, size_t why_size, char *fix,
+                               size_t fix_size);
 
 /* DIR/NAME into buf (CACHE_PATH_BUF); false if it does not fit. */
 bool prism_cache__path_join(char *buf, const char *dir, const char *name);
@@ -123,10 +137,25 @@ char *prism_cache__strdup(const char *s);
 
 /* ---- cache_lock.c: the per-key lock file ------------------------------- */
 
-/* Takes the exclusive OFD lock of path.  create: make the file if missing
- * (else ENOENT fails); wait: block (else EAGAIN fails).  Returns the fd or
+/* How long prism_cache__lock_acquire waits for a lock someone else holds. */
+typedef struct cache_lock_wait {
+    int64_t timeout_ms; /* give up after this long (<= 0: do not wait)     */
+    int64_t notice_ms;  /* call notice once after this long                */
+    /* told the holder's pid (-1 when unknown) and the time waited so far */
+    void (*notice)(void *user, long holder_pid, int64_t waited_ms);
+    void *user;
+    long *holder; /* optional: the holder's pid when the wait times out */
+} cache_lock_wait;
+
+/* Takes the exclusive OFD lock of path and writes our pid into the file.
+ * create: make the file if missing (else ENOENT fails); wait NULL or with
+ * no timeout: fail with EAGAIN when the lock is held, else poll until the
+ * lock is ours or fail with ETIMEDOUT at the deadline.  Returns the fd or
  * -1 with errno set.  The lock file is always the one currently at path. */
-int prism_cache__lock_acquire(const char *path, bool create, bool wait);
+int prism_cache__lock_acquire(const char *path, bool create,
+                              const cache_lock_wait *wait);
+/* The pid written into a lock file by its holder, or -1. */
+long prism_cache__lock_holder(int fd);
 /* Removes the lock file (still holding the lock) and closes fd. */
 void prism_cache__lock_release(const char *path, int fd);
 

@@ -94,7 +94,7 @@ static prism_status scan_dir(const char *dir, bool cleanup, bool locks,
                 unlinkat(dirfd(d), name, 0) == 0 && removed)
                 (*removed)++;
         } else if (prism_cache__path_join(path, dir, name)) {
-            int fd = prism_cache__lock_acquire(path, false, false);
+            int fd = prism_cache__lock_acquire(path, false, NULL);
             if (fd >= 0) {
                 prism_cache__lock_release(path, fd);
                 if (removed)

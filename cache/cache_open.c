@@ -3,10 +3,12 @@
  *
  * The writable directory is resolved once, at open, from options->dir,
  * $PRISM_CACHE_DIR, $XDG_CACHE_HOME/prism or ~/.cache/prism, created with
- * mode 0700 and checked: it must be a directory we can write and that is
- * not writable by someone else (the trust rule of cache_entry.c).  Any
- * failure is one warning and memory-only mode, never an error, because a
- * program that can compile in memory should not fail for want of a cache.
+ * mode 0700 and checked: it must be a directory we can write, owned by
+ * us or root and writable by no other account (the trust rule of
+ * cache_entry.c).  Any failure is one warning and memory-only mode, never
+ * an error, because a program that can compile in memory should not fail
+ * for want of a cache; an untrusted directory is then neither read nor
+ * written (not even a lock file).
  * Read-only layers ($PRISM_CACHE_PATH) get the same checks (minus write
  * access); a missing one is skipped quietly since shipped caches are
  * optional.  Only out of memory makes prism_cache_open() fail.
@@ -110,11 +112,17 @@ static int mkdir_p(const char *path) {
     return 0;
 }
 
-/* Checks that dir is a directory we may use; why gets the reason if not.
- * access(2) is asked too because mode bits alone miss read-only mounts. */
+/* Checks that dir is a directory we may use; why gets the reason and fix
+ * the repair if not (fix stays "" when no command repairs it).  access(2)
+ * is asked too because mode bits alone miss read-only mounts.  The trust
+ * rule (cache_entry.c) applies to the directory itself, not to its
+ * parents: a sticky world-writable /tmp above it is fine, because every
+ * entry is checked again when read, so a directory swapped in by another
+ * account could only offer entries that fail that check. */
 static bool dir_usable(const char *dir, bool writable, char *why,
-                       size_t why_size) {
+                       size_t why_size, char *fix, size_t fix_size) {
     struct stat st;
+    fix[0] = '\0';
     if (strlen(dir) + 1 + CACHE_NAME_MAX >= CACHE_PATH_BUF) {
         snprintf(why, why_size, "path too long");
         return false;
@@ -127,13 +135,8 @@ static bool dir_usable(const char *dir, bool writable, char *why,
         snprintf(why, why_size, "not a directory");
         return false;
     }
-    if (!prism_cache__stat_trusted(&st)) {
-        snprintf(why, why_size,
-                 "untrusted: writable by others (mode %04o) and owned by uid "
-                 "%ld, not you",
-                 (unsigned)(st.st_mode & 07777), (long)st.st_uid);
+    if (!prism_cache__stat_trusted(&st, dir, why, why_size, fix, fix_size))
         return false;
-    }
     if (access(dir, writable ? (R_OK | W_OK | X_OK) : (R_OK | X_OK)) != 0) {
         snprintf(why, why_size, "%s", strerror(errno));
         return false;
@@ -144,7 +147,7 @@ static bool dir_usable(const char *dir, bool writable, char *why,
 /* Sets cache->rw.dir to the usable writable dir or "" (one warning). */
 static prism_status open_writable(prism_cache *cache, const char *dir) {
     bool oom;
-    char why[256];
+    char why[256], fix[CACHE_PATH_BUF + 64];
     char *d = resolve_dir(dir, &oom);
     if (oom)
         return PRISM_ERR_OUT_OF_MEMORY;
@@ -159,12 +162,17 @@ static prism_status open_writable(prism_cache *cache, const char *dir) {
                   "memory only. Fix: set PRISM_CACHE_DIR to a writable "
                   "directory you own",
                   d, strerror(errno));
-    } else if (!dir_usable(d, true, why, sizeof why)) {
+    } else if (!dir_usable(d, true, why, sizeof why, fix, sizeof fix)) {
         prism_log(&cache->logger, PRISM_LOG_WARN,
-                  "kernel cache directory %s is not usable (%s); compiling in "
-                  "memory only. Fix: set PRISM_CACHE_DIR to a writable "
-                  "directory you own (mode 0700)",
-                  d, why);
+                  "kernel cache directory %s is not usable (%s)%s; compiling "
+                  "in memory only, nothing is read from or written to it. "
+                  "Fix: %s%sset PRISM_CACHE_DIR to a writable directory you "
+                  "own (mode 0700)",
+                  d, why,
+                  fix[0] ? ": another account could put kernels there that "
+                           "would run with your rights"
+                         : "",
+                  fix, fix[0] ? ", or " : "");
     } else {
         cache->rw.dir = d;
         return PRISM_OK;
@@ -191,7 +199,7 @@ static prism_status open_read_only(prism_cache *cache, const char *path) {
     const char *p = path;
     while (*p) {
         size_t n = strcspn(p, ":");
-        char part[CACHE_PATH_BUF], why[256];
+        char part[CACHE_PATH_BUF], why[256], fix[CACHE_PATH_BUF + 64];
         if (n > 0 && n < sizeof part) {
             memcpy(part, p, n);
             part[n] = '\0';
@@ -200,12 +208,12 @@ static prism_status open_read_only(prism_cache *cache, const char *path) {
                 prism_log(&cache->logger, PRISM_LOG_DEBUG,
                           "read-only cache layer %s does not exist; skipped",
                           part);
-            } else if (!dir_usable(part, false, why, sizeof why)) {
+            } else if (!dir_usable(part, false, why, sizeof why, fix,
+                                   sizeof fix)) {
                 prism_log(&cache->logger, PRISM_LOG_WARN,
-                          "read-only cache layer %s skipped (%s). Fix: remove "
-                          "it from PRISM_CACHE_PATH or make it a directory "
-                          "writable only by its owner",
-                          part, why);
+                          "read-only cache layer %s skipped (%s). Fix: %s%s"
+                          "remove it from PRISM_CACHE_PATH",
+                          part, why, fix, fix[0] ? ", or " : "");
             } else {
                 char *d = join_dup(part, NULL);
                 if (!d)
@@ -231,6 +239,22 @@ static int64_t resolve_max_bytes(const prism_cache *cache, int64_t option) {
                         why, sizeof why) != PRISM_OK)
         prism_log(&cache->logger, PRISM_LOG_WARN, "%s", why);
     return v;
+}
+
+/* $PRISM_LOCK_TIMEOUT in seconds (a count, base/parse.h), else 120;
+ * anything else warns and falls back. */
+static int64_t resolve_lock_timeout_ms(const prism_cache *cache) {
+    const char *text = getenv("PRISM_LOCK_TIMEOUT");
+    int64_t s = CACHE_LOCK_TIMEOUT_S;
+    if (text && *text &&
+        !prism_parse_count(text, 0, CACHE_LOCK_TIMEOUT_MAX_S, &s)) {
+        s = CACHE_LOCK_TIMEOUT_S;
+        prism_log(&cache->logger, PRISM_LOG_WARN,
+                  "PRISM_LOCK_TIMEOUT='%.40s' is not a number of seconds in "
+                  "0..%d; using %d",
+                  text, CACHE_LOCK_TIMEOUT_MAX_S, CACHE_LOCK_TIMEOUT_S);
+    }
+    return s * 1000;
 }
 
 prism_status prism_cache_open(const prism_cache_options *options,
@@ -271,6 +295,7 @@ prism_status prism_cache_open(const prism_cache_options *options,
     if (st != PRISM_OK)
         goto fail;
     cache->max_bytes = resolve_max_bytes(cache, options->max_bytes);
+    cache->lock_timeout_ms = resolve_lock_timeout_ms(cache);
     *out = cache;
     return PRISM_OK;
 

@@ -209,6 +209,28 @@ typedef enum prism_device_kind {
     PRISM_DEVICE_CPU = 1
 } prism_device_kind;
 
+/* The kernel cache.  Kernels (cubins, CPU object code) run with the
+ * rights of the process that loads them, so the cache trusts only what no
+ * other account could have written: a layer directory or an entry must be
+ * owned by the effective uid or by root and be writable by neither group
+ * nor others (the sticky bit does not help; the directories above a layer
+ * are not checked, since every entry is checked again when read).
+ *  - An untrusted writable directory (cache_dir) is not used at all, not
+ *    even for lock files: the context compiles in memory only, with one
+ *    warning naming the directory and the fix (`chmod go-w DIR`, `chown`).
+ *  - An untrusted read-only layer (cache_path) is skipped with one warning.
+ *  - An untrusted entry is skipped with one warning per layer; in the
+ *    writable directory it is rebuilt and replaced, in a read-only layer it
+ *    is left alone.
+ * Builds of one kernel are serialised across processes by a lock file
+ * beside the entry.  A process that waits for another's build logs one
+ * warning after a few seconds naming the kernel's key and the holder's
+ * pid; after $PRISM_LOCK_TIMEOUT whole seconds (default 120, at most
+ * 86400; 0: do not wait; another value warns and gives 120) it stops
+ * waiting, compiles the kernel itself and publishes it: entries appear
+ * only by an atomic rename of a complete file and any complete entry of a
+ * key is a valid one, so the holder's later publish, if any, is harmless,
+ * and the next process finds the kernel without waiting. */
 typedef struct prism_context_options {
     int device_ordinal;      /* CUDA device of the context's GPU plans     */
     prism_log_fn log;        /* NULL: warnings and errors go to stderr     */
