@@ -14,9 +14,11 @@
  * event stream, cheaply, to catch syntax errors, a second document and
  * pathological nesting (libyaml 0.2.5 composes nodes recursively), then
  * through the document API, which gives a node tree with positions.
- * config_walk.c checks that tree against the schema; prism_config_check()
- * (config_validate.c) checks the constraints between values.  Nothing is
- * written to the caller's config unless every step passed.
+ * config_walk.c checks that tree against the schema;
+ * prism_config_check_targets() (config_validate.c, config_tuning.c) checks
+ * the constraints between values, tuning overrides included, for every
+ * target, so that a config that loads generates for all of them.  Nothing
+ * is written to the caller's config unless every step passed.
  */
 #include "config/config_loader.h"
 
@@ -188,7 +190,7 @@ static bool resolve(loader *L) {
         L->cfg.high_dim = high;
     if (!L->at[PRISM_CF_LOW_DIM].line)
         L->cfg.low_dim = low;
-    if (prism_config_check(&L->cfg, &p))
+    if (prism_config_check_targets(&L->cfg, &p))
         return true;
     return prism_loader_fail(L, problem_position(L, &p), "%s", p.text);
 }

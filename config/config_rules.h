@@ -2,7 +2,8 @@
  * config_rules.h - the constraints of a kernel config, shared by the YAML
  * loader (config.c) and the in-memory validator (config_validate.c).
  *
- * Every rule lives in one place, prism_config_check(), which says which
+ * Every rule lives in one place, prism_config_check() (and, for the rules
+ * that depend on the arch, prism_config_check_arch()), which says which
  * field broke it and why.  The loader maps that field back to the line and
  * column it was read from; prism_config_validate() names the config
  * instead.  So a file and a struct built in code can never disagree about
@@ -54,9 +55,31 @@ typedef struct prism_config_problem {
 /* Band widths for head dim D when the config gives none: D/2 and 3D/4. */
 void prism_config_band_defaults(int head_dim, int *high_dim, int *low_dim);
 
-/* Checks every rule.  Returns true when cfg is valid; otherwise fills *p
- * with the first broken rule and returns false. */
+/* Checks every rule that holds whatever the arch: the fields, each tuning
+ * override against its legal values, and that some arch can build the
+ * overrides together (prism_config_check_some_arch).  Returns true when
+ * cfg passes; otherwise fills *p with the first broken rule and returns
+ * false.  prism_config_validate() is this. */
 bool prism_config_check(const prism_config *cfg, prism_config_problem *p);
+
+/* The rules between tuning overrides, the shape and one arch
+ * (config_tuning.c): the generator's rules for the kernels it builds for
+ * `arch`.  cfg must pass the single-override checks first. */
+bool prism_config_check_arch(const prism_config *cfg, prism_arch arch,
+                             prism_config_problem *p);
+
+/* True when prism_config_check_arch passes for at least one arch. */
+bool prism_config_check_some_arch(const prism_config *cfg,
+                                  prism_config_problem *p);
+
+/* prism_config_check, then prism_config_check_arch for every target: what
+ * the loader requires, so that a config that loads (and so passes `prism
+ * check`) generates for each of its targets.  In-memory configs are
+ * validated without it because tuned variants (the tuning database, the
+ * autotuner) keep the targets of their base config but are built for one
+ * arch, which the generator checks. */
+bool prism_config_check_targets(const prism_config *cfg,
+                                prism_config_problem *p);
 
 /* Copies a config name for a message: at most 64 bytes, control and
  * non-ASCII bytes replaced by '?'.  Safe on unterminated arrays. */

@@ -3,12 +3,15 @@
  *
  * Why this file exists apart from the loader: a config can be built in code
  * as well as read from YAML, and both must obey the same rules.  The rules
- * are written once here, as prism_config_check(), and report the field that
- * broke them; the loader turns that field into a line and column, and
+ * are written once here, as prism_config_check() (with the rules between
+ * tuning overrides in config_tuning.c), and report the field that broke
+ * them; the loader turns that field into a line and column, and
  * prism_config_validate() into the config's name.  prism_config_to_yaml()
  * writes the resolved config back in the schema of configs/README.md, with
  * numbers in shortest round-trip form, so loading its output gives the same
- * struct again.  Numbers are parsed and printed in the "C" locale: a host
+ * struct again.  It writes invalid configs too (tools hash partial ones),
+ * reading every field without undefined behaviour: a bool's byte other
+ * than 0 is true, out-of-range enums are written as numbers.  Numbers are parsed and printed in the "C" locale: a host
  * program that calls setlocale() must not change what a config means.
  */
 #include "config/config_rules.h"
@@ -236,6 +239,28 @@ static bool check_method(const prism_config *c, prism_config_problem *p) {
            check_temp(PRISM_CF_TEMP_LOW, "low", c->temp_low, p);
 }
 
+/* A bool of a struct built in code may hold any byte (memset, a cast from
+ * an int); reading it as a bool would be undefined, so its byte is read. */
+static bool check_switch(prism_config_field field, const char *key,
+                         const bool *value, prism_config_problem *p) {
+    unsigned char byte;
+    memcpy(&byte, value, 1);
+    if (byte <= 1)
+        return true;
+    return broken(p, field, -1,
+                  "%s holds the byte %u, not a bool; set it to true or false",
+                  key, (unsigned)byte);
+}
+
+static bool check_switches(const prism_config *c, prism_config_problem *p) {
+    return check_switch(PRISM_CF_CALIBRATE, "prism.calibrate", &c->calibrate,
+                        p) &&
+           check_switch(PRISM_CF_FORCE_SINK, "prism.force_sink",
+                        &c->force_sink, p) &&
+           check_switch(PRISM_CF_FORCE_RECENT, "prism.force_recent",
+                        &c->force_recent, p);
+}
+
 static bool check_targets(const prism_config *c, prism_config_problem *p) {
     if (c->n_targets < 1)
         return broken(p, PRISM_CF_TARGETS, -1,
@@ -293,7 +318,18 @@ static bool check_tuning(const prism_config *c, prism_config_problem *p) {
 
 bool prism_config_check(const prism_config *cfg, prism_config_problem *p) {
     return check_name(cfg, p) && check_model(cfg, p) && check_method(cfg, p) &&
-           check_targets(cfg, p) && check_tuning(cfg, p);
+           check_switches(cfg, p) && check_targets(cfg, p) &&
+           check_tuning(cfg, p) && prism_config_check_some_arch(cfg, p);
+}
+
+bool prism_config_check_targets(const prism_config *cfg,
+                                prism_config_problem *p) {
+    if (!prism_config_check(cfg, p))
+        return false;
+    for (int i = 0; i < cfg->n_targets; i++)
+        if (!prism_config_check_arch(cfg, cfg->targets[i], p))
+            return false;
+    return true;
 }
 
 prism_status prism_config_validate(const prism_config *cfg, char *err,
@@ -433,6 +469,14 @@ static void emit_tuning(FILE *f, const prism_config *c) {
     }
 }
 
+/* A bool's byte, read as such: a config built in code may hold any byte
+ * there, and any byte but 0 is written as true (see prism.h). */
+static const char *switch_word(const bool *value) {
+    unsigned char byte;
+    memcpy(&byte, value, 1);
+    return byte ? "true" : "false";
+}
+
 static void emit_config(FILE *f, const prism_config *c) {
     fputs("# Resolved Prism kernel config: every default filled in.\n"
           "# Schema: configs/README.md\n"
@@ -451,13 +495,12 @@ static void emit_config(FILE *f, const prism_config *c) {
     fputs("  thresholds:\n", f);
     emit_pair(f, "    ", "high", c->threshold_high);
     emit_pair(f, "    ", "low", c->threshold_low);
-    fprintf(f, "  calibrate: %s\n", c->calibrate ? "true" : "false");
+    fprintf(f, "  calibrate: %s\n", switch_word(&c->calibrate));
     fputs("  temps:\n", f);
     emit_pair(f, "    ", "high", c->temp_high);
     emit_pair(f, "    ", "low", c->temp_low);
     fprintf(f, "  force_sink: %s\n  force_recent: %s\n",
-            c->force_sink ? "true" : "false",
-            c->force_recent ? "true" : "false");
+            switch_word(&c->force_sink), switch_word(&c->force_recent));
     emit_targets(f, c);
     emit_tuning(f, c);
 }

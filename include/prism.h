@@ -167,9 +167,14 @@ typedef struct prism_config {
  * targets sm_80 and sm_90a.  Band widths default per head dim (see README). */
 PRISM_API void prism_config_init(prism_config *cfg);
 
-/* Thread-safe.  Loads and strictly validates a YAML config.  On failure
- * returns PRISM_ERR_CONFIG (or PRISM_ERR_IO) and writes one line
- * "FILE:LINE:COLUMN: what is wrong; what is allowed" into err. */
+/* Thread-safe.  Loads and strictly validates a YAML config: every rule of
+ * prism_config_validate(), and the tuning overrides against each target
+ * arch, so that a config that loads (and so passes `prism check`)
+ * generates for all its targets (e.g. attention.stages needs the wgmma
+ * kernel, which only sm_90a has).  On failure returns PRISM_ERR_CONFIG (or
+ * PRISM_ERR_IO) and writes one line "FILE:LINE:COLUMN: what is wrong; what
+ * is allowed" into err, the position being the offending value (for
+ * tuning, the override). */
 PRISM_API prism_status prism_config_load_file(const char *path,
                                               prism_config *cfg, char *err,
                                               size_t err_size);
@@ -178,11 +183,19 @@ PRISM_API prism_status prism_config_load_string(const char *yaml, size_t length,
                                                 const char *name,
                                                 prism_config *cfg, char *err,
                                                 size_t err_size);
-/* Thread-safe.  Validates a config built in memory (no line numbers). */
+/* Thread-safe.  Validates a config built in memory (no line numbers):
+ * every field, every tuning override, bools holding 0 or 1, and that the
+ * overrides together can be built for some arch.  Whether they can be
+ * built for a given arch is checked where that arch is known: by the
+ * loaders for each target, by generation and plans for the arch they
+ * build (a config tuned for sm_90a may keep other targets). */
 PRISM_API prism_status prism_config_validate(const prism_config *cfg, char *err,
                                              size_t err_size);
 /* Thread-safe.  Writes the resolved config as YAML (defaults filled in).
- * Returns a malloc'd string the caller frees, or NULL when out of memory. */
+ * Any config is written, valid or not, without validating it: a bool whose
+ * byte is not 0 is written as true, out-of-range enums as numbers, so
+ * loading the text reports what is wrong.  Returns a malloc'd string the
+ * caller frees, or NULL when out of memory. */
 PRISM_API char *prism_config_to_yaml(const prism_config *cfg);
 
 /* ------------------------------------------------------------------------ */
