@@ -265,7 +265,11 @@ typedef struct prism_counters {
     uint64_t disk_hits;   /* found in the writable or a read-only layer     */
     uint64_t misses;      /* not found anywhere                             */
     uint64_t compiles;    /* NVRTC compilations run by this context         */
-    uint64_t corrupt;     /* entries rejected (bad magic, hash, truncation) */
+    uint64_t corrupt;     /* entries of the writable directory rejected
+                             (bad magic, hash, truncation) and rebuilt; a
+                             bad entry of a read-only layer is skipped,
+                             with a warning naming it, but not counted:
+                             nothing here can replace it               */
     double compile_ms;    /* wall time spent in NVRTC                       */
 } prism_counters;
 
@@ -273,14 +277,22 @@ typedef struct prism_context prism_context;
 
 /* Thread-safe. */
 PRISM_API void prism_context_options_init(prism_context_options *options);
-/* Thread-safe.  options may be NULL (defaults). */
+/* Thread-safe.  options may be NULL (defaults).  Checks the options:
+ * PRISM_ERR_INVALID_ARGUMENT for an unknown device kind or a negative
+ * device_ordinal, cpu_threads, compile_threads or cache_max_bytes;
+ * PRISM_ERR_NO_DEVICE for a nonzero CUDA device_ordinal the CUDA driver
+ * says is not there (without a driver, and for ordinal 0, the first plan
+ * reports a missing device).  The message names the field; it is logged
+ * as an error and prism_context_last_error(NULL) returns it. */
 PRISM_API prism_status
 prism_context_create(const prism_context_options *options, prism_context **out);
 /* Not thread-safe with other calls on the same context.  NULL is a no-op. */
 PRISM_API void prism_context_destroy(prism_context *ctx);
 /* The message of the last failing call on this context (from any thread).
  * Never NULL; valid until the next failing call.  Read it from the thread
- * that saw the failure when several threads share the context. */
+ * that saw the failure when several threads share the context.  With ctx
+ * NULL: the message of this thread's last failed prism_context_create
+ * ("no context (NULL)" before any). */
 PRISM_API const char *prism_context_last_error(const prism_context *ctx);
 /* Thread-safe. */
 PRISM_API prism_status prism_context_counters(const prism_context *ctx,
