@@ -98,17 +98,24 @@ static bool layer_get(prism_cache *cache, cache_layer *layer, bool writable,
     case CACHE_READ_ABSENT:
         return false;
     case CACHE_READ_CORRUPT:
-        if (!*reported) {
-            *reported = true;
+        if (*reported)
+            return false;
+        *reported = true;
+        if (writable) { /* counted as replaced: build_and_publish does */
             pthread_mutex_lock(&cache->lock);
             cache->counters.corrupt++;
             pthread_mutex_unlock(&cache->lock);
             prism_log(&cache->logger, PRISM_LOG_WARN,
-                      "corrupt kernel cache entry %s (%s); %s", path, why,
-                      writable ? "rebuilding and replacing it"
-                               : "ignoring it (read-only layer). Fix: "
-                                 "re-ship that cache or run 'prism cache "
-                                 "verify'");
+                      "corrupt kernel cache entry %s (%s); rebuilding and "
+                      "replacing it",
+                      path, why);
+        } else {
+            prism_log(&cache->logger, PRISM_LOG_WARN,
+                      "corrupt kernel cache entry %s (%s) in the read-only "
+                      "layer %s; ignoring it, it is never replaced there. "
+                      "Fix: re-ship that cache ('prism cache verify' lists "
+                      "its bad entries) or remove %s from PRISM_CACHE_PATH",
+                      path, why, layer->dir, layer->dir);
         }
         return false;
     case CACHE_READ_UNTRUSTED:

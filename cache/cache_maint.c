@@ -308,10 +308,36 @@ prism_status prism_cache_list(prism_cache *cache, prism_cache_line_fn fn,
     return PRISM_OK;
 }
 
+/* The error line of a verify that found bad entries: what is bad where,
+ * and a fix per kind of layer ('prism cache clear' never touches a
+ * read-only one). */
+static prism_status verify_failed(int rw_bad, int ro_bad, int checked,
+                                  const char *ro_dir, int ro_dirs, char *err,
+                                  size_t err_size) {
+    char ro_part[CACHE_PATH_BUF + 256] = "";
+    if (ro_bad)
+        snprintf(ro_part, sizeof ro_part,
+                 "%s%d in the read-only layer %s%s, which 'prism cache "
+                 "clear' does not touch (re-ship that cache or remove it "
+                 "from PRISM_CACHE_PATH)",
+                 rw_bad ? "; " : "", ro_bad, ro_dir,
+                 ro_dirs > 1 ? " and others" : "");
+    return prism_errorf(err, err_size, PRISM_ERR_CACHE,
+                        "%d of %d kernel cache entries failed verification. "
+                        "Fix: %s%s",
+                        rw_bad + ro_bad, checked,
+                        rw_bad ? "delete the writable directory's bad entries "
+                                 "(or run 'prism cache clear'); they are "
+                                 "rebuilt on next use"
+                               : "",
+                        ro_part);
+}
+
 prism_status prism_cache_verify(prism_cache *cache, prism_cache_line_fn fn,
                                 void *user, int *bad, char *err,
                                 size_t err_size) {
-    int n_bad = 0, n_checked = 0;
+    int rw_bad = 0, ro_bad = 0, ro_dirs = 0, n_checked = 0;
+    const char *ro_dir = NULL;
     if (bad)
         *bad = 0;
     if (!cache)
@@ -320,6 +346,7 @@ prism_status prism_cache_verify(prism_cache *cache, prism_cache_line_fn fn,
     for (int i = 0; i < layer_count(cache); i++) {
         bool ro;
         const char *dir = layer_at(cache, i, &ro);
+        int layer_bad = 0;
         scan_list s;
         prism_status st = scan_dir(dir, false, false, &s, NULL, err, err_size);
         if (st != PRISM_OK)
@@ -339,7 +366,7 @@ prism_status prism_cache_verify(prism_cache *cache, prism_cache_line_fn fn,
             n_checked++;
             if (r == CACHE_READ_OK)
                 continue;
-            n_bad++;
+            layer_bad++;
             if (fn) {
                 snprintf(line, sizeof line, "%s: %s%s", path, why,
                          ro ? " (read-only layer)" : "");
@@ -347,14 +374,14 @@ prism_status prism_cache_verify(prism_cache *cache, prism_cache_line_fn fn,
             }
         }
         scan_free(&s);
+        if (ro && layer_bad && !ro_dirs++)
+            ro_dir = dir;
+        *(ro ? &ro_bad : &rw_bad) += layer_bad;
     }
     if (bad)
-        *bad = n_bad;
-    if (n_bad)
-        return prism_errorf(err, err_size, PRISM_ERR_CACHE,
-                            "%d of %d kernel cache entries failed "
-                            "verification. Fix: delete them (or run 'prism "
-                            "cache clear'); they are rebuilt on next use",
-                            n_bad, n_checked);
+        *bad = rw_bad + ro_bad;
+    if (rw_bad + ro_bad)
+        return verify_failed(rw_bad, ro_bad, n_checked, ro_dir ? ro_dir : "",
+                             ro_dirs, err, err_size);
     return PRISM_OK;
 }

@@ -480,6 +480,51 @@ Test(cache, verify_reports_bad_entries_in_every_layer) {
     prism_cache_close(c);
 }
 
+/* A bad entry of a read-only layer is skipped, not replaced: it must not
+ * count as a "corrupt entry replaced", and the fixes offered must be ones
+ * that reach that layer ('prism cache clear' never does). */
+Test(cache, read_only_corruption_is_not_counted_as_replaced) {
+    char *rw = subdir("rw", true), *ro = subdir("ro", true);
+    prism_cache_key key = cache_tu_key("shipped, then damaged");
+    cache_tu_builder b = {.size = PAYLOAD, .fill = 4};
+    ship_entry(&key, &b, ro);
+    char path[2048];
+    cache_tu_entry_path(path, sizeof path, ro, &key);
+    flip_byte(path, -1);
+    g_log.warnings = 0;
+    g_log.text[0] = '\0';
+    prism_cache *c = open_with_layers(rw, ro);
+    cr_assert_not(get_ok(c, &key, &b));
+    prism_counters n;
+    prism_cache_counters(c, &n);
+    cr_assert_eq(n.corrupt, 0, "nothing was replaced");
+    cr_assert_eq(g_log.warnings, 1, "%s", g_log.text);
+    char layer[1100];
+    snprintf(layer, sizeof layer, "read-only layer %s", ro);
+    cr_assert_eq(cache_tu_log_count(&g_log, layer), 1, "%s", g_log.text);
+    cr_assert_eq(cache_tu_log_count(&g_log, "PRISM_CACHE_PATH"), 1);
+
+    char lines[8192] = "", err[PRISM_ERRMSG_MAX];
+    int bad = -1;
+    cr_assert_eq(prism_cache_verify(c, collect, lines, &bad, err, sizeof err),
+                 PRISM_ERR_CACHE);
+    cr_assert_eq(bad, 1);
+    cr_assert(strstr(err, layer), "%s", err);
+    cr_assert_null(strstr(err, "run 'prism cache clear'"), "%s", err);
+    cr_assert(strstr(err, "PRISM_CACHE_PATH"), "%s", err);
+    prism_cache_close(c);
+
+    /* the same damage in the writable dir is counted: it is replaced */
+    char rw_path[2048];
+    cache_tu_entry_path(rw_path, sizeof rw_path, rw, &key);
+    flip_byte(rw_path, -1);
+    c = open_with_layers(rw, NULL);
+    cr_assert_not(get_ok(c, &key, &b));
+    prism_cache_counters(c, &n);
+    cr_assert_eq(n.corrupt, 1);
+    prism_cache_close(c);
+}
+
 Test(cache, list_prints_one_line_per_entry) {
     char *rw = subdir("rw", true), *ro = subdir("ro", true);
     cache_tu_builder b = {.size = 100};
