@@ -51,13 +51,24 @@ prism_status __wrap_prism_config_validate(const prism_config *cfg, char *err,
     return __real_prism_config_validate(cfg, err, err_size);
 }
 
-/* the loader's check (prism_config_validate's own call is not wrapped) */
+/* the checks called from other files (a call inside config_validate.c,
+ * such as prism_config_validate's or prism_config_check_targets' own call
+ * of prism_config_check, is not wrapped) */
 bool __real_prism_config_check(const prism_config *cfg,
                                prism_config_problem *p);
 bool __wrap_prism_config_check(const prism_config *cfg,
                                prism_config_problem *p) {
     validations++;
     return __real_prism_config_check(cfg, p);
+}
+
+/* the loader's check: every rule, for every target */
+bool __real_prism_config_check_targets(const prism_config *cfg,
+                                       prism_config_problem *p);
+bool __wrap_prism_config_check_targets(const prism_config *cfg,
+                                       prism_config_problem *p) {
+    validations++;
+    return __real_prism_config_check_targets(cfg, p);
 }
 
 static void reset_counts(void) { spec_builds = validations = 0; }
