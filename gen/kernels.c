@@ -17,6 +17,7 @@
 #include "gen/spec.h"
 
 #include "base/base.h"
+#include "config/config_rules.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -69,19 +70,23 @@ static prism_status add_common_constants(prism_kernel_spec *s, char *err,
     return PRISM_OK;
 }
 
+/* The config's tuning rules for this arch: the one function the loader
+ * (and so `prism check`) runs too (config/config_tuning.c). */
+static prism_status check_arch_rules(const prism_kernel_spec *s, char *err,
+                                     size_t n) {
+    prism_config_problem p;
+    if (prism_config_check_arch(s->cfg, s->arch, &p))
+        return PRISM_OK;
+    return prism_errorf(err, n, PRISM_ERR_CONFIG, "%s: %s", s->cfg->source,
+                        p.text);
+}
+
 static prism_status pool_stats_constants(prism_kernel_spec *s, char *err,
                                          size_t n) {
     prism_status st = add_common_constants(s, err, n);
     if (st != PRISM_OK)
         return st;
-    int64_t threads = prism_spec_int(s, "THREADS", 128);
-    if (threads < s->cfg->head_dim / 2)
-        return prism_errorf(err, n, PRISM_ERR_CONFIG,
-                            "%s: tuning pool_stats.threads = %lld is below "
-                            "head_dim/2 = %d; use at least %d",
-                            s->cfg->source, (long long)threads,
-                            s->cfg->head_dim / 2, s->cfg->head_dim / 2);
-    return PRISM_OK;
+    return check_arch_rules(s, err, n);
 }
 
 static prism_status estimate_constants(prism_kernel_spec *s, char *err,
@@ -92,11 +97,14 @@ static prism_status estimate_constants(prism_kernel_spec *s, char *err,
 /* Picks the attention variant (mma.sync, or wgmma/TMA on sm_90a) and its
  * templates.  The launch shape (launch.c) resolves the tile defaults; the
  * templates reject illegal shapes with static_asserts, and the rules worth
- * a config error up front are checked here. */
+ * a config error up front are the config's own (check_arch_rules), so a
+ * config that passes `prism check` generates. */
 static prism_status attention_constants(prism_kernel_spec *s, char *err,
                                         size_t n) {
     prism_status st = add_common_constants(s, err, n);
     if (st != PRISM_OK)
+        return st;
+    if ((st = check_arch_rules(s, err, n)) != PRISM_OK)
         return st;
     const prism_config *c = s->cfg;
     int64_t path = prism_spec_int(s, "PATH", 0);
@@ -104,38 +112,11 @@ static prism_status attention_constants(prism_kernel_spec *s, char *err,
                      (c->head_dim == 64 || c->head_dim == 128 ||
                       c->head_dim == 256) &&
                      c->block_size >= 128;
-    if (path == 2 && !hopper_ok)
-        return prism_errorf(err, n, PRISM_ERR_CONFIG,
-                            "%s: tuning attention.path = 2 (wgmma) needs arch "
-                            "sm_90a, head_dim 64, 128 or 256 and block_size "
-                            ">= 128; use path 0 (auto) or 1 (mma.sync)",
-                            c->source);
     /* block_m / warp_m shape the mma.sync kernel only: pinning one picks
-     * that path under path 0; stages shapes the wgmma kernel only. */
+     * that path under path 0 */
     bool sm80_pins = prism_spec_int(s, "BLOCK_M", 0) != 0 ||
                      prism_spec_int(s, "WARP_M", 0) != 0;
     bool wgmma = path == 2 || (path == 0 && hopper_ok && !sm80_pins);
-    if (wgmma && sm80_pins)
-        return prism_errorf(err, n, PRISM_ERR_CONFIG,
-                            "%s: tuning attention.block_m / warp_m apply to "
-                            "the mma.sync path (path 1), not to path 2 "
-                            "(wgmma); leave them 0",
-                            c->source);
-    if (!wgmma && (prism_spec_int(s, "STAGES", 0) != 0 ||
-                   prism_spec_int(s, "OVERLAP", 0) != 0))
-        return prism_errorf(err, n, PRISM_ERR_CONFIG,
-                            "%s: tuning attention.stages and overlap apply to "
-                            "the wgmma path (sm_90a, path 0 or 2) only; leave "
-                            "them 0 here",
-                            c->source);
-    if (wgmma && prism_spec_int(s, "OVERLAP", 0) == 1 && c->head_dim > 128)
-        return prism_errorf(err, n, PRISM_ERR_CONFIG,
-                            "%s: tuning attention.overlap = 1 needs head_dim "
-                            "<= 128: the overlapped loop holds S, P and O of "
-                            "two tiles at once and spills at head_dim %d (where "
-                            "only 2 stages fit, and with 2 stages it is slower "
-                            "than the plain loop anyway); use overlap 0 or 2",
-                            c->source, c->head_dim);
     s->variant = wgmma ? 2 : 1;
     if (wgmma) {
         static const char *const sm90[PRISM_MAX_TEMPLATES] = {
@@ -147,12 +128,6 @@ static prism_status attention_constants(prism_kernel_spec *s, char *err,
         s->entry_points[1] = "prism_attention_schedule";
         return PRISM_OK;
     }
-    if (prism_spec_int(s, "WARP_M", 0) == 32 && s->cfg->head_dim > 128)
-        return prism_errorf(err, n, PRISM_ERR_CONFIG,
-                            "%s: tuning attention.warp_m = 32 needs head_dim "
-                            "<= 128 (registers); use 16 or 0 (default) for "
-                            "head_dim %d",
-                            s->cfg->source, s->cfg->head_dim);
     return PRISM_OK;
 }
 
