@@ -132,13 +132,18 @@ typedef struct prism_tuning_override {
     int line, column; /* where it was written, for later validation errors */
 } prism_tuning_override;
 
+/* Which fields shape the generated code: head_dim, dtype, rope_layout,
+ * block_size, high_dim, low_dim, targets and tuning.  The head counts and
+ * the method's settings (thresholds, calibrate, temps, force_*) are only
+ * the defaults of a launch's run-time parameters (prism_params): changing
+ * them changes no kernel and no cache key. */
 typedef struct prism_config {
     char name[PRISM_NAME_MAX];   /* "name:" or the file's base name       */
     char source[PRISM_PATH_MAX]; /* file the config came from, or "<memory>" */
 
     int head_dim; /* D: 64, 128 or 256 (any even value in [16, 512])       */
-    int q_heads;  /* Hq                                                    */
-    int kv_heads; /* Hkv; Hq % Hkv == 0                                    */
+    int q_heads;  /* Hq (run-time default)                                 */
+    int kv_heads; /* Hkv; Hq % Hkv == 0 (run-time default)                 */
     prism_dtype dtype;
 
     prism_rope_layout rope_layout;
@@ -197,6 +202,54 @@ PRISM_API prism_status prism_config_validate(const prism_config *cfg, char *err,
  * loading the text reports what is wrong.  Returns a malloc'd string the
  * caller frees, or NULL when out of memory. */
 PRISM_API char *prism_config_to_yaml(const prism_config *cfg);
+
+/* ------------------------------------------------------------------------ */
+/* Run-time method parameters.                                              */
+/* ------------------------------------------------------------------------ */
+/* What a launch may change without new kernels.  Kernels are generated,
+ * compiled and cached for what shapes their code -- head_dim, block_size,
+ * the band widths, dtype, RoPE layout, arch and the tuning choices -- and
+ * for nothing else: the method's settings and the head counts below reach
+ * them as launch arguments.  So thresholds 0.9 and 0.98, other
+ * temperatures, another softmax scale, or a tensor-parallel shard with 4
+ * of a model's 32 query heads run on one plan and one set of cubins, with
+ * no compile.
+ *
+ * A launch takes them from prism_batch.params; NULL there (as in a
+ * zero-initialised batch) means the plan config's own values, which is
+ * prism_params_init_from_config(prism_plan_config(plan), ...).  They are
+ * checked on every launch: a bad value fails the launch with
+ * PRISM_ERR_INVALID_ARGUMENT and a message naming the field.
+ *
+ * The head counts are those of the call's tensors: q and o have q_heads
+ * heads, k and v kv_heads, and a block mask has q_heads rows per sequence.
+ * A plan's own workspace is sized for its config's head counts; a launch
+ * with more heads than those passes its own workspace
+ * (prism_plan_workspace_size of the batch says how large). */
+typedef struct prism_params {
+    double threshold_high; /* top-p mass of the high band, (0, 1]          */
+    double threshold_low;  /* top-p mass of the low band, (0, 1]           */
+    bool calibrate;        /* energy calibration of the band scales         */
+    double temp_high;      /* band temperatures used when calibrate is      */
+    double temp_low;       /*   false; finite and > 0 either way            */
+    bool force_sink;       /* always select key block 0                     */
+    bool force_recent;     /* always select the diagonal key block          */
+    double softmax_scale;  /* attention's logit scale: 0 means
+                              1/sqrt(head_dim), else finite and > 0         */
+    int q_heads;           /* Hq of the tensors, 1..1024                    */
+    int kv_heads;          /* Hkv, 1..1024, dividing q_heads (GQA groups)   */
+} prism_params;
+
+/* Thread-safe.  The config's method settings and head counts, with
+ * softmax_scale 0 (1/sqrt(head_dim)): what a launch without params runs.
+ * cfg NULL: the prism_config_init defaults. */
+PRISM_API void prism_params_init_from_config(const prism_config *cfg,
+                                             prism_params *params);
+/* Thread-safe.  Checks every field against the ranges above.  Returns
+ * PRISM_ERR_INVALID_ARGUMENT (PRISM_ERR_NULL_POINTER for NULL) and writes
+ * "params.FIELD VALUE ...; what is allowed" into err. */
+PRISM_API prism_status prism_params_validate(const prism_params *params,
+                                             char *err, size_t err_size);
 
 /* ------------------------------------------------------------------------ */
 /* Context: logger, cache, counters.                                        */
@@ -400,9 +453,15 @@ typedef struct prism_batch {
     const int32_t *cu_seqlens_k; /* device [batch + 1]; both or neither     */
     int total_q, total_k;        /* with cu_seqlens: tokens in the packed
                                     Q and K/V (cu_seqlens_*[batch])         */
+    const prism_params *params;  /* run-time method parameters and head
+                                    counts; NULL: the plan config's.  Host
+                                    memory, read during the call only.
+                                    (0.3.0: new; zero-initialised batches
+                                    keep working) */
 } prism_batch;
 
-/* A block mask on the device, in the format of reference/reference.h:
+/* A block mask on the device, in the format of reference/reference.h
+ * (Hq: the launch's q_heads, prism_params):
  * counts[(b * Hq + h) * nq + i] selected key blocks of query block i, their
  * ascending indices at indices[((b * Hq + h) * nq + i) * nk + c].
  * nq = ceil(seqlen_q / block_size) and nk = ceil(seqlen_k / block_size) of
