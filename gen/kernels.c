@@ -9,9 +9,10 @@
  * plans) is table-driven, so a new kernel is its templates, its tunables
  * and a row here.
  *
- * Every spec gets the config's shape and method constants; the emitter
- * writes into a kernel's source only those its templates use, so a change
- * that concerns one kernel changes that kernel's cache key alone.
+ * Every spec gets the config's shape constants; the emitter writes into a
+ * kernel's source only those its templates use, so a change that concerns
+ * one kernel changes that kernel's cache key alone.  The head counts and
+ * the method's settings are not constants at all but launch parameters.
  */
 #include "gen/kernels.h"
 #include "gen/spec.h"
@@ -22,8 +23,11 @@
 #include <stdio.h>
 #include <string.h>
 
-/* The problem shape and the Prism method, as constants (the emitter keeps
- * those a kernel's templates use). */
+/* What shapes a kernel's code, as constants (the emitter keeps those a
+ * kernel's templates use).  Only compile-time facts belong here: the head
+ * counts and the method's settings (thresholds, temperatures, calibrate,
+ * force_*, the softmax scale) are launch parameters (prism_params, the
+ * templates' *_params.h), so that they share the kernels and cache keys. */
 static prism_status add_common_constants(prism_kernel_spec *s, char *err,
                                          size_t n) {
     const prism_config *c = s->cfg;
@@ -35,10 +39,6 @@ static prism_status add_common_constants(prism_kernel_spec *s, char *err,
                                 s->def->name);                               \
     } while (0)
     TRY(prism_spec_add_int(s, "HEAD_DIM", c->head_dim, "D"));
-    TRY(prism_spec_add_int(s, "Q_HEADS", c->q_heads, "Hq"));
-    TRY(prism_spec_add_int(s, "KV_HEADS", c->kv_heads, "Hkv"));
-    TRY(prism_spec_add_int(s, "GQA_GROUP", c->q_heads / c->kv_heads,
-                           "query heads per KV head"));
     TRY(prism_spec_add_int(s, "BLOCK_SIZE", c->block_size,
                            "tokens per pooled block"));
     TRY(prism_spec_add_bool(s, "INPUT_BF16", c->dtype == PRISM_DTYPE_BF16,
@@ -52,20 +52,6 @@ static prism_status add_common_constants(prism_kernel_spec *s, char *err,
                            "high band: rotary pairs [0, HIGH_PAIR_END)"));
     TRY(prism_spec_add_int(s, "LOW_PAIR_BEGIN", (c->head_dim - c->low_dim) / 2,
                            "low band: rotary pairs [LOW_PAIR_BEGIN, D/2)"));
-    TRY(prism_spec_add_bool(s, "CALIBRATE", c->calibrate,
-                            "energy calibration of the band scales"));
-    TRY(prism_spec_add_float(s, "TEMP_HIGH", c->temp_high,
-                             "high band temperature without calibration"));
-    TRY(prism_spec_add_float(s, "TEMP_LOW", c->temp_low,
-                             "low band temperature without calibration"));
-    TRY(prism_spec_add_float(s, "THRESHOLD_HIGH", c->threshold_high,
-                             "top-p mass of the high band"));
-    TRY(prism_spec_add_float(s, "THRESHOLD_LOW", c->threshold_low,
-                             "top-p mass of the low band"));
-    TRY(prism_spec_add_bool(s, "FORCE_SINK", c->force_sink,
-                            "always select key block 0"));
-    TRY(prism_spec_add_bool(s, "FORCE_RECENT", c->force_recent,
-                            "always select the diagonal key block"));
 #undef TRY
     return PRISM_OK;
 }

@@ -147,39 +147,52 @@ prism_status prism_launch_attention(prism_kernel_spec *s, char *err,
 }
 
 unsigned prism_launch_persistent_ctas(const prism_launch_shape *l,
-                                      const prism_config *cfg,
                                       const prism_grid_input *in) {
     /* one CTA per SM, fewer only where even split into the most pieces
      * (16) the rows are fewer */
     unsigned tiles = (unsigned)((in->seqlen_q + l->tile_m - 1) / l->tile_m);
-    unsigned items = tiles * (unsigned)cfg->q_heads * (unsigned)in->batch;
+    unsigned items = tiles * (unsigned)in->q_heads * (unsigned)in->batch;
     return items * 16 < (unsigned)in->sm_count ? items * 16
                                                : (unsigned)in->sm_count;
 }
 
-void prism_launch_grid(const prism_launch_shape *l, const prism_config *cfg,
-                       const prism_grid_input *in, unsigned grid[3]) {
+void prism_launch_grid(const prism_launch_shape *l, const prism_grid_input *in,
+                       unsigned grid[3]) {
     grid[0] = grid[1] = grid[2] = 1;
     switch (l->grid) {
     case PRISM_GRID_BLOCKS:
         grid[0] = (unsigned)(in->nq > in->nk ? in->nq : in->nk);
-        grid[1] = (unsigned)(cfg->q_heads + cfg->kv_heads);
+        grid[1] = (unsigned)(in->q_heads + in->kv_heads);
         grid[2] = (unsigned)in->batch;
         break;
     case PRISM_GRID_ROW_GROUPS: {
-        int rows = in->nq * (cfg->q_heads / cfg->kv_heads);
+        int rows = in->nq * (in->q_heads / in->kv_heads);
         unsigned groups = (unsigned)((rows + in->rows_per_cta - 1) /
                                      in->rows_per_cta);
-        grid[0] = groups * (unsigned)cfg->kv_heads * (unsigned)in->batch;
+        grid[0] = groups * (unsigned)in->kv_heads * (unsigned)in->batch;
         break;
     }
     case PRISM_GRID_QUERY_TILES:
         grid[0] = (unsigned)((in->seqlen_q + l->tile_m - 1) / l->tile_m);
-        grid[1] = (unsigned)cfg->q_heads;
+        grid[1] = (unsigned)in->q_heads;
         grid[2] = (unsigned)in->batch;
         break;
     case PRISM_GRID_PERSISTENT:
-        grid[0] = prism_launch_persistent_ctas(l, cfg, in);
+        grid[0] = prism_launch_persistent_ctas(l, in);
         break;
     }
+}
+
+/* Granlund and Montgomery's round-up method with a 33-bit multiplier
+ * whose top bit is the "+ x" of the formula: with shift = ceil(log2 d),
+ * m = 2^32 (2^shift - d) / d + 1 fits 32 bits, and (umulhi(x, m) + x)
+ * >> shift is exact for x < 2^31 (tests/test_gen_facts.c checks it). */
+void prism_launch_fastdiv(int32_t d, uint32_t *mul, uint32_t *shift) {
+    uint32_t s = 0;
+    while (s < 31 && ((uint32_t)1 << s) < (uint32_t)d)
+        s++;
+    uint64_t m = (((uint64_t)1 << 32) * (((uint64_t)1 << s) - (uint64_t)d)) /
+                     (uint64_t)d + 1;
+    *mul = (uint32_t)m;
+    *shift = s;
 }

@@ -15,6 +15,7 @@
 #include "prism.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 
 /* How a batch becomes a grid (prism_launch_grid). */
 typedef enum prism_grid_rule {
@@ -41,9 +42,11 @@ typedef struct prism_launch_shape {
     int schedule_threads; /* persistent: the schedule kernel's CTA size     */
 } prism_launch_shape;
 
-/* What a launch's grid depends on besides the shape and the config. */
+/* What a launch's grid depends on besides the shape: the batch and the
+ * launch's head counts (run-time parameters, prism_params). */
 typedef struct prism_grid_input {
     int batch, seqlen_q;
+    int q_heads, kv_heads;
     int nq, nk;        /* query / key blocks of the longest sequence */
     int rows_per_cta;  /* PRISM_GRID_ROW_GROUPS                      */
     int sm_count;      /* PRISM_GRID_PERSISTENT                      */
@@ -51,13 +54,16 @@ typedef struct prism_grid_input {
 
 /* The grid of one launch. */
 void prism_launch_grid(const prism_launch_shape *shape,
-                       const prism_config *cfg, const prism_grid_input *in,
-                       unsigned grid[3]);
+                       const prism_grid_input *in, unsigned grid[3]);
 
 /* The persistent attention's CTA count rule, also its `ctas` parameter. */
 unsigned prism_launch_persistent_ctas(const prism_launch_shape *shape,
-                                      const prism_config *cfg,
                                       const prism_grid_input *in);
+
+/* The magic numbers of a FastDiv (gen/templates/attention_params.h) for
+ * divisor d in [1, 2^31): x / d = (umulhi(x, *mul) + x) >> *shift for
+ * every 0 <= x < 2^31. */
+void prism_launch_fastdiv(int32_t d, uint32_t *mul, uint32_t *shift);
 
 struct prism_kernel_spec;
 

@@ -21,7 +21,7 @@ typedef enum prism_constant_kind {
 
 /* Where a constant comes from; the source lists each group apart. */
 typedef enum prism_constant_group {
-    PRISM_CONST_SHAPE,   /* the config's problem shape and method         */
+    PRISM_CONST_SHAPE,   /* what of the config shapes the code          */
     PRISM_CONST_TUNABLE, /* a tunable: its default or a tuning override   */
     PRISM_CONST_LAUNCH   /* the launch shape (gen/launch.c)               */
 } prism_constant_group;
@@ -76,9 +76,9 @@ int64_t prism_spec_int(const prism_kernel_spec *spec, const char *name,
                        int64_t fallback);
 
 /* Renders the CUDA source of spec (malloc'd, NUL-terminated): a banner
- * naming the config by its name (never the file it came from, so the
- * source and its cache key depend on the content only), the constants the
- * templates use, then the templates. */
+ * naming the kernel and the arch (never the config's name or file, so the
+ * source and its cache key depend on what shapes the code only), the
+ * constants the templates use, then the templates. */
 prism_status prism_emit_source(const prism_kernel_spec *spec, char **source,
                                char *err, size_t err_size);
 

@@ -475,7 +475,9 @@ typedef struct prism_block_mask {
 typedef struct prism_plan prism_plan;
 
 /* Thread-safe on one context.  Loads (or JIT-compiles) the config's kernels
- * for the context's device and allocates the workspace for `limits`.
+ * for the context's device and allocates the workspace for `limits` (and
+ * the config's head counts).  Configs that differ only in run-time
+ * parameters (prism_params) share their kernels: no compile.
  * Returns PRISM_ERR_NO_DRIVER / PRISM_ERR_NO_DEVICE where there is no GPU
  * and PRISM_ERR_NO_KERNEL for a device arch without kernels. */
 PRISM_API prism_status prism_plan_create(prism_context *ctx,
@@ -489,8 +491,9 @@ prism_plan_create_from_file(prism_context *ctx, const char *path,
 /* NULL is a no-op.  Not thread-safe with launches on the same plan. */
 PRISM_API void prism_plan_destroy(prism_plan *plan);
 /* Thread-safe.  Workspace bytes estimate/prefill need for `batch` (NULL:
- * the plan's limits); 0 for a NULL plan or a batch outside the plan's
- * limits. */
+ * the plan's limits), with the batch's head counts (batch->params, else
+ * the config's); 0 for a NULL plan, a batch outside the plan's limits or
+ * invalid params. */
 PRISM_API size_t prism_plan_workspace_size(const prism_plan *plan,
                                            const prism_batch *batch);
 /* Thread-safe.  The arch whose kernels the plan runs (PRISM_ARCH_COUNT_
@@ -505,7 +508,10 @@ PRISM_API const char *prism_plan_last_error(const prism_plan *plan);
  * Launches on one plan are not thread-safe with each other when they use
  * the plan's own workspace (workspace NULL); with caller workspaces they
  * are.  workspace NULL: the plan's (PRISM_ERR_INVALID_ARGUMENT when the
- * plan was created with caller_workspace). */
+ * plan was created with caller_workspace, or when batch->params has more
+ * heads than the plan's own workspace holds).  Each launch runs
+ * batch->params (or the plan config's values: prism_params); a bad field
+ * fails it with PRISM_ERR_INVALID_ARGUMENT. */
 
 /* Prism estimation (pooling, calibration, dual-band scores, selection). */
 PRISM_API prism_status prism_estimate(prism_plan *plan,

@@ -22,6 +22,10 @@
 /* One call's arguments, validated by plan.c. */
 typedef struct prism_call {
     const prism_batch *b;
+    prism_params prm;                  /* the launch's run-time parameters
+                                          (the batch's, else the config's),
+                                          valid, softmax_scale resolved
+                                          (> 0)                          */
     const prism_tensor *q, *k, *v, *o; /* v and o: attention and prefill */
     float *lse;                        /* NULL or 4-byte aligned         */
     const prism_block_mask *mask;      /* prefill: NULL keeps its own    */
@@ -48,8 +52,8 @@ typedef struct prism_backend {
     void (*destroy)(prism_plan *p);
     /* Sizes of the backend's own regions (stats, totals and the regions
      * only it uses) for a batch; the shared ones are already set. */
-    void (*workspace_regions)(const prism_plan *p, int batch, int seqlen_q,
-                              int seqlen_k, size_t bytes[PRISM_WS_REGIONS]);
+    void (*workspace_regions)(const prism_plan *p, const prism_ws_shape *shape,
+                              size_t bytes[PRISM_WS_REGIONS]);
     /* The plan's own workspace, in the backend's memory. */
     prism_status (*workspace_alloc)(prism_plan *p, size_t bytes, void **out);
     void (*workspace_free)(prism_plan *p, void *workspace);

@@ -21,12 +21,12 @@ static size_t align_up(size_t n, size_t align) {
 }
 
 /* The sizes of the regions every backend has. */
-static void shared_regions(const prism_config *c, int batch, int seqlen_q,
-                           int seqlen_k, size_t bytes[PRISM_WS_REGIONS]) {
-    size_t b = (size_t)batch, d = (size_t)c->head_dim;
-    size_t nq = (size_t)prism_ceil_div(seqlen_q, c->block_size);
-    size_t nk = (size_t)prism_ceil_div(seqlen_k, c->block_size);
-    size_t hq = (size_t)c->q_heads, hkv = (size_t)c->kv_heads;
+static void shared_regions(const prism_config *c, const prism_ws_shape *s,
+                           size_t bytes[PRISM_WS_REGIONS]) {
+    size_t b = (size_t)s->batch, d = (size_t)c->head_dim;
+    size_t nq = (size_t)prism_ceil_div(s->seqlen_q, c->block_size);
+    size_t nk = (size_t)prism_ceil_div(s->seqlen_k, c->block_size);
+    size_t hq = (size_t)s->q_heads, hkv = (size_t)s->kv_heads;
     bytes[PRISM_WS_POOLED_Q] = prism_size_mul4(b * hq, nq, d, sizeof(float));
     bytes[PRISM_WS_POOLED_K] = prism_size_mul4(b * hkv, nk, d, sizeof(float));
     bytes[PRISM_WS_SCALES] = prism_size_mul4(b, hq, 2, sizeof(float));
@@ -35,12 +35,12 @@ static void shared_regions(const prism_config *c, int batch, int seqlen_q,
         prism_size_mul4(b * hq, nq, nk, sizeof(int32_t));
 }
 
-void prism_workspace_layout(const prism_plan *p, int batch, int seqlen_q,
-                            int seqlen_k, prism_workspace *ws) {
+void prism_workspace_layout(const prism_plan *p, const prism_ws_shape *shape,
+                            prism_workspace *ws) {
     const prism_backend *be = p->backend;
     memset(ws, 0, sizeof *ws);
-    shared_regions(&p->cfg, batch, seqlen_q, seqlen_k, ws->bytes);
-    be->workspace_regions(p, batch, seqlen_q, seqlen_k, ws->bytes);
+    shared_regions(&p->cfg, shape, ws->bytes);
+    be->workspace_regions(p, shape, ws->bytes);
     size_t cursor = 0;
     for (int r = 0; r < PRISM_WS_REGIONS; r++) {
         if (be->pack_stats && r == PRISM_WS_STATS_K)

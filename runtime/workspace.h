@@ -5,10 +5,10 @@
  * kernels of one call (pooled Q and K, band energies, band scales, the
  * prefill's own block mask) plus a few of its own (the CUDA persistent
  * kernel's work queue, the CPU workers' scratch).  One function lays them
- * all out: the shared regions' sizes come from the config and the batch
- * shape, the backend adds the sizes of its own regions and states its
- * alignment (runtime/backend.h), and a region a backend does not use is
- * empty.
+ * all out: the shared regions' sizes come from the config, the batch
+ * shape and the launch's head counts, the backend adds the sizes of its
+ * own regions and states its alignment (runtime/backend.h), and a region
+ * a backend does not use is empty.
  */
 #ifndef PRISM_WORKSPACE_H
 #define PRISM_WORKSPACE_H
@@ -41,9 +41,15 @@ typedef struct prism_workspace {
     size_t total;                   /* bytes of the whole workspace */
 } prism_workspace;
 
-/* The regions for a batch of `batch` sequences of up to seqlen_q /
- * seqlen_k tokens, on plan p's backend. */
-void prism_workspace_layout(const prism_plan *p, int batch, int seqlen_q,
-                            int seqlen_k, prism_workspace *ws);
+/* What a workspace is laid out for: a batch of `batch` sequences of up to
+ * seqlen_q / seqlen_k tokens, with the launch's head counts. */
+typedef struct prism_ws_shape {
+    int batch, seqlen_q, seqlen_k;
+    int q_heads, kv_heads;
+} prism_ws_shape;
+
+/* The regions for shape on plan p's backend. */
+void prism_workspace_layout(const prism_plan *p, const prism_ws_shape *shape,
+                            prism_workspace *ws);
 
 #endif

@@ -157,9 +157,9 @@ static prism_status count_create(prism_plan *p) {
     return PRISM_OK;
 }
 static void count_destroy(prism_plan *p) { destroyed += p->impl == &created; }
-static void count_regions(const prism_plan *p, int b, int sq, int sk,
+static void count_regions(const prism_plan *p, const prism_ws_shape *shape,
                           size_t bytes[PRISM_WS_REGIONS]) {
-    (void)p, (void)b, (void)sq, (void)sk;
+    (void)p, (void)shape;
     bytes[PRISM_WS_EST_SCRATCH] = 1000; /* a backend-only region */
 }
 static prism_status count_alloc(prism_plan *p, size_t n, void **out) {
@@ -289,7 +289,8 @@ ParameterizedTest(ws_shape *s, backend, workspace_layout_is_shared) {
     prism_config_init(&cfg);
     prism_plan *p = counting_plan(&cfg);
     prism_workspace a;
-    prism_workspace_layout(p, s->batch, s->sq, s->sk, &a);
+    prism_ws_shape shape = {s->batch, s->sq, s->sk, cfg.q_heads, cfg.kv_heads};
+    prism_workspace_layout(p, &shape, &a);
     size_t end = 0;
     for (int r = 0; r < PRISM_WS_REGIONS; r++) {
         if (!a.bytes[r])

@@ -52,7 +52,8 @@ static void check_pooling(const case_data *d, prism_plan *plan) {
     const prism_config *cfg = &d->cfg;
     int B = d->batch.batch, Hq = cfg->q_heads, D = cfg->head_dim;
     prism_workspace ws;
-    prism_workspace_layout(plan, B, d->max_sq, d->max_sk, &ws);
+    prism_ws_shape shape = {B, d->max_sq, d->max_sk, Hq, cfg->kv_heads};
+    prism_workspace_layout(plan, &shape, &ws);
     const char *base = plan->workspace;
     prism_pooled pq, pk;
     cr_assert_eq(prism_ref_pool(&d->q.view, d->vl ? d->cu_q : NULL, B,

@@ -158,6 +158,10 @@ static void apply(prism_config *c, const char *what) {
         c->low_dim = 64;
     else if (!strcmp(what, "kv_heads"))
         c->kv_heads = 4;
+    else if (!strcmp(what, "q_heads")) {
+        c->q_heads = 4;
+        c->kv_heads = 1;
+    }
     else if (!strcmp(what, "name"))
         strcpy(c->name, "renamed");
     else if (!strcmp(what, "source"))
@@ -173,17 +177,21 @@ static void apply(prism_config *c, const char *what) {
 
 ParameterizedTestParameters(gen_facts, a_change_reaches_the_kernels_it_concerns) {
     static change_case cases[] = {
-        {"threshold_high", {false, true, false}},
-        {"force_sink", {false, true, false}},
-        {"calibrate", {false, true, false}},
-        {"temp_low", {false, true, false}},
+        /* run-time parameters (prism_params): no kernel changes */
+        {"threshold_high", {false, false, false}},
+        {"force_sink", {false, false, false}},
+        {"calibrate", {false, false, false}},
+        {"temp_low", {false, false, false}},
+        {"kv_heads", {false, false, false}},
+        {"q_heads", {false, false, false}},
+        /* what shapes the code */
         {"low_dim", {true, true, false}},
         {"rope_layout", {true, true, false}},
         {"dtype", {true, false, true}},
-        {"kv_heads", {true, true, true}},
         {"pool_threads", {true, false, false}},
-        {"name", {true, true, true}},  /* the banner names the config */
-        {"source", {false, false, false}}, /* never its file */
+        /* neither the config's name nor its file */
+        {"name", {false, false, false}},
+        {"source", {false, false, false}},
     };
     return cr_make_param_array(change_case, cases,
                                sizeof cases / sizeof cases[0]);
@@ -284,22 +292,64 @@ Test(gen_facts, pool_and_estimate_shapes_follow_their_threads) {
     cr_expect_eq(est.launch.threads, 256);
     cr_expect_eq(est.launch.max_rows, 8);
     cr_expect_eq(est.launch.smem_per_row_block, 8);
-    prism_grid_input in = {.batch = 2, .seqlen_q = 1000, .nq = 8, .nk = 16,
-                           .rows_per_cta = 8, .sm_count = 132};
+    prism_grid_input in = {.batch = 2, .seqlen_q = 1000,
+                           .q_heads = cfg.q_heads, .kv_heads = cfg.kv_heads,
+                           .nq = 8, .nk = 16, .rows_per_cta = 8,
+                           .sm_count = 132};
     unsigned g[3];
-    prism_launch_grid(&pool.launch, &cfg, &in, g);
+    prism_launch_grid(&pool.launch, &in, g);
     cr_expect(g[0] == 16 && g[1] == 40 && g[2] == 2, "%u %u %u", g[0], g[1], g[2]);
-    prism_launch_grid(&est.launch, &cfg, &in, g);
+    prism_launch_grid(&est.launch, &in, g);
     cr_expect(g[0] == 4 * 8 * 2 && g[1] == 1 && g[2] == 1, "%u", g[0]);
+    /* the heads are the launch's: a shard of 4 query heads, 1 KV head */
+    in.q_heads = 4;
+    in.kv_heads = 1;
+    prism_launch_grid(&pool.launch, &in, g);
+    cr_expect(g[0] == 16 && g[1] == 5 && g[2] == 2, "%u %u %u", g[0], g[1], g[2]);
+    prism_launch_grid(&est.launch, &in, g);
+    cr_expect(g[0] == 4 * 1 * 2, "%u", g[0]);
+}
+
+/* The sm_90a kernels divide item indices by the launch's head counts with
+ * FastDiv (gen/templates/attention_sm90_produce.cu): exact for every
+ * divisor a head count or GQA group can be and every index below 2^31. */
+Test(gen_facts, fast_division_is_exact) {
+    for (int32_t d = 1; d <= 1024; d++) {
+        uint32_t mul, shift;
+        prism_launch_fastdiv(d, &mul, &shift);
+        uint32_t xs[] = {0, 1, 2, (uint32_t)d - 1, (uint32_t)d, (uint32_t)d + 1,
+                         (uint32_t)d * 1000 - 1, (uint32_t)d * 1000,
+                         0x7fffffffu, 0x7ffffffeu,
+                         (0x7fffffffu / (uint32_t)d) * (uint32_t)d,
+                         (0x7fffffffu / (uint32_t)d) * (uint32_t)d - 1};
+        uint64_t rng = 0x9e3779b97f4a7c15ull * (uint64_t)d;
+        for (int i = 0; i < 2000; i++) {
+            rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+            uint32_t x = i < (int)(sizeof xs / sizeof xs[0])
+                             ? xs[i]
+                             : (uint32_t)(rng >> 33); /* below 2^31 */
+            uint32_t hi = (uint32_t)(((uint64_t)x * mul) >> 32);
+            uint32_t q = (hi + x) >> shift;
+            if (q != x / (uint32_t)d)
+                cr_assert_fail("%u / %d: %u, not %u", x, d, q,
+                               x / (uint32_t)d);
+            if (i >= (int)(sizeof xs / sizeof xs[0]) + 200)
+                break;
+        }
+    }
 }
 
 /* ---- parameter blocks in both compilers --------------------------------- */
 
 _Static_assert(offsetof(AttnTmaParams, a) == 512, "maps first, a at 512");
 _Static_assert(offsetof(AttnParams, scale_log2) == 228, "AttnParams layout");
+_Static_assert(offsetof(AttnParams, group) == 256, "AttnParams layout");
 _Static_assert(offsetof(EstimateParams, rows_per_cta) == 108,
                "EstimateParams layout");
+_Static_assert(offsetof(EstimateParams, force_recent) == 148,
+               "EstimateParams layout");
 _Static_assert(offsetof(PoolParams, nk_max) == 128, "PoolParams layout");
+_Static_assert(offsetof(PoolParams, kv_heads) == 136, "PoolParams layout");
 
 Test(gen_facts, parameter_blocks_agree_between_host_and_device,
      .timeout = 120) {

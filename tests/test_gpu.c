@@ -117,8 +117,9 @@ static void check_pooling(const gpu_case *c, case_data *d, prism_plan *plan,
                           const prism_batch *batch) {
     char err[512];
     prism_workspace ws;
-    prism_workspace_layout(plan, batch->batch, batch->seqlen_q,
-                           batch->seqlen_k, &ws);
+    prism_ws_shape shape = {batch->batch, batch->seqlen_q, batch->seqlen_k,
+                            c->q_heads, c->kv_heads};
+    prism_workspace_layout(plan, &shape, &ws);
     CUdeviceptr base = (CUdeviceptr)(uintptr_t)plan->workspace;
     prism_pooled pq, pk;
     cr_assert_eq(prism_ref_pool(&d->q.view, d->vl ? d->cu_q : NULL, c->batch,

@@ -337,9 +337,16 @@ Test(pack, a_pack_serves_untuned_and_tuned_kernels_with_no_compile) {
     cr_assert_eq(c.compiles, 0);
     cr_assert_eq(c.misses, 0);
     cr_assert_eq(cache_tu_count(fresh, ".prc"), 0, "nothing was written");
-    /* what the pack lacks is an error under JIT off, not a compile */
+    /* run-time parameters are no kernels: the pack serves other values */
     prism_config other = cfg;
     other.threshold_low = 0.9;
+    other.q_heads = 3;
+    other.kv_heads = 1;
+    cr_assert_eq(prism_module_build(ctx, &other, PRISM_ARCH_SM80, &m), PRISM_OK,
+                 "%s", prism_context_last_error(ctx));
+    prism_module_destroy(m);
+    /* what the pack lacks is an error under JIT off, not a compile */
+    other.low_dim = other.head_dim / 2;
     cr_assert_eq(prism_module_build(ctx, &other, PRISM_ARCH_SM80, &m),
                  PRISM_ERR_CACHE_MISS);
     prism_context_destroy(ctx);

@@ -1,8 +1,9 @@
 // Block-sparse causal attention, FlashAttention-2 style (docs/method.md §7).
 //
-// WHAT.  For sequence b, query head h (KV head h / GQA_GROUP) and query
-// block i, every query token t of the block (absolute position
-// t + Sk - Sq) gets softmax(q.k / sqrt(D)) over the keys of the selected key
+// WHAT.  For sequence b, query head h (KV head h / G, G = Hq / Hkv of the
+// launch) and query block i, every query token t of the block (absolute
+// position t + Sk - Sq) gets softmax(scale q.k) (scale 1 / sqrt(D) unless
+// the launch gives another: prism_params) over the keys of the selected key
 // blocks of row (b, h, i) -- block_indices, ascending, block_counts of them --
 // restricted to keys at positions <= its own and < Sk, times V.  fp32
 // accumulation, output in the input dtype, optional natural-log LSE.  A query
@@ -88,8 +89,9 @@
 //    keys x 16 dims: matrix m = keys +8*(m&1), dim-chunk +(m>>1) -> (b0, b1)
 //    of dim n-tile 0, then 1.
 //
-// SOFTMAX (fp32, base 2).  Scores are scaled by scale_log2 = log2(e) /
-// sqrt(D), folded into one FFMA with the running max: p = 2^(s*scale - m)
+// SOFTMAX (fp32, base 2).  Scores are scaled by scale_log2 = log2(e) *
+// scale (a launch parameter, p.scale_log2), folded into one FFMA with the
+// running max: p = 2^(s*scale - m)
 // (ex2.approx).  Per row: m = running max (scaled), l = per-lane partial sum
 // (quad-reduced once at the end), O rescaled by alpha = 2^(m_old - m_new)
 // per chunk -- skipped when alpha == 1 for every row of the warp (the usual
@@ -108,7 +110,7 @@
 // a multiple of 8 elements, D stride 1 (cp.async 16-byte copies and 16-byte
 // output stores).  Varlen: cu_seqlens_q and cu_seqlens_k both set, strides_b
 // ignored, sequence b starts at cu_seqlens[b] * stride_s.  LSE layout:
-// [batch, Q_HEADS, seqlen_q] (fixed lengths) or [Q_HEADS, total_q] with
+// [batch, Hq, seqlen_q] (fixed lengths) or [Hq, total_q] with
 // total_q = cu_seqlens_q[batch] (varlen, FlashAttention's layout, as in
 // prism.h and reference/).  The launch shape -- ATTN_THREADS, ATTN_TILE_M
 // rows per CTA, ATTN_SMEM_BYTES of dynamic shared memory, one CTA per
@@ -494,7 +496,7 @@ prism_attention(const AttnParams p) {
     const int tid = threadIdx.x;
     const int warp = tid >> 5;
     const int lane = tid & 31;
-    const int kvh = h / GQA_GROUP;
+    const int kvh = h / p.group.d; // once per CTA: the head counts are launch parameters
     const bool varlen = p.cu_seqlens_q != nullptr;
     const u16 *qg = p.q + (varlen ? (i64)q_begin * p.q_stride_s : (i64)b * p.q_stride_b) +
                     (i64)h * p.q_stride_h;
@@ -512,7 +514,7 @@ prism_attention(const AttnParams p) {
         if (!p.lse)
             return nullptr;
         return varlen ? p.lse + (i64)h * p.cu_seqlens_q[p.batch] + q_begin
-                      : p.lse + ((i64)b * Q_HEADS + h) * p.seqlen_q;
+                      : p.lse + ((i64)b * p.q_heads.d + h) * p.seqlen_q;
     };
 
     const int shift = Sk - Sq; // absolute position of query row t: t + shift
@@ -520,7 +522,7 @@ prism_attention(const AttnParams p) {
     const int lim = q_end - 1 + shift; // largest query position (<= Sk - 1)
     const int q_first = q0 + shift;    // smallest query position
 
-    const i64 sel_row = ((i64)b * Q_HEADS + h) * p.nq_max + q0 / BLOCK_SIZE;
+    const i64 sel_row = ((i64)b * p.q_heads.d + h) * p.nq_max + q0 / BLOCK_SIZE;
     const int total = __ldg(p.block_counts + sel_row) * ATTN_SUBTILES;
     const int *sel = p.block_indices + sel_row * p.nk_max;
     constexpr int NO_TILE = 0x7fffffff;
@@ -692,7 +694,7 @@ prism_attention(const AttnParams p) {
     float *lse = nullptr;
     if (p.lse)
         lse = varlen ? p.lse + (i64)h * p.cu_seqlens_q[p.batch] + q_begin
-                     : p.lse + ((i64)b * Q_HEADS + h) * p.seqlen_q;
+                     : p.lse + ((i64)b * p.q_heads.d + h) * p.seqlen_q;
     const int t = lane & 3;
     u8 *stage_rows = attn_smem + warp * ATTN_WARP_M * ATTN_ROW_BYTES;
 #pragma unroll

@@ -21,20 +21,31 @@
 #define PRISM_PARAMS_ASSERT(cond, what) _Static_assert(cond, what)
 #endif
 
+// x / d for 0 <= x < 2^31 as (umulhi(x, mul) + x) >> shift, with mul and
+// shift from the host (prism_launch_fastdiv, gen/launch.c): a multiply-high,
+// an add and a shift where a division by a run-time value takes some twenty
+// instructions.  The head counts are launch parameters, and the sm_90a
+// kernels divide by them per work item (attention_sm90_produce.cu).
+typedef struct FastDiv {
+    int32_t d;      // the divisor, >= 1
+    uint32_t mul;   // 2^32 (2^shift - d) / d + 1, truncated
+    uint32_t shift; // ceil(log2(d))
+} FastDiv;
+
 typedef struct AttnParams {
-    const uint16_t *q; // [B, Q_HEADS, Sq, HEAD_DIM] by strides (varlen: B=1, tokens packed)
-    const uint16_t *k; // [B, KV_HEADS, Sk, HEAD_DIM]
-    const uint16_t *v; // [B, KV_HEADS, Sk, HEAD_DIM]
-    uint16_t *o;       // [B, Q_HEADS, Sq, HEAD_DIM] by strides, same dtype as inputs
-    float *lse;        // fixed: [batch, Q_HEADS, seqlen_q]; varlen: [Q_HEADS, total_q]; or null
+    const uint16_t *q; // [B, q_heads, Sq, HEAD_DIM] by strides (varlen: B=1, tokens packed)
+    const uint16_t *k; // [B, kv_heads, Sk, HEAD_DIM]
+    const uint16_t *v; // [B, kv_heads, Sk, HEAD_DIM]
+    uint16_t *o;       // [B, q_heads, Sq, HEAD_DIM] by strides, same dtype as inputs
+    float *lse;        // fixed: [batch, q_heads, seqlen_q]; varlen: [q_heads, total_q]; or null
     int64_t q_stride_b, q_stride_h, q_stride_s; // element strides; the D stride is 1
     int64_t k_stride_b, k_stride_h, k_stride_s;
     int64_t v_stride_b, v_stride_h, v_stride_s;
     int64_t o_stride_b, o_stride_h, o_stride_s;
     const int32_t *cu_seqlens_q;  // [batch+1] or null (then fixed lengths seqlen_q/seqlen_k)
     const int32_t *cu_seqlens_k;  // both null or both set
-    const int32_t *block_counts;  // [batch, Q_HEADS, nq_max]
-    const int32_t *block_indices; // [batch, Q_HEADS, nq_max, nk_max]; row (b,h,i): ascending key-block indices, first block_counts[...] valid
+    const int32_t *block_counts;  // [batch, q_heads, nq_max]
+    const int32_t *block_indices; // [batch, q_heads, nq_max, nk_max]; row (b,h,i): ascending key-block indices, first block_counts[...] valid
     int32_t *schedule;      // sm_90a work queue: [0] ticket counter, [1] entries, then entries
     float *partial_o;       // split rows: per piece and warpgroup, O unnormalised,
     float *partial_ml;      //   and m, l, in the accumulator's register order
@@ -42,7 +53,8 @@ typedef struct AttnParams {
     int32_t ctas, split_slots; // persistent grid size; partial slots in the workspace
     int32_t batch, seqlen_q, seqlen_k; // seqlen_* used when cu_seqlens are null
     int32_t nq_max, nk_max;            // blocks of BLOCK_SIZE tokens (max over the batch)
-    float scale_log2;                  // log2(e) / sqrt(HEAD_DIM)
+    float scale_log2;                  // log2(e) * softmax scale (prism_params)
+    FastDiv q_heads, kv_heads, group;  // Hq, Hkv, Hq / Hkv of the launch
 } AttnParams;
 
 // A TMA tensor map (the driver's CUtensorMap: 128 opaque bytes).  64-byte
@@ -63,8 +75,9 @@ typedef struct AttnTmaParams {
 } AttnTmaParams;
 
 PRISM_PARAMS_ASSERT(sizeof(TmaMap) == 128, "a tensor map is 128 bytes");
-PRISM_PARAMS_ASSERT(sizeof(AttnParams) == 232, "AttnParams layout");
-PRISM_PARAMS_ASSERT(sizeof(AttnTmaParams) == 768,
+PRISM_PARAMS_ASSERT(sizeof(FastDiv) == 12, "FastDiv layout");
+PRISM_PARAMS_ASSERT(sizeof(AttnParams) == 272, "AttnParams layout");
+PRISM_PARAMS_ASSERT(sizeof(AttnTmaParams) == 832,
                     "AttnTmaParams layout: four maps, then a at 512");
 
 #endif

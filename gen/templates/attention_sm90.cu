@@ -311,7 +311,7 @@ static __device__ __forceinline__ void h_issue_pv(float (&o)[H_O_REGS],
 }
 
 // One work item = (sequence b, query head h, query tile of H_TM rows),
-// numbered ((b * Q_HEADS + h) * tiles + tile).  A queue entry is the item
+// numbered ((b * Hq + h) * tiles + tile).  A queue entry is the item
 // and its split info: (first partial slot << 10) | (piece << 5) | (pieces
 // - 1); piece s of k walks selected blocks [s * per, (s + 1) * per) of the
 // row, per = ceil(count / k).

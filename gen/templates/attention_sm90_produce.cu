@@ -119,7 +119,21 @@ static __device__ __forceinline__ HEntry h_entry(const AttnParams &p, int ticket
     return {e.x, e.y, e.z, e.w};
 }
 
-static constexpr int H_KV_HEADS = Q_HEADS / GQA_GROUP;
+// HEADS.  The head counts are launch parameters (p.q_heads, p.kv_heads,
+// p.group = Hq / Hkv), and an item's index arithmetic divides by them --
+// per item, in the schedule kernel's passes over every item (issue-bound
+// on its one SM) and in the producer's loop.  So each division is a
+// FastDiv (attention_params.h): a multiply-high, an add and a shift, what
+// a constant power-of-two divisor cost as a shift, instead of a run-time
+// division's ~20 instructions.
+static __device__ __forceinline__ int h_div(int x, const FastDiv &f) {
+    return (int)((__umulhi((u32)x, f.mul) + (u32)x) >> f.shift);
+}
+// x % d from the quotient q = h_div(x, f)
+static __device__ __forceinline__ int h_rem(int x, int q, const FastDiv &f) {
+    return x - q * f.d;
+}
+
 // FEW ROWS (attention_sm90_schedule.cu): at most this many items per CTA.
 static constexpr int H_FEW_ROWS = 4;
 
@@ -132,7 +146,7 @@ static __device__ __forceinline__ i64 h_sel_row(const AttnParams &p, int w, int 
 static __device__ __forceinline__ int h_item_cost(const AttnParams &p, int w, int tiles) {
     const int bh = w / tiles, q0 = (w % tiles) * H_TM;
     int begin, Sq;
-    sequence_range(p.cu_seqlens_q, p.seqlen_q, bh / Q_HEADS, begin, Sq);
+    sequence_range(p.cu_seqlens_q, p.seqlen_q, h_div(bh, p.q_heads), begin, Sq);
     if (q0 >= Sq)
         return -1;
     return max(__ldg(p.block_counts + h_sel_row(p, w, tiles)), 0);
@@ -161,21 +175,23 @@ static __device__ __forceinline__ int h_item_cost(const AttnParams &p, int w, in
 // consecutive as the queue's tickets are).
 static constexpr int H_STATIC_SHARE = 8;
 static __device__ __forceinline__ int h_static_items(const AttnParams &p, int tiles) {
-    const int n = p.batch * Q_HEADS * tiles;
+    const int n = p.batch * p.q_heads.d * tiles;
     const int rounds = max(n / (H_STATIC_SHARE * p.ctas), 1);
     return n > H_FEW_ROWS * p.ctas ? p.ctas * rounds : 0;
 }
 
 // Static item c's item index, and the inverse: item w's place in that order.
-static __device__ __forceinline__ int h_static_item(int c, int tiles) {
-    const int per_group = GQA_GROUP * tiles, g = c / per_group, r = c % per_group;
-    const int bh = (g / H_KV_HEADS) * Q_HEADS + (g % H_KV_HEADS) * GQA_GROUP + r % GQA_GROUP;
-    return bh * tiles + (tiles - 1 - r / GQA_GROUP);
+static __device__ __forceinline__ int h_static_item(const AttnParams &p, int c, int tiles) {
+    const int G = p.group.d, per_group = G * tiles, g = c / per_group, r = c % per_group;
+    const int gb = h_div(g, p.kv_heads), rt = h_div(r, p.group);
+    const int bh = gb * p.q_heads.d + h_rem(g, gb, p.kv_heads) * G + h_rem(r, rt, p.group);
+    return bh * tiles + (tiles - 1 - rt);
 }
-static __device__ __forceinline__ int h_static_rank(int w, int tiles) {
-    const int bh = w / tiles, b = bh / Q_HEADS, h = bh % Q_HEADS;
-    const int g = b * H_KV_HEADS + h / GQA_GROUP;
-    return (g * tiles + (tiles - 1 - w % tiles)) * GQA_GROUP + h % GQA_GROUP;
+static __device__ __forceinline__ int h_static_rank(const AttnParams &p, int w, int tiles) {
+    const int bh = w / tiles, b = h_div(bh, p.q_heads), h = h_rem(bh, b, p.q_heads);
+    const int hg = h_div(h, p.group);
+    const int g = b * p.kv_heads.d + hg;
+    return (g * tiles + (tiles - 1 - w % tiles)) * p.group.d + h_rem(h, hg, p.group);
 }
 
 // The entry of item w's piece `info` (count: the item's block count): the
@@ -197,7 +213,7 @@ static __device__ __forceinline__ HEntry h_static_entry(const AttnParams &p, int
     const int c = blockIdx.x + j * p.ctas;
     if (c >= h_static_items(p, tiles))
         return {-1, 0, 0, 0};
-    const int w = h_static_item(c, tiles), count = h_item_cost(p, w, tiles);
+    const int w = h_static_item(p, c, tiles), count = h_item_cost(p, w, tiles);
     return count < 0 ? HEntry{-1, 0, 0, 0} : h_make_entry(p, w, tiles, count, 0);
 }
 
@@ -207,8 +223,8 @@ static __device__ __forceinline__ HItem h_item(const AttnParams &p, const HEntry
     const int w = e.w;
     const int bh = w / tiles;
     t.q0 = (w % tiles) * H_TM;
-    t.h = bh % Q_HEADS;
-    t.b = bh / Q_HEADS;
+    t.b = h_div(bh, p.q_heads);
+    t.h = h_rem(bh, t.b, p.q_heads);
     sequence_range(p.cu_seqlens_q, p.seqlen_q, t.b, t.q_begin, t.Sq);
     sequence_range(p.cu_seqlens_k, p.seqlen_k, t.b, t.k_begin, t.Sk);
     t.lim = min(t.q0 + H_TM, t.Sq) - 1 + (t.Sk - t.Sq); // causal: Sk - Sq shift
@@ -253,7 +269,7 @@ static __device__ __forceinline__ HSlot h_slot_of(const AttnParams &p, const HEn
     s.o_off = (varlen ? (i64)t.q_begin * p.o_stride_s : (i64)t.b * p.o_stride_b) +
               (i64)t.h * p.o_stride_h;
     s.lse_off = varlen ? (i64)t.h * p.cu_seqlens_q[p.batch] + t.q_begin
-                       : ((i64)t.b * Q_HEADS + t.h) * p.seqlen_q;
+                       : ((i64)t.b * p.q_heads.d + t.h) * p.seqlen_q;
     return s;
 }
 
@@ -292,7 +308,7 @@ static __device__ __forceinline__ void h_producer(const AttnTmaParams &P, u32 sm
         // TMA coordinates (the slot's): varlen / batch 1 index tokens
         // of the packed tensor (rank 3); a fixed batch uses its own.
         it = h_produce(P, smem, handover, n, it, s.row, varlen ? t.k_begin : 0, s.h,
-                       s.h / GQA_GROUP, s.b, t.sel, t.total, s.key0, t.lim, entries >= 0,
+                       h_div(s.h, p.group), s.b, t.sel, t.total, s.key0, t.lim, entries >= 0,
                        ticket);
     }
 }

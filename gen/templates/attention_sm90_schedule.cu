@@ -156,13 +156,13 @@ static __device__ __forceinline__ int h_pieces(int cost, int cap) {
 // The sort bin of item w of cost c: its (sequence, KV head) group first,
 // lowest first, then its pieces' cost bucket (quant blocks a bucket),
 // highest first; its piece count in k.  The scan runs from the top bin.
-static __device__ __forceinline__ int h_piece_bin(int w, int tiles, int c, int cap,
-                                                  int quant, int buckets, int groups,
-                                                  int &k) {
+static __device__ __forceinline__ int h_piece_bin(const AttnParams &p, int w, int tiles,
+                                                  int c, int cap, int quant, int buckets,
+                                                  int groups, int &k) {
     k = h_pieces(c, cap);
     const int bucket = min((c + k - 1) / k / quant, buckets - 1);
-    const int bh = w / tiles;
-    const int group = min((bh / Q_HEADS) * H_KV_HEADS + bh % Q_HEADS / GQA_GROUP,
+    const int bh = w / tiles, b = h_div(bh, p.q_heads);
+    const int group = min(b * p.kv_heads.d + h_div(h_rem(bh, b, p.q_heads), p.group),
                           groups - 1);
     return (groups - 1 - group) * buckets + bucket;
 }
@@ -281,7 +281,7 @@ prism_attention_schedule(const __grid_constant__ AttnTmaParams P) {
     pdl_launch_dependents();
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int tiles = (p.seqlen_q + H_TM - 1) / H_TM;
-    const int n = p.batch * Q_HEADS * tiles;
+    const int n = p.batch * p.q_heads.d * tiles;
     const int statics = h_static_items(p, tiles);
     for (int i = tid; i < H_SCHED_BINS; i += H_SCHED_THREADS)
         bin[i] = 0;
@@ -290,7 +290,7 @@ prism_attention_schedule(const __grid_constant__ AttnTmaParams P) {
 
     // 1. the total cost and the largest queued one; the static items
     // count as work but not as queue items (cost -1 from here on)
-    auto is_static = [&](int w) { return h_static_rank(w, tiles) < statics; };
+    auto is_static = [&](int w) { return h_static_rank(p, w, tiles) < statics; };
     long long sum = 0, longest = 0;
     for (int w = tid; w < n; w += H_SCHED_THREADS) {
         const int c = h_item_cost(p, w, tiles);
@@ -329,7 +329,7 @@ prism_attention_schedule(const __grid_constant__ AttnTmaParams P) {
     __syncthreads();
 
     // 3. counting sort of the pieces by decreasing cost bucket, then KV head
-    const int groups = min(p.batch * H_KV_HEADS, H_SCHED_BINS);
+    const int groups = min(p.batch * p.kv_heads.d, H_SCHED_BINS);
     const int buckets = H_SCHED_BINS / groups;
     const int quant = (int)(longest / buckets) + 1;
     // an item's bin and piece count, (bin << 5) | (pieces - 1), or -1:
@@ -339,7 +339,7 @@ prism_attention_schedule(const __grid_constant__ AttnTmaParams P) {
         const int c = cost(w);
         int k = 1;
         return c < 0 ? -1
-                     : (h_piece_bin(w, tiles, c, (int)cap, quant, buckets, groups, k) << 5) |
+                     : (h_piece_bin(p, w, tiles, c, (int)cap, quant, buckets, groups, k) << 5) |
                            (k - 1);
     };
     for (int w = tid; w < n; w += H_SCHED_THREADS) {

@@ -4,13 +4,17 @@
 //
 // Work split.  One CTA owns `rows_per_cta` rows (at most EST_ROWS, a
 // warp each: THREADS / 32, fixed with the launch shape in gen/launch.c)
-// that share a KV head: rows are numbered L = i * GQA_GROUP +
-// (h % GQA_GROUP) per (batch, KV head), and CTA c takes L in [c * rows,
-// (c + 1) * rows), so with GQA the query heads of a group (and, for
-// rows > GQA_GROUP, neighbouring query blocks) read every pooled-K tile
-// once instead of once per row.  The grid is 1-D with the row group
-// slowest and reversed: causal row i has i + 1 + (nk - nq) blocks, so the
-// longest rows start first and the short ones fill the tail.  The host
+// that share a KV head: with G = p.group query heads per KV head, rows
+// are numbered L = i * G + (h % G) per (batch, KV head), and CTA c takes
+// L in [c * rows, (c + 1) * rows), so with GQA the query heads of a group
+// (and, for rows > G, neighbouring query blocks) read every pooled-K tile
+// once instead of once per row.  The head counts and the method's
+// settings (thresholds, temperatures, calibrate, the forced blocks) are
+// launch parameters (EstimateParams): they are read once per CTA or per
+// row, and no division by G runs per key block.  The grid is 1-D with the
+// row group slowest and reversed: causal row i has i + 1 + (nk - nq)
+// blocks, so the longest rows start first and the short ones fill the
+// tail.  The host
 // picks rows_per_cta (runtime/cuda/launch.c): EST_ROWS when the
 // probabilities fit shared memory twice per SM, fewer for very long
 // sequences.
@@ -125,12 +129,13 @@ static constexpr int Q_F4 = D_STAGES * Q_PARTS * Q_PART_F4;
 static __device__ __forceinline__ float band_rms(float sum_sq, int blocks, int dims) {
     return sqrtf(sum_sq / ((float)blocks * (float)dims));
 }
-static __device__ __forceinline__ float2 band_scales(const float (&sq)[3],
+static __device__ __forceinline__ float2 band_scales(const EstimateParams &p,
+                                                     const float (&sq)[3],
                                                      const float (&sk)[3], int nq,
                                                      int nk) {
-    float scale_high = sqrtf((float)HIGH_DIM) * TEMP_HIGH;
-    float scale_low = sqrtf((float)LOW_DIM) * TEMP_LOW;
-    if (CALIBRATE && nq > 0 && nk > 0) {
+    float scale_high = sqrtf((float)HIGH_DIM) * p.temp_high;
+    float scale_low = sqrtf((float)LOW_DIM) * p.temp_low;
+    if (p.calibrate && nq > 0 && nk > 0) {
         const float rq = fmaxf(band_rms(sq[0], nq, HEAD_DIM), 1e-6f);
         const float rk = fmaxf(band_rms(sk[0], nk, HEAD_DIM), 1e-6f);
         const float th = sqrtf((float)HIGH_DIM / HEAD_DIM) *
@@ -150,14 +155,9 @@ static __device__ __forceinline__ u32 mass_fx(float p) {
     return __float2uint_rn(p * 2147483648.0f);
 }
 
-// "mass < t" for a fixed-point mass m  <=>  m < ceil(t * 2^31).
-static constexpr u32 threshold_fx(float t) {
-    const double x = (double)t * 2147483648.0;
-    const u32 floor_x = (u32)x;
-    return (double)floor_x < x ? floor_x + 1u : floor_x;
-}
-static constexpr u32 T_HIGH_FX = threshold_fx(THRESHOLD_HIGH);
-static constexpr u32 T_LOW_FX = threshold_fx(THRESHOLD_LOW);
+// "mass < t" for a fixed-point mass m  <=>  m < ceil(t * 2^31): the host
+// passes that bound per band (p.threshold_high_fx, p.threshold_low_fx,
+// from the threshold rounded to fp32; runtime/cuda/launch.c).
 
 // 16-byte cp.async from src + SRC_OFF bytes to shared dst + DST_OFF if
 // `pred`.  Predicate and offsets stay inside the instruction: the copy
@@ -393,10 +393,11 @@ prism_estimate(const EstimateParams p) {
 
     const int rows = p.rows_per_cta;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int groups = (GQA_GROUP * p.nq_max + rows - 1) / rows;
-    const int kv = blockIdx.x % KV_HEADS;
-    const int b = (blockIdx.x / KV_HEADS) % p.batch;
-    const int group = groups - 1 - (int)(blockIdx.x / (KV_HEADS * p.batch));
+    const int G = p.group, kv_heads = p.kv_heads; // launch parameters
+    const int groups = (G * p.nq_max + rows - 1) / rows;
+    const int kv = (int)blockIdx.x % kv_heads;
+    const int b = ((int)blockIdx.x / kv_heads) % p.batch;
+    const int group = groups - 1 - (int)blockIdx.x / (kv_heads * p.batch);
     const int first = group * rows; // L of the CTA's row 0
 
     int begin, len_q, len_k;
@@ -411,17 +412,24 @@ prism_estimate(const EstimateParams p) {
     pdl_wait();
 
     // Block-causal lengths: row i allows j in [0, i + (nk - nq)].  Rows
-    // past the sequence (or with Sk < Sq) allow nothing.
+    // past the sequence (or with Sk < Sq) allow nothing.  Row r is L =
+    // first + r, query block L / G: stepped from the first row's, one
+    // division per CTA rather than one per row (G is a run-time value).
     int max_allowed = 0, my_allowed = 0;
+    {
+        int i = first / G, head_in_group = first - i * G;
 #pragma unroll
-    for (int r = 0; r < EST_ROWS; r++) {
-        const int L = first + r;
-        const int i = L / GQA_GROUP;
-        int allowed = 0;
-        if (r < rows && L < GQA_GROUP * p.nq_max && i < nq)
-            allowed = max(i + (nk - nq) + 1, 0);
-        max_allowed = max(max_allowed, allowed);
-        my_allowed = threadIdx.x == r ? allowed : my_allowed;
+        for (int r = 0; r < EST_ROWS; r++) {
+            int allowed = 0;
+            if (r < rows && i < p.nq_max && i < nq)
+                allowed = max(i + (nk - nq) + 1, 0);
+            max_allowed = max(max_allowed, allowed);
+            my_allowed = threadIdx.x == r ? allowed : my_allowed;
+            if (++head_in_group == G) {
+                head_in_group = 0;
+                i++;
+            }
+        }
     }
     // Thread r < EST_ROWS computes row r's band scales: its head's energies
     // are loaded here and used after the Q rows' loads below, so the two
@@ -429,11 +437,11 @@ prism_estimate(const EstimateParams p) {
     // scales' loads once were, runs the rows one after the other, each
     // waiting for its load.)
     float stats_q[3] = {0.f, 0.f, 0.f}, stats_k[3] = {0.f, 0.f, 0.f};
-    const int my_head = kv * GQA_GROUP + (first + (int)threadIdx.x) % GQA_GROUP;
+    const int my_head = kv * G + (first + (int)threadIdx.x) % G;
     if (threadIdx.x < EST_ROWS)
         for (int c = 0; c < 3; c++) {
-            stats_q[c] = p.stats_q[((i64)b * Q_HEADS + my_head) * 3 + c];
-            stats_k[c] = p.stats_k[((i64)b * KV_HEADS + kv) * 3 + c];
+            stats_q[c] = p.stats_q[((i64)b * p.q_heads + my_head) * 3 + c];
+            stats_k[c] = p.stats_k[((i64)b * kv_heads + kv) * 3 + c];
         }
 
     // Lane l copies float4 l % 4 (dims 4 (l % 4) .. + 3 of the stage) of
@@ -451,7 +459,7 @@ prism_estimate(const EstimateParams p) {
     float4 *k_buf = phase_smem + warp * 2 * WARP_STAGE_F4;
     const u32 k_dst = smem_u32(k_buf + lane), q_addr = smem_u32(q_s + lane);
     const float *k_src = p.pooled_k +
-                         ((i64)b * KV_HEADS + kv) * p.nk_max * HEAD_DIM +
+                         ((i64)b * kv_heads + kv) * p.nk_max * HEAD_DIM +
                          (i64)(32 * warp + 4 * (lane / 4) + 2) * HEAD_DIM +
                          4 * (lane % 4);
     int rows_left = max_allowed - (32 * warp + 4 * (lane / 4));
@@ -470,12 +478,12 @@ prism_estimate(const EstimateParams p) {
         for (int e = threadIdx.x; e < EST_ROWS * (HEAD_DIM / 4); e += THREADS) {
             const int r = e / (HEAD_DIM / 4), d4 = e % (HEAD_DIM / 4);
             const int L = first + r;
-            const int i = L / GQA_GROUP;
+            const int i = L / G; // EST_ROWS x HEAD_DIM / 4 / THREADS times a CTA
             float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
-            if (r < rows && L < GQA_GROUP * p.nq_max && i < nq) {
-                const int h = kv * GQA_GROUP + L % GQA_GROUP;
+            if (r < rows && i < p.nq_max && i < nq) {
+                const int h = kv * G + (L - i * G);
                 v = reinterpret_cast<const float4 *>(
-                    p.pooled_q + (((i64)b * Q_HEADS + h) * p.nq_max + i) *
+                    p.pooled_q + (((i64)b * p.q_heads + h) * p.nq_max + i) *
                                      HEAD_DIM)[d4];
             }
             float4 *dst = q_s + (d4 / TILE_D4) * Q_PARTS * Q_PART_F4 +
@@ -499,12 +507,12 @@ prism_estimate(const EstimateParams p) {
     }
     if (threadIdx.x < EST_ROWS) {
         const int r = threadIdx.x;
-        const float2 s = band_scales(stats_q, stats_k, nq, nk);
+        const float2 s = band_scales(p, stats_q, stats_k, nq, nk);
         row_allowed[r] = my_allowed;
         inv_scale[r][0] = my_allowed > 0 ? 1.f / s.x : 0.f;
         inv_scale[r][1] = my_allowed > 0 ? 1.f / s.y : 0.f;
-        if (r < rows && first + r < GQA_GROUP) // query block 0's rows: one a head
-            reinterpret_cast<float2 *>(p.scales)[(i64)b * Q_HEADS + my_head] = s;
+        if (r < rows && first + r < G) // query block 0's rows: one a head
+            reinterpret_cast<float2 *>(p.scales)[(i64)b * p.q_heads + my_head] = s;
     }
     __syncthreads(); // row_allowed, inv_scale and Q visible to every warp
 
@@ -574,11 +582,13 @@ prism_estimate(const EstimateParams p) {
     // ---- selection: warp `warp` owns row `warp` -------------------------
     const int r = warp;
     const int L = first + r;
-    if (r >= rows || L >= GQA_GROUP * p.nq_max)
+    if (r >= rows || L >= G * p.nq_max)
         return; // no such row (no block barrier follows)
-    const int i = L / GQA_GROUP;
-    const int h = kv * GQA_GROUP + L % GQA_GROUP;
-    const i64 row = ((i64)b * Q_HEADS + h) * p.nq_max + i;
+    const int i = L / G; // once per warp
+    const int h = kv * G + (L - i * G);
+    const i64 row = ((i64)b * p.q_heads + h) * p.nq_max + i;
+    const u32 t_high = p.threshold_high_fx, t_low = p.threshold_low_fx;
+    const bool force_sink = p.force_sink != 0, force_recent = p.force_recent != 0;
     const int allowed = row_allowed[r];
     if (allowed <= 0) { // past the sequence, or Sk < Sq
         if (lane == 0)
@@ -628,8 +638,8 @@ prism_estimate(const EstimateParams p) {
     }
     __syncwarp();
     u32 prefix_h = 0, prefix_l = 0, above_h = 0, above_l = 0;
-    radix_resolve(hist_h, 23, T_HIGH_FX, prefix_h, above_h);
-    radix_resolve(hist_l, 23, T_LOW_FX, prefix_l, above_l);
+    radix_resolve(hist_h, 23, t_high, prefix_h, above_h);
+    radix_resolve(hist_l, 23, t_low, prefix_l, above_l);
 #pragma unroll
     for (int pass = 1; pass < 4; pass++) {
         const int shift = pass < 3 ? 23 - 8 * pass : 0; // 15, 7, 0
@@ -646,8 +656,8 @@ prism_estimate(const EstimateParams p) {
                           mass_fx(__uint_as_float(kl)));
         }
         __syncwarp();
-        radix_resolve(hist_h, shift, T_HIGH_FX, prefix_h, above_h);
-        radix_resolve(hist_l, shift, T_LOW_FX, prefix_l, above_l);
+        radix_resolve(hist_h, shift, t_high, prefix_h, above_h);
+        radix_resolve(hist_l, shift, t_low, prefix_l, above_l);
     }
     const float vh = __uint_as_float(prefix_h), vl = __uint_as_float(prefix_l);
     const u64 mvh = mass_fx(vh), mvl = mass_fx(vl);
@@ -666,13 +676,13 @@ prism_estimate(const EstimateParams p) {
         const bool keep_h =
             xh > vh ||
             (tie_h && above_h + mvh * (u64)(ties_h + __popc(ball_h & lower)) <
-                          T_HIGH_FX);
+                          t_high);
         const bool keep_l =
             xl > vl ||
             (tie_l && above_l + mvl * (u64)(ties_l + __popc(ball_l & lower)) <
-                          T_LOW_FX);
-        const bool sel = in && ((FORCE_SINK && j == 0) ||
-                                (FORCE_RECENT && j == diag) || keep_h || keep_l);
+                          t_low);
+        const bool sel = in && ((force_sink && j == 0) ||
+                                (force_recent && j == diag) || keep_h || keep_l);
         const u32 ball = __ballot_sync(0xffffffffu, sel);
         if (sel)
             out[total + __popc(ball & lower)] = j;

@@ -60,8 +60,9 @@ prism_pool_stats(const PoolParams p) {
     __shared__ float energy[POOL_WARPS][3];
 
     const int block = blockIdx.x;
-    const bool is_q = blockIdx.y < Q_HEADS;
-    const int head = is_q ? blockIdx.y : blockIdx.y - Q_HEADS;
+    const int q_heads = p.q_heads; // heads are launch parameters
+    const bool is_q = (int)blockIdx.y < q_heads;
+    const int head = is_q ? (int)blockIdx.y : (int)blockIdx.y - q_heads;
     const int b = blockIdx.z;
 
     int begin, len;
@@ -123,7 +124,7 @@ prism_pool_stats(const PoolParams p) {
     const float inv = 1.f / (float)count;
     const int nblocks = is_q ? p.nq_max : p.nk_max;
     float *out = (is_q ? p.pooled_q : p.pooled_k) +
-                 (((i64)b * (is_q ? Q_HEADS : KV_HEADS) + head) * nblocks +
+                 (((i64)b * (is_q ? q_heads : p.kv_heads) + head) * nblocks +
                   block) * HEAD_DIM;
     for (int d = threadIdx.x; d < HEAD_DIM; d += THREADS) {
         float sum = 0.f;
@@ -152,7 +153,7 @@ prism_pool_stats(const PoolParams p) {
             for (int c = 0; c < 3; c++)
                 total[c] += energy[w][c];
         float *stats = (is_q ? p.stats_q : p.stats_k) +
-                       ((i64)b * (is_q ? Q_HEADS : KV_HEADS) + head) * 3;
+                       ((i64)b * (is_q ? q_heads : p.kv_heads) + head) * 3;
         for (int c = 0; c < 3; c++)
             atomicAdd(stats + c, total[c]);
     }

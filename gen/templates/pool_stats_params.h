@@ -13,19 +13,20 @@
 #define PRISM_POOL_STATS_PARAMS_H
 
 typedef struct PoolParams {
-    const uint16_t *q;     // [B, Q_HEADS, Sq, D] by strides (varlen: B = 1)
-    const uint16_t *k;     // [B, KV_HEADS, Sk, D]
+    const uint16_t *q;     // [B, q_heads, Sq, D] by strides (varlen: B = 1)
+    const uint16_t *k;     // [B, kv_heads, Sk, D]
     int64_t q_stride_b, q_stride_h, q_stride_s;
     int64_t k_stride_b, k_stride_h, k_stride_s;
     const int32_t *cu_seqlens_q; // [batch + 1] or null (fixed lengths)
     const int32_t *cu_seqlens_k;
-    float *pooled_q;       // [batch, Q_HEADS, nq_max, HEAD_DIM]
-    float *pooled_k;       // [batch, KV_HEADS, nk_max, HEAD_DIM]
-    float *stats_q;        // [batch, Q_HEADS, 3]: sum x^2 all, high, low
-    float *stats_k;        // [batch, KV_HEADS, 3]
+    float *pooled_q;       // [batch, q_heads, nq_max, HEAD_DIM]
+    float *pooled_k;       // [batch, kv_heads, nk_max, HEAD_DIM]
+    float *stats_q;        // [batch, q_heads, 3]: sum x^2 all, high, low
+    float *stats_k;        // [batch, kv_heads, 3]
     int32_t batch;
     int32_t seqlen_q, seqlen_k; // used when cu_seqlens are null
     int32_t nq_max, nk_max;
+    int32_t q_heads, kv_heads;  // Hq, Hkv of the launch (prism_params)
 } PoolParams;
 
 #endif

@@ -80,6 +80,8 @@ typedef struct cpu_seq {
 
 typedef struct cpu_call {
     const prism_plan *p;
+    const prism_params *prm;  /* the launch's run-time parameters
+                                 (resolved: runtime/backend.h)          */
     const prism_cpu_kernels *k;
     int B, nq, nk;            /* the mask geometry (batch maxima)       */
     const cpu_seq *seqs;      /* [B]                                    */

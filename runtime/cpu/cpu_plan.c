@@ -31,16 +31,17 @@ const prism_cpu_plan *prism_cpu_plan_of(const prism_plan *p) {
 }
 
 /* Band energies per pooled block, and each worker's scratch. */
-static void cpu_workspace_regions(const prism_plan *p, int batch, int seqlen_q,
-                                  int seqlen_k, size_t bytes[PRISM_WS_REGIONS]) {
+static void cpu_workspace_regions(const prism_plan *p,
+                                  const prism_ws_shape *shape,
+                                  size_t bytes[PRISM_WS_REGIONS]) {
     const prism_config *c = &p->cfg;
-    size_t b = (size_t)batch, threads = (size_t)cpu_of(p)->threads;
-    size_t nq = (size_t)prism_ceil_div(seqlen_q, c->block_size);
-    int nk = prism_ceil_div(seqlen_k, c->block_size);
+    size_t b = (size_t)shape->batch, threads = (size_t)cpu_of(p)->threads;
+    size_t nq = (size_t)prism_ceil_div(shape->seqlen_q, c->block_size);
+    int nk = prism_ceil_div(shape->seqlen_k, c->block_size);
     bytes[PRISM_WS_STATS_Q] =
-        prism_size_mul4(b * (size_t)c->q_heads, nq, 3, sizeof(float));
-    bytes[PRISM_WS_STATS_K] =
-        prism_size_mul4(b * (size_t)c->kv_heads, (size_t)nk, 3, sizeof(float));
+        prism_size_mul4(b * (size_t)shape->q_heads, nq, 3, sizeof(float));
+    bytes[PRISM_WS_STATS_K] = prism_size_mul4(b * (size_t)shape->kv_heads,
+                                              (size_t)nk, 3, sizeof(float));
     bytes[PRISM_WS_EST_SCRATCH] =
         prism_size_mul(threads, cpu_est_scratch_bytes(nk));
     bytes[PRISM_WS_ATTN_SCRATCH] =
@@ -134,10 +135,11 @@ static prism_status make_seqs(prism_plan *p, const prism_batch *b,
 
 /* A caller's mask must hold, per valid row, count <= block-causal blocks
  * and strictly ascending indices below that bound. */
-static prism_status check_mask_contents(prism_plan *p, const prism_batch *b,
-                                        const cpu_seq *seqs,
-                                        const prism_block_mask *m) {
-    int Hq = p->cfg.q_heads;
+static prism_status check_mask_contents(prism_plan *p, const prism_call *call,
+                                        const cpu_seq *seqs) {
+    const prism_batch *b = call->b;
+    const prism_block_mask *m = call->mask;
+    int Hq = call->prm.q_heads;
     for (int s = 0; s < b->batch; s++)
         for (int h = 0; h < Hq; h++)
             for (int i = 0; i < seqs[s].nq; i++) {
@@ -169,6 +171,7 @@ static void init_call(prism_plan *p, const prism_call *call,
     prism_cpu_plan *cpu = cpu_of(p);
     memset(c, 0, sizeof *c);
     c->p = p;
+    c->prm = &call->prm;
     c->k = &cpu->k;
     c->B = b->batch;
     c->nq = prism_ceil_div(b->seqlen_q, p->cfg.block_size);
@@ -220,7 +223,7 @@ static prism_status cpu_attention(prism_plan *p, const prism_call *call) {
         return st;
     cpu_call c;
     init_call(p, call, seqs, &c);
-    if ((st = check_mask_contents(p, call->b, seqs, call->mask)) == PRISM_OK)
+    if ((st = check_mask_contents(p, call, seqs)) == PRISM_OK)
         cpu_run_attention(&c);
     free(seqs);
     return st;

@@ -1,6 +1,9 @@
 /*
  * cpu_run.c - the C half of the CPU backend: everything around the JIT'd
- * kernels that depends on lengths rather than on the config's shape.
+ * kernels that depends on lengths rather than on the config's shape, and
+ * everything that reads the launch's run-time parameters (head counts,
+ * thresholds, temperatures, calibrate, the forced blocks, the softmax
+ * scale: c->prm), which the generated code never sees.
  *
  * Estimation (method §2-6), three passes over validated arguments:
  *   pool     parallel over (sequence, Q or K head, block): the pool kernel
@@ -78,7 +81,7 @@ static void pool_item(void *ctx, int64_t index, int worker) {
     (void)worker;
     const cpu_call *c = ctx;
     const prism_config *cfg = &c->p->cfg;
-    int Hq = cfg->q_heads, Hkv = cfg->kv_heads, BS = cfg->block_size;
+    int Hq = c->prm->q_heads, Hkv = c->prm->kv_heads, BS = cfg->block_size;
     int nmax = c->nq > c->nk ? c->nq : c->nk;
     int n = (int)(index % nmax);
     int head = (int)((index / nmax) % (Hq + Hkv));
@@ -113,7 +116,8 @@ static void energy_sums(const float *e, int n, double sums[3]) {
 
 static void compute_scales(const cpu_call *c) {
     const prism_config *cfg = &c->p->cfg;
-    int Hq = cfg->q_heads, Hkv = cfg->kv_heads, group = Hq / Hkv;
+    const prism_params *m = c->prm;
+    int Hq = m->q_heads, Hkv = m->kv_heads, group = Hq / Hkv;
     double D = cfg->head_dim, dh = cfg->high_dim, dl = cfg->low_dim;
     const float *eq = (const float *)region(c, PRISM_WS_STATS_Q);
     const float *ek = (const float *)region(c, PRISM_WS_STATS_K);
@@ -122,7 +126,7 @@ static void compute_scales(const cpu_call *c) {
         const cpu_seq *s = &c->seqs[b];
         for (int h = 0; h < Hq; h++) {
             double sh, sl;
-            if (cfg->calibrate) {
+            if (m->calibrate) {
                 double q[3], k[3];
                 energy_sums(eq + ((size_t)b * Hq + h) * c->nq * 3, s->nq, q);
                 energy_sums(ek + ((size_t)b * Hkv + h / group) * c->nk * 3,
@@ -138,8 +142,8 @@ static void compute_scales(const cpu_call *c) {
                 sh = sqrt(dh) * th;
                 sl = sqrt(dl) * tl;
             } else {
-                sh = sqrt(dh) * cfg->temp_high;
-                sl = sqrt(dl) * cfg->temp_low;
+                sh = sqrt(dh) * m->temp_high;
+                sl = sqrt(dl) * m->temp_low;
             }
             inv[((size_t)b * Hq + h) * 2] = (float)(1.0 / fmax(sh, SCALE_FLOOR));
             inv[((size_t)b * Hq + h) * 2 + 1] =
@@ -189,7 +193,8 @@ static int allowed_blocks(const cpu_seq *s, int i) {
 static void estimate_row(void *ctx, int64_t row, int worker) {
     const cpu_call *c = ctx;
     const prism_config *cfg = &c->p->cfg;
-    int Hq = cfg->q_heads, group = Hq / cfg->kv_heads, D = cfg->head_dim;
+    const prism_params *m = c->prm;
+    int Hq = m->q_heads, group = Hq / m->kv_heads, D = cfg->head_dim;
     int i = (int)(row % c->nq);
     int h = (int)((row / c->nq) % Hq);
     int b = (int)(row / ((int64_t)c->nq * Hq));
@@ -211,15 +216,15 @@ static void estimate_row(void *ctx, int64_t row, int worker) {
     const float *pq = (const float *)region(c, PRISM_WS_POOLED_Q) +
                       (size_t)row * D;
     const float *pk = (const float *)region(c, PRISM_WS_POOLED_K) +
-                      ((size_t)b * cfg->kv_heads + h / group) * nk * D;
+                      ((size_t)b * m->kv_heads + h / group) * nk * D;
     const float *inv =
         (const float *)region(c, PRISM_WS_SCALES) + ((size_t)b * Hq + h) * 2;
     c->k->score(pq, pk, allowed, inv[0], inv[1], logit_h, logit_l);
-    top_p(logit_h, allowed, cfg->threshold_high, prob, order, keep_h);
-    top_p(logit_l, allowed, cfg->threshold_low, prob + nk, order, keep_l);
-    if (cfg->force_sink)
+    top_p(logit_h, allowed, m->threshold_high, prob, order, keep_h);
+    top_p(logit_l, allowed, m->threshold_low, prob + nk, order, keep_l);
+    if (m->force_sink)
         keep_h[0] = 1;
-    if (cfg->force_recent)
+    if (m->force_recent)
         keep_h[allowed - 1] = 1;
     int32_t *out = c->indices + (size_t)row * nk;
     int count = 0;
@@ -231,20 +236,19 @@ static void estimate_row(void *ctx, int64_t row, int worker) {
 
 void cpu_run_estimate(const cpu_call *c, uint64_t *selected, uint64_t *causal,
                       double *pool_ms, double *select_ms) {
-    const prism_config *cfg = &c->p->cfg;
+    int Hq = c->prm->q_heads, Hkv = c->prm->kv_heads;
     int nmax = c->nq > c->nk ? c->nq : c->nk;
     double t0 = prism_now_ms();
-    prism_parallel_for((int64_t)c->B * (cfg->q_heads + cfg->kv_heads) *
-                               nmax,
-                           c->threads, pool_item, (void *)c);
+    prism_parallel_for((int64_t)c->B * (Hq + Hkv) * nmax, c->threads,
+                       pool_item, (void *)c);
     compute_scales(c);
     double t1 = prism_now_ms();
-    int64_t rows = (int64_t)c->B * cfg->q_heads * c->nq;
+    int64_t rows = (int64_t)c->B * Hq * c->nq;
     prism_parallel_for(rows, c->threads, estimate_row, (void *)c);
     *selected = *causal = 0;
     for (int64_t r = 0; r < rows; r++) {
         int i = (int)(r % c->nq);
-        int b = (int)(r / ((int64_t)c->nq * cfg->q_heads));
+        int b = (int)(r / ((int64_t)c->nq * Hq));
         *selected += (uint64_t)c->counts[r];
         *causal += (uint64_t)allowed_blocks(&c->seqs[b], i);
     }
@@ -259,7 +263,7 @@ void cpu_run_estimate(const cpu_call *c, uint64_t *selected, uint64_t *causal,
 static void attention_row(void *ctx, int64_t index, int worker) {
     const cpu_call *c = ctx;
     const prism_config *cfg = &c->p->cfg;
-    int Hq = cfg->q_heads, group = Hq / cfg->kv_heads;
+    int Hq = c->prm->q_heads, group = Hq / c->prm->kv_heads;
     int D = cfg->head_dim, BS = cfg->block_size;
     /* largest query block index first: those rows have the most blocks */
     int64_t heads = (int64_t)c->B * Hq;
@@ -281,7 +285,7 @@ static void attention_row(void *ctx, int64_t index, int worker) {
     int qn = (int)(s->q_len - q_first < BS ? s->q_len - q_first : BS);
     int64_t offset = s->k_len - s->q_len; /* query t sits at t + offset */
     int kvh = h / group;
-    float scale_log2 = (float)(1.4426950408889634 / sqrt((double)D));
+    float scale_log2 = (float)(1.4426950408889634 * c->prm->softmax_scale);
     c->k->load_q(token_ptr(c->q, s, h, s->q_start + q_first, es),
                  c->q->stride_s, qn, scale_log2, qt);
     for (int t = 0; t < BS; t++) {
@@ -323,6 +327,6 @@ static void attention_row(void *ctx, int64_t index, int worker) {
 }
 
 void cpu_run_attention(const cpu_call *c) {
-    prism_parallel_for((int64_t)c->B * c->p->cfg.q_heads * c->nq,
-                           c->threads, attention_row, (void *)c);
+    prism_parallel_for((int64_t)c->B * c->prm->q_heads * c->nq, c->threads,
+                       attention_row, (void *)c);
 }

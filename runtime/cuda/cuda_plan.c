@@ -193,17 +193,16 @@ static void cuda_destroy(prism_plan *p) {
  * and m, l (4 x 128 floats per warpgroup), plus an arrival counter per
  * slot and warpgroup.  About 17 MB at head_dim 128 on an H100; nothing
  * for the other kernels.  The band energies are summed per head. */
-static void cuda_workspace_regions(const prism_plan *p, int batch,
-                                   int seqlen_q, int seqlen_k,
+static void cuda_workspace_regions(const prism_plan *p,
+                                   const prism_ws_shape *shape,
                                    size_t bytes[PRISM_WS_REGIONS]) {
-    (void)seqlen_k;
     const cuda_plan *g = cuda_of(p);
     const prism_config *c = &p->cfg;
-    size_t b = (size_t)batch, hq = (size_t)c->q_heads;
+    size_t b = (size_t)shape->batch, hq = (size_t)shape->q_heads;
     size_t slots = cuda_split_slots(g);
-    size_t tiles = (size_t)prism_ceil_div(seqlen_q, 64);
+    size_t tiles = (size_t)prism_ceil_div(shape->seqlen_q, 64);
     bytes[PRISM_WS_STATS_Q] = b * hq * 3 * sizeof(float);
-    bytes[PRISM_WS_STATS_K] = b * (size_t)c->kv_heads * 3 * sizeof(float);
+    bytes[PRISM_WS_STATS_K] = b * (size_t)shape->kv_heads * 3 * sizeof(float);
     bytes[PRISM_WS_TOTALS] = 2 * sizeof(uint64_t);
     bytes[PRISM_WS_SCHEDULE] = prism_size_mul(
         prism_size_add(4, prism_size_mul(4, prism_size_add(

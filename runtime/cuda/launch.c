@@ -5,12 +5,14 @@
  * once, in gen/templates/KERNEL_params.h, which the generated sources and this
  * file both compile, so host and device agree on every offset by
  * construction.  Grids and launch shapes come from the kernels' specs
- * (gen/launch.h).  Arguments were validated by runtime/dispatch/plan.c; nothing
- * here allocates or synchronises.
+ * (gen/launch.h).  The launch's run-time parameters (head counts, the
+ * method's settings, the softmax scale: prism_params) go into the blocks
+ * here, in the form the kernels use them (fixed-point thresholds, FastDiv
+ * divisors, the scale times log2(e)).  Arguments were validated by
+ * runtime/dispatch/plan.c; nothing here allocates or synchronises.
  */
 #include "runtime/cuda/cuda_backend.h"
 
-#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -61,15 +63,41 @@ static prism_status make_current(prism_plan *p) {
     return PRISM_OK;
 }
 
-static prism_grid_input grid_input(const prism_plan *p, const prism_batch *b) {
+static prism_grid_input grid_input(const prism_plan *p, const prism_call *c) {
+    const prism_batch *b = c->b;
     prism_grid_input in = {
         .batch = b->batch,
         .seqlen_q = b->seqlen_q,
+        .q_heads = c->prm.q_heads,
+        .kv_heads = c->prm.kv_heads,
         .nq = prism_ceil_div(b->seqlen_q, p->cfg.block_size),
         .nk = prism_ceil_div(b->seqlen_k, p->cfg.block_size),
         .sm_count = cuda_of(p)->sm_count,
     };
     return in;
+}
+
+/* The estimator compares fixed-point masses with ceil(t * 2^31) for the
+ * threshold t rounded to fp32, as its source did with a constant
+ * (gen/templates/estimate.cu); t <= 1 keeps it within 32 bits. */
+static uint32_t threshold_fx(double t) {
+    double x = (double)(float)t * 2147483648.0;
+    uint32_t floor_x = (uint32_t)x;
+    return (double)floor_x < x ? floor_x + 1u : floor_x;
+}
+
+/* The method's settings and head counts of EstimateParams. */
+static void estimate_method(const prism_params *m, EstimateParams *ep) {
+    ep->q_heads = m->q_heads;
+    ep->kv_heads = m->kv_heads;
+    ep->group = m->q_heads / m->kv_heads;
+    ep->threshold_high_fx = threshold_fx(m->threshold_high);
+    ep->threshold_low_fx = threshold_fx(m->threshold_low);
+    ep->temp_high = (float)m->temp_high;
+    ep->temp_low = (float)m->temp_low;
+    ep->calibrate = m->calibrate;
+    ep->force_sink = m->force_sink;
+    ep->force_recent = m->force_recent;
 }
 
 /* prism_estimate's CTA holds up to max_rows query-block rows (one warp
@@ -123,7 +151,7 @@ static prism_status run_estimate(prism_plan *p, const prism_call *c,
                                           stats_bytes, (CUstream)c->stream);
     if (rc != CUDA_SUCCESS)
         return cuda_fail(p, rc, "clearing the workspace");
-    prism_grid_input in = grid_input(p, b);
+    prism_grid_input in = grid_input(p, c);
     bool varlen = b->cu_seqlens_q != NULL;
     const prism_tensor *q = c->q, *k = c->k;
     PoolParams pp = {
@@ -139,10 +167,11 @@ static prism_status run_estimate(prism_plan *p, const prism_call *c,
         .stats_k = PTR(c->ws, at[PRISM_WS_STATS_K]),
         .batch = b->batch, .seqlen_q = b->seqlen_q, .seqlen_k = b->seqlen_k,
         .nq_max = in.nq, .nk_max = in.nk,
+        .q_heads = in.q_heads, .kv_heads = in.kv_heads,
     };
     const cuda_kernel *pool = &g->kernels[PRISM_KERNEL_POOL_STATS];
     unsigned grid[3];
-    prism_launch_grid(&pool->shape, &p->cfg, &in, grid);
+    prism_launch_grid(&pool->shape, &in, grid);
     prism_status st = launch_as(p, pool->main, grid, pool->shape.threads, 0,
                                 &pp, c->stream, false, pool->main_name);
     if (st != PRISM_OK)
@@ -158,12 +187,13 @@ static prism_status run_estimate(prism_plan *p, const prism_call *c,
         .batch = b->batch, .seqlen_q = b->seqlen_q, .seqlen_k = b->seqlen_k,
         .nq_max = in.nq, .nk_max = in.nk,
     };
+    estimate_method(&c->prm, &ep);
     cuda_kernel *est = &g->kernels[PRISM_KERNEL_ESTIMATE];
     int rows = 0, smem = 0;
     if ((st = estimate_rows(p, est, in.nk, &rows, &smem)) != PRISM_OK)
         return st;
     ep.rows_per_cta = in.rows_per_cta = rows;
-    prism_launch_grid(&est->shape, &p->cfg, &in, grid);
+    prism_launch_grid(&est->shape, &in, grid);
     st = launch_as(p, est->main, grid, est->shape.threads, smem, &ep,
                    c->stream, true, est->main_name);
     if (st == PRISM_OK) {
@@ -171,6 +201,12 @@ static prism_status run_estimate(prism_plan *p, const prism_call *c,
         g->last_stream = c->stream;
     }
     return st;
+}
+
+static FastDiv fast_div(int32_t d) {
+    FastDiv f = {.d = d};
+    prism_launch_fastdiv(d, &f.mul, &f.shift);
+    return f;
 }
 
 /* A TMA map over one of Q, K, V, O: dims {D, S, H[, B]} innermost first, a
@@ -214,7 +250,6 @@ static prism_status encode_map(prism_plan *p, TmaMap *map,
  * the overlapped consumer stores O through shared memory with it. */
 static prism_status tma_params(prism_plan *p, const prism_call *c,
                                const AttnParams *ap, AttnTmaParams *tp) {
-    const prism_config *cfg = &p->cfg;
     const prism_launch_shape *l =
         &cuda_of(p)->kernels[PRISM_KERNEL_ATTENTION].shape;
     const prism_batch *b = c->b;
@@ -226,14 +261,15 @@ static prism_status tma_params(prism_plan *p, const prism_call *c,
     int64_t sk = varlen ? b->total_k : b->seqlen_k;
     int batch = tp->rank == 3 ? 1 : b->batch;
     prism_status st;
-    if ((st = encode_map(p, &tp->q, c->q, "q", tp->rank, sq, cfg->q_heads,
-                         batch, l->tile_m)) != PRISM_OK ||
-        (st = encode_map(p, &tp->k, c->k, "k", tp->rank, sk, cfg->kv_heads,
-                         batch, l->tile_n)) != PRISM_OK ||
-        (st = encode_map(p, &tp->v, c->v, "v", tp->rank, sk, cfg->kv_heads,
-                         batch, l->tile_n)) != PRISM_OK)
+    int hq = c->prm.q_heads, hkv = c->prm.kv_heads;
+    if ((st = encode_map(p, &tp->q, c->q, "q", tp->rank, sq, hq, batch,
+                         l->tile_m)) != PRISM_OK ||
+        (st = encode_map(p, &tp->k, c->k, "k", tp->rank, sk, hkv, batch,
+                         l->tile_n)) != PRISM_OK ||
+        (st = encode_map(p, &tp->v, c->v, "v", tp->rank, sk, hkv, batch,
+                         l->tile_n)) != PRISM_OK)
         return st;
-    return encode_map(p, &tp->o, c->o, "o", tp->rank, sq, cfg->q_heads, batch,
+    return encode_map(p, &tp->o, c->o, "o", tp->rank, sq, hq, batch,
                       l->tile_m / 2);
 }
 
@@ -254,7 +290,7 @@ static prism_status run_attention(prism_plan *p, const prism_call *c,
     bool varlen = b->cu_seqlens_q != NULL;
     const cuda_kernel *attn = &g->kernels[PRISM_KERNEL_ATTENTION];
     const prism_launch_shape *l = &attn->shape;
-    prism_grid_input in = grid_input(p, b);
+    prism_grid_input in = grid_input(p, c);
     AttnParams ap = {
         .q = q->data, .k = k->data, .v = v->data, .o = o->data, .lse = c->lse,
         .q_stride_b = varlen ? 0 : q->stride_b, .q_stride_h = q->stride_h,
@@ -271,12 +307,14 @@ static prism_status run_attention(prism_plan *p, const prism_call *c,
         .partial_o = PTR(c->ws, at[PRISM_WS_PARTIAL_O]),
         .partial_ml = PTR(c->ws, at[PRISM_WS_PARTIAL_ML]),
         .split_arrived = PTR(c->ws, at[PRISM_WS_SPLIT_ARRIVED]),
-        .ctas = (int32_t)prism_launch_persistent_ctas(l, &p->cfg, &in),
+        .ctas = (int32_t)prism_launch_persistent_ctas(l, &in),
         .split_slots = (int32_t)cuda_split_slots(g),
         .batch = b->batch, .seqlen_q = b->seqlen_q, .seqlen_k = b->seqlen_k,
         .nq_max = mask->nq, .nk_max = mask->nk,
-        .scale_log2 =
-            (float)(1.4426950408889634 / sqrt((double)p->cfg.head_dim)),
+        .scale_log2 = (float)(1.4426950408889634 * c->prm.softmax_scale),
+        .q_heads = fast_div(c->prm.q_heads),
+        .kv_heads = fast_div(c->prm.kv_heads),
+        .group = fast_div(c->prm.q_heads / c->prm.kv_heads),
     };
     _Alignas(128) AttnTmaParams tp; /* CUtensorMap's alignment, maps first */
     void *params = &ap;
@@ -287,7 +325,7 @@ static prism_status run_attention(prism_plan *p, const prism_call *c,
         params = &tp;
     }
     unsigned grid[3];
-    prism_launch_grid(l, &p->cfg, &in, grid);
+    prism_launch_grid(l, &in, grid);
     if (l->grid == PRISM_GRID_PERSISTENT) {
         static const unsigned one[3] = {1, 1, 1};
         prism_status st = launch_as(p, attn->second, one, l->schedule_threads,

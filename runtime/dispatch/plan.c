@@ -11,8 +11,9 @@
  * picked by the context's device kind and builds its state, and the
  * plan's workspace is laid out (runtime/workspace.c) and allocated.  Each
  * call's arguments -- batch shape against the limits, dtype, tensors, mask
- * geometry, lse, workspace -- are checked here too, with the backend's
- * alignment rules, before the call goes to the backend's table
+ * geometry, lse, workspace, and the run-time parameters (the batch's, or
+ * the config's) -- are checked here too, with the backend's alignment
+ * rules, before the call goes to the backend's table
  * (runtime/backend.h).  What only a backend can check (the CPU reads masks
  * and cu_seqlens itself, so it checks their contents) it checks itself.
  */
@@ -20,6 +21,7 @@
 
 #include "base/checked.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,13 +60,20 @@ static prism_status check_limits(prism_plan *p, const prism_plan_limits *l) {
     return PRISM_OK;
 }
 
+/* The workspace shape of the plan's limits, with the config's heads. */
+static prism_ws_shape limits_shape(const prism_plan *p) {
+    return (prism_ws_shape){p->limits.max_batch, p->limits.max_seqlen_q,
+                            p->limits.max_seqlen_k, p->cfg.q_heads,
+                            p->cfg.kv_heads};
+}
+
 /* The workspace the limits need must stay under the documented maximum,
  * with or without caller_workspace: a caller sizes its buffer from
  * prism_plan_workspace_size, which must never wrap. */
 static prism_status check_workspace_limit(prism_plan *p) {
     prism_workspace ws;
-    prism_workspace_layout(p, p->limits.max_batch, p->limits.max_seqlen_q,
-                           p->limits.max_seqlen_k, &ws);
+    prism_ws_shape shape = limits_shape(p);
+    prism_workspace_layout(p, &shape, &ws);
     if (ws.total > PRISM_MAX_WORKSPACE_BYTES)
         return prism_plan_fail(
             p, PRISM_ERR_BAD_SHAPE,
@@ -82,8 +91,8 @@ static prism_status own_workspace(prism_plan *p) {
     if (p->limits.caller_workspace)
         return PRISM_OK;
     prism_workspace ws;
-    prism_workspace_layout(p, p->limits.max_batch, p->limits.max_seqlen_q,
-                           p->limits.max_seqlen_k, &ws);
+    prism_ws_shape shape = limits_shape(p);
+    prism_workspace_layout(p, &shape, &ws);
     prism_status st = p->backend->workspace_alloc(p, ws.total, &p->workspace);
     if (st == PRISM_OK)
         p->workspace_size = ws.total;
@@ -162,17 +171,23 @@ void prism_plan_destroy(prism_plan *p) {
 size_t prism_plan_workspace_size(const prism_plan *p, const prism_batch *b) {
     if (!p)
         return 0;
-    prism_workspace ws;
     if (b && (b->batch < 1 || b->batch > p->limits.max_batch ||
               b->seqlen_q < 1 || b->seqlen_q > p->limits.max_seqlen_q ||
               b->seqlen_k < b->seqlen_q ||
-              b->seqlen_k > p->limits.max_seqlen_k))
+              b->seqlen_k > p->limits.max_seqlen_k ||
+              (b->params && prism_params_validate(b->params, NULL, 0))))
         return 0;
-    if (b)
-        prism_workspace_layout(p, b->batch, b->seqlen_q, b->seqlen_k, &ws);
-    else
-        prism_workspace_layout(p, p->limits.max_batch, p->limits.max_seqlen_q,
-                               p->limits.max_seqlen_k, &ws);
+    prism_ws_shape shape = limits_shape(p);
+    if (b) {
+        shape = (prism_ws_shape){b->batch, b->seqlen_q, b->seqlen_k,
+                                 p->cfg.q_heads, p->cfg.kv_heads};
+        if (b->params) {
+            shape.q_heads = b->params->q_heads;
+            shape.kv_heads = b->params->kv_heads;
+        }
+    }
+    prism_workspace ws;
+    prism_workspace_layout(p, &shape, &ws);
     return ws.total;
 }
 
@@ -235,8 +250,23 @@ static prism_status check_batch(prism_plan *p, const prism_batch *b) {
     return PRISM_OK;
 }
 
-/* A tensor's data and strides, by the backend's rules (GPU kernels load
- * 16 bytes at a time; host code needs element alignment only). */
+/* The call's run-time parameters: the batch's (checked), else the
+ * config's; a softmax scale of 0 becomes 1/sqrt(head_dim). */
+static prism_status resolve_params(prism_plan *p, prism_call *c) {
+    if (c->b->params) {
+        char err[PRISM_ERRMSG_MAX];
+        prism_status st = prism_params_validate(c->b->params, err, sizeof err);
+        if (st != PRISM_OK)
+            return prism_plan_fail(p, st, "%s", err);
+        c->prm = *c->b->params;
+    } else {
+        prism_params_init_from_config(&p->cfg, &c->prm);
+    }
+    if (c->prm.softmax_scale == 0.0)
+        c->prm.softmax_scale = 1.0 / sqrt((double)p->cfg.head_dim);
+    return PRISM_OK;
+}
+
 /* The elements a tensor's strides reach over its extents, checked against
  * PRISM_MAX_TENSOR_BYTES without wrapping. */
 static bool tensor_span_ok(const prism_plan *p, const prism_tensor *t,
@@ -318,7 +348,9 @@ static prism_status check_mask(prism_plan *p, const prism_batch *b,
 static prism_status pick_workspace(prism_plan *p, void *workspace, size_t size,
                                    prism_call *c) {
     const prism_batch *b = c->b;
-    prism_workspace_layout(p, b->batch, b->seqlen_q, b->seqlen_k, &c->layout);
+    prism_ws_shape shape = {b->batch, b->seqlen_q, b->seqlen_k,
+                            c->prm.q_heads, c->prm.kv_heads};
+    prism_workspace_layout(p, &shape, &c->layout);
     if (workspace) {
         size_t align = p->backend->workspace_align;
         if ((uintptr_t)workspace % align)
@@ -337,6 +369,16 @@ static prism_status pick_workspace(prism_plan *p, void *workspace, size_t size,
         return prism_plan_fail(p, PRISM_ERR_INVALID_ARGUMENT,
                                "the plan was created with caller_workspace: "
                                "pass a workspace");
+    if (c->layout.total > p->workspace_size)
+        return prism_plan_fail(p, PRISM_ERR_INVALID_ARGUMENT,
+                               "this batch with %d query / %d KV heads needs "
+                               "a workspace of %zu bytes, more than the "
+                               "plan's own %zu (sized for the config's %d / "
+                               "%d heads); pass a workspace of "
+                               "prism_plan_workspace_size(plan, batch) bytes",
+                               c->prm.q_heads, c->prm.kv_heads,
+                               c->layout.total, p->workspace_size,
+                               p->cfg.q_heads, p->cfg.kv_heads);
     c->ws = (uintptr_t)p->workspace;
     return PRISM_OK;
 }
@@ -347,9 +389,11 @@ enum { WITH_VO = 1, WITH_MASK = 2, MASK_OPTIONAL = 4 };
 static prism_status check_call(prism_plan *p, prism_call *c, unsigned what,
                                void *workspace, size_t workspace_size) {
     prism_status st;
-    int hq = p->cfg.q_heads, hkv = p->cfg.kv_heads;
     if ((st = check_batch(p, c->b)) != PRISM_OK ||
-        (st = check_tensor(p, c->b, c->q, "q", hq, true)) != PRISM_OK ||
+        (st = resolve_params(p, c)) != PRISM_OK)
+        return st;
+    int hq = c->prm.q_heads, hkv = c->prm.kv_heads;
+    if ((st = check_tensor(p, c->b, c->q, "q", hq, true)) != PRISM_OK ||
         (st = check_tensor(p, c->b, c->k, "k", hkv, false)) != PRISM_OK)
         return st;
     if ((what & WITH_VO) &&
