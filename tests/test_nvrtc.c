@@ -1,7 +1,8 @@
 /*
  * test_nvrtc.c - NVRTC compiles every kernel for sm_80 and sm_90a (no GPU
- * needed), ptxas info is parsed, failures are statuses with the log, and
- * the module builder goes through the cache (miss, then hit).
+ * needed), ptxas info is parsed, failures are statuses with the log, the
+ * module builder goes through the cache (miss, then hit), and configs that
+ * differ only in run-time parameters share their cubins.
  */
 #include <criterion/criterion.h>
 
@@ -266,6 +267,51 @@ Test(nvrtc, module_build_misses_then_hits, .init = make_cache_dir,
     prism_context_destroy(ctx);
     prism_context_destroy(ctx2);
     prism_context_destroy(NULL);
+}
+
+/* Head counts and the method's settings are launch parameters: configs
+ * that differ only in them (and in their names) share every cubin. */
+Test(nvrtc, run_time_parameters_share_the_cubins, .init = make_cache_dir,
+     .fini = remove_cache_dir, .timeout = 600) {
+    prism_config a = config_for(64, PRISM_DTYPE_BF16, PRISM_ROPE_HALF);
+    prism_config b = a;
+    strcpy(b.name, "tp-shard");
+    b.threshold_high = 0.9;
+    b.threshold_low = 0.98;
+    b.calibrate = false;
+    b.temp_high = 0.5;
+    b.force_sink = false;
+    b.q_heads = 4;
+    b.kv_heads = 1;
+    prism_context_options opt;
+    prism_context_options_init(&opt);
+    opt.cache_dir = cache_dir;
+    prism_context *ctx = NULL;
+    cr_assert_eq(prism_context_create(&opt, &ctx), PRISM_OK);
+    static const prism_arch archs[] = {PRISM_ARCH_SM80, PRISM_ARCH_SM90A};
+    for (int i = 0; i < 2; i++) {
+        prism_module *ma = NULL, *mb = NULL;
+        prism_counters before, after;
+        cr_assert_eq(prism_module_build(ctx, &a, archs[i], &ma), PRISM_OK,
+                     "%s", prism_context_last_error(ctx));
+        prism_context_counters(ctx, &before);
+        cr_assert_eq(prism_module_build(ctx, &b, archs[i], &mb), PRISM_OK,
+                     "%s", prism_context_last_error(ctx));
+        prism_context_counters(ctx, &after);
+        cr_expect_eq(after.compiles, before.compiles, "%s: no compile",
+                     prism_arch_name(archs[i]));
+        for (int k = 0; k < prism_kernel_count(); k++) {
+            prism_kernel_info x, y;
+            cr_assert_eq(prism_module_kernel_info(ma, k, &x), PRISM_OK);
+            cr_assert_eq(prism_module_kernel_info(mb, k, &y), PRISM_OK);
+            cr_expect(y.cache_hit);
+            cr_expect_str_eq(x.key_hex, y.key_hex, "%s %s",
+                             prism_arch_name(archs[i]), x.name);
+        }
+        prism_module_destroy(ma);
+        prism_module_destroy(mb);
+    }
+    prism_context_destroy(ctx);
 }
 
 /* Kernels compiled by another process serve a process that cannot load
