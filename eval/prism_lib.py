@@ -99,7 +99,8 @@ class Batch(C.Structure):
     _fields_ = [("dtype", C.c_int), ("batch", C.c_int),
                 ("seqlen_q", C.c_int), ("seqlen_k", C.c_int),
                 ("cu_seqlens_q", C.c_void_p), ("cu_seqlens_k", C.c_void_p),
-                ("total_q", C.c_int), ("total_k", C.c_int)]
+                ("total_q", C.c_int), ("total_k", C.c_int),
+                ("params", C.c_void_p)]  # NULL: the config's run-time values
 
 
 class BlockMask(C.Structure):
@@ -108,9 +109,10 @@ class BlockMask(C.Structure):
 
 
 # Sizes on x86-64 / aarch64 Linux (LP64), as a C compiler gives them for
-# prism.h 0.2.0; the tests recompute them with the compiler when one exists.
+# prism.h (prism_batch with its params pointer); the tests recompute them
+# with the compiler when one exists.
 EXPECTED_SIZES = {"prism_config": 5896, "prism_context_options": 72,
-                  "prism_batch": 40, "prism_plan_limits": 16,
+                  "prism_batch": 48, "prism_plan_limits": 16,
                   "prism_block_mask": 24, "prism_tensor": 32}
 STRUCTS = {"prism_config": ConfigStruct, "prism_context_options": ContextOptions,
            "prism_batch": Batch, "prism_plan_limits": PlanLimits,

@@ -103,6 +103,7 @@ class Batch(Structure):
         ("dtype", c_int), ("batch", c_int), ("seqlen_q", c_int),
         ("seqlen_k", c_int), ("cu_seqlens_q", c_void_p),
         ("cu_seqlens_k", c_void_p), ("total_q", c_int), ("total_k", c_int),
+        ("params", c_void_p),  # const prism_params *, NULL: the config's
     ]
 
 
