@@ -400,6 +400,22 @@ static void take_trace(int *launches, int *memsets) {
     unlink(trace_path);
 }
 
+/* The grids of the launches since the last call ("grid X Y Z" lines of
+ * the trace with FAKE_CUDA_GRIDS), at most max of them; returns how many. */
+static int take_grids(unsigned grids[][3], int max) {
+    int n = 0;
+    FILE *f = fopen(trace_path, "r");
+    char line[128];
+    while (f && fgets(line, sizeof line, f))
+        if (n < max && sscanf(line, "grid %u %u %u", &grids[n][0],
+                              &grids[n][1], &grids[n][2]) == 3)
+            n++;
+    if (f)
+        fclose(f);
+    unlink(trace_path);
+    return n;
+}
+
 typedef struct fake_case {
     char config[32];
     int grid_rule;  /* the attention's */
@@ -473,5 +489,82 @@ ParameterizedTest(fake_case *fc, backend, cuda_plan_runs_on_the_cuda_table,
     cr_assert_eq(validations, 1);
     cr_assert_eq(spec_builds, prism_kernel_count());
     prism_plan_destroy(plan);
+    prism_context_destroy(ctx);
+}
+
+/* Run-time head counts reach the grids: a plan of a 32 / 8 head config
+ * launched for a shard of 4 / 1 heads (prism_params) sizes every grid by
+ * the shard, and bad params launch nothing. */
+Test(backend, cuda_grids_follow_the_launch_heads, .init = fake_setup,
+     .fini = fake_teardown, .timeout = 300) {
+    prism_context *ctx = fake_context();
+    static const char *const configs[] = {"smollm2-135m.yaml",
+                                          "llama-3.1-8b.yaml"};
+    for (int i = 0; i < 2; i++) {
+        prism_config cfg = load(configs[i]);
+        prism_plan_limits lim = {2, 512, 1024, false};
+        prism_plan *plan = NULL;
+        cr_assert_eq(prism_plan_create(ctx, &cfg, &lim, &plan), PRISM_OK,
+                     "%s", prism_context_last_error(ctx));
+        prism_params prm;
+        prism_params_init_from_config(&cfg, &prm);
+        prm.q_heads = 4;
+        prm.kv_heads = 1;
+        prm.threshold_high = 0.9;
+        prm.softmax_scale = 0.1;
+        prism_config shard = cfg;
+        shard.q_heads = 4;
+        shard.kv_heads = 1;
+        inputs in;
+        make_inputs(&shard, 2, 512, 1024, &in);
+        in.b.params = &prm;
+        int bs = cfg.block_size, nq = 512 / bs, nk = 1024 / bs;
+        setenv("FAKE_CUDA_TRACE", trace_path, 1);
+        setenv("FAKE_CUDA_GRIDS", "1", 1);
+        unsigned g[4][3];
+        take_grids(g, 4);
+        cr_assert_eq(prism_estimate(plan, &in.b, &in.q, &in.k, &in.mask, NULL,
+                                    0, NULL),
+                     PRISM_OK, "%s", prism_plan_last_error(plan));
+        cr_assert_eq(take_grids(g, 4), 2);
+        cr_expect(g[0][0] == (unsigned)nk && g[0][1] == 5 && g[0][2] == 2,
+                  "%s pool_stats grid %u %u %u", configs[i], g[0][0], g[0][1],
+                  g[0][2]);
+        /* 4 query heads a KV head: 4 nq rows per (sequence, KV head), at
+         * most 8 a CTA */
+        unsigned rows = 4u * (unsigned)nq, est = 0;
+        for (unsigned r = 1; r <= 8; r *= 2)
+            if (g[1][0] == (rows + r - 1) / r * 2u)
+                est = r;
+        cr_expect(est > 0 && g[1][1] == 1, "%s estimate grid %u", configs[i],
+                  g[1][0]);
+        cr_assert_eq(prism_sparse_attention(plan, &in.b, &in.q, &in.k, &in.v,
+                                            &in.mask, &in.o, NULL, NULL, 0,
+                                            NULL),
+                     PRISM_OK, "%s", prism_plan_last_error(plan));
+        int n = take_grids(g, 4);
+        const prism_launch_shape *l =
+            &cuda_of(plan)->kernels[PRISM_KERNEL_ATTENTION].shape;
+        unsigned tiles = (unsigned)((512 + l->tile_m - 1) / l->tile_m);
+        if (l->grid == PRISM_GRID_PERSISTENT)
+            cr_expect(n == 2 && g[1][0] <= tiles * 4 * 2 * 16,
+                      "%s persistent grid %u", configs[i], g[1][0]);
+        else
+            cr_expect(n == 1 && g[0][0] == tiles && g[0][1] == 4 &&
+                          g[0][2] == 2,
+                      "%s attention grid %u %u %u", configs[i], g[0][0],
+                      g[0][1], g[0][2]);
+        prm.kv_heads = 3; /* 4 % 3 != 0 */
+        cr_expect_eq(prism_prefill(plan, &in.b, &in.q, &in.k, &in.v, &in.o,
+                                   NULL, NULL, NULL, 0, NULL),
+                     PRISM_ERR_INVALID_ARGUMENT);
+        cr_expect(strstr(prism_plan_last_error(plan), "params.q_heads"), "%s",
+                  prism_plan_last_error(plan));
+        cr_expect_eq(take_grids(g, 4), 0, "nothing launched");
+        unsetenv("FAKE_CUDA_GRIDS");
+        unsetenv("FAKE_CUDA_TRACE");
+        free_inputs(&in);
+        prism_plan_destroy(plan);
+    }
     prism_context_destroy(ctx);
 }

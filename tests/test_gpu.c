@@ -13,12 +13,18 @@
  *                          outputs poisoned first, every element checked
  *   prefill                end to end, against the reference attention on
  *                          the GPU's own selection, and its density
+ * A second matrix runs the same stages with run-time parameters
+ * (prism_params in the batch) on a plan made from a config with other
+ * values and other head counts: thresholds 0.9 and 0.98, uncalibrated
+ * temperatures, a softmax scale, tensor-parallel shards of 4 / 1 and
+ * 24 / 3 heads; the reference runs the config with the params applied.
  */
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
 
 #include "gpu_testutil.h"
 #include "base/half.h"
+#include "config/params.h"
 #include "runtime/workspace.h"
 #include "runtime/plan.h"
 #include "reference/reference.h"
@@ -161,16 +167,23 @@ static void check_pooling(const gpu_case *c, case_data *d, prism_plan *plan,
     prism_pooled_free(&pk);
 }
 
-/* Output (downloaded, in the input dtype) vs the reference, and LSE. */
+/* The softmax scale a launch of batch runs (0: 1/sqrt(D), as the
+ * reference's option reads it). */
+static double scale_of(const prism_batch *batch) {
+    return batch->params ? batch->params->softmax_scale : 0.0;
+}
+
+/* Output (downloaded, in the input dtype) vs the reference with softmax
+ * scale `scale`, and LSE. */
 static void check_output(const gpu_case *c, case_data *d, const void *o_host,
                          const float *lse_gpu, const prism_selection *sel,
-                         const char *stage) {
+                         double scale, const char *stage) {
     char err[512];
     host_tensor ref = tensor_new(PRISM_DTYPE_FP32, d->B_view, c->q_heads, d->S_q,
                                  c->head_dim, false);
     size_t lse_n = (size_t)d->B_view * c->q_heads * d->S_q;
     float *lse_ref = malloc(lse_n * sizeof(float));
-    prism_ref_attention_options opt = {.lse = lse_ref};
+    prism_ref_attention_options opt = {.lse = lse_ref, .scale = scale};
     cr_assert_eq(prism_ref_attention(&d->q.view, &d->k.view, &d->v.view, d->vl,
                                      sel, &opt, &ref.view, err, sizeof err),
                  PRISM_OK, "%s", err);
@@ -234,22 +247,59 @@ static void check_attention(const gpu_case *c, case_data *d, prism_plan *plan,
                  PRISM_OK, "%s: %s", what, prism_plan_last_error(plan));
     gpu_download(o_host, dout, o_bytes);
     gpu_download(lse_host, dlse, lse_bytes);
-    check_output(c, d, o_host, lse_host, ref_sel, what);
+    check_output(c, d, o_host, lse_host, ref_sel, scale_of(batch), what);
     gpu_free(dout);
     gpu_free(dlse);
     free(o_host);
     free(lse_host);
 }
 
-static void run_case(const gpu_case *c, prism_context *ctx) {
+/* The config a plan of params runs is made from: the case's shape with
+ * the default method and 32 / 8 heads, so that every params value and
+ * head count of the launch differs from it (none of them is code). */
+static prism_config model_config(const prism_config *shape) {
+    prism_config m;
+    prism_config_init(&m);
+    prism_config c = *shape;
+    prism_params defaults;
+    prism_params_init_from_config(&m, &defaults);
+    prism_config_apply_params(&c, &defaults);
+    snprintf(c.name, sizeof c.name, "model");
+    return c;
+}
+
+/* One case: with prm NULL the plan runs the case's config; else the plan
+ * is made from model_config and every launch passes prm, which the
+ * reference runs by applying it to the case's config. */
+static void run_case(const gpu_case *c, prism_context *ctx,
+                     const prism_params *prm) {
     char err[512];
     case_data d;
     build_inputs(c, (uint64_t)time(NULL) ^ ((uint64_t)c->head_dim << 32), &d);
+    prism_config plan_cfg = d.cfg;
+    if (prm) {
+        cr_assert_eq(prm->q_heads, c->q_heads);
+        cr_assert_eq(prm->kv_heads, c->kv_heads);
+        prism_config_apply_params(&d.cfg, prm); /* what the reference runs */
+        plan_cfg = model_config(&d.cfg);
+    }
 
     prism_plan_limits limits = {c->batch, d.max_sq, d.max_sk, false};
     prism_plan *plan = NULL;
-    cr_assert_eq(prism_plan_create(ctx, &d.cfg, &limits, &plan), PRISM_OK,
+    cr_assert_eq(prism_plan_create(ctx, &plan_cfg, &limits, &plan), PRISM_OK,
                  "%s: %s", c->name, prism_context_last_error(ctx));
+    if (prm) { /* the case's own config is no other kernel */
+        prism_counters before, after;
+        prism_context_counters(ctx, &before);
+        prism_plan *same = NULL;
+        cr_assert_eq(prism_plan_create(ctx, &d.cfg, &limits, &same), PRISM_OK,
+                     "%s: %s", c->name, prism_context_last_error(ctx));
+        prism_context_counters(ctx, &after);
+        cr_expect_eq(after.compiles, before.compiles,
+                     "%s: a config of other run-time values compiled",
+                     c->name);
+        prism_plan_destroy(same);
+    }
 
     CUdeviceptr dq = gpu_upload(d.q.data, tensor_bytes(&d.q));
     CUdeviceptr dk = gpu_upload(d.k.data, tensor_bytes(&d.k));
@@ -263,7 +313,7 @@ static void run_case(const gpu_case *c, prism_context *ctx) {
         .seqlen_k = d.max_sk,
         .cu_seqlens_q = (const int32_t *)(uintptr_t)dcu_q,
         .cu_seqlens_k = (const int32_t *)(uintptr_t)dcu_k,
-        .total_q = (int)d.S_q, .total_k = (int)d.S_k};
+        .total_q = (int)d.S_q, .total_k = (int)d.S_k, .params = prm};
 
     /* 1-2: estimation against the reference selection */
     prism_selection ref_sel, gpu_sel;
@@ -322,7 +372,7 @@ static void run_case(const gpu_case *c, prism_context *ctx) {
         {"attention (wgmma, 64-key tiles)", {"block_n", NULL}, {64, 0}},
     };
     for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++) {
-        prism_config cfg_v = d.cfg;
+        prism_config cfg_v = plan_cfg;
         for (int k = 0; k < 2 && variants[i].param[k]; k++)
             tune_attention(&cfg_v, variants[i].param[k], variants[i].value[k]);
         prism_plan *plan_v = NULL;
@@ -355,7 +405,8 @@ static void run_case(const gpu_case *c, prism_context *ctx) {
     download_mask(&out_mask, &gpu_sel);
     gpu_download(o_host, dout, o_bytes);
     gpu_download(lse_host, dlse, lse_bytes);
-    check_output(c, &d, o_host, lse_host, &gpu_sel, "prefill");
+    check_output(c, &d, o_host, lse_host, &gpu_sel, scale_of(&batch),
+                 "prefill");
     free_mask(&out_mask);
 
     gpu_free(dout);
@@ -394,7 +445,71 @@ ParameterizedTest(const gpu_case *c, gpu, matrix, .timeout = 600) {
     SKIP_WITHOUT_GPU();
     cr_log_info("case %s", c->name);
     prism_context *ctx = new_context();
-    run_case(c, ctx);
+    run_case(c, ctx, NULL);
+    prism_context_destroy(ctx);
+    gpu_close();
+}
+
+/* ---- run-time parameters ------------------------------------------------ */
+
+typedef struct params_case {
+    gpu_case shape;
+    double threshold_high, threshold_low;
+    bool calibrate;
+    double temp_high, temp_low, softmax_scale;
+} params_case;
+
+#define BF16_MIXED(name, hq, hkv, s)                                          \
+    {name, 128, hq, hkv, 0, 1, {s}, {s}, false, false, PRISM_DTYPE_BF16,     \
+     PRISM_ROPE_HALF, PRISM_WORKLOAD_MIXED}
+
+static const params_case params_cases[] = {
+    {BF16_MIXED("thresholds-0.9", 32, 8, 1536), 0.9, 0.9, true, 1, 1, 0},
+    {BF16_MIXED("thresholds-0.98", 32, 8, 1536), 0.98, 0.98, true, 1, 1, 0},
+    {BF16_MIXED("uncalibrated-temps", 32, 8, 1536), 0.95, 0.9, false, 0.5, 2,
+     0},
+    {BF16_MIXED("softmax-scale-0.05", 32, 8, 1536), 0.95, 0.95, true, 1, 1,
+     0.05},
+    /* a tensor-parallel shard: 4 query heads of one KV head, 12 query
+     * tiles: 48 items for the SMs, so the schedule splits rows */
+    {BF16_MIXED("tp-shard-4-1", 4, 1, 1536), 0.95, 0.95, true, 1, 1, 0},
+    /* 24 / 3 heads (groups of 8, an odd KV head count) x 32 tiles: static
+     * items and a queue, the item arithmetic by non-power-of-two heads */
+    {{"tp-shard-24-3-fp16-bshd", 128, 24, 3, 0, 1, {4096}, {4096}, false,
+      true, PRISM_DTYPE_FP16, PRISM_ROPE_HALF, -1},
+     0.9, 0.98, true, 1, 1, 0.1},
+    {{"shard-6-6-ragged", 64, 6, 6, 0, 3, {300, 1100, 77}, {300, 1228, 333},
+      true, true, PRISM_DTYPE_BF16, PRISM_ROPE_INTERLEAVED, -1},
+     0.9, 0.95, false, 1.5, 0.75, 0.2},
+};
+
+ParameterizedTestParameters(gpu, run_time_params) {
+    return cr_make_param_array(params_case, params_cases,
+                               sizeof params_cases / sizeof params_cases[0]);
+}
+
+ParameterizedTest(const params_case *pc, gpu, run_time_params,
+                  .timeout = 600) {
+    SKIP_WITHOUT_GPU();
+    cr_log_info("case %s", pc->shape.name);
+    prism_params prm = {
+        .threshold_high = pc->threshold_high,
+        .threshold_low = pc->threshold_low,
+        .calibrate = pc->calibrate,
+        .temp_high = pc->temp_high,
+        .temp_low = pc->temp_low,
+        .force_sink = true,
+        .force_recent = true,
+        .softmax_scale = pc->softmax_scale,
+        .q_heads = pc->shape.q_heads,
+        .kv_heads = pc->shape.kv_heads,
+    };
+    prism_context *ctx = new_context();
+    run_case(&pc->shape, ctx, &prm);
+    prism_counters n;
+    prism_context_counters(ctx, &n);
+    cr_log_info("%s: %llu compiles in this context", pc->shape.name,
+                (unsigned long long)n.compiles);
     prism_context_destroy(ctx);
     gpu_close();
 }

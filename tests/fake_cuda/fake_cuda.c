@@ -12,7 +12,8 @@
  * FAKE_CUDA_STICKY the failure breaks the context as an illegal address
  * would.  FAKE_CUDA_TRACE=FILE appends one line per stream operation
  * ("launch", "memset BYTES", "event") to FILE, so a test can check what a
- * command enqueues and in which order.  Streams are checked: an operation
+ * command enqueues and in which order; with FAKE_CUDA_GRIDS set as well, a
+ * launch is followed by "grid X Y Z".  Streams are checked: an operation
  * on a handle that is neither NULL, CU_STREAM_LEGACY, CU_STREAM_PER_THREAD
  * nor a live one from cuStreamCreate fails with CUDA_ERROR_INVALID_HANDLE
  * (a real driver may crash on it), so a stream mangled on its way from a
@@ -279,6 +280,8 @@ CUresult cuLaunchKernelEx(const CUlaunchConfig *c, CUfunction f, void **args,
     }
     clock_us += 10 + m->hash % 997;
     trace("launch");
+    if (getenv("FAKE_CUDA_GRIDS"))
+        trace("grid %u %u %u", c->gridDimX, c->gridDimY, c->gridDimZ);
     return CUDA_SUCCESS;
 }
 
