@@ -492,8 +492,8 @@ prism_plan_create_from_file(prism_context *ctx, const char *path,
 PRISM_API void prism_plan_destroy(prism_plan *plan);
 /* Thread-safe.  Workspace bytes estimate/prefill need for `batch` (NULL:
  * the plan's limits), with the batch's head counts (batch->params, else
- * the config's); 0 for a NULL plan, a batch outside the plan's limits or
- * invalid params. */
+ * the config's); 0 for a NULL plan, a batch outside the plan's limits,
+ * invalid params, or more than PRISM_MAX_WORKSPACE_BYTES. */
 PRISM_API size_t prism_plan_workspace_size(const prism_plan *plan,
                                            const prism_batch *batch);
 /* Thread-safe.  The arch whose kernels the plan runs (PRISM_ARCH_COUNT_

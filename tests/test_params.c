@@ -384,3 +384,42 @@ Test(params, more_heads_than_the_config_need_a_workspace, .timeout = 120) {
     prism_context_destroy(ctx);
     free_inputs(&d);
 }
+
+/* A launch's heads count toward PRISM_MAX_WORKSPACE_BYTES as the
+ * config's do at plan creation: beyond it the size is 0 and the launch
+ * fails with PRISM_ERR_BAD_SHAPE before touching any memory. */
+Test(params, workspace_beyond_the_limit_is_refused, .timeout = 120) {
+    prism_context *ctx = cpu_context(1);
+    prism_config model = model_config();
+    model.q_heads = model.kv_heads = 1;
+    model.block_size = 128;
+    prism_plan_limits limits = {64, 1 << 20, 1 << 20, true};
+    prism_plan *plan = NULL;
+    prism_status st = prism_plan_create(ctx, &model, &limits, &plan);
+    if (st == PRISM_ERR_UNSUPPORTED &&
+        strstr(prism_context_last_error(ctx), "without"))
+        cr_skip_test("%s", prism_context_last_error(ctx));
+    cr_assert_eq(st, PRISM_OK, "%s", prism_context_last_error(ctx));
+    prism_params prm;
+    prism_params_init_from_config(&model, &prm);
+    prm.q_heads = prm.kv_heads = 1024;
+    int S = 1 << 20, nb = S / 128;
+    prism_batch b = {.dtype = model.dtype, .batch = 64, .seqlen_q = S,
+                     .seqlen_k = S, .params = &prm};
+    cr_expect_eq(prism_plan_workspace_size(plan, &b), 0);
+    b.params = NULL;
+    cr_expect_gt(prism_plan_workspace_size(plan, &b), 0);
+    b.params = &prm;
+    /* never dereferenced: the call fails in its checks */
+    void *fake = (void *)(uintptr_t)4096;
+    int64_t d = model.head_dim;
+    prism_tensor t = {fake, 1024 * (int64_t)S * d, (int64_t)S * d, d};
+    prism_block_mask m = {fake, fake, nb, nb};
+    cr_expect_eq(prism_estimate(plan, &b, &t, &t, &m, fake, SIZE_MAX / 2,
+                                NULL),
+                 PRISM_ERR_BAD_SHAPE);
+    cr_expect(strstr(prism_plan_last_error(plan), "PRISM_MAX_WORKSPACE_BYTES"),
+              "%s", prism_plan_last_error(plan));
+    prism_plan_destroy(plan);
+    prism_context_destroy(ctx);
+}

@@ -188,7 +188,7 @@ size_t prism_plan_workspace_size(const prism_plan *p, const prism_batch *b) {
     }
     prism_workspace ws;
     prism_workspace_layout(p, &shape, &ws);
-    return ws.total;
+    return ws.total <= PRISM_MAX_WORKSPACE_BYTES ? ws.total : 0;
 }
 
 prism_arch prism_plan_arch(const prism_plan *p) {
@@ -351,6 +351,15 @@ static prism_status pick_workspace(prism_plan *p, void *workspace, size_t size,
     prism_ws_shape shape = {b->batch, b->seqlen_q, b->seqlen_k,
                             c->prm.q_heads, c->prm.kv_heads};
     prism_workspace_layout(p, &shape, &c->layout);
+    /* within the limits with the config's heads, but a launch may have
+     * more (prism_params) */
+    if (c->layout.total > PRISM_MAX_WORKSPACE_BYTES)
+        return prism_plan_fail(p, PRISM_ERR_BAD_SHAPE,
+                               "this batch with %d query / %d KV heads needs "
+                               "a workspace above PRISM_MAX_WORKSPACE_BYTES "
+                               "(%zu); use fewer sequences, tokens or heads "
+                               "per launch", c->prm.q_heads, c->prm.kv_heads,
+                               (size_t)PRISM_MAX_WORKSPACE_BYTES);
     if (workspace) {
         size_t align = p->backend->workspace_align;
         if ((uintptr_t)workspace % align)
