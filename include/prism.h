@@ -456,8 +456,9 @@ typedef struct prism_batch {
     const prism_params *params;  /* run-time method parameters and head
                                     counts; NULL: the plan config's.  Host
                                     memory, read during the call only.
-                                    (0.3.0: new; zero-initialised batches
-                                    keep working) */
+                                    (New after 0.2.0: the struct grew by
+                                    this pointer; zero-initialised batches
+                                    keep working.) */
 } prism_batch;
 
 /* A block mask on the device, in the format of reference/reference.h
