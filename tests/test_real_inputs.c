@@ -16,12 +16,13 @@
  *               prism_ref_attention (relative L2 <= 1e-2 per head: the
  *               output is bf16), and with every block selected it matches
  *               the direct dense reference
- * Also the .qkv reader on damaged files.
+ * Also the .qkv reader on damaged files, and `prism run --input`.
  */
 #include <criterion/criterion.h>
 
 #include "reference/qkv_file.h"
 #include "test_cpu_common.h"
+#include "cli_testutil.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -267,4 +268,70 @@ Test(real_inputs, damaged_files_are_refused) {
     prism_qkv_file f;
     cr_expect_eq(prism_qkv_load(FIXTURES "nothing.qkv", &f, err, sizeof err),
                  PRISM_ERR_IO);
+}
+
+/* ---- prism run --input ------------------------------------------------------ */
+
+static char cli_out[65536];
+
+Test(real_inputs, prism_run_reads_the_fixtures, .timeout = 300) {
+    int rc = cli_tu_run(cli_out, sizeof cli_out, NULL, 0,
+                        "%s run %s/configs/smollm2-135m.yaml --device cpu "
+                        "--threads 2 --backend reference --json --input %s",
+                        PRISM_CLI_PATH, PRISM_SOURCE_DIR, FIXTURES);
+    cr_assert_eq(rc, 0, "%s", cli_out);
+    int lines = 0;
+    for (const char *p = cli_out; (p = strstr(p, "{\"config\"")); p++)
+        lines++;
+    cr_expect_eq(lines, 2, "%s", cli_out);
+    cr_expect(strstr(cli_out, "\"layer\": 4, \"text\": \"gpl3\"") != NULL,
+              "%s", cli_out);
+    cr_expect(strstr(cli_out, "\"workload\": \"real\"") != NULL, "%s", cli_out);
+    cr_expect(strstr(cli_out, "\"seq_q\": 1024, \"seq_k\": 1024") != NULL,
+              "%s", cli_out);
+}
+
+Test(real_inputs, prism_run_resolves_the_layer, .timeout = 300) {
+    char path[] = "/tmp/prism-run-layers-XXXXXX.yaml";
+    int fd = mkstemps(path, 5);
+    cr_assert(fd >= 0);
+    const char yaml[] = "model: {head_dim: 64, q_heads: 9, kv_heads: 3}\n"
+                        "rope: {theta: 100000}\n"
+                        "prism: {block_size: 64}\n"
+                        "layers:\n"
+                        "  dense: [0-4]\n"
+                        "  overrides:\n"
+                        "    - {layers: 20, thresholds: {high: 0.5, low: 0.5}}\n";
+    cr_assert_eq(write(fd, yaml, sizeof yaml - 1), (ssize_t)sizeof yaml - 1);
+    close(fd);
+    int rc = cli_tu_run(cli_out, sizeof cli_out, NULL, 0,
+                        "%s run %s --device cpu --threads 2 --backend "
+                        "reference --input %s",
+                        PRISM_CLI_PATH, path, FIXTURES);
+    unlink(path);
+    cr_assert_eq(rc, 0, "%s", cli_out);
+    cr_expect(strstr(cli_out, "layer 4 is dense in config") != NULL, "%s",
+              cli_out);
+    cr_expect(strstr(cli_out, "thresholds 0.50/0.50") != NULL, "%s", cli_out);
+}
+
+Test(real_inputs, prism_run_input_usage) {
+    int rc = cli_tu_run(cli_out, sizeof cli_out, NULL, 0,
+                        "%s run %s/configs/smollm2-135m.yaml --device cpu "
+                        "--input %s --seq 512",
+                        PRISM_CLI_PATH, PRISM_SOURCE_DIR, FIXTURES);
+    cr_expect_eq(rc, 2, "%s", cli_out);
+    cr_expect(strstr(cli_out, "drop --seq") != NULL, "%s", cli_out);
+    rc = cli_tu_run(cli_out, sizeof cli_out, NULL, 0,
+                    "%s run %s/configs/gptj-6b.yaml --device cpu --input %s",
+                    PRISM_CLI_PATH, PRISM_SOURCE_DIR, FIXTURES);
+    cr_expect_eq(rc, 1, "%s", cli_out);
+    cr_expect(strstr(cli_out, "differ from config 'gptj-6b'") != NULL, "%s",
+              cli_out);
+    rc = cli_tu_run(cli_out, sizeof cli_out, NULL, 0,
+                    "%s run %s/configs/smollm2-135m.yaml --device cpu --input "
+                    "%s/configs",
+                    PRISM_CLI_PATH, PRISM_SOURCE_DIR, PRISM_SOURCE_DIR);
+    cr_expect_eq(rc, 1, "%s", cli_out);
+    cr_expect(strstr(cli_out, "no .qkv files") != NULL, "%s", cli_out);
 }
