@@ -202,6 +202,7 @@ typedef struct run_state {
     float *recall[N_METHODS + 1]; /* + the GPU's selection */
     prism_selection sel[N_METHODS], full;
     gpu_run_result gpu;
+    prism_ref_agreement gpu_agree; /* the GPU's mask vs the reference's */
     bool with_gpu;
     cpu_backend_run cpu; /* --backend llvm */
 } run_state;
@@ -303,7 +304,8 @@ static void print_json_string(const char *s) {
 }
 
 static void print_json(const run_args *a, const prism_config *cfg,
-                       const method_result *r, int n, int threads) {
+                       const method_result *r, int n, int threads,
+                       const prism_ref_agreement *gpu_agree) {
     printf("{\"config\": ");
     print_json_string(cfg->name);
     if (a->file) {
@@ -312,13 +314,17 @@ static void print_json(const run_args *a, const prism_config *cfg,
         printf(", \"layer\": %d, \"text\": ", a->file->layer);
         print_json_string(a->file->text);
     }
-    printf(", \"device\": \"cpu\", \"backend\": \"%s\", "
+    if (gpu_agree)
+        printf(", \"gpu_mask_compared\": %lld, \"gpu_mask_differ\": %lld",
+               (long long)gpu_agree->compared, (long long)gpu_agree->differ);
+    printf(", \"device\": \"%s\", \"backend\": \"%s\", "
            "\"workload\": \"%s\", \"batch\": %lld, "
            "\"seq_q\": %lld, \"seq_k\": %lld, \"seed\": %" PRIu64
            ", \"threads\": %d, \"dtype\": \"%s\", \"head_dim\": %d, "
            "\"q_heads\": %d, \"kv_heads\": %d, \"block_size\": %d, "
            "\"reps\": %lld, \"methods\": [",
-           a->backend, a->file ? "real" : prism_workload_name(a->workload),
+           a->device, a->backend,
+           a->file ? "real" : prism_workload_name(a->workload),
            a->batch, a->sq, a->seq, a->seed,
            threads, prism_dtype_name(cfg->dtype), cfg->head_dim, cfg->q_heads,
            cfg->kv_heads, cfg->block_size, a->reps > 0 ? a->reps : 1);
@@ -457,6 +463,10 @@ static int attend_methods(const run_args *a, const prism_config *cfg,
                                                cfg->head_dim);
         st = prism_ref_output_error(&gv, &s->ov_dense, NULL, &g->error, NULL,
                                     err, sizeof err);
+        if (st == PRISM_OK)
+            st = prism_ref_selection_agreement(&s->sel[PRISM_REF_PRISM],
+                                               &s->gpu.sel, &s->gpu_agree,
+                                               NULL, 0, err, sizeof err);
         if (st != PRISM_OK)
             return cli_fail("prism-gpu: %s", err);
     }
@@ -533,7 +543,8 @@ static int run(run_args *a, const prism_config *cfg, run_state *s) {
     else
         snprintf(engine, sizeof engine, "reference, %d threads", threads);
     if (a->json)
-        print_json(a, cfg, r, n_rows, threads);
+        print_json(a, cfg, r, n_rows, threads,
+                   s->with_gpu ? &s->gpu_agree : NULL);
     else
         print_table(a, cfg, r, n_rows, engine);
     if (llvm && !a->json)
@@ -546,8 +557,11 @@ static int run(run_args *a, const prism_config *cfg, run_state *s) {
                prism_dtype_name(cfg->dtype));
     if (s->with_gpu && !a->json)
         printf("\nprism-gpu ran on %s; its estimate column is pooling + "
-               "calibration + selection, GPU event medians of 10 runs\n",
-               s->gpu.device);
+               "calibration + selection, GPU event medians of 10 runs;\n"
+               "its mask differs from the reference's prism mask in %lld of "
+               "%lld block-causal blocks\n",
+               s->gpu.device, (long long)s->gpu_agree.differ,
+               (long long)s->gpu_agree.compared);
     if (fflush(stdout) != 0 || ferror(stdout))
         return cli_fail("cannot write to stdout: %s", strerror(errno));
     return CLI_OK;
