@@ -17,7 +17,7 @@ cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPRISM_WERROR=ON \
 cmake --build build-gpu -j "$(nproc 2>/dev/null || echo 2)" --target prism prism-autotune test_gpu test_autotune_cli
 out=.gpu-bundle
 rm -rf "$out"
-mkdir -p "$out/bin" "$out/lib" "$out/configs"
+mkdir -p "$out/bin" "$out/lib" "$out/configs" "$out/fixtures"
 bins=(build-gpu/prism build-gpu/prism-autotune build-gpu/test_gpu \
       build-gpu/test_autotune_cli)
 cp "${bins[@]}" "$out/bin/"
@@ -33,6 +33,7 @@ for b in "$out"/bin/*; do
   patchelf --set-rpath '$ORIGIN/../lib' "$b"
 done
 cp configs/*.yaml "$out/configs/"
+cp tests/fixtures/*.qkv "$out/fixtures/"
 cp bench/gpu_run.sh bench/gpu_profile.sh bench/gpu_ab.sh bench/sdpa_baseline.py \
-   bench/rows_summary.py "$out/"
+   bench/rows_summary.py bench/real_check.py "$out/"
 du -sh "$out"

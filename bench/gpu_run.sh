@@ -7,7 +7,10 @@
 #   bash .gpu-bundle/gpu_run.sh [all|MODE[,MODE...]] [SEQ...]
 # MODE: tests, autotune, bench, rows (not in all: dense causal attention
 # on B short sequences, Prism and SDPA, against row length; ROWS_SHAPES
-# lists S:B pairs, bench/rows_summary.py prints the table).  In $OUT:
+# lists S:B pairs, bench/rows_summary.py prints the table), real (not in
+# all: the GPU's selection and attention on the real q, k, v of
+# tests/fixtures against the CPU reference, bench/real_check.py decides;
+# REAL_CONFIGS, default "smollm2-135m smollm2-135m-fidelity").  In $OUT:
 # logs.tgz (every log and JSON), gpu.txt and sdpa.json.
 # Environment: TUNE_BUDGET (seconds, default 150), BENCH_WORKLOAD (mixed),
 # BENCH_ALT / BENCH_ALT_TAG (below), BENCH_CHUNK=0 skips the chunked-prefill
@@ -127,5 +130,20 @@ if want rows; then
       --json "$out/rows-sdpa-$s.json" 2>&1 | tee -a "$out/rows.log"
   done
   python3 "$here/rows_summary.py" "$out" 2>&1 | tee -a "$out/rows.log"
+fi
+if want real; then
+  # Real activations (two SmolLM2-135M layers on the GPL-3 text): the GPU's
+  # mask must be the reference's and its output the reference's on it
+  echo "== real inputs: GPU selection and attention vs the reference"
+  for cfg in ${REAL_CONFIGS:-smollm2-135m smollm2-135m-fidelity}; do
+    timeout 300 "$here/bin/prism" run "$here/configs/$cfg.yaml" --device gpu \
+      --input "$here/fixtures" 2>&1 | tee "$out/real-$cfg.log"
+    [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+    timeout 300 "$here/bin/prism" run "$here/configs/$cfg.yaml" --device gpu \
+      --input "$here/fixtures" --json > "$out/real-$cfg.json" 2>> "$out/real-$cfg.log"
+    [ $? -eq 0 ] || status=1
+    python3 "$here/real_check.py" "$out/real-$cfg.json" 2>&1 | tee -a "$out/real.log"
+    [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+  done
 fi
 exit $status

@@ -71,7 +71,7 @@ static bool syntax_error(loader *L, const yaml_parser_t *parser) {
 
 /* libyaml 0.2.5 composes nodes recursively, so deep nesting would overflow
  * the stack.  A first pass over the events bounds the depth (the schema
- * needs 3 levels) and finds syntax errors and extra documents cheaply. */
+ * needs 5 levels) and finds syntax errors and extra documents cheaply. */
 #define MAX_DEPTH 16
 
 /* The tag of a node event, or NULL. */
@@ -114,7 +114,7 @@ static bool check_event(loader *L, const yaml_event_t *ev, int *depth,
             return prism_loader_fail(
                 L, p,
                 "nesting deeper than %d levels; the schema "
-                "nests at most 3",
+                "nests at most 5",
                 MAX_DEPTH);
         return true;
     case YAML_SEQUENCE_END_EVENT:
@@ -167,10 +167,28 @@ static bool parse(loader *L, yaml_parser_t *parser, bool *loaded) {
     return true;
 }
 
+/* Where a broken rule inside layers.overrides[o] points. */
+static position override_position(const loader *L,
+                                  const prism_config_problem *p, int o) {
+    position at = L->override_at[o][p->field];
+    if (p->field == PRISM_CF_LAYERS && p->index < 0)
+        return L->override_node[o]; /* about the entry as a whole */
+    if (p->field == PRISM_CF_LAYERS && p->index >= 0 &&
+        p->index < PRISM_MAX_LAYER_RANGES && L->range_at[o][p->index].line)
+        at = L->range_at[o][p->index];
+    return at.line ? at : L->override_node[o];
+}
+
 /* Where the field behind a broken rule was written. */
 static position problem_position(const loader *L,
                                  const prism_config_problem *p) {
+    if (p->override >= 0 && p->override < L->cfg.n_layer_overrides &&
+        p->override < PRISM_MAX_LAYER_OVERRIDES)
+        return override_position(L, p, p->override);
     position at = L->at[p->field];
+    if (p->field == PRISM_CF_DENSE && p->index >= 0 &&
+        p->index < PRISM_MAX_LAYER_RANGES && L->dense_at[p->index].line)
+        at = L->dense_at[p->index];
     if (p->field == PRISM_CF_TARGETS && p->index >= 0 &&
         p->index < PRISM_MAX_TARGETS && L->target_at[p->index].line)
         at = L->target_at[p->index];
@@ -222,7 +240,7 @@ static prism_status load_buffer(const char *yaml, size_t length,
                                 size_t err_size) {
     yaml_parser_t parser;
     bool loaded = false;
-    loader *L = calloc(1, sizeof *L); /* ~8 KiB: keep it off the stack */
+    loader *L = calloc(1, sizeof *L); /* ~20 KiB: keep it off the stack */
     if (!L)
         return prism_errorf(err, err_size, PRISM_ERR_OUT_OF_MEMORY,
                             "out of memory loading a config");

@@ -41,14 +41,18 @@ typedef enum prism_config_field {
     PRISM_CF_FORCE_RECENT,
     PRISM_CF_TARGETS,
     PRISM_CF_TUNING,
+    PRISM_CF_DENSE,  /* layers.dense                        */
+    PRISM_CF_LAYERS, /* the layers of a layers.overrides entry */
     PRISM_CF_COUNT
 } prism_config_field;
 
-/* A broken rule: the field, the entry of targets[] or tuning[] (else -1)
- * and "what is wrong; what is allowed" without any location prefix. */
+/* A broken rule: the field, the entry of targets[], tuning[] or a layer
+ * list (else -1), the layers.overrides entry it is in (else -1) and "what
+ * is wrong; what is allowed" without any location prefix. */
 typedef struct prism_config_problem {
     prism_config_field field;
     int index;
+    int override;
     char text[512];
 } prism_config_problem;
 

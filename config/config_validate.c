@@ -118,6 +118,7 @@ static bool broken(prism_config_problem *p, prism_config_field field, int index,
     va_list ap;
     p->field = field;
     p->index = index;
+    p->override = -1;
     va_start(ap, fmt);
     vsnprintf(p->text, sizeof p->text, fmt, ap);
     va_end(ap);
@@ -186,8 +187,11 @@ static bool check_model(const prism_config *c, prism_config_problem *p) {
     return true;
 }
 
-static bool check_band(const prism_config *c, prism_config_field field,
-                       const char *key, int width, prism_config_problem *p) {
+/* `where` is "prism" for the top level, "layers.overrides[N]" for an
+ * override: the start of the key a message names. */
+static bool check_band(const prism_config *c, const char *where,
+                       prism_config_field field, const char *key, int width,
+                       prism_config_problem *p) {
     const char *what = NULL;
     if (width % 2)
         what = "is odd";
@@ -198,29 +202,30 @@ static bool check_band(const prism_config *c, prism_config_field field,
     if (!what)
         return true;
     return broken(p, field, -1,
-                  "prism.%s %d %s; band widths must be even, 2..head_dim "
+                  "%s.%s %d %s; band widths must be even, 2..head_dim "
                   "(%d)",
-                  key, width, what, c->head_dim);
+                  where, key, width, what, c->head_dim);
 }
 
-static bool check_fraction(prism_config_field field, const char *key, double v,
+static bool check_fraction(const char *where, prism_config_field field,
+                           const char *key, double v,
                            prism_config_problem *p) {
     if (v > 0 && v <= 1)
         return true;
     return broken(p, field, -1,
-                  "prism.thresholds.%s %g is outside (0, 1]; use a top-p "
+                  "%s.thresholds.%s %g is outside (0, 1]; use a top-p "
                   "mass such as 0.95",
-                  key, v);
+                  where, key, v);
 }
 
-static bool check_temp(prism_config_field field, const char *key, double v,
-                       prism_config_problem *p) {
+static bool check_temp(const char *where, prism_config_field field,
+                       const char *key, double v, prism_config_problem *p) {
     if (v > 0 && isfinite(v))
         return true;
     return broken(p, field, -1,
-                  "prism.temps.%s %g is not a finite number > 0; the "
+                  "%s.temps.%s %g is not a finite number > 0; the "
                   "default is 1.0",
-                  key, v);
+                  where, key, v);
 }
 
 static bool check_method(const prism_config *c, prism_config_problem *p) {
@@ -230,13 +235,15 @@ static bool check_method(const prism_config *c, prism_config_problem *p) {
                       "prism.block_size %d is not a power of two in 16..256; "
                       "allowed: 16, 32, 64, 128, 256",
                       bs);
-    return check_band(c, PRISM_CF_HIGH_DIM, "high_dim", c->high_dim, p) &&
-           check_band(c, PRISM_CF_LOW_DIM, "low_dim", c->low_dim, p) &&
-           check_fraction(PRISM_CF_THRESHOLD_HIGH, "high", c->threshold_high,
+    const char *w = "prism";
+    return check_band(c, w, PRISM_CF_HIGH_DIM, "high_dim", c->high_dim, p) &&
+           check_band(c, w, PRISM_CF_LOW_DIM, "low_dim", c->low_dim, p) &&
+           check_fraction(w, PRISM_CF_THRESHOLD_HIGH, "high",
+                          c->threshold_high, p) &&
+           check_fraction(w, PRISM_CF_THRESHOLD_LOW, "low", c->threshold_low,
                           p) &&
-           check_fraction(PRISM_CF_THRESHOLD_LOW, "low", c->threshold_low, p) &&
-           check_temp(PRISM_CF_TEMP_HIGH, "high", c->temp_high, p) &&
-           check_temp(PRISM_CF_TEMP_LOW, "low", c->temp_low, p);
+           check_temp(w, PRISM_CF_TEMP_HIGH, "high", c->temp_high, p) &&
+           check_temp(w, PRISM_CF_TEMP_LOW, "low", c->temp_low, p);
 }
 
 /* A bool of a struct built in code may hold any byte (memset, a cast from
@@ -316,10 +323,138 @@ static bool check_tuning(const prism_config *c, prism_config_problem *p) {
     return true;
 }
 
+/* ---- layers: dense layers and per-layer overrides ----------------------- */
+
+/* "layers.dense" or "layers.overrides[N].layers": the list of owner -1 or N. */
+static void list_name(int owner, char *out, size_t size) {
+    if (owner < 0)
+        snprintf(out, size, "layers.dense");
+    else
+        snprintf(out, size, "layers.overrides[%d].layers", owner);
+}
+
+static const prism_layer_range *owner_ranges(const prism_config *c, int owner,
+                                             int *n) {
+    if (owner < 0) {
+        *n = c->n_dense;
+        return c->dense;
+    }
+    *n = c->layer_overrides[owner].n_ranges;
+    return c->layer_overrides[owner].ranges;
+}
+
+static bool check_ranges(const prism_config *c, int owner,
+                         prism_config_problem *p) {
+    char name[64];
+    int n;
+    const prism_layer_range *r = owner_ranges(c, owner, &n);
+    prism_config_field field = owner < 0 ? PRISM_CF_DENSE : PRISM_CF_LAYERS;
+    list_name(owner, name, sizeof name);
+    if (n < (owner < 0 ? 0 : 1) || n > PRISM_MAX_LAYER_RANGES)
+        return broken(p, field, -1, "%s has %d entries; list 1..%d layers or "
+                      "ranges", name, n, PRISM_MAX_LAYER_RANGES);
+    for (int i = 0; i < n; i++)
+        if (r[i].first < 0 || r[i].last > PRISM_MAX_LAYER ||
+            r[i].first > r[i].last)
+            return broken(p, field, i,
+                          "%s[%d] = %d-%d is not a range of layers; write a "
+                          "layer 0..%d or a range a-b with a <= b",
+                          name, i, r[i].first, r[i].last, PRISM_MAX_LAYER);
+    return true;
+}
+
+/* The rules of the fields an override sets: those of the top level. */
+static bool check_override_fields(const prism_config *c, int i,
+                                  prism_config_problem *p) {
+    const prism_layer_override *o = &c->layer_overrides[i];
+    char w[48];
+    unsigned f = o->fields;
+    snprintf(w, sizeof w, "layers.overrides[%d]", i);
+    if (f & ~(unsigned)PRISM_LAYER_ALL_)
+        return broken(p, PRISM_CF_LAYERS, -1, "%s sets unknown field bits "
+                      "0x%x; use prism_layer_field bits", w,
+                      f & ~(unsigned)PRISM_LAYER_ALL_);
+    if (!f)
+        return broken(p, PRISM_CF_LAYERS, -1,
+                      "%s sets no field; give at least one of high_dim, "
+                      "low_dim, thresholds, calibrate, temps, force_sink, "
+                      "force_recent", w);
+    return (!(f & PRISM_LAYER_HIGH_DIM) ||
+            check_band(c, w, PRISM_CF_HIGH_DIM, "high_dim", o->high_dim, p)) &&
+           (!(f & PRISM_LAYER_LOW_DIM) ||
+            check_band(c, w, PRISM_CF_LOW_DIM, "low_dim", o->low_dim, p)) &&
+           (!(f & PRISM_LAYER_THRESHOLD_HIGH) ||
+            check_fraction(w, PRISM_CF_THRESHOLD_HIGH, "high",
+                           o->threshold_high, p)) &&
+           (!(f & PRISM_LAYER_THRESHOLD_LOW) ||
+            check_fraction(w, PRISM_CF_THRESHOLD_LOW, "low", o->threshold_low,
+                           p)) &&
+           (!(f & PRISM_LAYER_TEMP_HIGH) ||
+            check_temp(w, PRISM_CF_TEMP_HIGH, "high", o->temp_high, p)) &&
+           (!(f & PRISM_LAYER_TEMP_LOW) ||
+            check_temp(w, PRISM_CF_TEMP_LOW, "low", o->temp_low, p));
+}
+
+static bool overlap(const prism_layer_range *a, const prism_layer_range *b,
+                    int *layer) {
+    int lo = a->first > b->first ? a->first : b->first;
+    int hi = a->last < b->last ? a->last : b->last;
+    *layer = lo;
+    return lo <= hi;
+}
+
+/* Range i of list `owner` against every range before it (lists in the
+ * order dense, overrides[0], overrides[1]...). */
+static bool check_disjoint(const prism_config *c, int owner, int i,
+                           prism_config_problem *p) {
+    int n, m, layer;
+    const prism_layer_range *r = owner_ranges(c, owner, &n);
+    for (int o = -1; o <= owner; o++) {
+        const prism_layer_range *q = owner_ranges(c, o, &m);
+        for (int j = 0; j < (o == owner ? i : m); j++) {
+            if (!overlap(&r[i], &q[j], &layer))
+                continue;
+            char here[64], there[64];
+            list_name(owner, here, sizeof here);
+            list_name(o, there, sizeof there);
+            broken(p, owner < 0 ? PRISM_CF_DENSE : PRISM_CF_LAYERS, i,
+                   "layer %d is named twice, in %s[%d] and %s[%d]; name each "
+                   "layer once (overrides do not stack)",
+                   layer, there, j, here, i);
+            p->override = owner;
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool check_layers(const prism_config *c, prism_config_problem *p) {
+    if (c->n_layer_overrides < 0 ||
+        c->n_layer_overrides > PRISM_MAX_LAYER_OVERRIDES)
+        return broken(p, PRISM_CF_LAYERS, -1, "layers.overrides has %d "
+                      "entries; at most %d", c->n_layer_overrides,
+                      PRISM_MAX_LAYER_OVERRIDES);
+    for (int o = -1; o < c->n_layer_overrides; o++) {
+        if (!check_ranges(c, o, p) || (o >= 0 && !check_override_fields(c, o, p))) {
+            p->override = o;
+            return false;
+        }
+    }
+    for (int o = -1; o < c->n_layer_overrides; o++) {
+        int n;
+        owner_ranges(c, o, &n);
+        for (int i = 0; i < n; i++)
+            if (!check_disjoint(c, o, i, p))
+                return false;
+    }
+    return true;
+}
+
 bool prism_config_check(const prism_config *cfg, prism_config_problem *p) {
     return check_name(cfg, p) && check_model(cfg, p) && check_method(cfg, p) &&
            check_switches(cfg, p) && check_targets(cfg, p) &&
-           check_tuning(cfg, p) && prism_config_check_some_arch(cfg, p);
+           check_tuning(cfg, p) && check_layers(cfg, p) &&
+           prism_config_check_some_arch(cfg, p);
 }
 
 bool prism_config_check_targets(const prism_config *cfg,
@@ -477,6 +612,73 @@ static const char *switch_word(const bool *value) {
     return byte ? "true" : "false";
 }
 
+static int clamp_count(int n, int max) {
+    return n < 0 ? 0 : n > max ? max : n;
+}
+
+/* [0-2, 5]: a range as a-b (a plain YAML string), a single layer as a. */
+static void emit_ranges(FILE *f, const prism_layer_range *r, int n) {
+    fputc('[', f);
+    for (int i = 0; i < clamp_count(n, PRISM_MAX_LAYER_RANGES); i++) {
+        fprintf(f, "%s%d", i ? ", " : "", r[i].first);
+        if (r[i].last != r[i].first)
+            fprintf(f, "-%d", r[i].last);
+    }
+    fputs("]\n", f);
+}
+
+/* A band pair (thresholds or temps) with only the halves the override sets. */
+static void emit_pair_of(FILE *f, const char *key, unsigned fields,
+                         unsigned high_bit, double high, unsigned low_bit,
+                         double low) {
+    if (!(fields & (high_bit | low_bit)))
+        return;
+    fprintf(f, "      %s:\n", key);
+    if (fields & high_bit)
+        emit_pair(f, "        ", "high", high);
+    if (fields & low_bit)
+        emit_pair(f, "        ", "low", low);
+}
+
+static void emit_override(FILE *f, const prism_layer_override *o) {
+    unsigned s = o->fields;
+    fputs("    - layers: ", f);
+    emit_ranges(f, o->ranges, o->n_ranges);
+    if (s & PRISM_LAYER_HIGH_DIM)
+        fprintf(f, "      high_dim: %d\n", o->high_dim);
+    if (s & PRISM_LAYER_LOW_DIM)
+        fprintf(f, "      low_dim: %d\n", o->low_dim);
+    emit_pair_of(f, "thresholds", s, PRISM_LAYER_THRESHOLD_HIGH,
+                 o->threshold_high, PRISM_LAYER_THRESHOLD_LOW,
+                 o->threshold_low);
+    if (s & PRISM_LAYER_CALIBRATE)
+        fprintf(f, "      calibrate: %s\n", o->calibrate ? "true" : "false");
+    emit_pair_of(f, "temps", s, PRISM_LAYER_TEMP_HIGH, o->temp_high,
+                 PRISM_LAYER_TEMP_LOW, o->temp_low);
+    if (s & PRISM_LAYER_FORCE_SINK)
+        fprintf(f, "      force_sink: %s\n", o->force_sink ? "true" : "false");
+    if (s & PRISM_LAYER_FORCE_RECENT)
+        fprintf(f, "      force_recent: %s\n",
+                o->force_recent ? "true" : "false");
+}
+
+/* Only when the config has per-layer settings: a config without them
+ * prints exactly as it did before they existed. */
+static void emit_layers(FILE *f, const prism_config *c) {
+    int n_over = clamp_count(c->n_layer_overrides, PRISM_MAX_LAYER_OVERRIDES);
+    if (c->n_dense <= 0 && n_over == 0)
+        return;
+    fputs("layers:\n", f);
+    if (c->n_dense > 0) {
+        fputs("  dense: ", f);
+        emit_ranges(f, c->dense, c->n_dense);
+    }
+    if (n_over)
+        fputs("  overrides:\n", f);
+    for (int i = 0; i < n_over; i++)
+        emit_override(f, &c->layer_overrides[i]);
+}
+
 static void emit_config(FILE *f, const prism_config *c) {
     fputs("# Resolved Prism kernel config: every default filled in.\n"
           "# Schema: configs/README.md\n"
@@ -503,6 +705,7 @@ static void emit_config(FILE *f, const prism_config *c) {
             switch_word(&c->force_sink), switch_word(&c->force_recent));
     emit_targets(f, c);
     emit_tuning(f, c);
+    emit_layers(f, c);
 }
 
 char *prism_config_to_yaml(const prism_config *cfg) {

@@ -23,6 +23,11 @@ error of its output against exact attention on the same inputs.
                  attention would keep at Prism's density); float32 attention
   dense-lib      the library's block-sparse attention with every causal
                  block selected (the bf16 rounding floor of `prism`)
+  prism-layers   the library with a config's per-layer settings (its
+                 layers: section): each layer runs the plan of its resolved
+                 config (prism_config_for_layer), dense layers run exact
+                 attention; density counts dense layers as 1
+  prism-layers-sel  the same selections with float32 torch attention
 """
 from __future__ import annotations
 
@@ -36,9 +41,13 @@ from . import prism_ref
 from .model import dense_attention
 
 METHODS = ["dense", "prism", "prism-sel", "prism-nocalib", "prism-nocalib-sel",
-           "prism-ref", "meanpool", "sink-recent", "oracle", "dense-lib"]
+           "prism-ref", "meanpool", "sink-recent", "oracle", "dense-lib",
+           "prism-layers", "prism-layers-sel"]
 LIB_METHODS = {"prism", "prism-sel", "prism-nocalib", "prism-nocalib-sel",
-               "sink-recent", "oracle", "dense-lib"}
+               "sink-recent", "oracle", "dense-lib", "prism-layers",
+               "prism-layers-sel"}
+# methods that take their whole setting from the config, not the grid
+LAYERED_METHODS = {"prism-layers", "prism-layers-sel"}
 
 
 def causal_block_count(nq: int, nk: int) -> int:
@@ -305,11 +314,47 @@ class LibDense(LibMethod):
         return o.to(q.dtype), bm
 
 
+class LibLayers(Method):
+    """Per-layer plans from a config's layers: section; None = dense."""
+    name = "prism-layers"
+    uses_lib = True
+
+    def __init__(self, layer_plans, torch_attention=False, **kw):
+        self.layer_plans, self.torch_attention = layer_plans, torch_attention
+        first = next((p for p in layer_plans if p is not None), None)
+        super().__init__(first.bs if first else 64,
+                         first.cfg.s.threshold_high if first else 1.0, **kw)
+
+    def attend(self, q, k, v, layer):
+        from .prism_lib import mask_to_bool
+        plan = self.layer_plans[layer]
+        if plan is None:
+            self.lib_density[layer] = 1.0
+            return dense_attention(q, k, v), None
+        self.bs = plan.bs
+        if self.torch_attention:
+            counts, indices = plan.estimate(q, k)
+            bm = mask_to_bool(counts, indices)
+            o = block_sparse_attention(q, k, v, bm, plan.bs)
+        else:
+            o, counts, indices = plan.prefill(q, k, v)
+            bm = mask_to_bool(counts, indices)
+        self.lib_density[layer] = plan.density()
+        return o.to(q.dtype), bm
+
+
 def make_method(name: str, bs: int, threshold: float, plans=None,
                 track_error: bool = False) -> Method:
     """plans: a callable (calibrate: bool, bs, threshold) -> prism_lib.Plan,
-    for the library methods."""
+    for the library methods; its .layered() gives the per-layer plans of
+    the config (prism-layers)."""
     kw = dict(track_error=track_error)
+    if name in LAYERED_METHODS:
+        if plans is None:
+            raise ValueError(f"{name} needs the library")
+        m = LibLayers(plans.layered(), torch_attention=name.endswith("-sel"), **kw)
+        m.name = name
+        return m
     if name == "dense":
         return Dense(bs, 1.0, **kw)
     if name == "meanpool":

@@ -240,19 +240,27 @@ class SmolLM2:
 
     @torch.no_grad()
     def forward(self, ids: torch.Tensor, attn: Optional[AttnFn] = None,
-                logits: bool = True, layers: Optional[int] = None) -> torch.Tensor:
+                logits: bool = True, layers: Optional[int] = None,
+                start: int = 0, x: Optional[torch.Tensor] = None,
+                on_layer: Optional[Callable[[int, torch.Tensor], None]] = None
+                ) -> torch.Tensor:
         """ids [S] (or [1, S]) -> logits [S, V] float32 (or the final hidden
         states [S, hidden] when logits=False).  `layers` runs only the first
-        that many decoder layers (tests)."""
+        that many decoder layers (tests).  `start` and `x` resume at decoder
+        layer `start` from its input hidden states x [S, hidden];
+        `on_layer(li, x)` sees every layer's input (both for experiments
+        that change one layer only)."""
         c = self.config
         attn = attn or dense_attention
         ids = ids.reshape(-1).to(self.device)
         S = ids.shape[0]
         H, Hk, D = c.n_heads, c.n_kv_heads, c.head_dim
         cos, sin = self._tables(S)
-        x = self.embed[ids]                                   # [S, hidden]
+        x = self.embed[ids] if x is None else x               # [S, hidden]
         n = c.n_layers if layers is None else layers
-        for li in range(n):
+        for li in range(start, n):
+            if on_layer is not None:
+                on_layer(li, x)
             L = self.layers[li]
             h = rms_norm(x, L["attn_norm"], c.rms_eps)
             q = (h @ L["wq"].T).view(S, H, D).transpose(0, 1)

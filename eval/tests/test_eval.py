@@ -224,7 +224,9 @@ def test_ctypes_structs_match_the_c_header(P, tmp_path):
     structs = {"prism_config": P.ConfigStruct, "prism_context_options": P.ContextOptions,
                "prism_batch": P.Batch, "prism_plan_limits": P.PlanLimits,
                "prism_block_mask": P.BlockMask, "prism_tensor": P.Tensor,
-               "prism_tuning_override": P.TuningOverride}
+               "prism_tuning_override": P.TuningOverride,
+               "prism_layer_override": P.LayerOverride,
+               "prism_layer_range": P.LayerRange}
     lines = ["#include <stdio.h>", "#include <stddef.h>", '#include "prism.h"',
              "int main(void) {"]
     for cname, s in structs.items():
@@ -235,7 +237,7 @@ def test_ctypes_structs_match_the_c_header(P, tmp_path):
     src = tmp_path / "layout.c"
     src.write_text("\n".join(lines))
     exe = tmp_path / "layout"
-    subprocess.run([cc, "-I", os.path.join(ROOT, "runtime"), str(src), "-o", str(exe)],
+    subprocess.run([cc, "-I", os.path.join(ROOT, "include"), str(src), "-o", str(exe)],
                    check=True)
     out = dict(l.rsplit(" ", 1) for l in subprocess.run(
         [str(exe)], check=True, capture_output=True, text=True).stdout.splitlines())
@@ -371,3 +373,92 @@ def test_dump_qkv_round_trip(tmp_path, captured):
                 assert torch.equal(got, ref)
             else:
                 assert torch.equal(got, ref.to(torch.bfloat16).float())
+
+
+# ------------------------------------------------------------ per-layer configs
+
+LAYERED_YAML = """model: {head_dim: 64, q_heads: 9, kv_heads: 3}
+rope: {theta: 100000}
+prism: {block_size: 32, thresholds: {high: 0.6, low: 0.6}}
+layers:
+  dense: [0]
+  overrides:
+    - {layers: 1-2, thresholds: {high: 0.99, low: 0.99}, high_dim: 16}
+"""
+
+
+def test_config_for_layer_through_ctypes(P, tmp_path):
+    path = tmp_path / "layered.yaml"
+    path.write_text(LAYERED_YAML)
+    base = P.Config(str(path))
+    c0, d0 = base.for_layer(0)
+    c1, d1 = base.for_layer(1)
+    c2, _ = base.for_layer(2)
+    c3, d3 = base.for_layer(3)
+    assert d0 and not d1 and not d3
+    assert (c1.s.threshold_high, c1.s.threshold_low, c1.s.high_dim) == (0.99, 0.99, 16)
+    assert (c3.s.threshold_high, c3.s.high_dim, c3.s.n_layer_overrides) == (0.6, 32, 0)
+    assert c1.key() == c2.key() and c1.key() != c3.key()
+    assert "layers:\n  dense: [0]\n" in base.yaml()
+    with pytest.raises(P.PrismError):
+        base.for_layer(-1)
+
+
+def test_settings_from_config_select_like_the_library(P, ctx, tmp_path, captured):
+    from eval import settings as ST
+    path = tmp_path / "layered.yaml"
+    path.write_text(LAYERED_YAML)
+    sels = ST.from_config(str(path), N_LAYERS)
+    assert sels[0].dense and not sels[1].dense
+    assert sels[1].high_dim == 16 and sels[1].thr_high == 0.99 and sels[1].bs == 32
+    base = P.Config(str(path))
+    for layer in (1, 2):
+        cfg, _ = base.for_layer(layer)
+        plan = P.Plan(ctx, cfg, S_SHORT)
+        q, k, _ = captured[0][layer]
+        counts, indices = plan.estimate(q, k)
+        assert torch.equal(P.mask_to_bool(counts, indices), sels[layer].select(q, k)), layer
+    # the spec syntax means the same thing
+    spec = ST.parse("bs=32,thr=0.6;0:dense;1-2:thr=0.99,hd=16", N_LAYERS)
+    assert spec == sels
+
+
+def test_run_eval_runs_a_layered_config(P, ctx, gguf_model, tmp_path):
+    from eval import run_eval
+    path = tmp_path / "layered.yaml"
+    path.write_text(LAYERED_YAML)
+    res = run_eval.main(["--texts", "gpl3", "--max-tokens", "128", "--config", str(path),
+                         "--block-sizes", "32", "--thresholds", "0.9",
+                         "--methods", "prism-layers", "prism-layers-sel",
+                         "--default-setting", "32:0.9", "--device", "cpu",
+                         "--threads", "2", "--layers", "4", "--out", str(tmp_path)],
+                        preloaded=gguf_model)
+    rows = {r["method"]: r for r in res["rows"]}
+    lay = res["layers"]["gpl3"]["prism-layers"]["layer_density"]
+    assert lay[0] == 1.0 and lay[3] < 1.0
+    assert rows["prism-layers"]["threshold"] is None
+    assert rows["prism-layers"]["block_size"] == 32
+    assert abs(rows["prism-layers"]["density"] - sum(lay) / 4) < 1e-12
+
+
+def test_setting_specs():
+    from eval import settings as ST
+    s = ST.parse("bs=128,thr=0.9,hd=16,ld=0,cal=0,temp=2;5-6:dense;6:recent=3", 8)
+    assert s[0].bs == 128 and s[0].low_dim is None and s[0].temp_low == 2.0
+    assert not s[0].calibrate and s[5].dense and s[6].dense and s[6].recent == 3
+    assert s[7] == s[0]
+    for bad in ("", "bs=64;x", "bs=64;3-1:dense", "foo=1", "bs"):
+        with pytest.raises(ValueError):
+            ST.parse(bad, 8)
+
+
+def test_more_recent_blocks_are_forced():
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(1, 3, 256, 64, generator=g)
+    k = torch.randn(1, 3, 256, 64, generator=g)
+    one = R.select(q, k, 32, high_dim=32, low_dim=48, threshold_high=0.1, threshold_low=0.1)
+    three = R.select(q, k, 32, high_dim=32, low_dim=48, threshold_high=0.1,
+                     threshold_low=0.1, recent_blocks=3)
+    assert (three >= one).all()
+    for i in range(8):
+        assert three[:, i, max(0, i - 2):i + 1].all()

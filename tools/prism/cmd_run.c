@@ -15,6 +15,8 @@
  * With --device cpu the "prism" and "dense" rows run on the LLVM CPU
  * backend (tools/prism/run_cpu.c) unless --backend reference asks for the plain
  * reference, the oracle, which every row then uses (as --device gpu does).
+ * With --input the workload is real: q, k, v of model layers read from .qkv
+ * files (tools/prism/run_input.c), each measured with its layer's config.
  */
 #include "tools/common/cli.h"
 #include "base/base.h"
@@ -22,6 +24,7 @@
 #include "reference/reference.h"
 #include "tools/prism/run_cpu.h"
 #include "tools/prism/run_gpu.h"
+#include "tools/prism/run_input.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -33,6 +36,7 @@ enum { N_METHODS = PRISM_REF_METHOD_COUNT_, GPU_SLOT = N_METHODS };
 static void usage(FILE *out) {
     fputs(
         "usage: prism run CONFIG --device cpu|gpu --seq N [options]\n"
+        "       prism run CONFIG --device cpu|gpu --input PATH [options]\n"
         "\n"
         "Builds a synthetic workload with the shapes of CONFIG (a YAML kernel\n"
         "config), runs Prism, Prism without calibration, the mean-pooling\n"
@@ -50,7 +54,13 @@ static void usage(FILE *out) {
         "                   methods estimate with the reference and attend\n"
         "                   on the backend); reference: everything on the\n"
         "                   CPU reference (default with --device gpu)\n"
-        "  --seq N          key length Sk (required, >= 1; 8k = 8192)\n"
+        "  --input PATH     real q, k, v instead of a synthetic workload: a\n"
+        "                   .qkv file (written by python3 -m eval.dump_qkv,\n"
+        "                   format in docs/fidelity.md) or a directory of\n"
+        "                   them, one table each; lengths come from the\n"
+        "                   file, and a config with a layers: section is\n"
+        "                   resolved for the file's layer\n"
+        "  --seq N          key length Sk (required without --input; 8k = 8192)\n"
         "  --sq M           query length Sq, the last M positions (default\n"
         "                   N; N - M must be a multiple of the block size)\n"
         "  --batch B        sequences (default 1)\n"
@@ -61,7 +71,8 @@ static void usage(FILE *out) {
         "  --threads T      CPU threads (default: all online CPUs)\n"
         "  --reps R         llvm backend: run each stage R times and report\n"
         "                   the fastest (default 1)\n"
-        "  --json           print the results as one JSON object\n"
+        "  --json           print the results as one JSON object (per\n"
+        "                   input file with --input: JSON lines)\n"
         "  -h, --help       print this help\n"
         "\n"
         "\n"
@@ -74,6 +85,10 @@ static void usage(FILE *out) {
 
 typedef struct run_args {
     const char *config;
+    const char *input;             /* --input PATH                   */
+    const char *file_path;         /* the .qkv file being run        */
+    const prism_qkv_file *file;    /* its tensors, or NULL           */
+    bool seed_given;
     const char *device;
     const char *backend; /* "llvm" or "reference" */
     bool backend_given;
@@ -86,13 +101,15 @@ typedef struct run_args {
 static int opt_seed(const char *cmd, const cli_option *o, const char *value,
                     bool trailing) {
     (void)trailing;
+    run_args *a = o->dest;
     char *end = NULL;
     errno = 0;
     unsigned long long s = strtoull(value, &end, 0);
     if (errno || end == value || *end || value[0] == '-')
         return cli_usage(cmd, "--%s '%s': expected a non-negative integer",
                          o->name, value);
-    *(uint64_t *)o->dest = (uint64_t)s;
+    a->seed = (uint64_t)s;
+    a->seed_given = true;
     return CLI_OK;
 }
 
@@ -112,12 +129,13 @@ static int parse_args(int argc, char **argv, run_args *a) {
         CLI_OPT_FLAG("json", 0, &a->json),
         CLI_OPT_STRING("device", 0, &a->device),
         CLI_OPT_STRING("backend", 0, &a->backend),
+        CLI_OPT_STRING("input", 0, &a->input),
         CLI_OPT_COUNT("seq", &a->seq, 1, INT32_MAX),
         CLI_OPT_COUNT("sq", &a->sq, 1, INT32_MAX),
         CLI_OPT_COUNT("batch", &a->batch, 1, 4096),
         CLI_OPT_COUNT("reps", &a->reps, 1, 1000),
         CLI_OPT_COUNT("threads", &a->threads, 1, 1024),
-        CLI_OPT_CUSTOM("seed", &a->seed, opt_seed, false, false),
+        CLI_OPT_CUSTOM("seed", a, opt_seed, false, false),
         CLI_OPT_CUSTOM("workload", &a->workload, opt_workload, false, false),
     };
     cli_spec spec = {"run", opts, PRISM_ARRAY_LEN(opts), &a->config, 1};
@@ -142,8 +160,20 @@ static int parse_args(int argc, char **argv, run_args *a) {
     if (gpu && !strcmp(a->backend, "llvm"))
         return cli_usage("run", "--backend llvm is the CPU backend: use it "
                          "with --device cpu");
+    if (a->input && (a->seq || a->sq || a->batch || a->seed_given ||
+                     a->workload != PRISM_WORKLOAD_COUNT_))
+        return cli_usage("run", "--input takes its tensors and lengths from "
+                         "the file: drop --seq, --sq, --batch, --workload "
+                         "and --seed");
+    if (a->input)
+        return CLI_OK;
+    if (!a->batch)
+        a->batch = 1;
+    if (a->workload == PRISM_WORKLOAD_COUNT_)
+        a->workload = PRISM_WORKLOAD_MIXED;
     if (!a->seq)
-        return cli_usage("run", "missing --seq N, the sequence length");
+        return cli_usage("run", "missing --seq N, the sequence length "
+                         "(or --input PATH)");
     if (!a->sq)
         a->sq = a->seq;
     if (a->sq > a->seq)
@@ -172,6 +202,7 @@ typedef struct run_state {
     float *recall[N_METHODS + 1]; /* + the GPU's selection */
     prism_selection sel[N_METHODS], full;
     gpu_run_result gpu;
+    prism_ref_agreement gpu_agree; /* the GPU's mask vs the reference's */
     bool with_gpu;
     cpu_backend_run cpu; /* --backend llvm */
 } run_state;
@@ -193,22 +224,40 @@ static void run_state_free(run_state *s) {
     cpu_backend_close(&s->cpu);
 }
 
-/* Rounds the fp32 workload tensor src [B, H, S, D] into a new buffer of
- * the config's dtype; returns NULL when out of memory. */
-static void *rounded_copy(const float *src, prism_dtype dtype, int64_t B,
-                          int64_t H, int64_t S, int64_t D) {
+/* Rounds the tensor `from` [B, H, S, D] (the fp32 workload or a file's
+ * tensor) into a new buffer of the config's dtype; NULL when out of
+ * memory. */
+static void *view_copy(prism_tensor_view from, prism_dtype dtype) {
+    int64_t B = from.shape[0], H = from.shape[1], S = from.shape[2],
+            D = from.shape[3];
     size_t n = (size_t)(B * H * S * D);
     void *dst = malloc(n * prism_dtype_size(dtype));
     if (!dst)
         return NULL;
-    prism_tensor_view from =
-        prism_view_bhsd((void *)src, PRISM_DTYPE_FP32, B, H, S, D);
     prism_tensor_view to = prism_view_bhsd(dst, dtype, B, H, S, D);
     if (prism_view_copy(&to, &from, NULL, 0) != PRISM_OK) {
         free(dst);
         return NULL;
     }
     return dst;
+}
+
+static void *rounded_copy(const float *src, prism_dtype dtype, int64_t B,
+                          int64_t H, int64_t S, int64_t D) {
+    return view_copy(prism_view_bhsd((void *)src, PRISM_DTYPE_FP32, B, H, S, D),
+                     dtype);
+}
+
+/* The line saying what the inputs were. */
+static void print_source(const run_args *a) {
+    if (a->file)
+        printf("input %s: text %s, layer %d, S=%d, %s\n", a->file_path,
+               a->file->text, a->file->layer, a->file->tokens,
+               prism_dtype_name(a->file->dtype));
+    else
+        printf("workload %s, batch %lld, Sq=%lld Sk=%lld, seed %" PRIu64 "\n",
+               prism_workload_name(a->workload), a->batch, a->sq, a->seq,
+               a->seed);
 }
 
 static void print_table(const run_args *a, const prism_config *cfg,
@@ -220,10 +269,8 @@ static void print_table(const run_args *a, const prism_config *cfg,
            prism_rope_layout_name(cfg->rope_layout), cfg->rope_theta,
            cfg->block_size, cfg->high_dim, cfg->low_dim, cfg->threshold_high,
            cfg->threshold_low);
-    printf("workload %s, batch %lld, Sq=%lld Sk=%lld, seed %" PRIu64
-           ", device cpu (%s)\n\n",
-           prism_workload_name(a->workload), a->batch, a->sq, a->seq, a->seed,
-           engine);
+    print_source(a);
+    printf("device cpu (%s)\n\n", engine);
     printf("%-12s %8s %8s %8s %10s %10s %9s %9s %10s\n", "method", "density",
            "recall", "recall", "error", "error", "pool", "estimate",
            "attention");
@@ -257,16 +304,28 @@ static void print_json_string(const char *s) {
 }
 
 static void print_json(const run_args *a, const prism_config *cfg,
-                       const method_result *r, int n, int threads) {
+                       const method_result *r, int n, int threads,
+                       const prism_ref_agreement *gpu_agree) {
     printf("{\"config\": ");
     print_json_string(cfg->name);
-    printf(", \"device\": \"cpu\", \"backend\": \"%s\", "
+    if (a->file) {
+        printf(", \"input\": ");
+        print_json_string(a->file_path);
+        printf(", \"layer\": %d, \"text\": ", a->file->layer);
+        print_json_string(a->file->text);
+    }
+    if (gpu_agree)
+        printf(", \"gpu_mask_compared\": %lld, \"gpu_mask_differ\": %lld",
+               (long long)gpu_agree->compared, (long long)gpu_agree->differ);
+    printf(", \"device\": \"%s\", \"backend\": \"%s\", "
            "\"workload\": \"%s\", \"batch\": %lld, "
            "\"seq_q\": %lld, \"seq_k\": %lld, \"seed\": %" PRIu64
            ", \"threads\": %d, \"dtype\": \"%s\", \"head_dim\": %d, "
            "\"q_heads\": %d, \"kv_heads\": %d, \"block_size\": %d, "
            "\"reps\": %lld, \"methods\": [",
-           a->backend, prism_workload_name(a->workload), a->batch, a->sq, a->seq, a->seed,
+           a->device, a->backend,
+           a->file ? "real" : prism_workload_name(a->workload),
+           a->batch, a->sq, a->seq, a->seed,
            threads, prism_dtype_name(cfg->dtype), cfg->head_dim, cfg->q_heads,
            cfg->kv_heads, cfg->block_size, a->reps > 0 ? a->reps : 1);
     for (int m = 0; m < n; m++) {
@@ -292,13 +351,19 @@ static int prepare_inputs(const run_args *a, const prism_config *cfg,
     char err[PRISM_ERRMSG_MAX];
     int B = (int)a->batch, Hq = cfg->q_heads, Hkv = cfg->kv_heads;
     int64_t Sq = a->sq, Sk = a->seq, D = cfg->head_dim;
-    prism_status st = prism_ref_workload_build(cfg, B, Sq, Sk, a->workload,
-                                               a->seed, &s->w, err, sizeof err);
-    if (st != PRISM_OK)
-        return cli_fail("%s", err);
-    s->q = rounded_copy(s->w.q, cfg->dtype, B, Hq, Sq, D);
-    s->k = rounded_copy(s->w.k, cfg->dtype, B, Hkv, Sk, D);
-    s->v = rounded_copy(s->w.v, cfg->dtype, B, Hkv, Sk, D);
+    if (a->file) {
+        s->q = view_copy(prism_qkv_view(a->file, 'q'), cfg->dtype);
+        s->k = view_copy(prism_qkv_view(a->file, 'k'), cfg->dtype);
+        s->v = view_copy(prism_qkv_view(a->file, 'v'), cfg->dtype);
+    } else {
+        prism_status st = prism_ref_workload_build(
+            cfg, B, Sq, Sk, a->workload, a->seed, &s->w, err, sizeof err);
+        if (st != PRISM_OK)
+            return cli_fail("%s", err);
+        s->q = rounded_copy(s->w.q, cfg->dtype, B, Hq, Sq, D);
+        s->k = rounded_copy(s->w.k, cfg->dtype, B, Hkv, Sk, D);
+        s->v = rounded_copy(s->w.v, cfg->dtype, B, Hkv, Sk, D);
+    }
     prism_ref_workload_free(&s->w); /* only the rounded inputs are used */
     size_t n_out = llvm ? 1 : (size_t)B * Hq * Sq * D; /* llvm: run_cpu.c's */
     s->out_dense = malloc(n_out * sizeof(float));
@@ -398,6 +463,10 @@ static int attend_methods(const run_args *a, const prism_config *cfg,
                                                cfg->head_dim);
         st = prism_ref_output_error(&gv, &s->ov_dense, NULL, &g->error, NULL,
                                     err, sizeof err);
+        if (st == PRISM_OK)
+            st = prism_ref_selection_agreement(&s->sel[PRISM_REF_PRISM],
+                                               &s->gpu.sel, &s->gpu_agree,
+                                               NULL, 0, err, sizeof err);
         if (st != PRISM_OK)
             return cli_fail("prism-gpu: %s", err);
     }
@@ -474,7 +543,8 @@ static int run(run_args *a, const prism_config *cfg, run_state *s) {
     else
         snprintf(engine, sizeof engine, "reference, %d threads", threads);
     if (a->json)
-        print_json(a, cfg, r, n_rows, threads);
+        print_json(a, cfg, r, n_rows, threads,
+                   s->with_gpu ? &s->gpu_agree : NULL);
     else
         print_table(a, cfg, r, n_rows, engine);
     if (llvm && !a->json)
@@ -487,11 +557,49 @@ static int run(run_args *a, const prism_config *cfg, run_state *s) {
                prism_dtype_name(cfg->dtype));
     if (s->with_gpu && !a->json)
         printf("\nprism-gpu ran on %s; its estimate column is pooling + "
-               "calibration + selection, GPU event medians of 10 runs\n",
-               s->gpu.device);
+               "calibration + selection, GPU event medians of 10 runs;\n"
+               "its mask differs from the reference's prism mask in %lld of "
+               "%lld block-causal blocks\n",
+               s->gpu.device, (long long)s->gpu_agree.differ,
+               (long long)s->gpu_agree.compared);
     if (fflush(stdout) != 0 || ferror(stdout))
         return cli_fail("cannot write to stdout: %s", strerror(errno));
     return CLI_OK;
+}
+
+/* One input file: its layer's config, then the run (or a note that the
+ * config makes the layer dense). */
+static int run_file(run_args *a, const prism_config *cfg, const char *path) {
+    prism_qkv_file file;
+    prism_config layer_cfg;
+    bool dense = false;
+    int rc = run_input_load(path, cfg, &file, &layer_cfg, &dense);
+    if (rc == CLI_OK && dense) {
+        if (a->json) {
+            printf("{\"config\": ");
+            print_json_string(cfg->name);
+            printf(", \"input\": ");
+            print_json_string(path);
+            printf(", \"layer\": %d, \"dense\": true}\n", file.layer);
+        } else
+            printf("input %s: layer %d is dense in config '%s' "
+                   "(layers.dense): nothing to select\n\n", path, file.layer,
+                   cfg->name);
+    } else if (rc == CLI_OK) {
+        a->file = &file;
+        a->file_path = path;
+        a->batch = 1;
+        a->seq = a->sq = file.tokens;
+        run_state s;
+        memset(&s, 0, sizeof s);
+        rc = run(a, &layer_cfg, &s);
+        run_state_free(&s);
+        if (!a->json)
+            putchar('\n');
+        a->file = NULL;
+    }
+    prism_qkv_free(&file);
+    return rc;
 }
 
 int prism_cmd_run(int argc, char **argv) {
@@ -500,15 +608,22 @@ int prism_cmd_run(int argc, char **argv) {
         return CLI_OK;
     }
     run_args a = {0};
-    a.batch = 1;
     a.seed = 1;
-    a.workload = PRISM_WORKLOAD_MIXED;
+    a.workload = PRISM_WORKLOAD_COUNT_; /* unset: mixed without --input */
     int rc = parse_args(argc, argv, &a);
     if (rc != CLI_OK)
         return rc;
     prism_config cfg;
     if (!cli_load_config(a.config, &cfg))
         return CLI_FAIL;
+    if (a.input) {
+        run_inputs in;
+        rc = run_inputs_list(a.input, &in);
+        for (int i = 0; rc == CLI_OK && i < in.n; i++)
+            rc = run_file(&a, &cfg, in.paths[i]);
+        run_inputs_free(&in);
+        return rc;
+    }
     run_state s;
     memset(&s, 0, sizeof s);
     rc = run(&a, &cfg, &s);

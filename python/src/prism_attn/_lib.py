@@ -56,6 +56,26 @@ class TuningOverride(Structure):
                 ("value", c_int64), ("line", c_int), ("column", c_int)]
 
 
+MAX_LAYER_RANGES = 16     # PRISM_MAX_LAYER_RANGES
+MAX_LAYER_OVERRIDES = 16  # PRISM_MAX_LAYER_OVERRIDES
+
+
+class LayerRange(Structure):
+    """prism_layer_range."""
+    _fields_ = [("first", c_int), ("last", c_int)]
+
+
+class LayerOverride(Structure):
+    """prism_layer_override."""
+    _fields_ = [
+        ("n_ranges", c_int), ("ranges", LayerRange * MAX_LAYER_RANGES),
+        ("fields", ctypes.c_uint), ("high_dim", c_int), ("low_dim", c_int),
+        ("threshold_high", c_double), ("threshold_low", c_double),
+        ("calibrate", c_bool), ("temp_high", c_double), ("temp_low", c_double),
+        ("force_sink", c_bool), ("force_recent", c_bool),
+    ]
+
+
 class Config(Structure):
     """prism_config."""
     _fields_ = [
@@ -68,6 +88,9 @@ class Config(Structure):
         ("force_sink", c_bool), ("force_recent", c_bool),
         ("n_targets", c_int), ("targets", c_int * MAX_TARGETS),
         ("n_tuning", c_int), ("tuning", TuningOverride * MAX_TUNING),
+        ("n_dense", c_int), ("dense", LayerRange * MAX_LAYER_RANGES),
+        ("n_layer_overrides", c_int),
+        ("layer_overrides", LayerOverride * MAX_LAYER_OVERRIDES),
     ]
 
 
