@@ -5,8 +5,10 @@
  * compute_90a): the driver then loads it with no JIT step and the arch's
  * own instructions (wgmma, setmaxnreg) are available.  ptxas runs with -v
  * so the program log carries registers, spills and shared memory, which the
- * cache stores and the autotuner prunes on.  Nothing here aborts: every
- * NVRTC failure is a status plus the log.
+ * cache stores and the autotuner prunes on.  Some NVRTC builds return an
+ * empty log for a successful compile; the statistics are then read from
+ * the cubin itself (cubin_info.c), all but the spills.  Nothing here
+ * aborts: every NVRTC failure is a status plus the log.
  *
  * NVRTC itself is opened with dlopen at the first compile (PRISM_NVRTC_PATH,
  * else libnvrtc.so.13, .12): a host that runs only from a kernel pack, or
@@ -14,6 +16,7 @@
  * probe compile at start-up.
  */
 #include "compile/nvrtc_compile.h"
+#include "compile/cubin_info.h"
 
 #include "base/base.h"
 
@@ -196,6 +199,22 @@ void prism_nvrtc_parse_info(const char *log, prism_nvrtc_result *r) {
         r->shared_bytes = 0; /* ptxas omits smem when there is none */
 }
 
+void prism_nvrtc_stats(const char *log, const void *image, size_t size,
+                       prism_nvrtc_result *r) {
+    prism_nvrtc_parse_info(log, r);
+    r->stats_from_cubin = false;
+    prism_cubin_stats c;
+    if (r->registers >= 0 || !prism_cubin_read_stats(image, size, &c))
+        return;
+    r->registers = c.registers;
+    r->shared_bytes = c.shared_bytes;
+    r->local_bytes = c.frame_bytes > c.stack_bytes ? c.frame_bytes
+                                                   : c.stack_bytes;
+    r->spill_bytes = -1; /* a cubin does not tell spills from other local
+                            memory */
+    r->stats_from_cubin = true;
+}
+
 /* First line of the log that mentions an error, for the one-line message. */
 static void first_error_line(const char *log, char *out, size_t size) {
     const char *p = log ? strstr(log, "error") : NULL;
@@ -283,7 +302,7 @@ prism_status prism_nvrtc_compile(const char *source, const char *name,
         goto fail;
     }
     result->cubin_size = size;
-    prism_nvrtc_parse_info(result->log, result);
+    prism_nvrtc_stats(result->log, result->cubin, size, result);
     nvrtc.destroy_program(&prog);
     return PRISM_OK;
 

@@ -6,6 +6,7 @@
 
 #include "prism.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #define PRISM_NVRTC_MAX_OPTIONS 8
@@ -14,7 +15,11 @@ typedef struct prism_nvrtc_result {
     void *cubin; /* malloc'd */
     size_t cubin_size;
     char *log;   /* malloc'd program log, may be "" */
+    /* ptxas statistics (-1 unknown): from the log when ptxas wrote one,
+     * else read from the cubin (stats_from_cubin), which records no spills:
+     * spill_bytes stays -1 and local_bytes, the stack frame, bounds them */
     int registers, spill_bytes, shared_bytes, local_bytes;
+    bool stats_from_cubin;
     double compile_ms;
 } prism_nvrtc_result;
 
@@ -47,5 +52,11 @@ void prism_nvrtc_result_free(prism_nvrtc_result *result);
 /* Parses ptxas -v lines of log into the statistics fields of result
  * (exposed for tests; fields not found are -1). */
 void prism_nvrtc_parse_info(const char *log, prism_nvrtc_result *result);
+
+/* The statistics of a compiled kernel: from log (may be NULL or "") when
+ * it has ptxas lines, else from the cubin image (compile/cubin_info.h),
+ * else -1.  Fills only the statistics fields and stats_from_cubin. */
+void prism_nvrtc_stats(const char *log, const void *image, size_t size,
+                       prism_nvrtc_result *result);
 
 #endif

@@ -274,7 +274,11 @@ typedef struct prism_kernel_info {
     prism_arch arch;
     bool cache_hit;          /* served without compiling                    */
     char key_hex[65];        /* cache key, SHA-256 in hex                   */
-    int registers;           /* per thread, from ptxas info (-1 unknown)    */
+    /* Resource use, -1 where unknown: from ptxas's report when NVRTC
+     * returned one, else read from the cubin, which records all but the
+     * spills (spill_bytes -1; local_bytes, the stack frame, bounds them:
+     * 0 means nothing spills). */
+    int registers;           /* per thread                                  */
     int spill_bytes;         /* spill stores + loads, bytes                 */
     int shared_bytes;        /* static shared memory                        */
     int local_bytes;         /* stack frame                                 */

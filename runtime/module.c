@@ -232,6 +232,16 @@ prism_status prism_module_kernel_info(const prism_module *m, int index,
     out->spill_bytes = meta->spill_bytes;
     out->shared_bytes = meta->shared_bytes;
     out->local_bytes = meta->local_bytes;
+    if (meta->registers < 0) {
+        /* an entry published without ptxas statistics: read the cubin */
+        prism_nvrtc_result r;
+        prism_nvrtc_stats(NULL, job->entry.payload, job->entry.payload_size,
+                          &r);
+        out->registers = r.registers;
+        out->spill_bytes = r.spill_bytes;
+        out->shared_bytes = r.shared_bytes;
+        out->local_bytes = r.local_bytes;
+    }
     out->compile_ms = meta->compile_ms;
     out->lookup_ms = job->lookup_ms;
     out->cubin = job->entry.payload;

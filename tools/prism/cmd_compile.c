@@ -10,18 +10,33 @@ static const char compile_usage[] =
     "usage: prism compile CONFIG [--arch A]...\n\n"
     "Compiles every kernel of CONFIG for each arch (default: the config's\n"
     "targets) through the kernel cache and prints one line per kernel:\n"
-    "  kernel, arch, hit|miss, key prefix, registers, spill bytes,\n"
+    "  kernel, arch, hit|miss, key prefix, registers, spill bytes (~N:\n"
+    "  no ptxas report, N bytes of stack frame stand for them),\n"
     "  shared memory bytes, milliseconds spent getting the cubin.\n"
     "Environment: PRISM_CACHE_DIR, PRISM_CACHE_PATH, PRISM_CACHE_MAX_BYTES,\n"
     "PRISM_JIT=off (a miss is an error instead of a compile).\n"
     "A repeated --arch is compiled once.\n";
 
-static void print_kernel(const prism_kernel_info *k) {
-    printf("%-12s %-7s %-4s %.12s  regs %3d  spills %4d  smem %6d  "
+/* Spills as ptxas reported them, or "~N": no report, N bytes of stack
+ * frame read from the cubin stand for them.  Returns whether it is one. */
+static bool spill_text(const prism_kernel_info *k, char *out, size_t size) {
+    bool proxy = k->spill_bytes < 0 && k->local_bytes >= 0;
+    if (proxy)
+        snprintf(out, size, "~%d", k->local_bytes);
+    else
+        snprintf(out, size, "%d", k->spill_bytes);
+    return proxy;
+}
+
+static bool print_kernel(const prism_kernel_info *k) {
+    char spills[16];
+    bool proxy = spill_text(k, spills, sizeof spills);
+    printf("%-12s %-7s %-4s %.12s  regs %3d  spills %4s  smem %6d  "
            "%8.1f ms%s\n",
            k->name, prism_arch_name(k->arch), k->cache_hit ? "hit" : "miss",
-           k->key_hex, k->registers, k->spill_bytes, k->shared_bytes,
-           k->lookup_ms, k->cache_hit ? "" : " (compiled)");
+           k->key_hex, k->registers, spills, k->shared_bytes, k->lookup_ms,
+           k->cache_hit ? "" : " (compiled)");
+    return proxy;
 }
 
 int prism_cmd_compile(int argc, char **argv) {
@@ -50,6 +65,7 @@ int prism_cmd_compile(int argc, char **argv) {
     prism_context *ctx = cli_context();
     if (!ctx)
         return CLI_FAIL;
+    bool proxy = false;
     for (int t = 0; t < archs.n && rc == CLI_OK; t++) {
         prism_module *m = NULL;
         if (prism_module_build(ctx, &cfg, archs.v[t], &m) != PRISM_OK) {
@@ -59,10 +75,13 @@ int prism_cmd_compile(int argc, char **argv) {
         for (int k = 0; k < prism_module_kernel_count(m); k++) {
             prism_kernel_info info;
             if (prism_module_kernel_info(m, k, &info) == PRISM_OK)
-                print_kernel(&info);
+                proxy |= print_kernel(&info);
         }
         prism_module_destroy(m);
     }
+    if (proxy)
+        printf("spills ~N: NVRTC gave no ptxas report; N is the stack frame "
+               "read from the cubin (0: nothing spills)\n");
     cli_print_counters(ctx, stdout);
     prism_context_destroy(ctx);
     return rc;
