@@ -59,6 +59,19 @@ prism_status prism_autotune_enumerate(const prism_config *cfg, int kernel_index,
                                       int *n_illegal, char *err,
                                       size_t err_size);
 
+/* What a compiled kernel's statistics say about spills: ptxas reported
+ * them; or it wrote no report and the stack frame read from the cubin
+ * stands for them (0: nothing spills; more: local memory, spilled or
+ * not, which prunes like a spill); or nothing could be read, and the
+ * candidate is timed unchecked. */
+typedef enum prism_autotune_spills {
+    PRISM_SPILLS_REPORTED = 0,
+    PRISM_SPILLS_FROM_FRAME,
+    PRISM_SPILLS_UNKNOWN
+} prism_autotune_spills;
+
+prism_autotune_spills prism_autotune_spill_check(const prism_kernel_info *info);
+
 /* Why a compiled kernel must not be timed, from its ptxas information and
  * its CTA size (threads <= 0: unknown); false when it may be timed. */
 bool prism_autotune_prune_reason(const prism_kernel_info *info, int threads,
@@ -68,6 +81,8 @@ bool prism_autotune_prune_reason(const prism_kernel_info *info, int threads,
 typedef struct prism_autotune_build {
     bool ready;     /* compiled and not pruned: may be timed */
     bool attempted; /* false: the deadline came first */
+    prism_autotune_spills spills; /* how spills were checked (REPORTED
+                                     when the build failed) */
     unsigned char cubin_sha[32];
 } prism_autotune_build;
 
@@ -152,6 +167,9 @@ typedef struct prism_autotune_report {
     int n_rows;
     prism_autotune_row *rows; /* malloc'd: prism_autotune_report_free */
     int compiled, pruned_at_compile, illegal;
+    /* compiled candidates without a ptxas spill report: checked on their
+     * stack frame instead, or not checked at all (nothing readable) */
+    int spills_from_frame, spills_unknown;
     bool out_of_budget;
     double elapsed_s;
 } prism_autotune_report;

@@ -43,6 +43,20 @@ void prism_autotune_report_free(prism_autotune_report *r) {
 
 static void push_task(job *j, int cand) { j->queue[j->tail++] = cand; }
 
+/* Under the lock: how a compiled candidate of kernel k was checked for
+ * spills (a failed build counts as reported); the first that could not
+ * be checked at all says so, once per run. */
+static void count_spill_check(run *R, int k, prism_autotune_spills how) {
+    if (how == PRISM_SPILLS_FROM_FRAME)
+        R->rep->spills_from_frame++;
+    if (how != PRISM_SPILLS_UNKNOWN || R->rep->spills_unknown++ > 0)
+        return;
+    prism_log(&R->ctx->logger, PRISM_LOG_WARN,
+              "autotune: NVRTC reported no spills for %s and its cubin could "
+              "not be read; candidates that spill are timed, not pruned",
+              prism_kernel_def_at(k)->name);
+}
+
 /* Under the lock: candidate i of kernel k is compiled (or pruned).  A
  * ready candidate becomes a task of every job of its kernel once the
  * kernel's default (the reference) is ready too. */
@@ -52,6 +66,8 @@ static void compiled(run *R, int k, int i) {
     bool base_failed = s->builds[0].attempted && !s->builds[0].ready;
     R->rep->compiled += ready;
     R->rep->pruned_at_compile += s->cands[i].status == PRISM_TUNE_PRUNED;
+    if (s->builds[i].attempted)
+        count_spill_check(R, k, s->builds[i].spills);
     if (i == 0 && !ready)
         prism_log(&R->ctx->logger, PRISM_LOG_WARN,
                   "autotune: the untuned %s kernel does not build (%s); it "

@@ -179,10 +179,23 @@ done:
     return st;
 }
 
+prism_autotune_spills prism_autotune_spill_check(const prism_kernel_info *i) {
+    return i->spill_bytes >= 0  ? PRISM_SPILLS_REPORTED
+           : i->local_bytes >= 0 ? PRISM_SPILLS_FROM_FRAME
+                                 : PRISM_SPILLS_UNKNOWN;
+}
+
 bool prism_autotune_prune_reason(const prism_kernel_info *info, int threads,
                                  char *why, size_t why_size) {
     if (info->spill_bytes > 0)
         return snprintf(why, why_size, "spills %d bytes", info->spill_bytes),
+               true;
+    /* no ptxas report: the stack frame read from the cubin bounds spills */
+    if (info->spill_bytes < 0 && info->local_bytes > 0)
+        return snprintf(why, why_size,
+                        "%d bytes of local memory (stack frame; ptxas "
+                        "reported no spills, so local memory stands for them)",
+                        info->local_bytes),
                true;
     if (info->shared_bytes > MAX_STATIC_SHARED)
         return snprintf(why, why_size,
@@ -245,6 +258,7 @@ void prism_autotune_compile_one(prism_context *ctx, const prism_config *base,
     c->registers = info.registers;
     c->spill_bytes = info.spill_bytes;
     c->shared_bytes = info.shared_bytes;
+    b->spills = prism_autotune_spill_check(&info);
     prism_sha256(info.cubin, info.cubin_size, b->cubin_sha);
     int threads = (int)prism_spec_int(spec, "THREADS", -1);
     /* the untuned kernel is the reference: it is what runs without tuning,

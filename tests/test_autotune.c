@@ -524,6 +524,31 @@ Test(tune_space, prune_reasons_from_ptxas_info) {
                   "unknown CTA size: no register rule");
 }
 
+/* Without a ptxas report (an NVRTC that returns an empty log), the stack
+ * frame read from the cubin stands for spills, and a kernel whose
+ * statistics cannot be read at all is said to be unchecked, never taken
+ * for one that does not spill. */
+Test(tune_space, spills_without_a_ptxas_report) {
+    prism_kernel_info i;
+    char why[256];
+    memset(&i, 0, sizeof i);
+    i.registers = 64;
+    cr_assert_eq(prism_autotune_spill_check(&i), PRISM_SPILLS_REPORTED);
+    i.spill_bytes = -1;
+    i.local_bytes = 0;
+    cr_assert_eq(prism_autotune_spill_check(&i), PRISM_SPILLS_FROM_FRAME);
+    cr_assert_not(prism_autotune_prune_reason(&i, 256, why, sizeof why),
+                  "no stack frame: nothing spills");
+    i.local_bytes = 32;
+    cr_assert(prism_autotune_prune_reason(&i, 256, why, sizeof why));
+    cr_assert(strstr(why, "32 bytes of local memory") &&
+                  strstr(why, "stands for"),
+              "%s", why);
+    i.registers = i.local_bytes = i.shared_bytes = -1;
+    cr_assert_eq(prism_autotune_spill_check(&i), PRISM_SPILLS_UNKNOWN);
+    cr_assert_not(prism_autotune_prune_reason(&i, 256, why, sizeof why));
+}
+
 /* Real NVRTC: every pool_stats and estimate candidate of a head_dim 256
  * config, and attention candidates on sm_80 (163 KB), where big tiles do
  * not fit; a candidate listed twice, and one whose tunables pin the very

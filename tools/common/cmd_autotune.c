@@ -233,6 +233,14 @@ int prism_cmd_autotune(int argc, char **argv) {
                prism_arch_name(rep.arch), rep.n_devices, rep.elapsed_s,
                rep.compiled, rep.pruned_at_compile, rep.illegal);
         print_table(&rep);
+        if (rep.spills_from_frame > 0)
+            printf("%d candidates had no ptxas spill report: their stack "
+                   "frame, read from the cubin, stood for spills\n",
+                   rep.spills_from_frame);
+        if (rep.spills_unknown > 0)
+            printf("%d candidates could not be checked for spills (no ptxas "
+                   "report, no readable cubin): timed unchecked\n",
+                   rep.spills_unknown);
         printf("tuning database: %s\n", rep.tune_dir);
         if (rep.out_of_budget)
             printf("the budget ran out before every candidate was timed; "
