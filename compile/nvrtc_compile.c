@@ -3,7 +3,9 @@
  *
  * We compile straight to a cubin for the exact arch (sm_90a, not
  * compute_90a): the driver then loads it with no JIT step and the arch's
- * own instructions (wgmma, setmaxnreg) are available.  ptxas runs with -v
+ * own instructions (wgmma, setmaxnreg) are available.  The one exception
+ * is PRISM_ARCH_PTX (compute_80): PTX text, NUL included, for devices no
+ * cubin covers, which the driver compiles when it loads the module.  ptxas runs with -v
  * so the program log carries registers, spills and shared memory, which the
  * cache stores and the autotuner prunes on.  Some NVRTC builds return an
  * empty log for a successful compile; the statistics are then read from
@@ -18,6 +20,7 @@
 #include "compile/nvrtc_compile.h"
 #include "compile/cubin_info.h"
 
+#include "base/arch.h"
 #include "base/base.h"
 
 #include <cuda.h>
@@ -39,7 +42,9 @@
     X(get_program_log_size, nvrtcGetProgramLogSize)                           \
     X(get_program_log, nvrtcGetProgramLog)                                    \
     X(get_cubin_size, nvrtcGetCUBINSize)                                      \
-    X(get_cubin, nvrtcGetCUBIN)
+    X(get_cubin, nvrtcGetCUBIN)                                               \
+    X(get_ptx_size, nvrtcGetPTXSize)                                          \
+    X(get_ptx, nvrtcGetPTX)
 
 typedef struct nvrtc_api {
 #define NVRTC_FIELD_(field, proto) __typeof__(proto) *field;
@@ -139,12 +144,18 @@ const char *prism_nvrtc_loaded_version(void) {
 
 int prism_nvrtc_options(prism_arch arch, const char **opts) {
     static const char *const arch_opts[PRISM_ARCH_COUNT_] = {
-        "--gpu-architecture=sm_80", "--gpu-architecture=sm_86",
-        "--gpu-architecture=sm_89", "--gpu-architecture=sm_90a"};
+        [PRISM_ARCH_SM80] = "--gpu-architecture=sm_80",
+        [PRISM_ARCH_SM86] = "--gpu-architecture=sm_86",
+        [PRISM_ARCH_SM89] = "--gpu-architecture=sm_89",
+        [PRISM_ARCH_SM90A] = "--gpu-architecture=sm_90a",
+        [PRISM_ARCH_SM100] = "--gpu-architecture=sm_100",
+        [PRISM_ARCH_SM120] = "--gpu-architecture=sm_120",
+        [PRISM_ARCH_PTX] = "--gpu-architecture=compute_80"};
     int n = 0;
     opts[n++] = arch_opts[arch];
     opts[n++] = "--std=c++17";
-    opts[n++] = "--ptxas-options=-v";
+    if (!prism_arch_is_ptx(arch))
+        opts[n++] = "--ptxas-options=-v"; /* no ptxas runs for PTX */
     opts[n++] = "--generate-line-info";
     opts[n++] = "--device-as-default-execution-space";
     /* every kernel sees every constant; unused ones are not a problem */
@@ -283,22 +294,26 @@ prism_status prism_nvrtc_compile(const char *source, const char *name,
                           nvrtc.get_error_string(rc), line);
         goto fail;
     }
+    bool ptx = prism_arch_is_ptx(arch);
     size_t size = 0;
-    if (nvrtc.get_cubin_size(prog, &size) != NVRTC_SUCCESS || size == 0) {
+    if ((ptx ? nvrtc.get_ptx_size(prog, &size)
+             : nvrtc.get_cubin_size(prog, &size)) != NVRTC_SUCCESS ||
+        size == 0) {
         st = prism_errorf(err, err_size, PRISM_ERR_NVRTC,
-                          "%s: NVRTC produced no cubin for %s", name,
-                          prism_arch_name(arch));
+                          "%s: NVRTC produced no %s for %s", name,
+                          ptx ? "PTX" : "cubin", prism_arch_name(arch));
         goto fail;
     }
     result->cubin = malloc(size);
     if (!result->cubin) {
         st = prism_errorf(err, err_size, PRISM_ERR_OUT_OF_MEMORY,
-                          "%s: out of memory for a %zu-byte cubin", name, size);
+                          "%s: out of memory for a %zu-byte image", name, size);
         goto fail;
     }
-    if (nvrtc.get_cubin(prog, result->cubin) != NVRTC_SUCCESS) {
+    if ((ptx ? nvrtc.get_ptx(prog, result->cubin)
+             : nvrtc.get_cubin(prog, result->cubin)) != NVRTC_SUCCESS) {
         st = prism_errorf(err, err_size, PRISM_ERR_NVRTC,
-                          "%s: nvrtcGetCUBIN failed", name);
+                          "%s: nvrtcGet%s failed", name, ptx ? "PTX" : "CUBIN");
         goto fail;
     }
     result->cubin_size = size;

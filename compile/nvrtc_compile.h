@@ -12,7 +12,7 @@
 #define PRISM_NVRTC_MAX_OPTIONS 8
 
 typedef struct prism_nvrtc_result {
-    void *cubin; /* malloc'd */
+    void *cubin; /* malloc'd; for PRISM_ARCH_PTX the PTX text, NUL included */
     size_t cubin_size;
     char *log;   /* malloc'd program log, may be "" */
     /* ptxas statistics (-1 unknown): from the log when ptxas wrote one,
@@ -37,8 +37,9 @@ prism_status prism_nvrtc_load(char *err, size_t err_size);
  * Thread-safe. */
 const char *prism_nvrtc_loaded_version(void);
 
-/* The compile options for arch (cubin for the exact arch, never PTX).
- * Returns their count; opts must hold PRISM_NVRTC_MAX_OPTIONS. */
+/* The compile options for arch (a cubin for the exact arch; PTX for
+ * PRISM_ARCH_PTX).  Returns their count; opts must hold
+ * PRISM_NVRTC_MAX_OPTIONS. */
 int prism_nvrtc_options(prism_arch arch, const char **opts);
 
 /* Compiles source for arch.  On failure returns PRISM_ERR_NVRTC, the first

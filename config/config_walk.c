@@ -13,6 +13,7 @@
  */
 #include "config/config_loader.h"
 #include "config/tunables.h"
+#include "base/arch.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -503,10 +504,8 @@ static bool read_arch(loader *L, const yaml_node_t *n, prism_arch *out) {
         return false;
     if (prism_arch_parse(s, out) == PRISM_OK)
         return true;
-    return fail_node(L, n,
-                     "unknown arch '%s' in targets; allowed: sm_80, "
-                     "sm_86, sm_89, sm_90a",
-                     snippet(n, buf, sizeof buf));
+    return fail_node(L, n, "unknown arch '%s' in targets; allowed: %s",
+                     snippet(n, buf, sizeof buf), prism_arch_list_text());
 }
 
 static bool read_targets(loader *L, const yaml_node_t *n) {
@@ -516,9 +515,8 @@ static bool read_targets(loader *L, const yaml_node_t *n) {
     yaml_node_item_t *items = n->data.sequence.items.start;
     long count = n->data.sequence.items.top - items;
     if (count == 0)
-        return fail_node(L, n,
-                         "targets is empty; list at least one of "
-                         "sm_80, sm_86, sm_89, sm_90a");
+        return fail_node(L, n, "targets is empty; list at least one of %s",
+                         prism_arch_list_text());
     if (count > PRISM_MAX_TARGETS)
         return fail_node(L, n,
                          "targets has %ld entries; at most %d, each "

@@ -101,19 +101,33 @@ typedef enum prism_rope_layout {
     PRISM_ROPE_INTERLEAVED = 1 /* GPT-J: pair i = dims (2i, 2i + 1)       */
 } prism_rope_layout;
 
+/* What kernels are compiled for.  Each sm_ arch is a cubin: sm_XY runs
+ * on compute capability X.Z with Z >= Y (sm_100 on 10.0 and 10.3, sm_120
+ * on 12.0 and 12.1), except sm_90a, which runs on 9.0 only (its wgmma and
+ * TMA attention uses instructions of that chip alone).  Every arch but
+ * sm_90a runs the mma.sync attention.  PRISM_ARCH_PTX ("compute_80") is
+ * PTX of the mma.sync kernels, which the driver compiles at load for any
+ * device of compute capability 8.0 or newer, including those no cubin
+ * covers; every config keeps one besides its targets.  A plan picks the
+ * cubin of the device's own arch, else one of its family, else the PTX
+ * (docs/deploy.md). */
 typedef enum prism_arch {
     PRISM_ARCH_SM80 = 0,
     PRISM_ARCH_SM86 = 1,
     PRISM_ARCH_SM89 = 2,
     PRISM_ARCH_SM90A = 3,
-    PRISM_ARCH_COUNT_ = 4
+    PRISM_ARCH_SM100 = 4,
+    PRISM_ARCH_SM120 = 5,
+    PRISM_ARCH_PTX = 6,
+    PRISM_ARCH_COUNT_ = 7
 } prism_arch;
 
 /* Thread-safe.  "bf16", "half", "sm_90a"...; NULL for out-of-range values. */
 PRISM_API const char *prism_dtype_name(prism_dtype dtype);
 PRISM_API const char *prism_rope_layout_name(prism_rope_layout layout);
 PRISM_API const char *prism_arch_name(prism_arch arch);
-/* Thread-safe.  Parses "sm_80", "sm_86", "sm_89", "sm_90a" (exact spelling). */
+/* Thread-safe.  Parses "sm_80", "sm_86", "sm_89", "sm_90a", "sm_100",
+ * "sm_120" and "compute_80" (exact spelling). */
 PRISM_API prism_status prism_arch_parse(const char *name, prism_arch *out);
 
 /* ------------------------------------------------------------------------ */

@@ -116,6 +116,49 @@ Test(nvrtc, every_kernel_compiles_for_sm80_and_sm90a, .timeout = 600) {
             }
 }
 
+/* The archs after sm_90a run the mma.sync kernels: NVRTC compiles them
+ * for sm_100 and sm_120 without spills, and into PTX for compute_80, the
+ * image a device no cubin covers loads (text for the driver to compile,
+ * NUL-terminated, no ptxas statistics). */
+Test(nvrtc, every_kernel_compiles_for_blackwell_and_ptx, .timeout = 900) {
+    static const int dims[] = {64, 256};
+    static const prism_arch archs[] = {PRISM_ARCH_SM100, PRISM_ARCH_SM120,
+                                       PRISM_ARCH_PTX};
+    for (int d = 0; d < 2; d++)
+        for (int a = 0; a < 3; a++)
+            for (int k = 0; k < prism_kernel_count(); k++) {
+                prism_config cfg = config_for(dims[d], PRISM_DTYPE_BF16,
+                                              PRISM_ROPE_HALF);
+                char *src = NULL;
+                char err[1024];
+                cr_assert_eq(prism_generate_source(&cfg, k, archs[a], &src,
+                                                   err, sizeof err),
+                             PRISM_OK, "%s", err);
+                cr_assert_null(strstr(src, "wgmma.mma_async"),
+                               "the wgmma kernel is sm_90a's alone");
+                prism_nvrtc_result r;
+                prism_status st = prism_nvrtc_compile(src, "k.cu", archs[a],
+                                                      &r, err, sizeof err);
+                const char *what = prism_arch_name(archs[a]);
+                cr_assert_eq(st, PRISM_OK, "%s D=%d %s: %s\n%s",
+                             prism_kernel_name(k), dims[d], what, err,
+                             r.log ? r.log : "");
+                if (archs[a] == PRISM_ARCH_PTX) {
+                    const char *ptx = r.cubin;
+                    cr_assert_eq(ptx[r.cubin_size - 1], '\0');
+                    cr_assert(strstr(ptx, ".target sm_80"), "%.200s", ptx);
+                    cr_assert_eq(r.registers, -1);
+                } else {
+                    cr_assert(memcmp(r.cubin, "\177ELF", 4) == 0);
+                    cr_assert_gt(r.registers, 0);
+                    cr_assert_eq(r.spill_bytes, 0, "%s D=%d %s spills:\n%s",
+                                 prism_kernel_name(k), dims[d], what, r.log);
+                }
+                prism_nvrtc_result_free(&r);
+                free(src);
+            }
+}
+
 /* The sm_90a attention kernel in every shape the tuner may pick: wgmma
  * stays asynchronous (ptxas says C7514, C7511, C7520... when it has to
  * serialise wgmma),
