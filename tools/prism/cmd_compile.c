@@ -3,13 +3,15 @@
  * cache, one line per kernel, then the cache counters.
  */
 #include "tools/common/cli.h"
+#include "base/arch.h"
 
 #include <string.h>
 
 static const char compile_usage[] =
     "usage: prism compile CONFIG [--arch A]...\n\n"
     "Compiles every kernel of CONFIG for each arch (default: the config's\n"
-    "targets) through the kernel cache and prints one line per kernel:\n"
+    "targets and compute_80, the PTX image every config keeps) through the\n"
+    "kernel cache and prints one line per kernel:\n"
     "  kernel, arch, hit|miss, key prefix, registers, spill bytes (~N:\n"
     "  no ptxas report, N bytes of stack frame stand for them),\n"
     "  shared memory bytes, milliseconds spent getting the cubin.\n"
@@ -58,17 +60,19 @@ int prism_cmd_compile(int argc, char **argv) {
     prism_config cfg;
     if (!cli_load_config(config, &cfg))
         return CLI_FAIL;
-    if (archs.n == 0) {
-        archs.n = cfg.n_targets;
-        memcpy(archs.v, cfg.targets, sizeof cfg.targets);
-    }
+    /* the config's targets and its PTX image, or the archs asked for */
+    prism_arch list[PRISM_MAX_TARGETS + 1];
+    int n_archs = archs.n;
+    memcpy(list, archs.v, sizeof archs.v);
+    if (archs.n == 0)
+        n_archs = prism_arch_with_ptx(cfg.targets, cfg.n_targets, list);
     prism_context *ctx = cli_context();
     if (!ctx)
         return CLI_FAIL;
     bool proxy = false;
-    for (int t = 0; t < archs.n && rc == CLI_OK; t++) {
+    for (int t = 0; t < n_archs && rc == CLI_OK; t++) {
         prism_module *m = NULL;
-        if (prism_module_build(ctx, &cfg, archs.v[t], &m) != PRISM_OK) {
+        if (prism_module_build(ctx, &cfg, list[t], &m) != PRISM_OK) {
             rc = cli_fail("%s", prism_context_last_error(ctx));
             break;
         }
