@@ -20,7 +20,12 @@ typedef struct prism_nvrtc_result {
      * spill_bytes stays -1 and local_bytes, the stack frame, bounds them */
     int registers, spill_bytes, shared_bytes, local_bytes;
     bool stats_from_cubin;
-    double compile_ms;
+    double compile_ms; /* wall time of nvrtcCompileProgram */
+    double cpu_ms;     /* CPU time of the compiling thread in it */
+    /* NVRTC's own phases when asked for (else -1): the C++ front end,
+     * NVVM (optimizer and PTX code generation), ptxas (PTX to SASS; 0
+     * for PTX, which skips it) */
+    double frontend_ms, nvvm_ms, ptxas_ms;
 } prism_nvrtc_result;
 
 /* The compiler generation that enters cache keys: "nvrtc MAJOR.MINOR" of
@@ -47,6 +52,20 @@ int prism_nvrtc_options(prism_arch arch, const char **opts);
 prism_status prism_nvrtc_compile(const char *source, const char *name,
                                  prism_arch arch, prism_nvrtc_result *result,
                                  char *err, size_t err_size);
+
+/* The same, and with `phases` NVRTC's time per phase in result (NVRTC
+ * writes them to a temporary file, which is removed; the option does not
+ * change the code and does not enter the options of the cache key). */
+prism_status prism_nvrtc_compile_timed(const char *source, const char *name,
+                                       prism_arch arch, bool phases,
+                                       prism_nvrtc_result *result, char *err,
+                                       size_t err_size);
+
+/* Whether kernels are compiled with line information ($PRISM_LINEINFO, a
+ * switch, read once; off by default): it maps SASS to the generated
+ * source in profilers, costs compile time and triples a cubin's size
+ * (the cubin then embeds the PTX).  Thread-safe. */
+bool prism_nvrtc_line_info(void);
 
 void prism_nvrtc_result_free(prism_nvrtc_result *result);
 

@@ -356,6 +356,41 @@ Test(nvrtc, cache_hits_need_no_nvrtc, .init = make_cache_dir,
     prism_context_destroy(ctx2);
 }
 
+/* `prism compile --verbose` says where a cold compile's time goes: per
+ * kernel NVRTC's phases, per arch the module's wall time, at the end the
+ * process's CPU time; PTX has no ptxas phase.  Line information is off
+ * by default and, asked for, is another cache key. */
+Test(nvrtc, compile_verbose_times_each_phase, .init = make_cache_dir,
+     .fini = remove_cache_dir, .timeout = 300) {
+    char out[16384];
+    int rc = cli_tu_run(out, sizeof out, NULL, 0,
+                        "PRISM_CACHE_DIR='%s' '%s' compile --verbose "
+                        "'%s/configs/smollm2-135m.yaml' --arch sm_80 "
+                        "--arch compute_80",
+                        cache_dir, PRISM_CLI_PATH, PRISM_SOURCE_DIR);
+    cr_assert_eq(rc, 0, "%s", out);
+    int phases = 0;
+    for (const char *p = out; (p = strstr(p, ": front end ")); p++)
+        phases++;
+    cr_assert_eq(phases, 2 * prism_kernel_count(), "%s", out);
+    cr_assert(strstr(out, "NVVM") && strstr(out, "ptxas 0 ms"), "%s", out);
+    cr_assert(strstr(out, "sm_80: 3 kernels in ") &&
+                  strstr(out, "compute_80: 3 kernels in "),
+              "%s", out);
+    cr_assert(strstr(out, "the process used "), "%s", out);
+    cr_assert_not(prism_nvrtc_line_info());
+
+    char lines[16384];
+    rc = cli_tu_run(lines, sizeof lines, NULL, 0,
+                    "PRISM_LINEINFO=1 PRISM_CACHE_DIR='%s' '%s' compile "
+                    "'%s/configs/smollm2-135m.yaml' --arch sm_80",
+                    cache_dir, PRISM_CLI_PATH, PRISM_SOURCE_DIR);
+    cr_assert_eq(rc, 0, "%s", lines);
+    cr_assert(strstr(lines, "miss"), "another key, compiled again:\n%s",
+              lines);
+    cr_assert_null(strstr(lines, " hit "), "%s", lines);
+}
+
 Test(nvrtc, jit_off_turns_a_miss_into_an_error, .init = make_cache_dir,
      .fini = remove_cache_dir) {
     prism_config cfg = config_for(64, PRISM_DTYPE_BF16, PRISM_ROPE_HALF);
