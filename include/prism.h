@@ -398,6 +398,33 @@ PRISM_API prism_status prism_plan_create(prism_context *ctx,
 PRISM_API prism_status
 prism_plan_create_from_file(prism_context *ctx, const char *path,
                             const prism_plan_limits *limits, prism_plan **out);
+
+/* A plan being made on a background thread. */
+typedef struct prism_plan_pending prism_plan_pending;
+
+/* Thread-safe on one context.  prism_plan_create on a background thread:
+ * checks the arguments and validates cfg now (their errors return here),
+ * then returns at once while the kernels are fetched or compiled, so a
+ * host can overlap a cold compile (seconds per config) with its own
+ * start-up.  The thread makes exactly the plan prism_plan_create would,
+ * through the same cache: a kernel it compiles is compiled once, and a
+ * plan made meanwhile on any thread that needs the same kernel waits for
+ * it rather than compiling it again.  Pass *out to prism_plan_wait exactly
+ * once, before destroying the context. */
+PRISM_API prism_status prism_plan_create_async(prism_context *ctx,
+                                               const prism_config *cfg,
+                                               const prism_plan_limits *limits,
+                                               prism_plan_pending **out);
+/* Thread-safe.  Whether the plan is made or has failed (prism_plan_wait
+ * then returns at once); false for NULL. */
+PRISM_API bool prism_plan_pending_ready(const prism_plan_pending *pending);
+/* Waits for the plan, frees pending and returns what prism_plan_create
+ * returned: *out the plan, or NULL and the failure's message as the
+ * context's last error, set on the calling thread.  Call from one thread
+ * only.  out may be NULL: the plan is destroyed, and only its kernels stay
+ * (in the cache), a warm-up for plans made later. */
+PRISM_API prism_status prism_plan_wait(prism_plan_pending *pending,
+                                       prism_plan **out);
 /* NULL is a no-op.  Not thread-safe with launches on the same plan. */
 PRISM_API void prism_plan_destroy(prism_plan *plan);
 /* Thread-safe.  Workspace bytes estimate/prefill need for `batch` (NULL:
