@@ -76,9 +76,10 @@ int64_t prism_spec_int(const prism_kernel_spec *spec, const char *name,
                        int64_t fallback);
 
 /* Renders the CUDA source of spec (malloc'd, NUL-terminated): a banner
- * naming the config by its name (never the file it came from, so the
- * source and its cache key depend on the content only), the constants the
- * templates use, then the templates. */
+ * naming the kernel, arch and templates (not the config: the source and
+ * its cache key depend on what is compiled only, so configs of the same
+ * shape share their kernels), the constants the templates use, then the
+ * templates. */
 prism_status prism_emit_source(const prism_kernel_spec *spec, char **source,
                                char *err, size_t err_size);
 

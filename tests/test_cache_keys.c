@@ -138,3 +138,41 @@ Test(cache_keys, prism_compile_from_another_path_is_all_hits) {
         b = strchr(b, '\n') + 1;
     }
 }
+
+/* Two configs of one shape under two names (default.yaml and
+ * llama-3.1-8b.yaml: D 128, 32 query and 8 KV heads, the same method)
+ * generate the same kernels, so a host that uses both compiles them
+ * once; a config that differs in one constant differs in the kernels
+ * that use it only. */
+Test(cache_keys, configs_of_one_shape_share_their_kernels) {
+    prism_config a, b;
+    char err[512];
+    cr_assert_eq(prism_config_load_file(PRISM_SOURCE_DIR "/configs/default.yaml",
+                                        &a, err, sizeof err),
+                 PRISM_OK, "%s", err);
+    cr_assert_eq(prism_config_load_file(PRISM_SOURCE_DIR
+                                        "/configs/llama-3.1-8b.yaml",
+                                        &b, err, sizeof err),
+                 PRISM_OK, "%s", err);
+    cr_assert_str_neq(a.name, b.name);
+    prism_config c = a;
+    c.threshold_high = 0.9; /* the estimate kernel's constant */
+    for (int k = 0; k < prism_kernel_count(); k++) {
+        char *sa, *sb, *sc;
+        cr_assert_eq(prism_generate_source(&a, k, PRISM_ARCH_SM90A, &sa, err,
+                                           sizeof err),
+                     PRISM_OK, "%s", err);
+        cr_assert_eq(prism_generate_source(&b, k, PRISM_ARCH_SM90A, &sb, err,
+                                           sizeof err),
+                     PRISM_OK, "%s", err);
+        cr_assert_eq(prism_generate_source(&c, k, PRISM_ARCH_SM90A, &sc, err,
+                                           sizeof err),
+                     PRISM_OK, "%s", err);
+        cr_expect_str_eq(sa, sb, "%s", prism_kernel_name(k));
+        bool estimate = !strcmp(prism_kernel_name(k), "estimate");
+        cr_expect_eq(strcmp(sa, sc) != 0, estimate, "%s", prism_kernel_name(k));
+        free(sa);
+        free(sb);
+        free(sc);
+    }
+}
