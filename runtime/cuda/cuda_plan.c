@@ -175,6 +175,27 @@ static bool try_next(prism_status st) {
            st == PRISM_ERR_NO_KERNEL || st == PRISM_ERR_CUDA;
 }
 
+/* Says which kernels a device of compute capability cc got when they are
+ * not its own cubins: archs[i] of the candidates. */
+static void log_choice(const prism_plan *p, const int cc[2],
+                       const prism_arch *archs, int i) {
+    const prism_logger *log = &p->ctx->logger;
+    const char *name = prism_arch_name(archs[i]);
+    if (prism_arch_is_ptx(archs[i]))
+        prism_log(log, PRISM_LOG_WARN,
+                  "compute capability %d.%d: no Prism cubin for this device, "
+                  "so the driver compiles the %s PTX as the kernels load "
+                  "(slower the first time)%s%s%s",
+                  cc[0], cc[1], name,
+                  i > 0 ? "; a cache or pack with its " : "",
+                  i > 0 ? prism_arch_name(archs[0]) : "",
+                  i > 0 ? " kernels would load faster" : "");
+    else if (!prism_arch_is_exact(archs[i], cc[0], cc[1]))
+        prism_log(log, PRISM_LOG_INFO,
+                  "compute capability %d.%d runs the %s kernels", cc[0],
+                  cc[1], name);
+}
+
 /* The kernels for a device of compute capability cc: the first of
  * base/arch.c's candidates (its own cubin, its family's, the PTX) that
  * builds and loads.  A failure is the first candidate's. */
@@ -186,24 +207,13 @@ static prism_status choose_kernels(prism_plan *p, const int cc[2]) {
                                "compute capability %d.%d has no Prism "
                                "kernels; Prism needs 8.0 or newer",
                                cc[0], cc[1]);
-    const prism_logger *log = &p->ctx->logger;
     prism_config asked = p->cfg;
     prism_status first = PRISM_OK;
     char first_error[PRISM_ERRMSG_MAX] = "";
     for (int i = 0; i < n; i++) {
         prism_status st = try_arch(p, &asked, archs[i]);
         if (st == PRISM_OK) {
-            if (prism_arch_is_ptx(archs[i]))
-                prism_log(log, PRISM_LOG_WARN,
-                          "compute capability %d.%d: no Prism cubin for this "
-                          "device, so the driver compiles the %s PTX as the "
-                          "kernels load; add its arch to the config's "
-                          "targets (or the pack) to skip that",
-                          cc[0], cc[1], prism_arch_name(archs[i]));
-            else if (!prism_arch_is_exact(archs[i], cc[0], cc[1]))
-                prism_log(log, PRISM_LOG_INFO,
-                          "compute capability %d.%d runs the %s kernels",
-                          cc[0], cc[1], prism_arch_name(archs[i]));
+            log_choice(p, cc, archs, i);
             return PRISM_OK;
         }
         if (i == 0) {
@@ -212,7 +222,8 @@ static prism_status choose_kernels(prism_plan *p, const int cc[2]) {
         }
         if (!try_next(st) || i + 1 == n)
             break;
-        prism_log(log, PRISM_LOG_INFO, "%s kernels unavailable (%s); trying %s",
+        prism_log(&p->ctx->logger, PRISM_LOG_INFO,
+                  "%s kernels unavailable (%s); trying %s",
                   prism_arch_name(archs[i]), p->last_error,
                   prism_arch_name(archs[i + 1]));
     }
