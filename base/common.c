@@ -37,7 +37,6 @@ int prism_version_number(void) { return PRISM_VERSION_NUMBER; }
 
 static const char *const dtype_names[] = {"bf16", "fp16", "fp32"};
 static const char *const layout_names[] = {"half", "interleaved"};
-static const char *const arch_names[] = {"sm_80", "sm_86", "sm_89", "sm_90a"};
 
 const char *prism_dtype_name(prism_dtype dtype) {
     return (unsigned)dtype < PRISM_ARRAY_LEN(dtype_names) ? dtype_names[dtype]
@@ -48,23 +47,6 @@ const char *prism_rope_layout_name(prism_rope_layout layout) {
     return (unsigned)layout < PRISM_ARRAY_LEN(layout_names)
                ? layout_names[layout]
                : NULL;
-}
-
-const char *prism_arch_name(prism_arch arch) {
-    return (unsigned)arch < PRISM_ARRAY_LEN(arch_names) ? arch_names[arch]
-                                                        : NULL;
-}
-
-prism_status prism_arch_parse(const char *name, prism_arch *out) {
-    if (!name || !out)
-        return PRISM_ERR_NULL_POINTER;
-    for (size_t i = 0; i < PRISM_ARRAY_LEN(arch_names); i++) {
-        if (strcmp(name, arch_names[i]) == 0) {
-            *out = (prism_arch)i;
-            return PRISM_OK;
-        }
-    }
-    return PRISM_ERR_UNSUPPORTED;
 }
 
 prism_status prism_errorf(char *err, size_t size, prism_status status,

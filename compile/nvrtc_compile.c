@@ -3,7 +3,9 @@
  *
  * We compile straight to a cubin for the exact arch (sm_90a, not
  * compute_90a): the driver then loads it with no JIT step and the arch's
- * own instructions (wgmma, setmaxnreg) are available.  ptxas runs with -v
+ * own instructions (wgmma, setmaxnreg) are available.  The one exception
+ * is PRISM_ARCH_PTX (compute_80): PTX text, NUL included, for devices no
+ * cubin covers, which the driver compiles when it loads the module.  ptxas runs with -v
  * so the program log carries registers, spills and shared memory, which the
  * cache stores and the autotuner prunes on.  Some NVRTC builds return an
  * empty log for a successful compile; the statistics are then read from
@@ -18,14 +20,19 @@
 #include "compile/nvrtc_compile.h"
 #include "compile/cubin_info.h"
 
+#include "base/arch.h"
 #include "base/base.h"
+#include "base/parse.h"
 
 #include <cuda.h>
 #include <dlfcn.h>
 #include <nvrtc.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 /* X(field, prototype-name): the NVRTC entry points the compiler uses.  They
  * are looked up with dlsym, so libprism does not need libnvrtc at load time:
@@ -39,7 +46,9 @@
     X(get_program_log_size, nvrtcGetProgramLogSize)                           \
     X(get_program_log, nvrtcGetProgramLog)                                    \
     X(get_cubin_size, nvrtcGetCUBINSize)                                      \
-    X(get_cubin, nvrtcGetCUBIN)
+    X(get_cubin, nvrtcGetCUBIN)                                               \
+    X(get_ptx_size, nvrtcGetPTXSize)                                          \
+    X(get_ptx, nvrtcGetPTX)
 
 typedef struct nvrtc_api {
 #define NVRTC_FIELD_(field, proto) __typeof__(proto) *field;
@@ -137,15 +146,38 @@ const char *prism_nvrtc_loaded_version(void) {
                                                          : "not found";
 }
 
+static bool line_info;
+static pthread_once_t line_info_once = PTHREAD_ONCE_INIT;
+
+/* Not a switch: off (the context reports the value). */
+static void read_line_info(void) {
+    char why[PRISM_ERRMSG_MAX];
+    if (prism_env_bool("PRISM_LINEINFO", false, &line_info, why, sizeof why) !=
+        PRISM_OK)
+        line_info = false;
+}
+
+bool prism_nvrtc_line_info(void) {
+    pthread_once(&line_info_once, read_line_info);
+    return line_info;
+}
+
 int prism_nvrtc_options(prism_arch arch, const char **opts) {
     static const char *const arch_opts[PRISM_ARCH_COUNT_] = {
-        "--gpu-architecture=sm_80", "--gpu-architecture=sm_86",
-        "--gpu-architecture=sm_89", "--gpu-architecture=sm_90a"};
+        [PRISM_ARCH_SM80] = "--gpu-architecture=sm_80",
+        [PRISM_ARCH_SM86] = "--gpu-architecture=sm_86",
+        [PRISM_ARCH_SM89] = "--gpu-architecture=sm_89",
+        [PRISM_ARCH_SM90A] = "--gpu-architecture=sm_90a",
+        [PRISM_ARCH_SM100] = "--gpu-architecture=sm_100",
+        [PRISM_ARCH_SM120] = "--gpu-architecture=sm_120",
+        [PRISM_ARCH_PTX] = "--gpu-architecture=compute_80"};
     int n = 0;
     opts[n++] = arch_opts[arch];
     opts[n++] = "--std=c++17";
-    opts[n++] = "--ptxas-options=-v";
-    opts[n++] = "--generate-line-info";
+    if (!prism_arch_is_ptx(arch))
+        opts[n++] = "--ptxas-options=-v"; /* no ptxas runs for PTX */
+    if (prism_nvrtc_line_info())
+        opts[n++] = "--generate-line-info";
     opts[n++] = "--device-as-default-execution-space";
     /* every kernel sees every constant; unused ones are not a problem */
     opts[n++] = "--diag-suppress=177";
@@ -241,34 +273,113 @@ static char *copy_log(nvrtcProgram prog) {
     return log;
 }
 
+/* ---- phase times ----------------------------------------------------------
+ * NVRTC's --time=FILE appends one CSV row per phase to FILE ("k.cu, CUDA
+ * C++ Frontend, 132, ms"; no heading when the file exists already). */
+
+typedef struct phase_file {
+    char path[PRISM_PATH_MAX];
+    char option[PRISM_PATH_MAX + 16];
+} phase_file;
+
+/* An empty temporary file for the rows, or false (then no phases). */
+static bool phase_file_open(phase_file *f) {
+    const char *dir = getenv("TMPDIR");
+    if (!dir || !*dir)
+        dir = "/tmp";
+    int n = snprintf(f->path, sizeof f->path, "%s/prism-nvrtc-time-XXXXXX",
+                     dir);
+    if (n < 0 || (size_t)n >= sizeof f->path)
+        return false;
+    int fd = mkstemp(f->path);
+    if (fd < 0)
+        return false;
+    close(fd);
+    snprintf(f->option, sizeof f->option, "--time=%s", f->path);
+    return true;
+}
+
+/* Reads the rows into r's phase fields and removes the file. */
+static void phase_file_read(phase_file *f, prism_nvrtc_result *r) {
+    char text[2048] = "";
+    FILE *in = fopen(f->path, "r");
+    if (in) {
+        size_t n = fread(text, 1, sizeof text - 1, in);
+        text[n] = '\0';
+        fclose(in);
+    }
+    unlink(f->path);
+    static const struct {
+        const char *phase;
+        size_t field;
+    } phases[] = {
+        {", CUDA C++ Frontend, ", offsetof(prism_nvrtc_result, frontend_ms)},
+        {", NVVM Optimizer, ", offsetof(prism_nvrtc_result, nvvm_ms)},
+        {", PTX Translation, ", offsetof(prism_nvrtc_result, ptxas_ms)},
+    };
+    for (size_t i = 0; i < PRISM_ARRAY_LEN(phases); i++) {
+        const char *p = strstr(text, phases[i].phase);
+        double *field = (double *)((char *)r + phases[i].field);
+        if (p)
+            *field = strtod(p + strlen(phases[i].phase), NULL);
+    }
+    if (r->frontend_ms >= 0 && r->ptxas_ms < 0)
+        r->ptxas_ms = 0; /* PTX: no ptxas */
+}
+
+static double thread_cpu_ms(void) {
+    struct timespec t;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t) != 0)
+        return 0;
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
 prism_status prism_nvrtc_compile(const char *source, const char *name,
                                  prism_arch arch, prism_nvrtc_result *result,
                                  char *err, size_t err_size) {
+    return prism_nvrtc_compile_timed(source, name, arch, false, result, err,
+                                     err_size);
+}
+
+prism_status prism_nvrtc_compile_timed(const char *source, const char *name,
+                                       prism_arch arch, bool phases,
+                                       prism_nvrtc_result *result, char *err,
+                                       size_t err_size) {
     prism_status st = PRISM_OK;
     nvrtcProgram prog = NULL;
     if (!source || !result)
         return prism_errorf(err, err_size, PRISM_ERR_NULL_POINTER,
                             "prism_nvrtc_compile: NULL argument");
     memset(result, 0, sizeof *result);
+    result->frontend_ms = result->nvvm_ms = result->ptxas_ms = -1;
     if (!prism_arch_name(arch))
         return prism_errorf(err, err_size, PRISM_ERR_UNSUPPORTED,
                             "unknown arch value %d", (int)arch);
     prism_status loaded = prism_nvrtc_load(err, err_size);
     if (loaded != PRISM_OK)
         return loaded;
-    const char *opts[PRISM_NVRTC_MAX_OPTIONS];
+    const char *opts[PRISM_NVRTC_MAX_OPTIONS + 1];
     int n_opts = prism_nvrtc_options(arch, opts);
+    phase_file times;
+    phases = phases && phase_file_open(&times);
+    if (phases)
+        opts[n_opts++] = times.option;
 
-    double t0 = prism_now_ms();
+    double t0 = prism_now_ms(), c0 = thread_cpu_ms();
     nvrtcResult rc = nvrtc.create_program(&prog, source, name, 0, NULL, NULL);
     if (rc != NVRTC_SUCCESS) {
         st = prism_errorf(err, err_size, PRISM_ERR_NVRTC,
                           "%s: nvrtcCreateProgram failed: %s", name,
                           nvrtc.get_error_string(rc));
+        if (phases)
+            unlink(times.path);
         goto fail;
     }
     rc = nvrtc.compile_program(prog, n_opts, opts);
     result->compile_ms = prism_now_ms() - t0;
+    result->cpu_ms = thread_cpu_ms() - c0;
+    if (phases)
+        phase_file_read(&times, result);
     result->log = copy_log(prog);
     if (!result->log) {
         st = prism_errorf(err, err_size, PRISM_ERR_OUT_OF_MEMORY,
@@ -283,22 +394,26 @@ prism_status prism_nvrtc_compile(const char *source, const char *name,
                           nvrtc.get_error_string(rc), line);
         goto fail;
     }
+    bool ptx = prism_arch_is_ptx(arch);
     size_t size = 0;
-    if (nvrtc.get_cubin_size(prog, &size) != NVRTC_SUCCESS || size == 0) {
+    if ((ptx ? nvrtc.get_ptx_size(prog, &size)
+             : nvrtc.get_cubin_size(prog, &size)) != NVRTC_SUCCESS ||
+        size == 0) {
         st = prism_errorf(err, err_size, PRISM_ERR_NVRTC,
-                          "%s: NVRTC produced no cubin for %s", name,
-                          prism_arch_name(arch));
+                          "%s: NVRTC produced no %s for %s", name,
+                          ptx ? "PTX" : "cubin", prism_arch_name(arch));
         goto fail;
     }
     result->cubin = malloc(size);
     if (!result->cubin) {
         st = prism_errorf(err, err_size, PRISM_ERR_OUT_OF_MEMORY,
-                          "%s: out of memory for a %zu-byte cubin", name, size);
+                          "%s: out of memory for a %zu-byte image", name, size);
         goto fail;
     }
-    if (nvrtc.get_cubin(prog, result->cubin) != NVRTC_SUCCESS) {
+    if ((ptx ? nvrtc.get_ptx(prog, result->cubin)
+             : nvrtc.get_cubin(prog, result->cubin)) != NVRTC_SUCCESS) {
         st = prism_errorf(err, err_size, PRISM_ERR_NVRTC,
-                          "%s: nvrtcGetCUBIN failed", name);
+                          "%s: nvrtcGet%s failed", name, ptx ? "PTX" : "CUBIN");
         goto fail;
     }
     result->cubin_size = size;

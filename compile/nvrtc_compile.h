@@ -12,7 +12,7 @@
 #define PRISM_NVRTC_MAX_OPTIONS 8
 
 typedef struct prism_nvrtc_result {
-    void *cubin; /* malloc'd */
+    void *cubin; /* malloc'd; for PRISM_ARCH_PTX the PTX text, NUL included */
     size_t cubin_size;
     char *log;   /* malloc'd program log, may be "" */
     /* ptxas statistics (-1 unknown): from the log when ptxas wrote one,
@@ -20,7 +20,12 @@ typedef struct prism_nvrtc_result {
      * spill_bytes stays -1 and local_bytes, the stack frame, bounds them */
     int registers, spill_bytes, shared_bytes, local_bytes;
     bool stats_from_cubin;
-    double compile_ms;
+    double compile_ms; /* wall time of nvrtcCompileProgram */
+    double cpu_ms;     /* CPU time of the compiling thread in it */
+    /* NVRTC's own phases when asked for (else -1): the C++ front end,
+     * NVVM (optimizer and PTX code generation), ptxas (PTX to SASS; 0
+     * for PTX, which skips it) */
+    double frontend_ms, nvvm_ms, ptxas_ms;
 } prism_nvrtc_result;
 
 /* The compiler generation that enters cache keys: "nvrtc MAJOR.MINOR" of
@@ -37,8 +42,9 @@ prism_status prism_nvrtc_load(char *err, size_t err_size);
  * Thread-safe. */
 const char *prism_nvrtc_loaded_version(void);
 
-/* The compile options for arch (cubin for the exact arch, never PTX).
- * Returns their count; opts must hold PRISM_NVRTC_MAX_OPTIONS. */
+/* The compile options for arch (a cubin for the exact arch; PTX for
+ * PRISM_ARCH_PTX).  Returns their count; opts must hold
+ * PRISM_NVRTC_MAX_OPTIONS. */
 int prism_nvrtc_options(prism_arch arch, const char **opts);
 
 /* Compiles source for arch.  On failure returns PRISM_ERR_NVRTC, the first
@@ -46,6 +52,20 @@ int prism_nvrtc_options(prism_arch arch, const char **opts);
 prism_status prism_nvrtc_compile(const char *source, const char *name,
                                  prism_arch arch, prism_nvrtc_result *result,
                                  char *err, size_t err_size);
+
+/* The same, and with `phases` NVRTC's time per phase in result (NVRTC
+ * writes them to a temporary file, which is removed; the option does not
+ * change the code and does not enter the options of the cache key). */
+prism_status prism_nvrtc_compile_timed(const char *source, const char *name,
+                                       prism_arch arch, bool phases,
+                                       prism_nvrtc_result *result, char *err,
+                                       size_t err_size);
+
+/* Whether kernels are compiled with line information ($PRISM_LINEINFO, a
+ * switch, read once; off by default): it maps SASS to the generated
+ * source in profilers, costs compile time and triples a cubin's size
+ * (the cubin then embeds the PTX).  Thread-safe. */
+bool prism_nvrtc_line_info(void);
 
 void prism_nvrtc_result_free(prism_nvrtc_result *result);
 

@@ -16,6 +16,7 @@
  */
 #include "config/config_rules.h"
 #include "config/tunables.h"
+#include "base/arch.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -125,7 +126,6 @@ static bool broken(prism_config_problem *p, prism_config_field field, int index,
     return false;
 }
 
-static const char arch_list[] = "sm_80, sm_86, sm_89, sm_90a";
 
 static bool check_name(const prism_config *c, prism_config_problem *p) {
     size_t n = strnlen(c->name, sizeof c->name);
@@ -271,16 +271,17 @@ static bool check_switches(const prism_config *c, prism_config_problem *p) {
 static bool check_targets(const prism_config *c, prism_config_problem *p) {
     if (c->n_targets < 1)
         return broken(p, PRISM_CF_TARGETS, -1,
-                      "targets is empty; list at least one of %s", arch_list);
+                      "targets is empty; list at least one of %s",
+                      prism_arch_list_text());
     if (c->n_targets > PRISM_MAX_TARGETS)
         return broken(p, PRISM_CF_TARGETS, -1,
                       "targets has %d entries; at most %d, each one of %s",
-                      c->n_targets, PRISM_MAX_TARGETS, arch_list);
+                      c->n_targets, PRISM_MAX_TARGETS, prism_arch_list_text());
     for (int i = 0; i < c->n_targets; i++) {
         if ((unsigned)c->targets[i] >= PRISM_ARCH_COUNT_)
             return broken(p, PRISM_CF_TARGETS, i,
                           "targets[%d] = %d is not a known arch; allowed: %s",
-                          i, (int)c->targets[i], arch_list);
+                          i, (int)c->targets[i], prism_arch_list_text());
         for (int j = 0; j < i; j++)
             if (c->targets[j] == c->targets[i])
                 return broken(p, PRISM_CF_TARGETS, i,

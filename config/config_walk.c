@@ -18,6 +18,7 @@
  */
 #include "config/config_loader.h"
 #include "config/tunables.h"
+#include "base/arch.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -344,9 +345,9 @@ static bool read_arch(loader *L, const yaml_node_t *n, prism_arch *out) {
     if (prism_arch_parse(s, out) == PRISM_OK)
         return true;
     return prism_loader_fail_node(L, n,
-                     "unknown arch '%s' in targets; allowed: sm_80, "
-                     "sm_86, sm_89, sm_90a",
-                     prism_loader_snippet(n, buf, sizeof buf));
+                     "unknown arch '%s' in targets; allowed: %s",
+                     prism_loader_snippet(n, buf, sizeof buf),
+                     prism_arch_list_text());
 }
 
 static bool read_targets(loader *L, const yaml_node_t *n) {
@@ -357,8 +358,8 @@ static bool read_targets(loader *L, const yaml_node_t *n) {
     long count = n->data.sequence.items.top - items;
     if (count == 0)
         return prism_loader_fail_node(L, n,
-                         "targets is empty; list at least one of "
-                         "sm_80, sm_86, sm_89, sm_90a");
+                         "targets is empty; list at least one of %s",
+                         prism_arch_list_text());
     if (count > PRISM_MAX_TARGETS)
         return prism_loader_fail_node(L, n,
                          "targets has %ld entries; at most %d, each "

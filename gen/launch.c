@@ -10,7 +10,8 @@
  * static_asserts that their shared-memory layout fits what is granted.
  *
  * Tile defaults (tunables left 0) follow the arch's shared memory per CTA:
- * sm_80 163 KB, sm_86 / sm_89 99 KB, sm_90a 227 KB.
+ * sm_80 163 KB, sm_86 / sm_89 / sm_120 99 KB, sm_90a / sm_100 227 KB, and
+ * 99 KB for the PTX image, which must fit any device it may load on.
  */
 #include "gen/spec.h"
 
@@ -49,9 +50,9 @@ prism_status prism_launch_estimate(prism_kernel_spec *s, char *err,
 }
 
 static int smem_per_cta(prism_arch arch) {
-    return arch == PRISM_ARCH_SM90A  ? 227 * 1024
-           : arch == PRISM_ARCH_SM80 ? 163 * 1024
-                                     : 99 * 1024;
+    return arch == PRISM_ARCH_SM90A || arch == PRISM_ARCH_SM100 ? 227 * 1024
+           : arch == PRISM_ARCH_SM80                            ? 163 * 1024
+                                                                : 99 * 1024;
 }
 
 /* gen/templates/attention.cu: ATTN_TILE_M query rows per CTA in warps of

@@ -101,19 +101,33 @@ typedef enum prism_rope_layout {
     PRISM_ROPE_INTERLEAVED = 1 /* GPT-J: pair i = dims (2i, 2i + 1)       */
 } prism_rope_layout;
 
+/* What kernels are compiled for.  Each sm_ arch is a cubin: sm_XY runs
+ * on compute capability X.Z with Z >= Y (sm_100 on 10.0 and 10.3, sm_120
+ * on 12.0 and 12.1), except sm_90a, which runs on 9.0 only (its wgmma and
+ * TMA attention uses instructions of that chip alone).  Every arch but
+ * sm_90a runs the mma.sync attention.  PRISM_ARCH_PTX ("compute_80") is
+ * PTX of the mma.sync kernels, which the driver compiles at load for any
+ * device of compute capability 8.0 or newer, including those no cubin
+ * covers; every config keeps one besides its targets.  A plan picks the
+ * cubin of the device's own arch, else one of its family, else the PTX
+ * (docs/deploy.md). */
 typedef enum prism_arch {
     PRISM_ARCH_SM80 = 0,
     PRISM_ARCH_SM86 = 1,
     PRISM_ARCH_SM89 = 2,
     PRISM_ARCH_SM90A = 3,
-    PRISM_ARCH_COUNT_ = 4
+    PRISM_ARCH_SM100 = 4,
+    PRISM_ARCH_SM120 = 5,
+    PRISM_ARCH_PTX = 6,
+    PRISM_ARCH_COUNT_ = 7
 } prism_arch;
 
 /* Thread-safe.  "bf16", "half", "sm_90a"...; NULL for out-of-range values. */
 PRISM_API const char *prism_dtype_name(prism_dtype dtype);
 PRISM_API const char *prism_rope_layout_name(prism_rope_layout layout);
 PRISM_API const char *prism_arch_name(prism_arch arch);
-/* Thread-safe.  Parses "sm_80", "sm_86", "sm_89", "sm_90a" (exact spelling). */
+/* Thread-safe.  Parses "sm_80", "sm_86", "sm_89", "sm_90a", "sm_100",
+ * "sm_120" and "compute_80" (exact spelling). */
 PRISM_API prism_status prism_arch_parse(const char *name, prism_arch *out);
 
 /* ------------------------------------------------------------------------ */
@@ -558,6 +572,33 @@ PRISM_API prism_status prism_plan_create(prism_context *ctx,
 PRISM_API prism_status
 prism_plan_create_from_file(prism_context *ctx, const char *path,
                             const prism_plan_limits *limits, prism_plan **out);
+
+/* A plan being made on a background thread. */
+typedef struct prism_plan_pending prism_plan_pending;
+
+/* Thread-safe on one context.  prism_plan_create on a background thread:
+ * checks the arguments and validates cfg now (their errors return here),
+ * then returns at once while the kernels are fetched or compiled, so a
+ * host can overlap a cold compile (seconds per config) with its own
+ * start-up.  The thread makes exactly the plan prism_plan_create would,
+ * through the same cache: a kernel it compiles is compiled once, and a
+ * plan made meanwhile on any thread that needs the same kernel waits for
+ * it rather than compiling it again.  Pass *out to prism_plan_wait exactly
+ * once, before destroying the context. */
+PRISM_API prism_status prism_plan_create_async(prism_context *ctx,
+                                               const prism_config *cfg,
+                                               const prism_plan_limits *limits,
+                                               prism_plan_pending **out);
+/* Thread-safe.  Whether the plan is made or has failed (prism_plan_wait
+ * then returns at once); false for NULL. */
+PRISM_API bool prism_plan_pending_ready(const prism_plan_pending *pending);
+/* Waits for the plan, frees pending and returns what prism_plan_create
+ * returned: *out the plan, or NULL and the failure's message as the
+ * context's last error, set on the calling thread.  Call from one thread
+ * only.  out may be NULL: the plan is destroyed, and only its kernels stay
+ * (in the cache), a warm-up for plans made later. */
+PRISM_API prism_status prism_plan_wait(prism_plan_pending *pending,
+                                       prism_plan **out);
 /* NULL is a no-op.  Not thread-safe with launches on the same plan. */
 PRISM_API void prism_plan_destroy(prism_plan *plan);
 /* Thread-safe.  Workspace bytes estimate/prefill need for `batch` (NULL:

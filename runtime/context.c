@@ -113,6 +113,16 @@ static bool jit_disabled_by_env(const prism_logger *logger) {
     return !on;
 }
 
+/* $PRISM_LINEINFO is read by the compiler (compile/nvrtc_compile.c),
+ * which has no logger: a value that is not a switch is reported here. */
+static void warn_bad_line_info(const prism_logger *logger) {
+    bool on;
+    char why[PRISM_ERRMSG_MAX];
+    if (prism_env_bool("PRISM_LINEINFO", false, &on, why, sizeof why) !=
+        PRISM_OK)
+        prism_log(logger, PRISM_LOG_WARN, "%s", why);
+}
+
 prism_status prism_context_create(const prism_context_options *options,
                                   prism_context **out) {
     if (!out)
@@ -144,6 +154,7 @@ prism_status prism_context_create(const prism_context_options *options,
     ctx->logger.level = ctx->options.log_level;
     if (jit_disabled_by_env(&ctx->logger))
         ctx->options.disable_jit = true;
+    warn_bad_line_info(&ctx->logger);
     pthread_mutex_init(&ctx->error_lock, NULL);
 
     prism_cache_options co = {

@@ -14,6 +14,9 @@ struct prism_context {
     prism_cache *cache;
     pthread_mutex_t error_lock;
     char last_error[PRISM_ERRMSG_MAX];
+    /* modules time NVRTC's phases of each compile (`prism compile
+     * --verbose`); set before the context is shared */
+    bool time_phases;
 };
 
 /* Records msg as the context's last error and returns status. */

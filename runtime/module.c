@@ -33,6 +33,8 @@ typedef struct kernel_job {
     prism_cache_entry entry;
     bool hit;
     double lookup_ms;
+    bool time_phases;
+    prism_module_timing timing; /* of the compile, when this job compiled */
     prism_status status;
     char err[PRISM_ERRMSG_MAX];
 } kernel_job;
@@ -42,11 +44,14 @@ struct prism_module {
     prism_arch arch;
     int n_kernels;
     kernel_job *jobs;
+    double fetch_ms; /* passes 4-5 of every kernel, wall */
+    int threads;     /* that ran them */
 };
 
 typedef struct job_queue {
     prism_context *ctx;
     kernel_job *jobs;
+    int order[PRISM_KERNEL_COUNT]; /* job indices, longest source first */
     int n_jobs;
     int next; /* taken under lock */
     pthread_mutex_t lock;
@@ -61,8 +66,12 @@ static prism_status build_with_nvrtc(void *user, void **payload,
     prism_nvrtc_result r;
     char name[96];
     snprintf(name, sizeof name, "%s.cu", job->def->name);
-    prism_status st =
-        prism_nvrtc_compile(job->source, name, job->arch, &r, err, err_size);
+    prism_status st = prism_nvrtc_compile_timed(
+        job->source, name, job->arch, job->time_phases, &r, err, err_size);
+    job->timing = (prism_module_timing){
+        .compiled = true, .wall_ms = r.compile_ms, .cpu_ms = r.cpu_ms,
+        .frontend_ms = r.frontend_ms, .nvvm_ms = r.nvvm_ms,
+        .ptxas_ms = r.ptxas_ms};
     if (st != PRISM_OK) {
         *log = r.log; /* the whole log travels with the error */
         r.log = NULL;
@@ -97,7 +106,7 @@ static void *worker(void *arg) {
     job_queue *q = arg;
     for (;;) {
         pthread_mutex_lock(&q->lock);
-        int i = q->next < q->n_jobs ? q->next++ : -1;
+        int i = q->next < q->n_jobs ? q->order[q->next++] : -1;
         pthread_mutex_unlock(&q->lock);
         if (i < 0)
             return NULL;
@@ -105,9 +114,24 @@ static void *worker(void *arg) {
     }
 }
 
-/* Passes 4-5 for every job, on up to compile_threads threads. */
-static void fetch_all(prism_context *ctx, kernel_job *jobs, int n) {
+/* The longest source first: a compile takes roughly as long as its
+ * source, and starting the longest first keeps it off the end of the
+ * critical path when there are fewer threads than kernels. */
+static void order_jobs(job_queue *q) {
+    for (int i = 0; i < q->n_jobs; i++) {
+        int j = i;
+        size_t len = strlen(q->jobs[i].source);
+        for (; j > 0 && strlen(q->jobs[q->order[j - 1]].source) < len; j--)
+            q->order[j] = q->order[j - 1];
+        q->order[j] = i;
+    }
+}
+
+/* Passes 4-5 for every job, on up to compile_threads threads; returns how
+ * many threads ran. */
+static int fetch_all(prism_context *ctx, kernel_job *jobs, int n) {
     job_queue q = {.ctx = ctx, .jobs = jobs, .n_jobs = n, .next = 0};
+    order_jobs(&q);
     pthread_mutex_init(&q.lock, NULL);
     int want = ctx->options.compile_threads < n ? ctx->options.compile_threads
                                                 : n;
@@ -120,6 +144,7 @@ static void fetch_all(prism_context *ctx, kernel_job *jobs, int n) {
     for (int i = 0; i < started; i++)
         pthread_join(threads[i], NULL);
     pthread_mutex_destroy(&q.lock);
+    return started + 1;
 }
 
 /* Passes 1-3 for one kernel. */
@@ -184,7 +209,11 @@ prism_status prism_module_build_valid(prism_context *ctx,
             goto fail;
         }
     }
-    fetch_all(ctx, m->jobs, n);
+    for (int i = 0; i < n; i++)
+        m->jobs[i].time_phases = ctx->time_phases;
+    double t0 = prism_now_ms();
+    m->threads = fetch_all(ctx, m->jobs, n);
+    m->fetch_ms = prism_now_ms() - t0;
     for (int i = 0; i < n; i++) {
         if (m->jobs[i].status != PRISM_OK) {
             st = m->jobs[i].status;
@@ -260,4 +289,20 @@ const char *prism_module_kernel_log(const prism_module *m, int index) {
     if (!m || index < 0 || index >= m->n_kernels || !m->jobs[index].entry.log)
         return "";
     return m->jobs[index].entry.log;
+}
+
+prism_status prism_module_kernel_timing(const prism_module *m, int index,
+                                        prism_module_timing *out) {
+    if (!m || !out)
+        return PRISM_ERR_NULL_POINTER;
+    if (index < 0 || index >= m->n_kernels)
+        return PRISM_ERR_INVALID_ARGUMENT;
+    *out = m->jobs[index].timing;
+    return PRISM_OK;
+}
+
+double prism_module_fetch_ms(const prism_module *m, int *threads) {
+    if (threads)
+        *threads = m ? m->threads : 0;
+    return m ? m->fetch_ms : 0;
 }

@@ -15,6 +15,7 @@
 #include "runtime/plan_tuning.h"
 #include "compile/nvrtc_compile.h"
 #include "cache/tar.h"
+#include "base/arch.h"
 #include "base/fs.h"
 #include "base/parse.h"
 #include "tune/tune_yaml.h"
@@ -45,11 +46,15 @@ typedef struct packer {
     char err[PRISM_ERRMSG_MAX];
 } packer;
 
+/* The archs asked for, else the config's targets and its PTX image;
+ * out holds PRISM_MAX_TARGETS + 1. */
 static int config_archs(const packer *P, int c, prism_arch *out) {
     const prism_config *cfg = &P->o->configs[c];
-    int n = P->o->n_archs ? P->o->n_archs : cfg->n_targets;
+    if (!P->o->n_archs)
+        return prism_arch_with_ptx(cfg->targets, cfg->n_targets, out);
+    int n = P->o->n_archs;
     for (int i = 0; i < n && i < PRISM_MAX_TARGETS; i++)
-        out[i] = P->o->n_archs ? P->o->archs[i] : cfg->targets[i];
+        out[i] = P->o->archs[i];
     return n < PRISM_MAX_TARGETS ? n : PRISM_MAX_TARGETS;
 }
 
@@ -88,7 +93,7 @@ static prism_status consider_entry(packer *P, int c, const char *dir,
     char *text = NULL;
     size_t size = 0;
     prism_tune_entry e;
-    prism_arch archs[PRISM_MAX_TARGETS], arch;
+    prism_arch archs[PRISM_MAX_TARGETS + 1], arch;
     int n_archs = config_archs(P, c, archs);
     if (prism_fs_read_all(src, PRISM_TUNE_MAX_FILE, &text, &size, NULL, why,
                           sizeof why) != PRISM_OK ||
@@ -172,7 +177,7 @@ static prism_status build(packer *P, const prism_config *cfg, prism_arch arch) {
 static prism_status build_all(packer *P) {
     prism_status st = PRISM_OK;
     for (int c = 0; c < P->o->n_configs && st == PRISM_OK; c++) {
-        prism_arch archs[PRISM_MAX_TARGETS];
+        prism_arch archs[PRISM_MAX_TARGETS + 1];
         int n = config_archs(P, c, archs);
         for (int a = 0; a < n && st == PRISM_OK; a++) {
             st = build(P, &P->o->configs[c], archs[a]);
@@ -228,7 +233,7 @@ static prism_status write_manifest(packer *P, int64_t created) {
     prism_arch all[PRISM_ARCH_COUNT_];
     int n_all = 0;
     for (int c = 0; c < P->o->n_configs; c++) {
-        prism_arch a[PRISM_MAX_TARGETS];
+        prism_arch a[PRISM_MAX_TARGETS + 1];
         int n = config_archs(P, c, a);
         for (int i = 0; i < n; i++)
             if (!has_arch(all, n_all, a[i]) && n_all < PRISM_ARCH_COUNT_)
@@ -239,7 +244,7 @@ static prism_status write_manifest(packer *P, int64_t created) {
     prism_yaml_scalar(&y, "configs", false);
     prism_yaml_seq_start(&y, false);
     for (int c = 0; c < P->o->n_configs; c++) {
-        prism_arch a[PRISM_MAX_TARGETS];
+        prism_arch a[PRISM_MAX_TARGETS + 1];
         int n = config_archs(P, c, a);
         prism_yaml_map_start(&y, true);
         prism_yaml_kv_str(&y, "name", P->o->configs[c].name);

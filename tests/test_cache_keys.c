@@ -138,3 +138,53 @@ Test(cache_keys, prism_compile_from_another_path_is_all_hits) {
         b = strchr(b, '\n') + 1;
     }
 }
+
+/* Configs of one shape under other names (default.yaml, llama-3.1-8b.yaml
+ * and qwen3-8b.yaml: D 128, 32 query and 8 KV heads, the same bands; their
+ * RoPE bases and targets differ, which shape no kernel) generate the same
+ * kernels, so a host that uses several compiles them once; a run-time
+ * parameter changes none, a band width only the kernels that use it. */
+Test(cache_keys, configs_of_one_shape_share_their_kernels) {
+    static const char *const files[] = {"llama-3.1-8b.yaml", "qwen3-8b.yaml"};
+    prism_config a, b[2];
+    char err[512];
+    cr_assert_eq(prism_config_load_file(PRISM_SOURCE_DIR "/configs/default.yaml",
+                                        &a, err, sizeof err),
+                 PRISM_OK, "%s", err);
+    for (int i = 0; i < 2; i++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/configs/%s", PRISM_SOURCE_DIR, files[i]);
+        cr_assert_eq(prism_config_load_file(path, &b[i], err, sizeof err),
+                     PRISM_OK, "%s", err);
+        cr_assert_str_neq(a.name, b[i].name);
+    }
+    prism_config run = a, shape = a;
+    run.threshold_high = 0.9; /* a launch parameter */
+    shape.low_dim = 64;       /* pool_stats' and estimate's constant */
+    for (int k = 0; k < prism_kernel_count(); k++) {
+        const char *name = prism_kernel_name(k);
+        char *sa, *s;
+        cr_assert_eq(prism_generate_source(&a, k, PRISM_ARCH_SM90A, &sa, err,
+                                           sizeof err),
+                     PRISM_OK, "%s", err);
+        for (int i = 0; i < 2; i++) {
+            cr_assert_eq(prism_generate_source(&b[i], k, PRISM_ARCH_SM90A, &s,
+                                               err, sizeof err),
+                         PRISM_OK, "%s", err);
+            cr_expect_str_eq(sa, s, "%s %s", files[i], name);
+            free(s);
+        }
+        cr_assert_eq(prism_generate_source(&run, k, PRISM_ARCH_SM90A, &s, err,
+                                           sizeof err),
+                     PRISM_OK, "%s", err);
+        cr_expect_str_eq(sa, s, "threshold: %s", name);
+        free(s);
+        cr_assert_eq(prism_generate_source(&shape, k, PRISM_ARCH_SM90A, &s, err,
+                                           sizeof err),
+                     PRISM_OK, "%s", err);
+        bool uses = strcmp(name, "attention") != 0;
+        cr_expect_eq(strcmp(sa, s) != 0, uses, "low_dim: %s", name);
+        free(s);
+        free(sa);
+    }
+}

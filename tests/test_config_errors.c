@@ -256,7 +256,8 @@ Test(config_errors, targets) {
     static const bad_case t[] = {
         {BASE "targets: [sm_80, sm_75]\n",
          "t.yaml:7:18: unknown arch 'sm_75' in targets; allowed: sm_80, sm_86, "
-         "sm_89, sm_90a"},
+         "sm_89, sm_90a, sm_100, sm_120, compute_80"},
+        {BASE "targets: [sm_100a]\n", "t.yaml:7:11: unknown arch 'sm_100a'"},
         {BASE "targets: [sm_90]\n", "t.yaml:7:11: unknown arch 'sm_90'"},
         {BASE "targets:\n  - sm_80\n  - SM_86\n",
          "t.yaml:9:5: unknown arch 'SM_86'"},
@@ -264,7 +265,7 @@ Test(config_errors, targets) {
          "t.yaml:7:26: targets lists sm_80 twice; list each arch once"},
         {BASE "targets: []\n",
          "t.yaml:7:10: targets is empty; list at least one of sm_80, sm_86, "
-         "sm_89, sm_90a"},
+         "sm_89, sm_90a, sm_100, sm_120, compute_80"},
         {BASE "targets: [sm_80, sm_86, sm_89, sm_90a, sm_80, sm_86, sm_89, "
               "sm_90a, sm_80]\n",
          "t.yaml:7:10: targets has 9 entries; at most 8"},

@@ -133,7 +133,9 @@ Test(gen, source_has_banner_constants_and_no_includes) {
     cr_assert(strstr(src, "// templates: gen/templates/common.cuh"
                           " + pool_stats_params.h"));
     cr_assert_null(strstr(src, "unit.yaml"), "no path in the source");
-    cr_assert_null(strstr(src, "config: unit"), "nor the config's name");
+    cr_assert_null(strstr(src, "config: unit"),
+                   "nor the config's name: configs of one shape share their "
+                   "kernels");
     cr_assert(strstr(src, "static constexpr int       HEAD_DIM         = 128;"));
     cr_assert(strstr(est, "static constexpr int       HIGH_PAIR_END    = 32;"));
     cr_assert_null(strstr(est, "THRESHOLD_HIGH   ="), "a launch parameter");

@@ -189,7 +189,8 @@ ParameterizedTestParameters(gen_facts, a_change_reaches_the_kernels_it_concerns)
         {"rope_layout", {true, true, false}},
         {"dtype", {true, false, true}},
         {"pool_threads", {true, false, false}},
-        /* neither the config's name nor its file */
+        /* neither the config's name nor its file: configs of one shape
+         * share their kernels */
         {"name", {false, false, false}},
         {"source", {false, false, false}},
     };

@@ -117,6 +117,49 @@ Test(nvrtc, every_kernel_compiles_for_sm80_and_sm90a, .timeout = 600) {
             }
 }
 
+/* The archs after sm_90a run the mma.sync kernels: NVRTC compiles them
+ * for sm_100 and sm_120 without spills, and into PTX for compute_80, the
+ * image a device no cubin covers loads (text for the driver to compile,
+ * NUL-terminated, no ptxas statistics). */
+Test(nvrtc, every_kernel_compiles_for_blackwell_and_ptx, .timeout = 900) {
+    static const int dims[] = {64, 256};
+    static const prism_arch archs[] = {PRISM_ARCH_SM100, PRISM_ARCH_SM120,
+                                       PRISM_ARCH_PTX};
+    for (int d = 0; d < 2; d++)
+        for (int a = 0; a < 3; a++)
+            for (int k = 0; k < prism_kernel_count(); k++) {
+                prism_config cfg = config_for(dims[d], PRISM_DTYPE_BF16,
+                                              PRISM_ROPE_HALF);
+                char *src = NULL;
+                char err[1024];
+                cr_assert_eq(prism_generate_source(&cfg, k, archs[a], &src,
+                                                   err, sizeof err),
+                             PRISM_OK, "%s", err);
+                cr_assert_null(strstr(src, "wgmma.mma_async"),
+                               "the wgmma kernel is sm_90a's alone");
+                prism_nvrtc_result r;
+                prism_status st = prism_nvrtc_compile(src, "k.cu", archs[a],
+                                                      &r, err, sizeof err);
+                const char *what = prism_arch_name(archs[a]);
+                cr_assert_eq(st, PRISM_OK, "%s D=%d %s: %s\n%s",
+                             prism_kernel_name(k), dims[d], what, err,
+                             r.log ? r.log : "");
+                if (archs[a] == PRISM_ARCH_PTX) {
+                    const char *ptx = r.cubin;
+                    cr_assert_eq(ptx[r.cubin_size - 1], '\0');
+                    cr_assert(strstr(ptx, ".target sm_80"), "%.200s", ptx);
+                    cr_assert_eq(r.registers, -1);
+                } else {
+                    cr_assert(memcmp(r.cubin, "\177ELF", 4) == 0);
+                    cr_assert_gt(r.registers, 0);
+                    cr_assert_eq(r.spill_bytes, 0, "%s D=%d %s spills:\n%s",
+                                 prism_kernel_name(k), dims[d], what, r.log);
+                }
+                prism_nvrtc_result_free(&r);
+                free(src);
+            }
+}
+
 /* The sm_90a attention kernel in every shape the tuner may pick: wgmma
  * stays asynchronous (ptxas says C7514, C7511, C7520... when it has to
  * serialise wgmma),
@@ -357,6 +400,41 @@ Test(nvrtc, cache_hits_need_no_nvrtc, .init = make_cache_dir,
               "%s", prism_context_last_error(ctx2));
     prism_context_destroy(ctx);
     prism_context_destroy(ctx2);
+}
+
+/* `prism compile --verbose` says where a cold compile's time goes: per
+ * kernel NVRTC's phases, per arch the module's wall time, at the end the
+ * process's CPU time; PTX has no ptxas phase.  Line information is off
+ * by default and, asked for, is another cache key. */
+Test(nvrtc, compile_verbose_times_each_phase, .init = make_cache_dir,
+     .fini = remove_cache_dir, .timeout = 300) {
+    char out[16384];
+    int rc = cli_tu_run(out, sizeof out, NULL, 0,
+                        "PRISM_CACHE_DIR='%s' '%s' compile --verbose "
+                        "'%s/configs/smollm2-135m.yaml' --arch sm_80 "
+                        "--arch compute_80",
+                        cache_dir, PRISM_CLI_PATH, PRISM_SOURCE_DIR);
+    cr_assert_eq(rc, 0, "%s", out);
+    int phases = 0;
+    for (const char *p = out; (p = strstr(p, ": front end ")); p++)
+        phases++;
+    cr_assert_eq(phases, 2 * prism_kernel_count(), "%s", out);
+    cr_assert(strstr(out, "NVVM") && strstr(out, "ptxas 0 ms"), "%s", out);
+    cr_assert(strstr(out, "sm_80: 3 kernels in ") &&
+                  strstr(out, "compute_80: 3 kernels in "),
+              "%s", out);
+    cr_assert(strstr(out, "the process used "), "%s", out);
+    cr_assert_not(prism_nvrtc_line_info());
+
+    char lines[16384];
+    rc = cli_tu_run(lines, sizeof lines, NULL, 0,
+                    "PRISM_LINEINFO=1 PRISM_CACHE_DIR='%s' '%s' compile "
+                    "'%s/configs/smollm2-135m.yaml' --arch sm_80",
+                    cache_dir, PRISM_CLI_PATH, PRISM_SOURCE_DIR);
+    cr_assert_eq(rc, 0, "%s", lines);
+    cr_assert(strstr(lines, "miss"), "another key, compiled again:\n%s",
+              lines);
+    cr_assert_null(strstr(lines, " hit "), "%s", lines);
 }
 
 Test(nvrtc, jit_off_turns_a_miss_into_an_error, .init = make_cache_dir,

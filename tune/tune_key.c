@@ -8,6 +8,7 @@
  * config with the fields that do not change a kernel's output cleared.
  */
 #include "tune/tune.h"
+#include "base/arch.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -41,23 +42,11 @@ void prism_tune_device_set_key(prism_tune_device *dev) {
 }
 
 bool prism_tune_device_arch(const prism_tune_device *dev, prism_arch *arch) {
-    int cc = dev->cc_major * 10 + dev->cc_minor;
-    switch (cc) {
-    case 80:
-        *arch = PRISM_ARCH_SM80;
-        return true;
-    case 86:
-        *arch = PRISM_ARCH_SM86;
-        return true;
-    case 89:
-        *arch = PRISM_ARCH_SM89;
-        return true;
-    case 90:
-        *arch = PRISM_ARCH_SM90A;
-        return true;
-    default:
+    prism_arch best[PRISM_ARCH_COUNT_];
+    if (prism_arch_candidates(dev->cc_major, dev->cc_minor, best) == 0)
         return false;
-    }
+    *arch = best[0];
+    return true;
 }
 
 prism_status prism_tune_config_hash(const prism_config *cfg, char hex[65]) {

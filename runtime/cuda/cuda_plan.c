@@ -2,9 +2,10 @@
  * cuda_plan.c - the CUDA backend: creating a plan's device state.
  *
  * All the expensive and fallible work happens here, once: finding the
- * driver and the device, mapping its compute capability to the arch we
- * generate for, getting cubins through the cache (compiling on a miss),
- * loading them.  Each kernel is found by its role in the kernel table and
+ * driver and the device, choosing from its compute capability the arch
+ * whose kernels it runs (its own cubin, else its family's, else the PTX
+ * image: base/arch.c), getting them through the cache (compiling on a
+ * miss), loading them.  Each kernel is found by its role in the kernel table and
  * loaded by the entry points of the spec it was generated from, with that
  * spec's launch shape (gen/launch.c): nothing is named here and nothing is
  * read back from a cubin.  The launch path (launch.c) then only launches.
@@ -12,6 +13,7 @@
 #include "runtime/cuda/cuda_backend.h"
 #include "runtime/module.h"
 #include "runtime/plan_tuning.h"
+#include "base/arch.h"
 #include "base/checked.h"
 
 #include <stdlib.h>
@@ -23,39 +25,21 @@ static prism_status cuda_fail(prism_plan *p, CUresult rc, const char *what) {
     return prism_plan_fail(p, PRISM_ERR_CUDA, "%s", err);
 }
 
-/* The arch we generate for a compute capability, or false. */
-static bool arch_for_device(int major, int minor, prism_arch *arch) {
-    if (major == 8 && minor == 0)
-        *arch = PRISM_ARCH_SM80;
-    else if (major == 8 && minor == 6)
-        *arch = PRISM_ARCH_SM86;
-    else if (major == 8 && minor == 9)
-        *arch = PRISM_ARCH_SM89;
-    else if (major == 9 && minor == 0)
-        *arch = PRISM_ARCH_SM90A;
-    else
-        return false;
-    return true;
-}
-
-/* The device's limits the launches depend on. */
-static prism_status read_limits(prism_plan *p) {
+/* The device's limits the launches depend on, and its compute
+ * capability (cc[0].cc[1]). */
+static prism_status read_limits(prism_plan *p, int cc[2]) {
     cuda_plan *g = cuda_of(p);
     const prism_driver *drv = g->drv;
-    int major = 0, minor = 0;
-    drv->device_get_attribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR,
+    cc[0] = cc[1] = 0;
+    drv->device_get_attribute(&cc[0], CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR,
                               g->device);
-    drv->device_get_attribute(&minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR,
+    drv->device_get_attribute(&cc[1], CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR,
                               g->device);
     if (drv->device_get_attribute(&g->sm_count,
                                   CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
                                   g->device) != CUDA_SUCCESS ||
         g->sm_count < 1)
         g->sm_count = 1;
-    if (!arch_for_device(major, minor, &p->arch))
-        return prism_plan_fail(p, PRISM_ERR_NO_KERNEL,
-                               "compute capability %d.%d has no Prism kernels; "
-                               "supported: 8.0, 8.6, 8.9, 9.0", major, minor);
     CUresult rc = drv->device_get_attribute(
         &g->smem_optin, CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
         g->device);
@@ -68,7 +52,7 @@ static prism_status read_limits(prism_plan *p) {
                                                  "limits");
 }
 
-static prism_status open_device(prism_plan *p) {
+static prism_status open_device(prism_plan *p, int cc[2]) {
     cuda_plan *g = cuda_of(p);
     char err[PRISM_ERRMSG_MAX];
     prism_status st = prism_driver_get(&g->drv, err, sizeof err);
@@ -89,7 +73,7 @@ static prism_status open_device(prism_plan *p) {
         return cuda_fail(p, rc, "opening the device");
     if ((rc = drv->ctx_set_current(g->cu_ctx)) != CUDA_SUCCESS)
         return cuda_fail(p, rc, "cuCtxSetCurrent");
-    return read_limits(p);
+    return read_limits(p, cc);
 }
 
 /* Loads kernel `index` of the module into its role's slot. */
@@ -103,6 +87,12 @@ static prism_status load_kernel(prism_plan *p, int index) {
     k->shape = spec->launch;
     k->main_name = spec->entry_points[0];
     k->second_name = spec->entry_points[1];
+    if (k->shape.dynamic_smem > g->smem_optin)
+        return prism_plan_fail(p, PRISM_ERR_NO_KERNEL,
+                               "kernel %s for %s needs %d bytes of shared "
+                               "memory per CTA; this device allows %d",
+                               spec->def->name, prism_arch_name(p->arch),
+                               k->shape.dynamic_smem, g->smem_optin);
     CUresult rc = drv->module_load_data(&k->module, info.cubin);
     if (rc == CUDA_SUCCESS)
         rc = drv->module_get_function(&k->main, k->module, k->main_name);
@@ -144,27 +134,114 @@ static prism_status load_kernels(prism_plan *p) {
     return PRISM_OK;
 }
 
+/* Undoes a failed try_arch: the loaded modules and the module. */
+static void drop_kernels(prism_plan *p) {
+    cuda_plan *g = cuda_of(p);
+    for (int k = 0; k < PRISM_KERNEL_COUNT; k++)
+        if (g->kernels[k].module)
+            g->drv->module_unload(g->kernels[k].module);
+    memset(g->kernels, 0, sizeof g->kernels);
+    prism_module_destroy(g->module);
+    g->module = NULL;
+}
+
+/* The kernels of arch: the tuning database's best for this device and
+ * length (runtime/plan_tuning.c), through the cache, loaded.  p->cfg
+ * becomes the config they were built from, whose constants the launches
+ * must use. */
+static prism_status try_arch(prism_plan *p, const prism_config *asked,
+                             prism_arch arch) {
+    cuda_plan *g = cuda_of(p);
+    p->arch = arch;
+    p->cfg = *asked;
+    prism_status st = prism_plan_tuning_module(
+        p->ctx, g->drv, g->device, arch, asked, p->limits.max_seqlen_k,
+        &p->cfg, &g->module);
+    if (st != PRISM_OK) {
+        prism_strlcpy(p->last_error, prism_context_last_error(p->ctx),
+                      sizeof p->last_error);
+        return st;
+    }
+    if ((st = load_kernels(p)) != PRISM_OK)
+        drop_kernels(p);
+    return st;
+}
+
+/* Whether a failure with arch is worth trying the next candidate for: the
+ * image is not there (no JIT), does not compile (an NVRTC that lacks the
+ * arch), does not fit or does not load. */
+static bool try_next(prism_status st) {
+    return st == PRISM_ERR_CACHE_MISS || st == PRISM_ERR_NVRTC ||
+           st == PRISM_ERR_NO_KERNEL || st == PRISM_ERR_CUDA;
+}
+
+/* Says which kernels a device of compute capability cc got when they are
+ * not its own cubins: archs[i] of the candidates. */
+static void log_choice(const prism_plan *p, const int cc[2],
+                       const prism_arch *archs, int i) {
+    const prism_logger *log = &p->ctx->logger;
+    const char *name = prism_arch_name(archs[i]);
+    if (prism_arch_is_ptx(archs[i]))
+        prism_log(log, PRISM_LOG_WARN,
+                  "compute capability %d.%d: no Prism cubin for this device, "
+                  "so the driver compiles the %s PTX as the kernels load "
+                  "(slower the first time)%s%s%s",
+                  cc[0], cc[1], name,
+                  i > 0 ? "; a cache or pack with its " : "",
+                  i > 0 ? prism_arch_name(archs[0]) : "",
+                  i > 0 ? " kernels would load faster" : "");
+    else if (!prism_arch_is_exact(archs[i], cc[0], cc[1]))
+        prism_log(log, PRISM_LOG_INFO,
+                  "compute capability %d.%d runs the %s kernels", cc[0],
+                  cc[1], name);
+}
+
+/* The kernels for a device of compute capability cc: the first of
+ * base/arch.c's candidates (its own cubin, its family's, the PTX) that
+ * builds and loads.  A failure is the first candidate's. */
+static prism_status choose_kernels(prism_plan *p, const int cc[2]) {
+    prism_arch archs[PRISM_ARCH_COUNT_];
+    int n = prism_arch_candidates(cc[0], cc[1], archs);
+    if (n == 0)
+        return prism_plan_fail(p, PRISM_ERR_NO_KERNEL,
+                               "compute capability %d.%d has no Prism "
+                               "kernels; Prism needs 8.0 or newer",
+                               cc[0], cc[1]);
+    prism_config asked = p->cfg;
+    prism_status first = PRISM_OK;
+    char first_error[PRISM_ERRMSG_MAX] = "";
+    for (int i = 0; i < n; i++) {
+        prism_status st = try_arch(p, &asked, archs[i]);
+        if (st == PRISM_OK) {
+            log_choice(p, cc, archs, i);
+            return PRISM_OK;
+        }
+        if (i == 0) {
+            first = st;
+            prism_strlcpy(first_error, p->last_error, sizeof first_error);
+        }
+        if (!try_next(st) || i + 1 == n)
+            break;
+        prism_log(&p->ctx->logger, PRISM_LOG_INFO,
+                  "%s kernels unavailable (%s); trying %s",
+                  prism_arch_name(archs[i]), p->last_error,
+                  prism_arch_name(archs[i + 1]));
+    }
+    p->cfg = asked;
+    return prism_plan_fail(p, first, "%s", first_error);
+}
+
 static prism_status cuda_create(prism_plan *p) {
     cuda_plan *g = calloc(1, sizeof *g);
     if (!g)
         return prism_plan_fail(p, PRISM_ERR_OUT_OF_MEMORY,
                                "out of memory creating a plan");
     p->impl = g;
-    prism_status st = open_device(p);
+    int cc[2];
+    prism_status st = open_device(p, cc);
     if (st != PRISM_OK)
         return st;
-    /* the tuning database's best kernels for this device and length
-     * (runtime/plan_tuning.c); p->cfg becomes the config they were built
-     * from, whose constants the launches must use */
-    prism_config asked = p->cfg;
-    if ((st = prism_plan_tuning_module(p->ctx, g->drv, g->device, p->arch,
-                                       &asked, p->limits.max_seqlen_k, &p->cfg,
-                                       &g->module)) != PRISM_OK) {
-        prism_strlcpy(p->last_error, prism_context_last_error(p->ctx),
-                      sizeof p->last_error);
-        return st;
-    }
-    return load_kernels(p);
+    return choose_kernels(p, cc);
 }
 
 static void cuda_destroy(prism_plan *p) {

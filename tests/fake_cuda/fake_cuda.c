@@ -8,11 +8,14 @@
  * mismatches).  CUDA events report a time derived from the bytes of the
  * cubin the kernel was loaded from, so different candidates get different,
  * reproducible times.  FAKE_CUDA_DEVICES sets the device count (default
- * 1); FAKE_CUDA_FAIL=N makes launches from one cubin in N fail, and with
+ * 1); FAKE_CUDA_CC=MAJOR.MINOR the compute capability (default 9.0),
+ * with the shared memory limits of that generation; FAKE_CUDA_FAIL=N
+ * makes launches from one cubin in N fail, and with
  * FAKE_CUDA_STICKY the failure breaks the context as an illegal address
  * would.  FAKE_CUDA_TRACE=FILE appends one line per stream operation
- * ("launch", "memset BYTES", "event") to FILE, so a test can check what a
- * command enqueues and in which order; with FAKE_CUDA_GRIDS set as well, a
+ * ("launch", "memset BYTES", "event", and "module cubin" or "module
+ * ptx" per module loaded) to FILE, so a test can check what a command
+ * enqueues and in which order; with FAKE_CUDA_GRIDS set as well, a
  * launch is followed by "grid X Y Z".  Streams are checked: an operation
  * on a handle that is neither NULL, CU_STREAM_LEGACY, CU_STREAM_PER_THREAD
  * nor a live one from cuStreamCreate fails with CUDA_ERROR_INVALID_HANDLE
@@ -23,6 +26,7 @@
  */
 #include <cuda.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -94,23 +98,42 @@ CUresult cuDeviceGetName(char *name, int len, CUdevice d) {
     return CUDA_SUCCESS;
 }
 
+/* FAKE_CUDA_CC, "9.0" by default. */
+static void compute_capability(int *major, int *minor) {
+    const char *e = getenv("FAKE_CUDA_CC");
+    *major = 9;
+    *minor = 0;
+    if (e && *e && sscanf(e, "%d.%d", major, minor) != 2)
+        *major = 9, *minor = 0;
+}
+
+/* Shared memory per CTA (opt-in) of a generation: 99 KB on 8.6, 8.9 and
+ * 12.x, 163 KB on 8.0 and 8.7, 227 KB elsewhere. */
+static int smem_optin(int major, int minor) {
+    if ((major == 8 && (minor == 6 || minor == 9)) || major == 12)
+        return 99 * 1024;
+    return major == 8 ? 163 * 1024 : 227 * 1024;
+}
+
 CUresult cuDeviceGetAttribute(int *v, CUdevice_attribute a, CUdevice d) {
     (void)d;
+    int major, minor;
+    compute_capability(&major, &minor);
     switch (a) {
     case CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR:
-        *v = 9;
+        *v = major;
         break;
     case CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR:
-        *v = 0;
+        *v = minor;
         break;
     case CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT:
         *v = 132;
         break;
     case CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN:
-        *v = 227 * 1024;
+        *v = smem_optin(major, minor);
         break;
     case CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_MULTIPROCESSOR:
-        *v = 228 * 1024;
+        *v = smem_optin(major, minor) + 1024;
         break;
     default:
         *v = 0;
@@ -192,11 +215,16 @@ typedef struct fake_module {
 static fake_module modules[MAX_MODULES];
 static int n_modules;
 
+/* A cubin is an ELF file; anything else is taken for PTX text, which the
+ * real driver compiles here (and which is NUL-terminated). */
 CUresult cuModuleLoadData(CUmodule *m, const void *image) {
     const unsigned char *p = image;
+    bool elf = memcmp(p, "\177ELF", 4) == 0;
+    size_t n = elf ? 2048 : strnlen(image, 2048);
     uint64_t h = 1469598103934665603ULL;
-    for (int i = 0; i < 2048; i++)
+    for (size_t i = 0; i < n; i++)
         h = (h ^ p[i]) * 1099511628211ULL;
+    trace("module %s", elf ? "cubin" : "ptx");
     pthread_mutex_lock(&lock);
     fake_module *f = &modules[n_modules++ % MAX_MODULES];
     pthread_mutex_unlock(&lock);

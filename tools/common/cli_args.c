@@ -10,6 +10,7 @@
 #include "tools/common/cli_args.h"
 
 #include "tools/common/cli.h"
+#include "base/arch.h"
 #include "base/parse.h"
 
 #include <getopt.h>
@@ -167,10 +168,8 @@ int cli_opt_arch(const char *cmd, const cli_option *o, const char *value,
     prism_arch arch;
     if (prism_arch_parse(value, &arch) != PRISM_OK)
         return trailing ? CLI_SKIP
-                        : cli_usage(cmd,
-                                    "--%s '%s': unknown arch; use sm_80, "
-                                    "sm_86, sm_89 or sm_90a",
-                                    o->name, value);
+                        : cli_usage(cmd, "--%s '%s': unknown arch; use one of %s",
+                                    o->name, value, prism_arch_list_text());
     for (int i = 0; i < a->n; i++)
         if (a->v[i] == arch)
             return CLI_OK; /* --arch sm_80 --arch sm_80: once */

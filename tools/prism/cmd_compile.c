@@ -1,21 +1,32 @@
 /*
  * cmd_compile.c - `prism compile`: every kernel of a config through the
- * cache, one line per kernel, then the cache counters.
+ * cache, one line per kernel, then the cache counters; with --verbose
+ * also where each compile's time went (NVRTC's front end, NVVM, ptxas),
+ * the wall time of each arch and the process's CPU time, so that a cold
+ * start's cost can be read off one run.
  */
 #include "tools/common/cli.h"
+#include "runtime/module.h"
+#include "base/arch.h"
 
 #include <string.h>
+#include <sys/resource.h>
 
 static const char compile_usage[] =
-    "usage: prism compile CONFIG [--arch A]...\n\n"
+    "usage: prism compile CONFIG [--arch A]... [--verbose]\n\n"
     "Compiles every kernel of CONFIG for each arch (default: the config's\n"
-    "targets) through the kernel cache and prints one line per kernel:\n"
+    "targets and compute_80, the PTX image every config keeps) through the\n"
+    "kernel cache and prints one line per kernel:\n"
     "  kernel, arch, hit|miss, key prefix, registers, spill bytes (~N:\n"
     "  no ptxas report, N bytes of stack frame stand for them),\n"
     "  shared memory bytes, milliseconds spent getting the cubin.\n"
     "Environment: PRISM_CACHE_DIR, PRISM_CACHE_PATH, PRISM_CACHE_MAX_BYTES,\n"
     "PRISM_JIT=off (a miss is an error instead of a compile).\n"
-    "A repeated --arch is compiled once.\n";
+    "A repeated --arch is compiled once.\n"
+    "--verbose (or PRISM_VERBOSE=1): under each compiled kernel, its wall\n"
+    "and CPU time and NVRTC's phases (C++ front end, NVVM optimizer and\n"
+    "PTX code generation, ptxas); per arch the wall time of the module\n"
+    "and its threads; at the end the process's CPU time.\n";
 
 /* Spills as ptxas reported them, or "~N": no report, N bytes of stack
  * frame read from the cubin stand for them.  Returns whether it is one. */
@@ -39,6 +50,26 @@ static bool print_kernel(const prism_kernel_info *k) {
     return proxy;
 }
 
+static void print_timing(const prism_module *m, int k) {
+    prism_module_timing t;
+    if (prism_module_kernel_timing(m, k, &t) != PRISM_OK || !t.compiled)
+        return;
+    printf("  compile %.1f ms wall, %.1f ms CPU", t.wall_ms, t.cpu_ms);
+    if (t.frontend_ms >= 0)
+        printf(": front end %.0f ms, NVVM %.0f ms, ptxas %.0f ms",
+               t.frontend_ms, t.nvvm_ms, t.ptxas_ms);
+    printf("\n");
+}
+
+/* CPU time of the whole process so far (every thread), seconds. */
+static double process_cpu_s(void) {
+    struct rusage u;
+    if (getrusage(RUSAGE_SELF, &u) != 0)
+        return 0;
+    return (double)(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+           (double)(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
 int prism_cmd_compile(int argc, char **argv) {
     if (cli_wants_help(argc, argv)) {
         fputs(compile_usage, stdout);
@@ -46,9 +77,11 @@ int prism_cmd_compile(int argc, char **argv) {
     }
     const char *config = NULL;
     cli_archs archs = {0};
+    bool verbose = false;
     const cli_option opts[] = {
-        CLI_OPT_CUSTOM("arch", &archs, cli_opt_arch, true, false)};
-    cli_spec spec = {"compile", opts, 1, &config, 1};
+        CLI_OPT_CUSTOM("arch", &archs, cli_opt_arch, true, false),
+        CLI_OPT_FLAG("verbose", 'v', &verbose)};
+    cli_spec spec = {"compile", opts, 2, &config, 1};
     int n_pos;
     int rc = cli_parse(&spec, argc, argv, &n_pos);
     if (rc != CLI_OK)
@@ -58,17 +91,22 @@ int prism_cmd_compile(int argc, char **argv) {
     prism_config cfg;
     if (!cli_load_config(config, &cfg))
         return CLI_FAIL;
-    if (archs.n == 0) {
-        archs.n = cfg.n_targets;
-        memcpy(archs.v, cfg.targets, sizeof cfg.targets);
-    }
+    /* the config's targets and its PTX image, or the archs asked for */
+    prism_arch list[PRISM_MAX_TARGETS + 1];
+    int n_archs = archs.n;
+    memcpy(list, archs.v, sizeof archs.v);
+    if (archs.n == 0)
+        n_archs = prism_arch_with_ptx(cfg.targets, cfg.n_targets, list);
+    verbose = verbose || cli_verbose();
     prism_context *ctx = cli_context();
     if (!ctx)
         return CLI_FAIL;
+    ctx->time_phases = verbose;
+    double total_ms = 0;
     bool proxy = false;
-    for (int t = 0; t < archs.n && rc == CLI_OK; t++) {
+    for (int t = 0; t < n_archs && rc == CLI_OK; t++) {
         prism_module *m = NULL;
-        if (prism_module_build(ctx, &cfg, archs.v[t], &m) != PRISM_OK) {
+        if (prism_module_build(ctx, &cfg, list[t], &m) != PRISM_OK) {
             rc = cli_fail("%s", prism_context_last_error(ctx));
             break;
         }
@@ -76,13 +114,26 @@ int prism_cmd_compile(int argc, char **argv) {
             prism_kernel_info info;
             if (prism_module_kernel_info(m, k, &info) == PRISM_OK)
                 proxy |= print_kernel(&info);
+            if (verbose)
+                print_timing(m, k);
         }
+        int threads;
+        double ms = prism_module_fetch_ms(m, &threads);
+        total_ms += ms;
+        if (verbose)
+            printf("%s: %d kernels in %.1f ms wall on %d threads\n",
+                   prism_arch_name(list[t]), prism_module_kernel_count(m), ms,
+                   threads);
         prism_module_destroy(m);
     }
     if (proxy)
         printf("spills ~N: NVRTC gave no ptxas report; N is the stack frame "
                "read from the cubin (0: nothing spills)\n");
     cli_print_counters(ctx, stdout);
+    if (verbose && rc == CLI_OK)
+        printf("total: %.1f ms wall getting kernels; the process used %.2f s "
+               "of CPU\n",
+               total_ms, process_cpu_s());
     prism_context_destroy(ctx);
     return rc;
 }
