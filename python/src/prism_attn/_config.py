@@ -95,8 +95,8 @@ def to_dict(cfg: Config) -> dict:
     lib = _lib.lib()
     targets = []
     for i in range(cfg.n_targets):
-        targets.append({0: "sm_80", 1: "sm_86", 2: "sm_89", 3: "sm_90a"}
-                       .get(cfg.targets[i], str(cfg.targets[i])))
+        name = lib.prism_arch_name(cfg.targets[i])
+        targets.append(name.decode() if name else str(cfg.targets[i]))
     tuning: dict = {}
     for i in range(cfg.n_tuning):
         t = cfg.tuning[i]

@@ -255,6 +255,7 @@ def _declare(h):
     _proto(h, "prism_version", c_char_p)
     _proto(h, "prism_version_number", c_int)
     _proto(h, "prism_dtype_name", c_char_p, c_int)
+    _proto(h, "prism_arch_name", c_char_p, c_int)
     _proto(h, "prism_config_init", None, P(Config))
     _proto(h, "prism_config_load_file", c_int, c_char_p, P(Config), c_char_p,
            c_size_t)
