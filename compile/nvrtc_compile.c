@@ -337,14 +337,15 @@ static double thread_cpu_ms(void) {
 prism_status prism_nvrtc_compile(const char *source, const char *name,
                                  prism_arch arch, prism_nvrtc_result *result,
                                  char *err, size_t err_size) {
-    return prism_nvrtc_compile_timed(source, name, arch, false, result, err,
-                                     err_size);
+    return prism_nvrtc_compile_ex(source, name, arch, NULL, result, err,
+                                  err_size);
 }
 
-prism_status prism_nvrtc_compile_timed(const char *source, const char *name,
-                                       prism_arch arch, bool phases,
-                                       prism_nvrtc_result *result, char *err,
-                                       size_t err_size) {
+prism_status prism_nvrtc_compile_ex(const char *source, const char *name,
+                                    prism_arch arch,
+                                    const prism_nvrtc_extra *extra,
+                                    prism_nvrtc_result *result, char *err,
+                                    size_t err_size) {
     prism_status st = PRISM_OK;
     nvrtcProgram prog = NULL;
     if (!source || !result)
@@ -358,12 +359,18 @@ prism_status prism_nvrtc_compile_timed(const char *source, const char *name,
     prism_status loaded = prism_nvrtc_load(err, err_size);
     if (loaded != PRISM_OK)
         return loaded;
-    const char *opts[PRISM_NVRTC_MAX_OPTIONS + 1];
+    const char *opts[PRISM_NVRTC_MAX_OPTIONS + 2];
     int n_opts = prism_nvrtc_options(arch, opts);
     phase_file times;
-    phases = phases && phase_file_open(&times);
+    bool phases = extra && extra->phases && phase_file_open(&times);
     if (phases)
         opts[n_opts++] = times.option;
+    char split[48];
+    if (extra && extra->ptxas_threads > 1 && !prism_arch_is_ptx(arch)) {
+        snprintf(split, sizeof split, "--ptxas-options=--split-compile=%d",
+                 extra->ptxas_threads < 64 ? extra->ptxas_threads : 64);
+        opts[n_opts++] = split;
+    }
 
     double t0 = prism_now_ms(), c0 = thread_cpu_ms();
     nvrtcResult rc = nvrtc.create_program(&prog, source, name, 0, NULL, NULL);

@@ -53,13 +53,26 @@ prism_status prism_nvrtc_compile(const char *source, const char *name,
                                  prism_arch arch, prism_nvrtc_result *result,
                                  char *err, size_t err_size);
 
-/* The same, and with `phases` NVRTC's time per phase in result (NVRTC
- * writes them to a temporary file, which is removed; the option does not
- * change the code and does not enter the options of the cache key). */
-prism_status prism_nvrtc_compile_timed(const char *source, const char *name,
-                                       prism_arch arch, bool phases,
-                                       prism_nvrtc_result *result, char *err,
-                                       size_t err_size);
+/* What a compile may do beyond the keyed options, none of which changes
+ * the code (so none enters the cache key): */
+typedef struct prism_nvrtc_extra {
+    /* NVRTC's time per phase into the result (NVRTC writes them to a
+     * temporary file, which is removed) */
+    bool phases;
+    /* ptxas compiles a program's functions on up to this many threads
+     * (its --split-compile; <= 1: one).  The SASS is the same either way
+     * (tests/test_cubin_info.c compares it); only the tool note of the cubin,
+     * which records the command line, differs.  It shortens the one
+     * program with several entry points, the sm_90a attention. */
+    int ptxas_threads;
+} prism_nvrtc_extra;
+
+/* prism_nvrtc_compile with extra (NULL: nothing extra). */
+prism_status prism_nvrtc_compile_ex(const char *source, const char *name,
+                                    prism_arch arch,
+                                    const prism_nvrtc_extra *extra,
+                                    prism_nvrtc_result *result, char *err,
+                                    size_t err_size);
 
 /* Whether kernels are compiled with line information ($PRISM_LINEINFO, a
  * switch, read once; off by default): it maps SASS to the generated

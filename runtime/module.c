@@ -33,7 +33,7 @@ typedef struct kernel_job {
     prism_cache_entry entry;
     bool hit;
     double lookup_ms;
-    bool time_phases;
+    prism_nvrtc_extra extra; /* NVRTC's phases, ptxas threads */
     prism_module_timing timing; /* of the compile, when this job compiled */
     prism_status status;
     char err[PRISM_ERRMSG_MAX];
@@ -66,8 +66,8 @@ static prism_status build_with_nvrtc(void *user, void **payload,
     prism_nvrtc_result r;
     char name[96];
     snprintf(name, sizeof name, "%s.cu", job->def->name);
-    prism_status st = prism_nvrtc_compile_timed(
-        job->source, name, job->arch, job->time_phases, &r, err, err_size);
+    prism_status st = prism_nvrtc_compile_ex(job->source, name, job->arch,
+                                             &job->extra, &r, err, err_size);
     job->timing = (prism_module_timing){
         .compiled = true, .wall_ms = r.compile_ms, .cpu_ms = r.cpu_ms,
         .frontend_ms = r.frontend_ms, .nvvm_ms = r.nvvm_ms,
@@ -210,7 +210,9 @@ prism_status prism_module_build_valid(prism_context *ctx,
         }
     }
     for (int i = 0; i < n; i++)
-        m->jobs[i].time_phases = ctx->time_phases;
+        m->jobs[i].extra = (prism_nvrtc_extra){
+            .phases = ctx->time_phases,
+            .ptxas_threads = ctx->options.compile_threads};
     double t0 = prism_now_ms();
     m->threads = fetch_all(ctx, m->jobs, n);
     m->fetch_ms = prism_now_ms() - t0;

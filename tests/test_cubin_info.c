@@ -78,6 +78,84 @@ Test(cubin_info, agrees_with_ptxas_report, .timeout = 900) {
     }
 }
 
+/* Section i of an ELF64 cubin (trusted: NVRTC made it): its name and
+ * bytes (none for NOBITS); false past the last one. */
+static bool elf_section(const unsigned char *elf, size_t size, unsigned i,
+                        const char **name, const unsigned char **data,
+                        size_t *len) {
+    uint64_t shoff;
+    uint16_t shentsize, shnum, shstrndx;
+    memcpy(&shoff, elf + 0x28, 8);
+    memcpy(&shentsize, elf + 0x3a, 2);
+    memcpy(&shnum, elf + 0x3c, 2);
+    memcpy(&shstrndx, elf + 0x3e, 2);
+    if (i >= shnum)
+        return false;
+    const unsigned char *sh = elf + shoff + (size_t)i * shentsize;
+    const unsigned char *strtab = elf + shoff + (size_t)shstrndx * shentsize;
+    uint32_t name_off, type;
+    uint64_t str_at, off, sz;
+    memcpy(&name_off, sh, 4);
+    memcpy(&type, sh + 4, 4);
+    memcpy(&off, sh + 24, 8);
+    memcpy(&sz, sh + 32, 8);
+    memcpy(&str_at, strtab + 24, 8);
+    cr_assert_leq(off + (type == 8 ? 0 : sz), size);
+    *name = (const char *)elf + str_at + name_off;
+    *data = elf + off;
+    *len = type == 8 ? 0 : (size_t)sz;
+    return true;
+}
+
+/* ptxas on several threads (prism_nvrtc_extra.ptxas_threads, which stays
+ * out of the cache key) makes the same cubin: every section but the tool
+ * note, which records the command line, is byte for byte the same -- the
+ * SASS of every function, its attributes, constants and relocations. */
+Test(cubin_info, ptxas_threads_leave_the_code_alone, .timeout = 600) {
+    prism_config cfg = unit_config();
+    static const prism_arch archs[] = {PRISM_ARCH_SM90A, PRISM_ARCH_SM80};
+    for (int a = 0; a < 2; a++)
+        for (int k = 0; k < prism_kernel_count(); k++) {
+            if (strcmp(prism_kernel_name(k), "attention") &&
+                archs[a] != PRISM_ARCH_SM90A)
+                continue;
+            char *src = NULL, err[1024];
+            cr_assert_eq(prism_generate_source(&cfg, k, archs[a], &src, err,
+                                               sizeof err),
+                         PRISM_OK, "%s", err);
+            prism_nvrtc_result r[2];
+            for (int t = 0; t < 2; t++) {
+                prism_nvrtc_extra extra = {.ptxas_threads = t ? 4 : 1};
+                cr_assert_eq(prism_nvrtc_compile_ex(src, "k.cu", archs[a],
+                                                    &extra, &r[t], err,
+                                                    sizeof err),
+                             PRISM_OK, "%s", err);
+            }
+            const char *n0, *n1;
+            const unsigned char *d0, *d1;
+            size_t l0, l1;
+            int texts = 0;
+            unsigned i = 0;
+            for (; elf_section(r[0].cubin, r[0].cubin_size, i, &n0, &d0, &l0);
+                 i++) {
+                cr_assert(elf_section(r[1].cubin, r[1].cubin_size, i, &n1, &d1,
+                                      &l1));
+                cr_assert_str_eq(n0, n1);
+                texts += !strncmp(n0, ".text.", 6);
+                if (!strcmp(n0, ".note.nv.tkinfo"))
+                    continue;
+                cr_expect(l0 == l1 && !memcmp(d0, d1, l0), "%s %s: %s differs",
+                          prism_kernel_name(k), prism_arch_name(archs[a]), n0);
+            }
+            cr_assert_not(elf_section(r[1].cubin, r[1].cubin_size, i, &n1,
+                                      &d1, &l1));
+            cr_assert_gt(texts, 0);
+            prism_nvrtc_result_free(&r[0]);
+            prism_nvrtc_result_free(&r[1]);
+            free(src);
+        }
+}
+
 /* An NVRTC whose log is empty after a successful compile (tests/
  * quiet_nvrtc): `prism compile` still reports registers and shared memory,
  * read from the cubin, and says that the stack frame stands for spills. */
