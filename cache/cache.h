@@ -35,9 +35,14 @@
  *   308     4  i32 local bytes
  *   312     8  f64 compile ms (IEEE-754 binary64 bits)
  *   320     8  i64 created, unix seconds
- *   328    24  reserved, zero
+ *   328    16  compiler generation of the key, e.g. "nvrtc 13.0"
+ *   344     8  Prism release of the key, e.g. "0.2.0"
  *   352    32  SHA-256 of header bytes [0, 352)
  *   384     -  payload
+ *
+ * The last two fields say which hosts can ever ask for the entry (a key
+ * hashes both, see prism_cache_key_compute); entries written before they
+ * were recorded have zeros there, read as "" (unknown).
  *
  * The file's mtime is its last access time (touched on every disk hit); it
  * drives eviction only, never staleness.  cache.c has lookup and the
@@ -80,6 +85,10 @@ typedef struct prism_cache_meta {
     int32_t local_bytes;
     double compile_ms;
     int64_t created_unix; /* seconds since the epoch (filled on publish) */
+    /* the key's compiler generation (prism_cache_key_input.nvrtc_version,
+     * "" unknown) and Prism release (filled on publish, "" unknown) */
+    char compiler[16];
+    char prism_version[8];
 } prism_cache_meta;
 
 /* A payload handed out by the cache.  Owned by the caller: free with
@@ -179,6 +188,41 @@ prism_status prism_cache_get_usage(prism_cache *cache, prism_cache_usage *out,
 prism_status prism_cache_verify(prism_cache *cache, prism_cache_line_fn fn,
                                 void *user, int *bad, char *err,
                                 size_t err_size);
+/* One entry file as `prism cache verify` sees it: its header, or why it
+ * cannot be used.  The payload is not hashed (prism_cache_verify and a
+ * pack's manifest check it). */
+typedef enum prism_cache_entry_state {
+    PRISM_CACHE_ENTRY_OK,
+    PRISM_CACHE_ENTRY_BAD,       /* malformed, truncated, wrong key...     */
+    PRISM_CACHE_ENTRY_UNTRUSTED  /* fails the trust rule (cache_open.c)    */
+} prism_cache_entry_state;
+
+typedef struct prism_cache_inspected {
+    char key_hex[65];
+    prism_cache_entry_state state;
+    char why[256];         /* BAD, UNTRUSTED: the reason */
+    prism_cache_meta meta; /* OK: the header's metadata */
+    int64_t size;          /* bytes of the file */
+} prism_cache_inspected;
+
+typedef void (*prism_cache_inspect_fn)(void *user,
+                                       const prism_cache_inspected *entry);
+/* Reads the header of every entry of dir (a cache layer or a pack
+ * directory), in name order, and calls fn for each.  Entries are checked
+ * against the trust rule as a lookup would; the directory is not (see
+ * prism_cache_dir_trusted).  PRISM_ERR_IO when dir cannot be read. */
+prism_status prism_cache_inspect_dir(const char *dir, prism_cache_inspect_fn fn,
+                                     void *user, char *err, size_t err_size);
+/* The same for one entry held in memory (a member `name` of a pack
+ * archive), which no trust rule applies to.  False when name is not an
+ * entry's name ("<64 hex>.prc"): out is then untouched. */
+bool prism_cache_inspect_image(const char *name, const void *data,
+                               size_t size, prism_cache_inspected *out);
+/* Whether a lookup would use dir as a read-only layer: it is a
+ * directory, readable, and passes the trust rule (owned by you or root,
+ * writable by no one else).  why gets the reason when not. */
+bool prism_cache_dir_trusted(const char *dir, char *why, size_t why_size);
+
 /* Evicts least recently accessed entries until the total is <= max_bytes
  * (max_bytes <= 0: the configured cap), removes temp files older than an
  * hour and lock files nobody holds.  *removed counts deleted files.

@@ -218,6 +218,11 @@ void prism_cache__header_encode(const unsigned char key[32],
     put_u32(h + 308, (uint32_t)m->local_bytes);
     put_u64(h + 312, ms_bits);
     put_u64(h + 320, (uint64_t)m->created_unix);
+    put_string(h + 328, 16, m->compiler);
+    /* the release whose key this is (prism_cache_key_compute); "" when it
+     * would not fit */
+    put_string(h + 344, 8,
+               strlen(PRISM_VERSION_STRING) < 8 ? PRISM_VERSION_STRING : "");
     prism_sha256(h, CACHE_HEADER_HASHED, h + CACHE_HEADER_HASHED);
 }
 
@@ -274,7 +279,9 @@ static bool header_decode(const unsigned char *h, const unsigned char key[32],
     memset(m, 0, sizeof *m);
     if (!get_string(h + 88, 128, m->config_name) ||
         !get_string(h + 216, 64, m->kernel_name) ||
-        !get_string(h + 280, 16, m->arch)) {
+        !get_string(h + 280, 16, m->arch) ||
+        !get_string(h + 328, 16, m->compiler) ||
+        !get_string(h + 344, 8, m->prism_version)) {
         snprintf(why, why_size, "unterminated name in the header");
         return false;
     }
@@ -393,6 +400,26 @@ done:
     free(payload);
     close(fd);
     return r;
+}
+
+bool prism_cache_inspect_image(const char *name, const void *data,
+                               size_t size, prism_cache_inspected *out) {
+    unsigned char key[32];
+    if (!name || !prism_cache__entry_name_parse(name, key))
+        return false;
+    memset(out, 0, sizeof *out);
+    prism_hex(key, 32, out->key_hex);
+    out->size = (int64_t)size;
+    uint64_t payload_size;
+    if (!data || size < CACHE_HEADER_SIZE) {
+        out->state = PRISM_CACHE_ENTRY_BAD;
+        snprintf(out->why, sizeof out->why,
+                 "truncated: %zu bytes, shorter than the header", size);
+    } else if (!header_decode(data, key, (uint64_t)size, &out->meta,
+                              &payload_size, out->why, sizeof out->why)) {
+        out->state = PRISM_CACHE_ENTRY_BAD;
+    }
+    return true;
 }
 
 void prism_cache_entry_free(prism_cache_entry *entry) {

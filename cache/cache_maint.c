@@ -385,3 +385,52 @@ prism_status prism_cache_verify(prism_cache *cache, prism_cache_line_fn fn,
                              ro_dirs, err, err_size);
     return PRISM_OK;
 }
+
+static int by_name(const void *pa, const void *pb) {
+    return strcmp(((const scan_item *)pa)->name, ((const scan_item *)pb)->name);
+}
+
+prism_status prism_cache_inspect_dir(const char *dir, prism_cache_inspect_fn fn,
+                                     void *user, char *err, size_t err_size) {
+    if (!dir || !fn)
+        return prism_errorf(err, err_size, PRISM_ERR_NULL_POINTER,
+                            "prism_cache_inspect_dir: NULL argument");
+    scan_list s;
+    prism_status st = scan_dir(dir, false, false, &s, NULL, err, err_size);
+    if (st != PRISM_OK)
+        return st;
+    if (s.n)
+        qsort(s.items, s.n, sizeof *s.items, by_name);
+    for (size_t j = 0; j < s.n; j++) {
+        char path[CACHE_PATH_BUF];
+        unsigned char key[32];
+        prism_cache_inspected out;
+        prism_cache_entry e;
+        if (!prism_cache__entry_name_parse(s.items[j].name, key) ||
+            !prism_cache__path_join(path, dir, s.items[j].name))
+            continue;
+        memset(&out, 0, sizeof out);
+        prism_hex(key, 32, out.key_hex);
+        out.size = s.items[j].size;
+        cache_read_result r =
+            prism_cache__entry_read(path, key, CACHE_READ_HEADER_ONLY, &e,
+                                    NULL, out.why, sizeof out.why);
+        if (r == CACHE_READ_ABSENT)
+            continue; /* removed since the scan */
+        if (r == CACHE_READ_OK) {
+            out.meta = e.meta;
+            make_printable(out.meta.config_name);
+            make_printable(out.meta.kernel_name);
+            make_printable(out.meta.arch);
+            make_printable(out.meta.compiler);
+            make_printable(out.meta.prism_version);
+        }
+        out.state = r == CACHE_READ_OK          ? PRISM_CACHE_ENTRY_OK
+                    : r == CACHE_READ_UNTRUSTED ? PRISM_CACHE_ENTRY_UNTRUSTED
+                                                : PRISM_CACHE_ENTRY_BAD;
+        prism_cache_entry_free(&e);
+        fn(user, &out);
+    }
+    scan_free(&s);
+    return PRISM_OK;
+}

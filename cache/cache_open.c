@@ -144,6 +144,11 @@ static bool dir_usable(const char *dir, bool writable, char *why,
     return true;
 }
 
+bool prism_cache_dir_trusted(const char *dir, char *why, size_t why_size) {
+    char fix[CACHE_PATH_BUF + 64];
+    return dir && dir_usable(dir, false, why, why_size, fix, sizeof fix);
+}
+
 /* Sets cache->rw.dir to the usable writable dir or "" (one warning). */
 static prism_status open_writable(prism_cache *cache, const char *dir) {
     bool oom;

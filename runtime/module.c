@@ -95,6 +95,9 @@ static void run_job(prism_context *ctx, kernel_job *job) {
     prism_strlcpy(meta.config_name, job->cfg->name, sizeof meta.config_name);
     prism_strlcpy(meta.kernel_name, job->def->name, sizeof meta.kernel_name);
     prism_strlcpy(meta.arch, prism_arch_name(job->arch), sizeof meta.arch);
+    /* the key's compiler, so that `prism cache verify` can tell which
+     * hosts will ever look the entry up */
+    prism_strlcpy(meta.compiler, prism_nvrtc_version(), sizeof meta.compiler);
     double t0 = prism_now_ms();
     job->status = prism_cache_get(ctx->cache, &job->key, &meta,
                                   build_with_nvrtc, job, &job->entry,

@@ -62,6 +62,11 @@ prism_status prism_cpu_jit_build(prism_context *ctx, const prism_config *cfg,
                                  prism_cpu_jit_info *info, char *err,
                                  size_t err_size);
 void prism_cpu_jit_free(prism_cpu_code *code);
+/* What the CPU plans' cache keys name: the CPU the code is built for
+ * (LLVMGetHostCPUName) and the compiler ("llvm 14.0.6"); both "" without
+ * the LLVM backend. */
+void prism_cpu_jit_host(char *cpu, size_t cpu_size, char *compiler,
+                        size_t compiler_size);
 
 /* cpu_plan.c: the state of a CPU plan, or NULL for another plan. */
 const prism_cpu_plan *prism_cpu_plan_of(const prism_plan *p);

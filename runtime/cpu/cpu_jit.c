@@ -296,6 +296,7 @@ prism_status prism_cpu_jit_build(prism_context *ctx, const prism_config *cfg,
     prism_strlcpy(meta.config_name, cfg->name, sizeof meta.config_name);
     prism_strlcpy(meta.kernel_name, "cpu", sizeof meta.kernel_name);
     snprintf(meta.arch, sizeof meta.arch, "cpu-%s", h.cpu);
+    prism_strlcpy(meta.compiler, in.nvrtc_version, sizeof meta.compiler);
     build_job job = {mod, tm};
     st = prism_cache_get(ctx->cache, &key, &meta, build_object, &job, &entry,
                          &info->cache_hit, err, err_size);
@@ -340,6 +341,14 @@ void prism_cpu_jit_free(prism_cpu_code *code) {
     free(code);
 }
 
+void prism_cpu_jit_host(char *cpu, size_t cpu_size, char *compiler,
+                        size_t compiler_size) {
+    char *name = LLVMGetHostCPUName();
+    prism_strlcpy(cpu, name ? name : "", cpu_size);
+    LLVMDisposeMessage(name);
+    prism_strlcpy(compiler, "llvm " LLVM_VERSION_STRING, compiler_size);
+}
+
 #else /* !PRISM_WITH_LLVM */
 
 prism_status prism_cpu_jit_build(prism_context *ctx, const prism_config *cfg,
@@ -359,5 +368,11 @@ prism_status prism_cpu_jit_build(prism_context *ctx, const prism_config *cfg,
 }
 
 void prism_cpu_jit_free(prism_cpu_code *code) { (void)code; }
+
+void prism_cpu_jit_host(char *cpu, size_t cpu_size, char *compiler,
+                        size_t compiler_size) {
+    prism_strlcpy(cpu, "", cpu_size);
+    prism_strlcpy(compiler, "", compiler_size);
+}
 
 #endif /* PRISM_WITH_LLVM */
