@@ -10,6 +10,7 @@
  */
 #include "cache/cache.h"
 #include "tools/common/cli.h"
+#include "tools/prism/host_table.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,8 +26,8 @@ static const subcommand subcommands[] = {
     {"path", "", "print the writable cache directory and the read-only layers"},
     {"ls", "", "list the entries, most recently used first, and a total"},
     {"verify", " [PACK]",
-     "check every entry; exit 1 if any is bad (with PACK: check a pack\n"
-     "           against its manifest)"},
+     "check every entry and say which this host will use; exit 1 if any\n"
+     "           is bad (with PACK: check a pack against its manifest)"},
     {"prune", " [--max-bytes N]",
      "evict least recently used entries down to N bytes (default: the cap)\n"
      "           and remove stale temp and lock files"},
@@ -60,7 +61,16 @@ static void sub_usage(const subcommand *s) {
         printf("\n  Checks the writable directory and the read-only layers; "
                "bad entries\n  are listed on stdout.  With PACK (a directory "
                "or .tar made by 'prism cache\n  pack'), lists every file that "
-               "is altered, missing or not in its manifest.\n");
+               "is altered, missing or not in its manifest.\n\n"
+               "  Then one line per entry says whether this host will use "
+               "it: yes (the\n  device's first choice), fallback (a family "
+               "cubin or the PTX, while no\n  better image of its kernel is "
+               "found), spare (a better one comes first),\n  no (another "
+               "device, NVRTC major.minor or Prism release: its key never\n"
+               "  comes up here), untrusted (the cache's trust rule), bad, or "
+               "no device\n  (no CUDA device here to match its arch).  "
+               "Device 0 is the one matched;\n  PRISM_JIT=off and a missing "
+               "NVRTC make fallbacks count.\n");
     if (!strcmp(s->name, "pack"))
         printf("\n  --arch defaults to each config's targets.  The pack "
                "also holds the tuning\n  entries of the configs found in "
@@ -123,12 +133,32 @@ static int run_ls(prism_cache *cache) {
     return CLI_OK;
 }
 
+/* The host table of every layer in use (untrusted layers were dropped
+ * when the cache opened). */
+static int print_host_use(prism_cache *cache) {
+    char err[PRISM_ERRMSG_MAX];
+    prism_host_table t = {0};
+    prism_status st = PRISM_OK;
+    const char *dir = prism_cache_dir(cache);
+    if (*dir)
+        st = prism_host_table_add_dir(&t, dir, NULL, false, err, sizeof err);
+    for (int i = 0; st == PRISM_OK && i < prism_cache_layer_count(cache); i++)
+        st = prism_host_table_add_dir(&t, prism_cache_layer_dir(cache, i),
+                                      NULL, false, err, sizeof err);
+    if (st == PRISM_OK)
+        cli_print_host_table(&t, stdout);
+    prism_host_table_free(&t);
+    return st == PRISM_OK ? CLI_OK : cli_fail("%s", err);
+}
+
 static int run_verify(prism_cache *cache) {
     char err[PRISM_ERRMSG_MAX];
     int bad = 0;
     prism_cache_usage u;
     prism_status st =
         prism_cache_verify(cache, print_line, stdout, &bad, err, sizeof err);
+    if (print_host_use(cache) != CLI_OK)
+        return CLI_FAIL;
     fflush(stdout);
     if (st != PRISM_OK)
         return cli_fail("%s", err);

@@ -11,6 +11,7 @@
  * and nothing else (see check_output).
  */
 #include "tools/common/cli.h"
+#include "tools/prism/host_table.h"
 #include "runtime/pack.h"
 #include "base/fs.h"
 #include "base/parse.h"
@@ -136,11 +137,29 @@ static void print_line(void *user, const char *line) {
     fprintf((FILE *)user, "%s\n", line);
 }
 
+/* The host table of the pack's entries. */
+static int print_host_use(const char *pack) {
+    char err[PRISM_ERRMSG_MAX];
+    prism_host_table t = {0};
+    struct stat st_;
+    prism_status st =
+        stat(pack, &st_) == 0 && S_ISDIR(st_.st_mode)
+            ? prism_host_table_add_dir(&t, pack, NULL, true, err, sizeof err)
+            : prism_host_table_add_tar(&t, pack, NULL, err, sizeof err);
+    if (st == PRISM_OK)
+        cli_print_host_table(&t, stdout);
+    prism_host_table_free(&t);
+    return st == PRISM_OK ? CLI_OK : cli_fail("%s", err);
+}
+
 int prism_cmd_cache_verify_pack(const char *pack) {
     char err[PRISM_ERRMSG_MAX];
     int problems = 0, files = 0;
     prism_status st = prism_pack_verify(pack, print_line, stdout, &problems,
                                         &files, err, sizeof err);
+    if ((st == PRISM_OK || st == PRISM_ERR_CACHE) &&
+        print_host_use(pack) != CLI_OK)
+        return CLI_FAIL;
     fflush(stdout);
     if (st == PRISM_OK) {
         printf("pack %s: %d files verified against its manifest: all good\n",
