@@ -4,7 +4,8 @@
  * directories (under two names) and from a string generates the same
  * source for every kernel and arch, gets the same cache keys, and a
  * second build -- through the library or `prism compile` from the other
- * path -- is all cache hits.
+ * path -- is all cache hits; so is a pack made from one path and moved,
+ * on a host with JIT off and no NVRTC.
  */
 #include "cache_testutil.h"
 #include "cli_testutil.h"
@@ -137,6 +138,37 @@ Test(cache_keys, prism_compile_from_another_path_is_all_hits) {
         a = strchr(a, '\n') + 1;
         b = strchr(b, '\n') + 1;
     }
+}
+
+/* A pack travels: built from the config at one path, moved elsewhere,
+ * it serves the same content read from another path and under another
+ * name, with PRISM_JIT=off and no NVRTC at all (PRISM_NVRTC_PATH points
+ * nowhere), with no compile; `prism cache verify` says a device of its
+ * arch uses every entry. */
+Test(cache_keys, a_moved_pack_serves_another_path_without_nvrtc) {
+    static char out[16384];
+    int rc = cli_tu_run(out, sizeof out, NULL, 0,
+                        "cd '%s' && PRISM_CACHE_DIR=cache PRISM_CACHE_PATH= "
+                        "'%s' cache pack '%s' --arch sm_80 -o built && "
+                        "mkdir -p shipped/to && mv built shipped/to/pack",
+                        g_dir, PRISM_CLI_PATH, g_path[0]);
+    cr_assert_eq(rc, 0, "%s", out);
+    const char *host = "cd '%s' && PRISM_CACHE_DIR=host "
+                       "PRISM_CACHE_PATH=shipped/to/pack PRISM_JIT=off "
+                       "PRISM_NVRTC_PATH=/nonexistent/libnvrtc.so "
+                       "LD_LIBRARY_PATH='%s' FAKE_CUDA_CC=8.0 '%s' %s";
+    rc = cli_tu_run(out, sizeof out, NULL, 0, host, g_dir, PRISM_FAKE_CUDA_DIR,
+                    PRISM_CLI_PATH, "compile elsewhere/other-name.yaml "
+                                    "--arch sm_80");
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_expect(strstr(out, "3 disk hits, 0 misses, 0 compiles"), "%s", out);
+    rc = cli_tu_run(out, sizeof out, NULL, 0, host, g_dir, PRISM_FAKE_CUDA_DIR,
+                    PRISM_CLI_PATH, "cache verify shipped/to/pack");
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_expect(strstr(out, "no JIT (PRISM_JIT=off)"), "%s", out);
+    cr_expect(strstr(out, "host summary: 3 of 3 entries used here (3 first "
+                          "choice"),
+              "%s", out);
 }
 
 /* Configs of one shape under other names (default.yaml, llama-3.1-8b.yaml
