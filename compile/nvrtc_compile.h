@@ -59,11 +59,12 @@ typedef struct prism_nvrtc_extra {
     /* NVRTC's time per phase into the result (NVRTC writes them to a
      * temporary file, which is removed) */
     bool phases;
-    /* ptxas compiles a program's functions on up to this many threads
-     * (its --split-compile; <= 1: one).  The SASS is the same either way
-     * (tests/test_cubin_info.c compares it); only the tool note of the cubin,
-     * which records the command line, differs.  It shortens the one
-     * program with several entry points, the sm_90a attention. */
+    /* ptxas works on up to this many threads (its --split-compile; <= 1:
+     * one), which shortens a program with several functions (the sm_90a
+     * attention: two entry points and the split-row merge) and changes
+     * little for one function.  The SASS is the same either way
+     * (tests/test_cubin_info.c compares it); only the cubin's tool note,
+     * which records the command line, differs. */
     int ptxas_threads;
 } prism_nvrtc_extra;
 

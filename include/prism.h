@@ -387,7 +387,8 @@ typedef struct prism_context_options {
     int64_t cache_max_bytes; /* 0: $PRISM_CACHE_MAX_BYTES or 2 GiB          */
     bool disable_disk_cache; /* memory layer only                          */
     bool disable_jit;        /* a miss is PRISM_ERR_CACHE_MISS ($PRISM_JIT=off) */
-    int compile_threads;     /* 0: number of online CPUs                    */
+    int compile_threads;     /* kernels compiled at once, and ptxas threads
+                                per kernel; 0: number of online CPUs       */
     prism_device_kind device; /* PRISM_DEVICE_CUDA (0) or PRISM_DEVICE_CPU */
     int cpu_threads;         /* CPU plans' worker threads; 0: online CPUs  */
 } prism_context_options;
