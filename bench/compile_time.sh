@@ -47,10 +47,10 @@ cold() {
 fastest() { sort -n | head -1; }
 
 if [ -n "$base" ]; then
-  printf '%-14s %-7s %9s %9s %9s %9s %6s\n' config arch base_wall base_cpu \
+  printf '%-22s %-7s %9s %9s %9s %9s %6s\n' config arch base_wall base_cpu \
     wall_s cpu_s load
 else
-  printf '%-14s %-7s %9s %9s %6s\n' config arch wall_s cpu_s load
+  printf '%-22s %-7s %9s %9s %6s\n' config arch wall_s cpu_s load
 fi
 sums="0 0 0 0"
 for cfg in "${configs[@]}"; do
@@ -66,11 +66,11 @@ for cfg in "${configs[@]}"; do
     name=$(basename "$cfg" .yaml)
     if [ -n "$base" ]; then
       read -r bwall bcpu < <(fastest <"$work/old")
-      printf '%-14s %-7s %9.2f %9.2f %9.2f %9.2f %6s\n' "$name" "$arch" \
+      printf '%-22s %-7s %9.2f %9.2f %9.2f %9.2f %6s\n' "$name" "$arch" \
         "$bwall" "$bcpu" "$wall" "$cpu" "$load"
     else
       bwall=0 bcpu=0
-      printf '%-14s %-7s %9.2f %9.2f %6s\n' "$name" "$arch" "$wall" "$cpu" \
+      printf '%-22s %-7s %9.2f %9.2f %6s\n' "$name" "$arch" "$wall" "$cpu" \
         "$load"
     fi
     sums=$(echo "$sums" | awk -v a="$bwall" -v b="$bcpu" -v c="$wall" \
@@ -79,7 +79,7 @@ for cfg in "${configs[@]}"; do
 done
 read -r s1 s2 s3 s4 <<<"$sums"
 if [ -n "$base" ]; then
-  printf '%-14s %-7s %9.2f %9.2f %9.2f %9.2f\n' total "" "$s1" "$s2" "$s3" "$s4"
+  printf '%-22s %-7s %9.2f %9.2f %9.2f %9.2f\n' total "" "$s1" "$s2" "$s3" "$s4"
 else
-  printf '%-14s %-7s %9.2f %9.2f\n' total "" "$s3" "$s4"
+  printf '%-22s %-7s %9.2f %9.2f\n' total "" "$s3" "$s4"
 fi
