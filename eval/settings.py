@@ -16,8 +16,9 @@ blocks per row (1 = the diagonal); `heads` the query heads that select
 (`heads=0+3`; the others keep every block, for per-head experiments);
 `dense` the layer skips Prism.
 
-`recent` above 1, `heads` and `ld=0` are Python-only: the library forces exactly the
-diagonal and always has two bands.  Everything else is a prism_config field,
+`heads` and `ld=0` are Python-only: the library always has two bands and
+every head selects.  `recent` is the library's `recent_blocks` (0:
+force_recent off).  Everything else is a prism_config field,
 and `from_config()` builds a setting from a YAML config through the
 library's own per-layer resolution (prism_config_for_layer), so the config
 file and these experiments mean the same thing.
@@ -137,7 +138,7 @@ def from_config(path: str, n_layers: int, lib_dtype=None) -> List[LayerSel]:
                             thr_low=s.threshold_low, calibrate=bool(s.calibrate),
                             temp_high=s.temp_high, temp_low=s.temp_low,
                             sink=bool(s.force_sink),
-                            recent=1 if s.force_recent else 0))
+                            recent=s.recent_blocks if s.force_recent else 0))
     return out
 
 

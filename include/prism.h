@@ -137,6 +137,7 @@ typedef struct prism_tuning_override {
  * (they skip Prism) and give others their own method parameters.  The
  * shapes (head_dim, heads, dtype, RoPE, block_size) are the model's and
  * the same in every layer.  prism_config_for_layer() resolves one layer. */
+#define PRISM_MAX_RECENT_BLOCKS 4096 /* prism.recent_blocks            */
 #define PRISM_MAX_LAYER 1023         /* highest layer index a config names */
 #define PRISM_MAX_LAYER_RANGES 16    /* ranges per list                    */
 #define PRISM_MAX_LAYER_OVERRIDES 16 /* entries of layers.overrides        */
@@ -157,7 +158,8 @@ typedef enum prism_layer_field {
     PRISM_LAYER_TEMP_LOW = 1 << 6,
     PRISM_LAYER_FORCE_SINK = 1 << 7,
     PRISM_LAYER_FORCE_RECENT = 1 << 8,
-    PRISM_LAYER_ALL_ = (1 << 9) - 1
+    PRISM_LAYER_RECENT_BLOCKS = 1 << 9,
+    PRISM_LAYER_ALL_ = (1 << 10) - 1
 } prism_layer_field;
 
 /* Method parameters for some layers (one entry of layers.overrides): the
@@ -172,6 +174,7 @@ typedef struct prism_layer_override {
     bool calibrate;
     double temp_high, temp_low;
     bool force_sink, force_recent;
+    int recent_blocks;
 } prism_layer_override;
 
 /* Which fields shape the generated code: head_dim, dtype, rope_layout,
@@ -199,7 +202,11 @@ typedef struct prism_config {
     bool calibrate;
     double temp_high, temp_low; /* used when calibrate is false            */
     bool force_sink;   /* always select key block 0                         */
-    bool force_recent; /* always select the diagonal key block              */
+    bool force_recent; /* always select the diagonal key block (and the
+                          recent_blocks - 1 before it)                      */
+    int recent_blocks; /* with force_recent: the last recent_blocks key
+                          blocks up to the diagonal, a local window;
+                          1..PRISM_MAX_RECENT_BLOCKS, 1 = the diagonal     */
 
     int n_targets;
     prism_arch targets[PRISM_MAX_TARGETS];
@@ -298,11 +305,14 @@ typedef struct prism_params {
     double temp_high;      /* band temperatures used when calibrate is      */
     double temp_low;       /*   false; finite and > 0 either way            */
     bool force_sink;       /* always select key block 0                     */
-    bool force_recent;     /* always select the diagonal key block          */
+    bool force_recent;     /* always select the recent_blocks key blocks
+                              that end at the diagonal                      */
     double softmax_scale;  /* attention's logit scale: 0 means
                               1/sqrt(head_dim), else finite and > 0         */
     int q_heads;           /* Hq of the tensors, 1..1024                    */
     int kv_heads;          /* Hkv, 1..1024, dividing q_heads (GQA groups)   */
+    int recent_blocks;     /* key blocks force_recent keeps, ending at the
+                              diagonal: 1..PRISM_MAX_RECENT_BLOCKS          */
 } prism_params;
 
 /* Thread-safe.  The config's method settings and head counts, with

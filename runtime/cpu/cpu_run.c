@@ -225,7 +225,9 @@ static void estimate_row(void *ctx, int64_t row, int worker) {
     if (m->force_sink)
         keep_h[0] = 1;
     if (m->force_recent)
-        keep_h[allowed - 1] = 1;
+        for (int j = allowed - m->recent_blocks; j < allowed; j++)
+            if (j >= 0)
+                keep_h[j] = 1;
     int32_t *out = c->indices + (size_t)row * nk;
     int count = 0;
     for (int j = 0; j < allowed; j++)

@@ -98,6 +98,7 @@ static void estimate_method(const prism_params *m, EstimateParams *ep) {
     ep->calibrate = m->calibrate;
     ep->force_sink = m->force_sink;
     ep->force_recent = m->force_recent;
+    ep->recent_blocks = m->recent_blocks;
 }
 
 /* prism_estimate's CTA holds up to max_rows query-block rows (one warp

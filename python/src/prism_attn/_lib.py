@@ -73,6 +73,7 @@ class LayerOverride(Structure):
         ("threshold_high", c_double), ("threshold_low", c_double),
         ("calibrate", c_bool), ("temp_high", c_double), ("temp_low", c_double),
         ("force_sink", c_bool), ("force_recent", c_bool),
+        ("recent_blocks", c_int),
     ]
 
 
@@ -86,6 +87,7 @@ class Config(Structure):
         ("threshold_high", c_double), ("threshold_low", c_double),
         ("calibrate", c_bool), ("temp_high", c_double), ("temp_low", c_double),
         ("force_sink", c_bool), ("force_recent", c_bool),
+        ("recent_blocks", c_int),
         ("n_targets", c_int), ("targets", c_int * MAX_TARGETS),
         ("n_tuning", c_int), ("tuning", TuningOverride * MAX_TUNING),
         ("n_dense", c_int), ("dense", LayerRange * MAX_LAYER_RANGES),
