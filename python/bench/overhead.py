@@ -52,7 +52,7 @@ def timed(fn, calls, sync):
 def direct_call(kern, q, k, v):
     """A closure launching prism_prefill with pre-built arguments."""
     from prism_attn._launch import _Call
-    c = _Call(kern, q, k, v, None, None, "bhsd", 0, 0)
+    c = _Call(kern, q, k, v, None, None, "bhsd", 0, 0, None)
     o = torch.empty_like(q)
     buf, ws, size = c.workspace()
     args = (c.plan, ctypes.byref(c.batch), ctypes.byref(c.tensor(q)),
@@ -64,7 +64,7 @@ def direct_call(kern, q, k, v):
         st = fn(*args)
         if st:
             raise RuntimeError(_lib.status_name(st))
-    call.keep = (buf, o)
+    call.keep = (buf, o, c)  # c holds the prism_params c.batch points at
     return call
 
 
@@ -91,8 +91,8 @@ def main():
     ways = {
         "direct": direct_call(kern, q, k, v),
         "kernel": lambda: kern.prefill(q, k, v),
-        "op": lambda: op(q, k, v, None, None, kern.id, "bhsd", 0, 0, False,
-                         False),
+        "op": lambda: op(q, k, v, None, None, kern.id, "bhsd", 0, 0,
+                         *kern.params.values()),
     }
     for fn in ways.values():  # warm-up
         timed(fn, 50, sync)

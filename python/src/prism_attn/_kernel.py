@@ -10,10 +10,13 @@ created with caller_workspace, so every launch takes its workspace from
 torch's allocator: on the current stream, visible to the allocator's
 accounting, and inside a CUDA graph's private pool during capture.
 
-The launch functions here are the custom ops' implementations and the
-eager path alike; they validate what the C library cannot see (dtypes,
+The launch functions (_launch.py) are the custom ops' implementations and
+the eager path alike; they validate what the C library cannot see (dtypes,
 devices, layouts, shapes against the config) and raise ``TypeError`` /
 ``ValueError``, while the library's own refusals become ``PrismError``.
+
+Every call may change the method's run-time parameters (_params.py) and
+runs the head counts of its tensors.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import Any, Mapping, Optional, Tuple
 
 import torch
 
-from . import _config, _lib
+from . import _config, _lib, _params
 from ._lib import PlanLimits, PrismError
 from ._mask import BlockMask
 from . import _launch
@@ -109,7 +112,10 @@ def kernel(config: _config.ConfigLike, device: Any = None, *,
     give the same object, whose plans (compiled kernels) are reused.
     """
     cfg = _config.load(config, overrides=overrides)
-    dev = _normalize_device(device)
+    return _cached(cfg, _normalize_device(device))
+
+
+def _cached(cfg: _lib.Config, dev: torch.device) -> "Kernel":
     key = (_lib.config_to_yaml(cfg), dev)
     k = _kernels.get(key)
     if k is None:
@@ -150,25 +156,21 @@ def _max_batch(cfg: _lib.Config, seqlen: int) -> int:
                       _lib.MAX_WORKSPACE_BYTES // (4 * per_seq)))
 
 
-def _check_params(params: Optional[Mapping[str, Any]]) -> None:
-    if params:
-        raise ValueError(
-            f"unknown run-time parameters {sorted(params)}: this release "
-            "takes the method's settings (thresholds, temperatures, forced "
-            "blocks) from the config; pass them as kernel(config, "
-            "overrides={'prism': {...}})")
-
-
 class Kernel:
     """A validated Prism config bound to one device.
 
     Create kernels with :func:`prism_attn.kernel` (cached).  The config's
-    dtype is not binding: each call runs the plan for its inputs' dtype.
+    dtype is not binding: each call runs the plan for its inputs' dtype,
+    and the head counts are the inputs' (a tensor-parallel shard with
+    fewer heads than the config runs on the same kernels).
 
     Attributes:
         config: the resolved config, a dict in the YAML schema.
         device: the torch device the kernel runs on.
-        head_dim, q_heads, kv_heads, block_size: the config's shape.
+        head_dim, q_heads, kv_heads, block_size: the config's shape (the
+            head counts are what the config says; calls take any).
+        params: the method parameters a call runs when it gives none
+            (the config's; ``softmax_scale`` 0.0 means 1/sqrt(head_dim)).
         id: the integer the custom ops (``torch.ops.prism_attn.*``) take.
     """
 
@@ -180,6 +182,7 @@ class Kernel:
         self.q_heads = cfg.q_heads
         self.kv_heads = cfg.kv_heads
         self.block_size = cfg.block_size
+        self._defaults = _params.defaults(cfg)
         self._plans: dict = {}
         self._ws_sizes: dict = {}
         self._geometry: dict = {}  # _launch.py's validated signatures
@@ -194,6 +197,11 @@ class Kernel:
         return (f"Kernel({self.config['name']!r}, device={self.device}, "
                 f"D={self.head_dim}, Hq={self.q_heads}, Hkv={self.kv_heads}, "
                 f"block_size={self.block_size})")
+
+    @property
+    def params(self) -> dict:
+        """The default method parameters (a new dict each time)."""
+        return _params.describe(self._defaults)
 
     # --- plans ----------------------------------------------------------------------
     def _plan(self, dtype_code: int, seqlen_k: int) -> int:
@@ -247,10 +255,6 @@ class Kernel:
             except Exception:  # pragma: no cover
                 pass
 
-    def _fail(self, plan: int, st: int) -> PrismError:
-        msg = _lib.lib().prism_plan_last_error(plan).decode(errors="replace")
-        return PrismError(st, msg)
-
     # --- public calls ---------------------------------------------------------------
     def prefill(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
                 layout: str = "bhsd",
@@ -259,7 +263,7 @@ class Kernel:
                 max_seqlen_q: Optional[int] = None,
                 max_seqlen_k: Optional[int] = None,
                 return_lse: bool = False, return_mask: bool = False,
-                params: Optional[Mapping[str, Any]] = None):
+                params: Optional[Mapping[str, Any]] = None, **settings):
         """Prism attention: estimation, then block-sparse attention.
 
         Args:
@@ -267,6 +271,7 @@ class Kernel:
                 (``"bshd"``) or, with cu_seqlens, packed [total_q, Hq, D].
             k, v: keys and values, the same layout with Hkv heads and Sk
                 positions (Sk >= Sq: the queries are the last Sq positions).
+                Hkv divides Hq; neither need be the config's head count.
             layout: ``"bhsd"`` or ``"bshd"`` for 4-D inputs.
             cu_seqlens_q, cu_seqlens_k: int32 [B + 1] cumulative lengths of a
                 ragged batch (FlashAttention's varlen layout), on the
@@ -276,24 +281,37 @@ class Kernel:
             return_lse: also return the fp32 log-sum-exp, [B, Hq, Sq] or
                 (ragged) [Hq, total_q].
             return_mask: also return the selection as a :class:`BlockMask`.
-            params: reserved for run-time method parameters (none yet).
+            params: a mapping of method parameters (the names below).
+            **settings: method parameters for this call, in place of the
+                kernel's defaults (:attr:`params`): ``threshold`` (both
+                bands) or ``threshold_high`` / ``threshold_low`` (top-p
+                mass, (0, 1]), ``calibrate``, ``temp`` or ``temp_high`` /
+                ``temp_low`` (band temperatures without calibration),
+                ``force_sink``, ``force_recent``, ``softmax_scale``
+                (attention's logit scale; 0 means 1/sqrt(D)).
 
         Returns:
             o (same shape and layout as q), followed by lse and/or the mask
             when asked for: ``o``, ``(o, lse)``, ``(o, mask)`` or
             ``(o, lse, mask)``.
         """
-        _check_params(params)
+        values = None
+        if params or settings:
+            values = _params.resolve(self._defaults, settings, params,
+                                     _params.ALL, "prefill")
         mq, mk = _max_lengths(cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
                               max_seqlen_k)
         if torch.compiler.is_compiling():
-            o, lse, counts, indices = torch.ops.prism_attn.prefill.default(
+            o, lse, counts, indices = _op_prefill(
                 q, k, v, cu_seqlens_q, cu_seqlens_k, self.id, layout, mq, mk,
-                return_lse, return_mask)
+                return_lse, return_mask,
+                self._defaults if values is None else values)
         else:
-            o, lse, counts, indices = self._prefill(
-                q, k, v, cu_seqlens_q, cu_seqlens_k, layout, mq, mk,
-                return_lse, return_mask)
+            o, lse, counts, indices = _launch.prefill(
+                self, q, k, v, cu_seqlens_q, cu_seqlens_k, layout, mq, mk,
+                return_lse, return_mask, values)
+        if not return_lse and not return_mask:
+            return o
         out: Tuple = (o,)
         if return_lse:
             out += (lse,)
@@ -309,20 +327,27 @@ class Kernel:
                  cu_seqlens_k: Optional[torch.Tensor] = None,
                  max_seqlen_q: Optional[int] = None,
                  max_seqlen_k: Optional[int] = None,
-                 params: Optional[Mapping[str, Any]] = None) -> BlockMask:
+                 params: Optional[Mapping[str, Any]] = None,
+                 **settings) -> BlockMask:
         """Prism estimation only: the selected key blocks as a BlockMask.
 
-        Arguments as in :meth:`prefill` (without v).
+        Arguments as in :meth:`prefill` (without v); the method parameters
+        are the selection's (all but ``softmax_scale``).
         """
-        _check_params(params)
+        values = None
+        if params or settings:
+            values = _params.resolve(self._defaults, settings, params,
+                                     _params.SELECTION, "estimate")
         mq, mk = _max_lengths(cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
                               max_seqlen_k)
         if torch.compiler.is_compiling():
+            p = self._defaults if values is None else values
             counts, indices = torch.ops.prism_attn.estimate.default(
-                q, k, cu_seqlens_q, cu_seqlens_k, self.id, layout, mq, mk)
+                q, k, cu_seqlens_q, cu_seqlens_k, self.id, layout, mq, mk,
+                *p[:_params.ATTENTION_INDEX])
         else:
-            counts, indices = self._estimate(q, k, cu_seqlens_q, cu_seqlens_k,
-                                             layout, mq, mk)
+            counts, indices = _launch.estimate(
+                self, q, k, cu_seqlens_q, cu_seqlens_k, layout, mq, mk, values)
         sq, sk = _seqlens(q, k, layout, cu_seqlens_q, mq, mk)
         return BlockMask(counts, indices, self.block_size, sq, sk,
                          cu_seqlens_q, cu_seqlens_k)
@@ -330,39 +355,50 @@ class Kernel:
     def sparse_attention(self, q: torch.Tensor, k: torch.Tensor,
                          v: torch.Tensor, mask: BlockMask, *,
                          layout: str = "bhsd", return_lse: bool = False,
-                         params: Optional[Mapping[str, Any]] = None):
+                         params: Optional[Mapping[str, Any]] = None,
+                         **settings):
         """Block-sparse attention over any block mask (causal inside it).
 
         The mask is one from :meth:`estimate` or :meth:`prefill`, or one
         built with :meth:`BlockMask.from_block_dense`; a ragged mask
-        carries its cu_seqlens.  Returns o, or (o, lse) with return_lse.
+        carries its cu_seqlens.  The one method parameter is
+        ``softmax_scale``.  Returns o, or (o, lse) with return_lse.
         """
-        _check_params(params)
+        values = None
+        if params or settings:
+            values = _params.resolve(self._defaults, settings, params,
+                                     _params.ATTENTION, "sparse_attention")
         cq, ck = mask.cu_seqlens_q, mask.cu_seqlens_k
         mq = mask.seqlen_q if cq is not None else 0
         mk = mask.seqlen_k if cq is not None else 0
         if torch.compiler.is_compiling():
-            o, lse = torch.ops.prism_attn.sparse_attention.default(
-                q, k, v, mask.counts, mask.indices, cq, ck, self.id, layout,
-                mq, mk, return_lse)
-        else:
-            o, lse = self._sparse(q, k, v, mask.counts, mask.indices, cq, ck,
-                                  layout, mq, mk, return_lse)
+            p = self._defaults if values is None else values
+            ops = torch.ops.prism_attn.sparse_attention
+            args = (q, k, v, mask.counts, mask.indices, cq, ck, self.id,
+                    layout, mq, mk, p[_params.ATTENTION_INDEX])
+            if return_lse:
+                return ops.lse(*args)
+            return ops.default(*args)
+        o, lse = _launch.sparse(self, q, k, v, mask.counts, mask.indices, cq,
+                                ck, layout, mq, mk, return_lse, values)
         return (o, lse) if return_lse else o
 
-    # --- implementations (also the custom ops' bodies): _launch.py ----------
-    def _prefill(self, q, k, v, cu_q, cu_k, layout, mq, mk, want_lse,
-                 want_mask):
-        return _launch.prefill(self, q, k, v, cu_q, cu_k, layout, mq, mk,
-                               want_lse, want_mask)
 
-    def _estimate(self, q, k, cu_q, cu_k, layout, mq, mk):
-        return _launch.estimate(self, q, k, cu_q, cu_k, layout, mq, mk)
-
-    def _sparse(self, q, k, v, counts, indices, cu_q, cu_k, layout, mq, mk,
-                want_lse):
-        return _launch.sparse(self, q, k, v, counts, indices, cu_q, cu_k,
-                              layout, mq, mk, want_lse)
+def _op_prefill(q, k, v, cu_q, cu_k, kernel_id, layout, mq, mk, want_lse,
+                want_mask, p):
+    """The prefill op of the outputs asked for, as (o, lse, counts,
+    indices) with None for the others."""
+    ops = torch.ops.prism_attn.prefill
+    args = (q, k, v, cu_q, cu_k, kernel_id, layout, mq, mk) + tuple(p)
+    if want_mask:
+        if want_lse:
+            return ops.lse_mask(*args)
+        o, counts, indices = ops.mask(*args)
+        return o, None, counts, indices
+    if want_lse:
+        o, lse = ops.lse(*args)
+        return o, lse, None, None
+    return ops.default(*args), None, None, None
 
 
 def _max_lengths(cu_q, cu_k, mq, mk) -> Tuple[int, int]:
