@@ -16,16 +16,19 @@ devices, layouts, shapes against the config) and raise ``TypeError`` /
 ``ValueError``, while the library's own refusals become ``PrismError``.
 
 Every call may change the method's run-time parameters (_params.py) and
-runs the head counts of its tensors.
+runs the head counts of its tensors.  A config's per-layer settings
+(``layers:``) resolve to a Kernel per layer (``Kernel.for_layer``); a
+dense layer's Kernel runs attention over every block-causal block.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import numbers
 import sys
 import threading
-from ctypes import byref, c_void_p
+from ctypes import byref, c_bool, c_void_p
 from typing import Any, Mapping, Optional, Tuple
 
 import torch
@@ -109,20 +112,22 @@ def kernel(config: _config.ConfigLike, device: Any = None, *,
             ``{"prism": {"thresholds": {"high": 0.9, "low": 0.9}}}``.
 
     Kernels are cached per (resolved config, device): the same arguments
-    give the same object, whose plans (compiled kernels) are reused.
+    give the same object, whose plans (compiled kernels) are reused.  A
+    config with per-layer settings (``layers:``) gives the Kernel of its
+    top-level settings; ``kernel.for_layer(i)`` gives layer i's.
     """
     cfg = _config.load(config, overrides=overrides)
-    return _cached(cfg, _normalize_device(device))
+    return _cached(cfg, _normalize_device(device), False)
 
 
-def _cached(cfg: _lib.Config, dev: torch.device) -> "Kernel":
-    key = (_lib.config_to_yaml(cfg), dev)
+def _cached(cfg: _lib.Config, dev: torch.device, dense: bool) -> "Kernel":
+    key = (_lib.config_to_yaml(cfg), dev, dense)
     k = _kernels.get(key)
     if k is None:
         with _kernels_lock:
             k = _kernels.get(key)
             if k is None:
-                k = Kernel(cfg, dev)
+                k = (DenseKernel if dense else Kernel)(cfg, dev)
                 _kernels[key] = k
     return k
 
@@ -171,8 +176,11 @@ class Kernel:
             head counts are what the config says; calls take any).
         params: the method parameters a call runs when it gives none
             (the config's; ``softmax_scale`` 0.0 means 1/sqrt(head_dim)).
+        dense: True for a dense layer's kernel (:meth:`for_layer`).
         id: the integer the custom ops (``torch.ops.prism_attn.*``) take.
     """
+
+    dense = False
 
     def __init__(self, cfg: _lib.Config, device: torch.device):
         self._cfg = cfg
@@ -186,6 +194,7 @@ class Kernel:
         self._plans: dict = {}
         self._ws_sizes: dict = {}
         self._geometry: dict = {}  # _launch.py's validated signatures
+        self._layers: dict = {}
         self._lock = threading.Lock()
         self._ctx = None
         self._cuda = device.type == "cuda"
@@ -194,14 +203,45 @@ class Kernel:
         _registry[self.id] = self
 
     def __repr__(self) -> str:
-        return (f"Kernel({self.config['name']!r}, device={self.device}, "
-                f"D={self.head_dim}, Hq={self.q_heads}, Hkv={self.kv_heads}, "
-                f"block_size={self.block_size})")
+        dense = ", dense" if self.dense else ""
+        return (f"{type(self).__name__}({self.config['name']!r}, "
+                f"device={self.device}, D={self.head_dim}, Hq={self.q_heads}, "
+                f"Hkv={self.kv_heads}, block_size={self.block_size}{dense})")
 
     @property
     def params(self) -> dict:
         """The default method parameters (a new dict each time)."""
         return _params.describe(self._defaults)
+
+    # --- per-layer settings ---------------------------------------------------------
+    def for_layer(self, layer: int) -> "Kernel":
+        """The Kernel of decoder layer ``layer`` (0-based) under the
+        config's ``layers:`` section (configs/README.md), resolved by the
+        library (prism_config_for_layer): the layer's method parameters as
+        its defaults, or, for a layer of ``layers.dense``, a kernel whose
+        calls attend to every block-causal block (``.dense`` is True).
+        Layers the section does not name get the top-level settings;
+        layers with equal settings share one Kernel (and its plans).
+        Cached per layer."""
+        if type(layer) is int:
+            k = self._layers.get(layer)
+            if k is not None:
+                return k
+        elif isinstance(layer, bool) or not isinstance(layer,
+                                                       numbers.Integral):
+            raise TypeError(f"layer must be an int, not {layer!r}")
+        if not 0 <= layer <= _lib.MAX_LAYER:
+            raise ValueError(f"layer {layer} is outside 0..{_lib.MAX_LAYER} "
+                             "(decoder layers are numbered from 0)")
+        out, dense = _lib.Config(), c_bool()
+        st = _lib.lib().prism_config_for_layer(self._cfg, int(layer), out,
+                                                byref(dense))
+        if st != _lib.OK:  # pragma: no cover - the config was validated
+            raise PrismError(st, f"resolving layer {layer} of the config "
+                                 f"'{self.config['name']}'")
+        k = _cached(out, self.device, bool(dense.value))
+        self._layers[layer] = k
+        return k
 
     # --- plans ----------------------------------------------------------------------
     def _plan(self, dtype_code: int, seqlen_k: int) -> int:
@@ -222,6 +262,7 @@ class Kernel:
         cfg = _lib.Config()
         _config.ctypes_copy(cfg, self._cfg)
         cfg.dtype = dtype_code
+        cfg.n_dense = cfg.n_layer_overrides = 0  # a plan is one layer's
         limits = PlanLimits(_max_batch(cfg, bucket), bucket, bucket, True)
         out = c_void_p()
         st = h.prism_plan_create(self._ctx, cfg, limits, byref(out))
@@ -382,6 +423,56 @@ class Kernel:
         o, lse = _launch.sparse(self, q, k, v, mask.counts, mask.indices, cq,
                                 ck, layout, mq, mk, return_lse, values)
         return (o, lse) if return_lse else o
+
+
+class DenseKernel(Kernel):
+    """The kernel of a dense layer (``layers.dense``, :meth:`Kernel.
+    for_layer`): no estimation; :meth:`prefill` attends to every
+    block-causal block, which is exact causal attention whenever the
+    cached prefix (Sk - Sq) is a whole number of blocks, and
+    :meth:`estimate` returns that full mask.  The selection's parameters
+    are accepted and have no effect; ``softmax_scale`` applies."""
+
+    dense = True
+
+    def for_layer(self, layer: int) -> "Kernel":
+        return self
+
+    def estimate(self, q, k, *, layout="bhsd", cu_seqlens_q=None,
+                 cu_seqlens_k=None, max_seqlen_q=None, max_seqlen_k=None,
+                 params=None, **settings) -> BlockMask:
+        if params or settings:
+            _params.resolve(self._defaults, settings, params,
+                            _params.SELECTION, "estimate")
+        mq, mk = _max_lengths(cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
+                              max_seqlen_k)
+        sq, sk = _seqlens(q, k, layout, cu_seqlens_q, mq, mk)
+        if cu_seqlens_q is not None:
+            b, heads = cu_seqlens_q.shape[0] - 1, q.shape[1]
+        else:
+            b, heads = q.shape[0], q.shape[1 if layout == "bhsd" else 2]
+        return BlockMask.block_causal(b, heads, self.block_size, sq, sk,
+                                      cu_seqlens_q, cu_seqlens_k,
+                                      device=q.device)
+
+    def prefill(self, q, k, v, *, layout="bhsd", cu_seqlens_q=None,
+                cu_seqlens_k=None, max_seqlen_q=None, max_seqlen_k=None,
+                return_lse=False, return_mask=False, params=None,
+                **settings):
+        scale = {}
+        if params or settings:
+            values = _params.resolve(self._defaults, settings, params,
+                                     _params.ALL, "prefill")
+            scale = {"softmax_scale": values[_params.ATTENTION_INDEX]}
+        mask = self.estimate(q, k, layout=layout, cu_seqlens_q=cu_seqlens_q,
+                             cu_seqlens_k=cu_seqlens_k,
+                             max_seqlen_q=max_seqlen_q,
+                             max_seqlen_k=max_seqlen_k)
+        out = self.sparse_attention(q, k, v, mask, layout=layout,
+                                    return_lse=return_lse, **scale)
+        if not return_mask:
+            return out
+        return (out + (mask,)) if return_lse else (out, mask)
 
 
 def _op_prefill(q, k, v, cu_q, cu_k, kernel_id, layout, mq, mk, want_lse,
