@@ -9,6 +9,8 @@ torch tensors::
     o, mask = kern.prefill(q, k, v, return_mask=True)
     mask.to_flex_block_mask()                 # FlexAttention BlockMask
     o2 = kern.sparse_attention(q, k, v, mask)
+    o = kern.prefill(q, k, v, threshold=0.9)  # run-time method parameters
+    o = kern.for_layer(3).prefill(q, k, v)    # a config's per-layer settings
 
 ``prism_attn.hf.register()`` adds ``attn_implementation="prism"`` to
 Hugging Face transformers.  docs/python.md is the reference.
