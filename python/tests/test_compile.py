@@ -78,6 +78,30 @@ def test_compile_with_params(kern):
                            want[2].to_block_dense())
 
 
+def test_compile_dynamic_varlen_and_threshold(kern):
+    """dynamic=True: ragged lengths (SymInt max_seqlen) and a threshold
+    passed as arguments of the compiled function."""
+    def f(q, k, cu_q, cu_k, mq, mk, threshold):
+        return kern.prefill(q, k, k, cu_seqlens_q=cu_q, cu_seqlens_k=cu_k,
+                            max_seqlen_q=mq, max_seqlen_k=mk,
+                            threshold=threshold, return_lse=True,
+                            return_mask=True)
+
+    cf = torch.compile(f, dynamic=True, fullgraph=True)
+    for lens_q, lens_k, threshold in (([0, 40, 100], [0, 50, 130], 0.9),
+                                      ([0, 70, 150], [0, 90, 200], 0.8)):
+        q = torch.randn(lens_q[-1], 4, 64, dtype=torch.bfloat16)
+        k = torch.randn(lens_k[-1], 2, 64, dtype=torch.bfloat16)
+        cu_q = torch.tensor(lens_q, dtype=torch.int32)
+        cu_k = torch.tensor(lens_k, dtype=torch.int32)
+        mq = max(b - a for a, b in zip(lens_q, lens_q[1:]))
+        mk = max(b - a for a, b in zip(lens_k, lens_k[1:]))
+        args = (q, k, cu_q, cu_k, mq, mk, threshold)
+        got, want = cf(*args), f(*args)
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+        assert torch.equal(got[2].to_block_dense(), want[2].to_block_dense())
+
+
 def test_compile_head_shard(cpu_kernel):
     kern = cpu_kernel(q_heads=9, kv_heads=3)
     q, k, v = R.workload(1, 9, 3, 96, 96, 64, 10000.0, 24)

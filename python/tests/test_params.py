@@ -200,3 +200,15 @@ def test_params_mapping_and_keywords(kern):
     a = kern.prefill(q, k, v, params={"threshold": 0.9}, softmax_scale=0.1)
     b = kern.prefill(q, k, v, threshold=0.9, softmax_scale=0.1)
     assert torch.equal(a, b)
+
+
+def test_many_settings_on_one_signature(kern):
+    """More settings than one signature keeps structs for: the oldest are
+    dropped and made again, the defaults stay."""
+    q, k, v = R.workload(1, 4, 2, 64, 96, 64, 10000.0, 9)
+    first = kern.prefill(q, k, v, softmax_scale=0.01)
+    for i in range(100):
+        kern.prefill(q, k, v, softmax_scale=0.02 + i * 1e-3)
+    assert torch.equal(kern.prefill(q, k, v, softmax_scale=0.01), first)
+    assert torch.equal(kern.prefill(q, k, v),
+                       kern.prefill(q, k, v, softmax_scale=0.125))

@@ -143,16 +143,17 @@ class _Geometry:
         self.params = {kern._defaults: self.default}
 
 
-def _params_address(g: _Geometry, values) -> int:
-    """The address of the prism_params of `values` with g's head counts
-    (made and checked once per signature and values)."""
+def _params_entry(g: _Geometry, values):
+    """(struct, address) of the prism_params of `values` with g's head
+    counts, made and checked once per signature and values; the caller
+    holds it over the launch (another thread may evict it from g)."""
     entry = g.params.get(values)
     if entry is None:
         p = _params.struct(values, g.hq, g.hkv)
         if len(g.params) >= _PARAMS_CACHE:
             g.params = {k: e for k, e in g.params.items() if e is g.default}
         entry = g.params[values] = (p, addressof(p))
-    return entry[1]
+    return entry
 
 
 def _geometry(kern, q, k, v, layout) -> _Geometry:
@@ -187,8 +188,9 @@ def prefill(kern, q, k, v, cu_q, cu_k, layout, mq, mk, want_lse, want_mask,
                                want_lse, want_mask, values)
     g = _geometry(kern, q, k, v, layout)
     a = _Args.from_buffer_copy(g.raw)
-    if values is not None:
-        a.params = _params_address(g, values)
+    if values is not None:  # else the block points at the defaults
+        held = _params_entry(g, values)  # alive until the launch returns
+        a.params = held[1]
     dev = g.device
     o = torch.empty_like(q)
     a.q, a.k, a.v, a.o = q.data_ptr(), k.data_ptr(), v.data_ptr(), o.data_ptr()
@@ -221,8 +223,9 @@ def estimate(kern, q, k, cu_q, cu_k, layout, mq, mk, values=None):
         return _estimate_ragged(kern, q, k, cu_q, cu_k, mq, mk, values)
     g = _geometry(kern, q, k, None, layout)
     a = _Args.from_buffer_copy(g.raw)
-    if values is not None:
-        a.params = _params_address(g, values)
+    if values is not None:  # else the block points at the defaults
+        held = _params_entry(g, values)  # alive until the launch returns
+        a.params = held[1]
     dev = g.device
     a.q, a.k = q.data_ptr(), k.data_ptr()
     counts = torch.empty(g.rows, dtype=_I32, device=dev)
@@ -249,8 +252,9 @@ def sparse(kern, q, k, v, counts, indices, cu_q, cu_k, layout, mq, mk,
     g = _geometry(kern, q, k, v, layout)
     _check_mask(g, counts, indices)
     a = _Args.from_buffer_copy(g.raw)
-    if values is not None:
-        a.params = _params_address(g, values)
+    if values is not None:  # else the block points at the defaults
+        held = _params_entry(g, values)  # alive until the launch returns
+        a.params = held[1]
     dev = g.device
     o = torch.empty_like(q)
     a.q, a.k, a.v, a.o = q.data_ptr(), k.data_ptr(), v.data_ptr(), o.data_ptr()

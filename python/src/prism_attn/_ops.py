@@ -27,7 +27,8 @@ from . import _launch
 from ._kernel import _registry
 
 _ARGS = ("Tensor q, Tensor k, {v}Tensor? cu_seqlens_q, Tensor? cu_seqlens_k, "
-         "int kernel_id, str layout, int max_seqlen_q, int max_seqlen_k, ")
+         "int kernel_id, str layout, SymInt max_seqlen_q, "
+         "SymInt max_seqlen_k, ")
 _SELECTION = ("float threshold_high, float threshold_low, bool calibrate, "
               "float temp_high, float temp_low, bool force_sink, "
               "bool force_recent")
@@ -49,13 +50,13 @@ SCHEMAS = {
     "sparse_attention": "sparse_attention(Tensor q, Tensor k, Tensor v, "
                         "Tensor counts, Tensor indices, Tensor? cu_seqlens_q, "
                         "Tensor? cu_seqlens_k, int kernel_id, str layout, "
-                        "int max_seqlen_q, int max_seqlen_k, " + _SCALE
+                        "SymInt max_seqlen_q, SymInt max_seqlen_k, " + _SCALE
                         + ") -> Tensor",
     "sparse_attention.lse": "sparse_attention.lse(Tensor q, Tensor k, "
                             "Tensor v, Tensor counts, Tensor indices, "
                             "Tensor? cu_seqlens_q, Tensor? cu_seqlens_k, "
-                            "int kernel_id, str layout, int max_seqlen_q, "
-                            "int max_seqlen_k, " + _SCALE
+                            "int kernel_id, str layout, SymInt max_seqlen_q, "
+                            "SymInt max_seqlen_k, " + _SCALE
                             + ") -> (Tensor, Tensor)",
 }
 
