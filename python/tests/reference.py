@@ -90,7 +90,7 @@ def estimate(q, k, cfg: dict) -> torch.Tensor:
                 if p["force_sink"]:
                     keep[0] = True
                 if p["force_recent"]:
-                    keep[allowed - 1] = True
+                    keep[max(0, allowed - p.get("recent_blocks", 1)):allowed] = True
                 out[bi, h, i, :allowed] = keep
     return out
 

@@ -134,10 +134,10 @@ def test_opcheck(kern):
     q, k, v = R.workload(1, 4, 2, 64, 96, 64, 10000.0, 22)
     ops = torch.ops.prism_attn
     p = tuple(kern.params.values())
-    sel, scale = p[:7], p[7]
+    sel, scale = p[:-1], p[-1]
     base = (q, k, v, None, None, kern.id, "bhsd", 0, 0)
     opcheck(ops.prefill.default, base + p)
-    opcheck(ops.prefill.lse, base + (0.9, 0.9) + p[2:7] + (0.2,))
+    opcheck(ops.prefill.lse, base + (0.9, 0.9) + p[2:-1] + (0.2,))
     opcheck(ops.prefill.mask, base + p, test_utils=_NO_COMPARE)
     opcheck(ops.prefill.lse_mask, base + p, test_utils=_NO_COMPARE)
     opcheck(ops.estimate.default,

@@ -31,7 +31,7 @@ def test_defaults_are_the_config(kern):
     assert kern.params == {
         "threshold_high": 0.95, "threshold_low": 0.95, "calibrate": True,
         "temp_high": 1.0, "temp_low": 1.0, "force_sink": True,
-        "force_recent": True, "softmax_scale": 0.0}
+        "force_recent": True, "recent_blocks": 1, "softmax_scale": 0.0}
 
 
 @pytest.mark.parametrize("threshold", [0.9, 0.98])
@@ -77,6 +77,8 @@ def test_thresholds_change_the_selection(kern):
       "force_sink": False}),
     ({"force_recent": False, "threshold": 0.85},
      {"force_recent": False, "thresholds": {"high": 0.85, "low": 0.85}}),
+    ({"recent_blocks": 3, "threshold": 0.5},
+     {"recent_blocks": 3, "thresholds": {"high": 0.5, "low": 0.5}}),
 ])
 def test_each_setting_matches_reference(kern, settings, prism):
     q, k, v = R.workload(1, 4, 2, 256, 320, 64, 10000.0, 2)
@@ -164,6 +166,7 @@ def test_ragged_with_params_and_shard(cpu_kernel):
     ({"temp": float("inf")}, r"params\.temp_high inf"),
     ({"softmax_scale": float("nan")}, r"params\.softmax_scale nan"),
     ({"softmax_scale": -0.1}, r"params\.softmax_scale -0\.1"),
+    ({"recent_blocks": 0}, r"params\.recent_blocks 0 is out of range"),
 ])
 def test_bad_values_name_the_field(kern, settings, match):
     q, k, v = R.workload(1, 4, 2, 64, 64, 64, 10000.0, 6)
@@ -178,6 +181,7 @@ def test_bad_values_name_the_field(kern, settings, match):
     ("prefill", {"threshold": "high"}, "threshold must be a number"),
     ("prefill", {"threshold": True}, "threshold must be a number"),
     ("prefill", {"calibrate": 2}, "calibrate must be True or False"),
+    ("prefill", {"recent_blocks": 2.5}, "recent_blocks must be an integer"),
     ("prefill", {"threshold": 0.9, "threshold_high": 0.8}, "not both"),
     ("estimate", {"softmax_scale": 0.1}, "estimate takes"),
     ("sparse_attention", {"threshold": 0.9}, "sparse_attention takes"),

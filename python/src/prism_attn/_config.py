@@ -117,6 +117,7 @@ def to_dict(cfg: Config) -> dict:
             "temps": {"high": cfg.temp_high, "low": cfg.temp_low},
             "force_sink": bool(cfg.force_sink),
             "force_recent": bool(cfg.force_recent),
+            "recent_blocks": int(cfg.recent_blocks),
         },
         "targets": targets,
         "tuning": tuning,
@@ -138,6 +139,7 @@ _LAYER_FIELDS = (
     (1 << 6, "temps", "low", "temp_low"),
     (1 << 7, "force_sink", None, "force_sink"),
     (1 << 8, "force_recent", None, "force_recent"),
+    (1 << 9, "recent_blocks", None, "recent_blocks"),
 )
 
 

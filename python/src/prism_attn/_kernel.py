@@ -328,7 +328,8 @@ class Kernel:
                 bands) or ``threshold_high`` / ``threshold_low`` (top-p
                 mass, (0, 1]), ``calibrate``, ``temp`` or ``temp_high`` /
                 ``temp_low`` (band temperatures without calibration),
-                ``force_sink``, ``force_recent``, ``softmax_scale``
+                ``force_sink``, ``force_recent``, ``recent_blocks``,
+                ``softmax_scale``
                 (attention's logit scale; 0 means 1/sqrt(D)).
 
         Returns:

@@ -141,7 +141,7 @@ class Params(Structure):
         ("calibrate", c_bool), ("temp_high", c_double),
         ("temp_low", c_double), ("force_sink", c_bool),
         ("force_recent", c_bool), ("softmax_scale", c_double),
-        ("q_heads", c_int), ("kv_heads", c_int),
+        ("q_heads", c_int), ("kv_heads", c_int), ("recent_blocks", c_int),
     ]
 
 

@@ -31,7 +31,7 @@ _ARGS = ("Tensor q, Tensor k, {v}Tensor? cu_seqlens_q, Tensor? cu_seqlens_k, "
          "SymInt max_seqlen_k, ")
 _SELECTION = ("float threshold_high, float threshold_low, bool calibrate, "
               "float temp_high, float temp_low, bool force_sink, "
-              "bool force_recent")
+              "bool force_recent, int recent_blocks")
 _SCALE = "float softmax_scale"
 
 SCHEMAS = {
@@ -67,7 +67,7 @@ for _schema in SCHEMAS.values():
 
 # --- implementations ---------------------------------------------------------------
 def _selection(kern, p):
-    """The full parameter tuple of an estimate: its seven settings and
+    """The full parameter tuple of an estimate: its eight settings and
     the kernel's default softmax scale (which estimation does not use)."""
     return p + (kern._defaults[-1],)
 

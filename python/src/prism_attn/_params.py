@@ -4,8 +4,9 @@ The library takes the method's settings and the head counts at launch
 (prism_params in prism_batch, include/prism.h), so thresholds, the band
 temperatures, the forced blocks and the softmax scale change per call on
 the same plan and kernels, with no compile.  A call's settings travel as
-a tuple of the eight values of ``FIELDS`` (the C struct's order, without
-the head counts, which come from the tensors): the custom ops take them as
+a tuple of the nine values of ``FIELDS`` (the C struct's method fields:
+the selection's, then the softmax scale; the head counts come from the
+tensors): the custom ops take them as
 schema arguments in that order, and the launch path keys its prepared C
 structs by that tuple.
 """
@@ -19,19 +20,21 @@ from . import _lib
 
 # prism_params' method fields, in the order of the struct and of the ops
 FIELDS = ("threshold_high", "threshold_low", "calibrate", "temp_high",
-          "temp_low", "force_sink", "force_recent", "softmax_scale")
+          "temp_low", "force_sink", "force_recent", "recent_blocks",
+          "softmax_scale")
 _INDEX = {name: i for i, name in enumerate(FIELDS)}
 _BOOLS = frozenset(("calibrate", "force_sink", "force_recent"))
+_INTS = frozenset(("recent_blocks",))
 # shorthands that set both bands
 ALIASES = {"threshold": ("threshold_high", "threshold_low"),
            "temp": ("temp_high", "temp_low")}
 # what each call uses: the selection (estimate), the attention (sparse)
-SELECTION = frozenset(FIELDS[:7]) | {"threshold", "temp"}
+SELECTION = frozenset(FIELDS[:-1]) | {"threshold", "temp"}
 ATTENTION = frozenset(("softmax_scale",))
 ALL = SELECTION | ATTENTION
 ATTENTION_INDEX = _INDEX["softmax_scale"]
 
-Values = Tuple[float, float, bool, float, float, bool, bool, float]
+Values = Tuple[float, float, bool, float, float, bool, bool, int, float]
 
 
 def defaults(cfg: _lib.Config) -> Values:
@@ -39,7 +42,8 @@ def defaults(cfg: _lib.Config) -> Values:
     library's prism_params_init_from_config gives them."""
     return (float(cfg.threshold_high), float(cfg.threshold_low),
             bool(cfg.calibrate), float(cfg.temp_high), float(cfg.temp_low),
-            bool(cfg.force_sink), bool(cfg.force_recent), 0.0)
+            bool(cfg.force_sink), bool(cfg.force_recent),
+            int(cfg.recent_blocks), 0.0)
 
 
 def _names(allowed: Iterable[str]) -> str:
@@ -47,8 +51,9 @@ def _names(allowed: Iterable[str]) -> str:
 
 
 # name -> (slots in a values tuple, whether the value is a bool)
-_SLOTS = {**{n: ((i,), n in _BOOLS) for i, n in enumerate(FIELDS)},
-          **{a: (tuple(_INDEX[f] for f in fs), False)
+_SLOTS = {**{n: ((i,), bool if n in _BOOLS else int if n in _INTS else float)
+             for i, n in enumerate(FIELDS)},
+          **{a: (tuple(_INDEX[f] for f in fs), float)
              for a, fs in ALIASES.items()}}
 
 
@@ -75,10 +80,12 @@ def resolve(base: Values, given: Mapping[str, Any],
                     f"{call} takes")
             raise TypeError(f"{call}: unknown method parameter {name!r}; "
                             f"{what} {_names(allowed)}")
-        slots, is_bool = _SLOTS[name]
-        if is_bool:
+        slots, kind = _SLOTS[name]
+        if kind is bool:
             if value is not True and value is not False:
                 value = _as_bool(name, value)
+        elif kind is int:
+            value = _as_int(name, value)
         elif type(value) is not float:
             value = _as_float(name, value)
         for i in slots:
@@ -97,6 +104,13 @@ def _as_bool(name: str, value: Any) -> bool:
     raise TypeError(f"{name} must be True or False, not {value!r}")
 
 
+def _as_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, not "
+                        f"{type(value).__name__} {value!r}")
+    return int(value)
+
+
 def _as_float(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, not "
@@ -109,7 +123,8 @@ def struct(values: Values, q_heads: int, kv_heads: int) -> _lib.Params:
     with the library's message ("params.FIELD VALUE ...") when a value is
     out of range.  (Under torch.compile the check runs when the compiled
     graph first runs the op with those values.)"""
-    p = _lib.Params(*values, q_heads, kv_heads)
+    fields = dict(zip(FIELDS, values))
+    p = _lib.Params(**fields, q_heads=q_heads, kv_heads=kv_heads)
     err = _lib.err_buf()
     st = _lib.lib().prism_params_validate(p, err, len(err))
     if st != _lib.OK:
