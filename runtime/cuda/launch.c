@@ -55,7 +55,11 @@ static prism_status launch_as(prism_plan *p, CUfunction f,
     return rc == CUDA_SUCCESS ? PRISM_OK : cuda_fail(p, rc, what);
 }
 
-static prism_status make_current(prism_plan *p) {
+static prism_status make_current(prism_plan *p, const prism_call *c) {
+    if (c->b->paged)
+        return prism_plan_fail(p, PRISM_ERR_UNSUPPORTED,
+                               "paged K/V (batch.paged) runs on CPU plans "
+                               "only in this build");
     cuda_plan *g = cuda_of(p);
     if (g->drv->ctx_set_current(g->cu_ctx) != CUDA_SUCCESS)
         return prism_plan_fail(p, PRISM_ERR_CUDA, "cannot make the plan's "
@@ -341,18 +345,18 @@ static prism_status run_attention(prism_plan *p, const prism_call *c,
 }
 
 prism_status prism_cuda_estimate(prism_plan *p, const prism_call *c) {
-    prism_status st = make_current(p);
+    prism_status st = make_current(p, c);
     return st == PRISM_OK ? run_estimate(p, c, c->mask) : st;
 }
 
 prism_status prism_cuda_attention(prism_plan *p, const prism_call *c) {
-    prism_status st = make_current(p);
+    prism_status st = make_current(p, c);
     return st == PRISM_OK ? run_attention(p, c, c->mask) : st;
 }
 
 /* Estimation into the caller's mask, or into the workspace's own. */
 prism_status prism_cuda_prefill(prism_plan *p, const prism_call *c) {
-    prism_status st = make_current(p);
+    prism_status st = make_current(p, c);
     if (st != PRISM_OK)
         return st;
     const size_t *at = c->layout.at;
