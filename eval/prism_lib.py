@@ -121,7 +121,8 @@ class Batch(C.Structure):
                 ("seqlen_q", C.c_int), ("seqlen_k", C.c_int),
                 ("cu_seqlens_q", C.c_void_p), ("cu_seqlens_k", C.c_void_p),
                 ("total_q", C.c_int), ("total_k", C.c_int),
-                ("params", C.c_void_p)]  # NULL: the config's run-time values
+                ("params", C.c_void_p),  # NULL: the config's run-time values
+                ("paged", C.c_void_p)]  # NULL: contiguous K and V
 
 
 class BlockMask(C.Structure):

@@ -60,7 +60,8 @@ class _Args(Structure):
     _fields_ = ([("dtype", c_int), ("batch", c_int), ("seqlen_q", c_int),
                  ("seqlen_k", c_int), ("cu_seqlens_q", c_void_p),
                  ("cu_seqlens_k", c_void_p), ("total_q", c_int),
-                 ("total_k", c_int), ("params", c_void_p)]
+                 ("total_k", c_int), ("params", c_void_p),
+                 ("paged", c_void_p)]
                 + _tensor_fields("q") + _tensor_fields("k")
                 + _tensor_fields("v") + _tensor_fields("o")
                 + [("counts", c_void_p), ("indices", c_void_p),

@@ -131,6 +131,7 @@ class Batch(Structure):
         ("seqlen_k", c_int), ("cu_seqlens_q", c_void_p),
         ("cu_seqlens_k", c_void_p), ("total_q", c_int), ("total_k", c_int),
         ("params", c_void_p),  # const prism_params *, NULL: the config's
+        ("paged", c_void_p),   # const prism_paged_kv *, NULL: contiguous K/V
     ]
 
 
