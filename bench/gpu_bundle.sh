@@ -14,12 +14,12 @@ bash .ci/setup
 # make the bundle ten times larger, and the GPU host runs CUDA plans only.
 cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPRISM_WERROR=ON \
       -DPRISM_WITH_LLVM=OFF -DCUDAToolkit_ROOT=/usr/local/cuda >/dev/null
-cmake --build build-gpu -j "$(nproc 2>/dev/null || echo 2)" --target prism prism-autotune test_gpu test_autotune_cli
+cmake --build build-gpu -j "$(nproc 2>/dev/null || echo 2)" --target prism prism-autotune test_gpu test_gpu_paged test_autotune_cli
 out=.gpu-bundle
 rm -rf "$out"
 mkdir -p "$out/bin" "$out/lib" "$out/configs" "$out/fixtures"
 bins=(build-gpu/prism build-gpu/prism-autotune build-gpu/test_gpu \
-      build-gpu/test_autotune_cli)
+      build-gpu/test_gpu_paged build-gpu/test_autotune_cli)
 cp "${bins[@]}" "$out/bin/"
 # Libraries the GPU host lacks (Criterion and its dependencies, libyaml,
 # OpenSSL's libcrypto).  libnvrtc comes from the host's own CUDA 13, the

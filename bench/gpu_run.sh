@@ -10,7 +10,12 @@
 # lists S:B pairs, bench/rows_summary.py prints the table), real (not in
 # all: the GPU's selection and attention on the real q, k, v of
 # tests/fixtures against the CPU reference, bench/real_check.py decides;
-# REAL_CONFIGS, default "smollm2-135m smollm2-135m-fidelity").  In $OUT:
+# REAL_CONFIGS, default "smollm2-135m smollm2-135m-fidelity"), paged (not
+# in all: the paged K/V suite test_gpu_paged, compute-sanitizer on paged
+# runs of both attention kernels, `prism bench --paged` A/B against
+# contiguous K/V at 32K and 128K in NHD and HND pages, and the estimate of
+# a 2K chunk over 8K, 32K and 128K prefixes with and without the pooled-key
+# cache; PAGED_SIZE, default 128, the page size).  In $OUT:
 # logs.tgz (every log and JSON), gpu.txt and sdpa.json.
 # Environment: TUNE_BUDGET (seconds, default 150), BENCH_WORKLOAD (mixed),
 # BENCH_ALT / BENCH_ALT_TAG (below), BENCH_CHUNK=0 skips the chunked-prefill
@@ -70,6 +75,42 @@ if want tests; then
   done
   echo "== prism run --device gpu (llama-3.1-8b, mixed workload, 4K)"
   "$here/bin/prism" run "$here/configs/llama-3.1-8b.yaml" --device gpu --seq 4096 2>&1 | tee "$out/run-gpu.log"
+fi
+if want paged; then
+  ps=${PAGED_SIZE:-128}
+  echo "== paged K/V: GPU tests"
+  timeout 600 "$here/bin/test_gpu_paged" --verbose=1 --jobs 1 2>&1 | tee "$out/test_gpu_paged.log" | tail -20
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+  echo "== paged K/V: compute-sanitizer (memcheck, racecheck)"
+  cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+  for run in "smollm2-135m --seq 1152 --sq 512 --paged 128" \
+             "llama-3.1-8b --seq 2304 --sq 1024 --paged 256 --layout hnd" \
+             "llama-3.1-8b --seq 1280 --sq 256 --batch 3 --paged 128"; do
+    cfg=${run%% *} args=${run#* }
+    tag=$cfg-$(echo "$args" | tr -d ' -' | tr -c 'a-z0-9\n' '_')
+    for tool in memcheck racecheck; do
+      timeout 300 "$cs" --tool $tool --error-exitcode 9 "$here/bin/prism" bench \
+        "$here/configs/$cfg.yaml" $args --pooled-cache --reps 1 --no-flush --density 0.2 \
+        > "$out/sanitizer-paged-$tag-$tool.log" 2>&1
+      rc=$?
+      echo "$cfg $args $tool: exit $rc; $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$out/sanitizer-paged-$tag-$tool.log" | tail -1)"
+      [ $rc -eq 0 ] || status=1
+    done
+  done
+  echo "== paged K/V: attention A/B (pages of $ps tokens, shuffled)"
+  for s in 32768 131072; do
+    for layout in nhd hnd; do
+      timeout 300 "$here/bin/prism" bench "$here/configs/llama-3.1-8b.yaml" --seq "$s" \
+        --workload "${BENCH_WORKLOAD:-mixed}" --paged "$ps" --layout $layout \
+        --json "$out/paged-$s-$layout.json" 2>&1 | tee -a "$out/paged.log"
+    done
+  done
+  echo "== paged K/V: a 2K chunk over a prefix, estimate with and without the pooled-key cache"
+  for prefix in 8192 32768 131072; do
+    timeout 300 "$here/bin/prism" bench "$here/configs/llama-3.1-8b.yaml" --sq 2048 \
+      --seq $((prefix + 2048)) --workload "${BENCH_WORKLOAD:-mixed}" --paged "$ps" \
+      --pooled-cache --density 0.1 --json "$out/paged-chunk-$prefix.json" 2>&1 | tee -a "$out/paged.log"
+  done
 fi
 if want autotune; then
   echo "== autotune GPU test"

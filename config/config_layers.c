@@ -41,6 +41,8 @@ static void apply(const prism_layer_override *o, prism_config *c) {
         c->force_sink = o->force_sink;
     if (f & PRISM_LAYER_FORCE_RECENT)
         c->force_recent = o->force_recent;
+    if (f & PRISM_LAYER_RECENT_BLOCKS)
+        c->recent_blocks = o->recent_blocks;
 }
 
 prism_status prism_config_for_layer(const prism_config *cfg, int layer,
@@ -54,7 +56,7 @@ prism_status prism_config_for_layer(const prism_config *cfg, int layer,
         return PRISM_ERR_CONFIG;
     /* Read everything needed from cfg before writing out: they may alias. */
     bool is_dense = contains(cfg->dense, cfg->n_dense, layer);
-    prism_layer_override match;
+    prism_layer_override match = {0};
     bool matched = false;
     for (int i = 0; i < cfg->n_layer_overrides && !matched; i++) {
         const prism_layer_override *o = &cfg->layer_overrides[i];

@@ -39,6 +39,7 @@ typedef enum prism_config_field {
     PRISM_CF_TEMP_LOW,
     PRISM_CF_FORCE_SINK,
     PRISM_CF_FORCE_RECENT,
+    PRISM_CF_RECENT_BLOCKS,
     PRISM_CF_TARGETS,
     PRISM_CF_TUNING,
     PRISM_CF_DENSE,  /* layers.dense                        */

@@ -56,6 +56,7 @@ void prism_config_init(prism_config *cfg) {
     cfg->temp_low = 1.0;
     cfg->force_sink = true;
     cfg->force_recent = true;
+    cfg->recent_blocks = 1;
     cfg->n_targets = 2;
     cfg->targets[0] = PRISM_ARCH_SM80;
     cfg->targets[1] = PRISM_ARCH_SM90A;
@@ -228,6 +229,17 @@ static bool check_temp(const char *where, prism_config_field field,
                   where, key, v);
 }
 
+/* The local window force_recent keeps: at least the diagonal block. */
+static bool check_recent(const char *where, int blocks,
+                         prism_config_problem *p) {
+    if (blocks >= 1 && blocks <= PRISM_MAX_RECENT_BLOCKS)
+        return true;
+    return broken(p, PRISM_CF_RECENT_BLOCKS, -1,
+                  "%s.recent_blocks %d is out of range; allowed: 1 (the "
+                  "diagonal block) up to %d key blocks",
+                  where, blocks, PRISM_MAX_RECENT_BLOCKS);
+}
+
 static bool check_method(const prism_config *c, prism_config_problem *p) {
     int bs = c->block_size;
     if (bs < 16 || bs > 256 || (bs & (bs - 1)))
@@ -243,7 +255,8 @@ static bool check_method(const prism_config *c, prism_config_problem *p) {
            check_fraction(w, PRISM_CF_THRESHOLD_LOW, "low", c->threshold_low,
                           p) &&
            check_temp(w, PRISM_CF_TEMP_HIGH, "high", c->temp_high, p) &&
-           check_temp(w, PRISM_CF_TEMP_LOW, "low", c->temp_low, p);
+           check_temp(w, PRISM_CF_TEMP_LOW, "low", c->temp_low, p) &&
+           check_recent(w, c->recent_blocks, p);
 }
 
 /* A bool of a struct built in code may hold any byte (memset, a cast from
@@ -379,7 +392,7 @@ static bool check_override_fields(const prism_config *c, int i,
         return broken(p, PRISM_CF_LAYERS, -1,
                       "%s sets no field; give at least one of high_dim, "
                       "low_dim, thresholds, calibrate, temps, force_sink, "
-                      "force_recent", w);
+                      "force_recent, recent_blocks", w);
     return (!(f & PRISM_LAYER_HIGH_DIM) ||
             check_band(c, w, PRISM_CF_HIGH_DIM, "high_dim", o->high_dim, p)) &&
            (!(f & PRISM_LAYER_LOW_DIM) ||
@@ -393,7 +406,9 @@ static bool check_override_fields(const prism_config *c, int i,
            (!(f & PRISM_LAYER_TEMP_HIGH) ||
             check_temp(w, PRISM_CF_TEMP_HIGH, "high", o->temp_high, p)) &&
            (!(f & PRISM_LAYER_TEMP_LOW) ||
-            check_temp(w, PRISM_CF_TEMP_LOW, "low", o->temp_low, p));
+            check_temp(w, PRISM_CF_TEMP_LOW, "low", o->temp_low, p)) &&
+           (!(f & PRISM_LAYER_RECENT_BLOCKS) ||
+            check_recent(w, o->recent_blocks, p));
 }
 
 static bool overlap(const prism_layer_range *a, const prism_layer_range *b,
@@ -661,6 +676,8 @@ static void emit_override(FILE *f, const prism_layer_override *o) {
     if (s & PRISM_LAYER_FORCE_RECENT)
         fprintf(f, "      force_recent: %s\n",
                 o->force_recent ? "true" : "false");
+    if (s & PRISM_LAYER_RECENT_BLOCKS)
+        fprintf(f, "      recent_blocks: %d\n", o->recent_blocks);
 }
 
 /* Only when the config has per-layer settings: a config without them
@@ -704,6 +721,7 @@ static void emit_config(FILE *f, const prism_config *c) {
     emit_pair(f, "    ", "low", c->temp_low);
     fprintf(f, "  force_sink: %s\n  force_recent: %s\n",
             switch_word(&c->force_sink), switch_word(&c->force_recent));
+    fprintf(f, "  recent_blocks: %d\n", c->recent_blocks);
     emit_targets(f, c);
     emit_tuning(f, c);
     emit_layers(f, c);

@@ -96,6 +96,8 @@ static const field prism_fields[] = {
      NULL},
     {"force_recent", K_BOOL, PRISM_CF_FORCE_RECENT, AT(force_recent), false,
      NULL, NULL},
+    {"recent_blocks", K_INT, PRISM_CF_RECENT_BLOCKS, AT(recent_blocks), false,
+     NULL, NULL},
     {NULL, K_INT, -1, 0, false, NULL, NULL}};
 static const section prism_section = {prism_fields};
 
@@ -145,6 +147,8 @@ static const field override_fields[] = {
     {"force_sink", K_BOOL, PRISM_CF_FORCE_SINK, OV(force_sink), false, NULL,
      NULL},
     {"force_recent", K_BOOL, PRISM_CF_FORCE_RECENT, OV(force_recent), false,
+     NULL, NULL},
+    {"recent_blocks", K_INT, PRISM_CF_RECENT_BLOCKS, OV(recent_blocks), false,
      NULL, NULL},
     {NULL, K_INT, -1, 0, false, NULL, NULL}};
 static const section override_section = {override_fields};
@@ -562,7 +566,8 @@ static unsigned fields_seen(const position *at) {
                {PRISM_CF_TEMP_HIGH, PRISM_LAYER_TEMP_HIGH},
                {PRISM_CF_TEMP_LOW, PRISM_LAYER_TEMP_LOW},
                {PRISM_CF_FORCE_SINK, PRISM_LAYER_FORCE_SINK},
-               {PRISM_CF_FORCE_RECENT, PRISM_LAYER_FORCE_RECENT}};
+               {PRISM_CF_FORCE_RECENT, PRISM_LAYER_FORCE_RECENT},
+               {PRISM_CF_RECENT_BLOCKS, PRISM_LAYER_RECENT_BLOCKS}};
     unsigned f = 0;
     for (size_t i = 0; i < PRISM_ARRAY_LEN(map); i++)
         if (at[map[i].id].line)

@@ -31,6 +31,7 @@ void prism_params_init_from_config(const prism_config *cfg,
         .temp_low = cfg->temp_low,
         .force_sink = cfg->force_sink,
         .force_recent = cfg->force_recent,
+        .recent_blocks = cfg->recent_blocks,
         .softmax_scale = 0.0,
         .q_heads = cfg->q_heads,
         .kv_heads = cfg->kv_heads,
@@ -45,6 +46,7 @@ void prism_config_apply_params(prism_config *cfg, const prism_params *p) {
     cfg->temp_low = p->temp_low;
     cfg->force_sink = p->force_sink;
     cfg->force_recent = p->force_recent;
+    cfg->recent_blocks = p->recent_blocks;
     cfg->q_heads = p->q_heads;
     cfg->kv_heads = p->kv_heads;
 }
@@ -89,5 +91,10 @@ prism_status prism_params_validate(const prism_params *p, char *err,
     if (!(p->softmax_scale >= 0 && isfinite(p->softmax_scale)))
         return bad(err, n, "softmax_scale", p->softmax_scale,
                    "0 (1/sqrt(head_dim)) or a finite number > 0");
+    if (p->recent_blocks < 1 || p->recent_blocks > PRISM_MAX_RECENT_BLOCKS)
+        return prism_errorf(err, n, PRISM_ERR_INVALID_ARGUMENT,
+                            "params.recent_blocks %d is out of range; "
+                            "allowed: 1 (the diagonal block) up to %d",
+                            p->recent_blocks, PRISM_MAX_RECENT_BLOCKS);
     return check_heads(p, err, n);
 }

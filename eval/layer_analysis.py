@@ -125,13 +125,13 @@ def screen(qkv, sels):
     return out
 
 
-def ablate(net, ids, xs, dense_lp, base_ppl, sels, method_cls):
-    """The setting in one layer at a time, resumed from the dense run's
-    hidden states at that layer."""
+def ablate(net, ids, xs, dense_lp, base_ppl, sels, method_cls, layers=None):
+    """The setting in one layer at a time (every layer, or `layers`),
+    resumed from the dense run's hidden states at that layer."""
     dense = dataclasses.replace(sels[0], dense=True)
     out = []
     for li in sorted(xs):
-        if sels[li].dense:
+        if sels[li].dense or (layers is not None and li not in layers):
             continue
         one = [dense] * len(sels)
         one[li] = sels[li]

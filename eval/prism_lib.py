@@ -67,6 +67,7 @@ class LayerOverride(C.Structure):
         ("threshold_high", C.c_double), ("threshold_low", C.c_double),
         ("calibrate", C.c_bool), ("temp_high", C.c_double), ("temp_low", C.c_double),
         ("force_sink", C.c_bool), ("force_recent", C.c_bool),
+        ("recent_blocks", C.c_int),
     ]
 
 
@@ -82,6 +83,7 @@ class ConfigStruct(C.Structure):
         ("calibrate", C.c_bool),
         ("temp_high", C.c_double), ("temp_low", C.c_double),
         ("force_sink", C.c_bool), ("force_recent", C.c_bool),
+        ("recent_blocks", C.c_int),
         ("n_targets", C.c_int), ("targets", C.c_int * PRISM_MAX_TARGETS),
         ("n_tuning", C.c_int), ("tuning", TuningOverride * PRISM_MAX_TUNING),
         ("n_dense", C.c_int), ("dense", LayerRange * PRISM_MAX_LAYER_RANGES),
@@ -119,7 +121,8 @@ class Batch(C.Structure):
                 ("seqlen_q", C.c_int), ("seqlen_k", C.c_int),
                 ("cu_seqlens_q", C.c_void_p), ("cu_seqlens_k", C.c_void_p),
                 ("total_q", C.c_int), ("total_k", C.c_int),
-                ("params", C.c_void_p)]  # NULL: the config's run-time values
+                ("params", C.c_void_p),  # NULL: the config's run-time values
+                ("paged", C.c_void_p)]  # NULL: contiguous K and V
 
 
 class BlockMask(C.Structure):

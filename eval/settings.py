@@ -12,10 +12,13 @@ to the layers of RANGE (`a` or `a-b`, inclusive), later clauses winning.
 Keys: `bs` block size; `thr` both thresholds, `th` / `tl` one of them;
 `hd` / `ld` band widths (`ld=0`: one band); `cal` 1/0 calibration; `temp`
 both temperatures, `temph` / `templ`; `sink` 1/0; `recent` forced recent
-blocks per row (1 = the diagonal); `dense` the layer skips Prism.
+blocks per row (1 = the diagonal); `heads` the query heads that select
+(`heads=0+3`; the others keep every block, for per-head experiments);
+`dense` the layer skips Prism.
 
-`recent` above 1 and `ld=0` are Python-only: the library forces exactly the
-diagonal and always has two bands.  Everything else is a prism_config field,
+`heads` and `ld=0` are Python-only: the library always has two bands and
+every head selects.  `recent` is the library's `recent_blocks` (0:
+force_recent off).  Everything else is a prism_config field,
 and `from_config()` builds a setting from a YAML config through the
 library's own per-layer resolution (prism_config_for_layer), so the config
 file and these experiments mean the same thing.
@@ -44,17 +47,24 @@ class LayerSel:
     temp_low: float = 1.0
     sink: bool = True
     recent: int = 1
+    heads: Optional[tuple] = None        # None: every query head selects
 
     def select(self, q: torch.Tensor, k: torch.Tensor,
                round_to=torch.bfloat16) -> torch.Tensor:
         """bool [Hq, nq, nk] on q, k rounded as the library sees them."""
-        return prism_ref.select(
+        bm = prism_ref.select(
             q.to(round_to), k.to(round_to), self.bs, high_dim=self.high_dim,
             low_dim=self.low_dim, threshold_high=self.thr_high,
             threshold_low=self.thr_low, calibrate=self.calibrate,
             temp_high=self.temp_high, temp_low=self.temp_low,
             force_sink=self.sink, force_recent=self.recent > 0,
             recent_blocks=self.recent)
+        if self.heads is not None:
+            full = prism_ref.block_causal(bm.shape[1], bm.shape[2], bm.device)
+            for h in range(bm.shape[0]):
+                if h not in self.heads:
+                    bm[h] = full
+        return bm
 
 
 _FLOAT = {"thr": ("thr_high", "thr_low"), "th": ("thr_high",), "tl": ("thr_low",),
@@ -78,6 +88,8 @@ def _apply(sel: LayerSel, keys: str) -> LayerSel:
                 kw[f] = float(val)
         elif key in _INT:
             kw[_INT[key]] = int(val)
+        elif key == "heads":
+            kw["heads"] = tuple(int(h) for h in val.split("+"))
         elif key == "ld":
             kw["low_dim"] = int(val) or None
         elif key in _BOOL:
@@ -126,7 +138,7 @@ def from_config(path: str, n_layers: int, lib_dtype=None) -> List[LayerSel]:
                             thr_low=s.threshold_low, calibrate=bool(s.calibrate),
                             temp_high=s.temp_high, temp_low=s.temp_low,
                             sink=bool(s.force_sink),
-                            recent=1 if s.force_recent else 0))
+                            recent=s.recent_blocks if s.force_recent else 0))
     return out
 
 

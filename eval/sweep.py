@@ -144,11 +144,14 @@ def main(argv=None, preloaded=None):
     ap.add_argument("--modes", nargs="+", default=["select"], choices=MODES)
     ap.add_argument("--analysis", action="store_true",
                     help="per-layer / per-head teacher-forced diagnostics")
-    ap.add_argument("--ablation", default=None, metavar="SPEC",
-                    help="single-layer ablation: SPEC in one layer, dense elsewhere")
+    ap.add_argument("--ablation", nargs="*", default=[], metavar="SPEC",
+                    help="single-layer ablations: each SPEC in one layer, dense elsewhere")
+    ap.add_argument("--ablation-layers", type=int, nargs="*", default=None,
+                    help="the layers to ablate (default: every layer)")
     ap.add_argument("--screen", nargs="*", default=[], metavar="SPEC",
                     help="teacher-forced per-layer error and density of each SPEC")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--gguf", default=None)
     ap.add_argument("--out", default="eval/out/sweep.json")
     a = ap.parse_args(argv)
@@ -157,7 +160,8 @@ def main(argv=None, preloaded=None):
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     res = load_results(a.out)
     g = preloaded or MD.GGUFModel(a.gguf)
-    net = MD.SmolLM2(g, "cpu")
+    dev = torch.device(a.device)
+    net = MD.SmolLM2(g, dev)
     n_layers = g.config.n_layers
     tok = MD.build_tokenizer(g)
     text = TX.load(a.text, a.text_dir)
@@ -165,7 +169,7 @@ def main(argv=None, preloaded=None):
     S = ids.shape[0]
     key = f"{a.text}:{S}"
     res["meta"].update(model=os.path.basename(g.path), torch=torch.__version__,
-                       device_name=device_name(torch.device("cpu")),
+                       device_name=device_name(dev),
                        threads=a.threads)
     res["meta"].setdefault("texts", {})[a.text] = {
         "source": TX.SOURCES.get(a.text, a.text), "sha256": TX.sha256(text)}
@@ -205,10 +209,12 @@ def main(argv=None, preloaded=None):
             an.setdefault("screen", {})[spec] = LA.screen(qkv, ST.parse(spec, n_layers))
             save_results(res, a.out)
             log(f"  screened {spec}")
-        if a.ablation:
-            an.setdefault("ablation", {})[a.ablation] = LA.ablate(
-                net, ids, xs, dense_lp, base["ppl"], ST.parse(a.ablation, n_layers),
-                SettingMethod)
+        for spec in a.ablation:
+            got = LA.ablate(net, ids, xs, dense_lp, base["ppl"], ST.parse(spec, n_layers),
+                            SettingMethod, a.ablation_layers)
+            old = {r["layer"]: r for r in an.setdefault("ablation", {}).get(spec, [])}
+            old.update({r["layer"]: r for r in got})
+            an["ablation"][spec] = [old[k] for k in sorted(old)]
             save_results(res, a.out)
     log(f"wrote {a.out}")
     return res

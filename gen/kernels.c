@@ -125,7 +125,8 @@ static const prism_kernel_def kernel_table[] = {
                    "statistics",
         .templates = {"pool_stats_params.h", "input.cuh", "bands.cuh",
                       "pool_stats.cu"},
-        .entry_points = {"prism_pool_stats"},
+        /* [2]: the same over paged K (prism_paged_kv) */
+        .entry_points = {"prism_pool_stats", NULL, "prism_pool_stats_paged"},
         .tunables = prism_tunables_table[PRISM_KERNEL_POOL_STATS].tunables,
         .add_constants = pool_stats_constants,
         .launch = prism_launch_pool_stats,
@@ -149,7 +150,9 @@ static const prism_kernel_def kernel_table[] = {
                    "(sm_80: mma.sync, ldmatrix, cp.async; sm_90a: TMA, "
                    "mbarriers, wgmma warpgroups)",
         .templates = {"attention_params.h", "input.cuh", "attention.cu"},
-        .entry_points = {"prism_attention"},
+        /* [1]: sm_90a's schedule kernel (attention_constants); [2]: the
+         * same kernel over paged K and V (prism_paged_kv) */
+        .entry_points = {"prism_attention", NULL, "prism_attention_paged"},
         .tunables = prism_tunables_table[PRISM_KERNEL_ATTENTION].tunables,
         .add_constants = attention_constants,
         .launch = prism_launch_attention,

@@ -34,8 +34,9 @@ typedef struct prism_kernel_def {
      * block, the helpers it needs, the kernel); add_constants may pick
      * others for an arch */
     const char *templates[PRISM_MAX_TEMPLATES];
-    /* __global__ names; add_constants may add one (the sm_90a attention's
-     * schedule kernel) */
+    /* __global__ names by role: [0] the kernel, [1] one launched before
+     * it (add_constants adds the sm_90a attention's schedule kernel), [2]
+     * the kernel over paged K/V (prism_paged_kv); NULL where none */
     const char *entry_points[PRISM_MAX_ENTRY_POINTS];
     /* the kernel's tunables (config/tunables.c); a NULL name ends them */
     const prism_tunable *tunables;

@@ -151,6 +151,7 @@ typedef struct prism_tuning_override {
  * (they skip Prism) and give others their own method parameters.  The
  * shapes (head_dim, heads, dtype, RoPE, block_size) are the model's and
  * the same in every layer.  prism_config_for_layer() resolves one layer. */
+#define PRISM_MAX_RECENT_BLOCKS 4096 /* prism.recent_blocks            */
 #define PRISM_MAX_LAYER 1023         /* highest layer index a config names */
 #define PRISM_MAX_LAYER_RANGES 16    /* ranges per list                    */
 #define PRISM_MAX_LAYER_OVERRIDES 16 /* entries of layers.overrides        */
@@ -171,7 +172,8 @@ typedef enum prism_layer_field {
     PRISM_LAYER_TEMP_LOW = 1 << 6,
     PRISM_LAYER_FORCE_SINK = 1 << 7,
     PRISM_LAYER_FORCE_RECENT = 1 << 8,
-    PRISM_LAYER_ALL_ = (1 << 9) - 1
+    PRISM_LAYER_RECENT_BLOCKS = 1 << 9,
+    PRISM_LAYER_ALL_ = (1 << 10) - 1
 } prism_layer_field;
 
 /* Method parameters for some layers (one entry of layers.overrides): the
@@ -186,6 +188,7 @@ typedef struct prism_layer_override {
     bool calibrate;
     double temp_high, temp_low;
     bool force_sink, force_recent;
+    int recent_blocks;
 } prism_layer_override;
 
 /* Which fields shape the generated code: head_dim, dtype, rope_layout,
@@ -213,7 +216,11 @@ typedef struct prism_config {
     bool calibrate;
     double temp_high, temp_low; /* used when calibrate is false            */
     bool force_sink;   /* always select key block 0                         */
-    bool force_recent; /* always select the diagonal key block              */
+    bool force_recent; /* always select the diagonal key block (and the
+                          recent_blocks - 1 before it)                      */
+    int recent_blocks; /* with force_recent: the last recent_blocks key
+                          blocks up to the diagonal, a local window;
+                          1..PRISM_MAX_RECENT_BLOCKS, 1 = the diagonal     */
 
     int n_targets;
     prism_arch targets[PRISM_MAX_TARGETS];
@@ -312,11 +319,14 @@ typedef struct prism_params {
     double temp_high;      /* band temperatures used when calibrate is      */
     double temp_low;       /*   false; finite and > 0 either way            */
     bool force_sink;       /* always select key block 0                     */
-    bool force_recent;     /* always select the diagonal key block          */
+    bool force_recent;     /* always select the recent_blocks key blocks
+                              that end at the diagonal                      */
     double softmax_scale;  /* attention's logit scale: 0 means
                               1/sqrt(head_dim), else finite and > 0         */
     int q_heads;           /* Hq of the tensors, 1..1024                    */
     int kv_heads;          /* Hkv, 1..1024, dividing q_heads (GQA groups)   */
+    int recent_blocks;     /* key blocks force_recent keeps, ending at the
+                              diagonal: 1..PRISM_MAX_RECENT_BLOCKS          */
 } prism_params;
 
 /* Thread-safe.  The config's method settings and head counts, with
@@ -527,6 +537,70 @@ typedef struct prism_tensor {
     int64_t stride_b, stride_h, stride_s;
 } prism_tensor;
 
+/* Paged K/V: the paged KV cache of serving engines, read in place.
+ * With prism_batch.paged set, the calls' k and v tensors describe page pools
+ * and each sequence's keys are found through its row of a page table:
+ *   - k->data (v->data) is the first element of page 0; stride_b is the
+ *     element distance from one page to the next, stride_h and stride_s
+ *     the head and token strides inside a page (the D stride is 1), so
+ *       NHD (vLLM)       [pages, page_size, Hkv, D]:
+ *                        stride_b page_size*Hkv*D, stride_h D, stride_s Hkv*D
+ *       HND (FlashInfer) [pages, Hkv, page_size, D]:
+ *                        stride_b Hkv*page_size*D, stride_h page_size*D,
+ *                        stride_s D
+ *     and K and V may have different strides (a combined [pages, 2, ...]
+ *     cache is two pools with equal strides);
+ *   - key t (0-based) of sequence b is row t % page_size of page
+ *     page_table[b * max_pages + t / page_size];
+ *   - sequence b has seqlen_k keys (regular batch) or cu_seqlens_k[b+1] -
+ *     cu_seqlens_k[b] (ragged batch: cu_seqlens_k gives the key lengths
+ *     and total_k is not used).  Q, O, lse and masks are as without pages,
+ *     regular or ragged; the queries are the last keys, so a chunk of a
+ *     longer prefill has Sk > Sq: the prefix in the cache, then the chunk
+ *     (whose K and V the caller wrote into its pages before the call).
+ * page_size must be a positive multiple of the config's block_size (so a
+ * key block never straddles two pages): with block_size 128, pages of
+ * 128, 256, 384, ... tokens; vLLM's 16-token pages need a config with
+ * block_size 16 and pages of 16, 32, ... .  Every call checks the fields
+ * and fails with a message naming the field: page_size, num_pages,
+ * max_pages against seqlen_k (a table too short for the longest
+ * sequence), alignment of the table (4 bytes) and of pooled_keys (16).
+ * Where the table is host memory (CPU plans) every entry a sequence uses
+ * is checked to lie in [0, num_pages) before anything is read.  A CUDA
+ * plan's table is device memory the host cannot see: its entries are the
+ * caller's promise (an entry out of range reads out of bounds, as a bad
+ * pointer would), as are: the entries used are pages of the pools, rows
+ * of a sequence's last page past its length hold finite values (the
+ * sm_90a kernel loads whole key tiles and masks the scores; zeroed or
+ * previously written pages qualify).  Sequences may share pages (a
+ * common prefix): nothing writes to the pools.
+ *
+ * Pooled-key cache (optional).  Each chunk of a chunked prefill pools
+ * every key block of its prefix again, although a full block's mean never
+ * changes.  pooled_keys, when not NULL, is a side buffer of
+ * prism_paged_pooled_bytes() bytes that keeps, per page, each full key
+ * block's mean and band energies: [num_pages][page_size / block_size]
+ * [kv_heads][head_dim + 4] floats (mean, the three energies, a mark).  An
+ * estimate or prefill reads the entry of every full block whose entry is
+ * marked, and pools and writes (then marks) every full block whose entry
+ * is not; partial blocks are pooled every time and never written.
+ * Selections with and without the buffer are identical.  The contract:
+ * the buffer starts zeroed, and the caller zeroes a page's entries (the
+ * page's (page_size / block_size) * kv_heads * (head_dim + 4) floats)
+ * whenever the page is given other keys (a freed page reused); a layer
+ * needs its own buffer as it has its own K.  Calls that share a buffer
+ * run one at a time (one stream); attention does not use it. */
+typedef struct prism_paged_kv {
+    const int32_t *page_table; /* [batch, max_pages] page ids; device
+                                  memory for CUDA plans, host for CPU     */
+    int max_pages;             /* entries per sequence in page_table      */
+    int page_size;             /* tokens per page, a multiple of
+                                  block_size                              */
+    int num_pages;             /* pages in each pool: ids lie in
+                                  [0, num_pages)                          */
+    float *pooled_keys;        /* NULL, or the pooled-key cache (above)   */
+} prism_paged_kv;
+
 /* The sequences of one launch. */
 typedef struct prism_batch {
     prism_dtype dtype;           /* must match the plan's config            */
@@ -543,7 +617,21 @@ typedef struct prism_batch {
                                     (New after 0.2.0: the struct grew by
                                     this pointer; zero-initialised batches
                                     keep working.) */
+    const prism_paged_kv *paged; /* NULL: k and v are [B, Hkv, Sk,
+                                    D] tensors; else page pools read
+                                    through a page table (above).  Host
+                                    memory, read during the call only.
+                                    (New after 0.2.0, after params.) */
 } prism_batch;
+
+/* Thread-safe.  Bytes of a pooled-key cache (prism_paged_kv.pooled_keys)
+ * for num_pages pages of page_size tokens and kv_heads KV heads with the
+ * config's head_dim and block_size; 0 when cfg is NULL, page_size is not
+ * a positive multiple of block_size, a count is not positive, or the size
+ * passes PRISM_MAX_TENSOR_BYTES. */
+PRISM_API size_t prism_paged_pooled_bytes(const prism_config *cfg,
+                                          int num_pages, int page_size,
+                                          int kv_heads);
 
 /* A block mask on the device, in the format of reference/reference.h
  * (Hq: the launch's q_heads, prism_params):

@@ -8,6 +8,7 @@
  * 32-head run still takes seconds to a minute on a few cores.
  *
  *   views        strided tensors of fp32/bf16/fp16 (BHSD, BSHD, ragged)
+ *   paged K/V    the contiguous tensor a paged batch stands for
  *   pooling      docs/method.md §2     prism_ref_pool()
  *   bands        docs/method.md §3     prism_ref_band_dims()
  *   calibration  docs/method.md §4     prism_ref_band_scales()
@@ -118,6 +119,28 @@ typedef struct prism_varlen {
     const int32_t *cu_seqlens_q;
     const int32_t *cu_seqlens_k;
 } prism_varlen;
+
+/* Paged K/V (prism.h, prism_paged_kv).  pool views the pages as
+ * [num_pages, Hkv, page_size, D] (its strides give NHD or HND pages): key
+ * t of sequence b is row t % page_size of page
+ * page_table[b * max_pages + t / page_size].  The sequences are those of
+ * the contiguous view and varlen (NULL: regular, every entry of the view
+ * one sequence of all its tokens; else its cu_seqlens_k).  Every table
+ * entry a sequence uses is checked against the pool first.
+ *   gather:  dst (contiguous [B, Hkv, Sk, D] or ragged) = the pages' keys,
+ *            the tensor a paged batch stands for
+ *   scatter: the pages = src's keys (the pages the table does not name,
+ *            and the rows past a sequence's end, are left alone) */
+prism_status prism_ref_paged_gather(const prism_tensor_view *pool,
+                                    const int32_t *page_table, int max_pages,
+                                    const prism_varlen *varlen,
+                                    const prism_tensor_view *dst, char *err,
+                                    size_t err_size);
+prism_status prism_ref_paged_scatter(const prism_tensor_view *pool,
+                                     const int32_t *page_table, int max_pages,
+                                     const prism_varlen *varlen,
+                                     const prism_tensor_view *src, char *err,
+                                     size_t err_size);
 
 /* ------------------------------------------------------------------------ */
 /* Selection (format described at the top of this file)                    */

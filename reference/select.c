@@ -161,8 +161,10 @@ static void estimate_row(void *ctx, int64_t row, int worker) {
     }
     if (cfg->force_sink)
         ws->keep_high[0] = 1;
-    if (cfg->force_recent)
-        ws->keep_high[allowed - 1] = 1; /* j = i + (nk_b - nq_b) */
+    if (cfg->force_recent) /* the diagonal is j = i + (nk_b - nq_b) */
+        for (int j = allowed - cfg->recent_blocks; j < allowed; j++)
+            if (j >= 0)
+                ws->keep_high[j] = 1;
     int count = 0;
     for (int j = 0; j < allowed; j++)
         if (ws->keep_high[j] || ws->keep_low[j])

@@ -568,3 +568,89 @@ Test(backend, cuda_grids_follow_the_launch_heads, .init = fake_setup,
     }
     prism_context_destroy(ctx);
 }
+
+/* The kernels launched since the last call (the names of the trace's grid
+ * lines), space-separated into names. */
+static void take_names(char *names, size_t size) {
+    names[0] = 0;
+    FILE *f = fopen(trace_path, "r");
+    char line[160], name[96];
+    unsigned x, y, z;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "grid %u %u %u %95s", &x, &y, &z, name) == 4 &&
+            strlen(names) + strlen(name) + 2 < size) {
+            strcat(names, name);
+            strcat(names, " ");
+        }
+    if (f)
+        fclose(f);
+    unlink(trace_path);
+}
+
+/* A paged batch (prism_paged_kv) on CUDA plans runs the paged entry
+ * points of both attention kernels (mma.sync for smollm2's block size 64,
+ * the persistent sm_90a kernel for llama) with the schedule kernel
+ * unchanged; its fields are checked, a device table's entries are not. */
+Test(backend, cuda_paged_batches_launch_the_paged_kernels, .init = fake_setup,
+     .fini = fake_teardown, .timeout = 300) {
+    prism_context *ctx = fake_context();
+    static const char *const configs[] = {"smollm2-135m.yaml",
+                                          "llama-3.1-8b.yaml"};
+    for (int i = 0; i < 2; i++) {
+        prism_config cfg = load(configs[i]);
+        prism_plan_limits lim = {2, 256, 1024, false};
+        prism_plan *plan = NULL;
+        cr_assert_eq(prism_plan_create(ctx, &cfg, &lim, &plan), PRISM_OK,
+                     "%s", prism_context_last_error(ctx));
+        inputs in;
+        make_inputs(&cfg, 2, 256, 1024, &in); /* k, v: 2 x 1024 tokens */
+        int ps = 2 * cfg.block_size, per_seq = 1024 / ps;
+        int32_t table[64];
+        for (int p = 0; p < 2 * per_seq; p++)
+            table[p] = 1000 + p; /* out of range: a device table's
+                                    entries are the caller's promise */
+        prism_paged_kv pg = {table, per_seq, ps, 2 * per_seq, NULL};
+        /* NHD pools over the same memory: 2 x per_seq pages */
+        int64_t d = cfg.head_dim, hkv = cfg.kv_heads;
+        prism_tensor kp = {in.k.data, ps * hkv * d, d, hkv * d}, vp = kp;
+        vp.data = in.v.data;
+        in.b.paged = &pg;
+        setenv("FAKE_CUDA_TRACE", trace_path, 1);
+        setenv("FAKE_CUDA_GRIDS", "1", 1);
+        char names[512];
+        take_names(names, sizeof names);
+        cr_assert_eq(prism_prefill(plan, &in.b, &in.q, &kp, &vp, &in.o, NULL,
+                                   NULL, NULL, 0, NULL),
+                     PRISM_OK, "%s", prism_plan_last_error(plan));
+        take_names(names, sizeof names);
+        bool persistent = cuda_of(plan)
+                              ->kernels[PRISM_KERNEL_ATTENTION]
+                              .shape.grid == PRISM_GRID_PERSISTENT;
+        cr_expect_str_eq(names,
+                         persistent
+                             ? "prism_pool_stats_paged prism_estimate "
+                               "prism_attention_schedule "
+                               "prism_attention_paged "
+                             : "prism_pool_stats_paged prism_estimate "
+                               "prism_attention_paged ",
+                         "%s", configs[i]);
+        pg.page_size = cfg.block_size + 8;
+        cr_expect_eq(prism_prefill(plan, &in.b, &in.q, &kp, &vp, &in.o, NULL,
+                                   NULL, NULL, 0, NULL),
+                     PRISM_ERR_INVALID_ARGUMENT);
+        cr_expect(strstr(prism_plan_last_error(plan), "paged.page_size"),
+                  "%s", prism_plan_last_error(plan));
+        pg.page_size = ps;
+        pg.max_pages = per_seq - 1; /* short of seqlen_k */
+        cr_expect_eq(prism_estimate(plan, &in.b, &in.q, &kp, &in.mask, NULL,
+                                    0, NULL),
+                     PRISM_ERR_BAD_SHAPE);
+        take_names(names, sizeof names);
+        cr_expect_str_eq(names, "", "nothing launched");
+        unsetenv("FAKE_CUDA_GRIDS");
+        unsetenv("FAKE_CUDA_TRACE");
+        free_inputs(&in);
+        prism_plan_destroy(plan);
+    }
+    prism_context_destroy(ctx);
+}

@@ -96,6 +96,9 @@ Test(config_errors, wrong_types) {
         {BASE "prism: {force_recent: \"true\"}\n",
          "t.yaml:7:23: prism.force_recent: expected a boolean, got the "
          "string \"true\""},
+        {BASE "prism: {recent_blocks: 0}\n",
+         "t.yaml:7:24: prism.recent_blocks 0 is out of range; allowed: 1 "
+         "(the diagonal block) up to 4096 key blocks"},
         {BASE "dtype: [bf16]\n",
          "t.yaml:7:8: dtype: expected a string, got a sequence"},
         {BASE "name: {a: 1}\n",

@@ -97,6 +97,23 @@ Test(config_layers, accepted_forms) {
     expect_round_trip(&c);
 }
 
+/* A local window per layer: the override's recent_blocks for its layers,
+ * the top level's elsewhere. */
+Test(config_layers, recent_window_per_layer) {
+    prism_config c = load_ok(BASE "prism: {recent_blocks: 4}\n"
+                                  "layers:\n  overrides:\n"
+                                  "    - {layers: 3-10, recent_blocks: 16}\n");
+    cr_expect_eq(c.recent_blocks, 4);
+    cr_expect_eq(c.layer_overrides[0].fields, PRISM_LAYER_RECENT_BLOCKS);
+    prism_config l;
+    bool dense = true;
+    cr_assert_eq(prism_config_for_layer(&c, 5, &l, &dense), PRISM_OK);
+    cr_expect(!dense && l.recent_blocks == 16);
+    cr_assert_eq(prism_config_for_layer(&c, 11, &l, &dense), PRISM_OK);
+    cr_expect_eq(l.recent_blocks, 4);
+    expect_round_trip(&c);
+}
+
 Test(config_layers, errors_point_at_the_entry) {
     static const bad_case t[] = {
         {BASE "layers:\n  overrides:\n    - layers: 3\n      block_size: 64\n",

@@ -457,6 +457,7 @@ typedef struct params_case {
     double threshold_high, threshold_low;
     bool calibrate;
     double temp_high, temp_low, softmax_scale;
+    int recent_blocks;
 } params_case;
 
 #define BF16_MIXED(name, hq, hkv, s)                                          \
@@ -464,23 +465,25 @@ typedef struct params_case {
      PRISM_ROPE_HALF, PRISM_WORKLOAD_MIXED}
 
 static const params_case params_cases[] = {
-    {BF16_MIXED("thresholds-0.9", 32, 8, 1536), 0.9, 0.9, true, 1, 1, 0},
-    {BF16_MIXED("thresholds-0.98", 32, 8, 1536), 0.98, 0.98, true, 1, 1, 0},
+    {BF16_MIXED("thresholds-0.9", 32, 8, 1536), 0.9, 0.9, true, 1, 1, 0, 1},
+    {BF16_MIXED("thresholds-0.98", 32, 8, 1536), 0.98, 0.98, true, 1, 1, 0, 1},
     {BF16_MIXED("uncalibrated-temps", 32, 8, 1536), 0.95, 0.9, false, 0.5, 2,
-     0},
+     0, 1},
     {BF16_MIXED("softmax-scale-0.05", 32, 8, 1536), 0.95, 0.95, true, 1, 1,
-     0.05},
+     0.05, 1},
+    /* a local window of 8 blocks: 8 lanes of each 32-block chunk forced */
+    {BF16_MIXED("recent-window-8", 32, 8, 4096), 0.9, 0.9, true, 1, 1, 0, 8},
     /* a tensor-parallel shard: 4 query heads of one KV head, 12 query
      * tiles: 48 items for the SMs, so the schedule splits rows */
-    {BF16_MIXED("tp-shard-4-1", 4, 1, 1536), 0.95, 0.95, true, 1, 1, 0},
+    {BF16_MIXED("tp-shard-4-1", 4, 1, 1536), 0.95, 0.95, true, 1, 1, 0, 1},
     /* 24 / 3 heads (groups of 8, an odd KV head count) x 32 tiles: static
      * items and a queue, the item arithmetic by non-power-of-two heads */
     {{"tp-shard-24-3-fp16-bshd", 128, 24, 3, 0, 1, {4096}, {4096}, false,
       true, PRISM_DTYPE_FP16, PRISM_ROPE_HALF, -1},
-     0.9, 0.98, true, 1, 1, 0.1},
+     0.9, 0.98, true, 1, 1, 0.1, 1},
     {{"shard-6-6-ragged", 64, 6, 6, 0, 3, {300, 1100, 77}, {300, 1228, 333},
       true, true, PRISM_DTYPE_BF16, PRISM_ROPE_INTERLEAVED, -1},
-     0.9, 0.95, false, 1.5, 0.75, 0.2},
+     0.9, 0.95, false, 1.5, 0.75, 0.2, 1},
 };
 
 ParameterizedTestParameters(gpu, run_time_params) {
@@ -501,6 +504,7 @@ ParameterizedTest(const params_case *pc, gpu, run_time_params,
         .force_sink = true,
         .force_recent = true,
         .softmax_scale = pc->softmax_scale,
+        .recent_blocks = pc->recent_blocks,
         .q_heads = pc->shape.q_heads,
         .kv_heads = pc->shape.kv_heads,
     };

@@ -41,6 +41,8 @@ static void scale_inf(prism_params *p) { p->softmax_scale = INFINITY; }
 static void gqa(prism_params *p) { p->q_heads = 6, p->kv_heads = 4; }
 static void no_heads(prism_params *p) { p->q_heads = 0; }
 static void many_heads(prism_params *p) { p->kv_heads = 2048; }
+static void no_window(prism_params *p) { p->recent_blocks = 0; }
+static void wide_window(prism_params *p) { p->recent_blocks = 4097; }
 
 static const bad_case bad_cases[] = {
     {"params.threshold_high 0 ", thr_zero},
@@ -54,6 +56,8 @@ static const bad_case bad_cases[] = {
     {"params.q_heads 6 is not a multiple of params.kv_heads 4", gqa},
     {"params.q_heads 0", no_heads},
     {"params.kv_heads 2048", many_heads},
+    {"params.recent_blocks 0", no_window},
+    {"params.recent_blocks 4097", wide_window},
 };
 
 Test(params, validation_names_the_field) {
@@ -135,22 +139,26 @@ typedef struct params_case {
     bool calibrate, force_sink, force_recent;
     double temp_high, temp_low, softmax_scale;
     int q_heads, kv_heads;
+    int recent_blocks;
 } params_case;
 
 static const params_case runs[] = {
-    {"thresholds 0.9", 0.9, 0.9, true, true, true, 1, 1, 0, 8, 2},
-    {"thresholds 0.98", 0.98, 0.98, true, true, true, 1, 1, 0, 8, 2},
-    {"uncalibrated temps", 0.95, 0.9, false, false, true, 0.5, 2, 0, 8, 2},
-    {"softmax scale 0.05", 0.95, 0.95, true, true, false, 1, 1, 0.05, 8, 2},
-    {"TP shard 4 / 1 heads", 0.95, 0.95, true, true, true, 1, 1, 0, 4, 1},
-    {"MHA shard 2 / 2 heads", 0.9, 0.98, true, true, true, 1, 1, 0.2, 2, 2},
+    {"thresholds 0.9", 0.9, 0.9, true, true, true, 1, 1, 0, 8, 2, 1},
+    {"thresholds 0.98", 0.98, 0.98, true, true, true, 1, 1, 0, 8, 2, 1},
+    {"uncalibrated temps", 0.95, 0.9, false, false, true, 0.5, 2, 0, 8, 2, 1},
+    {"softmax scale 0.05", 0.95, 0.95, true, true, false, 1, 1, 0.05, 8, 2, 4},
+    {"TP shard 4 / 1 heads", 0.95, 0.95, true, true, true, 1, 1, 0, 4, 1, 1},
+    {"MHA shard 2 / 2 heads", 0.9, 0.98, true, true, true, 1, 1, 0.2, 2, 2, 1},
+    {"recent window 4", 0.5, 0.5, true, false, true, 1, 1, 0, 8, 2, 4},
+    {"recent window past row 0", 0.9, 0.9, true, true, true, 1, 1, 0, 8, 2,
+     4096},
 };
 
 static prism_params params_of(const params_case *c) {
     return (prism_params){c->threshold_high, c->threshold_low, c->calibrate,
                           c->temp_high,      c->temp_low,      c->force_sink,
                           c->force_recent,   c->softmax_scale, c->q_heads,
-                          c->kv_heads};
+                          c->kv_heads,       c->recent_blocks};
 }
 
 /* One run: estimate and prefill on `plan` with c's params over inputs of

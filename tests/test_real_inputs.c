@@ -111,7 +111,8 @@ static void check_fixture(prism_context *ctx, const prism_qkv_file *f,
                       vv = prism_qkv_view(f, 'v');
     prism_tensor q = whole(f->q, f, f->q_heads), k = whole(f->k, f, f->kv_heads),
                  v = whole(f->v, f, f->kv_heads);
-    prism_batch batch = {cfg->dtype, 1, (int)S, (int)S, NULL, NULL, 0, 0, NULL};
+    prism_batch batch = {.dtype = cfg->dtype, .batch = 1, .seqlen_q = (int)S,
+                         .seqlen_k = (int)S};
 
     prism_selection lib = selection_for(cfg, S), ref = selection_for(cfg, S);
     prism_block_mask m = mask_of(&lib);

@@ -36,6 +36,7 @@ static inline void test_config(prism_config *cfg, int D, int Hq, int Hkv,
     cfg->temp_low = 1.0;
     cfg->force_sink = true;
     cfg->force_recent = true;
+    cfg->recent_blocks = 1;
 }
 
 /* Deterministic uniform floats in [-1, 1) (an LCG: tests only). */

@@ -437,6 +437,19 @@ Test(ref_estimate, forcing_and_offsets_with_longer_keys) {
                  PRISM_OK);
     row_is(&sel, 0, 0, 0, (int[]){0, 2}, 2);
     cr_assert_float_eq(prism_ref_density(&sel, NULL), 8.0 / 14.0, 1e-12);
+    /* a local window: the 2 blocks ending at the diagonal, and no block
+     * before 0 when the window is longer than the row */
+    cfg.recent_blocks = 2;
+    cr_assert_eq(prism_ref_estimate(&qv, &kv, NULL, &cfg, &opt, &sel, NULL,
+                                    NULL, NULL, 0),
+                 PRISM_OK);
+    row_is(&sel, 0, 0, 0, (int[]){0, 1, 2}, 3);
+    row_is(&sel, 0, 1, 1, (int[]){0, 2, 3}, 3);
+    cfg.recent_blocks = 9;
+    cr_assert_eq(prism_ref_estimate(&qv, &kv, NULL, &cfg, &opt, &sel, NULL,
+                                    NULL, NULL, 0),
+                 PRISM_OK);
+    row_is(&sel, 0, 1, 1, (int[]){0, 1, 2, 3}, 4);
     prism_selection_free(&sel);
 }
 

@@ -477,8 +477,42 @@ struct AttnLoopConsts {
     int mask_thr;          // a chunk starting after this key needs masking
 };
 
-extern "C" __global__ void __launch_bounds__(ATTN_THREADS)
-prism_attention(const AttnParams p) {
+// x / d for 0 <= x < 2^31 (FastDiv, attention_params.h).
+static __device__ __forceinline__ int attn_div(int x, const FastDiv &f) {
+    return (int)((__umulhi((u32)x, f.mul) + (u32)x) >> f.shift);
+}
+
+// PAGED.  prism_attention_paged reads K and V from page pools
+// (AttnPaging): a key tile lies in one page, so only the tile's base and
+// first row change -- the page's base (one table entry, looked up a tile
+// ahead so that its latency hides behind a tile's MMAs) and the tile's
+// row inside the page.
+// The page of key `key0` of sequence b.
+static __device__ __forceinline__ int attn_page(const AttnPaging &pg, int b, int key0) {
+    const int slot = attn_div(key0 / BLOCK_SIZE, pg.blocks_per_page);
+    return __ldg(pg.page_table + (i64)b * pg.max_pages + slot);
+}
+
+// The K and V tiles of key tile `key0` into dk and dv; PAGED: from page
+// `page`, whose first key is the sequence's key slot * page_size.
+template <bool PAGED>
+static __device__ __forceinline__ void
+attn_load_kv(u32 dk, u32 dv, const u16 *k, const u16 *v, i64 k_stride, i64 v_stride,
+             int key0, int Sk, int tid, const AttnParams &p, const AttnPaging &pg,
+             int page) {
+    if constexpr (PAGED) {
+        const int first = attn_div(key0 / BLOCK_SIZE, pg.blocks_per_page) * pg.page_size;
+        k += (i64)page * p.k_stride_b;
+        v += (i64)page * p.v_stride_b;
+        key0 -= first;
+        Sk -= first;
+    }
+    attn_load_tile<ATTN_TILE_N>(dk, k, k_stride, key0, Sk, tid);
+    attn_load_tile<ATTN_TILE_N>(dv, v, v_stride, key0, Sk, tid);
+}
+
+template <bool PAGED>
+static __device__ __forceinline__ void attn_main(const AttnParams &p, const AttnPaging &pg) {
     extern __shared__ __align__(128) u8 attn_smem[];
     AttnLoopConsts &attn_lc =
         *reinterpret_cast<AttnLoopConsts *>(attn_smem + ATTN_CONSTS_OFFSET);
@@ -500,9 +534,12 @@ prism_attention(const AttnParams p) {
     const bool varlen = p.cu_seqlens_q != nullptr;
     const u16 *qg = p.q + (varlen ? (i64)q_begin * p.q_stride_s : (i64)b * p.q_stride_b) +
                     (i64)h * p.q_stride_h;
-    const u16 *kg = p.k + (varlen ? (i64)k_begin * p.k_stride_s : (i64)b * p.k_stride_b) +
+    // (paged: the pools' head offset; each tile adds its page's)
+    const u16 *kg = p.k + (PAGED ? (i64)0 : varlen ? (i64)k_begin * p.k_stride_s
+                                                   : (i64)b * p.k_stride_b) +
                     (i64)kvh * p.k_stride_h;
-    const u16 *vg = p.v + (varlen ? (i64)k_begin * p.v_stride_s : (i64)b * p.v_stride_b) +
+    const u16 *vg = p.v + (PAGED ? (i64)0 : varlen ? (i64)k_begin * p.v_stride_s
+                                                   : (i64)b * p.v_stride_b) +
                     (i64)kvh * p.v_stride_h;
     // Output row 0 of this (sequence, head) and its LSE row; evaluated only
     // where they are written, so that nothing of them lives across the loop.
@@ -552,6 +589,9 @@ prism_attention(const AttnParams p) {
         return;
     }
     int nxt = tile_start(sel, total, 1);
+    int nxt_page = 0; // PAGED: nxt's page, looked up a tile ahead
+    if constexpr (PAGED)
+        nxt_page = nxt <= lim ? attn_page(pg, b, nxt) : 0;
     const AttnLoopConsts lc0{kg, vg, p.k_stride_s, p.v_stride_s, sel, total, Sk, lim,
                              min(q_first - ATTN_CHUNK_N + 1, Sk - ATTN_CHUNK_N)};
     if (ATTN_LEAN && tid == 0) // published by the barrier after the prologue
@@ -563,8 +603,8 @@ prism_attention(const AttnParams p) {
 
     // Prologue: Q and key tile 0.
     attn_load_tile<ATTN_TILE_M>(sQ, qg, p.q_stride_s, q0, Sq, tid);
-    attn_load_tile<ATTN_TILE_N>(sK, kg, p.k_stride_s, cur, Sk, tid);
-    attn_load_tile<ATTN_TILE_N>(sV, vg, p.v_stride_s, cur, Sk, tid);
+    attn_load_kv<PAGED>(sK, sV, kg, vg, p.k_stride_s, p.v_stride_s, cur, Sk, tid, p, pg,
+                        PAGED ? attn_page(pg, b, cur) : 0);
     attn_cp_commit();
 
     // Per-lane ldmatrix addressing (see FRAGMENTS above).  Every tile row
@@ -629,12 +669,15 @@ prism_attention(const AttnParams p) {
         const bool has_next = nxt <= lc.lim;
         if (has_next) {
             const u32 off = (stage ^ 1) * ATTN_KV_BYTES;
-            attn_load_tile<ATTN_TILE_N>(sK + off, lc.k, lc.k_stride, nxt, lc.Sk, tid);
-            attn_load_tile<ATTN_TILE_N>(sV + off, lc.v, lc.v_stride, nxt, lc.Sk, tid);
+            attn_load_kv<PAGED>(sK + off, sV + off, lc.k, lc.v, lc.k_stride, lc.v_stride,
+                                nxt, lc.Sk, tid, p, pg, nxt_page);
         }
         attn_cp_commit();
         // consumed next iteration: the load's latency hides behind this tile
         const int after = tile_start(lc.sel, lc.total, it + 2);
+        int after_page = 0;
+        if constexpr (PAGED)
+            after_page = after <= lc.lim ? attn_page(pg, b, after) : 0;
         // Chunks [0, n_chunks) see a key; chunk c needs masking iff
         // c * CHUNK_N > mask_rel.  (Only cur, qpos0 and qcap cross the MMAs.)
         const int n_chunks = min(ATTN_CHUNKS, (lc.lim - cur) / ATTN_CHUNK_N + 1);
@@ -666,6 +709,8 @@ prism_attention(const AttnParams p) {
             break;
         cur = nxt;
         nxt = after;
+        if constexpr (PAGED)
+            nxt_page = after_page;
     }
 
     // Epilogue: normalise, stage the warp's rows in its own Q rows (only
@@ -733,4 +778,14 @@ prism_attention(const AttnParams p) {
                 *reinterpret_cast<const u32x4 *>(stage_rows + attn_swz(r, chunk));
     }
     }
+}
+
+extern "C" __global__ void __launch_bounds__(ATTN_THREADS)
+prism_attention(const AttnParams p) {
+    attn_main<false>(p, AttnPaging{});
+}
+
+extern "C" __global__ void __launch_bounds__(ATTN_THREADS)
+prism_attention_paged(const AttnPagedParams P) {
+    attn_main<true>(P.a, P.pg);
 }

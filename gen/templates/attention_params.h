@@ -1,8 +1,10 @@
 /*
  * attention_params.h - the parameter blocks of prism_attention (both
  * variants: gen/templates/attention.cu takes AttnParams, the sm_90a
- * kernel of gen/templates/attention_sm90.cu AttnTmaParams) and of
- * prism_attention_schedule, the one definition of their layout.
+ * kernel of gen/templates/attention_sm90.cu AttnTmaParams), of their
+ * paged entry points prism_attention_paged (the same blocks followed by
+ * AttnPaging) and of prism_attention_schedule, the one definition of
+ * their layout.
  *
  * Compiled twice, as pool_stats_params.h says: into the kernel's CUDA
  * source after common.cuh and into the host launcher after <stdint.h>;
@@ -57,6 +59,26 @@ typedef struct AttnParams {
     FastDiv q_heads, kv_heads, group;  // Hq, Hkv, Hq / Hkv of the launch
 } AttnParams;
 
+// Paged K and V (prism.h, prism_paged_kv): the extra block of the
+// prism_attention_paged entry points.  k and v are then page pools,
+// k_stride_b / v_stride_b the strides from page to page, and key t of
+// sequence b is row t % page_size of page
+// page_table[b * max_pages + t / page_size]; a page holds whole key
+// blocks (page_size is a multiple of BLOCK_SIZE), so a key tile lies in
+// one page.
+typedef struct AttnPaging {
+    const int32_t *page_table;  // [batch, max_pages], device memory
+    int32_t max_pages, page_size;
+    FastDiv blocks_per_page;    // page_size / BLOCK_SIZE
+    int32_t unused;
+} AttnPaging;
+
+// The mma.sync kernel's paged parameter block: the plain one first.
+typedef struct AttnPagedParams {
+    AttnParams a;
+    AttnPaging pg;
+} AttnPagedParams;
+
 // A TMA tensor map (the driver's CUtensorMap: 128 opaque bytes).  64-byte
 // alignment is all TMA needs; the host's CUtensorMap asks for 128, so the
 // host keeps its AttnTmaParams 128-byte aligned and, the maps coming
@@ -74,7 +96,19 @@ typedef struct AttnTmaParams {
     int32_t rank;      // 3 or 4
 } AttnTmaParams;
 
+// The sm_90a kernel's paged parameter block: the plain one first, so the
+// schedule kernel (which takes AttnTmaParams) reads it as it is; k and v
+// map the page pools as {D, page_size, Hkv, pages}.
+typedef struct AttnTmaPagedParams {
+    AttnTmaParams t;
+    AttnPaging pg;
+} AttnTmaPagedParams;
+
 PRISM_PARAMS_ASSERT(sizeof(TmaMap) == 128, "a tensor map is 128 bytes");
+PRISM_PARAMS_ASSERT(sizeof(AttnPaging) == 32, "AttnPaging layout");
+PRISM_PARAMS_ASSERT(sizeof(AttnPagedParams) == 304, "AttnPagedParams layout");
+PRISM_PARAMS_ASSERT(sizeof(AttnTmaPagedParams) == 896,
+                    "AttnTmaPagedParams layout: the plain block, then pg");
 PRISM_PARAMS_ASSERT(sizeof(FastDiv) == 12, "FastDiv layout");
 PRISM_PARAMS_ASSERT(sizeof(AttnParams) == 272, "AttnParams layout");
 PRISM_PARAMS_ASSERT(sizeof(AttnTmaParams) == 832,

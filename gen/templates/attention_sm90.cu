@@ -467,7 +467,9 @@ static __device__ __forceinline__ void h_consume_stream(const AttnTmaParams &P, 
                                                         volatile int *handover, int wg);
 
 // The producer thread's loop: gen/templates/attention_sm90_produce.cu.
-static __device__ __forceinline__ void h_producer(const AttnTmaParams &P, u32 smem,
+template <bool PAGED>
+static __device__ __forceinline__ void h_producer(const AttnTmaParams &P,
+                                                  const AttnPaging &pg, u32 smem,
                                                   volatile int *handover);
 
 // ---- the plain consumer (!H_OVERLAP): 64 query rows of one item ----
@@ -556,8 +558,12 @@ h_consume(const AttnParams &p, u32 smem, volatile int *handover, int wg, int n,
 // the next Q loads under the last P V and the epilogue; the overlapped
 // consumer arrives once Q is in its registers (and its staged O was
 // read), so the next Q loads while the item runs.
-extern "C" __global__ void __launch_bounds__(H_THREADS, 1)
-prism_attention(const __grid_constant__ AttnTmaParams P) {
+// PAGED (prism_attention_paged, prism.h's prism_paged_kv): K and V come
+// from page pools; only the producer's copies differ (h_produce), the
+// consumers and the schedule are the same code.
+template <bool PAGED>
+static __device__ __forceinline__ void h_attention(const AttnTmaParams &P,
+                                                   const AttnPaging &pg) {
     extern __shared__ __align__(1024) u8 h_smem_raw[];
     // 1024-byte alignment for the 128B-swizzle atoms
     u8 *smem_ptr = h_smem_raw + ((1024 - (smem_u32(h_smem_raw) & 1023)) & 1023);
@@ -589,7 +595,7 @@ prism_attention(const __grid_constant__ AttnTmaParams P) {
         asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(H_PRODUCER_REGS));
         if (tid != 0)
             return;
-        h_producer(P, smem, handover);
+        h_producer<PAGED>(P, pg, smem, handover);
         return;
     }
     asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(H_CONSUMER_REGS));
@@ -605,4 +611,14 @@ prism_attention(const __grid_constant__ AttnTmaParams P) {
             it = h_consume(p, smem, handover, wg, n, it, slot);
         }
     }
+}
+
+extern "C" __global__ void __launch_bounds__(H_THREADS, 1)
+prism_attention(const __grid_constant__ AttnTmaParams P) {
+    h_attention<false>(P, AttnPaging{});
+}
+
+extern "C" __global__ void __launch_bounds__(H_THREADS, 1)
+prism_attention_paged(const __grid_constant__ AttnTmaPagedParams P) {
+    h_attention<true>(P.t, P.pg);
 }

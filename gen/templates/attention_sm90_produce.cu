@@ -29,6 +29,20 @@ static __device__ __forceinline__ int h_tile_word(int key0, bool last) {
     return (key0 << 1) | (last ? 1 : 0);
 }
 
+// PAGED: the slot of key `key0` in its sequence's row of the page table
+// (the division a FastDiv, as HEADS below explains), and the page.  The
+// producer looks the page up per tile rather than a tile ahead, and
+// derives the key's row in it (key0 - slot * page_size) where it loads:
+// at its 40 registers (H_PRODUCER_REGS) a value carried across tiles
+// spilled.
+static __device__ __forceinline__ int h_page_slot(const AttnPaging &pg, int key0) {
+    const u32 x = (u32)(key0 / BLOCK_SIZE);
+    return (int)((__umulhi(x, pg.blocks_per_page.mul) + x) >> pg.blocks_per_page.shift);
+}
+static __device__ __forceinline__ int h_page(const AttnPaging &pg, int seq, int key0) {
+    return __ldg(pg.page_table + (i64)seq * pg.max_pages + h_page_slot(pg, key0));
+}
+
 // ---- the producer: one thread issues every copy ----
 // One work item: the first K/V tile, then the Q tile once the consumers
 // released the Q rows of item n - 1 (after its last S = Q K^T), then the
@@ -43,10 +57,16 @@ static __device__ __forceinline__ int h_tile_word(int key0, bool last) {
 // not notice).  A static item (FIRST ITEMS WITHOUT THE QUEUE) does not
 // draw (`draw` false): its CTA's first queue ticket is blockIdx.x, and the
 // counter may be touched only after the schedule is complete.
+// PAGED (prism_attention_paged): the K and V maps cover the page pools
+// as {D, page_size, Hkv, pages}, and a key tile, which lies in one page,
+// is the box at (its row in the page, kvh, its page): the page comes from
+// the table (h_page) before the stage's wait.  seq is the item's sequence
+// (b is 0 for packed sequences).
+template <bool PAGED>
 static __device__ __forceinline__ int
-h_produce(const AttnTmaParams &p, u32 smem, volatile int *handover, int n, int it,
-          int q_row, int k_row, int h, int kvh, int b, const int *sel, int total,
-          int key0, int lim, bool draw, int &ticket) {
+h_produce(const AttnTmaParams &p, const AttnPaging &pg, int seq, u32 smem,
+          volatile int *handover, int n, int it, int q_row, int k_row, int h, int kvh,
+          int b, const int *sel, int total, int key0, int lim, bool draw, int &ticket) {
     const u32 bar_q = smem + H_BAR_OFFSET;
     const u32 q_empty = smem + H_Q_EMPTY_OFFSET;
     auto load_q = [&]() {
@@ -72,6 +92,11 @@ h_produce(const AttnTmaParams &p, u32 smem, volatile int *handover, int n, int i
         const int reuse = ((it / H_STAGES) & 1) ^ 1; // the buffers' last use
         // the next entry is loaded while the stage drains
         const int next = h_tile_start(sel, total, i + 1);
+        // PAGED: the tile's page, loaded before the stage wait below, which
+        // hides the load's latency (the stages run ahead of the consumers)
+        const int page = PAGED ? h_page(pg, seq, key0) : 0;
+        const int page_row = PAGED ? key0 - h_page_slot(pg, key0) * pg.page_size : 0;
+
         if (draw && next > lim)
             ticket = atomicAdd(p.a.schedule, 1);
         if (it >= H_STAGES) // the consumers' S of the stage's last tile retired
@@ -81,15 +106,25 @@ h_produce(const AttnTmaParams &p, u32 smem, volatile int *handover, int n, int i
         const u32 dk = smem + H_K_OFFSET + s * H_KV_BYTES;
         const u32 dv = smem + H_V_OFFSET + s * H_KV_BYTES;
         h_bar_expect_tx(full_k, H_KV_BYTES);
-        for (int c = 0; c < H_CHUNKS; c++)
-            h_tma_load(dk + c * H_TN * 128, &p.k, p.rank, c * 64, k_row + key0, kvh,
-                       b, full_k);
+        if constexpr (PAGED) // the box at (row, kvh, page)
+            for (int c = 0; c < H_CHUNKS; c++)
+                h_tma_load(dk + c * H_TN * 128, &p.k, 4, c * 64, page_row, kvh, page,
+                           full_k);
+        else
+            for (int c = 0; c < H_CHUNKS; c++)
+                h_tma_load(dk + c * H_TN * 128, &p.k, p.rank, c * 64, k_row + key0, kvh,
+                           b, full_k);
         if (it >= H_STAGES) // and their P V
             h_bar_wait(full_k + H_EMPTY_V, reuse);
         h_bar_expect_tx(full_v, H_KV_BYTES);
-        for (int c = 0; c < H_CHUNKS; c++)
-            h_tma_load(dv + c * H_TN * 128, &p.v, p.rank, c * 64, k_row + key0, kvh,
-                       b, full_v);
+        if constexpr (PAGED)
+            for (int c = 0; c < H_CHUNKS; c++)
+                h_tma_load(dv + c * H_TN * 128, &p.v, 4, c * 64, page_row, kvh, page,
+                           full_v);
+        else
+            for (int c = 0; c < H_CHUNKS; c++)
+                h_tma_load(dv + c * H_TN * 128, &p.v, p.rank, c * 64, k_row + key0, kvh,
+                           b, full_v);
         if (i == 0)
             load_q();
         key0 = next;
@@ -275,7 +310,9 @@ static __device__ __forceinline__ HSlot h_slot_of(const AttnParams &p, const HEn
 
 // The producer thread's loop: a ticket, the item's slot, its copies;
 // the slot of a ticket past the queue's end says "no more work".
-static __device__ __forceinline__ void h_producer(const AttnTmaParams &P, u32 smem,
+template <bool PAGED>
+static __device__ __forceinline__ void h_producer(const AttnTmaParams &P,
+                                                  const AttnPaging &pg, u32 smem,
                                                   volatile int *handover) {
     const AttnParams &p = P.a;
     const int tiles = (p.seqlen_q + H_TM - 1) / H_TM;
@@ -307,8 +344,8 @@ static __device__ __forceinline__ void h_producer(const AttnTmaParams &P, u32 sm
         h_bar_arrive(h_item_bar(smem, n));
         // TMA coordinates (the slot's): varlen / batch 1 index tokens
         // of the packed tensor (rank 3); a fixed batch uses its own.
-        it = h_produce(P, smem, handover, n, it, s.row, varlen ? t.k_begin : 0, s.h,
-                       h_div(s.h, p.group), s.b, t.sel, t.total, s.key0, t.lim, entries >= 0,
-                       ticket);
+        it = h_produce<PAGED>(P, pg, t.b, smem, handover, n, it, s.row,
+                              varlen ? t.k_begin : 0, s.h, h_div(s.h, p.group), s.b, t.sel,
+                              t.total, s.key0, t.lim, entries >= 0, ticket);
     }
 }

@@ -588,7 +588,9 @@ prism_estimate(const EstimateParams p) {
     const int h = kv * G + (L - i * G);
     const i64 row = ((i64)b * p.q_heads + h) * p.nq_max + i;
     const u32 t_high = p.threshold_high_fx, t_low = p.threshold_low_fx;
-    const bool force_sink = p.force_sink != 0, force_recent = p.force_recent != 0;
+    const bool force_sink = p.force_sink != 0;
+    // force_recent: the local window of recent_blocks ending at the diagonal
+    const int recent = p.force_recent != 0 ? p.recent_blocks : 0;
     const int allowed = row_allowed[r];
     if (allowed <= 0) { // past the sequence, or Sk < Sq
         if (lane == 0)
@@ -682,7 +684,7 @@ prism_estimate(const EstimateParams p) {
             (tie_l && above_l + mvl * (u64)(ties_l + __popc(ball_l & lower)) <
                           t_low);
         const bool sel = in && ((force_sink && j == 0) ||
-                                (force_recent && j == diag) || keep_h || keep_l);
+                                j > diag - recent || keep_h || keep_l);
         const u32 ball = __ballot_sync(0xffffffffu, sel);
         if (sel)
             out[total + __popc(ball & lower)] = j;

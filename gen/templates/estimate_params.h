@@ -33,6 +33,7 @@ typedef struct EstimateParams {
     uint32_t threshold_high_fx, threshold_low_fx;
     float temp_high, temp_low;
     int32_t calibrate, force_sink, force_recent;
+    int32_t recent_blocks; // force_recent keeps key blocks diag-recent+1..diag
 } EstimateParams;
 
 #endif

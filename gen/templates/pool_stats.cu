@@ -22,6 +22,11 @@
 // guarantees: D stride 1, sequence / head / batch strides that are
 // multiples of 8 elements, 16-byte aligned bases, stats zeroed before the
 // launch.
+//
+// prism_pool_stats_paged is the same kernel over paged K (prism.h,
+// prism_paged_kv): a K block lies in one page (page_size is a multiple of
+// BLOCK_SIZE), so only its first row's address differs, and full blocks
+// go through the pooled-key cache when there is one.
 
 static constexpr int POOL_VEC = 8;                     // elements per load
 static constexpr int POOL_LANES = HEAD_DIM / POOL_VEC; // lanes per token row
@@ -54,8 +59,36 @@ static __device__ __forceinline__ void add8(const uint4 w, float (&s)[POOL_VEC])
     }
 }
 
-extern "C" __global__ void __launch_bounds__(THREADS)
-prism_pool_stats(const PoolParams p) {
+// POOLED-KEY CACHE (prism_paged_kv.pooled_keys).  A full K block's
+// entry holds its mean, its three band energies and a mark (1.0f once
+// written; the caller zeroes entries).  A marked entry is copied into
+// pooled_k and its energies added to the head's sums, exactly what
+// pooling the block would add; an unmarked one is pooled below and
+// written, the mark last.  Returns whether the entry served the block.
+static __device__ __forceinline__ bool pool_key_cached(const PoolParams &p,
+                                                       const float *entry, int b,
+                                                       int head, int block) {
+    const float mark = *reinterpret_cast<const volatile float *>(entry + HEAD_DIM + 3);
+    if (mark != 1.0f)
+        return false;
+    __threadfence(); // the mark before the entry (another CTA may write it)
+    float *out = p.pooled_k + (((i64)b * p.kv_heads + head) * p.nk_max + block) * HEAD_DIM;
+    for (int d = threadIdx.x; d < HEAD_DIM; d += THREADS)
+        out[d] = entry[d];
+    if (threadIdx.x == 0) {
+        float *stats = p.stats_k + ((i64)b * p.kv_heads + head) * 3;
+        for (int c = 0; c < 3; c++)
+            atomicAdd(stats + c, entry[HEAD_DIM + c]);
+    }
+    return true;
+}
+
+// PAGED: the K blocks of prism_pool_stats_paged, from pages and through
+// the pooled-key cache (pool_key_entry); the contiguous kernel's code is
+// this one with PAGED false, unchanged.
+template <bool PAGED>
+static __device__ __forceinline__ void pool_stats(const PoolParams &p,
+                                                  const PoolPagedParams &pg) {
     __shared__ float4 partial[POOL_WARPS][HEAD_DIM / 4];
     __shared__ float energy[POOL_WARPS][3];
 
@@ -79,6 +112,23 @@ prism_pool_stats(const PoolParams p) {
                                  ? (i64)begin * stride_s
                                  : (i64)b * (is_q ? p.q_stride_b : p.k_stride_b);
     base += batch_offset + (i64)head * (is_q ? p.q_stride_h : p.k_stride_h);
+    float *entry = nullptr; // PAGED: the block's pooled-key cache entry
+    if constexpr (PAGED) {
+        if (!is_q) {
+            // the page's base, less `first` rows: src below adds them back
+            const int per_page = pg.page_size / BLOCK_SIZE;
+            const i64 page = __ldg(pg.page_table + (i64)b * pg.max_pages + block / per_page);
+            base = p.k + page * p.k_stride_b + (i64)head * p.k_stride_h +
+                   (i64)((block % per_page) * BLOCK_SIZE - first) * stride_s;
+            if (pg.pooled_keys && count == BLOCK_SIZE) {
+                entry = pg.pooled_keys +
+                        ((page * per_page + block % per_page) * p.kv_heads + head) *
+                            (HEAD_DIM + 4);
+                if (pool_key_cached(p, entry, b, head, block))
+                    return;
+            }
+        }
+    }
 
     const int lane = threadIdx.x % POOL_LANES; // dims [8 lane, 8 lane + 8)
     const int row = threadIdx.x / POOL_LANES;
@@ -133,11 +183,17 @@ prism_pool_stats(const PoolParams p) {
             sum += reinterpret_cast<const float *>(partial[w])[d];
         const float mean = sum * inv;
         out[d] = mean;
+        if constexpr (PAGED)
+            if (entry)
+                entry[d] = mean;
         const float sq = mean * mean;
         sq_all += sq;
         sq_high += in_high_band(d) ? sq : 0.f;
         sq_low += in_low_band(d) ? sq : 0.f;
     }
+    if constexpr (PAGED)
+        if (entry)
+            __threadfence(); // this thread's means before thread 0's mark
     sq_all = warp_sum(sq_all);
     sq_high = warp_sum(sq_high);
     sq_low = warp_sum(sq_low);
@@ -156,5 +212,25 @@ prism_pool_stats(const PoolParams p) {
                        ((i64)b * (is_q ? q_heads : p.kv_heads) + head) * 3;
         for (int c = 0; c < 3; c++)
             atomicAdd(stats + c, total[c]);
+        if constexpr (PAGED) {
+            if (entry) {
+                // the energies, then the mark: a reader that sees the
+                // mark sees the entry (every thread fenced its means)
+                for (int c = 0; c < 3; c++)
+                    entry[HEAD_DIM + c] = total[c];
+                __threadfence();
+                *reinterpret_cast<volatile float *>(entry + HEAD_DIM + 3) = 1.0f;
+            }
+        }
     }
+}
+
+extern "C" __global__ void __launch_bounds__(THREADS)
+prism_pool_stats(const PoolParams p) {
+    pool_stats<false>(p, PoolPagedParams{});
+}
+
+extern "C" __global__ void __launch_bounds__(THREADS)
+prism_pool_stats_paged(const PoolPagedParams P) {
+    pool_stats<true>(P.p, P);
 }

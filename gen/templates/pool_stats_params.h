@@ -1,6 +1,7 @@
 /*
- * pool_stats_params.h - the parameter block of prism_pool_stats
- * (gen/templates/pool_stats.cu), the one definition of its layout.
+ * pool_stats_params.h - the parameter blocks of prism_pool_stats and
+ * prism_pool_stats_paged (gen/templates/pool_stats.cu), the one
+ * definition of their layout.
  *
  * Compiled twice: the generator pastes this file into the kernel's CUDA
  * source after common.cuh (whose typedefs give the fixed-width names), and
@@ -28,5 +29,17 @@ typedef struct PoolParams {
     int32_t nq_max, nk_max;
     int32_t q_heads, kv_heads;  // Hq, Hkv of the launch (prism_params)
 } PoolParams;
+
+// prism_pool_stats_paged's block: PoolParams over paged K (prism.h,
+// prism_paged_kv) -- k is the page pool, k_stride_b the stride from page
+// to page, key t of sequence b row t % page_size of page
+// page_table[b * max_pages + t / page_size] -- and the pooled-key cache.
+typedef struct PoolPagedParams {
+    PoolParams p;
+    const int32_t *page_table;  // [batch, max_pages]
+    float *pooled_keys;         // null, or [pages][page_size / BLOCK_SIZE]
+                                //   [kv_heads][HEAD_DIM + 4]
+    int32_t max_pages, page_size;
+} PoolPagedParams;
 
 #endif

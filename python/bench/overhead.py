@@ -1,31 +1,46 @@
 #!/usr/bin/env python3
-"""Host time per call: prism_attn's op against libprism called directly.
+"""Host time per call: prism_attn's launches against libprism called directly.
 
-Three ways to launch the same prefill on the same plan:
-  direct   ctypes prism_prefill with every argument built beforehand
-           (output, workspace, structs): the C launch alone
-  kernel   Kernel.prefill, the eager path (validation, plan lookup,
-           torch.empty for the output and the workspace, ctypes call)
-  op       torch.ops.prism_attn.prefill, the custom op through the
-           dispatcher (what a compiled graph runs)
+Ways to launch the same prefill on the same plan:
+  direct          ctypes prism_prefill with every argument built beforehand
+                  (output, workspace, structs): the C launch alone
+  kernel          Kernel.prefill, the eager path (signature lookup, params,
+                  torch.empty for the output and the workspace, ctypes call)
+  kernel+params   the same with run-time parameters (threshold=0.9)
+  op              torch.ops.prism_attn.prefill, the custom op through the
+                  dispatcher (what a compiled graph runs), default params
+  op+params       the same op with other parameter values
+  compiled        (--compiled) a torch.compile'd function calling
+                  Kernel.prefill: guards, the graph's wrapper, the op
 Each call is timed on the host alone (perf_counter around the call, no
 synchronisation inside); the device queue is drained every few calls so it
 never fills.  Small shapes keep the device ahead of the host.  Prints the
-median and the 10th/90th percentiles in microseconds, and the overhead
-over the direct launch.
+median and the 10th/90th percentiles in microseconds, and the median over
+the direct launch ("over C"): the package's host overhead.
+
+With --mock, the library's launch functions are replaced by a C function
+that returns at once (compiled here with cc): only the host work of each
+path remains, which is how the overhead is measured on the CPU backend,
+whose real launches run the attention synchronously.
 
     python bench/overhead.py [--device cuda|cpu] [--seq N] [--calls N]
+                             [--mock] [--compiled]
 """
 
 import argparse
 import ctypes
+import os
+import shutil
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 
 import torch
 
 import prism_attn
-from prism_attn import _lib
+from prism_attn import _launch, _lib
 
 
 def config(head_dim, heads, kv_heads, block):
@@ -49,22 +64,48 @@ def timed(fn, calls, sync):
     return statistics.median(times), times[n // 10], times[(9 * n) // 10]
 
 
-def direct_call(kern, q, k, v):
+def no_op_library():
+    """A shared library whose prism_no_op returns 0 (PRISM_OK) at once."""
+    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if cc is None:
+        sys.exit("--mock needs a C compiler (cc) to build its no-op launch")
+    d = tempfile.mkdtemp(prefix="prism-overhead-")
+    src, so = os.path.join(d, "no_op.c"), os.path.join(d, "libno_op.so")
+    with open(src, "w") as f:
+        f.write("int prism_no_op(void) { return 0; }\n")
+    subprocess.run([cc, "-O2", "-shared", "-fPIC", "-o", so, src], check=True)
+    return ctypes.CDLL(so)
+
+
+def mock_launches():
+    """Points the package's launches (and the direct one) at a no-op with
+    each launch function's own prototype."""
+    lib = no_op_library()
+    raw = _launch._raw_functions()
+    for name in list(raw):
+        fn = lib["prism_no_op"]  # a new function object per prototype
+        fn.restype, fn.argtypes = raw[name].restype, raw[name].argtypes
+        raw[name] = fn
+    fn = lib["prism_no_op"]
+    declared = _lib.lib().prism_prefill
+    fn.restype, fn.argtypes = declared.restype, declared.argtypes
+    return fn
+
+
+def direct_call(kern, q, k, v, prefill):
     """A closure launching prism_prefill with pre-built arguments."""
-    from prism_attn._launch import _Call
-    c = _Call(kern, q, k, v, None, None, "bhsd", 0, 0)
+    c = _launch._Call(kern, q, k, v, None, None, "bhsd", 0, 0, None)
     o = torch.empty_like(q)
     buf, ws, size = c.workspace()
     args = (c.plan, ctypes.byref(c.batch), ctypes.byref(c.tensor(q)),
             ctypes.byref(c.tensor(k)), ctypes.byref(c.tensor(v)),
             ctypes.byref(c.tensor(o)), None, None, ws, size, c.stream)
-    fn = _lib.lib().prism_prefill
 
     def call():
-        st = fn(*args)
+        st = prefill(*args)
         if st:
             raise RuntimeError(_lib.status_name(st))
-    call.keep = (buf, o)
+    call.keep = (buf, o, c)
     return call
 
 
@@ -75,36 +116,53 @@ def main():
     ap.add_argument("--seq", type=int, default=256)
     ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--calls", type=int, default=2000)
+    ap.add_argument("--mock", action="store_true",
+                    help="replace the C launches by a no-op (host work only)")
+    ap.add_argument("--compiled", action="store_true",
+                    help="also time a torch.compile'd call")
     args = ap.parse_args()
     dev = torch.device(args.device)
-    kern = prism_attn.kernel(config(128, args.heads, max(1, args.heads // 4),
-                                    128), dev)
-    shape_q = (1, args.heads, args.seq, 128)
-    shape_k = (1, max(1, args.heads // 4), args.seq, 128)
-    q = torch.randn(shape_q, dtype=torch.bfloat16, device=dev)
-    k = torch.randn(shape_k, dtype=torch.bfloat16, device=dev)
-    v = torch.randn(shape_k, dtype=torch.bfloat16, device=dev)
+    hkv = max(1, args.heads // 4)
+    kern = prism_attn.kernel(config(128, args.heads, hkv, 128), dev)
+    q = torch.randn(1, args.heads, args.seq, 128, dtype=torch.bfloat16,
+                    device=dev)
+    k = torch.randn(1, hkv, args.seq, 128, dtype=torch.bfloat16, device=dev)
+    v = torch.randn_like(k)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     kern.prefill(q, k, v)  # plan creation, compilation
     sync()
+    prefill = mock_launches() if args.mock else _lib.lib().prism_prefill
     op = torch.ops.prism_attn.prefill.default
+    base = (q, k, v, None, None, kern.id, "bhsd", 0, 0)
+    defaults = tuple(kern.params.values())
+    other = (0.9, 0.9) + defaults[2:]
     ways = {
-        "direct": direct_call(kern, q, k, v),
+        "direct": direct_call(kern, q, k, v, prefill),
         "kernel": lambda: kern.prefill(q, k, v),
-        "op": lambda: op(q, k, v, None, None, kern.id, "bhsd", 0, 0, False,
-                         False),
+        "kernel+params": lambda: kern.prefill(q, k, v, threshold=0.9),
+        "op": lambda: op(*base, *defaults),
+        "op+params": lambda: op(*base, *other),
     }
+    if args.compiled:
+        compiled = torch.compile(lambda q, k, v: kern.prefill(q, k, v),
+                                 fullgraph=True)
+        compiled(q, k, v)
+        ways["compiled"] = lambda: compiled(q, k, v)
     for fn in ways.values():  # warm-up
         timed(fn, 50, sync)
     results = {name: timed(fn, args.calls, sync) for name, fn in ways.items()}
-    base = results["direct"][0]
-    print(f"device {dev} ({torch.cuda.get_device_name(dev) if dev.type == 'cuda' else 'host'}),"
-          f" B=1 Hq={args.heads} S={args.seq} D=128 bf16, {args.calls} calls")
-    print(f"{'launch':8s} {'median us':>10s} {'p10':>8s} {'p90':>8s} "
+    c_median = results["direct"][0]
+    name = (torch.cuda.get_device_name(dev) if dev.type == "cuda"
+            else "host CPU")
+    launch = "no-op C launch (--mock)" if args.mock else "real launches"
+    print(f"device {dev} ({name}), {launch}; B=1 Hq={args.heads} "
+          f"Hkv={hkv} S={args.seq} D=128 bf16, {args.calls} calls; "
+          f"torch {torch.__version__}")
+    print(f"{'path':14s} {'median us':>10s} {'p10':>8s} {'p90':>8s} "
           f"{'over C':>8s}")
     for name, (med, p10, p90) in results.items():
-        print(f"{name:8s} {med:10.1f} {p10:8.1f} {p90:8.1f} "
-              f"{med - base:8.1f}")
+        print(f"{name:14s} {med:10.1f} {p10:8.1f} {p90:8.1f} "
+              f"{med - c_median:8.1f}")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ this process, and the test that started it fails with its output.
 
 Every call of the package on CUDA plans: prefill with and without the
 mask and lse (twice: the validating path, then the cached argument block),
-both layouts, estimate then sparse attention, ragged batches; each on the
+both layouts, estimate then sparse attention, ragged batches, run-time
+parameters and a shard of the heads; each on the
 default stream and on another one, in bf16 and fp16, with the GPU suite's
 first shape (D 64, block 64, Hq 8, Hkv 2, S 1024, batch 2).
 
@@ -161,6 +162,34 @@ def check_ragged(kern, dev, dtype):
     kern.sparse_attention(q, k, v, mask)
 
 
+def check_params_and_shard(kern, dev, dtype):
+    """Run-time parameters and a head shard reach the library (it checks
+    every launch's prism_params: a wrong pointer fails the call)."""
+    q, k, v = _inputs(dev, dtype)
+    for _ in range(2):  # the validating path, then the cached block
+        o, lse, mask = kern.prefill(q, k, v, threshold=0.9, softmax_scale=0.1,
+                                    return_lse=True, return_mask=True)
+        assert o.shape == q.shape and mask.indices.shape == (2, 8, 16, 16)
+    shard = kern.prefill(q[:, :4], k[:, :1], v[:, :1], return_lse=True)
+    assert shard[0].shape == (2, 4, 1024, 64) and shard[1].shape == (2, 4, 1024)
+    mask = kern.estimate(q[:, 4:], k[:, 1:], calibrate=False, temp=0.5)
+    assert mask.indices.shape == (2, 4, 16, 16)
+    kern.sparse_attention(q[:, 4:], k[:, 1:], v[:, 1:], mask,
+                          softmax_scale=0.2)
+    try:
+        kern.prefill(q, k, v, threshold=1.5)
+    except ValueError as e:
+        assert "params.threshold_high" in str(e), e
+    else:
+        raise AssertionError("threshold 1.5 was accepted")
+    r = [x[0].transpose(0, 1).contiguous()[:, :4 if i == 0 else 1]
+         for i, x in enumerate((q, k, v))]
+    cu = torch.tensor([0, 300, 1024], dtype=torch.int32, device=dev)
+    o = kern.prefill(r[0], r[1], r[2], cu_seqlens_q=cu, cu_seqlens_k=cu,
+                     max_seqlen_q=724, max_seqlen_k=724, threshold=0.8)
+    assert o.shape == r[0].shape
+
+
 def check_unknown_stream_is_refused(kern, dev, dtype, target):
     """The stand-in refuses a stream it never made: the stream the
     package passes is the one that reaches the driver."""
@@ -175,7 +204,7 @@ def check_unknown_stream_is_refused(kern, dev, dtype, target):
 
 
 CHECKS = (check_prefill_with_mask_and_lse, check_estimate_then_sparse,
-          check_ragged)
+          check_ragged, check_params_and_shard)
 
 
 def _run(name, fn) -> bool:

@@ -90,14 +90,15 @@ def estimate(q, k, cfg: dict) -> torch.Tensor:
                 if p["force_sink"]:
                     keep[0] = True
                 if p["force_recent"]:
-                    keep[allowed - 1] = True
+                    keep[max(0, allowed - p.get("recent_blocks", 1)):allowed] = True
                 out[bi, h, i, :allowed] = keep
     return out
 
 
-def attention(q, k, v, blocks: torch.Tensor, bs: int):
-    """Attention over the selected blocks, causal with queries at the end;
-    returns (o, lse) in float64."""
+def attention(q, k, v, blocks: torch.Tensor, bs: int, scale=None):
+    """Attention over the selected blocks, causal with queries at the end,
+    logits scaled by `scale` (1/sqrt(D) when None); returns (o, lse) in
+    float64."""
     b, hq, sq, d = q.shape
     hkv, sk = k.shape[1], k.shape[2]
     g = hq // hkv
@@ -107,7 +108,7 @@ def attention(q, k, v, blocks: torch.Tensor, bs: int):
     allow = allow.repeat_interleave(bs, 3)[..., :sk]
     t = torch.arange(sq)[:, None] + (sk - sq)
     allow = allow & (torch.arange(sk)[None, :] <= t)
-    s = q.double() @ kk.transpose(-1, -2) / math.sqrt(d)
+    s = q.double() @ kk.transpose(-1, -2) * (scale or 1 / math.sqrt(d))
     s = s.masked_fill(~allow, float("-inf"))
     lse = torch.logsumexp(s, -1)
     p = torch.exp(s - lse[..., None]).nan_to_num(0.0)

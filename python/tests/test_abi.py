@@ -33,6 +33,9 @@ STRUCTS = {  # ctypes class -> C type
     _lib.PlanLimits: "prism_plan_limits",
     _lib.Tensor: "prism_tensor",
     _lib.Batch: "prism_batch",
+    _lib.Params: "prism_params",
+    _lib.LayerRange: "prism_layer_range",
+    _lib.LayerOverride: "prism_layer_override",
     _lib.BlockMaskStruct: "prism_block_mask",
     _lib.Counters: "prism_counters",
 }
@@ -43,6 +46,8 @@ CONSTANTS = {  # _lib name -> C expression
     "MAX_TENSOR_BYTES": "PRISM_MAX_TENSOR_BYTES",
     "NAME_MAX": "PRISM_NAME_MAX", "PATH_MAX": "PRISM_PATH_MAX",
     "MAX_TARGETS": "PRISM_MAX_TARGETS", "MAX_TUNING": "PRISM_MAX_TUNING",
+    "MAX_LAYER": "PRISM_MAX_LAYER", "MAX_LAYER_RANGES": "PRISM_MAX_LAYER_RANGES",
+    "MAX_LAYER_OVERRIDES": "PRISM_MAX_LAYER_OVERRIDES",
     "OK": "PRISM_OK", "ERR_INVALID_ARGUMENT": "PRISM_ERR_INVALID_ARGUMENT",
     "ERR_OUT_OF_MEMORY": "PRISM_ERR_OUT_OF_MEMORY",
     "ERR_CONFIG": "PRISM_ERR_CONFIG", "ERR_UNSUPPORTED": "PRISM_ERR_UNSUPPORTED",

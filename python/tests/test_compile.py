@@ -54,6 +54,76 @@ def test_compile_varlen(kern):
                        f(q, k, k))
 
 
+def test_compile_with_params(kern):
+    """Settings reach the compiled graph as the op's arguments: each value
+    runs as in eager mode."""
+    q, k, v = R.workload(1, 4, 2, 128, 192, 64, 10000.0, 23)
+
+    def f(q, k, v):
+        a, ma = kern.prefill(q, k, v, threshold=0.9, softmax_scale=0.1,
+                             return_mask=True)
+        mb = kern.estimate(q, k, threshold=0.98, calibrate=False)
+        b = kern.sparse_attention(q, k, v, mb, softmax_scale=0.2,
+                                  return_lse=True)
+        return a, ma, mb, b
+
+    want = f(q, k, v)
+    got = torch.compile(f, fullgraph=True)(q, k, v)
+    assert torch.equal(got[0], want[0])
+    for i in (1, 2):
+        assert torch.equal(got[i].to_block_dense(), want[i].to_block_dense())
+    assert torch.equal(got[3][0], want[3][0])
+    assert torch.equal(got[3][1], want[3][1])
+    assert not torch.equal(want[1].to_block_dense(),
+                           want[2].to_block_dense())
+
+
+def test_compile_dynamic_varlen_and_threshold(kern):
+    """dynamic=True: ragged lengths (SymInt max_seqlen) and a threshold
+    passed as arguments of the compiled function."""
+    def f(q, k, cu_q, cu_k, mq, mk, threshold):
+        return kern.prefill(q, k, k, cu_seqlens_q=cu_q, cu_seqlens_k=cu_k,
+                            max_seqlen_q=mq, max_seqlen_k=mk,
+                            threshold=threshold, return_lse=True,
+                            return_mask=True)
+
+    cf = torch.compile(f, dynamic=True, fullgraph=True)
+    for lens_q, lens_k, threshold in (([0, 40, 100], [0, 50, 130], 0.9),
+                                      ([0, 70, 150], [0, 90, 200], 0.8)):
+        q = torch.randn(lens_q[-1], 4, 64, dtype=torch.bfloat16)
+        k = torch.randn(lens_k[-1], 2, 64, dtype=torch.bfloat16)
+        cu_q = torch.tensor(lens_q, dtype=torch.int32)
+        cu_k = torch.tensor(lens_k, dtype=torch.int32)
+        mq = max(b - a for a, b in zip(lens_q, lens_q[1:]))
+        mk = max(b - a for a, b in zip(lens_k, lens_k[1:]))
+        args = (q, k, cu_q, cu_k, mq, mk, threshold)
+        got, want = cf(*args), f(*args)
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+        assert torch.equal(got[2].to_block_dense(), want[2].to_block_dense())
+
+
+def test_compile_head_shard(cpu_kernel):
+    kern = cpu_kernel(q_heads=9, kv_heads=3)
+    q, k, v = R.workload(1, 9, 3, 96, 96, 64, 10000.0, 24)
+
+    def f(q, k, v):
+        return kern.prefill(q, k, v, return_lse=True)
+
+    o, lse = torch.compile(f, fullgraph=True)(q[:, :3], k[:, :1], v[:, :1])
+    want, wlse = kern.prefill(q, k, v, return_lse=True)
+    assert torch.equal(o, want[:, :3]) and torch.equal(lse, wlse[:, :3])
+
+
+def test_compile_bad_params_raise(kern):
+    q, k, v = R.workload(1, 4, 2, 64, 64, 64, 10000.0, 25)
+
+    def f(q, k, v):
+        return kern.prefill(q, k, v, threshold=1.5)
+
+    with pytest.raises(Exception, match=r"params\.threshold_high 1\.5"):
+        torch.compile(f, fullgraph=True)(q, k, v)
+
+
 # Slots of the mask past each row's count are undefined, so outputs that
 # include the mask are compared by opcheck's schema and fake-tensor tests
 # only; the others also through AOT dispatch.
@@ -63,14 +133,22 @@ _NO_COMPARE = ("test_schema", "test_autograd_registration", "test_faketensor")
 def test_opcheck(kern):
     q, k, v = R.workload(1, 4, 2, 64, 96, 64, 10000.0, 22)
     ops = torch.ops.prism_attn
-    opcheck(ops.prefill.default,
-            (q, k, v, None, None, kern.id, "bhsd", 0, 0, True, False))
-    opcheck(ops.prefill.default,
-            (q, k, v, None, None, kern.id, "bhsd", 0, 0, True, True),
-            test_utils=_NO_COMPARE)
+    p = tuple(kern.params.values())
+    sel, scale = p[:-1], p[-1]
+    base = (q, k, v, None, None, kern.id, "bhsd", 0, 0)
+    opcheck(ops.prefill.default, base + p)
+    opcheck(ops.prefill.lse, base + (0.9, 0.9) + p[2:-1] + (0.2,))
+    opcheck(ops.prefill.mask, base + p, test_utils=_NO_COMPARE)
+    opcheck(ops.prefill.lse_mask, base + p, test_utils=_NO_COMPARE)
     opcheck(ops.estimate.default,
-            (q, k, None, None, kern.id, "bhsd", 0, 0), test_utils=_NO_COMPARE)
-    counts, indices = ops.estimate(q, k, None, None, kern.id, "bhsd", 0, 0)
-    opcheck(ops.sparse_attention.default,
-            (q, k, v, counts, indices, None, None, kern.id, "bhsd", 0, 0,
-             True))
+            (q, k, None, None, kern.id, "bhsd", 0, 0) + sel,
+            test_utils=_NO_COMPARE)
+    counts, indices = ops.estimate(q, k, None, None, kern.id, "bhsd", 0, 0,
+                                   *sel)
+    args = (q, k, v, counts, indices, None, None, kern.id, "bhsd", 0, 0,
+            scale)
+    opcheck(ops.sparse_attention.default, args)
+    opcheck(ops.sparse_attention.lse, args)
+    # a head shard, bshd
+    t = tuple(x[:, :2].transpose(1, 2).contiguous() for x in (q, k, v))
+    opcheck(ops.prefill.lse, t + (None, None, kern.id, "bshd", 0, 0) + p)

@@ -115,8 +115,19 @@ def test_bad_config():
 
 
 def test_unknown_params(kern):
-    with pytest.raises(ValueError, match="run-time parameters"):
-        kern.prefill(*qkv(), params={"threshold": 0.9})
+    with pytest.raises(TypeError, match="unknown method parameter 'beta'"):
+        kern.prefill(*qkv(), params={"beta": 0.9})
+    with pytest.raises(ValueError, match=r"params\.threshold_high 2 is out"):
+        kern.prefill(*qkv(), params={"threshold": 2})
+
+
+def test_heads_must_group(kern):
+    q, k, v = qkv(hq=6, hkv=4)
+    with pytest.raises(ValueError, match="6 heads and k has 4"):
+        kern.prefill(q, k, v)
+    q, k, v = qkv(hq=2048, hkv=1, sq=1, sk=1)
+    with pytest.raises(ValueError, match="1 to 1024"):
+        kern.prefill(q, k, v)
 
 
 def test_status_names():

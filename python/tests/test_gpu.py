@@ -1,7 +1,8 @@
 """GPU tests (skipped without CUDA): outputs against SDPA, masks against
-the CPU backend, torch.compile, CUDA-graph replay on new inputs, the
-transformers model, and a timing table of the op against the C library
-called directly.
+the CPU backend, run-time parameters, head shards and per-layer settings,
+torch.compile, CUDA-graph replay on new inputs (also with parameters),
+the transformers model, and timing tables of the package's calls against
+the C library called directly.
 
 Before the first of them runs, launch_checks.py runs every launch of the
 package on the GPU in a child process (test_launch_path_in_a_child): a
@@ -216,19 +217,131 @@ def test_cuda_graph_replay_new_inputs():
             f"replayed mask differs (seed {seed})"
 
 
+def test_params_match_cpu_backend():
+    """Thresholds 0.9 and 0.98 and another softmax scale, given per call,
+    select and attend as the CPU backend does with the same values."""
+    cfg = make_config(head_dim=128, q_heads=8, kv_heads=2, block_size=64)
+    gpu = prism_attn.kernel(cfg, "cuda")
+    cpu = prism_attn.kernel(cfg, "cpu")
+    q, k, v = R.workload(1, 8, 2, 1024, 1024, 128, 10000.0, 8)
+    qg, kg, vg = q.cuda(), k.cuda(), v.cuda()
+    densities = []
+    for threshold in (0.9, 0.98):
+        mg = gpu.estimate(qg, kg, threshold=threshold)
+        mc = cpu.estimate(q, k, threshold=threshold)
+        bg, bc = mg.to_block_dense().cpu(), mc.to_block_dense()
+        differ = int((bg != bc).sum())
+        assert differ <= bc.numel() // 1000, (
+            f"threshold {threshold}: {differ} of {bc.numel()} mask blocks "
+            f"differ between the GPU and the CPU backends")
+        densities.append(mc.density())
+    assert densities[0] < densities[1], densities
+    full = full_causal_mask(mg)
+    o = gpu.sparse_attention(qg, kg, vg, full, softmax_scale=0.05)
+    want = F.scaled_dot_product_attention(qg, kg, vg, is_causal=True,
+                                          enable_gqa=True, scale=0.05)
+    assert_close(o, want, 2e-2, "softmax_scale 0.05 against SDPA's")
+
+
+def test_head_shard_and_layers_on_gpu():
+    """A shard of the heads is the slice of the full call; a layered
+    config's dense layer is SDPA and its other layers select as the CPU
+    backend's do."""
+    cfg = make_config(head_dim=128, q_heads=8, kv_heads=2, block_size=128)
+    cfg["layers"] = {"dense": [0], "overrides": [
+        {"layers": [1], "thresholds": {"high": 0.9, "low": 0.9}}]}
+    kern = prism_attn.kernel(cfg, "cuda")
+    q, k, v = (x.cuda() for x in R.workload(1, 8, 2, 1024, 1024, 128, 1e4,
+                                            9))
+    o, lse, mask = kern.prefill(q, k, v, return_lse=True, return_mask=True)
+    o2, lse2, m2 = kern.prefill(q[:, 4:], k[:, 1:], v[:, 1:],
+                                return_lse=True, return_mask=True)
+    b2, b1 = m2.to_block_dense(), mask.to_block_dense()[:, 4:]
+    differ = int((b2 != b1).sum())
+    assert differ <= b1.numel() // 1000, (
+        f"{differ} of {b1.numel()} mask blocks differ between a head shard "
+        "and the slice of the full call")
+    if differ == 0:
+        assert_close(o2, o[:, 4:], 1e-2, "head shard against the full call")
+        assert_close(lse2, lse[:, 4:], 1e-2, "head shard lse")
+    dense = kern.for_layer(0)
+    assert dense.dense
+    assert_close(dense.prefill(q, k, v), sdpa(q, k, v), 2e-2,
+                 "dense layer against SDPA")
+    cpu = prism_attn.kernel(cfg, "cpu").for_layer(1)
+    mg = kern.for_layer(1).estimate(q, k)
+    mc = cpu.estimate(q.cpu(), k.cpu())
+    differ = int((mg.to_block_dense().cpu() != mc.to_block_dense()).sum())
+    assert differ <= mc.indices.numel() // 1000, (
+        f"layer 1: {differ} mask blocks differ from the CPU backend's")
+
+
+def test_compile_and_graphs_with_params(fresh_dynamo):
+    """Settings and a head shard under torch.compile (also CUDA graphs)
+    and in a captured graph replayed on new inputs equal eager calls."""
+    kern = gpu_kernel(head_dim=128, q_heads=8, kv_heads=2, block_size=128)
+    q, k, v = (x.cuda() for x in R.workload(1, 8, 2, 1024, 1024, 128, 1e4,
+                                            10))
+
+    def f(q, k, v):
+        return kern.prefill(q, k[:, :1], v[:, :1], threshold=0.9,
+                            softmax_scale=0.1, return_lse=True)
+
+    want = f(q[:, :4], k, v)
+    for mode in (None, "reduce-overhead"):
+        got = torch.compile(f, fullgraph=True, mode=mode)(q[:, :4], k, v)
+        assert torch.equal(got[0], want[0]), f"compiled ({mode}) o differs"
+        assert torch.equal(got[1], want[1]), f"compiled ({mode}) lse differs"
+    dense = prism_attn.kernel(make_config(
+        head_dim=128, q_heads=8, kv_heads=2, block_size=128)
+        | {"layers": {"dense": [0]}}, "cuda").for_layer(0)
+    sq, sk, sv = q.clone(), k.clone(), v.clone()
+    calls = [lambda: kern.prefill(sq, sk, sv, threshold=0.98,
+                                  calibrate=False, temp=0.5,
+                                  return_mask=True),
+             lambda: dense.prefill(sq, sk, sv, softmax_scale=0.07)]
+    for call in calls:
+        call()  # plan creation before capture
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for call in calls:
+            call()
+    torch.cuda.current_stream().wait_stream(s)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        (out, mask), dout = calls[0](), calls[1]()
+    for seed in (11, 12):
+        new = [x.cuda() for x in R.workload(1, 8, 2, 1024, 1024, 128, 1e4,
+                                            seed)]
+        for dst, src in zip((sq, sk, sv), new):
+            dst.copy_(src)
+        g.replay()
+        torch.cuda.synchronize()
+        want, wmask = calls[0]()
+        assert torch.equal(out, want), f"replayed o differs (seed {seed})"
+        assert torch.equal(mask.to_block_dense(), wmask.to_block_dense())
+        assert torch.equal(dout, calls[1]()), "replayed dense layer differs"
+
+
 def test_hf_model_on_gpu():
     pytest.importorskip("transformers")
     import test_hf
     test_hf.run_exact_and_default("cuda", 2048, 128)
+    test_hf.run_per_layer("cuda")
 
 
-def test_timing_table():
-    """Prints the overhead benchmark's table (not a timed assertion)."""
+@pytest.mark.parametrize("flags", [[], ["--mock", "--compiled"]],
+                         ids=["real", "mock"])
+def test_timing_table(flags):
+    """Prints the overhead benchmark's table (not a timed assertion):
+    real launches, then the host work alone (--mock) with a compiled
+    call."""
     bench = os.path.join(os.path.dirname(__file__), "..", "bench",
                          "overhead.py")
     if not os.path.exists(bench):
         pytest.skip("bench/overhead.py is not beside the tests")
-    run = subprocess.run([sys.executable, bench, "--calls", "1000"],
+    run = subprocess.run([sys.executable, bench, "--calls", "5000"] + flags,
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, (f"bench/overhead.py exited "
                                  f"{run.returncode}:\n{run.stdout}"

@@ -1,12 +1,14 @@
 """transformers integration on a small randomly initialised Llama-style
 model built from a config (nothing is downloaded): thresholds 1.0 give
 SDPA's logits; the defaults' density and logit error are reported; decode
-and short inputs run SDPA."""
+and short inputs run SDPA; a config's per-layer settings apply by the
+module's layer index, and the module's scaling is the softmax scale."""
 
 import pytest
 import torch
 
 transformers = pytest.importorskip("transformers")
+import prism_attn  # noqa: E402
 import prism_attn.hf as phf  # noqa: E402
 
 
@@ -89,3 +91,48 @@ def test_padding_runs_sdpa():
     out = logits(model, "prism_pad", ids, attention_mask=mask)
     assert s.prism_calls == 0 and s.sdpa_calls == 2
     assert torch.equal(out, ref)
+
+
+def run_per_layer(device):
+    """The module's layer index picks its settings: layer 0 dense (SDPA),
+    layer 1 Prism at its own thresholds."""
+    model = tiny_llama(device)
+    ids = torch.randint(0, 512, (1, 512), device=device)
+    ref = logits(model, "sdpa", ids)
+    exact = phf.register("prism_dense0", min_seqlen=128, overrides={
+        "prism": {"block_size": 64, "thresholds": {"high": 1.0, "low": 1.0}},
+        "layers": {"dense": [0]}})
+    out = logits(model, "prism_dense0", ids)
+    assert (exact.prism_calls, exact.sdpa_calls, exact.dense_calls) == (1, 1, 1)
+    assert (out - ref).abs().max() < 0.05 * ref.abs().max()
+    cfg = prism_attn.from_hf_config(model.config)
+    cfg["prism"] = {"block_size": 64, "thresholds": {"high": 1.0, "low": 1.0}}
+    cfg["layers"] = {"overrides": [{"layers": [1], "thresholds": {
+        "high": 0.3, "low": 0.3}}]}
+    per = phf.register("prism_per_layer", min_seqlen=128, record=True,
+                       config=cfg)
+    logits(model, "prism_per_layer", ids)
+    assert per.prism_calls == 2 and per.dense_calls == 0
+    first, second = per.densities
+    assert first > 0.99 and second < 0.9, per.densities
+
+
+def test_per_layer_settings():
+    run_per_layer("cpu")
+
+
+def test_scaling_becomes_the_softmax_scale():
+    model = tiny_llama()
+    attn = model.model.layers[1].self_attn
+    s = phf.register("prism_scale", min_seqlen=16, overrides={
+        "prism": {"block_size": 64, "thresholds": {"high": 1.0, "low": 1.0}}})
+    q = torch.randn(1, 4, 256, 64, dtype=torch.bfloat16)
+    k = torch.randn(1, 2, 256, 64, dtype=torch.bfloat16)
+    v = torch.randn(1, 2, 256, 64, dtype=torch.bfloat16)
+    o, _ = phf._attention(s, "prism_scale", attn, q, k, v, None, 0.0, 0.05,
+                          True, {})
+    want = torch.nn.functional.scaled_dot_product_attention(
+        q.float(), k.float(), v.float(), is_causal=True, scale=0.05,
+        enable_gqa=True)
+    assert s.prism_calls == 1
+    assert (o.transpose(1, 2).float() - want).abs().max() < 2e-2

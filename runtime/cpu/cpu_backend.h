@@ -94,6 +94,7 @@ typedef struct cpu_call {
     float *lse;
     int64_t lse_tokens;       /* seqlen_q, or total_q for ragged        */
     bool varlen;
+    const prism_paged_kv *paged; /* NULL, or K and V are page pools      */
     int32_t *counts, *indices;
     char *ws;                 /* the workspace's base (`layout`)        */
     const prism_workspace *layout;

@@ -4,9 +4,10 @@
  * runtime/dispatch/plan.c runs the checks every backend shares (batch shape against
  * the limits, dtype, tensor strides with this backend's relaxed host
  * rules, mask geometry, the workspace) and then calls in here.  What only
- * the CPU can check is checked here: the CPU reads cu_seqlens and block
- * masks itself, so their contents are validated before any pointer is
- * formed from them (a GPU kernel reads them on the device).
+ * the CPU can check is checked here: the CPU reads cu_seqlens, block
+ * masks and page tables itself, so their contents are validated before
+ * any pointer is formed from them (a GPU kernel reads them on the
+ * device).
  *
  * Workspace (host memory, 64-byte aligned regions, runtime/workspace.h):
  * the shared regions, the band energies per pooled block, then per-worker
@@ -15,6 +16,7 @@
  * caller's or the plan's.
  */
 #include "runtime/cpu/cpu_backend.h"
+#include "runtime/paged.h"
 #include "base/checked.h"
 #include "base/threadpool.h"
 #include "reference/reference.h"
@@ -88,7 +90,8 @@ static void cpu_destroy(prism_plan *p) {
     p->impl = NULL;
 }
 
-/* The sequences of a batch; for a ragged one, cu_seqlens are validated. */
+/* The sequences of a batch; for a ragged one, cu_seqlens are validated,
+ * for a paged one the page table entries each sequence uses. */
 static prism_status make_seqs(prism_plan *p, const prism_batch *b,
                               cpu_seq **out) {
     int BS = p->cfg.block_size;
@@ -128,6 +131,13 @@ static prism_status make_seqs(prism_plan *p, const prism_batch *b,
         }
         q->nq = prism_ceil_div((int)q->q_len, BS);
         q->nk = prism_ceil_div((int)q->k_len, BS);
+        prism_status st;
+        if (b->paged && (st = prism_paged_check_sequence(p, b->paged, i,
+                                                         q->k_len)) !=
+                            PRISM_OK) {
+            free(s);
+            return st;
+        }
     }
     *out = s;
     return PRISM_OK;
@@ -183,6 +193,7 @@ static void init_call(prism_plan *p, const prism_call *call,
     c->o = call->o;
     c->lse = call->lse;
     c->varlen = b->cu_seqlens_q != NULL;
+    c->paged = b->paged;
     c->lse_tokens = c->varlen ? b->cu_seqlens_q[b->batch] : b->seqlen_q;
     c->threads = cpu->threads;
     c->ws = (char *)call->ws;

@@ -7,7 +7,10 @@
  *
  * Estimation (method §2-6), three passes over validated arguments:
  *   pool     parallel over (sequence, Q or K head, block): the pool kernel
- *            writes each block's mean and its three band energies
+ *            writes each block's mean and its three band energies (a
+ *            paged batch's full key blocks go through the pooled-key
+ *            cache when it has one: copied when written, else pooled and
+ *            written)
  *   scales   per (sequence, query head): the calibration formula of method §4
  *            from the energies summed in double (or the temperatures)
  *   rows     parallel over (sequence, query head, query block): the score
@@ -22,9 +25,11 @@
  * every selected key block, then store_o and the log-sum-exp.
  *
  * Rows never share outputs, so results do not depend on the thread count
- * or the order in which rows run.
+ * or the order in which rows run.  Paged K and V (prism_paged_kv) differ
+ * only in where a key block starts (kv_ptr): a block lies in one page.
  */
 #include "runtime/cpu/cpu_backend.h"
+#include "runtime/paged.h"
 #include "base/threadpool.h"
 #include "reference/reference.h"
 
@@ -73,9 +78,64 @@ static const char *token_ptr(const prism_tensor *t, const cpu_seq *s,
     return (const char *)t->data + off * (int64_t)esize;
 }
 
+/* Key `token` (sequence-relative) of KV head h in K or V: a row of the
+ * sequence's own range, or of its page (prism_paged_kv; the table's
+ * entries were checked against num_pages). */
+static const char *kv_ptr(const cpu_call *c, const prism_tensor *t, int b,
+                          int64_t h, int64_t token, size_t esize) {
+    const cpu_seq *s = &c->seqs[b];
+    if (!c->paged)
+        return token_ptr(t, s, h, s->k_start + token, esize);
+    const prism_paged_kv *pg = c->paged;
+    int64_t page = pg->page_table[(int64_t)b * pg->max_pages +
+                                  token / pg->page_size];
+    int64_t off = page * t->stride_b + h * t->stride_h +
+                  (token % pg->page_size) * t->stride_s;
+    return (const char *)t->data + off * (int64_t)esize;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Estimation                                                               */
 /* ------------------------------------------------------------------------ */
+
+/* The pooled-key cache entry of key block n of sequence b, KV head h, or
+ * NULL: no cache, or a partial block (never stored). */
+static float *pooled_entry(const cpu_call *c, int b, int h, int n) {
+    const prism_paged_kv *pg = c->paged;
+    const cpu_seq *s = &c->seqs[b];
+    int BS = c->p->cfg.block_size;
+    if (!pg || !pg->pooled_keys || ((int64_t)n + 1) * BS > s->k_len)
+        return NULL;
+    int per_page = pg->page_size / BS;
+    int64_t page = pg->page_table[(int64_t)b * pg->max_pages + n / per_page];
+    return pg->pooled_keys +
+           prism_paged_entry(page, per_page, n, c->prm->kv_heads, h,
+                             c->p->cfg.head_dim);
+}
+
+/* Key block n of sequence b, head h, through the pooled-key cache: an
+ * entry marked written is copied, else the block is pooled and, when it
+ * is full, its entry written and marked last. */
+static void pool_key_block(const cpu_call *c, int b, int h, int n, float *out,
+                           float *energy) {
+    const prism_config *cfg = &c->p->cfg;
+    int BS = cfg->block_size, D = cfg->head_dim;
+    const cpu_seq *s = &c->seqs[b];
+    float *entry = pooled_entry(c, b, h, n);
+    if (entry && entry[D + 3] == PRISM_PAGED_MARK) {
+        memcpy(out, entry, (size_t)D * sizeof *out);
+        memcpy(energy, entry + D, 3 * sizeof *energy);
+        return;
+    }
+    int64_t len = s->k_len - (int64_t)n * BS;
+    c->k->pool(kv_ptr(c, c->kt, b, h, (int64_t)n * BS, elem_size(c->p)),
+               c->kt->stride_s, (int32_t)(len < BS ? len : BS), out, energy);
+    if (!entry)
+        return;
+    memcpy(entry, out, (size_t)D * sizeof *out);
+    memcpy(entry + D, energy, 3 * sizeof *energy);
+    entry[D + 3] = PRISM_PAGED_MARK;
+}
 
 static void pool_item(void *ctx, int64_t index, int worker) {
     (void)worker;
@@ -91,9 +151,6 @@ static void pool_item(void *ctx, int64_t index, int worker) {
     int h = is_q ? head : head - Hq;
     if (n >= (is_q ? s->nq : s->nk))
         return;
-    int64_t start = (is_q ? s->q_start : s->k_start) + (int64_t)n * BS;
-    int64_t len = (is_q ? s->q_len : s->k_len) - (int64_t)n * BS;
-    const prism_tensor *t = is_q ? c->q : c->kt;
     int H = is_q ? Hq : Hkv, blocks = is_q ? c->nq : c->nk;
     size_t row = ((size_t)b * H + h) * blocks + n;
     float *out =
@@ -102,8 +159,14 @@ static void pool_item(void *ctx, int64_t index, int worker) {
     float *energy =
         (float *)region(c, is_q ? PRISM_WS_STATS_Q : PRISM_WS_STATS_K) +
         row * 3;
-    c->k->pool(token_ptr(t, s, h, start, elem_size(c->p)), t->stride_s,
-               (int32_t)(len < BS ? len : BS), out, energy);
+    if (!is_q) {
+        pool_key_block(c, b, h, n, out, energy);
+        return;
+    }
+    int64_t len = s->q_len - (int64_t)n * BS;
+    c->k->pool(token_ptr(c->q, s, h, s->q_start + (int64_t)n * BS,
+                         elem_size(c->p)),
+               c->q->stride_s, (int32_t)(len < BS ? len : BS), out, energy);
 }
 
 /* Sum of the energies [0, n) of one head: all, high, low. */
@@ -225,7 +288,9 @@ static void estimate_row(void *ctx, int64_t row, int worker) {
     if (m->force_sink)
         keep_h[0] = 1;
     if (m->force_recent)
-        keep_h[allowed - 1] = 1;
+        for (int j = allowed - m->recent_blocks; j < allowed; j++)
+            if (j >= 0)
+                keep_h[j] = 1;
     int32_t *out = c->indices + (size_t)row * nk;
     int count = 0;
     for (int j = 0; j < allowed; j++)
@@ -304,11 +369,9 @@ static void attention_row(void *ctx, int64_t index, int worker) {
             continue; /* no query of the tile sees any of these keys */
         if (delta > BS)
             delta = BS;
-        c->k->attend(qt, token_ptr(c->kt, s, kvh, s->k_start + js, es),
-                     c->kt->stride_s,
-                     token_ptr(c->v, s, kvh, s->k_start + js, es),
-                     c->v->stride_s, (int32_t)kn, (int32_t)delta, state, acc,
-                     work);
+        c->k->attend(qt, kv_ptr(c, c->kt, b, kvh, js, es), c->kt->stride_s,
+                     kv_ptr(c, c->v, b, kvh, js, es), c->v->stride_s,
+                     (int32_t)kn, (int32_t)delta, state, acc, work);
     }
     c->k->store_o(acc, state, qn,
                   (void *)token_ptr(c->o, s, h, s->q_start + q_first, es),

@@ -21,7 +21,8 @@ typedef struct cuda_kernel {
     CUmodule module;
     CUfunction main;           /* spec entry point 0                         */
     CUfunction second;         /* entry point 1: the schedule kernel, or 0   */
-    const char *main_name, *second_name;
+    CUfunction paged;          /* entry point 2: main over paged K/V, or 0   */
+    const char *main_name, *second_name, *paged_name;
     prism_launch_shape shape;  /* from the spec (gen/launch.c)               */
     int static_smem;           /* the compiler's static shared memory bytes */
     int smem_limit;            /* dynamic bytes the function is set up for  */

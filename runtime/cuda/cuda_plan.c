@@ -87,6 +87,7 @@ static prism_status load_kernel(prism_plan *p, int index) {
     k->shape = spec->launch;
     k->main_name = spec->entry_points[0];
     k->second_name = spec->entry_points[1];
+    k->paged_name = spec->entry_points[2];
     if (k->shape.dynamic_smem > g->smem_optin)
         return prism_plan_fail(p, PRISM_ERR_NO_KERNEL,
                                "kernel %s for %s needs %d bytes of shared "
@@ -98,6 +99,8 @@ static prism_status load_kernel(prism_plan *p, int index) {
         rc = drv->module_get_function(&k->main, k->module, k->main_name);
     if (rc == CUDA_SUCCESS && k->second_name)
         rc = drv->module_get_function(&k->second, k->module, k->second_name);
+    if (rc == CUDA_SUCCESS && k->paged_name)
+        rc = drv->module_get_function(&k->paged, k->module, k->paged_name);
     if (rc == CUDA_SUCCESS)
         rc = drv->func_get_attribute(&k->static_smem,
                                      CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES,
@@ -111,6 +114,10 @@ static prism_status load_kernel(prism_plan *p, int index) {
         rc = drv->func_set_attribute(
             k->main, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
             k->shape.dynamic_smem);
+        if (rc == CUDA_SUCCESS && k->paged)
+            rc = drv->func_set_attribute(
+                k->paged, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                k->shape.dynamic_smem);
         if (rc != CUDA_SUCCESS)
             return cuda_fail(p, rc, "setting the shared memory of a kernel");
         k->smem_limit = k->shape.dynamic_smem;

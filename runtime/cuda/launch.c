@@ -8,8 +8,11 @@
  * (gen/launch.h).  The launch's run-time parameters (head counts, the
  * method's settings, the softmax scale: prism_params) go into the blocks
  * here, in the form the kernels use them (fixed-point thresholds, FastDiv
- * divisors, the scale times log2(e)).  Arguments were validated by
- * runtime/dispatch/plan.c; nothing here allocates or synchronises.
+ * divisors, the scale times log2(e)).  A paged batch (prism_paged_kv)
+ * runs the kernels' paged entry points with the same blocks followed by
+ * the paging fields, and the sm_90a kernel's K and V tensor maps cover
+ * the page pools.  Arguments were validated by runtime/dispatch/plan.c;
+ * nothing here allocates or synchronises.
  */
 #include "runtime/cuda/cuda_backend.h"
 
@@ -98,6 +101,7 @@ static void estimate_method(const prism_params *m, EstimateParams *ep) {
     ep->calibrate = m->calibrate;
     ep->force_sink = m->force_sink;
     ep->force_recent = m->force_recent;
+    ep->recent_blocks = m->recent_blocks;
 }
 
 /* prism_estimate's CTA holds up to max_rows query-block rows (one warp
@@ -137,6 +141,16 @@ static prism_status estimate_rows(prism_plan *p, cuda_kernel *est, int nk,
     return PRISM_OK;
 }
 
+/* A kernel's paged entry point (prism_paged_kv), which every module of
+ * this build has; one loaded from elsewhere may not. */
+static prism_status need_paged(prism_plan *p, const cuda_kernel *k) {
+    if (k->paged)
+        return PRISM_OK;
+    return prism_plan_fail(p, PRISM_ERR_NO_KERNEL,
+                           "kernel %s has no entry point for paged K/V",
+                           k->main_name);
+}
+
 /* Pooling, then (a dependent launch: its CTAs start in pool_stats' tail)
  * the estimator, writing the selection into `mask`. */
 static prism_status run_estimate(prism_plan *p, const prism_call *c,
@@ -172,8 +186,22 @@ static prism_status run_estimate(prism_plan *p, const prism_call *c,
     const cuda_kernel *pool = &g->kernels[PRISM_KERNEL_POOL_STATS];
     unsigned grid[3];
     prism_launch_grid(&pool->shape, &in, grid);
-    prism_status st = launch_as(p, pool->main, grid, pool->shape.threads, 0,
-                                &pp, c->stream, false, pool->main_name);
+    prism_status st;
+    if (b->paged) {
+        const prism_paged_kv *pg = b->paged;
+        PoolPagedParams ppp = {.p = pp, .page_table = pg->page_table,
+                               .pooled_keys = pg->pooled_keys,
+                               .max_pages = pg->max_pages,
+                               .page_size = pg->page_size};
+        ppp.p.k_stride_b = k->stride_b; /* from page to page */
+        if ((st = need_paged(p, pool)) != PRISM_OK)
+            return st;
+        st = launch_as(p, pool->paged, grid, pool->shape.threads, 0, &ppp,
+                       c->stream, false, pool->paged_name);
+    } else {
+        st = launch_as(p, pool->main, grid, pool->shape.threads, 0, &pp,
+                       c->stream, false, pool->main_name);
+    }
     if (st != PRISM_OK)
         return st;
     uint64_t *totals = PTR(c->ws, at[PRISM_WS_TOTALS]);
@@ -207,6 +235,16 @@ static FastDiv fast_div(int32_t d) {
     FastDiv f = {.d = d};
     prism_launch_fastdiv(d, &f.mul, &f.shift);
     return f;
+}
+
+/* The paged attention kernels' extra block (AttnPaging). */
+static AttnPaging paging_of(const prism_plan *p, const prism_paged_kv *pg) {
+    AttnPaging a = {.page_table = pg->page_table,
+                    .max_pages = pg->max_pages,
+                    .page_size = pg->page_size,
+                    .blocks_per_page = fast_div(pg->page_size /
+                                                p->cfg.block_size)};
+    return a;
 }
 
 /* A TMA map over one of Q, K, V, O: dims {D, S, H[, B]} innermost first, a
@@ -262,12 +300,18 @@ static prism_status tma_params(prism_plan *p, const prism_call *c,
     int batch = tp->rank == 3 ? 1 : b->batch;
     prism_status st;
     int hq = c->prm.q_heads, hkv = c->prm.kv_heads;
+    /* paged: K and V are {D, page_size, Hkv, pages}, a tile's box at (its
+     * row in the page, head, page) */
+    const prism_paged_kv *pg = b->paged;
+    int kv_rank = pg ? 4 : tp->rank;
+    int64_t kv_rows = pg ? pg->page_size : sk;
+    int kv_batch = pg ? pg->num_pages : batch;
     if ((st = encode_map(p, &tp->q, c->q, "q", tp->rank, sq, hq, batch,
                          l->tile_m)) != PRISM_OK ||
-        (st = encode_map(p, &tp->k, c->k, "k", tp->rank, sk, hkv, batch,
-                         l->tile_n)) != PRISM_OK ||
-        (st = encode_map(p, &tp->v, c->v, "v", tp->rank, sk, hkv, batch,
-                         l->tile_n)) != PRISM_OK)
+        (st = encode_map(p, &tp->k, c->k, "k", kv_rank, kv_rows, hkv,
+                         kv_batch, l->tile_n)) != PRISM_OK ||
+        (st = encode_map(p, &tp->v, c->v, "v", kv_rank, kv_rows, hkv,
+                         kv_batch, l->tile_n)) != PRISM_OK)
         return st;
     return encode_map(p, &tp->o, c->o, "o", tp->rank, sq, hq, batch,
                       l->tile_m / 2);
@@ -295,10 +339,11 @@ static prism_status run_attention(prism_plan *p, const prism_call *c,
         .q = q->data, .k = k->data, .v = v->data, .o = o->data, .lse = c->lse,
         .q_stride_b = varlen ? 0 : q->stride_b, .q_stride_h = q->stride_h,
         .q_stride_s = q->stride_s,
-        .k_stride_b = varlen ? 0 : k->stride_b, .k_stride_h = k->stride_h,
-        .k_stride_s = k->stride_s,
-        .v_stride_b = varlen ? 0 : v->stride_b, .v_stride_h = v->stride_h,
-        .v_stride_s = v->stride_s,
+        /* paged: from page to page */
+        .k_stride_b = varlen && !b->paged ? 0 : k->stride_b,
+        .k_stride_h = k->stride_h, .k_stride_s = k->stride_s,
+        .v_stride_b = varlen && !b->paged ? 0 : v->stride_b,
+        .v_stride_h = v->stride_h, .v_stride_s = v->stride_s,
         .o_stride_b = varlen ? 0 : o->stride_b, .o_stride_h = o->stride_h,
         .o_stride_s = o->stride_s,
         .cu_seqlens_q = b->cu_seqlens_q, .cu_seqlens_k = b->cu_seqlens_k,
@@ -316,13 +361,28 @@ static prism_status run_attention(prism_plan *p, const prism_call *c,
         .kv_heads = fast_div(c->prm.kv_heads),
         .group = fast_div(c->prm.q_heads / c->prm.kv_heads),
     };
-    _Alignas(128) AttnTmaParams tp; /* CUtensorMap's alignment, maps first */
+    /* CUtensorMap's alignment, maps first; a paged block starts with the
+     * plain one, which is all the schedule kernel reads */
+    _Alignas(128) AttnTmaPagedParams tpp;
+    AttnPagedParams app = {.a = ap};
     void *params = &ap;
     if (l->tensor_maps) {
-        prism_status st = tma_params(p, c, &ap, &tp);
+        prism_status st = tma_params(p, c, &ap, &tpp.t);
         if (st != PRISM_OK)
             return st;
-        params = &tp;
+        params = &tpp;
+    }
+    CUfunction f = attn->main;
+    const char *name = attn->main_name;
+    if (b->paged) {
+        prism_status st = need_paged(p, attn);
+        if (st != PRISM_OK)
+            return st;
+        app.pg = paging_of(p, b->paged);
+        tpp.pg = app.pg;
+        params = l->tensor_maps ? (void *)&tpp : (void *)&app;
+        f = attn->paged;
+        name = attn->paged_name;
     }
     unsigned grid[3];
     prism_launch_grid(l, &in, grid);
@@ -333,11 +393,11 @@ static prism_status run_attention(prism_plan *p, const prism_call *c,
                                     attn->second_name);
         if (st != PRISM_OK)
             return st;
-        return launch_as(p, attn->main, grid, l->threads, l->dynamic_smem,
-                         params, c->stream, true, attn->main_name);
+        return launch_as(p, f, grid, l->threads, l->dynamic_smem, params,
+                         c->stream, true, name);
     }
-    return launch_as(p, attn->main, grid, l->threads, l->dynamic_smem, params,
-                     c->stream, false, attn->main_name);
+    return launch_as(p, f, grid, l->threads, l->dynamic_smem, params,
+                     c->stream, false, name);
 }
 
 prism_status prism_cuda_estimate(prism_plan *p, const prism_call *c) {

@@ -14,10 +14,12 @@
  * geometry, lse, workspace, and the run-time parameters (the batch's, or
  * the config's) -- are checked here too, with the backend's alignment
  * rules, before the call goes to the backend's table
- * (runtime/backend.h).  What only a backend can check (the CPU reads masks
+ * (runtime/backend.h); a paged batch's fields too (runtime/paged.c), its
+ * K and V pools checked as tensors of num_pages pages.  What only a backend can check (the CPU reads masks
  * and cu_seqlens itself, so it checks their contents) it checks itself.
  */
 #include "runtime/backend.h"
+#include "runtime/paged.h"
 
 #include "base/checked.h"
 
@@ -283,16 +285,34 @@ static bool tensor_span_ok(const prism_plan *p, const prism_tensor *t,
            (uintptr_t)t->data <= UINTPTR_MAX - (uintptr_t)bytes;
 }
 
+/* The extents a tensor's strides must cover in this call: its batch
+ * entries, head count and tokens; stride_b counts unless the batch is
+ * ragged.  A paged K or V is a pool of num_pages entries of page_size
+ * tokens (prism_paged_kv). */
+typedef struct tensor_extent {
+    int64_t batch, heads, tokens;
+    bool uses_stride_b;
+} tensor_extent;
+
+static tensor_extent extent_of(const prism_batch *b, int heads, bool queries,
+                               bool kv) {
+    if (kv && b->paged)
+        return (tensor_extent){b->paged->num_pages, heads,
+                               b->paged->page_size, true};
+    bool varlen = b->cu_seqlens_q != NULL;
+    int64_t tokens = varlen ? (queries ? b->total_q : b->total_k)
+                            : (queries ? b->seqlen_q : b->seqlen_k);
+    return (tensor_extent){varlen ? 1 : b->batch, heads, tokens, !varlen};
+}
+
 /* A tensor's data and strides, by the backend's rules (GPU kernels load
  * 16 bytes at a time; host code needs element alignment only), and the
- * span they reach for this batch.  heads: the tensor's head count. */
-static prism_status check_tensor(prism_plan *p, const prism_batch *b,
-                                 const prism_tensor *t, const char *name,
-                                 int heads, bool queries) {
+ * span they reach over its extents. */
+static prism_status check_tensor(prism_plan *p, const prism_tensor *t,
+                                 const char *name, tensor_extent e) {
     if (!t || !t->data)
         return prism_plan_fail(p, PRISM_ERR_NULL_POINTER,
                                "tensor %s is NULL", name);
-    bool varlen = b->cu_seqlens_q != NULL;
     int align = p->backend->tensor_align, mult = p->backend->stride_multiple;
     if ((uintptr_t)t->data % (uintptr_t)align)
         return prism_plan_fail(p, PRISM_ERR_MISALIGNED,
@@ -301,7 +321,7 @@ static prism_status check_tensor(prism_plan *p, const prism_batch *b,
     int64_t d = p->cfg.head_dim;
     bool bad = t->stride_h <= 0 || t->stride_s <= 0 || t->stride_h % mult ||
                t->stride_s % mult || t->stride_s < (t->stride_h < d ? d : 1);
-    if (!varlen)
+    if (e.uses_stride_b)
         bad = bad || t->stride_b <= 0 || t->stride_b % mult;
     if (bad)
         return prism_plan_fail(p, PRISM_ERR_BAD_STRIDE,
@@ -310,17 +330,15 @@ static prism_status check_tensor(prism_plan *p, const prism_batch *b,
                                "of head_dim %d not overlapping", name,
                                (long long)t->stride_b, (long long)t->stride_h,
                                (long long)t->stride_s, mult, p->cfg.head_dim);
-    int64_t batch = varlen ? 1 : b->batch;
-    int64_t tokens = varlen ? (queries ? b->total_q : b->total_k)
-                            : (queries ? b->seqlen_q : b->seqlen_k);
-    if (!tensor_span_ok(p, t, batch, heads, tokens))
+    if (!tensor_span_ok(p, t, e.batch, e.heads, e.tokens))
         return prism_plan_fail(p, PRISM_ERR_BAD_STRIDE,
                                "tensor %s strides (b %lld, h %lld, s %lld) over "
-                               "%lld x %d x %lld rows reach beyond "
+                               "%lld x %lld x %lld rows reach beyond "
                                "PRISM_MAX_TENSOR_BYTES (2^48 bytes); check the "
                                "strides", name, (long long)t->stride_b,
                                (long long)t->stride_h, (long long)t->stride_s,
-                               (long long)batch, heads, (long long)tokens);
+                               (long long)e.batch, (long long)e.heads,
+                               (long long)e.tokens);
     return PRISM_OK;
 }
 
@@ -402,12 +420,19 @@ static prism_status check_call(prism_plan *p, prism_call *c, unsigned what,
         (st = resolve_params(p, c)) != PRISM_OK)
         return st;
     int hq = c->prm.q_heads, hkv = c->prm.kv_heads;
-    if ((st = check_tensor(p, c->b, c->q, "q", hq, true)) != PRISM_OK ||
-        (st = check_tensor(p, c->b, c->k, "k", hkv, false)) != PRISM_OK)
+    const prism_batch *b = c->b;
+    if (b->paged && (st = prism_paged_check(p, b)) != PRISM_OK)
+        return st;
+    if ((st = check_tensor(p, c->q, "q", extent_of(b, hq, true, false))) !=
+            PRISM_OK ||
+        (st = check_tensor(p, c->k, "k", extent_of(b, hkv, false, true))) !=
+            PRISM_OK)
         return st;
     if ((what & WITH_VO) &&
-        ((st = check_tensor(p, c->b, c->v, "v", hkv, false)) != PRISM_OK ||
-         (st = check_tensor(p, c->b, c->o, "o", hq, true)) != PRISM_OK))
+        ((st = check_tensor(p, c->v, "v", extent_of(b, hkv, false, true))) !=
+             PRISM_OK ||
+         (st = check_tensor(p, c->o, "o", extent_of(b, hq, true, false))) !=
+             PRISM_OK))
         return st;
     if ((what & WITH_MASK) && (c->mask || !(what & MASK_OPTIONAL)) &&
         (st = check_mask(p, c->b, c->mask)) != PRISM_OK)

@@ -309,7 +309,8 @@ CUresult cuLaunchKernelEx(const CUlaunchConfig *c, CUfunction f, void **args,
     clock_us += 10 + m->hash % 997;
     trace("launch");
     if (getenv("FAKE_CUDA_GRIDS"))
-        trace("grid %u %u %u", c->gridDimX, c->gridDimY, c->gridDimZ);
+        trace("grid %u %u %u %s", c->gridDimX, c->gridDimY, c->gridDimZ,
+              (const char *)f); /* f is the name in the module's table */
     return CUDA_SUCCESS;
 }
 

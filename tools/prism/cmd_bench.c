@@ -3,6 +3,7 @@
  *
  *   prism bench CONFIG --seq N [--sq M] [--batch B] [--density P]...
  *                      [--reps R] [--workload NAME] [--no-flush] [--json FILE]
+ *                      [--paged PAGE_SIZE [--layout nhd|hnd] [--pooled-cache]]
  *
  * Inputs are iid Gaussian bf16/fp16, B sequences of the same lengths
  * (default 1; many short prompts are the other prefill shape that matters:
@@ -26,7 +27,10 @@
  * only matter for stages of a few hundred).  --no-flush times that way
  * instead.  bench/sdpa_baseline.py does the same for SDPA.  TFLOP/s count
  * 2*2*B*Hq*D*Sq*(Sk - Sq/2) times the density (2*2*Hq*D*S^2/2 for B = 1,
- * Sq = Sk = S: the causal half).
+ * Sq = Sk = S: the causal half).  --paged adds the same stages over K and
+ * V in shuffled pages (prism_paged_kv), each timed right after its
+ * contiguous twin, and --pooled-cache the estimate through a pooled-key
+ * cache: docs/performance.md's paged tables come from these.
  */
 #include "tools/common/cli.h"
 #include "base/cuda_driver.h"
@@ -39,7 +43,8 @@
 
 static const char bench_usage[] =
     "usage: prism bench CONFIG --seq N [--sq M] [--batch B] [--density P]...\n"
-    "                   [--reps R] [--workload NAME] [--no-flush] [--json FILE]\n\n"
+    "                   [--reps R] [--workload NAME] [--no-flush] [--json FILE]\n"
+    "                   [--paged PAGE_SIZE [--layout nhd|hnd] [--pooled-cache]]\n\n"
     "Times Prism estimation, attention over Prism's mask, dense attention and\n"
     "attention over random block masks of density P (default 0.1 and 0.2) on\n"
     "the GPU: median/min/max of R repetitions (default 20) after warm-up,\n"
@@ -48,14 +53,18 @@ static const char bench_usage[] =
     "needle|random (the reference's structured inputs, where Prism's mask\n"
     "is sparse).  Each repetition starts after a 256 MB memset (L2 flushed,\n"
     "the host's launch hidden); --no-flush starts it on an idle GPU.\n"
+    "--paged PAGE_SIZE also times the estimate and attention with K and V in\n"
+    "shuffled pages of PAGE_SIZE tokens (a multiple of the block size;\n"
+    "--layout nhd (default) or hnd), each right after its contiguous twin;\n"
+    "--pooled-cache adds the estimate through a pooled-key cache.\n"
     "Counts take a K or M suffix, powers of two (--seq 8k = 8192); each\n"
     "option but --density is given once.\n";
 
 typedef struct bench_args {
-    const char *config, *json, *workload_name;
-    bool use_workload, no_flush;
+    const char *config, *json, *workload_name, *layout;
+    bool use_workload, no_flush, pooled_cache;
     prism_workload_kind workload;
-    int seq, sq, batch, reps, n_density;
+    int seq, sq, batch, reps, n_density, page_size;
     double density[8];
 } bench_args;
 
@@ -73,7 +82,7 @@ static int opt_workload(const char *cmd, const cli_option *o,
 
 static int parse_bench(int argc, char **argv, bench_args *a) {
     memset(a, 0, sizeof *a);
-    long long seq = 0, sq = 0, batch = 1, reps = 20;
+    long long seq = 0, sq = 0, batch = 1, reps = 20, paged = 0;
     cli_reals density = {a->density, 0, 8};
     const cli_option opts[] = {
         CLI_OPT_COUNT("seq", &seq, 1, INT32_MAX),
@@ -84,6 +93,9 @@ static int parse_bench(int argc, char **argv, bench_args *a) {
         CLI_OPT_STRING("json", 0, &a->json),
         CLI_OPT_CUSTOM("workload", a, opt_workload, false, false),
         CLI_OPT_CUSTOM("density", &density, cli_opt_density, true, false),
+        CLI_OPT_COUNT("paged", &paged, 1, 1 << 20),
+        CLI_OPT_STRING("layout", 0, &a->layout),
+        CLI_OPT_FLAG("pooled-cache", 0, &a->pooled_cache),
     };
     cli_spec spec = {"bench", opts, PRISM_ARRAY_LEN(opts), &a->config, 1};
     int n_pos;
@@ -98,6 +110,11 @@ static int parse_bench(int argc, char **argv, bench_args *a) {
     a->sq = sq > 0 ? (int)sq : a->seq;
     a->batch = (int)batch;
     a->reps = (int)reps;
+    a->page_size = (int)paged;
+    if (a->layout && strcmp(a->layout, "nhd") && strcmp(a->layout, "hnd"))
+        return cli_usage("bench", "--layout is nhd or hnd");
+    if ((a->layout || a->pooled_cache) && !a->page_size)
+        return cli_usage("bench", "--layout and --pooled-cache need --paged");
     a->n_density = density.n;
     if (a->n_density == 0) {
         a->density[0] = 0.1;
@@ -149,6 +166,12 @@ typedef struct bench_state {
     int copies;
     prism_tensor q[3], k[3], v[3], o;
     prism_block_mask prism_mask;
+    /* --paged: K and V in page pools through a shuffled page table */
+    bool use_paged;            /* launch_stage runs the paged batch       */
+    prism_batch paged_batch;   /* batch with .paged = &pg                 */
+    prism_paged_kv pg;
+    prism_tensor kp, vp;
+    float *pooled_cache;       /* --pooled-cache: zeroed once, device      */
     CUdeviceptr flush; /* BENCH_FLUSH_BYTES cleared before each rep; 0: none */
     CUdeviceptr allocs[32];
     int n_allocs;
@@ -169,18 +192,19 @@ typedef enum stage { STAGE_ESTIMATE, STAGE_ATTENTION, STAGE_PREFILL } stage;
 
 static prism_status launch_stage(bench_state *s, stage st, int copy,
                                  const prism_block_mask *mask) {
+    const prism_batch *b = s->use_paged ? &s->paged_batch : &s->batch;
+    const prism_tensor *k = s->use_paged ? &s->kp : &s->k[copy];
+    const prism_tensor *v = s->use_paged ? &s->vp : &s->v[copy];
     switch (st) {
     case STAGE_ESTIMATE:
-        return prism_estimate(s->plan, &s->batch, &s->q[copy], &s->k[copy],
-                              &s->prism_mask, NULL, 0, NULL);
+        return prism_estimate(s->plan, b, &s->q[copy], k, &s->prism_mask,
+                              NULL, 0, NULL);
     case STAGE_ATTENTION:
-        return prism_sparse_attention(s->plan, &s->batch, &s->q[copy],
-                                      &s->k[copy], &s->v[copy], mask, &s->o,
-                                      NULL, NULL, 0, NULL);
+        return prism_sparse_attention(s->plan, b, &s->q[copy], k, v, mask,
+                                      &s->o, NULL, NULL, 0, NULL);
     case STAGE_PREFILL:
-        return prism_prefill(s->plan, &s->batch, &s->q[copy], &s->k[copy],
-                             &s->v[copy], &s->o, NULL, &s->prism_mask, NULL,
-                             0, NULL);
+        return prism_prefill(s->plan, b, &s->q[copy], k, v, &s->o, NULL,
+                             &s->prism_mask, NULL, 0, NULL);
     }
     return PRISM_ERR_INTERNAL;
 }
@@ -262,6 +286,81 @@ static bool host_inputs(const prism_config *c, const bench_args *a,
     return true;
 }
 
+/* One page pool ([pages, page_size, Hkv, D] or [pages, Hkv, page_size,
+ * D]) holding host x ([B, Hkv, S, D]) through `table`. */
+static CUdeviceptr page_pool(bench_state *s, const uint16_t *x, int B, int S,
+                             const int32_t *table, int max_pages, int pages,
+                             int ps, bool hnd) {
+    size_t d = (size_t)s->cfg->head_dim, hkv = (size_t)s->cfg->kv_heads;
+    size_t elems = (size_t)pages * ps * hkv * d;
+    uint16_t *pool = calloc(elems, 2);
+    if (!pool)
+        return 0;
+    for (int b = 0; b < B; b++)
+        for (size_t h = 0; h < hkv; h++)
+            for (int t = 0; t < S; t++) {
+                size_t page = (size_t)table[(size_t)b * max_pages + t / ps];
+                size_t row = (size_t)(t % ps);
+                size_t at = hnd ? ((page * hkv + h) * ps + row) * d
+                                : ((page * ps + row) * hkv + h) * d;
+                memcpy(pool + at, x + (((size_t)b * hkv + h) * S + t) * d,
+                       d * 2);
+            }
+    CUdeviceptr dev = dev_alloc(s, elems * 2);
+    if (dev && s->drv->memcpy_htod(dev, pool, elems * 2) != CUDA_SUCCESS)
+        dev = 0;
+    free(pool);
+    return dev;
+}
+
+/* --paged: K and V in pages of a->page_size tokens, the pages of all
+ * sequences shuffled, so that no sequence's keys are contiguous. */
+static bool make_paged(bench_state *s, const bench_args *a, const uint16_t *hk,
+                       const uint16_t *hv) {
+    int ps = a->page_size, max_pages = (a->seq + ps - 1) / ps;
+    int pages = a->batch * max_pages;
+    bool hnd = a->layout && !strcmp(a->layout, "hnd");
+    int32_t *table = malloc((size_t)pages * sizeof *table);
+    if (!table)
+        return false;
+    for (int i = 0; i < pages; i++)
+        table[i] = i;
+    uint64_t x = 0x243f6a8885a308d3ULL;
+    for (int i = pages - 1; i > 0; i--) {
+        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+        int j = (int)((x >> 33) % (uint64_t)(i + 1));
+        int32_t t = table[i];
+        table[i] = table[j];
+        table[j] = t;
+    }
+    size_t d = (size_t)s->cfg->head_dim, hkv = (size_t)s->cfg->kv_heads;
+    CUdeviceptr dt = dev_alloc(s, (size_t)pages * 4);
+    CUdeviceptr kp = page_pool(s, hk, a->batch, a->seq, table, max_pages,
+                               pages, ps, hnd);
+    CUdeviceptr vp = page_pool(s, hv, a->batch, a->seq, table, max_pages,
+                               pages, ps, hnd);
+    bool ok = dt && kp && vp &&
+              s->drv->memcpy_htod(dt, table, (size_t)pages * 4) == CUDA_SUCCESS;
+    free(table);
+    size_t cache = prism_paged_pooled_bytes(s->cfg, pages, ps, (int)hkv);
+    CUdeviceptr dc = ok && a->pooled_cache ? dev_alloc(s, cache) : 0;
+    if (a->pooled_cache)
+        ok = ok && dc && s->drv->memset_d32(dc, 0, cache / 4) == CUDA_SUCCESS;
+    s->pg = (prism_paged_kv){(const int32_t *)(uintptr_t)dt, max_pages, ps,
+                             pages, NULL};
+    int64_t page_stride = (int64_t)(ps * hkv * d);
+    s->kp = hnd ? (prism_tensor){(void *)(uintptr_t)kp, page_stride,
+                                 (int64_t)(ps * d), (int64_t)d}
+                : (prism_tensor){(void *)(uintptr_t)kp, page_stride,
+                                 (int64_t)d, (int64_t)(hkv * d)};
+    s->vp = s->kp;
+    s->vp.data = (void *)(uintptr_t)vp;
+    s->paged_batch = s->batch;
+    s->paged_batch.paged = &s->pg;
+    s->pooled_cache = (float *)(uintptr_t)dc;
+    return ok;
+}
+
 /* Device inputs: `copies` device copies of Q, K and V, and O. */
 static bool make_inputs(bench_state *s, const bench_args *a) {
     const prism_config *c = s->cfg;
@@ -289,6 +388,8 @@ static bool make_inputs(bench_state *s, const bench_args *a) {
         s->v[cp] = s->k[cp];
         s->v[cp].data = (void *)(uintptr_t)v;
     }
+    if (ok && a->page_size)
+        ok = make_paged(s, a, hk, hv);
     CUdeviceptr o = ok ? dev_alloc(s, q_elems * 2) : 0;
     s->o = s->q[0];
     s->o.data = (void *)(uintptr_t)o;
@@ -320,6 +421,33 @@ static bool upload_mask(bench_state *s, double density, prism_block_mask *m,
     return ok;
 }
 
+/* A stage over the page pools (--paged), right after its contiguous
+ * twin: a same-run A/B. */
+static bool time_paged(bench_state *s, stage st, const prism_block_mask *mask,
+                       int reps, timing *t) {
+    s->use_paged = true;
+    bool ok = time_stage(s, st, mask, reps, t);
+    s->use_paged = false;
+    return ok;
+}
+
+/* The estimate over pages, and with --pooled-cache through the cache: its
+ * warm-up writes every full block's entry, the timed repetitions read
+ * them (a chunk over a prefix whose blocks earlier chunks pooled). */
+static bool time_paged_estimates(bench_state *s, const bench_args *a,
+                                 timing *t, int *n) {
+    snprintf(t[*n].name, sizeof t[*n].name, "prism estimate (paged)");
+    if (!time_paged(s, STAGE_ESTIMATE, NULL, a->reps, &t[(*n)++]))
+        return false;
+    if (!a->pooled_cache)
+        return true;
+    s->pg.pooled_keys = s->pooled_cache;
+    snprintf(t[*n].name, sizeof t[*n].name, "prism estimate (cached)");
+    bool ok = time_paged(s, STAGE_ESTIMATE, NULL, a->reps, &t[(*n)++]);
+    s->pg.pooled_keys = NULL;
+    return ok;
+}
+
 static void print_timing(FILE *f, const timing *t, double flops, bool json,
                          bool last) {
     double tf = t->density > 0 ? flops * t->density / (t->median * 1e9) : 0;
@@ -340,7 +468,7 @@ static void print_timing(FILE *f, const timing *t, double flops, bool json,
 static int bench_run(const prism_config *cfg, const bench_args *a) {
     char err[PRISM_ERRMSG_MAX];
     int rc = CLI_FAIL, n = 0;
-    timing t[12];
+    timing t[16];
     memset(t, 0, sizeof t);
     bench_state s;
     memset(&s, 0, sizeof s);
@@ -377,10 +505,18 @@ static int bench_run(const prism_config *cfg, const bench_args *a) {
     if (!time_stage(&s, STAGE_ESTIMATE, NULL, a->reps, &t[n++]) ||
         prism_plan_density(s.plan, &prism_density) != PRISM_OK)
         goto done;
+    if (a->page_size && !time_paged_estimates(&s, a, t, &n))
+        goto done;
     snprintf(t[n].name, sizeof t[n].name, "attention (prism mask)");
     t[n].density = prism_density;
     if (!time_stage(&s, STAGE_ATTENTION, &s.prism_mask, a->reps, &t[n++]))
         goto done;
+    if (a->page_size) {
+        snprintf(t[n].name, sizeof t[n].name, "attention (prism, paged)");
+        t[n].density = prism_density;
+        if (!time_paged(&s, STAGE_ATTENTION, &s.prism_mask, a->reps, &t[n++]))
+            goto done;
+    }
     snprintf(t[n].name, sizeof t[n].name, "prism prefill (total)");
     t[n].density = prism_density;
     if (!time_stage(&s, STAGE_PREFILL, NULL, a->reps, &t[n++]))
@@ -400,6 +536,12 @@ static int bench_run(const prism_config *cfg, const bench_args *a) {
         t[n].density = actual;
         if (!time_stage(&s, STAGE_ATTENTION, &m, a->reps, &t[n++]))
             goto done;
+        if (i == 0 && a->page_size) {
+            snprintf(t[n].name, sizeof t[n].name, "attention (dense, paged)");
+            t[n].density = actual;
+            if (!time_paged(&s, STAGE_ATTENTION, &m, a->reps, &t[n++]))
+                goto done;
+        }
     }
     /* causal keys: Sq (Sk - Sq) + Sq^2 / 2 = Sq (Sk - Sq / 2); Sq^2 / 2
      * when Sq = Sk, as the issue's 2*2*Hq*D*Sq*Sk/2 */
@@ -411,6 +553,10 @@ static int bench_run(const prism_config *cfg, const bench_args *a) {
            cfg->name, a->batch, cfg->q_heads, cfg->kv_heads, cfg->head_dim,
            prism_dtype_name(cfg->dtype), a->sq, a->seq, inputs, a->reps,
            s.copies, a->no_flush ? "no flush" : "L2 flush");
+    if (a->page_size)
+        printf("paged K/V: pages of %d tokens, %s, shuffled%s\n", a->page_size,
+               a->layout ? a->layout : "nhd",
+               a->pooled_cache ? ", pooled-key cache" : "");
     for (int i = 0; i < n; i++)
         print_timing(stdout, &t[i], flops, false, false);
     if (a->json) {

@@ -9,6 +9,8 @@ torch tensors::
     o, mask = kern.prefill(q, k, v, return_mask=True)
     mask.to_flex_block_mask()                 # FlexAttention BlockMask
     o2 = kern.sparse_attention(q, k, v, mask)
+    o = kern.prefill(q, k, v, threshold=0.9)  # run-time method parameters
+    o = kern.for_layer(3).prefill(q, k, v)    # a config's per-layer settings
 
 ``prism_attn.hf.register()`` adds ``attn_implementation="prism"`` to
 Hugging Face transformers.  docs/python.md is the reference.
@@ -22,7 +24,7 @@ except ImportError as e:  # pragma: no cover
     raise ImportError("prism_attn needs PyTorch: pip install torch") from e
 
 from ._config import from_hf_config
-from ._kernel import Kernel, get_kernel, kernel
+from ._kernel import DenseKernel, Kernel, get_kernel, kernel
 from ._lib import PrismError, library_path
 from ._lib import status_name as _status_name
 from ._lib import version as _version
@@ -42,6 +44,6 @@ def status_name(status: int) -> str:
     return _status_name(status)
 
 
-__all__ = ["BlockMask", "Kernel", "PrismError", "from_hf_config",
+__all__ = ["BlockMask", "DenseKernel", "Kernel", "PrismError", "from_hf_config",
            "get_kernel", "kernel", "library_path", "library_version",
            "status_name"]

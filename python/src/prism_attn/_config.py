@@ -101,7 +101,7 @@ def to_dict(cfg: Config) -> dict:
     for i in range(cfg.n_tuning):
         t = cfg.tuning[i]
         tuning.setdefault(t.kernel.decode(), {})[t.param.decode()] = t.value
-    return {
+    out = {
         "name": cfg.name.decode(),
         "model": {"head_dim": cfg.head_dim, "q_heads": cfg.q_heads,
                   "kv_heads": cfg.kv_heads},
@@ -117,10 +117,56 @@ def to_dict(cfg: Config) -> dict:
             "temps": {"high": cfg.temp_high, "low": cfg.temp_low},
             "force_sink": bool(cfg.force_sink),
             "force_recent": bool(cfg.force_recent),
+            "recent_blocks": int(cfg.recent_blocks),
         },
         "targets": targets,
         "tuning": tuning,
     }
+    layers = _layers_dict(cfg)
+    if layers:
+        out["layers"] = layers
+    return out
+
+
+# prism_layer_override's fields: (bit, YAML key, sub-key or None, struct field)
+_LAYER_FIELDS = (
+    (1 << 0, "high_dim", None, "high_dim"),
+    (1 << 1, "low_dim", None, "low_dim"),
+    (1 << 2, "thresholds", "high", "threshold_high"),
+    (1 << 3, "thresholds", "low", "threshold_low"),
+    (1 << 4, "calibrate", None, "calibrate"),
+    (1 << 5, "temps", "high", "temp_high"),
+    (1 << 6, "temps", "low", "temp_low"),
+    (1 << 7, "force_sink", None, "force_sink"),
+    (1 << 8, "force_recent", None, "force_recent"),
+    (1 << 9, "recent_blocks", None, "recent_blocks"),
+)
+
+
+def _ranges(ranges, n: int) -> list:
+    return [r.first if r.first == r.last else f"{r.first}-{r.last}"
+            for r in ranges[:n]]
+
+
+def _layers_dict(cfg: Config) -> dict:
+    """The config's ``layers:`` section as a dict ({} when it has none)."""
+    out: dict = {}
+    if cfg.n_dense > 0:
+        out["dense"] = _ranges(cfg.dense, cfg.n_dense)
+    overrides = []
+    for o in cfg.layer_overrides[:max(0, cfg.n_layer_overrides)]:
+        entry: dict = {"layers": _ranges(o.ranges, o.n_ranges)}
+        for bit, key, sub, field in _LAYER_FIELDS:
+            if o.fields & bit:
+                value = getattr(o, field)
+                if sub is None:
+                    entry[key] = value
+                else:
+                    entry.setdefault(key, {})[sub] = value
+        overrides.append(entry)
+    if overrides:
+        out["overrides"] = overrides
+    return out
 
 
 # --- Hugging Face configs -------------------------------------------------------

@@ -10,24 +10,30 @@ created with caller_workspace, so every launch takes its workspace from
 torch's allocator: on the current stream, visible to the allocator's
 accounting, and inside a CUDA graph's private pool during capture.
 
-The launch functions here are the custom ops' implementations and the
-eager path alike; they validate what the C library cannot see (dtypes,
+The launch functions (_launch.py) are the custom ops' implementations and
+the eager path alike; they validate what the C library cannot see (dtypes,
 devices, layouts, shapes against the config) and raise ``TypeError`` /
 ``ValueError``, while the library's own refusals become ``PrismError``.
+
+Every call may change the method's run-time parameters (_params.py) and
+runs the head counts of its tensors.  A config's per-layer settings
+(``layers:``) resolve to a Kernel per layer (``Kernel.for_layer``); a
+dense layer's Kernel runs attention over every block-causal block.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import numbers
 import sys
 import threading
-from ctypes import byref, c_void_p
+from ctypes import byref, c_bool, c_void_p
 from typing import Any, Mapping, Optional, Tuple
 
 import torch
 
-from . import _config, _lib
+from . import _config, _lib, _params
 from ._lib import PlanLimits, PrismError
 from ._mask import BlockMask
 from . import _launch
@@ -106,17 +112,22 @@ def kernel(config: _config.ConfigLike, device: Any = None, *,
             ``{"prism": {"thresholds": {"high": 0.9, "low": 0.9}}}``.
 
     Kernels are cached per (resolved config, device): the same arguments
-    give the same object, whose plans (compiled kernels) are reused.
+    give the same object, whose plans (compiled kernels) are reused.  A
+    config with per-layer settings (``layers:``) gives the Kernel of its
+    top-level settings; ``kernel.for_layer(i)`` gives layer i's.
     """
     cfg = _config.load(config, overrides=overrides)
-    dev = _normalize_device(device)
-    key = (_lib.config_to_yaml(cfg), dev)
+    return _cached(cfg, _normalize_device(device), False)
+
+
+def _cached(cfg: _lib.Config, dev: torch.device, dense: bool) -> "Kernel":
+    key = (_lib.config_to_yaml(cfg), dev, dense)
     k = _kernels.get(key)
     if k is None:
         with _kernels_lock:
             k = _kernels.get(key)
             if k is None:
-                k = Kernel(cfg, dev)
+                k = (DenseKernel if dense else Kernel)(cfg, dev)
                 _kernels[key] = k
     return k
 
@@ -150,27 +161,26 @@ def _max_batch(cfg: _lib.Config, seqlen: int) -> int:
                       _lib.MAX_WORKSPACE_BYTES // (4 * per_seq)))
 
 
-def _check_params(params: Optional[Mapping[str, Any]]) -> None:
-    if params:
-        raise ValueError(
-            f"unknown run-time parameters {sorted(params)}: this release "
-            "takes the method's settings (thresholds, temperatures, forced "
-            "blocks) from the config; pass them as kernel(config, "
-            "overrides={'prism': {...}})")
-
-
 class Kernel:
     """A validated Prism config bound to one device.
 
     Create kernels with :func:`prism_attn.kernel` (cached).  The config's
-    dtype is not binding: each call runs the plan for its inputs' dtype.
+    dtype is not binding: each call runs the plan for its inputs' dtype,
+    and the head counts are the inputs' (a tensor-parallel shard with
+    fewer heads than the config runs on the same kernels).
 
     Attributes:
         config: the resolved config, a dict in the YAML schema.
         device: the torch device the kernel runs on.
-        head_dim, q_heads, kv_heads, block_size: the config's shape.
+        head_dim, q_heads, kv_heads, block_size: the config's shape (the
+            head counts are what the config says; calls take any).
+        params: the method parameters a call runs when it gives none
+            (the config's; ``softmax_scale`` 0.0 means 1/sqrt(head_dim)).
+        dense: True for a dense layer's kernel (:meth:`for_layer`).
         id: the integer the custom ops (``torch.ops.prism_attn.*``) take.
     """
+
+    dense = False
 
     def __init__(self, cfg: _lib.Config, device: torch.device):
         self._cfg = cfg
@@ -180,9 +190,11 @@ class Kernel:
         self.q_heads = cfg.q_heads
         self.kv_heads = cfg.kv_heads
         self.block_size = cfg.block_size
+        self._defaults = _params.defaults(cfg)
         self._plans: dict = {}
         self._ws_sizes: dict = {}
         self._geometry: dict = {}  # _launch.py's validated signatures
+        self._layers: dict = {}
         self._lock = threading.Lock()
         self._ctx = None
         self._cuda = device.type == "cuda"
@@ -191,9 +203,45 @@ class Kernel:
         _registry[self.id] = self
 
     def __repr__(self) -> str:
-        return (f"Kernel({self.config['name']!r}, device={self.device}, "
-                f"D={self.head_dim}, Hq={self.q_heads}, Hkv={self.kv_heads}, "
-                f"block_size={self.block_size})")
+        dense = ", dense" if self.dense else ""
+        return (f"{type(self).__name__}({self.config['name']!r}, "
+                f"device={self.device}, D={self.head_dim}, Hq={self.q_heads}, "
+                f"Hkv={self.kv_heads}, block_size={self.block_size}{dense})")
+
+    @property
+    def params(self) -> dict:
+        """The default method parameters (a new dict each time)."""
+        return _params.describe(self._defaults)
+
+    # --- per-layer settings ---------------------------------------------------------
+    def for_layer(self, layer: int) -> "Kernel":
+        """The Kernel of decoder layer ``layer`` (0-based) under the
+        config's ``layers:`` section (configs/README.md), resolved by the
+        library (prism_config_for_layer): the layer's method parameters as
+        its defaults, or, for a layer of ``layers.dense``, a kernel whose
+        calls attend to every block-causal block (``.dense`` is True).
+        Layers the section does not name get the top-level settings;
+        layers with equal settings share one Kernel (and its plans).
+        Cached per layer."""
+        if type(layer) is int:
+            k = self._layers.get(layer)
+            if k is not None:
+                return k
+        elif isinstance(layer, bool) or not isinstance(layer,
+                                                       numbers.Integral):
+            raise TypeError(f"layer must be an int, not {layer!r}")
+        if not 0 <= layer <= _lib.MAX_LAYER:
+            raise ValueError(f"layer {layer} is outside 0..{_lib.MAX_LAYER} "
+                             "(decoder layers are numbered from 0)")
+        out, dense = _lib.Config(), c_bool()
+        st = _lib.lib().prism_config_for_layer(self._cfg, int(layer), out,
+                                                byref(dense))
+        if st != _lib.OK:  # pragma: no cover - the config was validated
+            raise PrismError(st, f"resolving layer {layer} of the config "
+                                 f"'{self.config['name']}'")
+        k = _cached(out, self.device, bool(dense.value))
+        self._layers[layer] = k
+        return k
 
     # --- plans ----------------------------------------------------------------------
     def _plan(self, dtype_code: int, seqlen_k: int) -> int:
@@ -214,6 +262,7 @@ class Kernel:
         cfg = _lib.Config()
         _config.ctypes_copy(cfg, self._cfg)
         cfg.dtype = dtype_code
+        cfg.n_dense = cfg.n_layer_overrides = 0  # a plan is one layer's
         limits = PlanLimits(_max_batch(cfg, bucket), bucket, bucket, True)
         out = c_void_p()
         st = h.prism_plan_create(self._ctx, cfg, limits, byref(out))
@@ -247,10 +296,6 @@ class Kernel:
             except Exception:  # pragma: no cover
                 pass
 
-    def _fail(self, plan: int, st: int) -> PrismError:
-        msg = _lib.lib().prism_plan_last_error(plan).decode(errors="replace")
-        return PrismError(st, msg)
-
     # --- public calls ---------------------------------------------------------------
     def prefill(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
                 layout: str = "bhsd",
@@ -259,7 +304,7 @@ class Kernel:
                 max_seqlen_q: Optional[int] = None,
                 max_seqlen_k: Optional[int] = None,
                 return_lse: bool = False, return_mask: bool = False,
-                params: Optional[Mapping[str, Any]] = None):
+                params: Optional[Mapping[str, Any]] = None, **settings):
         """Prism attention: estimation, then block-sparse attention.
 
         Args:
@@ -267,6 +312,7 @@ class Kernel:
                 (``"bshd"``) or, with cu_seqlens, packed [total_q, Hq, D].
             k, v: keys and values, the same layout with Hkv heads and Sk
                 positions (Sk >= Sq: the queries are the last Sq positions).
+                Hkv divides Hq; neither need be the config's head count.
             layout: ``"bhsd"`` or ``"bshd"`` for 4-D inputs.
             cu_seqlens_q, cu_seqlens_k: int32 [B + 1] cumulative lengths of a
                 ragged batch (FlashAttention's varlen layout), on the
@@ -276,24 +322,38 @@ class Kernel:
             return_lse: also return the fp32 log-sum-exp, [B, Hq, Sq] or
                 (ragged) [Hq, total_q].
             return_mask: also return the selection as a :class:`BlockMask`.
-            params: reserved for run-time method parameters (none yet).
+            params: a mapping of method parameters (the names below).
+            **settings: method parameters for this call, in place of the
+                kernel's defaults (:attr:`params`): ``threshold`` (both
+                bands) or ``threshold_high`` / ``threshold_low`` (top-p
+                mass, (0, 1]), ``calibrate``, ``temp`` or ``temp_high`` /
+                ``temp_low`` (band temperatures without calibration),
+                ``force_sink``, ``force_recent``, ``recent_blocks``,
+                ``softmax_scale``
+                (attention's logit scale; 0 means 1/sqrt(D)).
 
         Returns:
             o (same shape and layout as q), followed by lse and/or the mask
             when asked for: ``o``, ``(o, lse)``, ``(o, mask)`` or
             ``(o, lse, mask)``.
         """
-        _check_params(params)
+        values = None
+        if params or settings:
+            values = _params.resolve(self._defaults, settings, params,
+                                     _params.ALL, "prefill")
         mq, mk = _max_lengths(cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
                               max_seqlen_k)
         if torch.compiler.is_compiling():
-            o, lse, counts, indices = torch.ops.prism_attn.prefill.default(
+            o, lse, counts, indices = _op_prefill(
                 q, k, v, cu_seqlens_q, cu_seqlens_k, self.id, layout, mq, mk,
-                return_lse, return_mask)
+                return_lse, return_mask,
+                self._defaults if values is None else values)
         else:
-            o, lse, counts, indices = self._prefill(
-                q, k, v, cu_seqlens_q, cu_seqlens_k, layout, mq, mk,
-                return_lse, return_mask)
+            o, lse, counts, indices = _launch.prefill(
+                self, q, k, v, cu_seqlens_q, cu_seqlens_k, layout, mq, mk,
+                return_lse, return_mask, values)
+        if not return_lse and not return_mask:
+            return o
         out: Tuple = (o,)
         if return_lse:
             out += (lse,)
@@ -309,20 +369,27 @@ class Kernel:
                  cu_seqlens_k: Optional[torch.Tensor] = None,
                  max_seqlen_q: Optional[int] = None,
                  max_seqlen_k: Optional[int] = None,
-                 params: Optional[Mapping[str, Any]] = None) -> BlockMask:
+                 params: Optional[Mapping[str, Any]] = None,
+                 **settings) -> BlockMask:
         """Prism estimation only: the selected key blocks as a BlockMask.
 
-        Arguments as in :meth:`prefill` (without v).
+        Arguments as in :meth:`prefill` (without v); the method parameters
+        are the selection's (all but ``softmax_scale``).
         """
-        _check_params(params)
+        values = None
+        if params or settings:
+            values = _params.resolve(self._defaults, settings, params,
+                                     _params.SELECTION, "estimate")
         mq, mk = _max_lengths(cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
                               max_seqlen_k)
         if torch.compiler.is_compiling():
+            p = self._defaults if values is None else values
             counts, indices = torch.ops.prism_attn.estimate.default(
-                q, k, cu_seqlens_q, cu_seqlens_k, self.id, layout, mq, mk)
+                q, k, cu_seqlens_q, cu_seqlens_k, self.id, layout, mq, mk,
+                *p[:_params.ATTENTION_INDEX])
         else:
-            counts, indices = self._estimate(q, k, cu_seqlens_q, cu_seqlens_k,
-                                             layout, mq, mk)
+            counts, indices = _launch.estimate(
+                self, q, k, cu_seqlens_q, cu_seqlens_k, layout, mq, mk, values)
         sq, sk = _seqlens(q, k, layout, cu_seqlens_q, mq, mk)
         return BlockMask(counts, indices, self.block_size, sq, sk,
                          cu_seqlens_q, cu_seqlens_k)
@@ -330,39 +397,100 @@ class Kernel:
     def sparse_attention(self, q: torch.Tensor, k: torch.Tensor,
                          v: torch.Tensor, mask: BlockMask, *,
                          layout: str = "bhsd", return_lse: bool = False,
-                         params: Optional[Mapping[str, Any]] = None):
+                         params: Optional[Mapping[str, Any]] = None,
+                         **settings):
         """Block-sparse attention over any block mask (causal inside it).
 
         The mask is one from :meth:`estimate` or :meth:`prefill`, or one
         built with :meth:`BlockMask.from_block_dense`; a ragged mask
-        carries its cu_seqlens.  Returns o, or (o, lse) with return_lse.
+        carries its cu_seqlens.  The one method parameter is
+        ``softmax_scale``.  Returns o, or (o, lse) with return_lse.
         """
-        _check_params(params)
+        values = None
+        if params or settings:
+            values = _params.resolve(self._defaults, settings, params,
+                                     _params.ATTENTION, "sparse_attention")
         cq, ck = mask.cu_seqlens_q, mask.cu_seqlens_k
         mq = mask.seqlen_q if cq is not None else 0
         mk = mask.seqlen_k if cq is not None else 0
         if torch.compiler.is_compiling():
-            o, lse = torch.ops.prism_attn.sparse_attention.default(
-                q, k, v, mask.counts, mask.indices, cq, ck, self.id, layout,
-                mq, mk, return_lse)
-        else:
-            o, lse = self._sparse(q, k, v, mask.counts, mask.indices, cq, ck,
-                                  layout, mq, mk, return_lse)
+            p = self._defaults if values is None else values
+            ops = torch.ops.prism_attn.sparse_attention
+            args = (q, k, v, mask.counts, mask.indices, cq, ck, self.id,
+                    layout, mq, mk, p[_params.ATTENTION_INDEX])
+            if return_lse:
+                return ops.lse(*args)
+            return ops.default(*args)
+        o, lse = _launch.sparse(self, q, k, v, mask.counts, mask.indices, cq,
+                                ck, layout, mq, mk, return_lse, values)
         return (o, lse) if return_lse else o
 
-    # --- implementations (also the custom ops' bodies): _launch.py ----------
-    def _prefill(self, q, k, v, cu_q, cu_k, layout, mq, mk, want_lse,
-                 want_mask):
-        return _launch.prefill(self, q, k, v, cu_q, cu_k, layout, mq, mk,
-                               want_lse, want_mask)
 
-    def _estimate(self, q, k, cu_q, cu_k, layout, mq, mk):
-        return _launch.estimate(self, q, k, cu_q, cu_k, layout, mq, mk)
+class DenseKernel(Kernel):
+    """The kernel of a dense layer (``layers.dense``, :meth:`Kernel.
+    for_layer`): no estimation; :meth:`prefill` attends to every
+    block-causal block, which is exact causal attention whenever the
+    cached prefix (Sk - Sq) is a whole number of blocks, and
+    :meth:`estimate` returns that full mask.  The selection's parameters
+    are accepted and have no effect; ``softmax_scale`` applies."""
 
-    def _sparse(self, q, k, v, counts, indices, cu_q, cu_k, layout, mq, mk,
-                want_lse):
-        return _launch.sparse(self, q, k, v, counts, indices, cu_q, cu_k,
-                              layout, mq, mk, want_lse)
+    dense = True
+
+    def for_layer(self, layer: int) -> "Kernel":
+        return self
+
+    def estimate(self, q, k, *, layout="bhsd", cu_seqlens_q=None,
+                 cu_seqlens_k=None, max_seqlen_q=None, max_seqlen_k=None,
+                 params=None, **settings) -> BlockMask:
+        if params or settings:
+            _params.resolve(self._defaults, settings, params,
+                            _params.SELECTION, "estimate")
+        mq, mk = _max_lengths(cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
+                              max_seqlen_k)
+        sq, sk = _seqlens(q, k, layout, cu_seqlens_q, mq, mk)
+        if cu_seqlens_q is not None:
+            b, heads = cu_seqlens_q.shape[0] - 1, q.shape[1]
+        else:
+            b, heads = q.shape[0], q.shape[1 if layout == "bhsd" else 2]
+        return BlockMask.block_causal(b, heads, self.block_size, sq, sk,
+                                      cu_seqlens_q, cu_seqlens_k,
+                                      device=q.device)
+
+    def prefill(self, q, k, v, *, layout="bhsd", cu_seqlens_q=None,
+                cu_seqlens_k=None, max_seqlen_q=None, max_seqlen_k=None,
+                return_lse=False, return_mask=False, params=None,
+                **settings):
+        scale = {}
+        if params or settings:
+            values = _params.resolve(self._defaults, settings, params,
+                                     _params.ALL, "prefill")
+            scale = {"softmax_scale": values[_params.ATTENTION_INDEX]}
+        mask = self.estimate(q, k, layout=layout, cu_seqlens_q=cu_seqlens_q,
+                             cu_seqlens_k=cu_seqlens_k,
+                             max_seqlen_q=max_seqlen_q,
+                             max_seqlen_k=max_seqlen_k)
+        out = self.sparse_attention(q, k, v, mask, layout=layout,
+                                    return_lse=return_lse, **scale)
+        if not return_mask:
+            return out
+        return (out + (mask,)) if return_lse else (out, mask)
+
+
+def _op_prefill(q, k, v, cu_q, cu_k, kernel_id, layout, mq, mk, want_lse,
+                want_mask, p):
+    """The prefill op of the outputs asked for, as (o, lse, counts,
+    indices) with None for the others."""
+    ops = torch.ops.prism_attn.prefill
+    args = (q, k, v, cu_q, cu_k, kernel_id, layout, mq, mk) + tuple(p)
+    if want_mask:
+        if want_lse:
+            return ops.lse_mask(*args)
+        o, counts, indices = ops.mask(*args)
+        return o, None, counts, indices
+    if want_lse:
+        o, lse = ops.lse(*args)
+        return o, lse, None, None
+    return ops.default(*args), None, None, None
 
 
 def _max_lengths(cu_q, cu_k, mq, mk) -> Tuple[int, int]:

@@ -8,8 +8,14 @@ devices, layouts, shapes against the config -- and raises ``TypeError`` /
 by that signature, so later calls with the same signature only allocate
 the outputs and the workspace from torch, copy a prepared argument block
 (the prism_batch and prism_tensor structs laid out flat in one ctypes
-struct) and write the data pointers into it.  Ragged batches always take
-the validating path (their cu_seqlens are part of the arguments).
+struct) and write the data pointers into it.  The run-time parameters
+(prism_params) are C structs made and checked once per signature and
+settings; the block points at the kernel's defaults unless a call gives
+others.  Ragged batches always take the validating path (their
+cu_seqlens are part of the arguments).
+
+The head counts are the tensors' (q and k heads), not the config's: a
+tensor-parallel shard runs on the same plan and kernels.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from ctypes import Structure, addressof, byref, c_int, c_int64, c_void_p
 
 import torch
 
-from . import _lib
+from . import _lib, _params
 from ._lib import Batch, BlockMaskStruct, PrismError, Tensor
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -29,6 +35,8 @@ if TYPE_CHECKING:  # pragma: no cover
 _DTYPES = {torch.bfloat16: _lib.DTYPE_BF16, torch.float16: _lib.DTYPE_FP16}
 _LAYOUTS = ("bhsd", "bshd")
 _GEOMETRY_CACHE = 256  # signatures kept per kernel
+_PARAMS_CACHE = 64     # settings kept per signature
+_F32, _I32, _U8 = torch.float32, torch.int32, torch.uint8
 
 
 def dtype_code(dtype: torch.dtype) -> int:
@@ -52,7 +60,8 @@ class _Args(Structure):
     _fields_ = ([("dtype", c_int), ("batch", c_int), ("seqlen_q", c_int),
                  ("seqlen_k", c_int), ("cu_seqlens_q", c_void_p),
                  ("cu_seqlens_k", c_void_p), ("total_q", c_int),
-                 ("total_k", c_int), ("params", c_void_p)]
+                 ("total_k", c_int), ("params", c_void_p),
+                 ("paged", c_void_p)]
                 + _tensor_fields("q") + _tensor_fields("k")
                 + _tensor_fields("v") + _tensor_fields("o")
                 + [("counts", c_void_p), ("indices", c_void_p),
@@ -70,13 +79,24 @@ assert ctypes.sizeof(_Args) - _OFF_M == ctypes.sizeof(BlockMaskStruct)
 _RAW_NAMES = ("prism_prefill", "prism_estimate", "prism_sparse_attention")
 
 
-def _raw_functions():
+class _RawFunctions(dict):
     """libprism's launch functions with every pointer as c_void_p, for the
-    argument block's interior addresses (prototypes from _lib._declare)."""
-    h = _lib.lib()
-    if not hasattr(h, "_raw"):
-        h._raw = {name: _lib.raw_function(name) for name in _RAW_NAMES}
-    return h._raw
+    argument block's interior addresses (prototypes from _lib._declare),
+    made on first use."""
+
+    def __missing__(self, name):
+        for n in _RAW_NAMES:
+            self.setdefault(n, _lib.raw_function(n))
+        return self[name]
+
+
+_RAW = _RawFunctions()
+
+
+def _raw_functions() -> dict:
+    """The raw launch functions by name (see _RawFunctions)."""
+    _RAW[_RAW_NAMES[0]]
+    return _RAW
 
 
 def _current_stream(cuda: bool, index):
@@ -88,11 +108,13 @@ def _current_stream(cuda: bool, index):
 
 
 class _Geometry:
-    """A validated signature: the plan, a prepared argument block and the
-    sizes of what each call allocates."""
+    """A validated signature: the plan, a prepared argument block, the
+    prism_params structs of the settings it ran with, and the sizes of
+    what each call allocates."""
 
     __slots__ = ("plan", "raw", "ws_alloc", "ws_size", "align", "device",
-                 "cuda", "cuda_index", "lse_shape", "rows", "nq", "nk")
+                 "cuda", "cuda_index", "lse_shape", "rows", "nk", "hq", "hkv",
+                 "params", "default")
 
     def __init__(self, c: "_Call", q, k, v):
         kern = c.kernel
@@ -107,17 +129,32 @@ class _Geometry:
             setattr(a, name + "_h", s.stride_h)
             setattr(a, name + "_s", s.stride_s)
         a.nq, a.nk = c.nq, c.nk
-        self.raw = bytes(a)
+        self.raw = bytes(a)  # its params pointer: the kernel's defaults
         self.plan = c.plan
-        self.ws_size = _lib.lib().prism_plan_workspace_size(c.plan,
-                                                            byref(c.batch))
+        self.ws_size = c.workspace_size()
         self.align = kern._align
         self.ws_alloc = self.ws_size + self.align
         self.device = c.device
         self.cuda, self.cuda_index = kern._cuda, c.device.index
+        self.hq, self.hkv = c.hq, c.hkv
         self.lse_shape = (c.B, c.hq, c.Sq)
         self.rows = (c.B, c.hq, c.nq)
-        self.nq, self.nk = c.nq, c.nk
+        self.nk = c.nk
+        self.default = (c.params, addressof(c.params))
+        self.params = {kern._defaults: self.default}
+
+
+def _params_entry(g: _Geometry, values):
+    """(struct, address) of the prism_params of `values` with g's head
+    counts, made and checked once per signature and values; the caller
+    holds it over the launch (another thread may evict it from g)."""
+    entry = g.params.get(values)
+    if entry is None:
+        p = _params.struct(values, g.hq, g.hkv)
+        if len(g.params) >= _PARAMS_CACHE:
+            g.params = {k: e for k, e in g.params.items() if e is g.default}
+        entry = g.params[values] = (p, addressof(p))
+    return entry
 
 
 def _geometry(kern, q, k, v, layout) -> _Geometry:
@@ -129,20 +166,12 @@ def _geometry(kern, q, k, v, layout) -> _Geometry:
                q.dtype, k.dtype, v.dtype, q.device, k.device, v.device, layout)
     g = kern._geometry.get(key)
     if g is None:
-        g = _Geometry(_Call(kern, q, k, v, None, None, layout, 0, 0), q, k, v)
+        g = _Geometry(_Call(kern, q, k, v, None, None, layout, 0, 0, None),
+                      q, k, v)
         if len(kern._geometry) >= _GEOMETRY_CACHE:
             kern._geometry.clear()
         kern._geometry[key] = g
     return g
-
-
-def _stream(g: _Geometry):
-    return _current_stream(g.cuda, g.cuda_index)
-
-
-def _workspace(g: _Geometry):
-    buf = torch.empty(g.ws_alloc, dtype=torch.uint8, device=g.device)
-    return buf, (buf.data_ptr() + g.align - 1) & -g.align
 
 
 def _fail(plan, st) -> PrismError:
@@ -150,81 +179,99 @@ def _fail(plan, st) -> PrismError:
     return PrismError(st, msg)
 
 
-def _new_mask(g: _Geometry, a: _Args):
-    counts = torch.empty(g.rows, dtype=torch.int32, device=g.device)
-    indices = torch.empty(g.rows + (g.nk,), dtype=torch.int32,
-                          device=g.device)
-    a.counts, a.indices = counts.data_ptr(), indices.data_ptr()
-    return counts, indices
-
-
 # --- the three launches -------------------------------------------------------------
-def prefill(kern, q, k, v, cu_q, cu_k, layout, mq, mk, want_lse, want_mask):
+# `values` is a tuple of _params.FIELDS, or None for the kernel's defaults.
+def prefill(kern, q, k, v, cu_q, cu_k, layout, mq, mk, want_lse, want_mask,
+            values=None):
     """(o, lse or None, counts or None, indices or None)."""
     if cu_q is not None or cu_k is not None:
         return _prefill_ragged(kern, q, k, v, cu_q, cu_k, layout, mq, mk,
-                               want_lse, want_mask)
+                               want_lse, want_mask, values)
     g = _geometry(kern, q, k, v, layout)
     a = _Args.from_buffer_copy(g.raw)
+    if values is not None:  # else the block points at the defaults
+        held = _params_entry(g, values)  # alive until the launch returns
+        a.params = held[1]
+    dev = g.device
     o = torch.empty_like(q)
     a.q, a.k, a.v, a.o = q.data_ptr(), k.data_ptr(), v.data_ptr(), o.data_ptr()
-    lse = counts = indices = None
-    if want_lse:
-        lse = torch.empty(g.lse_shape, dtype=torch.float32, device=g.device)
-    mask = None
-    if want_mask:
-        counts, indices = _new_mask(g, a)
-        mask = addressof(a) + _OFF_M
-    buf, ws = _workspace(g)
     base = addressof(a)
-    st = _raw_functions()["prism_prefill"](
+    lse = counts = indices = None
+    lse_p = mask_p = None
+    if want_lse:
+        lse = torch.empty(g.lse_shape, dtype=_F32, device=dev)
+        lse_p = lse.data_ptr()
+    if want_mask:
+        counts = torch.empty(g.rows, dtype=_I32, device=dev)
+        indices = torch.empty(g.rows + (g.nk,), dtype=_I32, device=dev)
+        a.counts, a.indices = counts.data_ptr(), indices.data_ptr()
+        mask_p = base + _OFF_M
+    buf = torch.empty(g.ws_alloc, dtype=_U8, device=dev)
+    align = g.align
+    st = _RAW["prism_prefill"](
         g.plan, base, base + _OFF_Q, base + _OFF_K, base + _OFF_V,
-        base + _OFF_O, lse.data_ptr() if want_lse else None, mask, ws,
-        g.ws_size, _stream(g))
+        base + _OFF_O, lse_p, mask_p, (buf.data_ptr() + align - 1) & -align,
+        g.ws_size,
+        torch._C._cuda_getCurrentRawStream(g.cuda_index) if g.cuda else None)
     if st:
         raise _fail(g.plan, st)
     return o, lse, counts, indices
 
 
-def estimate(kern, q, k, cu_q, cu_k, layout, mq, mk):
+def estimate(kern, q, k, cu_q, cu_k, layout, mq, mk, values=None):
     """(counts, indices)."""
     if cu_q is not None or cu_k is not None:
-        return _estimate_ragged(kern, q, k, cu_q, cu_k, mq, mk)
+        return _estimate_ragged(kern, q, k, cu_q, cu_k, mq, mk, values)
     g = _geometry(kern, q, k, None, layout)
     a = _Args.from_buffer_copy(g.raw)
+    if values is not None:  # else the block points at the defaults
+        held = _params_entry(g, values)  # alive until the launch returns
+        a.params = held[1]
+    dev = g.device
     a.q, a.k = q.data_ptr(), k.data_ptr()
-    counts, indices = _new_mask(g, a)
-    buf, ws = _workspace(g)
+    counts = torch.empty(g.rows, dtype=_I32, device=dev)
+    indices = torch.empty(g.rows + (g.nk,), dtype=_I32, device=dev)
+    a.counts, a.indices = counts.data_ptr(), indices.data_ptr()
+    buf = torch.empty(g.ws_alloc, dtype=_U8, device=dev)
+    align = g.align
     base = addressof(a)
-    st = _raw_functions()["prism_estimate"](
-        g.plan, base, base + _OFF_Q, base + _OFF_K, base + _OFF_M, ws,
-        g.ws_size, _stream(g))
+    st = _RAW["prism_estimate"](
+        g.plan, base, base + _OFF_Q, base + _OFF_K, base + _OFF_M,
+        (buf.data_ptr() + align - 1) & -align, g.ws_size,
+        torch._C._cuda_getCurrentRawStream(g.cuda_index) if g.cuda else None)
     if st:
         raise _fail(g.plan, st)
     return counts, indices
 
 
 def sparse(kern, q, k, v, counts, indices, cu_q, cu_k, layout, mq, mk,
-           want_lse):
+           want_lse, values=None):
     """(o, lse or None)."""
     if cu_q is not None or cu_k is not None:
         return _sparse_ragged(kern, q, k, v, counts, indices, cu_q, cu_k, mq,
-                              mk, want_lse)
+                              mk, want_lse, values)
     g = _geometry(kern, q, k, v, layout)
     _check_mask(g, counts, indices)
     a = _Args.from_buffer_copy(g.raw)
+    if values is not None:  # else the block points at the defaults
+        held = _params_entry(g, values)  # alive until the launch returns
+        a.params = held[1]
+    dev = g.device
     o = torch.empty_like(q)
     a.q, a.k, a.v, a.o = q.data_ptr(), k.data_ptr(), v.data_ptr(), o.data_ptr()
     a.counts, a.indices = counts.data_ptr(), indices.data_ptr()
-    lse = None
+    lse = lse_p = None
     if want_lse:
-        lse = torch.empty(g.lse_shape, dtype=torch.float32, device=g.device)
-    buf, ws = _workspace(g)
+        lse = torch.empty(g.lse_shape, dtype=_F32, device=dev)
+        lse_p = lse.data_ptr()
+    buf = torch.empty(g.ws_alloc, dtype=_U8, device=dev)
+    align = g.align
     base = addressof(a)
-    st = _raw_functions()["prism_sparse_attention"](
+    st = _RAW["prism_sparse_attention"](
         g.plan, base, base + _OFF_Q, base + _OFF_K, base + _OFF_V,
-        base + _OFF_M, base + _OFF_O, lse.data_ptr() if want_lse else None,
-        ws, g.ws_size, _stream(g))
+        base + _OFF_M, base + _OFF_O, lse_p,
+        (buf.data_ptr() + align - 1) & -align, g.ws_size,
+        torch._C._cuda_getCurrentRawStream(g.cuda_index) if g.cuda else None)
     if st:
         raise _fail(g.plan, st)
     return o, lse
@@ -244,8 +291,8 @@ def _check_mask(g: _Geometry, counts, indices):
 
 # --- ragged batches: the validating path every time -------------------------------
 def _prefill_ragged(kern, q, k, v, cu_q, cu_k, layout, mq, mk, want_lse,
-                    want_mask):
-    c = _Call(kern, q, k, v, cu_q, cu_k, layout, mq, mk)
+                    want_mask, values):
+    c = _Call(kern, q, k, v, cu_q, cu_k, layout, mq, mk, values)
     o = torch.empty_like(q)
     lse = c.new_lse() if want_lse else None
     counts = indices = None
@@ -265,8 +312,8 @@ def _prefill_ragged(kern, q, k, v, cu_q, cu_k, layout, mq, mk, want_lse,
     return o, lse, counts, indices
 
 
-def _estimate_ragged(kern, q, k, cu_q, cu_k, mq, mk):
-    c = _Call(kern, q, k, None, cu_q, cu_k, "bhsd", mq, mk)
+def _estimate_ragged(kern, q, k, cu_q, cu_k, mq, mk, values):
+    c = _Call(kern, q, k, None, cu_q, cu_k, "bhsd", mq, mk, values)
     counts, indices = c.new_mask()
     m = BlockMaskStruct(counts.data_ptr(), indices.data_ptr(), c.nq, c.nk)
     buf, ws, ws_size = c.workspace()
@@ -279,8 +326,8 @@ def _estimate_ragged(kern, q, k, cu_q, cu_k, mq, mk):
 
 
 def _sparse_ragged(kern, q, k, v, counts, indices, cu_q, cu_k, mq, mk,
-                   want_lse):
-    c = _Call(kern, q, k, v, cu_q, cu_k, "bhsd", mq, mk)
+                   want_lse, values):
+    c = _Call(kern, q, k, v, cu_q, cu_k, "bhsd", mq, mk, values)
     c.check_mask(counts, indices)
     o = torch.empty_like(q)
     lse = c.new_lse() if want_lse else None
@@ -299,9 +346,11 @@ class _Call:
     """One launch's validated geometry and C arguments."""
 
     __slots__ = ("kernel", "plan", "batch", "layout", "varlen", "B", "Sq",
-                 "Sk", "nq", "nk", "device", "stream", "hq", "total_q")
+                 "Sk", "nq", "nk", "device", "stream", "hq", "hkv", "total_q",
+                 "params")
 
-    def __init__(self, kern: "Kernel", q, k, v, cu_q, cu_k, layout, mq, mk):
+    def __init__(self, kern: "Kernel", q, k, v, cu_q, cu_k, layout, mq, mk,
+                 values):
         self.kernel = kern
         dtype = q.dtype
         code = dtype_code(dtype)
@@ -328,14 +377,16 @@ class _Call:
         bs = kern.block_size
         self.nq = (self.Sq + bs - 1) // bs
         self.nk = (self.Sk + bs - 1) // bs
-        self.hq = kern.q_heads
         self.device = dev
+        self.params = _params.struct(
+            kern._defaults if values is None else values, self.hq, self.hkv)
         self.plan = kern._plan(code, self.Sk)
         self.stream = _current_stream(kern._cuda, dev.index)
         self.batch = Batch(code, self.B, self.Sq, self.Sk,
                            cu_q.data_ptr() if self.varlen else None,
                            cu_k.data_ptr() if self.varlen else None,
-                           self.total_q, k.shape[0] if self.varlen else 0)
+                           self.total_q, k.shape[0] if self.varlen else 0,
+                           addressof(self.params))
 
     def _check_limits(self):
         if self.B > _lib.MAX_BATCH:
@@ -346,21 +397,33 @@ class _Call:
             raise ValueError(f"seqlen_k {self.Sk} is above the library's "
                              f"limit of {_lib.MAX_SEQLEN} (PRISM_MAX_SEQLEN)")
 
-    def _heads_dim(self, name, t, heads, h_axis):
+    def _heads_dim(self, q, k, v, h_axis):
+        """head_dim against the config; the head counts are the tensors'
+        (any GQA grouping, e.g. a tensor-parallel shard of the model's)."""
         kern = self.kernel
-        if t.stride(-1) != 1:
-            raise ValueError(f"{name} must be contiguous in its last (head_dim)"
-                             f" dimension; its strides are {tuple(t.stride())}")
-        if t.shape[-1] != kern.head_dim:
-            raise ValueError(f"{name} has head_dim {t.shape[-1]} but the config "
-                             f"'{kern.config['name']}' has {kern.head_dim}")
-        if t.shape[h_axis] != heads:
-            raise ValueError(f"{name} has {t.shape[h_axis]} heads on dim "
-                             f"{h_axis} but the config '{kern.config['name']}' "
-                             f"has {heads}")
+        for name, t in (("q", q), ("k", k), ("v", v)):
+            if t is None:
+                continue
+            if t.stride(-1) != 1:
+                raise ValueError(f"{name} must be contiguous in its last "
+                                 f"(head_dim) dimension; its strides are "
+                                 f"{tuple(t.stride())}")
+            if t.shape[-1] != kern.head_dim:
+                raise ValueError(f"{name} has head_dim {t.shape[-1]} but the "
+                                 f"config '{kern.config['name']}' has "
+                                 f"{kern.head_dim}")
+        if v is not None and v.shape != k.shape:
+            raise ValueError(f"v has shape {tuple(v.shape)} but k has "
+                             f"{tuple(k.shape)}")
+        hq, hkv = q.shape[h_axis], k.shape[h_axis]
+        if not 1 <= hkv <= hq <= _lib.MAX_HEADS or hq % hkv:
+            raise ValueError(
+                f"q has {hq} heads and k has {hkv} (dim {h_axis}): the key/"
+                f"value heads must divide the query heads (GQA groups), "
+                f"1 to {_lib.MAX_HEADS} of each")
+        self.hq, self.hkv = hq, hkv
 
     def _regular(self, q, k, v, layout):
-        kern = self.kernel
         if layout not in _LAYOUTS:
             raise ValueError(f"layout must be 'bhsd' or 'bshd', not {layout!r}")
         h_axis, s_axis = (1, 2) if layout == "bhsd" else (2, 1)
@@ -369,13 +432,7 @@ class _Call:
                 raise ValueError(
                     f"{name} must be 4-D ({layout.upper()}), got shape "
                     f"{tuple(t.shape)}; packed 3-D inputs need cu_seqlens")
-        self._heads_dim("q", q, kern.q_heads, h_axis)
-        self._heads_dim("k", k, kern.kv_heads, h_axis)
-        if v is not None:
-            self._heads_dim("v", v, kern.kv_heads, h_axis)
-            if v.shape != k.shape:
-                raise ValueError(f"v has shape {tuple(v.shape)} but k has "
-                                 f"{tuple(k.shape)}")
+        self._heads_dim(q, k, v, h_axis)
         if k.shape[0] != q.shape[0]:
             raise ValueError(f"q has batch {q.shape[0]} but k has {k.shape[0]}")
         self.B, self.Sq, self.Sk = q.shape[0], q.shape[s_axis], k.shape[s_axis]
@@ -386,7 +443,6 @@ class _Call:
                 f"positions), got Sq={self.Sq}, Sk={self.Sk}")
 
     def _ragged(self, q, k, v, cu_q, cu_k, mq, mk):
-        kern = self.kernel
         if cu_k is None:
             raise ValueError("pass both cu_seqlens_q and cu_seqlens_k, or "
                              "neither")
@@ -406,13 +462,7 @@ class _Call:
                 raise ValueError(f"with cu_seqlens, {name} must be packed 3-D "
                                  f"[total, heads, head_dim], got "
                                  f"{tuple(t.shape)}")
-        self._heads_dim("q", q, kern.q_heads, 1)
-        self._heads_dim("k", k, kern.kv_heads, 1)
-        if v is not None:
-            self._heads_dim("v", v, kern.kv_heads, 1)
-            if v.shape != k.shape:
-                raise ValueError(f"v has shape {tuple(v.shape)} but k has "
-                                 f"{tuple(k.shape)}")
+        self._heads_dim(q, k, v, 1)
         self.B = cu_q.numel() - 1
         self.Sq, self.Sk = mq, mk
         self.total_q = q.shape[0]
@@ -457,15 +507,25 @@ class _Call:
                 raise ValueError(f"mask {name} must be contiguous int32 on "
                                  f"{self.device}")
 
-    def workspace(self):
+    def workspace_size(self) -> int:
         kern = self.kernel
-        key = (self.plan, self.B, self.Sq, self.Sk)
+        key = (self.plan, self.B, self.Sq, self.Sk, self.hq, self.hkv)
         size = kern._ws_sizes.get(key)
         if size is None:
             size = _lib.lib().prism_plan_workspace_size(self.plan,
                                                         byref(self.batch))
+            if size == 0:
+                raise ValueError(
+                    f"a call of {self.B} sequences up to {self.Sk} keys with "
+                    f"{self.hq} query heads needs a workspace above the "
+                    f"library's limit (PRISM_MAX_WORKSPACE_BYTES, "
+                    f"{_lib.MAX_WORKSPACE_BYTES} bytes); split the batch")
             kern._ws_sizes[key] = size
-        align = kern._align
+        return size
+
+    def workspace(self):
+        size = self.workspace_size()
+        align = self.kernel._align
         buf = torch.empty(size + align, dtype=torch.uint8, device=self.device)
         # the caller holds buf until the launch returns; after that the
         # allocator's stream order keeps the memory for the kernels queued

@@ -56,8 +56,10 @@ class TuningOverride(Structure):
                 ("value", c_int64), ("line", c_int), ("column", c_int)]
 
 
+MAX_LAYER = 1023          # PRISM_MAX_LAYER: highest layer index
 MAX_LAYER_RANGES = 16     # PRISM_MAX_LAYER_RANGES
 MAX_LAYER_OVERRIDES = 16  # PRISM_MAX_LAYER_OVERRIDES
+MAX_HEADS = 1024          # prism_params: q_heads and kv_heads, 1..1024
 
 
 class LayerRange(Structure):
@@ -73,6 +75,7 @@ class LayerOverride(Structure):
         ("threshold_high", c_double), ("threshold_low", c_double),
         ("calibrate", c_bool), ("temp_high", c_double), ("temp_low", c_double),
         ("force_sink", c_bool), ("force_recent", c_bool),
+        ("recent_blocks", c_int),
     ]
 
 
@@ -86,6 +89,7 @@ class Config(Structure):
         ("threshold_high", c_double), ("threshold_low", c_double),
         ("calibrate", c_bool), ("temp_high", c_double), ("temp_low", c_double),
         ("force_sink", c_bool), ("force_recent", c_bool),
+        ("recent_blocks", c_int),
         ("n_targets", c_int), ("targets", c_int * MAX_TARGETS),
         ("n_tuning", c_int), ("tuning", TuningOverride * MAX_TUNING),
         ("n_dense", c_int), ("dense", LayerRange * MAX_LAYER_RANGES),
@@ -127,6 +131,18 @@ class Batch(Structure):
         ("seqlen_k", c_int), ("cu_seqlens_q", c_void_p),
         ("cu_seqlens_k", c_void_p), ("total_q", c_int), ("total_k", c_int),
         ("params", c_void_p),  # const prism_params *, NULL: the config's
+        ("paged", c_void_p),   # const prism_paged_kv *, NULL: contiguous K/V
+    ]
+
+
+class Params(Structure):
+    """prism_params: the run-time method parameters of one launch."""
+    _fields_ = [
+        ("threshold_high", c_double), ("threshold_low", c_double),
+        ("calibrate", c_bool), ("temp_high", c_double),
+        ("temp_low", c_double), ("force_sink", c_bool),
+        ("force_recent", c_bool), ("softmax_scale", c_double),
+        ("q_heads", c_int), ("kv_heads", c_int), ("recent_blocks", c_int),
     ]
 
 
@@ -263,6 +279,10 @@ def _declare(h):
            P(Config), c_char_p, c_size_t)
     _proto(h, "prism_config_validate", c_int, P(Config), c_char_p, c_size_t)
     _proto(h, "prism_config_to_yaml", c_void_p, P(Config))
+    _proto(h, "prism_config_for_layer", c_int, P(Config), c_int, P(Config),
+           P(c_bool))
+    _proto(h, "prism_params_init_from_config", None, P(Config), P(Params))
+    _proto(h, "prism_params_validate", c_int, P(Params), c_char_p, c_size_t)
     _proto(h, "prism_context_options_init", None, P(ContextOptions))
     _proto(h, "prism_context_create", c_int, P(ContextOptions),
            P(c_void_p))

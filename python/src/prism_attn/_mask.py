@@ -75,28 +75,14 @@ class BlockMask:
     # --- sizes of each sequence ---------------------------------------------------
     def _lengths(self):
         """Per-sequence query and key lengths, as [B] int64 tensors."""
-        b = self.counts.shape[0]
-        dev = self.counts.device
-        if self.cu_seqlens_q is None:
-            sq = torch.full((b,), self.seqlen_q, dtype=torch.int64, device=dev)
-            sk = torch.full((b,), self.seqlen_k, dtype=torch.int64, device=dev)
-            return sq, sk
-        cq = self.cu_seqlens_q.to(device=dev, dtype=torch.int64)
-        ck = self.cu_seqlens_k.to(device=dev, dtype=torch.int64)
-        return cq[1:] - cq[:-1], ck[1:] - ck[:-1]
+        return _lengths(self.counts.shape[0], self.seqlen_q, self.seqlen_k,
+                        self.cu_seqlens_q, self.cu_seqlens_k,
+                        self.counts.device)
 
     def causal_counts(self) -> torch.Tensor:
         """int64 [B, 1, nq]: the block-causal blocks of each row."""
-        bs = self.block_size
         sq, sk = self._lengths()
-        nq_b = (sq + bs - 1) // bs
-        nk_b = (sk + bs - 1) // bs
-        i = torch.arange(self.nq, device=self.counts.device)
-        allowed = i[None, :] + (nk_b - nq_b)[:, None] + 1
-        allowed = torch.minimum(allowed.clamp(min=0), nk_b[:, None])
-        allowed = torch.where(i[None, :] < nq_b[:, None], allowed,
-                              torch.zeros_like(allowed))
-        return allowed[:, None, :]
+        return _causal_counts(sq, sk, self.block_size, self.nq)
 
     def density(self) -> float:
         """Selected blocks over block-causal blocks (synchronises)."""
@@ -183,6 +169,30 @@ class BlockMask:
         return FlexMask.from_kv_blocks(self.counts, self.indices, **kwargs)
 
     @classmethod
+    def block_causal(cls, batch: int, heads: int, block_size: int,
+                     seqlen_q: int, seqlen_k: int,
+                     cu_seqlens_q: Optional[torch.Tensor] = None,
+                     cu_seqlens_k: Optional[torch.Tensor] = None,
+                     device=None) -> "BlockMask":
+        """Every block-causal block (row i selects key blocks 0 .. i + nk -
+        nq of its sequence): what a dense layer attends to.  With
+        cu_seqlens, seqlen_q / seqlen_k are the longest sequence's and the
+        rows past a sequence's own blocks select nothing.  No device
+        synchronisation (usable under torch.compile and CUDA graphs)."""
+        bs = block_size
+        nq, nk = -(-seqlen_q // bs), -(-seqlen_k // bs)
+        if cu_seqlens_q is not None:
+            device = cu_seqlens_q.device
+        sq, sk = _lengths(batch, seqlen_q, seqlen_k, cu_seqlens_q,
+                          cu_seqlens_k, device)
+        rows = _causal_counts(sq, sk, bs, nq).to(torch.int32)
+        counts = rows.expand(batch, heads, nq).contiguous()
+        cols = torch.arange(nk, dtype=torch.int32, device=device)
+        indices = cols.expand(batch, heads, nq, nk).contiguous()
+        return cls(counts, indices, bs, seqlen_q, seqlen_k, cu_seqlens_q,
+                   cu_seqlens_k)
+
+    @classmethod
     def from_block_dense(cls, blocks: torch.Tensor, block_size: int,
                          seqlen_q: int, seqlen_k: int) -> "BlockMask":
         """A mask from a bool [B, Hq, nq, nk] block matrix (e.g. for
@@ -194,3 +204,27 @@ class BlockMask:
         order = torch.argsort((~blocks).to(torch.int8), dim=-1, stable=True)
         return cls(counts.contiguous(), order.to(torch.int32).contiguous(),
                    block_size, seqlen_q, seqlen_k)
+
+
+def _lengths(b: int, seqlen_q: int, seqlen_k: int, cu_q, cu_k, device):
+    """Per-sequence query and key lengths, as [B] int64 tensors."""
+    if cu_q is None:
+        sq = torch.full((b,), seqlen_q, dtype=torch.int64, device=device)
+        sk = torch.full((b,), seqlen_k, dtype=torch.int64, device=device)
+        return sq, sk
+    cq = cu_q.to(device=device, dtype=torch.int64)
+    ck = cu_k.to(device=device, dtype=torch.int64)
+    return cq[1:] - cq[:-1], ck[1:] - ck[:-1]
+
+
+def _causal_counts(sq, sk, bs: int, nq: int) -> torch.Tensor:
+    """int64 [B, 1, nq]: block-causal blocks per row of sequences with
+    query and key lengths sq, sk ([B] tensors)."""
+    nq_b = (sq + bs - 1) // bs
+    nk_b = (sk + bs - 1) // bs
+    i = torch.arange(nq, device=sq.device)
+    allowed = i[None, :] + (nk_b - nq_b)[:, None] + 1
+    allowed = torch.minimum(allowed.clamp(min=0), nk_b[:, None])
+    allowed = torch.where(i[None, :] < nq_b[:, None], allowed,
+                          torch.zeros_like(allowed))
+    return allowed[:, None, :]

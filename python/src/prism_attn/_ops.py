@@ -3,126 +3,194 @@
 Dynamo cannot look inside a ctypes call, so under torch.compile the Kernel
 methods call these ops, which the compiled graph keeps as opaque nodes.
 Each op has a fake (meta) implementation giving the outputs' shapes, dtypes
-and strides from the inputs alone.  The kernel travels as its integer id;
-outputs the caller did not ask for are empty tensors (an op's outputs are
-fixed by its schema).  In eager mode the Kernel methods call the
-implementations directly, without the dispatcher's overhead.
+and strides from the inputs alone.  The kernel travels as its integer id,
+the method parameters as plain schema arguments (_params.FIELDS; the
+head counts are the tensors'), so a compiled graph or a captured CUDA
+graph runs the settings it was traced with.
+
+The ops are defined with ``torch.library.Library`` and implemented for the
+CPU and CUDA dispatch keys directly: no Python autograd layer runs per
+call (Prism has no backward), which keeps the dispatcher's share of a call
+small (python/bench/overhead.py measures it).  Each output combination is
+an overload of its own (``prefill.lse``, ``prefill.mask``, ...), so a call
+allocates only what it returns.  In eager mode the Kernel methods call the
+implementations directly, without the dispatcher.
 """
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import List
 
 import torch
 
-from ._kernel import get_kernel
+from . import _launch
+from ._kernel import _registry
 
-Tensor = torch.Tensor
+_ARGS = ("Tensor q, Tensor k, {v}Tensor? cu_seqlens_q, Tensor? cu_seqlens_k, "
+         "int kernel_id, str layout, SymInt max_seqlen_q, "
+         "SymInt max_seqlen_k, ")
+_SELECTION = ("float threshold_high, float threshold_low, bool calibrate, "
+              "float temp_high, float temp_low, bool force_sink, "
+              "bool force_recent, int recent_blocks")
+_SCALE = "float softmax_scale"
+
+SCHEMAS = {
+    "prefill": "prefill(" + _ARGS.format(v="Tensor v, ") + _SELECTION + ", "
+               + _SCALE + ") -> Tensor",
+    "prefill.lse": "prefill.lse(" + _ARGS.format(v="Tensor v, ") + _SELECTION
+                   + ", " + _SCALE + ") -> (Tensor, Tensor)",
+    "prefill.mask": "prefill.mask(" + _ARGS.format(v="Tensor v, ")
+                    + _SELECTION + ", " + _SCALE
+                    + ") -> (Tensor, Tensor, Tensor)",
+    "prefill.lse_mask": "prefill.lse_mask(" + _ARGS.format(v="Tensor v, ")
+                        + _SELECTION + ", " + _SCALE
+                        + ") -> (Tensor, Tensor, Tensor, Tensor)",
+    "estimate": "estimate(" + _ARGS.format(v="") + _SELECTION
+                + ") -> (Tensor, Tensor)",
+    "sparse_attention": "sparse_attention(Tensor q, Tensor k, Tensor v, "
+                        "Tensor counts, Tensor indices, Tensor? cu_seqlens_q, "
+                        "Tensor? cu_seqlens_k, int kernel_id, str layout, "
+                        "SymInt max_seqlen_q, SymInt max_seqlen_k, " + _SCALE
+                        + ") -> Tensor",
+    "sparse_attention.lse": "sparse_attention.lse(Tensor q, Tensor k, "
+                            "Tensor v, Tensor counts, Tensor indices, "
+                            "Tensor? cu_seqlens_q, Tensor? cu_seqlens_k, "
+                            "int kernel_id, str layout, SymInt max_seqlen_q, "
+                            "SymInt max_seqlen_k, " + _SCALE
+                            + ") -> (Tensor, Tensor)",
+}
+
+_LIBRARY = torch.library.Library("prism_attn", "DEF")
+for _schema in SCHEMAS.values():
+    _LIBRARY.define(_schema)
 
 
-def _empty(like: Tensor) -> Tensor:
-    return like.new_empty((0,), dtype=torch.float32)
+# --- implementations ---------------------------------------------------------------
+def _selection(kern, p):
+    """The full parameter tuple of an estimate: its eight settings and
+    the kernel's default softmax scale (which estimation does not use)."""
+    return p + (kern._defaults[-1],)
 
 
-def _empty_i32(like: Tensor) -> Tensor:
-    return like.new_empty((0,), dtype=torch.int32)
+def _attention(kern, scale):
+    """The full parameter tuple of a sparse attention: the kernel's
+    selection settings (which attention does not use) and its scale."""
+    return kern._defaults[:-1] + (scale,)
 
 
-def _geometry(q: Tensor, k: Tensor, kernel_id: int, layout: str,
-              varlen: bool, mq: int, mk: int):
-    kern = get_kernel(kernel_id)
-    bs = kern.block_size
-    if varlen:
-        b = None
-        sq, sk = mq, mk
+def _prefill(q, k, v, cq, ck, kid, layout, mq, mk, *p):
+    return _launch.prefill(_registry[kid], q, k, v, cq, ck, layout, mq, mk,
+                           False, False, p)[0]
+
+
+def _prefill_lse(q, k, v, cq, ck, kid, layout, mq, mk, *p):
+    o, lse, _, _ = _launch.prefill(_registry[kid], q, k, v, cq, ck, layout,
+                                   mq, mk, True, False, p)
+    return o, lse
+
+
+def _prefill_mask(q, k, v, cq, ck, kid, layout, mq, mk, *p):
+    o, _, counts, indices = _launch.prefill(_registry[kid], q, k, v, cq, ck,
+                                            layout, mq, mk, False, True, p)
+    return o, counts, indices
+
+
+def _prefill_lse_mask(q, k, v, cq, ck, kid, layout, mq, mk, *p):
+    return _launch.prefill(_registry[kid], q, k, v, cq, ck, layout, mq, mk,
+                           True, True, p)
+
+
+def _estimate(q, k, cq, ck, kid, layout, mq, mk, *p):
+    kern = _registry[kid]
+    return _launch.estimate(kern, q, k, cq, ck, layout, mq, mk,
+                            _selection(kern, p))
+
+
+def _sparse(q, k, v, counts, indices, cq, ck, kid, layout, mq, mk, scale):
+    kern = _registry[kid]
+    return _launch.sparse(kern, q, k, v, counts, indices, cq, ck, layout, mq,
+                          mk, False, _attention(kern, scale))[0]
+
+
+def _sparse_lse(q, k, v, counts, indices, cq, ck, kid, layout, mq, mk,
+                scale):
+    kern = _registry[kid]
+    return _launch.sparse(kern, q, k, v, counts, indices, cq, ck, layout, mq,
+                          mk, True, _attention(kern, scale))
+
+
+_IMPLS = {"prefill": _prefill, "prefill.lse": _prefill_lse,
+          "prefill.mask": _prefill_mask, "prefill.lse_mask": _prefill_lse_mask,
+          "estimate": _estimate, "sparse_attention": _sparse,
+          "sparse_attention.lse": _sparse_lse}
+for _name, _fn in _IMPLS.items():
+    for _key in ("CPU", "CUDA"):
+        _LIBRARY.impl(_name, _fn, _key)
+
+
+# --- fake implementations ---------------------------------------------------------
+def _heads(q, cu_q, layout) -> int:
+    return q.shape[1] if cu_q is not None or layout == "bhsd" else q.shape[2]
+
+
+def _fake_lse(q, cu_q, layout):
+    h = _heads(q, cu_q, layout)
+    if cu_q is not None:
+        return q.new_empty((h, q.shape[0]), dtype=torch.float32)
+    s = 2 if layout == "bhsd" else 1
+    return q.new_empty((q.shape[0], h, q.shape[s]), dtype=torch.float32)
+
+
+def _fake_mask(q, k, cu_q, kid, layout, mq, mk):
+    bs = _registry[kid].block_size
+    if cu_q is not None:
+        b, sq, sk = cu_q.shape[0] - 1, mq, mk
     else:
         s = 2 if layout == "bhsd" else 1
         b, sq, sk = q.shape[0], q.shape[s], k.shape[s]
-    return kern, b, (sq + bs - 1) // bs, (sk + bs - 1) // bs
+    rows = (b, _heads(q, cu_q, layout), (sq + bs - 1) // bs)
+    return (q.new_empty(rows, dtype=torch.int32),
+            q.new_empty(rows + ((sk + bs - 1) // bs,), dtype=torch.int32))
 
 
-def _fake_lse(q, cu_q, kern, b, layout):
-    if cu_q is not None:
-        return q.new_empty((kern.q_heads, q.shape[0]), dtype=torch.float32)
-    s = 2 if layout == "bhsd" else 1
-    return q.new_empty((b, kern.q_heads, q.shape[s]), dtype=torch.float32)
+def _fake_prefill(q, k, v, cq, ck, kid, layout, mq, mk, *p):
+    return torch.empty_like(q)
 
 
-def _fake_mask(q, cu_q, kern, b, nq, nk):
-    if cu_q is not None:
-        b = cu_q.shape[0] - 1
-    counts = q.new_empty((b, kern.q_heads, nq), dtype=torch.int32)
-    return counts, q.new_empty((b, kern.q_heads, nq, nk), dtype=torch.int32)
+def _fake_prefill_lse(q, k, v, cq, ck, kid, layout, mq, mk, *p):
+    return torch.empty_like(q), _fake_lse(q, cq, layout)
 
 
-@torch.library.custom_op("prism_attn::prefill", mutates_args=())
-def prefill(q: Tensor, k: Tensor, v: Tensor, cu_seqlens_q: Optional[Tensor],
-            cu_seqlens_k: Optional[Tensor], kernel_id: int, layout: str,
-            max_seqlen_q: int, max_seqlen_k: int, return_lse: bool,
-            return_mask: bool) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Kernel.prefill: (o, lse, counts, indices); unrequested ones empty."""
-    o, lse, counts, indices = get_kernel(kernel_id)._prefill(
-        q, k, v, cu_seqlens_q, cu_seqlens_k, layout, max_seqlen_q,
-        max_seqlen_k, return_lse, return_mask)
-    return (o, lse if lse is not None else _empty(q),
-            counts if counts is not None else _empty_i32(q),
-            indices if indices is not None else _empty_i32(q))
+def _fake_prefill_mask(q, k, v, cq, ck, kid, layout, mq, mk, *p):
+    return (torch.empty_like(q),) + _fake_mask(q, k, cq, kid, layout, mq, mk)
 
 
-@prefill.register_fake
-def _(q, k, v, cu_seqlens_q, cu_seqlens_k, kernel_id, layout, max_seqlen_q,
-      max_seqlen_k, return_lse, return_mask):
-    kern, b, nq, nk = _geometry(q, k, kernel_id, layout,
-                                cu_seqlens_q is not None, max_seqlen_q,
-                                max_seqlen_k)
-    lse = (_fake_lse(q, cu_seqlens_q, kern, b, layout) if return_lse
-           else _empty(q))
-    if return_mask:
-        counts, indices = _fake_mask(q, cu_seqlens_q, kern, b, nq, nk)
-    else:
-        counts, indices = _empty_i32(q), _empty_i32(q)
-    return torch.empty_like(q), lse, counts, indices
+def _fake_prefill_lse_mask(q, k, v, cq, ck, kid, layout, mq, mk, *p):
+    return ((torch.empty_like(q), _fake_lse(q, cq, layout))
+            + _fake_mask(q, k, cq, kid, layout, mq, mk))
 
 
-@torch.library.custom_op("prism_attn::estimate", mutates_args=())
-def estimate(q: Tensor, k: Tensor, cu_seqlens_q: Optional[Tensor],
-             cu_seqlens_k: Optional[Tensor], kernel_id: int, layout: str,
-             max_seqlen_q: int, max_seqlen_k: int) -> Tuple[Tensor, Tensor]:
-    """Kernel.estimate: (counts, indices) of the block mask."""
-    return get_kernel(kernel_id)._estimate(q, k, cu_seqlens_q, cu_seqlens_k,
-                                           layout, max_seqlen_q, max_seqlen_k)
+def _fake_estimate(q, k, cq, ck, kid, layout, mq, mk, *p):
+    return _fake_mask(q, k, cq, kid, layout, mq, mk)
 
 
-@estimate.register_fake
-def _(q, k, cu_seqlens_q, cu_seqlens_k, kernel_id, layout, max_seqlen_q,
-      max_seqlen_k):
-    kern, b, nq, nk = _geometry(q, k, kernel_id, layout,
-                                cu_seqlens_q is not None, max_seqlen_q,
-                                max_seqlen_k)
-    return _fake_mask(q, cu_seqlens_q, kern, b, nq, nk)
+def _fake_sparse(q, k, v, counts, indices, cq, ck, kid, layout, mq, mk,
+                 scale):
+    return torch.empty_like(q)
 
 
-@torch.library.custom_op("prism_attn::sparse_attention", mutates_args=())
-def sparse_attention(q: Tensor, k: Tensor, v: Tensor, counts: Tensor,
-                     indices: Tensor, cu_seqlens_q: Optional[Tensor],
-                     cu_seqlens_k: Optional[Tensor], kernel_id: int,
-                     layout: str, max_seqlen_q: int, max_seqlen_k: int,
-                     return_lse: bool) -> Tuple[Tensor, Tensor]:
-    """Kernel.sparse_attention: (o, lse); lse empty unless requested."""
-    o, lse = get_kernel(kernel_id)._sparse(
-        q, k, v, counts, indices, cu_seqlens_q, cu_seqlens_k, layout,
-        max_seqlen_q, max_seqlen_k, return_lse)
-    return o, lse if lse is not None else _empty(q)
+def _fake_sparse_lse(q, k, v, counts, indices, cq, ck, kid, layout, mq, mk,
+                     scale):
+    return torch.empty_like(q), _fake_lse(q, cq, layout)
 
 
-@sparse_attention.register_fake
-def _(q, k, v, counts, indices, cu_seqlens_q, cu_seqlens_k, kernel_id,
-      layout, max_seqlen_q, max_seqlen_k, return_lse):
-    kern = get_kernel(kernel_id)
-    b = None if cu_seqlens_q is not None else q.shape[0]
-    lse = (_fake_lse(q, cu_seqlens_q, kern, b, layout) if return_lse
-           else _empty(q))
-    return torch.empty_like(q), lse
+_FAKES = {"prefill": _fake_prefill, "prefill.lse": _fake_prefill_lse,
+          "prefill.mask": _fake_prefill_mask,
+          "prefill.lse_mask": _fake_prefill_lse_mask,
+          "estimate": _fake_estimate, "sparse_attention": _fake_sparse,
+          "sparse_attention.lse": _fake_sparse_lse}
+for _name, _fn in _FAKES.items():
+    torch.library.register_fake("prism_attn::" + _name, _fn, lib=_LIBRARY)
 
 
-__all__: List[str] = ["prefill", "estimate", "sparse_attention"]
+__all__: List[str] = list(SCHEMAS)

@@ -5,9 +5,11 @@ AttentionInterface) and a mask function (AttentionMaskInterface) under one
 name.  The attention function runs Prism where it pays -- causal prefill of
 at least ``min_seqlen`` queries without padding, the keys being the queries
 plus any cached prefix of whole blocks (Sk >= Sq, bottom-right causal) --
-and SDPA for
-everything else: decoding, short inputs, padded batches, static caches,
-softcapping, sliding windows, non-default scaling, training.
+and SDPA for everything else: decoding, short inputs, padded batches,
+static caches, softcapping, sliding windows, training.  The module's
+scaling becomes the call's softmax scale, and its layer index picks the
+layer's settings from the config's ``layers:`` section: a dense layer runs
+SDPA, the others their own thresholds and band settings.
 
 The mask function wraps transformers' SDPA mask.  It answers None (no mask)
 exactly when the attention is plain bottom-right causal without padding,
@@ -31,18 +33,22 @@ _settings: Dict[str, "Settings"] = {}
 
 @dataclass
 class Settings:
-    """What :func:`register` was given, per implementation name."""
+    """What :func:`register` was given, per implementation name, and the
+    calls' counters: ``prism_calls`` ran Prism, ``sdpa_calls`` ran SDPA,
+    ``dense_calls`` of those because the layer is dense."""
     min_seqlen: int = 1024
     overrides: Optional[Mapping[str, Any]] = None
     record: bool = False
+    config: Any = None
     densities: List[float] = field(default_factory=list)
     prism_calls: int = 0
     sdpa_calls: int = 0
+    dense_calls: int = 0
 
 
 def register(name: str = "prism", *, min_seqlen: int = 1024,
              overrides: Optional[Mapping[str, Any]] = None,
-             record: bool = False) -> Settings:
+             record: bool = False, config: Any = None) -> Settings:
     """Registers Prism with transformers as ``attn_implementation=name``.
 
     Args:
@@ -54,6 +60,10 @@ def register(name: str = "prism", *, min_seqlen: int = 1024,
             "block_size": 64}}``.
         record: keep each Prism call's mask density in
             ``settings.densities`` (synchronises after every call).
+        config: a Prism config (YAML path or dict) to use instead of the
+            one derived from the model's config, e.g. one with a
+            ``layers:`` section; its head_dim must be the model's (the
+            head counts are the tensors').
 
     Returns:
         the Settings object (its counters tell how many calls ran Prism and
@@ -63,7 +73,7 @@ def register(name: str = "prism", *, min_seqlen: int = 1024,
     from transformers import AttentionInterface, AttentionMaskInterface
 
     settings = Settings(min_seqlen=min_seqlen, overrides=overrides,
-                        record=record)
+                        record=record, config=config)
     _settings[name] = settings
 
     def attention(module, query, key, value, attention_mask, dropout=0.0,
@@ -112,7 +122,7 @@ def _prism_mask(*args, **kwargs):
 # --- the attention function ----------------------------------------------------------------
 def _use_prism(settings: Settings, module, query, key, attention_mask,
                dropout, scaling, is_causal, kwargs) -> bool:
-    sq, sk, d = query.shape[2], key.shape[2], query.shape[-1]
+    sq, sk = query.shape[2], key.shape[2]
     return (attention_mask is None and sq >= max(settings.min_seqlen, 2)
             and sk >= sq and query.dtype in (torch.float16, torch.bfloat16)
             and (dropout == 0.0 or not module.training)
@@ -121,17 +131,22 @@ def _use_prism(settings: Settings, module, query, key, attention_mask,
             and getattr(module, "is_causal", True)
             and kwargs.get("softcap") is None
             and kwargs.get("sliding_window") is None
-            and (scaling is None or math.isclose(scaling, d ** -0.5,
-                                                 rel_tol=1e-5))
+            and (scaling is None or scaling > 0)
             and query.device.type in ("cuda", "cpu"))
 
 
 def _kernel_for(settings: Settings, name: str, module, device):
+    """The module's layer's Kernel (a DenseKernel for a dense layer),
+    cached on the module."""
     cache = module.__dict__.setdefault("_prism_attn_kernels", {})
     kern = cache.get((name, device))
     if kern is None:
-        kern = _kernel(module.config, device=device,
+        kern = _kernel(settings.config if settings.config is not None
+                       else module.config, device=device,
                        overrides=settings.overrides)
+        layer = getattr(module, "layer_idx", None)
+        if layer is not None:
+            kern = kern.for_layer(layer)
         cache[(name, device)] = kern
     return kern
 
@@ -142,16 +157,24 @@ def _attention(settings, name, module, query, key, value, attention_mask,
     if _use_prism(settings, module, query, key, attention_mask, dropout,
                   scaling, is_causal, kwargs):
         kern = _kernel_for(settings, name, module, query.device)
+        if kern.dense:
+            settings.dense_calls += 1
+            kern = None
         # a prefix of whole blocks: otherwise the method's block-causal
         # rule would hide keys a causal mask shows (docs/python.md)
-        if (key.shape[2] - query.shape[2]) % kern.block_size:
+        elif (key.shape[2] - query.shape[2]) % kern.block_size:
             kern = None
     if kern is not None:
+        d = query.shape[-1]
+        scale = ({} if scaling is None
+                 or math.isclose(scaling, d ** -0.5, rel_tol=1e-6)
+                 else {"softmax_scale": float(scaling)})
         if settings.record:
-            o, mask = kern.prefill(query, key, value, return_mask=True)
+            o, mask = kern.prefill(query, key, value, return_mask=True,
+                                   **scale)
             settings.densities.append(mask.density())
         else:
-            o = kern.prefill(query, key, value)
+            o = kern.prefill(query, key, value, **scale)
         settings.prism_calls += 1
         return o.transpose(1, 2).contiguous(), None
     from transformers.integrations.sdpa_attention import \
