@@ -78,10 +78,15 @@ static void emit_banner(strbuf *sb, const prism_kernel_spec *spec) {
               "// kernel: %s (%s)\n"
               "// templates: gen/templates/common.cuh",
               PRISM_VERSION_STRING, prism_arch_name(spec->arch),
-              spec->def->name, spec->def->summary);
+              spec->name ? spec->name : spec->def->name, spec->def->summary);
     for (int i = 0; i < PRISM_MAX_TEMPLATES && spec->templates[i]; i++)
         sb_printf(sb, " + %s", spec->templates[i]);
     sb_printf(sb, "\n\n");
+    /* the paged program: the templates' paged entry point instead of the
+     * others (the plain program's source has no such line) */
+    if (spec->paged)
+        sb_printf(sb, "#define PRISM_PAGED_PROGRAM 1 // the entry point "
+                      "over paged K/V alone\n\n");
 }
 
 /* Marks in used[] the spec's constants named by identifier [id, id + n). */

@@ -125,8 +125,10 @@ static const prism_kernel_def kernel_table[] = {
                    "statistics",
         .templates = {"pool_stats_params.h", "input.cuh", "bands.cuh",
                       "pool_stats.cu"},
-        /* [2]: the same over paged K (prism_paged_kv) */
-        .entry_points = {"prism_pool_stats", NULL, "prism_pool_stats_paged"},
+        .entry_points = {"prism_pool_stats"},
+        /* the same over paged K (prism_paged_kv), a program of its own */
+        .paged_entry = "prism_pool_stats_paged",
+        .paged_name = "pool_stats_paged",
         .tunables = prism_tunables_table[PRISM_KERNEL_POOL_STATS].tunables,
         .add_constants = pool_stats_constants,
         .launch = prism_launch_pool_stats,
@@ -150,9 +152,12 @@ static const prism_kernel_def kernel_table[] = {
                    "(sm_80: mma.sync, ldmatrix, cp.async; sm_90a: TMA, "
                    "mbarriers, wgmma warpgroups)",
         .templates = {"attention_params.h", "input.cuh", "attention.cu"},
-        /* [1]: sm_90a's schedule kernel (attention_constants); [2]: the
-         * same kernel over paged K and V (prism_paged_kv) */
-        .entry_points = {"prism_attention", NULL, "prism_attention_paged"},
+        /* [1]: sm_90a's schedule kernel (attention_constants) */
+        .entry_points = {"prism_attention"},
+        /* the same over paged K and V (prism_paged_kv), a program of its
+         * own that launches after the plain program's schedule kernel */
+        .paged_entry = "prism_attention_paged",
+        .paged_name = "attention_paged",
         .tunables = prism_tunables_table[PRISM_KERNEL_ATTENTION].tunables,
         .add_constants = attention_constants,
         .launch = prism_launch_attention,

@@ -35,9 +35,18 @@ typedef struct prism_kernel_def {
      * others for an arch */
     const char *templates[PRISM_MAX_TEMPLATES];
     /* __global__ names by role: [0] the kernel, [1] one launched before
-     * it (add_constants adds the sm_90a attention's schedule kernel), [2]
-     * the kernel over paged K/V (prism_paged_kv); NULL where none */
+     * it (add_constants adds the sm_90a attention's schedule kernel); NULL
+     * where none.  [2], the kernel over paged K/V, is in a program of its
+     * own (paged_entry) */
     const char *entry_points[PRISM_MAX_ENTRY_POINTS];
+    /* The kernel over paged K/V (prism_paged_kv), or NULL: its entry
+     * point, and the name of its program, which has the same templates,
+     * constants and launch shape with PRISM_PAGED_PROGRAM defined and
+     * that entry point alone.  It is generated and compiled apart, only
+     * for what launches paged batches, so that the other kernels' compile
+     * does not pay for it. */
+    const char *paged_entry;
+    const char *paged_name;
     /* the kernel's tunables (config/tunables.c); a NULL name ends them */
     const prism_tunable *tunables;
     /* Adds the kernel's shape constants to spec (tunables are added by the

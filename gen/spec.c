@@ -57,6 +57,16 @@ static prism_status add_tunables(prism_kernel_spec *spec, char *err,
     return PRISM_OK;
 }
 
+bool prism_spec_paged(prism_kernel_spec *spec) {
+    if (!spec || !spec->def->paged_entry)
+        return false;
+    memset(spec->entry_points, 0, sizeof spec->entry_points);
+    spec->entry_points[2] = spec->def->paged_entry;
+    spec->paged = true;
+    spec->name = spec->def->paged_name;
+    return true;
+}
+
 prism_status prism_spec_build(const prism_config *cfg, int index,
                               prism_arch arch, prism_kernel_spec *spec,
                               char *err, size_t err_size) {
@@ -77,6 +87,7 @@ prism_status prism_spec_build(const prism_config *cfg, int index,
     spec->arch = arch;
     memcpy(spec->templates, def->templates, sizeof spec->templates);
     memcpy(spec->entry_points, def->entry_points, sizeof spec->entry_points);
+    spec->name = def->name;
     prism_status st = add_tunables(spec, err, err_size);
     if (st == PRISM_OK)
         st = def->add_constants(spec, err, err_size);

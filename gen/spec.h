@@ -43,8 +43,13 @@ typedef struct prism_kernel_spec {
      * common.cuh: def->templates unless add_constants picked arch-specific
      * ones (attention on sm_90a); unused entries NULL */
     const char *templates[PRISM_MAX_TEMPLATES];
-    /* __global__ names, entry_points[0] the kernel proper; unused NULL */
+    /* __global__ names, entry_points[0] the kernel proper; unused NULL.
+     * The paged program (paged) has [2], the paged entry point, alone. */
     const char *entry_points[PRISM_MAX_ENTRY_POINTS];
+    /* The kernel's paged program (prism_spec_paged): def->paged_entry
+     * alone, PRISM_PAGED_PROGRAM defined in its source */
+    bool paged;
+    const char *name; /* def->name, or def->paged_name when paged */
     int variant; /* the variant add_constants picked (attention: 1 mma.sync,
                     2 wgmma); 0 for kernels with one */
     prism_launch_shape launch;
@@ -60,6 +65,11 @@ typedef struct prism_kernel_spec {
 prism_status prism_spec_build(const prism_config *cfg, int index,
                               prism_arch arch, prism_kernel_spec *spec,
                               char *err, size_t err_size);
+
+/* Turns a spec that prism_spec_build made into its kernel's paged program
+ * (the same constants and launch shape, the paged entry point alone).
+ * Returns false, leaving spec alone, when the kernel has none. */
+bool prism_spec_paged(prism_kernel_spec *spec);
 
 /* Appends a constant; fails when the table is full. */
 prism_status prism_spec_add_int(prism_kernel_spec *spec, const char *name,

@@ -11,6 +11,10 @@
  * kernel at a time each, because NVRTC takes seconds per kernel and the
  * cache serialises compiles of one key across threads and processes.
  *
+ * A program is one kernel's source and cubin.  A module holds each kernel's
+ * plain program, or (prism_module_build_programs) the paged programs of
+ * the kernels that have one, which only paged launches need, or both.
+ *
  * The module keeps its own copy of the config and each kernel's spec, so
  * a plan launches with the very spec its source was generated from (the
  * launch shape, the entry points) instead of building it again.  The
@@ -51,7 +55,7 @@ struct prism_module {
 typedef struct job_queue {
     prism_context *ctx;
     kernel_job *jobs;
-    int order[PRISM_KERNEL_COUNT]; /* job indices, longest source first */
+    int order[2 * PRISM_KERNEL_COUNT]; /* job indices, longest source first */
     int n_jobs;
     int next; /* taken under lock */
     pthread_mutex_t lock;
@@ -65,7 +69,7 @@ static prism_status build_with_nvrtc(void *user, void **payload,
     kernel_job *job = user;
     prism_nvrtc_result r;
     char name[96];
-    snprintf(name, sizeof name, "%s.cu", job->def->name);
+    snprintf(name, sizeof name, "%s.cu", job->spec.name);
     prism_status st = prism_nvrtc_compile_ex(job->source, name, job->arch,
                                              &job->extra, &r, err, err_size);
     job->timing = (prism_module_timing){
@@ -93,7 +97,7 @@ static void run_job(prism_context *ctx, kernel_job *job) {
     prism_cache_meta meta;
     memset(&meta, 0, sizeof meta);
     prism_strlcpy(meta.config_name, job->cfg->name, sizeof meta.config_name);
-    prism_strlcpy(meta.kernel_name, job->def->name, sizeof meta.kernel_name);
+    prism_strlcpy(meta.kernel_name, job->spec.name, sizeof meta.kernel_name);
     prism_strlcpy(meta.arch, prism_arch_name(job->arch), sizeof meta.arch);
     /* the key's compiler, so that `prism cache verify` can tell which
      * hosts will ever look the entry up */
@@ -150,14 +154,16 @@ static int fetch_all(prism_context *ctx, kernel_job *jobs, int n) {
     return started + 1;
 }
 
-/* Passes 1-3 for one kernel. */
+/* Passes 1-3 for one program: kernel `index`'s, or its paged one. */
 static prism_status prepare_job(const prism_config *cfg, int index,
-                                prism_arch arch, kernel_job *job) {
+                                prism_arch arch, bool paged, kernel_job *job) {
     job->cfg = cfg;
     job->def = prism_kernel_def_at(index);
     job->arch = arch;
     prism_status st = prism_spec_build(cfg, index, arch, &job->spec, job->err,
                                        sizeof job->err);
+    if (st == PRISM_OK && paged)
+        prism_spec_paged(&job->spec);
     if (st == PRISM_OK)
         st = prism_emit_source(&job->spec, &job->source, job->err,
                                sizeof job->err);
@@ -193,23 +199,43 @@ prism_status prism_module_build_valid(prism_context *ctx,
                                       const prism_config *cfg, prism_arch arch,
                                       prism_module **out) {
     char err[PRISM_ERRMSG_MAX];
+    prism_status st = prism_module_build_programs(ctx, cfg, arch,
+                                                  PRISM_PROGRAMS_PLAIN, out,
+                                                  err, sizeof err);
+    return st == PRISM_OK ? st : prism_context_fail(ctx, st, err);
+}
+
+prism_status prism_module_build_programs(prism_context *ctx,
+                                         const prism_config *cfg,
+                                         prism_arch arch, unsigned programs,
+                                         prism_module **out, char *err,
+                                         size_t err_size) {
     prism_status st = PRISM_OK;
     *out = NULL;
     prism_module *m = calloc(1, sizeof *m);
-    int n = prism_kernel_count();
-    if (!m || !(m->jobs = calloc((size_t)n, sizeof *m->jobs))) {
+    int n = 0, kernels = prism_kernel_count();
+    if (!m || !(m->jobs = calloc(2 * (size_t)kernels, sizeof *m->jobs))) {
         free(m);
-        return prism_context_fail(ctx, PRISM_ERR_OUT_OF_MEMORY,
-                                  "out of memory creating a module");
+        return prism_errorf(err, err_size, PRISM_ERR_OUT_OF_MEMORY,
+                            "out of memory creating a module");
     }
     m->cfg = *cfg;
     m->arch = arch;
-    m->n_kernels = n;
-    for (int i = 0; i < n; i++) {
-        st = prepare_job(&m->cfg, i, arch, &m->jobs[i]);
-        if (st != PRISM_OK) {
-            prism_strlcpy(err, m->jobs[i].err, sizeof err);
-            goto fail;
+    /* the plain programs in pipeline order, then the paged ones */
+    for (int pass = 0; pass < 2; pass++) {
+        bool paged = pass == 1;
+        if (!(programs & (paged ? PRISM_PROGRAMS_PAGED : PRISM_PROGRAMS_PLAIN)))
+            continue;
+        for (int i = 0; i < kernels; i++) {
+            if (paged && !prism_kernel_def_at(i)->paged_entry)
+                continue;
+            m->n_kernels = n + 1;
+            st = prepare_job(&m->cfg, i, arch, paged, &m->jobs[n]);
+            if (st != PRISM_OK) {
+                prism_strlcpy(err, m->jobs[n].err, err_size);
+                goto fail;
+            }
+            n++;
         }
     }
     for (int i = 0; i < n; i++)
@@ -222,7 +248,7 @@ prism_status prism_module_build_valid(prism_context *ctx,
     for (int i = 0; i < n; i++) {
         if (m->jobs[i].status != PRISM_OK) {
             st = m->jobs[i].status;
-            prism_strlcpy(err, m->jobs[i].err, sizeof err);
+            prism_strlcpy(err, m->jobs[i].err, err_size);
             goto fail;
         }
     }
@@ -231,7 +257,7 @@ prism_status prism_module_build_valid(prism_context *ctx,
 
 fail:
     prism_module_destroy(m);
-    return prism_context_fail(ctx, st, err);
+    return st;
 }
 
 void prism_module_destroy(prism_module *m) {
@@ -258,7 +284,7 @@ prism_status prism_module_kernel_info(const prism_module *m, int index,
     const kernel_job *job = &m->jobs[index];
     const prism_cache_meta *meta = &job->entry.meta;
     memset(out, 0, sizeof *out);
-    out->name = job->def->name;
+    out->name = job->spec.name;
     out->arch = m->arch;
     out->cache_hit = job->hit;
     memcpy(out->key_hex, job->key.hex, sizeof out->key_hex);

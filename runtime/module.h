@@ -13,6 +13,21 @@ prism_status prism_module_build_valid(prism_context *ctx,
                                       const prism_config *cfg, prism_arch arch,
                                       prism_module **out);
 
+/* The programs a module holds: every kernel's plain program (what a plan
+ * creates, and prism_module_build), the paged programs (gen/kernels.h,
+ * paged_entry: what a paged launch needs), or both. */
+#define PRISM_PROGRAMS_PLAIN 1u
+#define PRISM_PROGRAMS_PAGED 2u
+
+/* prism_module_build_valid for the programs asked for, plain ones first
+ * in pipeline order, then the paged ones.  A failure is returned with its
+ * message in err only (the context's last error is left alone). */
+prism_status prism_module_build_programs(prism_context *ctx,
+                                         const prism_config *cfg,
+                                         prism_arch arch, unsigned programs,
+                                         prism_module **out, char *err,
+                                         size_t err_size);
+
 /* Where a kernel's compile time went (all 0 when it came from the cache;
  * the phases -1 unless the context timed them: prism_context.time_phases). */
 typedef struct prism_module_timing {

@@ -780,12 +780,16 @@ static __device__ __forceinline__ void attn_main(const AttnParams &p, const Attn
     }
 }
 
+// The entry points: the generator compiles each in a program of its own
+// (gen/kernels.c), PRISM_PAGED_PROGRAM defined in the paged one only.
+#ifndef PRISM_PAGED_PROGRAM
 extern "C" __global__ void __launch_bounds__(ATTN_THREADS)
 prism_attention(const AttnParams p) {
     attn_main<false>(p, AttnPaging{});
 }
-
+#else
 extern "C" __global__ void __launch_bounds__(ATTN_THREADS)
 prism_attention_paged(const AttnPagedParams P) {
     attn_main<true>(P.a, P.pg);
 }
+#endif

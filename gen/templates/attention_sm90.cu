@@ -613,12 +613,18 @@ static __device__ __forceinline__ void h_attention(const AttnTmaParams &P,
     }
 }
 
+// The entry points: the generator compiles each in a program of its own
+// (gen/kernels.c), PRISM_PAGED_PROGRAM defined in the paged one only; the
+// schedule kernel (attention_sm90_schedule.cu) serves both and is in the
+// plain program.
+#ifndef PRISM_PAGED_PROGRAM
 extern "C" __global__ void __launch_bounds__(H_THREADS, 1)
 prism_attention(const __grid_constant__ AttnTmaParams P) {
     h_attention<false>(P, AttnPaging{});
 }
-
+#else
 extern "C" __global__ void __launch_bounds__(H_THREADS, 1)
 prism_attention_paged(const __grid_constant__ AttnTmaPagedParams P) {
     h_attention<true>(P.t, P.pg);
 }
+#endif

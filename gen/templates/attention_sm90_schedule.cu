@@ -266,6 +266,8 @@ static __device__ __forceinline__ long long h_cap_by_waves(const AttnParams &p, 
     return cap;
 }
 
+// In the plain program only (the paged one launches this one's).
+#ifndef PRISM_PAGED_PROGRAM
 extern "C" __global__ void __launch_bounds__(H_SCHED_THREADS, 1)
 prism_attention_schedule(const __grid_constant__ AttnTmaParams P) {
     const AttnParams &p = P.a;
@@ -413,3 +415,4 @@ prism_attention_schedule(const __grid_constant__ AttnTmaParams P) {
         }
     }
 }
+#endif

@@ -225,12 +225,16 @@ static __device__ __forceinline__ void pool_stats(const PoolParams &p,
     }
 }
 
+// The entry points: the generator compiles each in a program of its own
+// (gen/kernels.c), PRISM_PAGED_PROGRAM defined in the paged one only.
+#ifndef PRISM_PAGED_PROGRAM
 extern "C" __global__ void __launch_bounds__(THREADS)
 prism_pool_stats(const PoolParams p) {
     pool_stats<false>(p, PoolPagedParams{});
 }
-
+#else
 extern "C" __global__ void __launch_bounds__(THREADS)
 prism_pool_stats_paged(const PoolPagedParams P) {
     pool_stats<true>(P.p, P);
 }
+#endif

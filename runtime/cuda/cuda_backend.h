@@ -16,12 +16,17 @@
 #include "base/cuda_driver.h"
 #include "gen/spec.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
+
 /* One loaded kernel of the module. */
 typedef struct cuda_kernel {
     CUmodule module;
     CUfunction main;           /* spec entry point 0                         */
     CUfunction second;         /* entry point 1: the schedule kernel, or 0   */
-    CUfunction paged;          /* entry point 2: main over paged K/V, or 0   */
+    CUmodule paged_module;     /* the kernel's paged program, once loaded    */
+    CUfunction paged;          /* its entry point: main over paged K/V, or 0
+                                  (set before cuda_plan.paged_ready)         */
     const char *main_name, *second_name, *paged_name;
     prism_launch_shape shape;  /* from the spec (gen/launch.c)               */
     int static_smem;           /* the compiler's static shared memory bytes */
@@ -37,6 +42,14 @@ typedef struct cuda_plan {
     int smem_per_sm;           /* shared memory per multiprocessor          */
     prism_module *module;
     cuda_kernel kernels[PRISM_KERNEL_COUNT];
+    /* The paged programs (gen/kernels.h, paged_entry): got and loaded by
+     * the first paged launch (prism_cuda_load_paged), under paged_lock;
+     * paged_ready says they are, after which the launches read the
+     * kernels' paged functions without the lock. */
+    prism_module *paged_programs;
+    pthread_mutex_t paged_lock;
+    bool paged_lock_made;
+    atomic_bool paged_ready;
     CUdeviceptr last_totals;   /* selected / block-causal counts of the last
                                   estimate (device, 2 x u64)                */
     prism_stream last_stream;
@@ -53,6 +66,13 @@ static inline size_t cuda_split_slots(const cuda_plan *g) {
                ? 2 * (size_t)g->sm_count
                : 0;
 }
+
+/* cuda_plan.c: the paged programs of the plan's config and arch, through
+ * the cache (compiling on a miss, as plan creation does), loaded into the
+ * kernels' paged slots; once, whichever thread launches paged first.  A
+ * failure is the plan's last error, and the next paged launch tries
+ * again.  The plan's context is current. */
+prism_status prism_cuda_load_paged(prism_plan *p);
 
 /* launch.c: the calls of the table. */
 prism_status prism_cuda_estimate(prism_plan *p, const prism_call *c);

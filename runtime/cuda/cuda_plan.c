@@ -8,7 +8,10 @@
  * miss), loading them.  Each kernel is found by its role in the kernel table and
  * loaded by the entry points of the spec it was generated from, with that
  * spec's launch shape (gen/launch.c): nothing is named here and nothing is
- * read back from a cubin.  The launch path (launch.c) then only launches.
+ * read back from a cubin.  The launch path (launch.c) then only launches,
+ * but for a plan's first paged launch, which gets and loads the kernels'
+ * paged programs (prism_cuda_load_paged): a plan that never launches a
+ * paged batch never compiles them.
  */
 #include "runtime/cuda/cuda_backend.h"
 #include "runtime/module.h"
@@ -87,7 +90,6 @@ static prism_status load_kernel(prism_plan *p, int index) {
     k->shape = spec->launch;
     k->main_name = spec->entry_points[0];
     k->second_name = spec->entry_points[1];
-    k->paged_name = spec->entry_points[2];
     if (k->shape.dynamic_smem > g->smem_optin)
         return prism_plan_fail(p, PRISM_ERR_NO_KERNEL,
                                "kernel %s for %s needs %d bytes of shared "
@@ -99,8 +101,6 @@ static prism_status load_kernel(prism_plan *p, int index) {
         rc = drv->module_get_function(&k->main, k->module, k->main_name);
     if (rc == CUDA_SUCCESS && k->second_name)
         rc = drv->module_get_function(&k->second, k->module, k->second_name);
-    if (rc == CUDA_SUCCESS && k->paged_name)
-        rc = drv->module_get_function(&k->paged, k->module, k->paged_name);
     if (rc == CUDA_SUCCESS)
         rc = drv->func_get_attribute(&k->static_smem,
                                      CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES,
@@ -114,10 +114,6 @@ static prism_status load_kernel(prism_plan *p, int index) {
         rc = drv->func_set_attribute(
             k->main, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
             k->shape.dynamic_smem);
-        if (rc == CUDA_SUCCESS && k->paged)
-            rc = drv->func_set_attribute(
-                k->paged, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                k->shape.dynamic_smem);
         if (rc != CUDA_SUCCESS)
             return cuda_fail(p, rc, "setting the shared memory of a kernel");
         k->smem_limit = k->shape.dynamic_smem;
@@ -139,6 +135,78 @@ static prism_status load_kernels(prism_plan *p) {
                                    "step %d",
                                    r);
     return PRISM_OK;
+}
+
+/* Loads paged program `index` of g->paged_programs into its kernel's paged
+ * slot (the plain program is loaded: its launch shape is the same). */
+static prism_status load_paged_kernel(prism_plan *p, int index) {
+    cuda_plan *g = cuda_of(p);
+    const prism_kernel_spec *spec =
+        prism_module_kernel_spec(g->paged_programs, index);
+    cuda_kernel *k = &g->kernels[spec->def->role];
+    const prism_driver *drv = g->drv;
+    prism_kernel_info info;
+    prism_module_kernel_info(g->paged_programs, index, &info);
+    CUfunction f = NULL;
+    CUresult rc = drv->module_load_data(&k->paged_module, info.cubin);
+    if (rc == CUDA_SUCCESS)
+        rc = drv->module_get_function(&f, k->paged_module,
+                                      spec->entry_points[2]);
+    if (rc == CUDA_SUCCESS && k->shape.dynamic_smem > 0)
+        rc = drv->func_set_attribute(
+            f, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+            k->shape.dynamic_smem);
+    if (rc != CUDA_SUCCESS) {
+        char what[128];
+        snprintf(what, sizeof what, "loading kernel %s", spec->name);
+        return cuda_fail(p, rc, what);
+    }
+    k->paged = f;
+    k->paged_name = spec->entry_points[2];
+    return PRISM_OK;
+}
+
+/* Undoes a failed load of the paged programs. */
+static void drop_paged(prism_plan *p) {
+    cuda_plan *g = cuda_of(p);
+    for (int k = 0; k < PRISM_KERNEL_COUNT; k++) {
+        cuda_kernel *ck = &g->kernels[k];
+        if (ck->paged_module)
+            g->drv->module_unload(ck->paged_module);
+        ck->paged_module = NULL;
+        ck->paged = NULL;
+        ck->paged_name = NULL;
+    }
+    prism_module_destroy(g->paged_programs);
+    g->paged_programs = NULL;
+}
+
+prism_status prism_cuda_load_paged(prism_plan *p) {
+    cuda_plan *g = cuda_of(p);
+    if (atomic_load_explicit(&g->paged_ready, memory_order_acquire))
+        return PRISM_OK;
+    pthread_mutex_lock(&g->paged_lock);
+    prism_status st = PRISM_OK;
+    if (!atomic_load_explicit(&g->paged_ready, memory_order_relaxed)) {
+        /* the config and arch of the plain programs, tuning included */
+        char err[PRISM_ERRMSG_MAX];
+        st = prism_module_build_programs(p->ctx, &p->cfg, p->arch,
+                                         PRISM_PROGRAMS_PAGED,
+                                         &g->paged_programs, err, sizeof err);
+        if (st != PRISM_OK)
+            prism_plan_fail(p, st, "the paged K/V kernels for %s: %s",
+                            prism_arch_name(p->arch), err);
+        for (int i = 0;
+             st == PRISM_OK && i < prism_module_kernel_count(g->paged_programs);
+             i++)
+            st = load_paged_kernel(p, i);
+        if (st == PRISM_OK)
+            atomic_store_explicit(&g->paged_ready, true, memory_order_release);
+        else
+            drop_paged(p);
+    }
+    pthread_mutex_unlock(&g->paged_lock);
+    return st;
 }
 
 /* Undoes a failed try_arch: the loaded modules and the module. */
@@ -244,6 +312,11 @@ static prism_status cuda_create(prism_plan *p) {
         return prism_plan_fail(p, PRISM_ERR_OUT_OF_MEMORY,
                                "out of memory creating a plan");
     p->impl = g;
+    if (pthread_mutex_init(&g->paged_lock, NULL) != 0)
+        return prism_plan_fail(p, PRISM_ERR_OUT_OF_MEMORY,
+                               "cannot create the plan's lock");
+    g->paged_lock_made = true;
+    atomic_init(&g->paged_ready, false);
     int cc[2];
     prism_status st = open_device(p, cc);
     if (st != PRISM_OK)
@@ -258,13 +331,19 @@ static void cuda_destroy(prism_plan *p) {
     if (g->drv) {
         if (g->cu_ctx)
             g->drv->ctx_set_current(g->cu_ctx);
-        for (int k = 0; k < PRISM_KERNEL_COUNT; k++)
+        for (int k = 0; k < PRISM_KERNEL_COUNT; k++) {
             if (g->kernels[k].module)
                 g->drv->module_unload(g->kernels[k].module);
+            if (g->kernels[k].paged_module)
+                g->drv->module_unload(g->kernels[k].paged_module);
+        }
         if (g->cu_ctx)
             g->drv->primary_ctx_release(g->device);
     }
     prism_module_destroy(g->module);
+    prism_module_destroy(g->paged_programs);
+    if (g->paged_lock_made)
+        pthread_mutex_destroy(&g->paged_lock);
     free(g);
     p->impl = NULL;
 }

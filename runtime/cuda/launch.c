@@ -141,11 +141,12 @@ static prism_status estimate_rows(prism_plan *p, cuda_kernel *est, int nk,
     return PRISM_OK;
 }
 
-/* A kernel's paged entry point (prism_paged_kv), which every module of
- * this build has; one loaded from elsewhere may not. */
+/* A kernel's paged entry point (prism_paged_kv), from its paged program,
+ * which the plan gets at its first paged launch. */
 static prism_status need_paged(prism_plan *p, const cuda_kernel *k) {
-    if (k->paged)
-        return PRISM_OK;
+    prism_status st = prism_cuda_load_paged(p);
+    if (st != PRISM_OK || k->paged)
+        return st;
     return prism_plan_fail(p, PRISM_ERR_NO_KERNEL,
                            "kernel %s has no entry point for paged K/V",
                            k->main_name);

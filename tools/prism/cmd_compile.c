@@ -1,6 +1,8 @@
 /*
  * cmd_compile.c - `prism compile`: every kernel of a config through the
- * cache, one line per kernel, then the cache counters; with --verbose
+ * cache (with --paged also the paged K/V programs, which plans otherwise
+ * compile at their first paged launch), one line per kernel, then the
+ * cache counters; with --verbose
  * also where each compile's time went (NVRTC's front end, NVVM, ptxas),
  * the wall time of each arch and the process's CPU time, so that a cold
  * start's cost can be read off one run.
@@ -13,7 +15,7 @@
 #include <sys/resource.h>
 
 static const char compile_usage[] =
-    "usage: prism compile CONFIG [--arch A]... [--verbose]\n\n"
+    "usage: prism compile CONFIG [--arch A]... [--paged] [--verbose]\n\n"
     "Compiles every kernel of CONFIG for each arch (default: the config's\n"
     "targets and compute_80, the PTX image every config keeps) through the\n"
     "kernel cache and prints one line per kernel:\n"
@@ -23,6 +25,10 @@ static const char compile_usage[] =
     "Environment: PRISM_CACHE_DIR, PRISM_CACHE_PATH, PRISM_CACHE_MAX_BYTES,\n"
     "PRISM_JIT=off (a miss is an error instead of a compile).\n"
     "A repeated --arch is compiled once.\n"
+    "--paged: also the paged K/V kernels (pool_stats_paged,\n"
+    "attention_paged), which plans otherwise compile at their first paged\n"
+    "launch: for a cache or pack that hosts with PRISM_JIT=off and paged\n"
+    "batches use.\n"
     "--verbose (or PRISM_VERBOSE=1): under each compiled kernel, its wall\n"
     "and CPU time and NVRTC's phases (C++ front end, NVVM optimizer and\n"
     "PTX code generation, ptxas); per arch the wall time of the module\n"
@@ -77,11 +83,12 @@ int prism_cmd_compile(int argc, char **argv) {
     }
     const char *config = NULL;
     cli_archs archs = {0};
-    bool verbose = false;
+    bool verbose = false, paged = false;
     const cli_option opts[] = {
         CLI_OPT_CUSTOM("arch", &archs, cli_opt_arch, true, false),
+        CLI_OPT_FLAG("paged", 0, &paged),
         CLI_OPT_FLAG("verbose", 'v', &verbose)};
-    cli_spec spec = {"compile", opts, 2, &config, 1};
+    cli_spec spec = {"compile", opts, 3, &config, 1};
     int n_pos;
     int rc = cli_parse(&spec, argc, argv, &n_pos);
     if (rc != CLI_OK)
@@ -106,8 +113,13 @@ int prism_cmd_compile(int argc, char **argv) {
     bool proxy = false;
     for (int t = 0; t < n_archs && rc == CLI_OK; t++) {
         prism_module *m = NULL;
-        if (prism_module_build(ctx, &cfg, list[t], &m) != PRISM_OK) {
-            rc = cli_fail("%s", prism_context_last_error(ctx));
+        char err[PRISM_ERRMSG_MAX];
+        unsigned programs = PRISM_PROGRAMS_PLAIN |
+                            (paged ? PRISM_PROGRAMS_PAGED : 0);
+        if (prism_config_validate(&cfg, err, sizeof err) != PRISM_OK ||
+            prism_module_build_programs(ctx, &cfg, list[t], programs, &m, err,
+                                        sizeof err) != PRISM_OK) {
+            rc = cli_fail("%s", err);
             break;
         }
         for (int k = 0; k < prism_module_kernel_count(m); k++) {
