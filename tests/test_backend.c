@@ -24,6 +24,8 @@
 #include "runtime/cuda/cuda_backend.h"
 #include "config/config_rules.h"
 
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -587,10 +589,20 @@ static void take_names(char *names, size_t size) {
     unlink(trace_path);
 }
 
+/* NVRTC compiles this context has run. */
+static uint64_t compiles_of(const prism_context *ctx) {
+    prism_counters c;
+    cr_assert_eq(prism_context_counters(ctx, &c), PRISM_OK);
+    return c.compiles;
+}
+
 /* A paged batch (prism_paged_kv) on CUDA plans runs the paged entry
  * points of both attention kernels (mma.sync for smollm2's block size 64,
  * the persistent sm_90a kernel for llama) with the schedule kernel
- * unchanged; its fields are checked, a device table's entries are not. */
+ * unchanged; its fields are checked, a device table's entries are not.
+ * The paged entry points are programs of their own: a plan compiles none
+ * of them, and its first paged launch compiles both (pool_stats and
+ * attention), once. */
 Test(backend, cuda_paged_batches_launch_the_paged_kernels, .init = fake_setup,
      .fini = fake_teardown, .timeout = 300) {
     prism_context *ctx = fake_context();
@@ -600,10 +612,20 @@ Test(backend, cuda_paged_batches_launch_the_paged_kernels, .init = fake_setup,
         prism_config cfg = load(configs[i]);
         prism_plan_limits lim = {2, 256, 1024, false};
         prism_plan *plan = NULL;
+        uint64_t before = compiles_of(ctx);
         cr_assert_eq(prism_plan_create(ctx, &cfg, &lim, &plan), PRISM_OK,
                      "%s", prism_context_last_error(ctx));
+        cr_assert_eq(compiles_of(ctx) - before, (uint64_t)prism_kernel_count(),
+                     "%s: the plain programs alone", configs[i]);
+        cr_assert_not(atomic_load(&cuda_of(plan)->paged_ready));
         inputs in;
         make_inputs(&cfg, 2, 256, 1024, &in); /* k, v: 2 x 1024 tokens */
+        before = compiles_of(ctx);
+        cr_assert_eq(prism_prefill(plan, &in.b, &in.q, &in.k, &in.v, &in.o,
+                                   NULL, NULL, NULL, 0, NULL),
+                     PRISM_OK, "%s", prism_plan_last_error(plan));
+        cr_assert_eq(compiles_of(ctx), before, "a contiguous launch");
+        cr_assert_null(cuda_of(plan)->kernels[PRISM_KERNEL_ATTENTION].paged);
         int ps = 2 * cfg.block_size, per_seq = 1024 / ps;
         int32_t table[64];
         for (int p = 0; p < 2 * per_seq; p++)
@@ -619,10 +641,20 @@ Test(backend, cuda_paged_batches_launch_the_paged_kernels, .init = fake_setup,
         setenv("FAKE_CUDA_GRIDS", "1", 1);
         char names[512];
         take_names(names, sizeof names);
-        cr_assert_eq(prism_prefill(plan, &in.b, &in.q, &kp, &vp, &in.o, NULL,
-                                   NULL, NULL, 0, NULL),
-                     PRISM_OK, "%s", prism_plan_last_error(plan));
+        for (int r = 0; r < 2; r++)
+            cr_assert_eq(prism_prefill(plan, &in.b, &in.q, &kp, &vp, &in.o,
+                                       NULL, NULL, NULL, 0, NULL),
+                         PRISM_OK, "%s", prism_plan_last_error(plan));
+        cr_assert_eq(compiles_of(ctx) - before, 2,
+                     "%s: pool_stats_paged and attention_paged, once",
+                     configs[i]);
+        cr_assert(atomic_load(&cuda_of(plan)->paged_ready));
         take_names(names, sizeof names);
+        char *second = strstr(names, "prism_pool_stats_paged ");
+        cr_assert(second && (second = strstr(second + 1,
+                                             "prism_pool_stats_paged ")),
+                  "%s", names);
+        *second = '\0'; /* the first launch's names */
         bool persistent = cuda_of(plan)
                               ->kernels[PRISM_KERNEL_ATTENTION]
                               .shape.grid == PRISM_GRID_PERSISTENT;
@@ -652,5 +684,36 @@ Test(backend, cuda_paged_batches_launch_the_paged_kernels, .init = fake_setup,
         free_inputs(&in);
         prism_plan_destroy(plan);
     }
+    prism_context_destroy(ctx);
+}
+
+static void *load_paged(void *plan) {
+    return (void *)(intptr_t)prism_cuda_load_paged(plan);
+}
+
+/* Threads launching a plan's first paged batches at once: one gets the
+ * paged programs, compiling each once, the others wait for them. */
+Test(backend, cuda_paged_programs_load_once_across_threads,
+     .init = fake_setup, .fini = fake_teardown, .timeout = 300) {
+    prism_context *ctx = fake_context();
+    prism_config cfg = load("smollm2-135m.yaml");
+    prism_plan_limits lim = {1, 256, 256, true};
+    prism_plan *plan = NULL;
+    cr_assert_eq(prism_plan_create(ctx, &cfg, &lim, &plan), PRISM_OK, "%s",
+                 prism_context_last_error(ctx));
+    uint64_t before = compiles_of(ctx);
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++)
+        cr_assert_eq(pthread_create(&t[i], NULL, load_paged, plan), 0);
+    for (int i = 0; i < 4; i++) {
+        void *st;
+        pthread_join(t[i], &st);
+        cr_expect_eq((intptr_t)st, PRISM_OK, "%s",
+                     prism_plan_last_error(plan));
+    }
+    cr_assert_eq(compiles_of(ctx) - before, 2);
+    cr_assert_not_null(cuda_of(plan)->kernels[PRISM_KERNEL_POOL_STATS].paged);
+    cr_assert_not_null(cuda_of(plan)->kernels[PRISM_KERNEL_ATTENTION].paged);
+    prism_plan_destroy(plan);
     prism_context_destroy(ctx);
 }

@@ -191,6 +191,25 @@ Test(tools_cli, a_repeated_arch_counts_once) {
     }
 }
 
+/* The paged K/V programs are compiled by `prism compile --paged` only:
+ * then a host with JIT off finds them in the cache. */
+Test(tools_cli, compile_paged_adds_the_paged_programs) {
+    cr_assert_eq(run_row("", "compile @C --arch sm_80", ""), 0, "%s", g_err);
+    cr_assert_eq(count(g_out, "_paged"), 0, "%s", g_out);
+    cr_assert_neq(run_row("PRISM_JIT=off", "compile @C --arch sm_80 --paged",
+                          ""),
+                  0, "not in the cache yet: %s", g_out);
+    cr_assert_eq(run_row("", "compile @C --arch sm_80 --paged", ""), 0, "%s",
+                 g_err);
+    cr_assert_eq(count(g_out, "pool_stats_paged sm_80   miss"), 1, "%s", g_out);
+    cr_assert_eq(count(g_out, "attention_paged sm_80   miss"), 1, "%s", g_out);
+    cr_assert_eq(count(g_out, " hit "), 3, "the plain programs: %s", g_out);
+    cr_assert_eq(run_row("PRISM_JIT=off", "compile @C --arch sm_80 --paged",
+                         ""),
+                 0, "%s", g_err);
+    cr_assert_eq(count(g_out, " hit "), 5, "%s", g_out);
+}
+
 /* $PRISM_JIT reads as a switch in any case; with JIT off and an empty
  * cache, compile fails at once; a value that is no switch is named. */
 Test(tools_cli, switches_in_the_environment_ignore_case) {

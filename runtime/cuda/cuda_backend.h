@@ -6,6 +6,7 @@
  *                database), its kernels loaded by role with the launch
  *                shapes of their specs; the workspace in device memory;
  *                the density read back
+ *   paged_load.c the paged programs, at the first paged launch
  *   launch.c     the calls: parameter blocks (gen/templates/KERNEL_params.h),
  *                grids (gen/launch.h) and launches
  */
@@ -67,7 +68,7 @@ static inline size_t cuda_split_slots(const cuda_plan *g) {
                : 0;
 }
 
-/* cuda_plan.c: the paged programs of the plan's config and arch, through
+/* paged_load.c: the paged programs of the plan's config and arch, through
  * the cache (compiling on a miss, as plan creation does), loaded into the
  * kernels' paged slots; once, whichever thread launches paged first.  A
  * failure is the plan's last error, and the next paged launch tries
