@@ -12,6 +12,7 @@
 #include "runtime/pack.h"
 
 #include "runtime/context.h"
+#include "runtime/module.h"
 #include "runtime/plan_tuning.h"
 #include "compile/nvrtc_compile.h"
 #include "cache/tar.h"
@@ -165,11 +166,16 @@ static prism_status copy_tuning(packer *P, int c) {
 
 static prism_status build(packer *P, const prism_config *cfg, prism_arch arch) {
     prism_module *m = NULL;
-    prism_status st = prism_module_build(P->pctx, cfg, arch, &m);
+    char err[PRISM_ERRMSG_MAX];
+    unsigned programs = PRISM_PROGRAMS_PLAIN |
+                        (P->o->paged ? PRISM_PROGRAMS_PAGED : 0);
+    prism_status st = prism_config_validate(cfg, err, sizeof err);
+    if (st == PRISM_OK)
+        st = prism_module_build_programs(P->pctx, cfg, arch, programs, &m,
+                                         err, sizeof err);
     if (st != PRISM_OK)
         return prism_errorf(P->err, sizeof P->err, st, "pack: %s for %s: %s",
-                            cfg->name, prism_arch_name(arch),
-                            prism_context_last_error(P->pctx));
+                            cfg->name, prism_arch_name(arch), err);
     prism_module_destroy(m);
     return PRISM_OK;
 }

@@ -45,6 +45,8 @@ typedef struct prism_pack_options {
     const prism_arch *archs; /* n_archs == 0: each config's own targets */
     int n_archs;
     const char *output; /* a new or empty DIR, or FILE.tar */
+    bool paged;         /* also the paged K/V programs (gen/kernels.h),
+                           for hosts that launch paged batches */
 } prism_pack_options;
 
 typedef struct prism_pack_report {

@@ -192,7 +192,8 @@ Test(tools_cli, a_repeated_arch_counts_once) {
 }
 
 /* The paged K/V programs are compiled by `prism compile --paged` only:
- * then a host with JIT off finds them in the cache. */
+ * then a host with JIT off finds them in the cache; `prism cache pack
+ * --paged` packs them. */
 Test(tools_cli, compile_paged_adds_the_paged_programs) {
     cr_assert_eq(run_row("", "compile @C --arch sm_80", ""), 0, "%s", g_err);
     cr_assert_eq(count(g_out, "_paged"), 0, "%s", g_out);
@@ -208,6 +209,11 @@ Test(tools_cli, compile_paged_adds_the_paged_programs) {
                          ""),
                  0, "%s", g_err);
     cr_assert_eq(count(g_out, " hit "), 5, "%s", g_out);
+    /* a pack for such hosts */
+    cr_assert_eq(run_row("", "cache pack @C --arch sm_80 --paged -o @D/pk",
+                         ""),
+                 0, "%s", g_err);
+    cr_assert_eq(count(g_out, " 5 files"), 1, "%s", g_out);
 }
 
 /* $PRISM_JIT reads as a switch in any case; with JIT off and an empty

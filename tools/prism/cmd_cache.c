@@ -32,7 +32,7 @@ static const subcommand subcommands[] = {
      "evict least recently used entries down to N bytes (default: the cap)\n"
      "           and remove stale temp and lock files"},
     {"clear", "", "remove every entry of the writable directory"},
-    {"pack", " CONFIG... [--arch A]... -o DIR|FILE.tar [--force]",
+    {"pack", " CONFIG... [--arch A]... -o DIR|FILE.tar [--force] [--paged]",
      "compile CONFIGs (and their tuned variants) into a self-contained,\n"
      "           pretuned cache for PRISM_CACHE_PATH"},
 };
@@ -77,7 +77,9 @@ static void sub_usage(const subcommand *s) {
                "the tuning database.  An existing output\n  (a .tar, or a "
                "directory that is not empty) is refused; --force replaces "
                "it\n  when it is a pack (a .tar, or a directory holding "
-               "MANIFEST.yaml).\n");
+               "MANIFEST.yaml).\n  --paged also packs the paged K/V "
+               "kernels, which plans otherwise\n  compile at their first "
+               "paged launch (hosts with PRISM_JIT=off need them).\n");
 }
 
 /* 1536 -> "1.5 KiB" */

@@ -4,6 +4,7 @@
  * than on the cache in use; cmd_cache.c dispatches to them.
  *
  *   prism cache pack CONFIG... [--arch A]... -o DIR|FILE.tar [--force]
+ *                    [--paged]
  *   prism cache verify PACK
  *
  * An existing output is never overwritten by surprise: pack refuses it,
@@ -65,7 +66,7 @@ static int check_output(const char *out, bool force) {
 
 int prism_cmd_cache_pack(int argc, char **argv) {
     const char *out = NULL;
-    bool force = false;
+    bool force = false, paged = false;
     cli_archs archs = {0};
     int n_configs = 0;
     const char **paths = calloc((size_t)argc, sizeof *paths);
@@ -77,6 +78,7 @@ int prism_cmd_cache_pack(int argc, char **argv) {
         CLI_OPT_STRING("output", 'o', &out),
         CLI_OPT_CUSTOM("arch", &archs, cli_opt_arch, true, false),
         CLI_OPT_FLAG("force", 0, &force),
+        CLI_OPT_FLAG("paged", 0, &paged),
     };
     cli_spec spec = {"cache pack", opts, PRISM_ARRAY_LEN(opts), paths, argc};
     if ((rc = cli_parse(&spec, argc - 1, argv + 1, &n_configs)) != CLI_OK)
@@ -103,7 +105,8 @@ int prism_cmd_cache_pack(int argc, char **argv) {
                              .n_configs = n_configs,
                              .archs = archs.v,
                              .n_archs = archs.n,
-                             .output = out};
+                             .output = out,
+                             .paged = paged};
     prism_pack_report rep;
     if (prism_pack_create(ctx, &po, &rep) != PRISM_OK) {
         rc = cli_fail("%s", prism_context_last_error(ctx));
