@@ -135,7 +135,7 @@ class BlockMask(C.Structure):
 # with the compiler when one exists.
 EXPECTED_SIZES = {"prism_config": 9104, "prism_layer_override": 192,
                   "prism_context_options": 72,
-                  "prism_batch": 48, "prism_plan_limits": 16,
+                  "prism_batch": 56, "prism_plan_limits": 16,
                   "prism_block_mask": 24, "prism_tensor": 32}
 STRUCTS = {"prism_config": ConfigStruct, "prism_context_options": ContextOptions,
            "prism_batch": Batch, "prism_plan_limits": PlanLimits,
