@@ -33,6 +33,7 @@ STRUCTS = {  # ctypes class -> C type
     _lib.PlanLimits: "prism_plan_limits",
     _lib.Tensor: "prism_tensor",
     _lib.Batch: "prism_batch",
+    _lib.PagedKV: "prism_paged_kv",
     _lib.Params: "prism_params",
     _lib.LayerRange: "prism_layer_range",
     _lib.LayerOverride: "prism_layer_override",

@@ -36,7 +36,7 @@ import torch
 from . import _config, _lib, _params
 from ._lib import PlanLimits, PrismError
 from ._mask import BlockMask
-from . import _launch
+from . import _launch, _paged
 from ._launch import dtype_code as _dtype_code
 
 _log = logging.getLogger("prism_attn")
@@ -304,7 +304,10 @@ class Kernel:
                 max_seqlen_q: Optional[int] = None,
                 max_seqlen_k: Optional[int] = None,
                 return_lse: bool = False, return_mask: bool = False,
-                params: Optional[Mapping[str, Any]] = None, **settings):
+                params: Optional[Mapping[str, Any]] = None,
+                page_table: Optional[torch.Tensor] = None,
+                seqlens_k: Any = None, kv_layout: str = "nhd",
+                pooled_keys: Optional[torch.Tensor] = None, **settings):
         """Prism attention: estimation, then block-sparse attention.
 
         Args:
@@ -331,6 +334,16 @@ class Kernel:
                 ``force_sink``, ``force_recent``, ``recent_blocks``,
                 ``softmax_scale``
                 (attention's logit scale; 0 means 1/sqrt(D)).
+            page_table: paged K/V (docs/python.md, "Paged K/V and chunked
+                prefill"): k and v are page pools of a KV cache and this
+                int32 [B, max_pages] table lists each sequence's pages.
+            seqlens_k: with page_table, the key lengths: an int for a
+                regular batch, int32 [B] (or cu_seqlens_k) for a ragged one.
+            kv_layout: with page_table, the pools' layout: ``"nhd"``
+                [num_pages, page_size, Hkv, D] or ``"hnd"``
+                [num_pages, Hkv, page_size, D].
+            pooled_keys: with page_table, a pooled-key cache
+                (:meth:`pooled_keys_buffer`) that a chunked prefill reuses.
 
         Returns:
             o (same shape and layout as q), followed by lse and/or the mask
@@ -341,6 +354,12 @@ class Kernel:
         if params or settings:
             values = _params.resolve(self._defaults, settings, params,
                                      _params.ALL, "prefill")
+        if (page_table is not None or seqlens_k is not None
+                or pooled_keys is not None):
+            return self._paged_prefill(
+                q, k, v, page_table, cu_seqlens_q, cu_seqlens_k, seqlens_k,
+                layout, kv_layout, max_seqlen_q, max_seqlen_k, pooled_keys,
+                return_lse, return_mask, values)
         mq, mk = _max_lengths(cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
                               max_seqlen_k)
         if torch.compiler.is_compiling():
@@ -370,16 +389,26 @@ class Kernel:
                  max_seqlen_q: Optional[int] = None,
                  max_seqlen_k: Optional[int] = None,
                  params: Optional[Mapping[str, Any]] = None,
+                 page_table: Optional[torch.Tensor] = None,
+                 seqlens_k: Any = None, kv_layout: str = "nhd",
+                 pooled_keys: Optional[torch.Tensor] = None,
                  **settings) -> BlockMask:
         """Prism estimation only: the selected key blocks as a BlockMask.
 
-        Arguments as in :meth:`prefill` (without v); the method parameters
-        are the selection's (all but ``softmax_scale``).
+        Arguments as in :meth:`prefill` (without v; k is a page pool with
+        page_table); the method parameters are the selection's (all but
+        ``softmax_scale``).
         """
         values = None
         if params or settings:
             values = _params.resolve(self._defaults, settings, params,
                                      _params.SELECTION, "estimate")
+        if (page_table is not None or seqlens_k is not None
+                or pooled_keys is not None):
+            return self._paged_estimate(
+                q, k, page_table, cu_seqlens_q, cu_seqlens_k, seqlens_k,
+                layout, kv_layout, max_seqlen_q, max_seqlen_k, pooled_keys,
+                values)
         mq, mk = _max_lengths(cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
                               max_seqlen_k)
         if torch.compiler.is_compiling():
@@ -398,19 +427,29 @@ class Kernel:
                          v: torch.Tensor, mask: BlockMask, *,
                          layout: str = "bhsd", return_lse: bool = False,
                          params: Optional[Mapping[str, Any]] = None,
-                         **settings):
+                         page_table: Optional[torch.Tensor] = None,
+                         kv_layout: str = "nhd", **settings):
         """Block-sparse attention over any block mask (causal inside it).
 
         The mask is one from :meth:`estimate` or :meth:`prefill`, or one
         built with :meth:`BlockMask.from_block_dense`; a ragged mask
         carries its cu_seqlens.  The one method parameter is
-        ``softmax_scale``.  Returns o, or (o, lse) with return_lse.
+        ``softmax_scale``.  With page_table, k and v are page pools (as in
+        :meth:`prefill`) and the key lengths are the mask's.  Returns o,
+        or (o, lse) with return_lse.
         """
         values = None
         if params or settings:
             values = _params.resolve(self._defaults, settings, params,
                                      _params.ATTENTION, "sparse_attention")
         cq, ck = mask.cu_seqlens_q, mask.cu_seqlens_k
+        if page_table is not None:
+            o, lse = _paged_sparse(self, q, k, v, page_table, mask.counts,
+                                   mask.indices, cq, ck,
+                                   None if cq is not None else mask.seqlen_k,
+                                   layout, kv_layout, mask.seqlen_q,
+                                   mask.seqlen_k, return_lse, values)
+            return (o, lse) if return_lse else o
         mq = mask.seqlen_q if cq is not None else 0
         mk = mask.seqlen_k if cq is not None else 0
         if torch.compiler.is_compiling():
@@ -424,6 +463,84 @@ class Kernel:
         o, lse = _launch.sparse(self, q, k, v, mask.counts, mask.indices, cq,
                                 ck, layout, mq, mk, return_lse, values)
         return (o, lse) if return_lse else o
+
+    # --- paged K/V ------------------------------------------------------------------
+    def pooled_keys_buffer(self, num_pages: int, page_size: int,
+                           kv_heads: Optional[int] = None) -> torch.Tensor:
+        """A zeroed pooled-key cache for paged calls (``pooled_keys=``):
+        float32 on the kernel's device, prism_paged_pooled_bytes() of the
+        config for pools of num_pages pages of page_size tokens and
+        kv_heads KV heads (default: the config's).  One per layer; zero a
+        page's entries (:meth:`pooled_keys_page`) when the page is given
+        other keys."""
+        hkv = self.kv_heads if kv_heads is None else kv_heads
+        for name, n in (("num_pages", num_pages), ("page_size", page_size),
+                        ("kv_heads", hkv)):
+            _paged._int(name, n)
+        size = _paged.pooled_bytes(self, num_pages, page_size, hkv)
+        if size == 0:
+            raise ValueError(
+                f"no pooled-key cache for {num_pages} pages of {page_size} "
+                f"tokens and {hkv} KV heads: the counts must be positive, "
+                f"page_size a multiple of block_size {self.block_size}, and "
+                f"the size within the library's limit")
+        return torch.zeros(size // 4, dtype=torch.float32,
+                           device=self.device)
+
+    def pooled_keys_page(self, buf: torch.Tensor, page: int, page_size: int,
+                         kv_heads: Optional[int] = None) -> torch.Tensor:
+        """The view of page ``page``'s entries in a pooled-key cache made
+        by :meth:`pooled_keys_buffer` with these page_size and kv_heads:
+        ``.zero_()`` it when the page is given other keys."""
+        hkv = self.kv_heads if kv_heads is None else kv_heads
+        n = (page_size // self.block_size) * hkv * (self.head_dim + 4)
+        return buf[page * n:(page + 1) * n]
+
+    def _paged_prefill(self, q, k, v, table, cu_q, cu_k, seqlens_k, layout,
+                       kv_layout, mq, mk, pooled, want_lse, want_mask,
+                       values):
+        if table is None:
+            raise ValueError("seqlens_k and pooled_keys are for paged K/V: "
+                             "pass page_table too")
+        seqlen_k, cu_k = _paged.key_lengths(cu_q, seqlens_k, cu_k)
+        mq, mk = _max_lengths(cu_q, cu_k, mq, mk)
+        o, lse, counts, indices = _paged_launch_prefill(
+            self, q, k, v, table, cu_q, cu_k, seqlen_k, layout, kv_layout,
+            mq, mk, pooled, want_lse, want_mask, values)
+        out: Tuple = (o,)
+        if want_lse:
+            out += (lse,)
+        if want_mask:
+            sq, sk = _paged_seqlens(q, layout, cu_q, mq, mk, seqlen_k)
+            out += (BlockMask(counts, indices, self.block_size, sq, sk,
+                              cu_q, cu_k),)
+        return out[0] if len(out) == 1 else out
+
+    def _paged_estimate(self, q, k, table, cu_q, cu_k, seqlens_k, layout,
+                        kv_layout, mq, mk, pooled, values) -> BlockMask:
+        if table is None:
+            raise ValueError("seqlens_k and pooled_keys are for paged K/V: "
+                             "pass page_table too")
+        seqlen_k, cu_k = _paged.key_lengths(cu_q, seqlens_k, cu_k)
+        mq, mk = _max_lengths(cu_q, cu_k, mq, mk)
+        counts, indices = _paged_launch_estimate(
+            self, q, k, table, cu_q, cu_k, seqlen_k, layout, kv_layout, mq,
+            mk, pooled, values)
+        sq, sk = _paged_seqlens(q, layout, cu_q, mq, mk, seqlen_k)
+        return BlockMask(counts, indices, self.block_size, sq, sk, cu_q, cu_k)
+
+
+# Paged calls have no custom op: under torch.compile they run eagerly (a
+# graph break) rather than being traced into the C call.
+_paged_launch_prefill = torch.compiler.disable(_paged.prefill)
+_paged_launch_estimate = torch.compiler.disable(_paged.estimate)
+_paged_sparse = torch.compiler.disable(_paged.sparse)
+
+
+def _paged_seqlens(q, layout, cu_q, mq, mk, seqlen_k) -> Tuple[int, int]:
+    if cu_q is not None:
+        return mq, mk
+    return q.shape[2 if layout == "bhsd" else 1], seqlen_k
 
 
 class DenseKernel(Kernel):
@@ -441,13 +558,26 @@ class DenseKernel(Kernel):
 
     def estimate(self, q, k, *, layout="bhsd", cu_seqlens_q=None,
                  cu_seqlens_k=None, max_seqlen_q=None, max_seqlen_k=None,
-                 params=None, **settings) -> BlockMask:
+                 params=None, page_table=None, seqlens_k=None,
+                 kv_layout="nhd", pooled_keys=None, **settings) -> BlockMask:
         if params or settings:
             _params.resolve(self._defaults, settings, params,
                             _params.SELECTION, "estimate")
+        paged = (page_table is not None or seqlens_k is not None
+                 or pooled_keys is not None)
+        seqlen_k = None
+        if paged:
+            if page_table is None:
+                raise ValueError("seqlens_k and pooled_keys are for paged "
+                                 "K/V: pass page_table too")
+            seqlen_k, cu_seqlens_k = _paged.key_lengths(
+                cu_seqlens_q, seqlens_k, cu_seqlens_k)
         mq, mk = _max_lengths(cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
                               max_seqlen_k)
-        sq, sk = _seqlens(q, k, layout, cu_seqlens_q, mq, mk)
+        if paged:
+            sq, sk = _paged_seqlens(q, layout, cu_seqlens_q, mq, mk, seqlen_k)
+        else:
+            sq, sk = _seqlens(q, k, layout, cu_seqlens_q, mq, mk)
         if cu_seqlens_q is not None:
             b, heads = cu_seqlens_q.shape[0] - 1, q.shape[1]
         else:
@@ -459,7 +589,8 @@ class DenseKernel(Kernel):
     def prefill(self, q, k, v, *, layout="bhsd", cu_seqlens_q=None,
                 cu_seqlens_k=None, max_seqlen_q=None, max_seqlen_k=None,
                 return_lse=False, return_mask=False, params=None,
-                **settings):
+                page_table=None, seqlens_k=None, kv_layout="nhd",
+                pooled_keys=None, **settings):
         scale = {}
         if params or settings:
             values = _params.resolve(self._defaults, settings, params,
@@ -468,7 +599,10 @@ class DenseKernel(Kernel):
         mask = self.estimate(q, k, layout=layout, cu_seqlens_q=cu_seqlens_q,
                              cu_seqlens_k=cu_seqlens_k,
                              max_seqlen_q=max_seqlen_q,
-                             max_seqlen_k=max_seqlen_k)
+                             max_seqlen_k=max_seqlen_k, page_table=page_table,
+                             seqlens_k=seqlens_k, pooled_keys=pooled_keys)
+        if page_table is not None:
+            scale.update(page_table=page_table, kv_layout=kv_layout)
         out = self.sparse_attention(q, k, v, mask, layout=layout,
                                     return_lse=return_lse, **scale)
         if not return_mask:

@@ -124,6 +124,13 @@ class Tensor(Structure):
                 ("stride_h", c_int64), ("stride_s", c_int64)]
 
 
+class PagedKV(Structure):
+    """prism_paged_kv: K/V page pools read through a page table."""
+    _fields_ = [("page_table", c_void_p), ("max_pages", c_int),
+                ("page_size", c_int), ("num_pages", c_int),
+                ("pooled_keys", c_void_p)]
+
+
 class Batch(Structure):
     """prism_batch."""
     _fields_ = [
@@ -305,6 +312,8 @@ def _declare(h):
            P(Tensor), P(Tensor), P(Tensor), c_void_p, P(BlockMaskStruct),
            c_void_p, c_size_t, c_void_p)
     _proto(h, "prism_plan_density", c_int, c_void_p, P(c_double))
+    _proto(h, "prism_paged_pooled_bytes", c_size_t, P(Config), c_int, c_int,
+           c_int)
     libc = ctypes.CDLL(None)
     libc.free.argtypes = [c_void_p]
     libc.free.restype = None
