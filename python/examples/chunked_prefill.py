@@ -74,7 +74,11 @@ def main(device="cpu"):
               f"density {mask.density():.2f}")
 
     one_shot = kern.prefill(q, k, v)
-    assert torch.equal(out, one_shot), "chunks differ from the one-shot prefill"
+    if device == "cpu":  # the CPU backend is exact whatever the chunking
+        assert torch.equal(out, one_shot), "chunks differ from the one-shot prefill"
+    else:  # on a GPU the kernels' tiles differ by chunk: bf16 rounding
+        err = float((out.float() - one_shot.float()).abs().max())
+        assert err < 2e-2, f"chunks differ from the one-shot prefill by {err}"
     print("chunked prefill over the paged cache == one-shot prefill")
 
 
