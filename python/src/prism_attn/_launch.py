@@ -174,6 +174,19 @@ def _geometry(kern, q, k, v, layout) -> _Geometry:
     return g
 
 
+def check_last_dim(kern, name: str, t: torch.Tensor) -> None:
+    """A K/V/Q tensor (or page pool) must be contiguous in head_dim and
+    have the config's head_dim."""
+    if t.stride(-1) != 1:
+        raise ValueError(f"{name} must be contiguous in its last "
+                         f"(head_dim) dimension; its strides are "
+                         f"{tuple(t.stride())}")
+    if t.shape[-1] != kern.head_dim:
+        raise ValueError(f"{name} has head_dim {t.shape[-1]} but the "
+                         f"config '{kern.config['name']}' has "
+                         f"{kern.head_dim}")
+
+
 def _fail(plan, st) -> PrismError:
     msg = _lib.lib().prism_plan_last_error(plan).decode(errors="replace")
     return PrismError(st, msg)
@@ -402,16 +415,8 @@ class _Call:
         (any GQA grouping, e.g. a tensor-parallel shard of the model's)."""
         kern = self.kernel
         for name, t in (("q", q), ("k", k), ("v", v)):
-            if t is None:
-                continue
-            if t.stride(-1) != 1:
-                raise ValueError(f"{name} must be contiguous in its last "
-                                 f"(head_dim) dimension; its strides are "
-                                 f"{tuple(t.stride())}")
-            if t.shape[-1] != kern.head_dim:
-                raise ValueError(f"{name} has head_dim {t.shape[-1]} but the "
-                                 f"config '{kern.config['name']}' has "
-                                 f"{kern.head_dim}")
+            if t is not None:
+                check_last_dim(kern, name, t)
         if v is not None and v.shape != k.shape:
             raise ValueError(f"v has shape {tuple(v.shape)} but k has "
                              f"{tuple(k.shape)}")

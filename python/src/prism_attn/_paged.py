@@ -26,7 +26,8 @@ import torch
 
 from . import _lib, _params
 from ._lib import Batch, BlockMaskStruct, PagedKV, Tensor
-from ._launch import _LAYOUTS, _Call, _current_stream, _fail, dtype_code
+from ._launch import (_LAYOUTS, _Call, _current_stream, _fail,
+                      check_last_dim, dtype_code)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._kernel import Kernel
@@ -188,14 +189,7 @@ class _PagedCall(_Call):
                 raise ValueError(f"{name} must be a 4-D page pool {shape} "
                                  f"(kv_layout={kv_layout!r}), got shape "
                                  f"{tuple(t.shape)}")
-            if t.stride(-1) != 1:
-                raise ValueError(f"{name} must be contiguous in its last "
-                                 f"(head_dim) dimension; its strides are "
-                                 f"{tuple(t.stride())}")
-            if t.shape[-1] != kern.head_dim:
-                raise ValueError(f"{name} has head_dim {t.shape[-1]} but the "
-                                 f"config '{kern.config['name']}' has "
-                                 f"{kern.head_dim}")
+            check_last_dim(kern, name, t)
         if v is not None and v.shape != k.shape:
             raise ValueError(f"v_cache has shape {tuple(v.shape)} but k_cache "
                              f"has {tuple(k.shape)}")
