@@ -13,6 +13,7 @@
 #include <criterion/criterion.h>
 
 #include "base/arch.h"
+#include "fake_testutil.h"
 #include "base/cuda_driver.h"
 #include "compile/cubin_info.h"
 
@@ -121,14 +122,7 @@ static void teardown(void) {
 
 /* A context on the stand-in driver, logging into g_log; skips elsewhere. */
 static prism_context *fake_context(bool jit) {
-    const prism_driver *drv;
-    char err[256], name[64] = "";
-    if (prism_driver_get(&drv, err, sizeof err) != PRISM_OK)
-        cr_skip_test("no CUDA driver: run through ctest, which puts "
-                     "tests/fake_cuda on LD_LIBRARY_PATH");
-    drv->device_get_name(name, sizeof name, 0);
-    if (!strstr(name, "Fake"))
-        cr_skip_test("the driver is a real one (%s)", name);
+    skip_unless_fake_driver();
     prism_context_options o;
     prism_context_options_init(&o);
     o.cache_dir = g_dir;

@@ -20,6 +20,7 @@
 #include <criterion/parameterized.h>
 
 #include "runtime/backend.h"
+#include "fake_testutil.h"
 #include "runtime/cpu/cpu_backend.h"
 #include "runtime/cuda/cuda_backend.h"
 #include "config/config_rules.h"
@@ -372,14 +373,7 @@ static void fake_teardown(void) {
 
 /* A CUDA context on the stand-in driver; skips anywhere else. */
 static prism_context *fake_context(void) {
-    const prism_driver *drv;
-    char err[256], name[64] = "";
-    if (prism_driver_get(&drv, err, sizeof err) != PRISM_OK)
-        cr_skip_test("no CUDA driver: run through ctest, which puts "
-                     "tests/fake_cuda on LD_LIBRARY_PATH");
-    drv->device_get_name(name, sizeof name, 0);
-    if (!strstr(name, "Fake"))
-        cr_skip_test("the driver is a real one (%s)", name);
+    skip_unless_fake_driver();
     prism_context_options o;
     prism_context_options_init(&o);
     o.cache_dir = cache_dir;

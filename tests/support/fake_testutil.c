@@ -1,0 +1,21 @@
+/*
+ * fake_testutil.c - the one check that a test talks to tests/fake_cuda,
+ * shared by the suites that drive CUDA plans without a GPU.
+ */
+#include "fake_testutil.h"
+
+#include "base/cuda_driver.h"
+
+#include <criterion/criterion.h>
+#include <string.h>
+
+void skip_unless_fake_driver(void) {
+    const prism_driver *drv;
+    char err[256], name[64] = "";
+    if (prism_driver_get(&drv, err, sizeof err) != PRISM_OK)
+        cr_skip_test("no CUDA driver: run through ctest, which puts "
+                     "tests/fake_cuda on LD_LIBRARY_PATH");
+    drv->device_get_name(name, sizeof name, 0);
+    if (!strstr(name, "Fake"))
+        cr_skip_test("the driver is a real one (%s)", name);
+}
