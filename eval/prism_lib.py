@@ -1,8 +1,8 @@
 """ctypes binding to libprism (include/prism.h) for torch tensors.
 
 The library is found through $PRISM_LIB (the path of libprism.so), else
-``build/libprism.so`` at the root of this repository.  The structs below
-mirror prism.h field by field; ``check_layout()`` verifies them at load time
+``build/libprism.so`` at the root of this repository.  The structs are the
+Python package's mirror of prism.h; ``check_layout()`` verifies them at load time
 against what the library itself writes (prism_config_init's SPEC defaults,
 and prism_config_to_yaml of a config changed through these structs), and
 the test suite also compares sizes and offsets with a compiled C program.
@@ -16,6 +16,7 @@ that dtype.
 from __future__ import annotations
 
 import ctypes as C
+import importlib.util
 import os
 import re
 from typing import Optional
@@ -26,23 +27,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_LIB = os.path.join(REPO, "build", "libprism.so")
 DEFAULT_CONFIG = os.path.join(REPO, "configs", "smollm2-135m.yaml")
 
-PRISM_NAME_MAX = 128
-PRISM_PATH_MAX = 1024
-PRISM_MAX_TARGETS = 8
-PRISM_MAX_TUNING = 32
-PRISM_MAX_LAYER_RANGES = 16
-PRISM_MAX_LAYER_OVERRIDES = 16
-
-DTYPE_BF16, DTYPE_FP16, DTYPE_FP32 = 0, 1, 2
-ROPE_HALF, ROPE_INTERLEAVED = 0, 1
-DEVICE_CUDA, DEVICE_CPU = 0, 1
-PRISM_OK = 0
-
-TORCH_DTYPE = {DTYPE_BF16: torch.bfloat16, DTYPE_FP16: torch.float16,
-               DTYPE_FP32: torch.float32}
-DTYPE_OF = {torch.bfloat16: DTYPE_BF16, torch.float16: DTYPE_FP16}
-
-
 class LibraryNotFound(RuntimeError):
     pass
 
@@ -51,96 +35,40 @@ class PrismError(RuntimeError):
     pass
 
 
-class TuningOverride(C.Structure):
-    _fields_ = [("kernel", C.c_char * 64), ("param", C.c_char * 64),
-                ("value", C.c_int64), ("line", C.c_int), ("column", C.c_int)]
+def _package_structs():
+    """The Python package's ctypes mirror of prism.h (python/src/prism_attn/
+    _lib.py), loaded by path: one definition of every struct for the
+    package and this runner, checked against the header by the package's
+    ABI tests.  Loading the module runs no library code, and the package
+    itself (which needs an installed build) is not imported."""
+    path = os.path.join(REPO, "python", "src", "prism_attn", "_lib.py")
+    spec = importlib.util.spec_from_file_location("_prism_attn_structs", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
-class LayerRange(C.Structure):
-    _fields_ = [("first", C.c_int), ("last", C.c_int)]
+_S = _package_structs()
+TuningOverride = _S.TuningOverride
+LayerRange = _S.LayerRange
+LayerOverride = _S.LayerOverride
+ConfigStruct = _S.Config
+LOG_FN = _S.LOG_FN
+ContextOptions = _S.ContextOptions
+PlanLimits = _S.PlanLimits
+Tensor = _S.Tensor
+Batch = _S.Batch
+BlockMask = _S.BlockMaskStruct
+PRISM_MAX_LAYER_RANGES = _S.MAX_LAYER_RANGES
+PRISM_MAX_LAYER_OVERRIDES = _S.MAX_LAYER_OVERRIDES
+DTYPE_BF16, DTYPE_FP16, DTYPE_FP32 = _S.DTYPE_BF16, _S.DTYPE_FP16, _S.DTYPE_FP32
+ROPE_HALF, ROPE_INTERLEAVED = _S.ROPE_HALF, _S.ROPE_INTERLEAVED
+DEVICE_CUDA, DEVICE_CPU = _S.DEVICE_CUDA, _S.DEVICE_CPU
+PRISM_OK = _S.OK
 
-
-class LayerOverride(C.Structure):
-    _fields_ = [
-        ("n_ranges", C.c_int), ("ranges", LayerRange * PRISM_MAX_LAYER_RANGES),
-        ("fields", C.c_uint), ("high_dim", C.c_int), ("low_dim", C.c_int),
-        ("threshold_high", C.c_double), ("threshold_low", C.c_double),
-        ("calibrate", C.c_bool), ("temp_high", C.c_double), ("temp_low", C.c_double),
-        ("force_sink", C.c_bool), ("force_recent", C.c_bool),
-        ("recent_blocks", C.c_int),
-    ]
-
-
-class ConfigStruct(C.Structure):
-    _fields_ = [
-        ("name", C.c_char * PRISM_NAME_MAX),
-        ("source", C.c_char * PRISM_PATH_MAX),
-        ("head_dim", C.c_int), ("q_heads", C.c_int), ("kv_heads", C.c_int),
-        ("dtype", C.c_int),
-        ("rope_layout", C.c_int), ("rope_theta", C.c_double),
-        ("block_size", C.c_int), ("high_dim", C.c_int), ("low_dim", C.c_int),
-        ("threshold_high", C.c_double), ("threshold_low", C.c_double),
-        ("calibrate", C.c_bool),
-        ("temp_high", C.c_double), ("temp_low", C.c_double),
-        ("force_sink", C.c_bool), ("force_recent", C.c_bool),
-        ("recent_blocks", C.c_int),
-        ("n_targets", C.c_int), ("targets", C.c_int * PRISM_MAX_TARGETS),
-        ("n_tuning", C.c_int), ("tuning", TuningOverride * PRISM_MAX_TUNING),
-        ("n_dense", C.c_int), ("dense", LayerRange * PRISM_MAX_LAYER_RANGES),
-        ("n_layer_overrides", C.c_int),
-        ("layer_overrides", LayerOverride * PRISM_MAX_LAYER_OVERRIDES),
-    ]
-
-
-LOG_FN = C.CFUNCTYPE(None, C.c_void_p, C.c_int, C.c_char_p)
-
-
-class ContextOptions(C.Structure):
-    _fields_ = [
-        ("device_ordinal", C.c_int), ("log", LOG_FN), ("log_user", C.c_void_p),
-        ("log_level", C.c_int), ("cache_dir", C.c_char_p),
-        ("cache_path", C.c_char_p), ("cache_max_bytes", C.c_int64),
-        ("disable_disk_cache", C.c_bool), ("disable_jit", C.c_bool),
-        ("compile_threads", C.c_int), ("device", C.c_int),
-        ("cpu_threads", C.c_int),
-    ]
-
-
-class PlanLimits(C.Structure):
-    _fields_ = [("max_batch", C.c_int), ("max_seqlen_q", C.c_int),
-                ("max_seqlen_k", C.c_int), ("caller_workspace", C.c_bool)]
-
-
-class Tensor(C.Structure):
-    _fields_ = [("data", C.c_void_p), ("stride_b", C.c_int64),
-                ("stride_h", C.c_int64), ("stride_s", C.c_int64)]
-
-
-class Batch(C.Structure):
-    _fields_ = [("dtype", C.c_int), ("batch", C.c_int),
-                ("seqlen_q", C.c_int), ("seqlen_k", C.c_int),
-                ("cu_seqlens_q", C.c_void_p), ("cu_seqlens_k", C.c_void_p),
-                ("total_q", C.c_int), ("total_k", C.c_int),
-                ("params", C.c_void_p),  # NULL: the config's run-time values
-                ("paged", C.c_void_p)]  # NULL: contiguous K and V
-
-
-class BlockMask(C.Structure):
-    _fields_ = [("counts", C.c_void_p), ("indices", C.c_void_p),
-                ("nq", C.c_int), ("nk", C.c_int)]
-
-
-# Sizes on x86-64 / aarch64 Linux (LP64), as a C compiler gives them for
-# prism.h (prism_batch with its params pointer); the tests recompute them
-# with the compiler when one exists.
-EXPECTED_SIZES = {"prism_config": 9104, "prism_layer_override": 192,
-                  "prism_context_options": 72,
-                  "prism_batch": 56, "prism_plan_limits": 16,
-                  "prism_block_mask": 24, "prism_tensor": 32}
-STRUCTS = {"prism_config": ConfigStruct, "prism_context_options": ContextOptions,
-           "prism_batch": Batch, "prism_plan_limits": PlanLimits,
-           "prism_block_mask": BlockMask, "prism_tensor": Tensor,
-           "prism_layer_override": LayerOverride}
+TORCH_DTYPE = {DTYPE_BF16: torch.bfloat16, DTYPE_FP16: torch.float16,
+               DTYPE_FP32: torch.float32}
+DTYPE_OF = {torch.bfloat16: DTYPE_BF16, torch.float16: DTYPE_FP16}
 
 
 def find_library(path: Optional[str] = None) -> str:
@@ -247,8 +175,6 @@ def _yaml_of(L, cfg: ConfigStruct) -> str:
 
 def check_layout(L):
     """Fails loudly when these ctypes structs do not match the library."""
-    for n, s in STRUCTS.items():
-        assert C.sizeof(s) == EXPECTED_SIZES[n], (n, C.sizeof(s), EXPECTED_SIZES[n])
     c = ConfigStruct()
     L.prism_config_init(C.byref(c))
     got = (c.head_dim, c.q_heads, c.kv_heads, c.dtype, c.rope_layout, c.rope_theta,
