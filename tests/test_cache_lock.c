@@ -229,6 +229,6 @@ Test(cache_lock, prism_compile_does_not_hang_on_a_stopped_holder) {
     snprintf(pid_text, sizeof pid_text, "pid %ld", (long)pid);
     cr_assert(strstr(g_err, pid_text), "%s", g_err);
     cr_assert(strstr(g_err, hex), "%s", g_err);
-    cr_assert(strstr(g_out, "pool_stats   sm_80   miss"), "%s", g_out);
+    cr_assert(strstr(g_out, "pool_stats       sm_80   miss"), "%s", g_out);
     cr_assert_eq(cache_tu_count(second, ".prc"), 3, "everything published");
 }

@@ -177,7 +177,7 @@ static void on_progress(void *user, const prism_autotune_progress *p) {
 }
 
 static void print_table(const prism_autotune_report *r) {
-    printf("%-12s %7s %11s %10s %8s  %-26s %s\n", "kernel", "bucket",
+    printf("%-16s %7s %11s %10s %8s  %-26s %s\n", "kernel", "bucket",
            "default ms", "tuned ms", "speedup", "candidates", "best");
     for (int i = 0; i < r->n_rows; i++) {
         const prism_autotune_row *w = &r->rows[i];
@@ -190,7 +190,7 @@ static void print_table(const prism_autotune_report *r) {
             snprintf(tuned, sizeof tuned, "%.4f", w->tuned_ms);
         if (w->default_ms > 0 && w->tuned_ms > 0)
             snprintf(speed, sizeof speed, "%.2fx", w->default_ms / w->tuned_ms);
-        printf("%-12s %7d %11s %10s %8s  %-26s %s\n", w->kernel, w->bucket, def,
+        printf("%-16s %7d %11s %10s %8s  %-26s %s\n", w->kernel, w->bucket, def,
                tuned, speed, counts, w->best[0] ? w->best : "-");
     }
 }

@@ -48,7 +48,7 @@ static bool spill_text(const prism_kernel_info *k, char *out, size_t size) {
 static bool print_kernel(const prism_kernel_info *k) {
     char spills[16];
     bool proxy = spill_text(k, spills, sizeof spills);
-    printf("%-12s %-7s %-4s %.12s  regs %3d  spills %4s  smem %6d  "
+    printf("%-16s %-7s %-4s %.12s  regs %3d  spills %4s  smem %6d  "
            "%8.1f ms%s\n",
            k->name, prism_arch_name(k->arch), k->cache_hit ? "hit" : "miss",
            k->key_hex, k->registers, spills, k->shared_bytes, k->lookup_ms,
