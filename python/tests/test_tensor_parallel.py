@@ -1,12 +1,13 @@
 """Tensor parallelism: python/examples/tensor_parallel.py under torchrun.
 
-Two ranks (gloo on the CPU; NCCL on two GPUs, skipped with fewer) each
-run Prism prefill on their head shard of a Llama-style attention layer;
-the example checks the gathered result on rank 0 and saves it.  Here the
-saved masks, head outputs and layer output are compared again with this
-process's own one-process run of the same layer: masks identical per
-head, head outputs bit for bit on the CPU backend (to bf16 rounding on
-GPUs), the all-reduced layer output to float32 rounding.
+Two ranks (gloo on the CPU; NCCL on two and four GPUs, skipped with
+fewer) each run Prism prefill on their head shard of a Llama-style
+attention layer; the example checks the gathered result on rank 0 and
+saves it.  Here the saved masks, head outputs and layer output are
+compared again with this process's own one-process run of the same
+layer: masks identical per head, head outputs bit for bit on the CPU
+backend (to bf16 rounding on GPUs), the all-reduced layer output to
+float32 rounding.
 """
 
 import importlib.util
@@ -114,10 +115,12 @@ def test_shards_split_whole_kv_heads():
         tp.shard(w, 0, 3)
 
 
-@pytest.mark.skipif(torch.cuda.device_count() < 2,
-                    reason="needs two CUDA devices")
-def test_two_ranks_on_gpus(tmp_path):
-    world = min(2, torch.cuda.device_count())
+@pytest.mark.parametrize("world", [2, 4])
+def test_ranks_on_gpus(tmp_path, world):
+    """NCCL, one GPU per rank; skips on hosts with fewer GPUs."""
+    count = torch.cuda.device_count()
+    if count < world:
+        pytest.skip(f"needs {world} CUDA devices, this host has {count}")
     tp = load_example()
     saved, stdout = run_example(tmp_path, "cuda", world)
     print(stdout)
