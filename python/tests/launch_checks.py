@@ -203,6 +203,19 @@ def check_unknown_stream_is_refused(kern, dev, dtype, target):
             raise AssertionError("a launch on an unknown stream succeeded")
 
 
+def check_missing_ordinal_is_refused():
+    """A context for a CUDA ordinal the driver does not have is refused
+    by the library with its message (prism_attn.kernel refuses such a
+    device before; this is the library's own check, under it)."""
+    try:
+        _kernel._context(torch.device("cuda", 64))
+    except prism_attn.PrismError as e:
+        assert e.status_name == "PRISM_ERR_NO_DEVICE", e
+        assert "device_ordinal = 64" in str(e), e
+    else:
+        raise AssertionError("a context on CUDA device 64 was created")
+
+
 CHECKS = (check_prefill_with_mask_and_lse, check_estimate_then_sparse,
           check_ragged, check_params_and_shard)
 
@@ -238,6 +251,8 @@ def main(argv) -> int:
             ok &= _run(f"check_unknown_stream_is_refused[{dtype}]",
                        lambda: check_unknown_stream_is_refused(
                            kern, dev, dtype, target))
+    ok &= _run("check_missing_ordinal_is_refused",
+               check_missing_ordinal_is_refused)
     return 0 if ok else 1
 
 

@@ -35,6 +35,26 @@ def test_wrong_device(kern):
         kern.prefill(q.to("meta"), k, v)
 
 
+def test_cuda_ordinal_that_does_not_exist():
+    """A kernel for a CUDA device this process does not have is refused
+    when it is made, naming the device (also on a host without CUDA)."""
+    n = torch.cuda.device_count()
+    with pytest.raises(ValueError, match=f"no CUDA device.*cuda:{n}"):
+        prism_attn.kernel(make_config(), f"cuda:{n}")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_ordinal_past_the_devices():
+    """On a GPU host: the message lists the devices there are, and a
+    kernel on an existing device still runs afterwards."""
+    n = torch.cuda.device_count()
+    with pytest.raises(ValueError, match=rf"sees {n} CUDA device\(s\)"):
+        prism_attn.kernel(make_config(), f"cuda:{n + 3}")
+    kern = prism_attn.kernel(make_config(), f"cuda:{n - 1}")
+    q, k, v = (x.to(kern.device) for x in qkv(sq=128, sk=128))
+    assert kern.prefill(q, k, v).device == kern.device
+
+
 def test_bad_layout(kern):
     with pytest.raises(ValueError, match="layout must be"):
         kern.prefill(*qkv(), layout="sbhd")

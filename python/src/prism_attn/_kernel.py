@@ -75,7 +75,10 @@ def _context(device: torch.device) -> int:
             out = c_void_p()
             st = h.prism_context_create(opts, byref(out))
             if st != _lib.OK:
-                raise PrismError(st, "cannot create a prism context")
+                msg = h.prism_context_last_error(None)
+                raise PrismError(st, f"cannot create a prism context on "
+                                     f"{device}: "
+                                     f"{msg.decode(errors='replace')}")
             _contexts[key] = out.value
     return _contexts[key]
 
@@ -84,10 +87,21 @@ def _normalize_device(device: Any) -> torch.device:
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.device(device)
-    if dev.type == "cuda" and dev.index is None:
-        dev = torch.device("cuda", torch.cuda.current_device())
     if dev.type not in ("cpu", "cuda"):
         raise ValueError(f"Prism runs on CUDA and CPU devices, not {dev}")
+    if dev.type == "cuda":
+        # an ordinal torch cannot see would only fail at the first call
+        n = torch.cuda.device_count()
+        if n == 0:
+            raise ValueError(f"no CUDA device for a kernel on {dev}: torch "
+                             "sees none (CUDA_VISIBLE_DEVICES, the driver, "
+                             "or a CPU-only torch); use device='cpu'")
+        if dev.index is None:
+            dev = torch.device("cuda", torch.cuda.current_device())
+        elif dev.index >= n:
+            raise ValueError(f"no CUDA device {dev}: this process sees {n} "
+                             f"CUDA device(s), cuda:0..cuda:{n - 1} "
+                             "(CUDA_VISIBLE_DEVICES renumbers them)")
     return dev
 
 
