@@ -17,6 +17,10 @@
 
 #include "base/base.h"
 
+#include <stdint.h>
+
+#include "gen/templates/pool_stats_params.h"
+
 static prism_status full(const prism_kernel_spec *s, char *err, size_t n) {
     return prism_errorf(err, n, PRISM_ERR_GENERATE,
                         "kernel spec for '%s' is full", s->def->name);
@@ -157,15 +161,32 @@ unsigned prism_launch_persistent_ctas(const prism_launch_shape *l,
                                                : (unsigned)in->sm_count;
 }
 
+void prism_launch_pool_keys(const prism_grid_input *in, int *fresh,
+                            int *sweeps) {
+    if (!in->pooled_keys || in->block_size < 1) {
+        *fresh = in->nk;
+        *sweeps = 0;
+        return;
+    }
+    int prefix = in->ragged ? in->seqlen_k / in->block_size
+                            : pool_prefix_blocks(in->seqlen_q, in->seqlen_k,
+                                                 in->block_size);
+    *fresh = in->ragged ? imin(in->nk, in->nq + 1) : in->nk - prefix;
+    *sweeps = (prefix + POOL_SWEEP_BLOCKS - 1) / POOL_SWEEP_BLOCKS;
+}
+
 void prism_launch_grid(const prism_launch_shape *l, const prism_grid_input *in,
                        unsigned grid[3]) {
     grid[0] = grid[1] = grid[2] = 1;
     switch (l->grid) {
-    case PRISM_GRID_BLOCKS:
-        grid[0] = (unsigned)(in->nq > in->nk ? in->nq : in->nk);
+    case PRISM_GRID_BLOCKS: {
+        int fresh, sweeps;
+        prism_launch_pool_keys(in, &fresh, &sweeps);
+        grid[0] = (unsigned)(in->nq > fresh + sweeps ? in->nq : fresh + sweeps);
         grid[1] = (unsigned)(in->q_heads + in->kv_heads);
         grid[2] = (unsigned)in->batch;
         break;
+    }
     case PRISM_GRID_ROW_GROUPS: {
         int rows = in->nq * (in->q_heads / in->kv_heads);
         unsigned groups = (unsigned)((rows + in->rows_per_cta - 1) /

@@ -19,8 +19,10 @@
 
 /* How a batch becomes a grid (prism_launch_grid). */
 typedef enum prism_grid_rule {
-    PRISM_GRID_BLOCKS,      /* (max(nq, nk), Hq + Hkv, batch): one CTA per
-                               pooled block of one head                  */
+    PRISM_GRID_BLOCKS,      /* (max(nq, key CTAs), Hq + Hkv, batch): one
+                               CTA per pooled block of one head; the key
+                               CTAs are nk, or with a pooled-key cache
+                               those of prism_launch_pool_keys          */
     PRISM_GRID_ROW_GROUPS,  /* (ceil(nq Hq / Hkv / rows) Hkv batch, 1, 1):
                                one CTA per group of query-block rows that
                                share a KV head                           */
@@ -50,11 +52,29 @@ typedef struct prism_grid_input {
     int nq, nk;        /* query / key blocks of the longest sequence */
     int rows_per_cta;  /* PRISM_GRID_ROW_GROUPS                      */
     int sm_count;      /* PRISM_GRID_PERSISTENT                      */
+    /* PRISM_GRID_BLOCKS with a pooled-key cache (prism_paged_kv): */
+    bool pooled_keys;  /* the launch reads and writes the cache      */
+    bool ragged;       /* cu_seqlens: per-sequence lengths unknown   */
+    int seqlen_k, block_size;
 } prism_grid_input;
 
 /* The grid of one launch. */
 void prism_launch_grid(const prism_launch_shape *shape,
                        const prism_grid_input *in, unsigned grid[3]);
+
+/* The key CTAs per (sequence, KV head) of a pool_stats launch
+ * (PRISM_GRID_BLOCKS): without a pooled-key cache *fresh = nk and
+ * *sweeps = 0, one CTA per key block; with one, the rule of
+ * gen/templates/pool_stats_params.h: *fresh CTAs for the blocks from each
+ * sequence's prefix to its end, then *sweeps CTAs of POOL_SWEEP_BLOCKS
+ * prefix blocks each.  A regular batch's lengths are those of every
+ * sequence, so the counts are exact; a ragged batch's are device memory,
+ * so its counts are bounds over every sequence the maxima allow (a
+ * sequence's fresh blocks are at most ceil(len_q / block_size) + 1, its
+ * prefix at most seqlen_k / block_size blocks), and its CTAs past their
+ * own sequence's blocks exit. */
+void prism_launch_pool_keys(const prism_grid_input *in, int *fresh,
+                            int *sweeps);
 
 /* The persistent attention's CTA count rule, also its `ctas` parameter. */
 unsigned prism_launch_persistent_ctas(const prism_launch_shape *shape,

@@ -583,7 +583,12 @@ typedef struct prism_tensor {
  * [kv_heads][head_dim + 4] floats (mean, the three energies, a mark).  An
  * estimate or prefill reads the entry of every full block whose entry is
  * marked, and pools and writes (then marks) every full block whose entry
- * is not; partial blocks are pooled every time and never written.
+ * is not; partial blocks are pooled every time and never written.  The
+ * work is placed for a chunked prefill: the blocks that end at or before
+ * the call's first query (key Sk - Sq) are taken as written by earlier
+ * chunks and read in bulk, the ones after them pooled one by one, so the
+ * pooling grows with the chunk; a prefix block found unwritten is pooled
+ * and written all the same, only slower.
  * Selections with and without the buffer are identical.  The contract:
  * the buffer starts zeroed, and the caller zeroes a page's entries (the
  * page's (page_size / block_size) * kv_heads * (head_dim + 4) floats)

@@ -711,3 +711,119 @@ Test(backend, cuda_paged_programs_load_once_across_threads,
     prism_plan_destroy(plan);
     prism_context_destroy(ctx);
 }
+
+/* The stream operations since the last call, as take_grids: the pool
+ * launch's grid (the first "grid" line) and the bytes of every memset. */
+static void take_pool_launch(unsigned grid[3], size_t *memset_bytes,
+                             int *memsets) {
+    grid[0] = grid[1] = grid[2] = 0;
+    *memset_bytes = 0;
+    *memsets = 0;
+    FILE *f = fopen(trace_path, "r");
+    char line[160];
+    bool first = true;
+    size_t n;
+    while (f && fgets(line, sizeof line, f)) {
+        if (first && sscanf(line, "grid %u %u %u", &grid[0], &grid[1],
+                            &grid[2]) == 3)
+            first = false;
+        if (sscanf(line, "memset %zu", &n) == 1) {
+            *memset_bytes += n;
+            (*memsets)++;
+        }
+    }
+    if (f)
+        fclose(f);
+    unlink(trace_path);
+}
+
+/* With a pooled-key cache the pooling launch of a chunk is sized by the
+ * chunk (gen/templates/pool_stats_params.h): a two-chunk prefill's second
+ * chunk, 3 blocks over a prefix of 40, gets a CTA per block from the
+ * prefix on and a sweep CTA per 32 prefix blocks -- 3 + 2, not a CTA per
+ * key block of the context as without the cache (43).  A chunk that does
+ * not start on a block boundary counts the block it starts in as its own.
+ * Each estimate clears only the energy sums, whose size does not depend on
+ * the context. */
+Test(backend, cuda_pooled_key_cache_sizes_pooling_by_the_chunk,
+     .init = fake_setup, .fini = fake_teardown, .timeout = 300) {
+    prism_context *ctx = fake_context();
+    static const char *const configs[] = {"smollm2-135m.yaml",
+                                          "llama-3.1-8b.yaml"};
+    for (int i = 0; i < 2; i++) {
+        prism_config cfg = load(configs[i]);
+        int bs = cfg.block_size, prefix = 40 * bs, chunk = 3 * bs;
+        int sk = prefix + chunk, ps = 2 * bs, pages = (sk + ps - 1) / ps;
+        prism_plan_limits lim = {1, prefix, sk, false};
+        prism_plan *plan = NULL;
+        cr_assert_eq(prism_plan_create(ctx, &cfg, &lim, &plan), PRISM_OK,
+                     "%s", prism_context_last_error(ctx));
+        inputs in;
+        make_inputs(&cfg, 1, prefix, sk, &in);
+        int32_t table[64];
+        for (int p = 0; p < pages; p++)
+            table[p] = p;
+        size_t cache_bytes =
+            prism_paged_pooled_bytes(&cfg, pages, ps, cfg.kv_heads);
+        float *cache = aligned_alloc(256, (cache_bytes + 255) & ~(size_t)255);
+        cr_assert_not_null(cache);
+        memset(cache, 0, cache_bytes);
+        int64_t d = cfg.head_dim, hkv = cfg.kv_heads;
+        prism_tensor kp = {in.k.data, ps * hkv * d, d, hkv * d}, vp = kp;
+        vp.data = in.v.data;
+        unsigned hq_hkv = (unsigned)(cfg.q_heads + cfg.kv_heads);
+        setenv("FAKE_CUDA_TRACE", trace_path, 1);
+        setenv("FAKE_CUDA_GRIDS", "1", 1);
+        unsigned g[3];
+        size_t bytes[2];
+        int memsets;
+        take_pool_launch(g, &bytes[0], &memsets);
+        for (int with = 0; with < 2; with++) {
+            prism_paged_kv pg = {table, pages, ps, pages, with ? cache : NULL};
+            prism_batch b = in.b;
+            b.paged = &pg;
+            /* chunk 1: the prefix, queries over their own keys */
+            b.seqlen_q = b.seqlen_k = prefix;
+            cr_assert_eq(prism_prefill(plan, &b, &in.q, &kp, &vp, &in.o, NULL,
+                                       NULL, NULL, 0, NULL),
+                         PRISM_OK, "%s", prism_plan_last_error(plan));
+            take_pool_launch(g, &bytes[0], &memsets);
+            cr_expect(g[0] == 40 && g[1] == hq_hkv && g[2] == 1,
+                      "%s chunk 1 (cache %d): pool grid %u %u %u",
+                      configs[i], with, g[0], g[1], g[2]);
+            cr_expect_eq(memsets, 1);
+            /* chunk 2: 3 blocks over the 40 of chunk 1 */
+            b.seqlen_q = chunk;
+            b.seqlen_k = sk;
+            cr_assert_eq(prism_prefill(plan, &b, &in.q, &kp, &vp, &in.o, NULL,
+                                       NULL, NULL, 0, NULL),
+                         PRISM_OK, "%s", prism_plan_last_error(plan));
+            take_pool_launch(g, &bytes[1], &memsets);
+            unsigned want = with ? 3 + 2 : 43;
+            cr_expect(g[0] == want && g[1] == hq_hkv && g[2] == 1,
+                      "%s chunk 2 (cache %d): pool grid %u %u %u, want %u",
+                      configs[i], with, g[0], g[1], g[2], want);
+            cr_expect(memsets == 1 && bytes[1] == bytes[0],
+                      "%s: %d memsets, %zu bytes after %zu", configs[i],
+                      memsets, bytes[1], bytes[0]);
+            /* a chunk that starts inside block 40: blocks 40..42 are its
+             * own, 0..39 the prefix */
+            b.seqlen_q = chunk - 10;
+            prism_block_mask m = in.mask; /* 3 x 43 blocks */
+            m.nq = 3;
+            cr_assert_eq(prism_estimate(plan, &b, &in.q, &kp, &m, NULL, 0,
+                                        NULL),
+                         PRISM_OK, "%s", prism_plan_last_error(plan));
+            take_pool_launch(g, &bytes[1], &memsets);
+            cr_expect(g[0] == want,
+                      "%s unaligned chunk (cache %d): pool grid %u, want %u",
+                      configs[i], with, g[0], want);
+        }
+        unsetenv("FAKE_CUDA_GRIDS");
+        unsetenv("FAKE_CUDA_TRACE");
+        free(cache);
+        free_inputs(&in);
+        prism_plan_destroy(plan);
+    }
+    prism_context_destroy(ctx);
+}

@@ -311,6 +311,57 @@ Test(gen_facts, pool_and_estimate_shapes_follow_their_threads) {
     cr_expect(g[0] == 4 * 1 * 2, "%u", g[0]);
 }
 
+/* With a pooled-key cache the pooling grid's key CTAs follow the chunk
+ * (gen/templates/pool_stats_params.h): a 2K chunk over a 128K prefix in
+ * blocks of 128 pools its 16 blocks and sweeps the prefix's 1024 in 32
+ * CTAs of 32, where without the cache every one of the 1040 key blocks
+ * gets a CTA; a chunk starting inside a block owns that block; a ragged
+ * batch, whose lengths the host cannot see, gets bounds that cover every
+ * sequence the maxima allow. */
+Test(gen_facts, pool_grid_with_the_cache_follows_the_chunk) {
+    prism_launch_shape pool = {.grid = PRISM_GRID_BLOCKS, .threads = 128};
+    prism_grid_input in = {.batch = 1, .seqlen_q = 2048, .seqlen_k = 133120,
+                           .q_heads = 32, .kv_heads = 8, .nq = 16,
+                           .nk = 1040, .block_size = 128};
+    unsigned g[3];
+    int fresh, sweeps;
+    prism_launch_grid(&pool, &in, g);
+    cr_expect(g[0] == 1040 && g[1] == 40 && g[2] == 1, "%u %u %u", g[0], g[1],
+              g[2]);
+    in.pooled_keys = true;
+    prism_launch_pool_keys(&in, &fresh, &sweeps);
+    cr_expect(fresh == 16 && sweeps == 32, "%d %d", fresh, sweeps);
+    prism_launch_grid(&pool, &in, g);
+    cr_expect(g[0] == 48 && g[1] == 40 && g[2] == 1, "%u %u %u", g[0], g[1],
+              g[2]);
+    /* 1000 queries over 5000 keys: the prefix is blocks 0..30 (key 4000
+     * lies in block 31), the chunk's blocks 31..39 */
+    in.seqlen_q = 1000;
+    in.seqlen_k = 5000;
+    in.nq = 8;
+    in.nk = 40;
+    prism_launch_pool_keys(&in, &fresh, &sweeps);
+    cr_expect(fresh == 9 && sweeps == 1, "%d %d", fresh, sweeps);
+    prism_launch_grid(&pool, &in, g);
+    cr_expect_eq(g[0], 10);
+    /* ragged: at most nq + 1 blocks of a chunk, a prefix of at most
+     * seqlen_k / block_size blocks */
+    in.ragged = true;
+    prism_launch_pool_keys(&in, &fresh, &sweeps);
+    cr_expect(fresh == 9 && sweeps == 2, "%d %d", fresh, sweeps);
+    /* a prompt in one call has no prefix: a CTA per key block */
+    in.ragged = false;
+    in.seqlen_q = in.seqlen_k = 5000;
+    in.nq = in.nk = 40;
+    prism_launch_pool_keys(&in, &fresh, &sweeps);
+    cr_expect(fresh == 40 && sweeps == 0, "%d %d", fresh, sweeps);
+    /* the rule itself, as the kernels see it per sequence */
+    cr_expect_eq(pool_prefix_blocks(2048, 133120, 128), 1024);
+    cr_expect_eq(pool_prefix_blocks(1000, 5000, 128), 31);
+    cr_expect_eq(pool_prefix_blocks(300, 200, 128), 0);
+    cr_expect_eq(pool_prefix_blocks(0, 200, 128), 1);
+}
+
 /* The sm_90a kernels divide item indices by the launch's head counts with
  * FastDiv (gen/templates/attention_sm90_produce.cu): exact for every
  * divisor a head count or GQA group can be and every index below 2^31. */

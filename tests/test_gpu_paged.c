@@ -17,7 +17,9 @@
  * The cases run the sm_90a wgmma/TMA kernel (block size 128, head dim
  * 128) and the mma.sync kernel (block size 64), regular batches with Sk >
  * Sq (a prefix and a chunk), ragged batches, and a short chunk over a
- * long prefix whose rows the persistent kernel splits.
+ * long prefix whose rows the persistent kernel splits.  A chunked prefill
+ * checks its estimates with the cache, chunk by chunk, against the
+ * contiguous ones.
  */
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
@@ -70,13 +72,12 @@ typedef struct dev_mask {
     prism_selection host;
 } dev_mask;
 
-static dev_mask mask_new(const case_data *d) {
+static dev_mask mask_new_for(const case_data *d, int64_t sq, int64_t sk) {
     dev_mask x;
     char err[256];
     cr_assert_eq(prism_selection_alloc_for(&x.host, d->batch.batch,
-                                           d->cfg.q_heads, d->S_q, d->S_k,
-                                           d->vl, d->cfg.block_size, err,
-                                           sizeof err),
+                                           d->cfg.q_heads, sq, sk, d->vl,
+                                           d->cfg.block_size, err, sizeof err),
                  PRISM_OK, "%s", err);
     size_t rows = (size_t)x.host.B * x.host.Hq * x.host.nq;
     x.m = (prism_block_mask){
@@ -84,6 +85,10 @@ static dev_mask mask_new(const case_data *d) {
         (int32_t *)(uintptr_t)gpu_alloc_poisoned(rows * x.host.nk * 4, 0xff),
         x.host.nq, x.host.nk};
     return x;
+}
+
+static dev_mask mask_new(const case_data *d) {
+    return mask_new_for(d, d->S_q, d->S_k);
 }
 
 static void mask_download(dev_mask *x) {
@@ -251,6 +256,73 @@ ParameterizedTest(const paged_gpu_case *pc, gpu_paged, matches_contiguous,
     check_attention(plan, &c, &flat, name);
     mask_free(&flat);
     mask_free(&paged);
+    prism_plan_destroy(plan);
+    prism_context_destroy(ctx);
+    dev_case_free(&c);
+    gpu_close();
+}
+
+/* A chunked prefill's estimates over the pages with the pooled-key cache
+ * against the contiguous estimates of the same chunks: a chunk pools its
+ * own blocks and sweeps its prefix 32 blocks to a CTA (gen/templates/
+ * pool_stats_params.h), reading what the chunks before it wrote.  Chunks
+ * that end inside blocks, prefixes of up to 39 blocks (two sweeps), and a
+ * zeroed cache taken up at the third chunk, whose sweeps pool the prefix
+ * they find unmarked. */
+Test(gpu_paged, chunked_estimates_with_the_cache, .timeout = 600) {
+    SKIP_WITHOUT_GPU();
+    static const paged_gpu_case pc = {
+        {"d128-chunks-nhd-2x", 128, 8, 2, 128, 1, {8500}, {8500}, false, true,
+         PRISM_DTYPE_BF16, PRISM_ROPE_HALF, PRISM_WORKLOAD_MIXED},
+        2, false};
+    static const int ends[] = {0, 1000, 1100, 5000, 8500};
+    dev_case c;
+    dev_case_build(&pc, &c);
+    prism_context *ctx = NULL;
+    cr_assert_eq(prism_context_create(NULL, &ctx), PRISM_OK);
+    prism_plan_limits lim = {1, c.d.max_sq, c.d.max_sk, false};
+    prism_plan *plan = NULL;
+    cr_assert_eq(prism_plan_create(ctx, &c.d.cfg, &lim, &plan), PRISM_OK,
+                 "%s", prism_context_last_error(ctx));
+    size_t bytes = prism_paged_pooled_bytes(&c.d.cfg, c.pi.num_pages,
+                                            c.pi.page_size, c.d.cfg.kv_heads);
+    float *cache = (float *)(uintptr_t)keep(&c, gpu_alloc_poisoned(bytes, 0));
+    size_t es = prism_dtype_size(c.d.cfg.dtype);
+    for (int late = 0; late < 2; late++) {
+        if (late) { /* a fresh cache, first used by chunk 2 */
+            gpu_free((CUdeviceptr)(uintptr_t)cache);
+            c.bufs[c.n_bufs - 1] = gpu_alloc_poisoned(bytes, 0);
+            cache = (float *)(uintptr_t)c.bufs[c.n_bufs - 1];
+        }
+        for (int k = 0; k < 4; k++) {
+            int q0 = ends[k], sq = ends[k + 1] - q0;
+            prism_batch flat = {.dtype = c.d.cfg.dtype, .batch = 1,
+                                .seqlen_q = sq, .seqlen_k = q0 + sq};
+            prism_paged_kv pg = c.pg;
+            pg.pooled_keys = !late || k >= 2 ? cache : NULL;
+            prism_batch paged = flat;
+            paged.paged = &pg;
+            prism_tensor q = c.q;
+            q.data = (char *)q.data + (size_t)q0 * (size_t)q.stride_s * es;
+            dev_mask a = mask_new_for(&c.d, sq, q0 + sq);
+            dev_mask b = mask_new_for(&c.d, sq, q0 + sq);
+            cr_assert_eq(prism_estimate(plan, &flat, &q, &c.k, &a.m, NULL, 0,
+                                        NULL),
+                         PRISM_OK, "%s", prism_plan_last_error(plan));
+            cr_assert_eq(prism_estimate(plan, &paged, &q, &c.kp, &b.m, NULL, 0,
+                                        NULL),
+                         PRISM_OK, "%s", prism_plan_last_error(plan));
+            gpu_sync();
+            mask_download(&a);
+            mask_download(&b);
+            char what[64];
+            snprintf(what, sizeof what, "chunk %d%s", k,
+                     late ? " (cache from chunk 2)" : "");
+            expect_agree(&a.host, &b.host, pc.in.name, what);
+            mask_free(&a);
+            mask_free(&b);
+        }
+    }
     prism_plan_destroy(plan);
     prism_context_destroy(ctx);
     dev_case_free(&c);

@@ -7,7 +7,8 @@
  * pages, pages of one and two blocks, regular and ragged batches and
  * Sk > Sq (a prefix in the cache and a new chunk).  Then the pooled-key
  * cache (selections identical with and without it, full blocks written
- * once and read after), a chunked prefill against the one-shot prefill,
+ * once and read after, long prefixes served in sweeps, a cache that
+ * starts late), a chunked prefill against the one-shot prefill,
  * the argument checks that name the field, and the reference's page
  * copies.  The contiguous path itself is tested against the reference by
  * test_cpu_backend.c.
@@ -282,6 +283,103 @@ Test(paged, chunked_prefill_equals_one_shot, .timeout = 300) {
     free(o[1]);
     free(cache);
     free_out(&full);
+    prism_plan_destroy(plan);
+    prism_context_destroy(ctx);
+    paged_free(&pi);
+    free_inputs(&d);
+}
+
+/* Whether every key block of sequence 0's first `blocks` holds a marked
+ * entry for every KV head. */
+static bool all_marked(const float *cache, const case_data *d,
+                       const paged_inputs *pi, int blocks) {
+    int per_page = pi->page_size / d->cfg.block_size, D = d->cfg.head_dim;
+    for (int n = 0; n < blocks; n++)
+        for (int h = 0; h < d->cfg.kv_heads; h++) {
+            size_t page = (size_t)pi->table[n / per_page];
+            size_t e = ((page * per_page + n % per_page) * d->cfg.kv_heads +
+                        h) * (D + 4);
+            if (cache[e + D + 3] != 1.0f)
+                return false;
+        }
+    return true;
+}
+
+/* With the cache, a chunk pools its own blocks and sweeps its prefix 32
+ * blocks to a work item (gen/templates/pool_stats_params.h).  A prompt of
+ * 73 blocks in chunks that end inside blocks, calibration on, prefilled
+ * three ways -- without the cache, with it from the first chunk, and with
+ * a zeroed one from the third chunk on (its prefix of 34 blocks not
+ * cached: the sweeps pool it) -- gives every chunk the same selection and
+ * the same output, bit for bit; after the last chunk every block is in
+ * the cache.  Then, calibration off, chunks on block boundaries (prefixes
+ * of up to 64 blocks, two sweeps) equal the one-shot prefill with the
+ * cache as without it. */
+Test(paged, pooled_key_cache_sweeps_long_prefixes, .timeout = 300) {
+    const cpu_case c = {"sweeps", 64, 4, 2, 32, 1, {2336}, {2336}, false,
+                        true, BF16, HALF, PRISM_WORKLOAD_MIXED};
+    case_data d;
+    build_inputs(&c, 7, &d);
+    paged_inputs pi;
+    paged_build(&d, 2 * d.cfg.block_size, false, 3, 17, &pi);
+    prism_context *ctx = cpu_context(0);
+    prism_plan *plan = cpu_plan(ctx, &d, false);
+    prism_params prm;
+    prism_params_init_from_config(&d.cfg, &prm);
+    size_t o_bytes = tensor_bytes(&d.q), cache_bytes = prism_paged_pooled_bytes(
+        &d.cfg, pi.num_pages, pi.page_size, d.cfg.kv_heads);
+    float *cache = aligned_alloc(64, cache_bytes);
+    static const int unaligned[] = {0, 1000, 1100, 1600, 2336};
+    static const int aligned[] = {0, 256, 1280, 2048, 2336};
+    for (int calibrate = 1; calibrate >= 0; calibrate--) {
+        prm.calibrate = calibrate;
+        const int *ends = calibrate ? unaligned : aligned;
+        prism_selection sel[3][4];
+        void *o[3];
+        for (int run = 0; run < 3; run++) {
+            memset(cache, 0, cache_bytes);
+            o[run] = calloc(1, o_bytes);
+            for (int k = 0; k < 4; k++) {
+                prism_paged_kv pg = pi.pg;
+                pg.pooled_keys =
+                    run == 1 || (run == 2 && k >= 2) ? cache : NULL;
+                sel[run][k] = prefill_chunk(plan, &d, &pi, &pg, &prm, ends[k],
+                                            ends[k + 1] - ends[k], o[run]);
+            }
+            if (run > 0)
+                cr_expect(all_marked(cache, &d, &pi, 2336 / 32),
+                          "run %d: every block cached", run);
+        }
+        for (int k = 0; k < 4; k++) {
+            for (int run = 1; run < 3; run++)
+                expect_same_rows(&sel[0][k], &sel[run][k],
+                                 run == 1 ? "cache from the first chunk"
+                                          : "cache from the third chunk");
+        }
+        cr_expect_eq(memcmp(o[1], o[0], o_bytes), 0, "calibrate %d: cache",
+                     calibrate);
+        cr_expect_eq(memcmp(o[2], o[0], o_bytes), 0,
+                     "calibrate %d: a cache that starts late", calibrate);
+        if (!calibrate) {
+            prism_batch one = d.batch; /* contiguous K and V, one call */
+            one.params = &prm;
+            prism_tensor kt = api_tensor(&d.k), vt = api_tensor(&d.v);
+            run_out full;
+            run_prefill(plan, &d, &one, &kt, &vt, &full);
+            for (int k = 0; k < 4; k++)
+                expect_chunk_rows(&full.sel, &sel[1][k],
+                                  ends[k] / d.cfg.block_size);
+            cr_expect_eq(memcmp(o[1], full.o, o_bytes), 0,
+                         "chunked with the cache vs one-shot");
+            free_out(&full);
+        }
+        for (int run = 0; run < 3; run++) {
+            for (int k = 0; k < 4; k++)
+                prism_selection_free(&sel[run][k]);
+            free(o[run]);
+        }
+    }
+    free(cache);
     prism_plan_destroy(plan);
     prism_context_destroy(ctx);
     paged_free(&pi);

@@ -26,7 +26,12 @@
 // prism_pool_stats_paged is the same kernel over paged K (prism.h,
 // prism_paged_kv): a K block lies in one page (page_size is a multiple of
 // BLOCK_SIZE), so only its first row's address differs, and full blocks
-// go through the pooled-key cache when there is one.
+// go through the pooled-key cache when there is one.  With a cache the
+// key CTAs follow the rule of pool_stats_params.h: one per block from the
+// chunk's prefix to the sequence's end, and sweep CTAs that serve the
+// prefix's blocks POOL_SWEEP_BLOCKS at a time (pool_sweep), so that a
+// chunk over a long cached prefix does not launch a CTA per prefix block
+// and head only for it to find its entry written.
 
 static constexpr int POOL_VEC = 8;                     // elements per load
 static constexpr int POOL_LANES = HEAD_DIM / POOL_VEC; // lanes per token row
@@ -83,24 +88,22 @@ static __device__ __forceinline__ bool pool_key_cached(const PoolParams &p,
     return true;
 }
 
-// PAGED: the K blocks of prism_pool_stats_paged, from pages and through
-// the pooled-key cache (pool_key_entry); the contiguous kernel's code is
-// this one with PAGED false, unchanged.
+// One block of one head: block `block` of sequence b (`begin`, `len`:
+// its range) of query head `head` (is_q) or KV head `head`.  PAGED: the K
+// blocks of prism_pool_stats_paged, from pages and through the pooled-key
+// cache (pool_key_cached); the contiguous kernel's code is this one with
+// PAGED false, unchanged.  Every thread of the CTA calls it with the same
+// arguments; it may return early, all threads together.
 template <bool PAGED>
-static __device__ __forceinline__ void pool_stats(const PoolParams &p,
-                                                  const PoolPagedParams &pg) {
+static __device__ __forceinline__ void pool_block(const PoolParams &p,
+                                                  const PoolPagedParams &pg,
+                                                  bool is_q, int head, int b,
+                                                  int block, int begin,
+                                                  int len) {
     __shared__ float4 partial[POOL_WARPS][HEAD_DIM / 4];
     __shared__ float energy[POOL_WARPS][3];
 
-    const int block = blockIdx.x;
     const int q_heads = p.q_heads; // heads are launch parameters
-    const bool is_q = (int)blockIdx.y < q_heads;
-    const int head = is_q ? (int)blockIdx.y : (int)blockIdx.y - q_heads;
-    const int b = blockIdx.z;
-
-    int begin, len;
-    sequence_range(is_q ? p.cu_seqlens_q : p.cu_seqlens_k,
-                   is_q ? p.seqlen_q : p.seqlen_k, b, begin, len);
     const int first = block * BLOCK_SIZE;
     if (first >= len)
         return; // past this sequence's last block
@@ -225,6 +228,125 @@ static __device__ __forceinline__ void pool_stats(const PoolParams &p,
     }
 }
 
+// PREFIX SWEEP (with a pooled-key cache, pool_stats_params.h): the CTA
+// serves key blocks [lo, hi) of sequence b, KV head `head`, all full
+// blocks of the chunk's prefix.  A thread a block reads the entry's mark
+// and, marked, its energies; the CTA adds the energies to the head's sums
+// with one atomic each and copies the marked entries' means into pooled_k
+// with 16-byte loads spread over all threads -- what one CTA per block
+// (pool_key_cached) would do, without a CTA per block.  Returns how many
+// blocks' entries are not marked (a cache that does not hold this
+// prefix), listed in `missing` (shared memory): the caller pools and
+// writes those (pool_block), one after another.
+static __device__ int pool_sweep(const PoolParams &p, const PoolPagedParams &pg,
+                                 int b, int head, int lo, int hi,
+                                 int *missing) {
+    __shared__ const float *entries[POOL_SWEEP_BLOCKS]; // null: not marked
+    __shared__ int missing_count;
+    __shared__ float sweep_energy[POOL_WARPS][3];
+    const int n = hi - lo; // 1..POOL_SWEEP_BLOCKS
+    const int per_page = pg.page_size / BLOCK_SIZE;
+    if (threadIdx.x == 0)
+        missing_count = 0;
+    __syncthreads();
+    float e[3] = {0.f, 0.f, 0.f};
+    for (int i = threadIdx.x; i < n; i += THREADS) {
+        const int block = lo + i;
+        const i64 page = __ldg(pg.page_table + (i64)b * pg.max_pages + block / per_page);
+        const float *entry = pg.pooled_keys +
+                             ((page * per_page + block % per_page) * p.kv_heads + head) *
+                                 (HEAD_DIM + 4);
+        const float mark = *reinterpret_cast<const volatile float *>(entry + HEAD_DIM + 3);
+        if (mark == 1.0f) {
+            __threadfence(); // the mark before the entry (as pool_key_cached)
+            for (int c = 0; c < 3; c++)
+                e[c] += entry[HEAD_DIM + c];
+            entries[i] = entry;
+        } else {
+            entries[i] = nullptr;
+            missing[atomicAdd(&missing_count, 1)] = block;
+        }
+    }
+    for (int c = 0; c < 3; c++)
+        e[c] = warp_sum(e[c]);
+    const int warp = threadIdx.x / 32;
+    if (threadIdx.x % 32 == 0)
+        for (int c = 0; c < 3; c++)
+            sweep_energy[warp][c] = e[c];
+    __syncthreads(); // entries, missing and the energies visible
+    if (threadIdx.x == 0) {
+        float total[3] = {0.f, 0.f, 0.f};
+        for (int w = 0; w < POOL_WARPS; w++)
+            for (int c = 0; c < 3; c++)
+                total[c] += sweep_energy[w][c];
+        float *stats = p.stats_k + ((i64)b * p.kv_heads + head) * 3;
+        for (int c = 0; c < 3; c++)
+            atomicAdd(stats + c, total[c]);
+    }
+    float4 *out = reinterpret_cast<float4 *>(
+        p.pooled_k + (((i64)b * p.kv_heads + head) * p.nk_max + lo) * HEAD_DIM);
+    for (int x = threadIdx.x; x < n * (HEAD_DIM / 4); x += THREADS) {
+        const float *entry = entries[x / (HEAD_DIM / 4)];
+        if (entry)
+            out[x] = reinterpret_cast<const float4 *>(entry)[x % (HEAD_DIM / 4)];
+    }
+    return missing_count;
+}
+
+// A sweep's blocks whose entries were not marked, pooled and written one
+// after another.  Not inlined: a second inlined copy of pool_block, or
+// one in a loop, took the paged kernel from 48 to 72-80 registers (sm_80
+// and sm_90a), for a path only a cache that lacks the prefix takes; the
+// call costs it 8.  The parameter block is __grid_constant__, so the
+// references reach it without a copy to the stack.
+static __device__ __noinline__ void pool_missing(const PoolParams &p,
+                                                 const PoolPagedParams &pg,
+                                                 int b, int head, int begin,
+                                                 int len, const int *missing,
+                                                 int count) {
+    for (int m = 0; m < count; m++)
+        pool_block<true>(p, pg, false, head, b, missing[m], begin, len);
+}
+
+// The CTA's block: blockIdx.x of its head (query heads first, then KV
+// heads, along gridDim.y) -- or, for the key CTAs of a paged launch with
+// a pooled-key cache, the rule of pool_stats_params.h: fresh CTA x pools
+// block prefix + x, the CTAs after the fresh ones sweep the prefix.
+template <bool PAGED>
+static __device__ __forceinline__ void pool_stats(const PoolParams &p,
+                                                  const PoolPagedParams &pg) {
+    const int q_heads = p.q_heads; // heads are launch parameters
+    const bool is_q = (int)blockIdx.y < q_heads;
+    const int head = is_q ? (int)blockIdx.y : (int)blockIdx.y - q_heads;
+    const int b = blockIdx.z;
+
+    int begin, len;
+    sequence_range(is_q ? p.cu_seqlens_q : p.cu_seqlens_k,
+                   is_q ? p.seqlen_q : p.seqlen_k, b, begin, len);
+    int block = blockIdx.x;
+    if constexpr (PAGED) {
+        if (!is_q && pg.pooled_keys) {
+            int begin_q, len_q;
+            sequence_range(p.cu_seqlens_q, p.seqlen_q, b, begin_q, len_q);
+            const int prefix = pool_prefix_blocks(len_q, len, BLOCK_SIZE);
+            if (block >= pg.fresh_ctas) {
+                __shared__ int missing[POOL_SWEEP_BLOCKS];
+                const int lo = (block - pg.fresh_ctas) * POOL_SWEEP_BLOCKS;
+                if (lo >= prefix)
+                    return;
+                const int count = pool_sweep(
+                    p, pg, b, head, lo, min(lo + POOL_SWEEP_BLOCKS, prefix),
+                    missing);
+                if (count > 0)
+                    pool_missing(p, pg, b, head, begin, len, missing, count);
+                return;
+            }
+            block += prefix;
+        }
+    }
+    pool_block<PAGED>(p, pg, is_q, head, b, block, begin, len);
+}
+
 // The entry points: the generator compiles each in a program of its own
 // (gen/kernels.c), PRISM_PAGED_PROGRAM defined in the paged one only.
 #ifndef PRISM_PAGED_PROGRAM
@@ -234,7 +356,7 @@ prism_pool_stats(const PoolParams p) {
 }
 #else
 extern "C" __global__ void __launch_bounds__(THREADS)
-prism_pool_stats_paged(const PoolPagedParams P) {
+prism_pool_stats_paged(const __grid_constant__ PoolPagedParams P) {
     pool_stats<true>(P.p, P);
 }
 #endif

@@ -40,6 +40,43 @@ typedef struct PoolPagedParams {
     float *pooled_keys;         // null, or [pages][page_size / BLOCK_SIZE]
                                 //   [kv_heads][HEAD_DIM + 4]
     int32_t max_pages, page_size;
+    int32_t fresh_ctas;         // with pooled_keys: the key CTAs (per
+                                //   sequence and KV head) that pool the
+                                //   blocks from the prefix on (below)
 } PoolPagedParams;
+
+// THE KEY BLOCKS A CHUNK POOLS WITH A POOLED-KEY CACHE.  A call of len_q
+// queries over len_k keys is a chunk of a longer prefill whose queries
+// are the last len_q keys; the key blocks that end at or before its first
+// query -- pool_prefix_blocks() of them, all full -- are keys that the
+// calls of earlier chunks have seen, so their cache entries are normally
+// written already, while the blocks from there to the sequence's end
+// (those the chunk's own keys touch, at most ceil(len_q / BLOCK_SIZE) + 1)
+// are normally not.  With a cache, a key CTA of each (sequence, KV head)
+// pools one block of the latter, and each of the prefix's blocks is
+// served by a sweep CTA that takes POOL_SWEEP_BLOCKS of them at once:
+// it copies the entries' means and adds their energies, and pools (then
+// writes) any entry that is not marked, so a prefix the cache does not
+// hold costs time, never correctness.  The launch then grows with the
+// chunk, and with the prefix only by a CTA per POOL_SWEEP_BLOCKS blocks
+// instead of one per block and head.  The host sizes the grid by this
+// rule (gen/launch.c, prism_launch_pool_keys: exactly for regular
+// batches, by bounds for ragged ones, whose lengths live on the device),
+// the paged kernel (gen/templates/pool_stats.cu) and the CPU backend
+// (runtime/cpu/cpu_run.c) place their work by it.
+#define POOL_SWEEP_BLOCKS 32
+
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
+#define POOL_RULE_FN static __device__ __forceinline__
+#else
+#define POOL_RULE_FN static inline
+#endif
+
+// Key blocks of a sequence of len_q queries over len_k keys that end at
+// or before its first query (key len_k - len_q); 0 when len_k <= len_q.
+POOL_RULE_FN int32_t pool_prefix_blocks(int32_t len_q, int32_t len_k,
+                                        int32_t block_size) {
+    return len_k > len_q ? (len_k - len_q) / block_size : 0;
+}
 
 #endif

@@ -10,7 +10,9 @@
  *            writes each block's mean and its three band energies (a
  *            paged batch's full key blocks go through the pooled-key
  *            cache when it has one: copied when written, else pooled and
- *            written)
+ *            written; the blocks of a chunk's prefix then go
+ *            POOL_SWEEP_BLOCKS to a work item, as the CUDA launch does:
+ *            gen/templates/pool_stats_params.h)
  *   scales   per (sequence, query head): the calibration formula of method §4
  *            from the energies summed in double (or the temperatures)
  *   rows     parallel over (sequence, query head, query block): the score
@@ -34,8 +36,11 @@
 #include "reference/reference.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "gen/templates/pool_stats_params.h"
 
 /* Scales below this are treated as this (select.c does the same). */
 #define SCALE_FLOOR 1e-12
@@ -137,32 +142,78 @@ static void pool_key_block(const cpu_call *c, int b, int h, int n, float *out,
     entry[D + 3] = PRISM_PAGED_MARK;
 }
 
+/* The pooling pass's work items: `width` per (sequence, head).  Without
+ * a pooled-key cache item n of a head is its block n; with one, a KV
+ * head's items follow the rule of gen/templates/pool_stats_params.h, as
+ * the CUDA launch's CTAs do: the first `fresh` pool the blocks from the
+ * sequence's prefix on, the rest POOL_SWEEP_BLOCKS prefix blocks each. */
+typedef struct pool_work {
+    const cpu_call *c;
+    int width, fresh;
+    bool cached;
+} pool_work;
+
+static pool_work pool_work_of(const cpu_call *c) {
+    pool_work w = {c, c->nq > c->nk ? c->nq : c->nk, c->nk, false};
+    if (!c->paged || !c->paged->pooled_keys)
+        return w;
+    int BS = c->p->cfg.block_size, fresh = 0, sweeps = 0;
+    for (int b = 0; b < c->B; b++) {
+        const cpu_seq *s = &c->seqs[b];
+        int prefix = pool_prefix_blocks((int32_t)s->q_len, (int32_t)s->k_len,
+                                        BS);
+        int sw = (prefix + POOL_SWEEP_BLOCKS - 1) / POOL_SWEEP_BLOCKS;
+        fresh = s->nk - prefix > fresh ? s->nk - prefix : fresh;
+        sweeps = sw > sweeps ? sw : sweeps;
+    }
+    w.cached = true;
+    w.fresh = fresh;
+    w.width = c->nq > fresh + sweeps ? c->nq : fresh + sweeps;
+    return w;
+}
+
+/* Key block n of sequence b, KV head h, into the workspace. */
+static void pool_key_row(const cpu_call *c, int b, int h, int n) {
+    size_t row = ((size_t)b * c->prm->kv_heads + h) * c->nk + n;
+    pool_key_block(c, b, h, n,
+                   (float *)region(c, PRISM_WS_POOLED_K) +
+                       row * c->p->cfg.head_dim,
+                   (float *)region(c, PRISM_WS_STATS_K) + row * 3);
+}
+
 static void pool_item(void *ctx, int64_t index, int worker) {
     (void)worker;
-    const cpu_call *c = ctx;
+    const pool_work *w = ctx;
+    const cpu_call *c = w->c;
     const prism_config *cfg = &c->p->cfg;
     int Hq = c->prm->q_heads, Hkv = c->prm->kv_heads, BS = cfg->block_size;
-    int nmax = c->nq > c->nk ? c->nq : c->nk;
-    int n = (int)(index % nmax);
-    int head = (int)((index / nmax) % (Hq + Hkv));
-    int b = (int)(index / ((int64_t)nmax * (Hq + Hkv)));
+    int n = (int)(index % w->width);
+    int head = (int)((index / w->width) % (Hq + Hkv));
+    int b = (int)(index / ((int64_t)w->width * (Hq + Hkv)));
     const cpu_seq *s = &c->seqs[b];
     bool is_q = head < Hq;
     int h = is_q ? head : head - Hq;
-    if (n >= (is_q ? s->nq : s->nk))
-        return;
-    int H = is_q ? Hq : Hkv, blocks = is_q ? c->nq : c->nk;
-    size_t row = ((size_t)b * H + h) * blocks + n;
-    float *out =
-        (float *)region(c, is_q ? PRISM_WS_POOLED_Q : PRISM_WS_POOLED_K) +
-        row * cfg->head_dim;
-    float *energy =
-        (float *)region(c, is_q ? PRISM_WS_STATS_Q : PRISM_WS_STATS_K) +
-        row * 3;
     if (!is_q) {
-        pool_key_block(c, b, h, n, out, energy);
+        if (w->cached) {
+            int prefix = pool_prefix_blocks((int32_t)s->q_len,
+                                            (int32_t)s->k_len, BS);
+            if (n >= w->fresh) { /* a sweep of the prefix */
+                int lo = (n - w->fresh) * POOL_SWEEP_BLOCKS;
+                for (int j = lo; j < lo + POOL_SWEEP_BLOCKS && j < prefix; j++)
+                    pool_key_row(c, b, h, j);
+                return;
+            }
+            n += prefix;
+        }
+        if (n < s->nk)
+            pool_key_row(c, b, h, n);
         return;
     }
+    if (n >= s->nq)
+        return;
+    size_t row = ((size_t)b * Hq + h) * c->nq + n;
+    float *out = (float *)region(c, PRISM_WS_POOLED_Q) + row * cfg->head_dim;
+    float *energy = (float *)region(c, PRISM_WS_STATS_Q) + row * 3;
     int64_t len = s->q_len - (int64_t)n * BS;
     c->k->pool(token_ptr(c->q, s, h, s->q_start + (int64_t)n * BS,
                          elem_size(c->p)),
@@ -302,10 +353,10 @@ static void estimate_row(void *ctx, int64_t row, int worker) {
 void cpu_run_estimate(const cpu_call *c, uint64_t *selected, uint64_t *causal,
                       double *pool_ms, double *select_ms) {
     int Hq = c->prm->q_heads, Hkv = c->prm->kv_heads;
-    int nmax = c->nq > c->nk ? c->nq : c->nk;
+    pool_work w = pool_work_of(c);
     double t0 = prism_now_ms();
-    prism_parallel_for((int64_t)c->B * (Hq + Hkv) * nmax, c->threads,
-                       pool_item, (void *)c);
+    prism_parallel_for((int64_t)c->B * (Hq + Hkv) * w.width, c->threads,
+                       pool_item, &w);
     compute_scales(c);
     double t1 = prism_now_ms();
     int64_t rows = (int64_t)c->B * Hq * c->nq;

@@ -76,6 +76,10 @@ static prism_grid_input grid_input(const prism_plan *p, const prism_call *c) {
         .nq = prism_ceil_div(b->seqlen_q, p->cfg.block_size),
         .nk = prism_ceil_div(b->seqlen_k, p->cfg.block_size),
         .sm_count = cuda_of(p)->sm_count,
+        .pooled_keys = b->paged && b->paged->pooled_keys,
+        .ragged = b->cu_seqlens_q != NULL,
+        .seqlen_k = b->seqlen_k,
+        .block_size = p->cfg.block_size,
     };
     return in;
 }
@@ -153,7 +157,10 @@ static prism_status need_paged(prism_plan *p, const cuda_kernel *k) {
 }
 
 /* Pooling, then (a dependent launch: its CTAs start in pool_stats' tail)
- * the estimator, writing the selection into `mask`. */
+ * the estimator, writing the selection into `mask`.  With a pooled-key
+ * cache the pooling grid's key CTAs are those of prism_launch_pool_keys
+ * (gen/launch.h): the chunk's own blocks, and a sweep CTA per
+ * POOL_SWEEP_BLOCKS blocks of its prefix. */
 static prism_status run_estimate(prism_plan *p, const prism_call *c,
                                  const prism_block_mask *mask) {
     cuda_plan *g = cuda_of(p);
@@ -190,10 +197,13 @@ static prism_status run_estimate(prism_plan *p, const prism_call *c,
     prism_status st;
     if (b->paged) {
         const prism_paged_kv *pg = b->paged;
+        int fresh, sweeps;
+        prism_launch_pool_keys(&in, &fresh, &sweeps);
         PoolPagedParams ppp = {.p = pp, .page_table = pg->page_table,
                                .pooled_keys = pg->pooled_keys,
                                .max_pages = pg->max_pages,
-                               .page_size = pg->page_size};
+                               .page_size = pg->page_size,
+                               .fresh_ctas = fresh};
         ppp.p.k_stride_b = k->stride_b; /* from page to page */
         if ((st = need_paged(p, pool)) != PRISM_OK)
             return st;
