@@ -13,8 +13,11 @@
  *                  an earlier candidate.
  *   3. time        on the GPU(s): each candidate's output must match the
  *                  default's before it may win; then the median of
- *                  repetitions with CUDA events (tune_gpu.c).
- *   4. record      one database entry per (kernel, bucket) (tune_db.c).
+ *                  repetitions with CUDA events (tune_gpu.c).  GPUs of
+ *                  one model split the candidates, then re-time the
+ *                  finalists on each of them (tune_finals.c).
+ *   4. record      one database entry per (GPU model, kernel, bucket)
+ *                  (tune_db.c).
  *
  * A candidate config pins every tunable of every kernel (the candidate's
  * values for the kernel under test, the untuned values for the others), so
@@ -119,7 +122,7 @@ prism_status prism_autotune_compile(prism_context *ctx, const prism_config *cfg,
 #define PRISM_TUNE_MAX_DEVICES 16
 
 typedef struct prism_autotune_progress {
-    int done, total;    /* candidate measurements */
+    int done, total;    /* candidate measurements, over every model */
     const char *kernel; /* of the measurement just finished */
     int bucket;
     const char *values; /* "block_m=64 block_n=32 warp_m=16" */
@@ -129,7 +132,8 @@ typedef struct prism_autotune_progress {
     double best_ms;     /* best ok time of that (kernel, bucket) */
     double default_ms;  /* the default candidate's, or 0 */
     double elapsed_s, eta_s;
-    int device; /* ordinal that measured it */
+    int device;  /* ordinal that measured it */
+    bool retime; /* a finalist re-timed on every GPU of its model */
 } prism_autotune_progress;
 
 typedef void (*prism_autotune_progress_fn)(void *user,
@@ -150,6 +154,18 @@ typedef struct prism_autotune_options {
     void *progress_user;
 } prism_autotune_options;
 
+/* How many candidates of each (kernel, bucket) are re-timed on every GPU
+ * of a model with several, at least (tune_finals.c). */
+#define PRISM_TUNE_FINALISTS 3
+
+/* One GPU's view of the finalists of a (kernel, bucket): its own fastest
+ * and its time for the candidate recorded. */
+typedef struct prism_autotune_pick {
+    int ordinal;
+    char best[160]; /* values of this GPU's fastest finalist */
+    double best_ms, chosen_ms;
+} prism_autotune_pick;
+
 typedef struct prism_autotune_row {
     char kernel[64];
     int bucket;
@@ -157,28 +173,45 @@ typedef struct prism_autotune_row {
     char best[160];              /* values of the winner */
     int timed, pruned, failed, mismatched, untimed, candidates;
     char path[PRISM_PATH_MAX]; /* the entry written ("" if none) */
+    /* with several GPUs: candidates re-timed on each (0: none were), each
+     * GPU's fastest of them, and whether those differ */
+    int finalists;
+    int n_picks;
+    prism_autotune_pick picks[PRISM_TUNE_MAX_DEVICES];
+    bool disagree;
 } prism_autotune_row;
 
-typedef struct prism_autotune_report {
+/* The GPUs of one model (one device key) and their entries. */
+typedef struct prism_autotune_model {
     prism_tune_device device;
     prism_arch arch;
     int n_devices;
-    char tune_dir[PRISM_PATH_MAX];
+    int ordinals[PRISM_TUNE_MAX_DEVICES];
     int n_rows;
-    prism_autotune_row *rows; /* malloc'd: prism_autotune_report_free */
+    prism_autotune_row *rows; /* malloc'd */
     int compiled, pruned_at_compile, illegal;
     /* compiled candidates without a ptxas spill report: checked on their
      * stack frame instead, or not checked at all (nothing readable) */
     int spills_from_frame, spills_unknown;
+} prism_autotune_model;
+
+typedef struct prism_autotune_report {
+    int n_models; /* in the order of their first GPU */
+    prism_autotune_model *models; /* malloc'd: prism_autotune_report_free */
+    int n_devices;                /* over every model */
+    char tune_dir[PRISM_PATH_MAX];
     bool out_of_budget;
     double elapsed_s;
 } prism_autotune_report;
 
 void prism_autotune_report_free(prism_autotune_report *report);
 
-/* Runs the search.  Fails with PRISM_ERR_NO_DRIVER / PRISM_ERR_NO_DEVICE
- * (and a one-line message in the context's last error) where there is no
- * GPU; results already measured are written even when it fails later. */
+/* Runs the search: the GPUs are grouped by device key (model, SM count,
+ * software), every group is tuned at once, one thread per GPU, and each
+ * writes its own entries.  Fails with PRISM_ERR_NO_DRIVER /
+ * PRISM_ERR_NO_DEVICE (and a one-line message in the context's last
+ * error) where there is no GPU; results already measured are written even
+ * when it fails later. */
 prism_status prism_autotune_run(prism_context *ctx,
                                 const prism_autotune_options *options,
                                 prism_autotune_report *report);

@@ -17,8 +17,15 @@
  * just that).  An entry is written from a snapshot taken under the lock:
  * when its job has nothing left, every 30 s while it runs, and at the end,
  * so an interrupted run loses little and `--resume` starts from the
- * files.  Several GPUs must be the same model with the same software (one
- * device key): timings of different devices are not comparable.
+ * files.
+ *
+ * Timings of different devices are not comparable, so the GPUs are
+ * grouped by device key (model, SM count, software) and each group is a
+ * pipeline of its own with its own entries; the groups run side by side
+ * and share the compile workers' count, the budget and the progress
+ * counts.  Within a group the split above assumes its GPUs are alike;
+ * once it is over, the finalists of every job are re-timed on each GPU of
+ * the group (tune_finals.c) before the entries get their last write.
  */
 #include "autotune/tune_run.h"
 
@@ -34,9 +41,11 @@
 void prism_autotune_report_free(prism_autotune_report *r) {
     if (!r)
         return;
-    free(r->rows);
-    r->rows = NULL;
-    r->n_rows = 0;
+    for (int m = 0; r->models && m < r->n_models; m++)
+        free(r->models[m].rows);
+    free(r->models);
+    r->models = NULL;
+    r->n_models = 0;
 }
 
 /* ---- compiling ----------------------------------------------------------- */
@@ -86,7 +95,7 @@ static void compiled(run *R, int k, int i) {
                 c->status = PRISM_TUNE_PRUNED;
                 memcpy(c->reason, s->cands[i].reason, sizeof c->reason);
                 if (!base_failed || i == 0)
-                    R->expected--;
+                    tune_run_expect(R, -1);
             } else if (ready && s->builds[0].ready) {
                 push_task(j, i);
             }
@@ -98,7 +107,7 @@ static void compiled(run *R, int k, int i) {
             if (w->status != PRISM_TUNE_UNTIMED)
                 continue;
             if (!ready)
-                R->expected--; /* nothing of this kernel will be timed */
+                tune_run_expect(R, -1); /* nothing of this kernel is timed */
             else if (s->builds[m].ready)
                 push_task(j, m); /* it was waiting for the reference */
         }
@@ -126,8 +135,8 @@ static void *compile_main(void *arg) {
         space *s = &R->spaces[c.kernel];
         prism_tune_candidate cand = s->cands[c.cand]; /* fixed since made */
         prism_autotune_build build = {0};
-        prism_autotune_compile_one(wctx, R->cfg, c.kernel, R->arch, c.cand == 0,
-                                   &cand, &build);
+        prism_autotune_compile_one(wctx, R->cfg, c.kernel, R->g.arch,
+                                   c.cand == 0, &cand, &build);
         pthread_mutex_lock(&R->lock);
         s->cands[c.cand] = cand;
         s->builds[c.cand] = build;
@@ -191,24 +200,30 @@ static double best_ms(const prism_tune_entry *e) {
     return b >= 0 ? e->candidates[b].median_ms : 0;
 }
 
-/* Under the lock: tells the caller about a finished task. */
+/* Under the lock: counts a finished task and tells the caller about it
+ * (under the shared lock, so the callback is never entered twice). */
 static void report_progress(run *R, const job *j, const prism_tune_candidate *c,
-                            int ordinal) {
-    if (!R->o->progress)
+                            int ordinal, bool retime) {
+    R->done_tasks++;
+    tune_shared *sh = R->sh;
+    pthread_mutex_lock(&sh->lock);
+    int done = ++sh->done;
+    int total = sh->expected > done ? sh->expected : done;
+    if (!R->o->progress) {
+        pthread_mutex_unlock(&sh->lock);
         return;
+    }
     char values[160];
     const prism_kernel_def *def = prism_kernel_def_at(j->kernel);
     prism_tune_values_text(def, c->values, values, sizeof values);
     double now = prism_now_ms();
     double elapsed = (now - R->t0) / 1000, left = (R->deadline - now) / 1000;
-    int total = R->expected > R->done_tasks ? R->expected : R->done_tasks;
-    double eta =
-        R->done_tasks ? elapsed / R->done_tasks * (total - R->done_tasks) : 0;
+    double eta = elapsed / done * (total - done);
     if (R->deadline > 0 && eta > left)
         eta = left > 0 ? left : 0;
     const prism_tune_candidate *d = &j->entry.candidates[0];
     prism_autotune_progress p = {
-        .done = R->done_tasks,
+        .done = done,
         .total = total,
         .kernel = def->name,
         .bucket = j->bucket,
@@ -220,8 +235,10 @@ static void report_progress(run *R, const job *j, const prism_tune_candidate *c,
         .default_ms = d->status == PRISM_TUNE_OK ? d->median_ms : 0,
         .elapsed_s = elapsed,
         .eta_s = eta,
-        .device = ordinal};
+        .device = ordinal,
+        .retime = retime};
     R->o->progress(R->o->progress_user, &p);
+    pthread_mutex_unlock(&sh->lock);
 }
 
 /* Under the lock: the next task, in job order; while candidates are still
@@ -240,17 +257,41 @@ static job *take_task(run *R, int *cand) {
     return NULL;
 }
 
-/* Under the lock: waits for a task; NULL when there is none to come or the
- * budget is spent. */
-static job *next_task(run *R, int *cand) {
+/* Under the lock: the split search is over -- everything is compiled and
+ * no task is queued or being measured. */
+static bool split_idle(const run *R) {
+    for (int jj = 0; R->compile_done && jj < R->n_jobs; jj++)
+        if (R->jobs[jj].head < R->jobs[jj].tail || R->jobs[jj].inflight)
+            return false;
+    return R->compile_done;
+}
+
+/* Under the lock: waits for a task for GPU index d -- a candidate of the
+ * split search (*final = -1) or finalist *final of the returned job's to
+ * re-time; NULL when there is none to come or the budget is spent.
+ * Whichever GPU finds its group idle plans the next finalists. */
+static job *next_task(run *R, int d, int *cand, int *final) {
     for (;;) {
         if (R->deadline > 0 && prism_now_ms() > R->deadline) {
             R->out_of_budget = true;
             return NULL;
         }
-        job *j = take_task(R, cand);
-        if (j || R->compile_done)
+        *final = -1;
+        job *j = R->phase == TUNE_SPLIT    ? take_task(R, cand)
+                 : R->phase == TUNE_FINALS ? tune_finals_take(R, d, final)
+                                           : NULL;
+        if (j) {
+            if (*final >= 0)
+                *cand = j->finals[*final];
             return j;
+        }
+        if (R->phase == TUNE_DONE)
+            return NULL;
+        if (R->phase == TUNE_SPLIT ? split_idle(R) : tune_finals_idle(R)) {
+            tune_finals_plan(R);
+            pthread_cond_broadcast(&R->changed);
+            continue;
+        }
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_nsec += 200 * 1000000L;
@@ -264,7 +305,7 @@ static job *next_task(run *R, int *cand) {
 
 typedef struct device_arg {
     run *R;
-    int ordinal;
+    int index, ordinal; /* in the group; of the driver */
     pthread_t thread;
     bool started;
 } device_arg;
@@ -280,12 +321,16 @@ static void *device_main(void *arg) {
         prism_log(&R->ctx->logger, PRISM_LOG_WARN, "autotune: GPU %d: %s",
                   a->ordinal, cand ? err : "out of memory");
         free(cand);
+        pthread_mutex_lock(&R->lock);
+        R->live[a->index] = false;
+        pthread_cond_broadcast(&R->changed);
+        pthread_mutex_unlock(&R->lock);
         return NULL;
     }
     pthread_mutex_lock(&R->lock);
     for (;;) {
-        int i = -1;
-        job *j = next_task(R, &i);
+        int i = -1, final = -1;
+        job *j = next_task(R, a->index, &i, &final);
         if (!j)
             break;
         prism_tune_candidate c = j->entry.candidates[i];
@@ -303,14 +348,18 @@ static void *device_main(void *arg) {
             prism_strlcpy(c.reason, err, sizeof c.reason);
         }
         pthread_mutex_lock(&R->lock);
-        j->entry.candidates[i] = c;
-        j->inflight--;
-        j->finished++;
-        j->dirty = true;
-        R->done_tasks++;
-        report_progress(R, j, &c, a->ordinal);
-        bool over = R->compile_done && j->head == j->tail && !j->inflight;
-        bool write = over || prism_now_ms() - j->last_write > 30000;
+        bool write = false;
+        if (final >= 0) {
+            tune_finals_done(R, j, a->index, final, &c);
+        } else {
+            j->entry.candidates[i] = c;
+            j->inflight--;
+            j->finished++;
+            j->dirty = true;
+            bool over = R->compile_done && j->head == j->tail && !j->inflight;
+            write = over || prism_now_ms() - j->last_write > 30000;
+        }
+        report_progress(R, j, &c, a->ordinal, final >= 0);
         pthread_mutex_unlock(&R->lock);
         if (write)
             save_job(R, j);
@@ -324,6 +373,8 @@ static void *device_main(void *arg) {
         if (broken)
             break;
     }
+    R->live[a->index] = false; /* its finalists are not waited for */
+    pthread_cond_broadcast(&R->changed);
     pthread_mutex_unlock(&R->lock);
     tune_gpu_close(g);
     free(cand);
@@ -331,9 +382,10 @@ static void *device_main(void *arg) {
 }
 
 /* Compile workers and one thread per GPU, until the work or the budget
- * runs out; then every entry with unwritten results is written. */
+ * runs out; then the finalists' results go into the entries and every
+ * entry with unwritten results is written. */
 static void run_pipeline(run *R) {
-    int nc = R->ctx->options.compile_threads;
+    int nc = R->compile_workers;
     nc = nc < 1 ? 1 : nc > 64 ? 64 : nc;
     pthread_t compilers[64];
     device_arg args[PRISM_TUNE_MAX_DEVICES];
@@ -347,18 +399,26 @@ static void run_pipeline(run *R) {
     R->compile_workers -= nc - started;
     if (R->compile_workers == 0)
         R->compile_done = true; /* no thread at all: nothing compiles */
+    for (int i = 0; i < R->g.n_dev; i++)
+        R->live[i] = true;
     pthread_mutex_unlock(&R->lock);
-    for (int i = 0; i < R->n_dev; i++) {
+    for (int i = 0; i < R->g.n_dev; i++) {
         args[i].R = R;
-        args[i].ordinal = R->ordinals[i];
+        args[i].index = i;
+        args[i].ordinal = R->g.ordinals[i];
         args[i].started =
             pthread_create(&args[i].thread, NULL, device_main, &args[i]) == 0;
-        if (!args[i].started)
-            prism_log(&R->ctx->logger, PRISM_LOG_WARN,
-                      "autotune: cannot start a thread for GPU %d",
-                      R->ordinals[i]);
+        if (args[i].started)
+            continue;
+        prism_log(&R->ctx->logger, PRISM_LOG_WARN,
+                  "autotune: cannot start a thread for GPU %d",
+                  R->g.ordinals[i]);
+        pthread_mutex_lock(&R->lock);
+        R->live[i] = false;
+        pthread_cond_broadcast(&R->changed);
+        pthread_mutex_unlock(&R->lock);
     }
-    for (int i = 0; i < R->n_dev; i++)
+    for (int i = 0; i < R->g.n_dev; i++)
         if (args[i].started)
             pthread_join(args[i].thread, NULL);
     /* the GPUs are done (or gone): stop compiling what nobody will time */
@@ -367,15 +427,26 @@ static void run_pipeline(run *R) {
     pthread_mutex_unlock(&R->lock);
     for (int i = 0; i < started; i++)
         pthread_join(compilers[i], NULL);
-    for (int jj = 0; jj < R->n_jobs; jj++)
+    for (int jj = 0; jj < R->n_jobs; jj++) {
+        tune_finals_record(R, &R->jobs[jj]);
         save_job(R, &R->jobs[jj]);
+    }
 }
 
-static void fill_report(run *R, prism_autotune_report *rep) {
-    for (int jj = 0; jj < R->n_jobs; jj++) {
+static void *pipeline_main(void *arg) {
+    run_pipeline(arg);
+    return NULL;
+}
+
+static void fill_report(run *R, prism_autotune_model *m) {
+    m->device = R->g.device;
+    m->arch = R->g.arch;
+    m->n_devices = R->g.n_dev;
+    memcpy(m->ordinals, R->g.ordinals, sizeof m->ordinals);
+    for (int jj = 0; m->rows && jj < R->n_jobs; jj++) {
         job *j = &R->jobs[jj];
         const prism_tune_entry *e = &j->entry;
-        prism_autotune_row *row = &rep->rows[rep->n_rows++];
+        prism_autotune_row *row = &m->rows[m->n_rows++];
         memset(row, 0, sizeof *row);
         prism_strlcpy(row->kernel, e->kernel, sizeof row->kernel);
         row->bucket = j->bucket;
@@ -410,7 +481,78 @@ static void fill_report(run *R, prism_autotune_report *rep) {
                 break;
             }
         }
+        tune_finals_report(R, j, row);
     }
+}
+
+/* One group's run, set up to the point where its pipeline may start. */
+static prism_status setup_run(run *R) {
+    pthread_mutex_init(&R->lock, NULL);
+    pthread_mutex_init(&R->io, NULL);
+    pthread_cond_init(&R->changed, NULL);
+    prism_status st;
+    if ((st = tune_run_open_tune_dir(R)) != PRISM_OK)
+        return st;
+    if ((st = prism_tune_config_hash(R->cfg, R->cfg_hash)) != PRISM_OK)
+        return tune_run_fail(R, st, "out of memory hashing the config");
+    if ((st = tune_run_make_jobs(R)) != PRISM_OK ||
+        (st = tune_run_plan_compiles(R)) != PRISM_OK)
+        return st;
+    R->rep->rows = calloc((size_t)R->n_jobs + 1, sizeof *R->rep->rows);
+    if (!R->rep->rows)
+        return tune_run_fail(R, PRISM_ERR_OUT_OF_MEMORY, "out of memory");
+    return PRISM_OK;
+}
+
+/* Sets up a run per group from proto (the checked options), runs their
+ * pipelines side by side (the first on this thread) and fills their
+ * models of the report. */
+static prism_status run_groups(const run *proto, tune_shared *sh,
+                               const tune_group *groups, int n_groups,
+                               run *runs, prism_autotune_report *rep) {
+    prism_status st = PRISM_OK;
+    int nc = proto->ctx->options.compile_threads;
+    for (int i = 0; i < n_groups && st == PRISM_OK; i++) {
+        run *R = &runs[i];
+        *R = *proto;
+        R->sh = sh;
+        R->g = groups[i];
+        R->rep = &rep->models[i];
+        R->t0 = sh->t0;
+        R->deadline = sh->deadline;
+        /* the groups share the CPUs that compile */
+        R->compile_workers = nc / n_groups > 0 ? nc / n_groups : 1;
+        rep->n_models = i + 1;
+        st = setup_run(R);
+    }
+    if (st != PRISM_OK)
+        return st;
+    pthread_t threads[PRISM_TUNE_MAX_DEVICES];
+    bool started[PRISM_TUNE_MAX_DEVICES] = {false};
+    for (int i = 1; i < n_groups; i++)
+        started[i] =
+            pthread_create(&threads[i], NULL, pipeline_main, &runs[i]) == 0;
+    run_pipeline(&runs[0]);
+    for (int i = 1; i < n_groups; i++) {
+        if (started[i])
+            pthread_join(threads[i], NULL);
+        else
+            run_pipeline(&runs[i]);
+    }
+    int expected = 0, done = 0;
+    for (int i = 0; i < n_groups; i++) {
+        fill_report(&runs[i], &rep->models[i]);
+        rep->out_of_budget = rep->out_of_budget || runs[i].out_of_budget;
+        expected += runs[i].expected;
+        done += runs[i].done_tasks;
+    }
+    if (expected > done && !rep->out_of_budget)
+        st = tune_run_fail(&runs[0], PRISM_ERR_CUDA,
+                           "autotune: %d of %d candidates were not measured: "
+                           "no GPU could take them (see the warnings above); "
+                           "what was measured is in %s",
+                           expected - done, expected, runs[0].tune_dir);
+    return st;
 }
 
 prism_status prism_autotune_run(prism_context *ctx,
@@ -420,56 +562,42 @@ prism_status prism_autotune_run(prism_context *ctx,
         return prism_context_fail(ctx, PRISM_ERR_NULL_POINTER,
                                   "prism_autotune_run: NULL argument");
     memset(rep, 0, sizeof *rep);
-    run *R = calloc(1, sizeof *R);
-    if (!R)
+    run *runs = NULL, *proto = calloc(1, sizeof *proto);
+    if (!proto)
         return prism_context_fail(ctx, PRISM_ERR_OUT_OF_MEMORY,
                                   "out of memory");
-    R->ctx = ctx;
-    R->o = o;
-    R->cfg = o->cfg;
-    R->rep = rep;
-    R->t0 = prism_now_ms();
-    R->deadline = o->budget_s > 0 ? R->t0 + o->budget_s * 1000 : 0;
-    pthread_mutex_init(&R->lock, NULL);
-    pthread_mutex_init(&R->io, NULL);
-    pthread_cond_init(&R->changed, NULL);
-    prism_status st;
-    if ((st = tune_run_check_options(R)) != PRISM_OK ||
-        (st = tune_run_probe_devices(R)) != PRISM_OK ||
-        (st = tune_run_open_tune_dir(R)) != PRISM_OK)
-        goto done;
-    if ((st = prism_tune_config_hash(R->cfg, R->cfg_hash)) != PRISM_OK) {
-        tune_run_fail(R, st, "out of memory hashing the config");
-        goto done;
+    tune_shared sh = {.o = o, .t0 = prism_now_ms()};
+    sh.deadline = o->budget_s > 0 ? sh.t0 + o->budget_s * 1000 : 0;
+    pthread_mutex_init(&sh.lock, NULL);
+    tune_group groups[PRISM_TUNE_MAX_DEVICES];
+    int n_groups = 0;
+    proto->ctx = ctx;
+    proto->o = o;
+    proto->cfg = o->cfg;
+    prism_status st = tune_run_check_options(proto);
+    if (st == PRISM_OK)
+        st = tune_probe_groups(ctx, o, groups, &n_groups);
+    if (st == PRISM_OK) {
+        runs = calloc((size_t)n_groups, sizeof *runs);
+        rep->models = calloc((size_t)n_groups, sizeof *rep->models);
+        st = runs && rep->models
+                 ? run_groups(proto, &sh, groups, n_groups, runs, rep)
+                 : prism_context_fail(ctx, PRISM_ERR_OUT_OF_MEMORY,
+                                      "out of memory");
     }
-    if ((st = tune_run_make_jobs(R)) != PRISM_OK ||
-        (st = tune_run_plan_compiles(R)) != PRISM_OK)
-        goto done;
-    rep->rows = calloc((size_t)R->n_jobs + 1, sizeof *rep->rows);
-    if (!rep->rows) {
-        st = tune_run_fail(R, PRISM_ERR_OUT_OF_MEMORY, "out of memory");
-        goto done;
+    for (int i = 0; runs && i < rep->n_models; i++) {
+        rep->n_devices += runs[i].g.n_dev;
+        if (!rep->tune_dir[0])
+            prism_strlcpy(rep->tune_dir, runs[i].tune_dir,
+                          sizeof rep->tune_dir);
+        tune_run_free(&runs[i]);
+        pthread_cond_destroy(&runs[i].changed);
+        pthread_mutex_destroy(&runs[i].io);
+        pthread_mutex_destroy(&runs[i].lock);
     }
-    run_pipeline(R);
-    fill_report(R, rep);
-    rep->out_of_budget = R->out_of_budget;
-    if (R->expected > R->done_tasks && !R->out_of_budget)
-        st = tune_run_fail(R, PRISM_ERR_CUDA,
-                           "autotune: %d of %d candidates were not measured: "
-                           "no GPU could take them (see the warnings above); "
-                           "what was measured is in %s",
-                           R->expected - R->done_tasks, R->expected,
-                           R->tune_dir);
-done:
-    rep->device = R->device;
-    rep->arch = R->arch;
-    rep->n_devices = R->n_dev;
-    prism_strlcpy(rep->tune_dir, R->tune_dir, sizeof rep->tune_dir);
-    rep->elapsed_s = (prism_now_ms() - R->t0) / 1000;
-    tune_run_free(R);
-    pthread_cond_destroy(&R->changed);
-    pthread_mutex_destroy(&R->io);
-    pthread_mutex_destroy(&R->lock);
-    free(R);
+    rep->elapsed_s = (prism_now_ms() - sh.t0) / 1000;
+    pthread_mutex_destroy(&sh.lock);
+    free(runs);
+    free(proto);
     return st;
 }

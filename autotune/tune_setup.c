@@ -1,6 +1,6 @@
 /*
- * tune_setup.c - setting up an autotune run: the options, the GPUs and
- * their common device key, the tuning directory, every kernel's
+ * tune_setup.c - setting up an autotune run: the options, the GPUs grouped
+ * by device key, and for each group the tuning directory, every kernel's
  * candidates, one job per (kernel, bucket) -- seeded from the database
  * when resuming -- and the compile queue.  Nothing here touches a GPU
  * beyond reading its name and attributes; tune_run.c runs the pipeline.
@@ -22,6 +22,13 @@ prism_status tune_run_fail(run *R, prism_status st, const char *fmt, ...) {
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     return prism_context_fail(R->ctx, st, msg);
+}
+
+void tune_run_expect(run *R, int delta) {
+    R->expected += delta;
+    pthread_mutex_lock(&R->sh->lock);
+    R->sh->expected += delta;
+    pthread_mutex_unlock(&R->sh->lock);
 }
 
 /* ---- set-up -------------------------------------------------------------- */
@@ -73,65 +80,90 @@ prism_status tune_run_check_options(run *R) {
     return PRISM_OK;
 }
 
-/* The GPUs to use, their (common) device key and arch. */
-prism_status tune_run_probe_devices(run *R) {
-    const prism_autotune_options *o = R->o;
-    char err[PRISM_ERRMSG_MAX];
-    const prism_driver *drv = NULL;
-    prism_status st = prism_driver_get(&drv, err, sizeof err);
-    if (st != PRISM_OK)
-        return tune_run_fail(R, st, "autotune needs a CUDA GPU: %s", err);
-    int count = 0;
-    if (drv->device_get_count(&count) != CUDA_SUCCESS || count < 1)
-        return tune_run_fail(
-            R, PRISM_ERR_NO_DEVICE,
-            "autotune needs a CUDA GPU: the driver reports none");
+static prism_status probe_fail(prism_context *ctx, prism_status st,
+                               const char *fmt, ...) PRISM_PRINTF(3, 4);
+
+static prism_status probe_fail(prism_context *ctx, prism_status st,
+                               const char *fmt, ...) {
+    char msg[PRISM_ERRMSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return prism_context_fail(ctx, st, msg);
+}
+
+/* The ordinals of options: every GPU, the list, or GPU 0. */
+static prism_status pick_ordinals(prism_context *ctx,
+                                  const prism_autotune_options *o, int count,
+                                  int *ordinals, int *n) {
+    *n = 0;
     if (o->all_devices)
         for (int i = 0; i < count && i < PRISM_TUNE_MAX_DEVICES; i++)
-            R->ordinals[R->n_dev++] = i;
+            ordinals[(*n)++] = i;
     for (int i = 0; !o->all_devices && i < o->n_devices; i++) {
         if (o->devices[i] < 0 || o->devices[i] >= count)
-            return tune_run_fail(
-                R, PRISM_ERR_NO_DEVICE,
+            return probe_fail(
+                ctx, PRISM_ERR_NO_DEVICE,
                 "autotune: no GPU %d; this machine has %d (0..%d)",
                 o->devices[i], count, count - 1);
         for (int j = 0; j < i; j++)
             if (o->devices[j] == o->devices[i])
-                return tune_run_fail(R, PRISM_ERR_INVALID_ARGUMENT,
-                                     "autotune: GPU %d is listed twice",
-                                     o->devices[i]);
-        R->ordinals[R->n_dev++] = o->devices[i];
+                return probe_fail(ctx, PRISM_ERR_INVALID_ARGUMENT,
+                                  "autotune: GPU %d is listed twice",
+                                  o->devices[i]);
+        ordinals[(*n)++] = o->devices[i];
     }
-    if (!R->n_dev)
-        R->ordinals[R->n_dev++] = 0;
-    for (int i = 0; i < R->n_dev; i++) {
+    if (!*n)
+        ordinals[(*n)++] = 0;
+    return PRISM_OK;
+}
+
+prism_status tune_probe_groups(prism_context *ctx,
+                               const prism_autotune_options *o,
+                               tune_group *groups, int *n_groups) {
+    char err[PRISM_ERRMSG_MAX];
+    const prism_driver *drv = NULL;
+    *n_groups = 0;
+    prism_status st = prism_driver_get(&drv, err, sizeof err);
+    if (st != PRISM_OK)
+        return probe_fail(ctx, st, "autotune needs a CUDA GPU: %s", err);
+    int count = 0;
+    if (drv->device_get_count(&count) != CUDA_SUCCESS || count < 1)
+        return probe_fail(
+            ctx, PRISM_ERR_NO_DEVICE,
+            "autotune needs a CUDA GPU: the driver reports none");
+    int ordinals[PRISM_TUNE_MAX_DEVICES], n = 0;
+    if ((st = pick_ordinals(ctx, o, count, ordinals, &n)) != PRISM_OK)
+        return st;
+    for (int i = 0; i < n; i++) {
         CUdevice dev;
         prism_tune_device d;
-        CUresult rc = drv->device_get(&dev, R->ordinals[i]);
+        CUresult rc = drv->device_get(&dev, ordinals[i]);
         if (rc != CUDA_SUCCESS)
-            return tune_run_fail(
-                R, prism_cuda_error(drv, rc, "cuDeviceGet", err, sizeof err),
+            return probe_fail(
+                ctx, prism_cuda_error(drv, rc, "cuDeviceGet", err, sizeof err),
                 "%s", err);
         if ((st = prism_plan_tuning_device_query(drv, dev, &d, err,
                                                  sizeof err)) != PRISM_OK)
-            return tune_run_fail(R, st, "%s", err);
-        if (i == 0)
-            R->device = d;
-        else if (strcmp(d.key, R->device.key))
-            return tune_run_fail(
-                R, PRISM_ERR_INVALID_ARGUMENT,
-                "autotune: GPU %d (%s, %d SMs) differs from GPU %d "
-                "(%s, %d SMs); tune each kind in its own run with "
-                "--devices",
-                R->ordinals[i], d.name, d.sm_count, R->ordinals[0],
-                R->device.name, R->device.sm_count);
+            return probe_fail(ctx, st, "%s", err);
+        int g = 0;
+        while (g < *n_groups && strcmp(groups[g].device.key, d.key))
+            g++;
+        if (g == *n_groups) {
+            memset(&groups[g], 0, sizeof groups[g]);
+            groups[g].device = d;
+            if (!prism_tune_device_arch(&d, &groups[g].arch))
+                return probe_fail(
+                    ctx, PRISM_ERR_NO_KERNEL,
+                    "autotune: GPU %d (%s) has compute capability %d.%d, "
+                    "which has no Prism kernels (supported: 8.0, 8.6, 8.9, "
+                    "9.0); leave it out with --devices",
+                    ordinals[i], d.name, d.cc_major, d.cc_minor);
+            (*n_groups)++;
+        }
+        groups[g].ordinals[groups[g].n_dev++] = ordinals[i];
     }
-    if (!prism_tune_device_arch(&R->device, &R->arch))
-        return tune_run_fail(
-            R, PRISM_ERR_NO_KERNEL,
-            "autotune: %s has compute capability %d.%d, which has no "
-            "Prism kernels (supported: 8.0, 8.6, 8.9, 9.0)",
-            R->device.name, R->device.cc_major, R->device.cc_minor);
     return PRISM_OK;
 }
 
@@ -165,7 +197,7 @@ prism_status tune_run_make_jobs(run *R) {
     for (int k = 0; k < nk; k++) {
         space *s = &R->spaces[k];
         prism_status st =
-            prism_autotune_enumerate(R->cfg, k, R->arch, &s->cands, &s->n,
+            prism_autotune_enumerate(R->cfg, k, R->g.arch, &s->cands, &s->n,
                                      &s->n_illegal, err, sizeof err);
         if (st != PRISM_OK)
             return tune_run_fail(R, st, "%s", err);
@@ -203,13 +235,13 @@ prism_status tune_run_make_jobs(run *R) {
                                      "out of memory");
             memcpy(e->candidates, R->spaces[k].cands,
                    sizeof *e->candidates * (size_t)e->n_candidates);
-            e->device = R->device;
+            e->device = R->g.device;
             prism_strlcpy(e->config_name, R->cfg->name, sizeof e->config_name);
             memcpy(e->config_hash, R->cfg_hash, sizeof e->config_hash);
             e->bucket = j->bucket;
             e->seq = j->seq;
             char name[256];
-            prism_tune_file_name(R->device.key, R->cfg_hash, def->name,
+            prism_tune_file_name(R->g.device.key, R->cfg_hash, def->name,
                                  j->bucket, name, sizeof name);
             if (!prism_fs_join(j->path, sizeof j->path, R->tune_dir, name))
                 return tune_run_fail(R, PRISM_ERR_IO,
@@ -221,7 +253,7 @@ prism_status tune_run_make_jobs(run *R) {
                 prism_tune_entry_read(j->path, &old, &absent, err,
                                       sizeof err) != PRISM_OK)
                 continue;
-            if (prism_tune_entry_matches(&old, &R->device, R->cfg_hash,
+            if (prism_tune_entry_matches(&old, &R->g.device, R->cfg_hash,
                                          def->name, j->bucket, err,
                                          sizeof err) &&
                 old.seq == j->seq)
@@ -253,7 +285,7 @@ prism_status tune_run_plan_compiles(run *R) {
                     wanted += R->jobs[jj].kernel == k &&
                               R->jobs[jj].entry.candidates[i].status ==
                                   PRISM_TUNE_UNTIMED;
-                R->expected += wanted;
+                tune_run_expect(R, wanted);
                 /* a default is built whenever its kernel has work */
                 bool work = wanted > 0;
                 for (int m = 1; i == 0 && !work && m < s->n; m++)
@@ -277,6 +309,8 @@ void tune_run_free(run *R) {
     for (int jj = 0; R->jobs && jj < R->n_jobs; jj++) {
         prism_tune_entry_free(&R->jobs[jj].entry);
         free(R->jobs[jj].queue);
+        free(R->jobs[jj].finals);
+        free(R->jobs[jj].runs);
     }
     free(R->spaces);
     free(R->jobs);

@@ -9,7 +9,16 @@
  * cubin the kernel was loaded from, so different candidates get different,
  * reproducible times.  FAKE_CUDA_DEVICES sets the device count (default
  * 1); FAKE_CUDA_CC=MAJOR.MINOR the compute capability (default 9.0),
- * with the shared memory limits of that generation; FAKE_CUDA_FAIL=N
+ * with the shared memory limits of that generation.  Several GPU models
+ * and GPUs that disagree take comma lists, one item per ordinal (a device
+ * past the end of a list, or with an empty item, keeps the default):
+ * FAKE_CUDA_NAMES the names (default "Fake GPU (tests/fake_cuda)"),
+ * FAKE_CUDA_SMS the SM counts (default 132), and FAKE_CUDA_SKEW the
+ * timing of each device: 0 (default) as above; K > 0 in reverse order,
+ * with times K times as far apart, so that the kernel slowest on a 0
+ * device is the fastest on a K device and two such GPUs of one model
+ * always disagree (with K > 1 a kernel's mean over the two is lowest
+ * where the K device is fastest).  FAKE_CUDA_FAIL=N
  * makes launches from one cubin in N fail, and with
  * FAKE_CUDA_STICKY the failure breaks the context as an illegal address
  * would.  FAKE_CUDA_TRACE=FILE appends one line per stream operation
@@ -43,6 +52,31 @@ static int broken;
 static int env_int(const char *name, int fallback) {
     const char *e = getenv(name);
     return e && *e ? atoi(e) : fallback;
+}
+
+/* Item `index` of the comma list in $name, copied into buf; false when
+ * the list is unset, too short or the item empty. */
+static bool env_item(const char *name, int index, char *buf, size_t size) {
+    const char *p = getenv(name);
+    if (!p || !*p)
+        return false;
+    for (int i = 0; i < index && p; i++) {
+        p = strchr(p, ',');
+        p = p ? p + 1 : NULL;
+    }
+    if (!p)
+        return false;
+    size_t n = strcspn(p, ",");
+    if (n == 0 || n >= size)
+        return false;
+    memcpy(buf, p, n);
+    buf[n] = '\0';
+    return true;
+}
+
+static int env_item_int(const char *name, int index, int fallback) {
+    char buf[32];
+    return env_item(name, index, buf, sizeof buf) ? atoi(buf) : fallback;
 }
 
 static void trace(const char *fmt, ...) {
@@ -93,8 +127,10 @@ CUresult cuDeviceGet(CUdevice *d, int ordinal) {
 }
 
 CUresult cuDeviceGetName(char *name, int len, CUdevice d) {
-    (void)d;
-    strncpy(name, "Fake GPU (tests/fake_cuda)", (size_t)len);
+    char own[256];
+    if (!env_item("FAKE_CUDA_NAMES", d, own, sizeof own))
+        strcpy(own, "Fake GPU (tests/fake_cuda)");
+    strncpy(name, own, (size_t)len);
     return CUDA_SUCCESS;
 }
 
@@ -116,7 +152,6 @@ static int smem_optin(int major, int minor) {
 }
 
 CUresult cuDeviceGetAttribute(int *v, CUdevice_attribute a, CUdevice d) {
-    (void)d;
     int major, minor;
     compute_capability(&major, &minor);
     switch (a) {
@@ -127,7 +162,7 @@ CUresult cuDeviceGetAttribute(int *v, CUdevice_attribute a, CUdevice d) {
         *v = minor;
         break;
     case CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT:
-        *v = 132;
+        *v = env_item_int("FAKE_CUDA_SMS", d, 132);
         break;
     case CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN:
         *v = smem_optin(major, minor);
@@ -142,6 +177,8 @@ CUresult cuDeviceGetAttribute(int *v, CUdevice_attribute a, CUdevice d) {
 }
 
 static int contexts[64];
+/* The device of the calling thread's current context. */
+static __thread int current_device;
 
 CUresult cuDevicePrimaryCtxRetain(CUcontext *c, CUdevice d) {
     *c = (CUcontext)&contexts[d & 63];
@@ -154,7 +191,8 @@ CUresult cuDevicePrimaryCtxRelease_v2(CUdevice d) {
 }
 
 CUresult cuCtxSetCurrent(CUcontext c) {
-    (void)c;
+    if (c)
+        current_device = (int)((int *)c - contexts);
     return CUDA_SUCCESS;
 }
 
@@ -306,7 +344,11 @@ CUresult cuLaunchKernelEx(const CUlaunchConfig *c, CUfunction f, void **args,
             broken = 1;
         return CUDA_ERROR_LAUNCH_FAILED;
     }
-    clock_us += 10 + m->hash % 997;
+    uint64_t t = m->hash % 997;
+    int skew = env_item_int("FAKE_CUDA_SKEW", current_device, 0);
+    if (skew > 0) /* FAKE_CUDA_SKEW: this device ranks in reverse */
+        t = (uint64_t)skew * (996 - t);
+    clock_us += 10 + t;
     trace("launch");
     if (getenv("FAKE_CUDA_GRIDS"))
         trace("grid %u %u %u %s", c->gridDimX, c->gridDimY, c->gridDimZ,

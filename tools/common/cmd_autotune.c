@@ -10,7 +10,8 @@
  * The search itself is autotune/tune_run.c; this file parses arguments,
  * shows progress (a bar redrawn in place on a terminal, one line per
  * measured candidate otherwise, both on stderr) and prints the closing
- * table on stdout.
+ * tables on stdout: one per GPU model, each followed by a line for every
+ * kernel and bucket its GPUs disagreed on.
  */
 #include "autotune/autotune.h"
 #include "tools/common/cli.h"
@@ -36,9 +37,19 @@ static const char autotune_usage[] =
     "4096..262144)\n"
     "  --density P...    attention mask densities in (0, 1] (default 0.1 0.2)\n"
     "  --budget SECONDS  stop starting new work after this long (default 600)\n"
-    "  --devices all|LIST  GPUs to spread candidates over: all, or ordinals\n"
-    "                    such as 0,1 (default 0); they must be identical\n"
+    "  --devices all|LIST  GPUs to tune: all, or ordinals such as 0,1\n"
+    "                    (default 0); see below\n"
     "  --resume          keep the candidates already timed in the database\n"
+    "\n"
+    "Several GPUs are grouped by model (name, SM count, driver and NVRTC):\n"
+    "every model is tuned at once, one thread per GPU, and gets its own\n"
+    "entries.  The GPUs of one model split the candidates; then the 3\n"
+    "fastest of each kernel and bucket are timed again on each of them, and\n"
+    "each one's recorded time is the median over those GPUs (any other\n"
+    "candidate whose single time is no slower than the best median is\n"
+    "timed on each GPU too).  So the entry's winner is the candidate with\n"
+    "the best median over the model's GPUs.  Where the GPUs' own fastest\n"
+    "differ, a line names the GPUs, their winners and times.\n"
     "\n"
     "The database is $PRISM_TUNE_DIR, else tuning/ in the kernel cache\n"
     "directory; $PRISM_TUNE=off makes plans ignore it.\n";
@@ -164,7 +175,13 @@ static void on_progress(void *user, const prism_autotune_progress *p) {
         fflush(stderr);
         return;
     }
-    if (p->status == PRISM_TUNE_OK)
+    if (p->retime && p->status == PRISM_TUNE_OK)
+        fprintf(stderr,
+                "autotune: [%d/%d] %s @%d %s: %.4f ms on GPU %d (finalist "
+                "timed on every GPU) ETA %s\n",
+                p->done, p->total, p->kernel, p->bucket, p->values, p->ms,
+                p->device, eta);
+    else if (p->status == PRISM_TUNE_OK)
         fprintf(stderr,
                 "autotune: [%d/%d] %s @%d %s: %.4f ms (best %.4f, "
                 "default %.4f) ETA %s\n",
@@ -176,11 +193,11 @@ static void on_progress(void *user, const prism_autotune_progress *p) {
                 prism_tune_status_name(p->status), p->reason ? p->reason : "");
 }
 
-static void print_table(const prism_autotune_report *r) {
+static void print_table(const prism_autotune_model *m) {
     printf("%-16s %7s %11s %10s %8s  %-26s %s\n", "kernel", "bucket",
            "default ms", "tuned ms", "speedup", "candidates", "best");
-    for (int i = 0; i < r->n_rows; i++) {
-        const prism_autotune_row *w = &r->rows[i];
+    for (int i = 0; i < m->n_rows; i++) {
+        const prism_autotune_row *w = &m->rows[i];
         char counts[64], def[16] = "-", tuned[16] = "-", speed[16] = "-";
         snprintf(counts, sizeof counts, "%d ok %d pruned %d other", w->timed,
                  w->pruned, w->failed + w->mismatched + w->untimed);
@@ -193,6 +210,67 @@ static void print_table(const prism_autotune_report *r) {
         printf("%-16s %7d %11s %10s %8s  %-26s %s\n", w->kernel, w->bucket, def,
                tuned, speed, counts, w->best[0] ? w->best : "-");
     }
+}
+
+/* "0,1,3" */
+static void ordinals_text(const int *ordinals, int n, char *buf, size_t size) {
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < n && used < size; i++) {
+        int k = snprintf(buf + used, size - used, "%s%d", i ? "," : "",
+                         ordinals[i]);
+        used += k > 0 ? (size_t)k : 0;
+    }
+}
+
+/* One line per (kernel, bucket) whose GPUs' own fastest finalists differ:
+ * each GPU's pick and time, what was recorded and what it costs each GPU
+ * that would have picked another. */
+static void print_disagreements(const prism_autotune_model *m) {
+    for (int i = 0; i < m->n_rows; i++) {
+        const prism_autotune_row *w = &m->rows[i];
+        if (!w->disagree)
+            continue;
+        int ords[PRISM_TUNE_MAX_DEVICES];
+        for (int k = 0; k < w->n_picks; k++)
+            ords[k] = w->picks[k].ordinal;
+        char gpus[80];
+        ordinals_text(ords, w->n_picks, gpus, sizeof gpus);
+        printf("GPUs %s disagree on %s @%d:", gpus, w->kernel, w->bucket);
+        for (int k = 0; k < w->n_picks; k++)
+            printf("%s GPU %d fastest %s (%.4f ms)", k ? "," : "",
+                   w->picks[k].ordinal, w->picks[k].best,
+                   w->picks[k].best_ms);
+        printf("; recorded %s, the best median over the GPUs (%.4f ms)",
+               w->best, w->tuned_ms);
+        for (int k = 0; k < w->n_picks; k++) {
+            const prism_autotune_pick *p = &w->picks[k];
+            if (p->best_ms > 0 && p->chosen_ms > 0 && strcmp(p->best, w->best))
+                printf(", GPU %d runs it %.2fx slower than its fastest",
+                       p->ordinal, p->chosen_ms / p->best_ms);
+        }
+        printf("\n");
+    }
+}
+
+static void print_model(const prism_autotune_model *m) {
+    char gpus[80];
+    ordinals_text(m->ordinals, m->n_devices, gpus, sizeof gpus);
+    printf("%s (%d SMs, %s) x%d, GPU%s %s: %d candidates compiled, %d "
+           "pruned, %d illegal\n",
+           m->device.name, m->device.sm_count, prism_arch_name(m->arch),
+           m->n_devices, m->n_devices > 1 ? "s" : "", gpus, m->compiled,
+           m->pruned_at_compile, m->illegal);
+    print_table(m);
+    print_disagreements(m);
+    if (m->spills_from_frame > 0)
+        printf("%d candidates had no ptxas spill report: their stack "
+               "frame, read from the cubin, stood for spills\n",
+               m->spills_from_frame);
+    if (m->spills_unknown > 0)
+        printf("%d candidates could not be checked for spills (no ptxas "
+               "report, no readable cubin): timed unchecked\n",
+               m->spills_unknown);
 }
 
 int prism_cmd_autotune(int argc, char **argv) {
@@ -227,20 +305,14 @@ int prism_cmd_autotune(int argc, char **argv) {
     if (st != PRISM_OK) {
         rc = cli_fail("%s", prism_context_last_error(ctx));
     } else {
-        printf("prism autotune: %s on %s (%d SMs, %s) x%d, %.1f s; %d "
-               "candidates compiled, %d pruned, %d illegal\n",
-               cfg->name, rep.device.name, rep.device.sm_count,
-               prism_arch_name(rep.arch), rep.n_devices, rep.elapsed_s,
-               rep.compiled, rep.pruned_at_compile, rep.illegal);
-        print_table(&rep);
-        if (rep.spills_from_frame > 0)
-            printf("%d candidates had no ptxas spill report: their stack "
-                   "frame, read from the cubin, stood for spills\n",
-                   rep.spills_from_frame);
-        if (rep.spills_unknown > 0)
-            printf("%d candidates could not be checked for spills (no ptxas "
-                   "report, no readable cubin): timed unchecked\n",
-                   rep.spills_unknown);
+        printf("prism autotune: %s on %d GPU%s of %d model%s, %.1f s\n",
+               cfg->name, rep.n_devices, rep.n_devices > 1 ? "s" : "",
+               rep.n_models, rep.n_models > 1 ? "s" : "", rep.elapsed_s);
+        for (int m = 0; m < rep.n_models; m++) {
+            printf("\n");
+            print_model(&rep.models[m]);
+        }
+        printf("\n");
         printf("tuning database: %s\n", rep.tune_dir);
         if (rep.out_of_budget)
             printf("the budget ran out before every candidate was timed; "
