@@ -9,7 +9,9 @@ Ways to launch the same prefill on the same plan:
   kernel+params   the same with run-time parameters (threshold=0.9)
   op              torch.ops.prism_attn.prefill, the custom op through the
                   dispatcher (what a compiled graph runs), default params
-  op+params       the same op with other parameter values
+                  (params_id 0)
+  op+params       the same op with other parameter values (the settings
+                  id of threshold=0.9, from Kernel.params_id)
   compiled        (--compiled) a torch.compile'd function calling
                   Kernel.prefill: guards, the graph's wrapper, the op
 Each call is timed on the host alone (perf_counter around the call, no
@@ -134,14 +136,13 @@ def main():
     prefill = mock_launches() if args.mock else _lib.lib().prism_prefill
     op = torch.ops.prism_attn.prefill.default
     base = (q, k, v, None, None, kern.id, "bhsd", 0, 0)
-    defaults = tuple(kern.params.values())
-    other = (0.9, 0.9) + defaults[2:]
+    other = kern.params_id(threshold=0.9)
     ways = {
         "direct": direct_call(kern, q, k, v, prefill),
         "kernel": lambda: kern.prefill(q, k, v),
         "kernel+params": lambda: kern.prefill(q, k, v, threshold=0.9),
-        "op": lambda: op(*base, *defaults),
-        "op+params": lambda: op(*base, *other),
+        "op": lambda: op(*base, 0),
+        "op+params": lambda: op(*base, other),
     }
     if args.compiled:
         compiled = torch.compile(lambda q, k, v: kern.prefill(q, k, v),
