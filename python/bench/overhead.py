@@ -9,7 +9,9 @@ Ways to launch the same prefill on the same plan:
   kernel+params   the same with run-time parameters (threshold=0.9)
   op              torch.ops.prism_attn.prefill, the custom op through the
                   dispatcher (what a compiled graph runs), default params
-  op+params       the same op with other parameter values
+                  (params_id 0)
+  op+params       the same op with other parameter values (the settings
+                  id of threshold=0.9, from Kernel.params_id)
   compiled        (--compiled) a torch.compile'd function calling
                   Kernel.prefill: guards, the graph's wrapper, the op
 Each call is timed on the host alone (perf_counter around the call, no
@@ -23,8 +25,21 @@ that returns at once (compiled here with cc): only the host work of each
 path remains, which is how the overhead is measured on the CPU backend,
 whose real launches run the attention synchronously.
 
+With --breakdown, a second table splits the op path's host time:
+  launch          the op's implementation called directly (_launch.prefill:
+                  signature lookup, output and workspace from torch, the
+                  argument block, the ctypes call), no dispatcher
+  empty op        an op of prism_attn::prefill's schema whose
+                  implementation returns a tensor made beforehand: the
+                  dispatcher alone (boxing the arguments into IValues, the
+                  dispatch, unboxing them into Python objects, the result)
+  empty op, 9 scalars
+                  the same with the nine scalar settings the schema used
+                  to take in place of params_id: what one id saves
+The op path is about "launch" plus "empty op".
+
     python bench/overhead.py [--device cuda|cpu] [--seq N] [--calls N]
-                             [--mock] [--compiled]
+                             [--mock] [--compiled] [--breakdown]
 """
 
 import argparse
@@ -109,6 +124,37 @@ def direct_call(kern, q, k, v, prefill):
     return call
 
 
+_EMPTY_LIB = None
+
+
+def empty_ops(o):
+    """Ops of prism_attn::prefill's schema (and of the former one, nine
+    scalar settings in place of params_id) whose implementation returns
+    o: the dispatcher's share of an op call."""
+    global _EMPTY_LIB
+    _EMPTY_LIB = torch.library.Library("prism_overhead", "FRAGMENT")
+    head = ("Tensor q, Tensor k, Tensor v, Tensor? cu_seqlens_q, "
+            "Tensor? cu_seqlens_k, int kernel_id, str layout, "
+            "SymInt max_seqlen_q, SymInt max_seqlen_k, ")
+    scalars = ("float threshold_high, float threshold_low, bool calibrate, "
+               "float temp_high, float temp_low, bool force_sink, "
+               "bool force_recent, int recent_blocks, float softmax_scale")
+    for name, tail in (("one_id", "int params_id"), ("scalars", scalars)):
+        _EMPTY_LIB.define(f"{name}({head}{tail}) -> Tensor")
+        for key in ("CPU", "CUDA"):
+            _EMPTY_LIB.impl(name, lambda *args: o, key)
+    return (torch.ops.prism_overhead.one_id.default,
+            torch.ops.prism_overhead.scalars.default)
+
+
+def table(results, c_median=None):
+    over = "" if c_median is None else f" {'over C':>8s}"
+    print(f"{'path':20s} {'median us':>10s} {'p10':>8s} {'p90':>8s}{over}")
+    for name, (med, p10, p90) in results.items():
+        over = "" if c_median is None else f" {med - c_median:8.1f}"
+        print(f"{name:20s} {med:10.1f} {p10:8.1f} {p90:8.1f}{over}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available()
@@ -120,6 +166,8 @@ def main():
                     help="replace the C launches by a no-op (host work only)")
     ap.add_argument("--compiled", action="store_true",
                     help="also time a torch.compile'd call")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="also time the op path's parts (launch, dispatcher)")
     args = ap.parse_args()
     dev = torch.device(args.device)
     hkv = max(1, args.heads // 4)
@@ -134,23 +182,34 @@ def main():
     prefill = mock_launches() if args.mock else _lib.lib().prism_prefill
     op = torch.ops.prism_attn.prefill.default
     base = (q, k, v, None, None, kern.id, "bhsd", 0, 0)
-    defaults = tuple(kern.params.values())
-    other = (0.9, 0.9) + defaults[2:]
+    other = kern.params_id(threshold=0.9)
     ways = {
         "direct": direct_call(kern, q, k, v, prefill),
         "kernel": lambda: kern.prefill(q, k, v),
         "kernel+params": lambda: kern.prefill(q, k, v, threshold=0.9),
-        "op": lambda: op(*base, *defaults),
-        "op+params": lambda: op(*base, *other),
+        "op": lambda: op(*base, 0),
+        "op+params": lambda: op(*base, other),
     }
     if args.compiled:
         compiled = torch.compile(lambda q, k, v: kern.prefill(q, k, v),
                                  fullgraph=True)
         compiled(q, k, v)
         ways["compiled"] = lambda: compiled(q, k, v)
-    for fn in ways.values():  # warm-up
+    parts = {}
+    if args.breakdown:
+        one_id, scalars = empty_ops(torch.empty_like(q))
+        values = tuple(kern.params.values())
+        parts = {
+            "launch": lambda: _launch.prefill(kern, q, k, v, None, None,
+                                              "bhsd", 0, 0, False, False),
+            "empty op": lambda: one_id(*base, 0),
+            "empty op, 9 scalars": lambda: scalars(*base, *values),
+        }
+    for fn in (*ways.values(), *parts.values()):  # warm-up
         timed(fn, 50, sync)
     results = {name: timed(fn, args.calls, sync) for name, fn in ways.items()}
+    part_results = {name: timed(fn, args.calls, sync)
+                    for name, fn in parts.items()}
     c_median = results["direct"][0]
     name = (torch.cuda.get_device_name(dev) if dev.type == "cuda"
             else "host CPU")
@@ -158,11 +217,10 @@ def main():
     print(f"device {dev} ({name}), {launch}; B=1 Hq={args.heads} "
           f"Hkv={hkv} S={args.seq} D=128 bf16, {args.calls} calls; "
           f"torch {torch.__version__}")
-    print(f"{'path':14s} {'median us':>10s} {'p10':>8s} {'p90':>8s} "
-          f"{'over C':>8s}")
-    for name, (med, p10, p90) in results.items():
-        print(f"{name:14s} {med:10.1f} {p10:8.1f} {p90:8.1f} "
-              f"{med - c_median:8.1f}")
+    table(results, c_median)
+    if part_results:
+        print("op path's parts (the op is about launch + empty op):")
+        table(part_results)
 
 
 if __name__ == "__main__":

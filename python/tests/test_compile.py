@@ -102,6 +102,25 @@ def test_compile_dynamic_varlen_and_threshold(kern):
         assert torch.equal(got[2].to_block_dense(), want[2].to_block_dense())
 
 
+def test_compile_settings_as_inputs(kern):
+    """Settings passed into the compiled function: each value becomes a
+    settings id of its graph (a recompile per value, also once automatic
+    dynamic shapes make the floats symbolic) and runs as in eager mode."""
+    q, k, v = R.workload(1, 4, 2, 128, 192, 64, 10000.0, 28)
+
+    def f(q, k, v, threshold, scale):
+        return kern.prefill(q, k, v, threshold=threshold,
+                            softmax_scale=scale, return_mask=True)
+
+    cf = torch.compile(f, fullgraph=True)
+    for threshold, scale in ((0.9, 0.1), (0.8, 0.1), (0.7, 0.2), (0.9, 0.1),
+                             (0.6, 0.3)):
+        got, want = cf(q, k, v, threshold, scale), f(q, k, v, threshold,
+                                                     scale)
+        assert torch.equal(got[0], want[0])
+        assert torch.equal(got[1].counts, want[1].counts)
+
+
 def test_compile_head_shard(cpu_kernel):
     kern = cpu_kernel(q_heads=9, kv_heads=3)
     q, k, v = R.workload(1, 9, 3, 96, 96, 64, 10000.0, 24)
@@ -133,22 +152,66 @@ _NO_COMPARE = ("test_schema", "test_autograd_registration", "test_faketensor")
 def test_opcheck(kern):
     q, k, v = R.workload(1, 4, 2, 64, 96, 64, 10000.0, 22)
     ops = torch.ops.prism_attn
-    p = tuple(kern.params.values())
-    sel, scale = p[:-1], p[-1]
+    other = kern.params_id(threshold=0.9, softmax_scale=0.2)
     base = (q, k, v, None, None, kern.id, "bhsd", 0, 0)
-    opcheck(ops.prefill.default, base + p)
-    opcheck(ops.prefill.lse, base + (0.9, 0.9) + p[2:-1] + (0.2,))
-    opcheck(ops.prefill.mask, base + p, test_utils=_NO_COMPARE)
-    opcheck(ops.prefill.lse_mask, base + p, test_utils=_NO_COMPARE)
+    opcheck(ops.prefill.default, base + (0,))
+    opcheck(ops.prefill.lse, base + (other,))
+    opcheck(ops.prefill.mask, base + (other,), test_utils=_NO_COMPARE)
+    opcheck(ops.prefill.lse_mask, base + (0,), test_utils=_NO_COMPARE)
     opcheck(ops.estimate.default,
-            (q, k, None, None, kern.id, "bhsd", 0, 0) + sel,
+            (q, k, None, None, kern.id, "bhsd", 0, 0, other),
             test_utils=_NO_COMPARE)
     counts, indices = ops.estimate(q, k, None, None, kern.id, "bhsd", 0, 0,
-                                   *sel)
-    args = (q, k, v, counts, indices, None, None, kern.id, "bhsd", 0, 0,
-            scale)
-    opcheck(ops.sparse_attention.default, args)
-    opcheck(ops.sparse_attention.lse, args)
+                                   0)
+    args = (q, k, v, counts, indices, None, None, kern.id, "bhsd", 0, 0)
+    opcheck(ops.sparse_attention.default, args + (0,))
+    opcheck(ops.sparse_attention.lse, args + (other,))
     # a head shard, bshd
     t = tuple(x[:, :2].transpose(1, 2).contiguous() for x in (q, k, v))
-    opcheck(ops.prefill.lse, t + (None, None, kern.id, "bshd", 0, 0) + p)
+    opcheck(ops.prefill.lse, t + (None, None, kern.id, "bshd", 0, 0, other))
+
+
+def test_params_id(kern):
+    """The ops take the settings as one id: 0 for the kernel's defaults,
+    one id per distinct values, checked when it is made."""
+    assert kern.params_id() == 0 and kern.params_id(params={}) == 0
+    a = kern.params_id(threshold=0.9)
+    assert a > 0
+    assert kern.params_id(threshold_high=0.9, threshold_low=0.9) == a
+    assert kern.params_id(params={"threshold": 0.9}) == a
+    assert kern.params_id(threshold=0.8) not in (0, a)
+    with pytest.raises(ValueError, match=r"params\.threshold_high 1\.5"):
+        kern.params_id(threshold=1.5)
+    with pytest.raises(TypeError, match="unknown method parameter"):
+        kern.params_id(thresold=0.9)
+
+
+def test_op_params_id_runs_its_values(kern):
+    """An op call with a settings id runs as the eager call with those
+    settings; the defaults' id 0 as the eager call without."""
+    q, k, v = R.workload(1, 4, 2, 128, 192, 64, 10000.0, 26)
+    ops = torch.ops.prism_attn
+    base = (q, k, v, None, None, kern.id, "bhsd", 0, 0)
+    settings = {"threshold": 0.8, "calibrate": False, "softmax_scale": 0.1}
+    pid = kern.params_id(**settings)
+    o, counts, indices = ops.prefill.mask(*base, pid)
+    want, wmask = kern.prefill(q, k, v, return_mask=True, **settings)
+    assert torch.equal(o, want) and torch.equal(counts, wmask.counts)
+    assert torch.equal(ops.prefill(*base, 0), kern.prefill(q, k, v))
+    c2, _ = ops.estimate(q, k, None, None, kern.id, "bhsd", 0, 0, pid)
+    selection = {n: settings[n] for n in ("threshold", "calibrate")}
+    assert torch.equal(c2, kern.estimate(q, k, **selection).counts)
+
+
+def test_op_unknown_params_id(kern):
+    q, k, v = R.workload(1, 4, 2, 64, 64, 64, 10000.0, 27)
+    base = (q, k, v, None, None, kern.id, "bhsd", 0, 0)
+    with pytest.raises(ValueError, match="params_id 123456789 is not"):
+        torch.ops.prism_attn.prefill(*base, 123456789)
+
+    def f(q, k, v):
+        return torch.ops.prism_attn.prefill(q, k, v, None, None, kern.id,
+                                            "bhsd", 0, 0, -1)
+
+    with pytest.raises(Exception, match="params_id -1 is not"):
+        torch.compile(f, fullgraph=True)(q, k, v)

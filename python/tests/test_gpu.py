@@ -1,6 +1,7 @@
 """GPU tests (skipped without CUDA): outputs against SDPA, masks against
 the CPU backend, run-time parameters, head shards and per-layer settings,
-torch.compile, CUDA-graph replay on new inputs (also with parameters),
+torch.compile, CUDA-graph replay on new inputs (also with parameters,
+and the custom op called with a settings id),
 the transformers model, and timing tables of the package's calls against
 the C library called directly.
 
@@ -324,6 +325,39 @@ def test_compile_and_graphs_with_params(fresh_dynamo):
         assert torch.equal(dout, calls[1]()), "replayed dense layer differs"
 
 
+def test_op_with_params_id_in_a_cuda_graph():
+    """The custom op called directly with a settings id, captured in a
+    CUDA graph and replayed on new inputs, equals the eager call with
+    those settings (the id is resolved at capture, not per replay)."""
+    kern = gpu_kernel(head_dim=128, q_heads=8, kv_heads=2, block_size=128)
+    q, k, v = (x.cuda() for x in R.workload(1, 8, 2, 1024, 1024, 128, 1e4,
+                                            13))
+    settings = {"threshold": 0.9, "softmax_scale": 0.1}
+    pid = kern.params_id(**settings)
+    op = torch.ops.prism_attn.prefill.lse
+    sq, sk, sv = q.clone(), k.clone(), v.clone()
+    args = (sq, sk, sv, None, None, kern.id, "bhsd", 0, 0, pid)
+    op(*args)  # plan creation before capture
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        op(*args)
+    torch.cuda.current_stream().wait_stream(s)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        out, lse = op(*args)
+    for seed in (14, 15):
+        new = [x.cuda() for x in R.workload(1, 8, 2, 1024, 1024, 128, 1e4,
+                                            seed)]
+        for dst, src in zip((sq, sk, sv), new):
+            dst.copy_(src)
+        g.replay()
+        torch.cuda.synchronize()
+        want, wlse = kern.prefill(*new, return_lse=True, **settings)
+        assert torch.equal(out, want), f"replayed o differs (seed {seed})"
+        assert torch.equal(lse, wlse), f"replayed lse differs (seed {seed})"
+
+
 def test_hf_model_on_gpu():
     pytest.importorskip("transformers")
     import test_hf
@@ -331,12 +365,13 @@ def test_hf_model_on_gpu():
     test_hf.run_per_layer("cuda")
 
 
-@pytest.mark.parametrize("flags", [[], ["--mock", "--compiled"]],
+@pytest.mark.parametrize("flags", [[], ["--mock", "--compiled",
+                                         "--breakdown"]],
                          ids=["real", "mock"])
 def test_timing_table(flags):
     """Prints the overhead benchmark's table (not a timed assertion):
     real launches, then the host work alone (--mock) with a compiled
-    call."""
+    call and the op path's split into launch and dispatcher."""
     bench = os.path.join(os.path.dirname(__file__), "..", "bench",
                          "overhead.py")
     if not os.path.exists(bench):

@@ -32,6 +32,7 @@ from ctypes import byref, c_bool, c_void_p
 from typing import Any, Mapping, Optional, Tuple
 
 import torch
+from torch.fx.experimental.symbolic_shapes import guard_scalar
 
 from . import _config, _lib, _params
 from ._lib import PlanLimits, PrismError
@@ -191,7 +192,8 @@ class Kernel:
         params: the method parameters a call runs when it gives none
             (the config's; ``softmax_scale`` 0.0 means 1/sqrt(head_dim)).
         dense: True for a dense layer's kernel (:meth:`for_layer`).
-        id: the integer the custom ops (``torch.ops.prism_attn.*``) take.
+        id: the integer the custom ops (``torch.ops.prism_attn.*``) take
+            as ``kernel_id``; :meth:`params_id` gives their ``params_id``.
     """
 
     dense = False
@@ -226,6 +228,18 @@ class Kernel:
     def params(self) -> dict:
         """The default method parameters (a new dict each time)."""
         return _params.describe(self._defaults)
+
+    def params_id(self, params: Optional[Mapping[str, Any]] = None,
+                  **settings) -> int:
+        """The custom ops' ``params_id`` for these method parameters (as
+        :meth:`prefill` takes them) over the kernel's defaults: 0 when
+        none are given (the defaults), else the settings id of the
+        values, checked once (``ValueError`` out of range) and the same
+        for equal values for the life of the process."""
+        if not params and not settings:
+            return 0
+        return _params.settings_id(_params.resolve(
+            self._defaults, settings, params, _params.ALL, "params_id"))
 
     # --- per-layer settings ---------------------------------------------------------
     def for_layer(self, layer: int) -> "Kernel":
@@ -379,8 +393,7 @@ class Kernel:
         if torch.compiler.is_compiling():
             o, lse, counts, indices = _op_prefill(
                 q, k, v, cu_seqlens_q, cu_seqlens_k, self.id, layout, mq, mk,
-                return_lse, return_mask,
-                self._defaults if values is None else values)
+                return_lse, return_mask, _graph_settings_id(values))
         else:
             o, lse, counts, indices = _launch.prefill(
                 self, q, k, v, cu_seqlens_q, cu_seqlens_k, layout, mq, mk,
@@ -426,10 +439,9 @@ class Kernel:
         mq, mk = _max_lengths(cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
                               max_seqlen_k)
         if torch.compiler.is_compiling():
-            p = self._defaults if values is None else values
             counts, indices = torch.ops.prism_attn.estimate.default(
                 q, k, cu_seqlens_q, cu_seqlens_k, self.id, layout, mq, mk,
-                *p[:_params.ATTENTION_INDEX])
+                _graph_settings_id(values))
         else:
             counts, indices = _launch.estimate(
                 self, q, k, cu_seqlens_q, cu_seqlens_k, layout, mq, mk, values)
@@ -467,10 +479,9 @@ class Kernel:
         mq = mask.seqlen_q if cq is not None else 0
         mk = mask.seqlen_k if cq is not None else 0
         if torch.compiler.is_compiling():
-            p = self._defaults if values is None else values
             ops = torch.ops.prism_attn.sparse_attention
             args = (q, k, v, mask.counts, mask.indices, cq, ck, self.id,
-                    layout, mq, mk, p[_params.ATTENTION_INDEX])
+                    layout, mq, mk, _graph_settings_id(values))
             if return_lse:
                 return ops.lse(*args)
             return ops.default(*args)
@@ -624,12 +635,30 @@ class DenseKernel(Kernel):
         return (out + (mask,)) if return_lse else (out, mask)
 
 
+@torch.compiler.assume_constant_result
+def _constant_settings_id(values) -> int:
+    """_params.settings_id, run while tracing: its result is a constant
+    of the graph."""
+    return _params.settings_id(values)
+
+
+def _graph_settings_id(values) -> int:
+    """Under torch.compile: the settings id of a call's values (None: 0,
+    the kernel's defaults), an int constant of the graph.  A setting that
+    is an input of the compiled function may be symbolic; guard_scalar
+    specializes it (a guard on its value, so another value recompiles, as
+    a float argument of an op does)."""
+    if values is None:
+        return 0
+    return _constant_settings_id(tuple(guard_scalar(x) for x in values))
+
+
 def _op_prefill(q, k, v, cu_q, cu_k, kernel_id, layout, mq, mk, want_lse,
-                want_mask, p):
+                want_mask, pid):
     """The prefill op of the outputs asked for, as (o, lse, counts,
     indices) with None for the others."""
     ops = torch.ops.prism_attn.prefill
-    args = (q, k, v, cu_q, cu_k, kernel_id, layout, mq, mk) + tuple(p)
+    args = (q, k, v, cu_q, cu_k, kernel_id, layout, mq, mk, pid)
     if want_mask:
         if want_lse:
             return ops.lse_mask(*args)

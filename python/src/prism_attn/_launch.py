@@ -37,6 +37,7 @@ _LAYOUTS = ("bhsd", "bshd")
 _GEOMETRY_CACHE = 256  # signatures kept per kernel
 _PARAMS_CACHE = 64     # settings kept per signature
 _F32, _I32, _U8 = torch.float32, torch.int32, torch.uint8
+_empty_like = torch.empty_like
 
 
 def dtype_code(dtype: torch.dtype) -> int:
@@ -107,14 +108,23 @@ def _current_stream(cuda: bool, index):
     return torch._C._cuda_getCurrentRawStream(index)
 
 
+def _like(dtype, device, shape) -> torch.Tensor:
+    """A one-element tensor expanded to `shape`: torch.empty_like of it is
+    a new contiguous tensor of that shape, dtype and device, allocated as
+    torch.empty would (current stream, a CUDA graph's pool during
+    capture) without parsing the shape and keywords on every call."""
+    return torch.empty(1, dtype=dtype, device=device).expand(shape)
+
+
 class _Geometry:
     """A validated signature: the plan, a prepared argument block, the
     prism_params structs of the settings it ran with, and the sizes of
-    what each call allocates."""
+    what each call allocates (as templates for torch.empty_like)."""
 
     __slots__ = ("plan", "raw", "ws_alloc", "ws_size", "align", "device",
                  "cuda", "cuda_index", "lse_shape", "rows", "nk", "hq", "hkv",
-                 "params", "default")
+                 "params", "default", "ws_like", "lse_like", "counts_like",
+                 "indices_like")
 
     def __init__(self, c: "_Call", q, k, v):
         kern = c.kernel
@@ -140,6 +150,11 @@ class _Geometry:
         self.lse_shape = (c.B, c.hq, c.Sq)
         self.rows = (c.B, c.hq, c.nq)
         self.nk = c.nk
+        dev = c.device
+        self.ws_like = _like(_U8, dev, (self.ws_alloc,))
+        self.lse_like = _like(_F32, dev, self.lse_shape)
+        self.counts_like = _like(_I32, dev, self.rows)
+        self.indices_like = _like(_I32, dev, self.rows + (self.nk,))
         self.default = (c.params, addressof(c.params))
         self.params = {kern._defaults: self.default}
 
@@ -205,21 +220,20 @@ def prefill(kern, q, k, v, cu_q, cu_k, layout, mq, mk, want_lse, want_mask,
     if values is not None:  # else the block points at the defaults
         held = _params_entry(g, values)  # alive until the launch returns
         a.params = held[1]
-    dev = g.device
-    o = torch.empty_like(q)
+    o = _empty_like(q)
     a.q, a.k, a.v, a.o = q.data_ptr(), k.data_ptr(), v.data_ptr(), o.data_ptr()
     base = addressof(a)
     lse = counts = indices = None
     lse_p = mask_p = None
     if want_lse:
-        lse = torch.empty(g.lse_shape, dtype=_F32, device=dev)
+        lse = _empty_like(g.lse_like)
         lse_p = lse.data_ptr()
     if want_mask:
-        counts = torch.empty(g.rows, dtype=_I32, device=dev)
-        indices = torch.empty(g.rows + (g.nk,), dtype=_I32, device=dev)
+        counts = _empty_like(g.counts_like)
+        indices = _empty_like(g.indices_like)
         a.counts, a.indices = counts.data_ptr(), indices.data_ptr()
         mask_p = base + _OFF_M
-    buf = torch.empty(g.ws_alloc, dtype=_U8, device=dev)
+    buf = _empty_like(g.ws_like)
     align = g.align
     st = _RAW["prism_prefill"](
         g.plan, base, base + _OFF_Q, base + _OFF_K, base + _OFF_V,
@@ -240,12 +254,11 @@ def estimate(kern, q, k, cu_q, cu_k, layout, mq, mk, values=None):
     if values is not None:  # else the block points at the defaults
         held = _params_entry(g, values)  # alive until the launch returns
         a.params = held[1]
-    dev = g.device
     a.q, a.k = q.data_ptr(), k.data_ptr()
-    counts = torch.empty(g.rows, dtype=_I32, device=dev)
-    indices = torch.empty(g.rows + (g.nk,), dtype=_I32, device=dev)
+    counts = _empty_like(g.counts_like)
+    indices = _empty_like(g.indices_like)
     a.counts, a.indices = counts.data_ptr(), indices.data_ptr()
-    buf = torch.empty(g.ws_alloc, dtype=_U8, device=dev)
+    buf = _empty_like(g.ws_like)
     align = g.align
     base = addressof(a)
     st = _RAW["prism_estimate"](
@@ -269,15 +282,14 @@ def sparse(kern, q, k, v, counts, indices, cu_q, cu_k, layout, mq, mk,
     if values is not None:  # else the block points at the defaults
         held = _params_entry(g, values)  # alive until the launch returns
         a.params = held[1]
-    dev = g.device
-    o = torch.empty_like(q)
+    o = _empty_like(q)
     a.q, a.k, a.v, a.o = q.data_ptr(), k.data_ptr(), v.data_ptr(), o.data_ptr()
     a.counts, a.indices = counts.data_ptr(), indices.data_ptr()
     lse = lse_p = None
     if want_lse:
-        lse = torch.empty(g.lse_shape, dtype=_F32, device=dev)
+        lse = _empty_like(g.lse_like)
         lse_p = lse.data_ptr()
-    buf = torch.empty(g.ws_alloc, dtype=_U8, device=dev)
+    buf = _empty_like(g.ws_like)
     align = g.align
     base = addressof(a)
     st = _RAW["prism_sparse_attention"](

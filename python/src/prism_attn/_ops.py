@@ -3,18 +3,23 @@
 Dynamo cannot look inside a ctypes call, so under torch.compile the Kernel
 methods call these ops, which the compiled graph keeps as opaque nodes.
 Each op has a fake (meta) implementation giving the outputs' shapes, dtypes
-and strides from the inputs alone.  The kernel travels as its integer id,
-the method parameters as plain schema arguments (_params.FIELDS; the
-head counts are the tensors'), so a compiled graph or a captured CUDA
-graph runs the settings it was traced with.
+and strides from the inputs alone.  The kernel travels as its integer id
+and the method parameters as one int, a settings id (``params_id``:
+_params.settings_id, 0 for the kernel's defaults; the head counts are the
+tensors'), so a compiled graph or a captured CUDA graph runs the settings
+it was traced with.
 
 The ops are defined with ``torch.library.Library`` and implemented for the
 CPU and CUDA dispatch keys directly: no Python autograd layer runs per
 call (Prism has no backward), which keeps the dispatcher's share of a call
-small (python/bench/overhead.py measures it).  Each output combination is
-an overload of its own (``prefill.lse``, ``prefill.mask``, ...), so a call
-allocates only what it returns.  In eager mode the Kernel methods call the
-implementations directly, without the dispatcher.
+small (python/bench/overhead.py measures it).  The dispatcher boxes every
+schema argument into an IValue and back into a Python object for the
+implementation, so the schema is kept short: nine scalar settings cost
+more than the rest of the arguments together, one id costs as much as any
+int.  Each output combination is an overload of its own (``prefill.lse``,
+``prefill.mask``, ...), so a call allocates only what it returns.  In
+eager mode the Kernel methods call the implementations directly, without
+the dispatcher.
 """
 
 from __future__ import annotations
@@ -23,41 +28,33 @@ from typing import List
 
 import torch
 
-from . import _launch
+from . import _launch, _params
 from ._kernel import _registry
 
 _ARGS = ("Tensor q, Tensor k, {v}Tensor? cu_seqlens_q, Tensor? cu_seqlens_k, "
          "int kernel_id, str layout, SymInt max_seqlen_q, "
-         "SymInt max_seqlen_k, ")
-_SELECTION = ("float threshold_high, float threshold_low, bool calibrate, "
-              "float temp_high, float temp_low, bool force_sink, "
-              "bool force_recent, int recent_blocks")
-_SCALE = "float softmax_scale"
+         "SymInt max_seqlen_k, int params_id")
 
 SCHEMAS = {
-    "prefill": "prefill(" + _ARGS.format(v="Tensor v, ") + _SELECTION + ", "
-               + _SCALE + ") -> Tensor",
-    "prefill.lse": "prefill.lse(" + _ARGS.format(v="Tensor v, ") + _SELECTION
-                   + ", " + _SCALE + ") -> (Tensor, Tensor)",
+    "prefill": "prefill(" + _ARGS.format(v="Tensor v, ") + ") -> Tensor",
+    "prefill.lse": "prefill.lse(" + _ARGS.format(v="Tensor v, ")
+                   + ") -> (Tensor, Tensor)",
     "prefill.mask": "prefill.mask(" + _ARGS.format(v="Tensor v, ")
-                    + _SELECTION + ", " + _SCALE
                     + ") -> (Tensor, Tensor, Tensor)",
     "prefill.lse_mask": "prefill.lse_mask(" + _ARGS.format(v="Tensor v, ")
-                        + _SELECTION + ", " + _SCALE
                         + ") -> (Tensor, Tensor, Tensor, Tensor)",
-    "estimate": "estimate(" + _ARGS.format(v="") + _SELECTION
-                + ") -> (Tensor, Tensor)",
+    "estimate": "estimate(" + _ARGS.format(v="") + ") -> (Tensor, Tensor)",
     "sparse_attention": "sparse_attention(Tensor q, Tensor k, Tensor v, "
                         "Tensor counts, Tensor indices, Tensor? cu_seqlens_q, "
                         "Tensor? cu_seqlens_k, int kernel_id, str layout, "
-                        "SymInt max_seqlen_q, SymInt max_seqlen_k, " + _SCALE
-                        + ") -> Tensor",
+                        "SymInt max_seqlen_q, SymInt max_seqlen_k, "
+                        "int params_id) -> Tensor",
     "sparse_attention.lse": "sparse_attention.lse(Tensor q, Tensor k, "
                             "Tensor v, Tensor counts, Tensor indices, "
                             "Tensor? cu_seqlens_q, Tensor? cu_seqlens_k, "
                             "int kernel_id, str layout, SymInt max_seqlen_q, "
-                            "SymInt max_seqlen_k, " + _SCALE
-                            + ") -> (Tensor, Tensor)",
+                            "SymInt max_seqlen_k, int params_id) "
+                            "-> (Tensor, Tensor)",
 }
 
 _LIBRARY = torch.library.Library("prism_attn", "DEF")
@@ -66,57 +63,47 @@ for _schema in SCHEMAS.values():
 
 
 # --- implementations ---------------------------------------------------------------
-def _selection(kern, p):
-    """The full parameter tuple of an estimate: its eight settings and
-    the kernel's default softmax scale (which estimation does not use)."""
-    return p + (kern._defaults[-1],)
+# A settings id's values are the full tuple of _params.FIELDS (None: the
+# kernel's defaults); each launch reads the fields it uses.
+_settings = _params.settings
 
 
-def _attention(kern, scale):
-    """The full parameter tuple of a sparse attention: the kernel's
-    selection settings (which attention does not use) and its scale."""
-    return kern._defaults[:-1] + (scale,)
-
-
-def _prefill(q, k, v, cq, ck, kid, layout, mq, mk, *p):
+def _prefill(q, k, v, cq, ck, kid, layout, mq, mk, pid):
     return _launch.prefill(_registry[kid], q, k, v, cq, ck, layout, mq, mk,
-                           False, False, p)[0]
+                           False, False, _settings(pid))[0]
 
 
-def _prefill_lse(q, k, v, cq, ck, kid, layout, mq, mk, *p):
+def _prefill_lse(q, k, v, cq, ck, kid, layout, mq, mk, pid):
     o, lse, _, _ = _launch.prefill(_registry[kid], q, k, v, cq, ck, layout,
-                                   mq, mk, True, False, p)
+                                   mq, mk, True, False, _settings(pid))
     return o, lse
 
 
-def _prefill_mask(q, k, v, cq, ck, kid, layout, mq, mk, *p):
+def _prefill_mask(q, k, v, cq, ck, kid, layout, mq, mk, pid):
     o, _, counts, indices = _launch.prefill(_registry[kid], q, k, v, cq, ck,
-                                            layout, mq, mk, False, True, p)
+                                            layout, mq, mk, False, True,
+                                            _settings(pid))
     return o, counts, indices
 
 
-def _prefill_lse_mask(q, k, v, cq, ck, kid, layout, mq, mk, *p):
+def _prefill_lse_mask(q, k, v, cq, ck, kid, layout, mq, mk, pid):
     return _launch.prefill(_registry[kid], q, k, v, cq, ck, layout, mq, mk,
-                           True, True, p)
+                           True, True, _settings(pid))
 
 
-def _estimate(q, k, cq, ck, kid, layout, mq, mk, *p):
-    kern = _registry[kid]
-    return _launch.estimate(kern, q, k, cq, ck, layout, mq, mk,
-                            _selection(kern, p))
+def _estimate(q, k, cq, ck, kid, layout, mq, mk, pid):
+    return _launch.estimate(_registry[kid], q, k, cq, ck, layout, mq, mk,
+                            _settings(pid))
 
 
-def _sparse(q, k, v, counts, indices, cq, ck, kid, layout, mq, mk, scale):
-    kern = _registry[kid]
-    return _launch.sparse(kern, q, k, v, counts, indices, cq, ck, layout, mq,
-                          mk, False, _attention(kern, scale))[0]
+def _sparse(q, k, v, counts, indices, cq, ck, kid, layout, mq, mk, pid):
+    return _launch.sparse(_registry[kid], q, k, v, counts, indices, cq, ck,
+                          layout, mq, mk, False, _settings(pid))[0]
 
 
-def _sparse_lse(q, k, v, counts, indices, cq, ck, kid, layout, mq, mk,
-                scale):
-    kern = _registry[kid]
-    return _launch.sparse(kern, q, k, v, counts, indices, cq, ck, layout, mq,
-                          mk, True, _attention(kern, scale))
+def _sparse_lse(q, k, v, counts, indices, cq, ck, kid, layout, mq, mk, pid):
+    return _launch.sparse(_registry[kid], q, k, v, counts, indices, cq, ck,
+                          layout, mq, mk, True, _settings(pid))
 
 
 _IMPLS = {"prefill": _prefill, "prefill.lse": _prefill_lse,
@@ -153,34 +140,43 @@ def _fake_mask(q, k, cu_q, kid, layout, mq, mk):
             q.new_empty(rows + ((sk + bs - 1) // bs,), dtype=torch.int32))
 
 
-def _fake_prefill(q, k, v, cq, ck, kid, layout, mq, mk, *p):
+# The fakes run while tracing: an unknown settings id fails there (the
+# values themselves were checked when the id was made).
+def _fake_prefill(q, k, v, cq, ck, kid, layout, mq, mk, pid):
+    _settings(pid)
     return torch.empty_like(q)
 
 
-def _fake_prefill_lse(q, k, v, cq, ck, kid, layout, mq, mk, *p):
+def _fake_prefill_lse(q, k, v, cq, ck, kid, layout, mq, mk, pid):
+    _settings(pid)
     return torch.empty_like(q), _fake_lse(q, cq, layout)
 
 
-def _fake_prefill_mask(q, k, v, cq, ck, kid, layout, mq, mk, *p):
+def _fake_prefill_mask(q, k, v, cq, ck, kid, layout, mq, mk, pid):
+    _settings(pid)
     return (torch.empty_like(q),) + _fake_mask(q, k, cq, kid, layout, mq, mk)
 
 
-def _fake_prefill_lse_mask(q, k, v, cq, ck, kid, layout, mq, mk, *p):
+def _fake_prefill_lse_mask(q, k, v, cq, ck, kid, layout, mq, mk, pid):
+    _settings(pid)
     return ((torch.empty_like(q), _fake_lse(q, cq, layout))
             + _fake_mask(q, k, cq, kid, layout, mq, mk))
 
 
-def _fake_estimate(q, k, cq, ck, kid, layout, mq, mk, *p):
+def _fake_estimate(q, k, cq, ck, kid, layout, mq, mk, pid):
+    _settings(pid)
     return _fake_mask(q, k, cq, kid, layout, mq, mk)
 
 
 def _fake_sparse(q, k, v, counts, indices, cq, ck, kid, layout, mq, mk,
-                 scale):
+                 pid):
+    _settings(pid)
     return torch.empty_like(q)
 
 
 def _fake_sparse_lse(q, k, v, counts, indices, cq, ck, kid, layout, mq, mk,
-                     scale):
+                     pid):
+    _settings(pid)
     return torch.empty_like(q), _fake_lse(q, cq, layout)
 
 

@@ -6,14 +6,20 @@ temperatures, the forced blocks and the softmax scale change per call on
 the same plan and kernels, with no compile.  A call's settings travel as
 a tuple of the nine values of ``FIELDS`` (the C struct's method fields:
 the selection's, then the softmax scale; the head counts come from the
-tensors): the custom ops take them as
-schema arguments in that order, and the launch path keys its prepared C
-structs by that tuple.
+tensors), and the launch path keys its prepared C structs by that tuple.
+
+The custom ops take a call's settings as one int, a settings id
+(``settings_id``): each distinct tuple is checked once and numbered, and
+its id stays valid for the life of the process, so a compiled graph or a
+captured CUDA graph can hold it as a constant.  Id 0 stands for the
+kernel's own defaults.  One int argument instead of nine scalars keeps
+the dispatcher's boxing of an op call small.
 """
 
 from __future__ import annotations
 
 import numbers
+import threading
 from typing import Any, Iterable, Mapping, Optional, Tuple
 
 from . import _lib
@@ -130,6 +136,42 @@ def struct(values: Values, q_heads: int, kv_heads: int) -> _lib.Params:
     if st != _lib.OK:
         raise ValueError(err.value.decode(errors="replace"))
     return p
+
+
+# --- settings ids: the custom ops' params_id ----------------------------------------
+_ids_lock = threading.Lock()
+_id_of: dict = {}               # values -> id
+_values_of: dict = {0: None}    # id -> values; 0: the kernel's defaults
+
+
+def settings_id(values: Values) -> int:
+    """The settings id of a values tuple (``resolve``'s): made on first
+    use, after the library's range check (ValueError as ``struct``; the
+    head counts are each call's and are checked at launch), and the same
+    int for equal tuples from then on.  Ids are never reused or dropped:
+    compiled graphs hold them."""
+    pid = _id_of.get(values)
+    if pid is not None:
+        return pid
+    struct(values, 1, 1)
+    with _ids_lock:
+        pid = _id_of.get(values)
+        if pid is None:
+            pid = len(_values_of)
+            _values_of[pid] = values
+            _id_of[values] = pid
+    return pid
+
+
+def settings(pid: int) -> Optional[Values]:
+    """The values of a settings id; None for 0 (the kernel's defaults).
+    ValueError for an id ``settings_id`` did not give."""
+    try:
+        return _values_of[pid]
+    except (KeyError, TypeError):
+        raise ValueError(f"params_id {pid!r} is not a settings id: pass 0 "
+                         "(the kernel's defaults) or one from "
+                         "Kernel.params_id()") from None
 
 
 def describe(values: Values) -> dict:
