@@ -30,7 +30,7 @@
  * Sq = Sk = S: the causal half).  --paged adds the same stages over K and
  * V in shuffled pages (prism_paged_kv), each timed right after its
  * contiguous twin, and --pooled-cache the estimate through a pooled-key
- * cache: docs/performance.md's paged tables come from these.
+ * cache: the tables of docs/paged.md come from these.
  */
 #include "tools/common/cli.h"
 #include "base/cuda_driver.h"
