@@ -526,6 +526,10 @@ typedef struct prism_plan_limits {
     int max_seqlen_k;  /* longest key sequence                             */
     bool caller_workspace; /* true: the plan allocates no workspace and every
                               estimate/prefill passes one                  */
+    bool paged;        /* true: a CUDA plan also compiles and loads its paged
+                          K/V programs at creation (prism_plan_create_async
+                          then overlaps them too); false: at its first paged
+                          launch, which waits for them.  CPU plans need none */
 } prism_plan_limits;
 
 /* A device tensor of shape [B, H, S, D]: element strides for B, H and S;

@@ -164,7 +164,7 @@ static prism_status plan_on(prism_context *ctx, const char *cc,
                             prism_arch *arch) {
     setenv("FAKE_CUDA_CC", cc, 1);
     prism_config cfg = smollm();
-    prism_plan_limits lim = {1, 256, 256, false};
+    prism_plan_limits lim = {1, 256, 256, false, false};
     prism_plan *plan = NULL;
     prism_status st = prism_plan_create(ctx, &cfg, &lim, &plan);
     if (st == PRISM_OK)

@@ -181,7 +181,7 @@ Test(autotune_cli, tunes_on_the_gpu_and_plans_use_it, .timeout = 300) {
 
     /* tuned and untuned plans agree */
     prism_plan *tuned = NULL, *plain = NULL;
-    prism_plan_limits lim = {1, 4096, 4096, false};
+    prism_plan_limits lim = {1, 4096, 4096, false, false};
     cr_assert_eq(prism_plan_create(ctx, &cfg, &lim, &tuned), PRISM_OK, "%s",
                  prism_context_last_error(ctx));
     cr_assert_eq(prism_plan_config(tuned)->n_tuning, 8,

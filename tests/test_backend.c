@@ -211,7 +211,7 @@ static prism_plan *counting_plan(const prism_config *cfg) {
     prism_plan *p = calloc(1, sizeof *p);
     p->backend = &counting;
     p->cfg = *cfg;
-    p->limits = (prism_plan_limits){2, 256, 512, false};
+    p->limits = (prism_plan_limits){2, 256, 512, false, false};
     cr_assert_eq(counting.create(p), PRISM_OK);
     p->workspace_size = prism_plan_workspace_size(p, NULL);
     cr_assert_eq(counting.workspace_alloc(p, p->workspace_size, &p->workspace),
@@ -310,7 +310,7 @@ ParameterizedTest(ws_shape *s, backend, workspace_layout_is_shared) {
     cr_assert_eq(a.bytes[PRISM_WS_INDICES], s->batch * 32 * nq * nk * 4);
     /* the public size is the layout's within the plan's limits, and 0 for
      * a batch beyond them */
-    p->limits = (prism_plan_limits){s->batch, s->sq, s->sk, false};
+    p->limits = (prism_plan_limits){s->batch, s->sq, s->sk, false, false};
     prism_batch b = {.batch = s->batch, .seqlen_q = s->sq, .seqlen_k = s->sk};
     cr_assert_eq(prism_plan_workspace_size(p, &b), a.total);
     b.batch = s->batch + 1;
@@ -329,7 +329,7 @@ Test(backend, cpu_plan_runs_on_the_cpu_table) {
     cr_assert_eq(prism_context_create(&o, &ctx), PRISM_OK);
     char path[512];
     config_path("smollm2-135m.yaml", path, sizeof path);
-    prism_plan_limits lim = {1, 256, 256, false};
+    prism_plan_limits lim = {1, 256, 256, false, false};
     prism_plan *plan = NULL;
     reset_counts();
     prism_status st = prism_plan_create_from_file(ctx, path, &lim, &plan);
@@ -433,7 +433,7 @@ ParameterizedTest(fake_case *fc, backend, cuda_plan_runs_on_the_cuda_table,
     prism_context *ctx = fake_context();
     char path[512];
     config_path(fc->config, path, sizeof path);
-    prism_plan_limits lim = {2, 512, 1024, false};
+    prism_plan_limits lim = {2, 512, 1024, false, false};
     prism_plan *plan = NULL;
     reset_counts();
     cr_assert_eq(prism_plan_create_from_file(ctx, path, &lim, &plan), PRISM_OK,
@@ -498,7 +498,7 @@ Test(backend, cuda_grids_follow_the_launch_heads, .init = fake_setup,
                                           "llama-3.1-8b.yaml"};
     for (int i = 0; i < 2; i++) {
         prism_config cfg = load(configs[i]);
-        prism_plan_limits lim = {2, 512, 1024, false};
+        prism_plan_limits lim = {2, 512, 1024, false, false};
         prism_plan *plan = NULL;
         cr_assert_eq(prism_plan_create(ctx, &cfg, &lim, &plan), PRISM_OK,
                      "%s", prism_context_last_error(ctx));
@@ -604,7 +604,7 @@ Test(backend, cuda_paged_batches_launch_the_paged_kernels, .init = fake_setup,
                                           "llama-3.1-8b.yaml"};
     for (int i = 0; i < 2; i++) {
         prism_config cfg = load(configs[i]);
-        prism_plan_limits lim = {2, 256, 1024, false};
+        prism_plan_limits lim = {2, 256, 1024, false, false};
         prism_plan *plan = NULL;
         uint64_t before = compiles_of(ctx);
         cr_assert_eq(prism_plan_create(ctx, &cfg, &lim, &plan), PRISM_OK,
@@ -681,6 +681,52 @@ Test(backend, cuda_paged_batches_launch_the_paged_kernels, .init = fake_setup,
     prism_context_destroy(ctx);
 }
 
+/* A plan made with limits.paged gets its paged programs at creation, so
+ * that prism_plan_create_async overlaps them too: its first paged launch
+ * compiles nothing, and a second plan of the same config finds all of
+ * them in the cache. */
+Test(backend, cuda_plan_with_paged_limits_compiles_them_at_creation,
+     .init = fake_setup, .fini = fake_teardown, .timeout = 300) {
+    prism_context *ctx = fake_context();
+    prism_config cfg = load("smollm2-135m.yaml");
+    prism_plan_limits lim = {1, 256, 1024, false, true};
+    prism_plan *plan = NULL;
+    uint64_t before = compiles_of(ctx);
+    cr_assert_eq(prism_plan_create(ctx, &cfg, &lim, &plan), PRISM_OK, "%s",
+                 prism_context_last_error(ctx));
+    cr_assert_eq(compiles_of(ctx) - before,
+                 (uint64_t)prism_kernel_count() + 2,
+                 "the plain programs and pool_stats_paged, attention_paged");
+    cr_assert(atomic_load(&cuda_of(plan)->paged_ready));
+    cr_assert_not_null(cuda_of(plan)->kernels[PRISM_KERNEL_ATTENTION].paged);
+    inputs in;
+    make_inputs(&cfg, 1, 256, 1024, &in);
+    int ps = 2 * cfg.block_size, pages = 1024 / ps;
+    int32_t table[16];
+    for (int p = 0; p < pages; p++)
+        table[p] = pages - 1 - p;
+    prism_paged_kv pg = {table, pages, ps, pages, NULL};
+    int64_t d = cfg.head_dim, hkv = cfg.kv_heads;
+    prism_tensor kp = {in.k.data, ps * hkv * d, d, hkv * d}, vp = kp;
+    vp.data = in.v.data;
+    in.b.paged = &pg;
+    before = compiles_of(ctx);
+    cr_assert_eq(prism_prefill(plan, &in.b, &in.q, &kp, &vp, &in.o, NULL,
+                               NULL, NULL, 0, NULL),
+                 PRISM_OK, "%s", prism_plan_last_error(plan));
+    cr_assert_eq(compiles_of(ctx), before, "the first paged launch");
+    free_inputs(&in);
+    prism_plan_destroy(plan);
+    /* the same plan again: every program from the cache */
+    before = compiles_of(ctx);
+    cr_assert_eq(prism_plan_create(ctx, &cfg, &lim, &plan), PRISM_OK, "%s",
+                 prism_context_last_error(ctx));
+    cr_assert_eq(compiles_of(ctx), before);
+    cr_assert(atomic_load(&cuda_of(plan)->paged_ready));
+    prism_plan_destroy(plan);
+    prism_context_destroy(ctx);
+}
+
 static void *load_paged(void *plan) {
     return (void *)(intptr_t)prism_cuda_load_paged(plan);
 }
@@ -691,7 +737,7 @@ Test(backend, cuda_paged_programs_load_once_across_threads,
      .init = fake_setup, .fini = fake_teardown, .timeout = 300) {
     prism_context *ctx = fake_context();
     prism_config cfg = load("smollm2-135m.yaml");
-    prism_plan_limits lim = {1, 256, 256, true};
+    prism_plan_limits lim = {1, 256, 256, true, false};
     prism_plan *plan = NULL;
     cr_assert_eq(prism_plan_create(ctx, &cfg, &lim, &plan), PRISM_OK, "%s",
                  prism_context_last_error(ctx));
@@ -754,7 +800,7 @@ Test(backend, cuda_pooled_key_cache_sizes_pooling_by_the_chunk,
         prism_config cfg = load(configs[i]);
         int bs = cfg.block_size, prefix = 40 * bs, chunk = 3 * bs;
         int sk = prefix + chunk, ps = 2 * bs, pages = (sk + ps - 1) / ps;
-        prism_plan_limits lim = {1, prefix, sk, false};
+        prism_plan_limits lim = {1, prefix, sk, false, false};
         prism_plan *plan = NULL;
         cr_assert_eq(prism_plan_create(ctx, &cfg, &lim, &plan), PRISM_OK,
                      "%s", prism_context_last_error(ctx));

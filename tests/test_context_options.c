@@ -94,7 +94,7 @@ Test(context_options, a_missing_device_fails_the_first_plan_cleanly) {
     cr_assert_eq(st, PRISM_OK, "%s", g_log);
     prism_config cfg;
     prism_config_init(&cfg);
-    prism_plan_limits limits = {1, 128, 128, false};
+    prism_plan_limits limits = {1, 128, 128, false, false};
     prism_plan *plan = (prism_plan *)1;
     st = prism_plan_create(ctx, &cfg, &limits, &plan);
     cr_assert(st == PRISM_ERR_NO_DRIVER || st == PRISM_ERR_NO_DEVICE,

@@ -372,14 +372,14 @@ typedef struct limits_row {
 } limits_row;
 
 static const limits_row bad_limits[] = {
-    {"INT_MAX lengths, caller workspace", {4096, INT_MAX, INT_MAX, true},
+    {"INT_MAX lengths, caller workspace", {4096, INT_MAX, INT_MAX, true, false},
      "PRISM_MAX_SEQLEN"},
-    {"2^30 lengths", {1, 1 << 30, 1 << 30, false}, "PRISM_MAX_SEQLEN"},
-    {"INT_MAX batch", {INT_MAX, 128, 128, true}, "PRISM_MAX_BATCH"},
+    {"2^30 lengths", {1, 1 << 30, 1 << 30, false, false}, "PRISM_MAX_SEQLEN"},
+    {"INT_MAX batch", {INT_MAX, 128, 128, true, false}, "PRISM_MAX_BATCH"},
     {"workspace past the limit", {PRISM_MAX_BATCH, PRISM_MAX_SEQLEN,
-                                  PRISM_MAX_SEQLEN, true},
+                                  PRISM_MAX_SEQLEN, true, false},
      "PRISM_MAX_WORKSPACE_BYTES"},
-    {"negative batch", {-1, 128, 128, false}, "positive"},
+    {"negative batch", {-1, 128, 128, false, false}, "positive"},
 };
 
 Test(cpu_api, limits_whose_sizes_would_wrap_are_refused) {
@@ -400,7 +400,7 @@ Test(cpu_api, limits_whose_sizes_would_wrap_are_refused) {
     }
     /* within the limits, the size a caller allocates is exact and a batch
      * outside the plan's limits has no size */
-    prism_plan_limits ok = {2, 4096, 8192, true};
+    prism_plan_limits ok = {2, 4096, 8192, true, false};
     prism_plan *plan = NULL;
     cr_assert_eq(prism_plan_create(ctx, &cfg, &ok, &plan), PRISM_OK, "%s",
                  prism_context_last_error(ctx));

@@ -44,7 +44,7 @@ static inline prism_context *cpu_context(int threads) {
 static inline prism_plan *cpu_plan(prism_context *ctx, const case_data *d,
                             bool caller_workspace) {
     prism_plan_limits limits = {d->batch.batch, d->max_sq, d->max_sk,
-                                caller_workspace};
+                                caller_workspace, false};
     prism_plan *plan = NULL;
     prism_status st = prism_plan_create(ctx, &d->cfg, &limits, &plan);
     if (st == PRISM_ERR_UNSUPPORTED &&

@@ -284,7 +284,7 @@ static void run_case(const gpu_case *c, prism_context *ctx,
         plan_cfg = model_config(&d.cfg);
     }
 
-    prism_plan_limits limits = {c->batch, d.max_sq, d.max_sk, false};
+    prism_plan_limits limits = {c->batch, d.max_sq, d.max_sk, false, false};
     prism_plan *plan = NULL;
     cr_assert_eq(prism_plan_create(ctx, &plan_cfg, &limits, &plan), PRISM_OK,
                  "%s: %s", c->name, prism_context_last_error(ctx));
@@ -523,7 +523,7 @@ Test(gpu, launch_arguments_are_validated, .timeout = 300) {
     prism_context *ctx = new_context();
     prism_config cfg;
     prism_config_init(&cfg);
-    prism_plan_limits limits = {2, 1024, 2048, false};
+    prism_plan_limits limits = {2, 1024, 2048, false, false};
     prism_plan *plan = NULL;
     cr_assert_eq(prism_plan_create(ctx, &cfg, &limits, &plan), PRISM_OK, "%s",
                  prism_context_last_error(ctx));
@@ -587,7 +587,7 @@ Test(gpu, without_a_gpu_plans_fail_with_a_clear_status) {
     prism_context *ctx = new_context();
     prism_config cfg;
     prism_config_init(&cfg);
-    prism_plan_limits limits = {1, 1024, 1024, false};
+    prism_plan_limits limits = {1, 1024, 1024, false, false};
     prism_plan *plan = (prism_plan *)1;
     prism_status st = prism_plan_create(ctx, &cfg, &limits, &plan);
     cr_assert(st == PRISM_ERR_NO_DRIVER || st == PRISM_ERR_NO_DEVICE,

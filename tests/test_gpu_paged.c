@@ -233,7 +233,7 @@ ParameterizedTest(const paged_gpu_case *pc, gpu_paged, matches_contiguous,
     dev_case_build(pc, &c);
     prism_context *ctx = NULL;
     cr_assert_eq(prism_context_create(NULL, &ctx), PRISM_OK);
-    prism_plan_limits lim = {c.d.batch.batch, c.d.max_sq, c.d.max_sk, false};
+    prism_plan_limits lim = {c.d.batch.batch, c.d.max_sq, c.d.max_sk, false, false};
     prism_plan *plan = NULL;
     cr_assert_eq(prism_plan_create(ctx, &c.d.cfg, &lim, &plan), PRISM_OK,
                  "%s: %s", name, prism_context_last_error(ctx));
@@ -280,7 +280,7 @@ Test(gpu_paged, chunked_estimates_with_the_cache, .timeout = 600) {
     dev_case_build(&pc, &c);
     prism_context *ctx = NULL;
     cr_assert_eq(prism_context_create(NULL, &ctx), PRISM_OK);
-    prism_plan_limits lim = {1, c.d.max_sq, c.d.max_sk, false};
+    prism_plan_limits lim = {1, c.d.max_sq, c.d.max_sk, false, false};
     prism_plan *plan = NULL;
     cr_assert_eq(prism_plan_create(ctx, &c.d.cfg, &lim, &plan), PRISM_OK,
                  "%s", prism_context_last_error(ctx));

@@ -260,7 +260,7 @@ static double run_params(prism_plan *plan, const params_case *c,
 Test(params, one_cpu_plan_runs_every_setting, .timeout = 300) {
     prism_context *ctx = cpu_context(0);
     prism_config model = model_config();
-    prism_plan_limits limits = {1, 900, 1028, false};
+    prism_plan_limits limits = {1, 900, 1028, false, false};
     prism_plan *plan = NULL;
     prism_status st = prism_plan_create(ctx, &model, &limits, &plan);
     if (st == PRISM_ERR_UNSUPPORTED &&
@@ -300,7 +300,7 @@ Test(params, one_cpu_plan_runs_every_setting, .timeout = 300) {
 Test(params, launches_check_their_params, .timeout = 120) {
     prism_context *ctx = cpu_context(2);
     prism_config model = model_config();
-    prism_plan_limits limits = {1, 900, 1028, false};
+    prism_plan_limits limits = {1, 900, 1028, false, false};
     prism_plan *plan = NULL;
     prism_status st = prism_plan_create(ctx, &model, &limits, &plan);
     if (st == PRISM_ERR_UNSUPPORTED &&
@@ -354,7 +354,7 @@ Test(params, more_heads_than_the_config_need_a_workspace, .timeout = 120) {
     prism_config model = model_config();
     model.q_heads = 2;
     model.kv_heads = 1;
-    prism_plan_limits limits = {1, 900, 1028, false};
+    prism_plan_limits limits = {1, 900, 1028, false, false};
     prism_plan *plan = NULL;
     prism_status st = prism_plan_create(ctx, &model, &limits, &plan);
     if (st == PRISM_ERR_UNSUPPORTED &&
@@ -401,7 +401,7 @@ Test(params, workspace_beyond_the_limit_is_refused, .timeout = 120) {
     prism_config model = model_config();
     model.q_heads = model.kv_heads = 1;
     model.block_size = 128;
-    prism_plan_limits limits = {64, 1 << 20, 1 << 20, true};
+    prism_plan_limits limits = {64, 1 << 20, 1 << 20, true, false};
     prism_plan *plan = NULL;
     prism_status st = prism_plan_create(ctx, &model, &limits, &plan);
     if (st == PRISM_ERR_UNSUPPORTED &&

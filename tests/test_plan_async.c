@@ -59,7 +59,7 @@ static prism_config smollm(void) {
     return cfg;
 }
 
-static const prism_plan_limits limits = {1, 256, 256, false};
+static const prism_plan_limits limits = {1, 256, 256, false, false};
 
 typedef struct sync_plan {
     prism_context *ctx;

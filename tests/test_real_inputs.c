@@ -100,7 +100,7 @@ static void check_fixture(prism_context *ctx, const prism_qkv_file *f,
                           const prism_config *cfg, const char *what) {
     char err[512];
     int64_t S = f->tokens;
-    prism_plan_limits lim = {1, (int)S, (int)S, false};
+    prism_plan_limits lim = {1, (int)S, (int)S, false, false};
     prism_plan *plan = NULL;
     prism_status st = prism_plan_create(ctx, cfg, &lim, &plan);
     if (st == PRISM_ERR_UNSUPPORTED &&

@@ -11,7 +11,8 @@
  * read back from a cubin.  The launch path (launch.c) then only launches,
  * but for a plan's first paged launch, which gets and loads the kernels'
  * paged programs (prism_cuda_load_paged): a plan that never launches a
- * paged batch never compiles them.
+ * paged batch never compiles them, and one made with limits.paged gets
+ * them at creation instead.
  */
 #include "runtime/cuda/cuda_backend.h"
 #include "runtime/module.h"
@@ -247,9 +248,11 @@ static prism_status cuda_create(prism_plan *p) {
     atomic_init(&g->paged_ready, false);
     int cc[2];
     prism_status st = open_device(p, cc);
-    if (st != PRISM_OK)
-        return st;
-    return choose_kernels(p, cc);
+    if (st == PRISM_OK)
+        st = choose_kernels(p, cc);
+    if (st == PRISM_OK && p->limits.paged)
+        st = prism_cuda_load_paged(p);
+    return st;
 }
 
 static void cuda_destroy(prism_plan *p) {

@@ -476,7 +476,10 @@ static int bench_run(const prism_config *cfg, const bench_args *a) {
     prism_context *ctx = cli_context();
     if (!ctx)
         return CLI_FAIL;
-    prism_plan_limits lim = {a->batch, a->sq, a->seq, false};
+    /* a paged run gets the paged programs with the plan, not in its
+     * first timed launch */
+    prism_plan_limits lim = {a->batch, a->sq, a->seq, false,
+                             a->page_size > 0};
     if (prism_plan_create(ctx, cfg, &lim, &s.plan) != PRISM_OK) {
         cli_fail("%s", prism_context_last_error(ctx));
         goto done;

@@ -54,7 +54,7 @@ prism_status cpu_backend_open(const prism_config *cfg, int B, int64_t Sq,
     prism_status st = prism_context_create(&o, &run->ctx);
     if (st != PRISM_OK)
         return prism_errorf(why, why_size, st, "cannot create a CPU context");
-    prism_plan_limits limits = {B, (int)Sq, (int)Sk, false};
+    prism_plan_limits limits = {B, (int)Sq, (int)Sk, false, false};
     st = prism_plan_create(run->ctx, cfg, &limits, &run->plan);
     if (st != PRISM_OK)
         return prism_errorf(why, why_size, st, "%s",

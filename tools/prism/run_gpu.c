@@ -116,7 +116,7 @@ int run_gpu(const prism_config *cfg, int B, int64_t Sq, int64_t Sk,
     prism_plan *plan = NULL;
     if (!ctx)
         return CLI_FAIL;
-    prism_plan_limits lim = {B, (int)Sq, (int)Sk, false};
+    prism_plan_limits lim = {B, (int)Sq, (int)Sk, false, false};
     if (prism_plan_create(ctx, cfg, &lim, &plan) != PRISM_OK) {
         cli_fail("%s", prism_context_last_error(ctx));
         goto done;

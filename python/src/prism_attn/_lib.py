@@ -115,7 +115,8 @@ class ContextOptions(Structure):
 class PlanLimits(Structure):
     """prism_plan_limits."""
     _fields_ = [("max_batch", c_int), ("max_seqlen_q", c_int),
-                ("max_seqlen_k", c_int), ("caller_workspace", c_bool)]
+                ("max_seqlen_k", c_int), ("caller_workspace", c_bool),
+                ("paged", c_bool)]
 
 
 class Tensor(Structure):
