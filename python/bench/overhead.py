@@ -8,10 +8,11 @@ Ways to launch the same prefill on the same plan:
                   torch.empty for the output and the workspace, ctypes call)
   kernel+params   the same with run-time parameters (threshold=0.9)
   op              torch.ops.prism_attn.prefill, the custom op through the
-                  dispatcher (what a compiled graph runs), default params
-                  (params_id 0)
-  op+params       the same op with other parameter values (the settings
-                  id of threshold=0.9, from Kernel.params_id)
+                  dispatcher (what a compiled graph runs) in its short
+                  form for regular batches (q, k, v, call_id), default
+                  params (Kernel.call_id())
+  op+params       the same op with other parameter values (the call id
+                  of threshold=0.9, from Kernel.call_id)
   compiled        (--compiled) a torch.compile'd function calling
                   Kernel.prefill: guards, the graph's wrapper, the op
 Each call is timed on the host alone (perf_counter around the call, no
@@ -197,14 +198,13 @@ def main():
     sync()
     prefill = mock_launches() if args.mock else _lib.lib().prism_prefill
     op = torch.ops.prism_attn.prefill.default
-    base = (q, k, v, None, None, kern.id, "bhsd", 0, 0)
-    other = kern.params_id(threshold=0.9)
+    call, other = kern.call_id(), kern.call_id(threshold=0.9)
     ways = {
         "direct": direct_call(kern, q, k, v, prefill),
         "kernel": lambda: kern.prefill(q, k, v),
         "kernel+params": lambda: kern.prefill(q, k, v, threshold=0.9),
-        "op": lambda: op(*base, 0),
-        "op+params": lambda: op(*base, other),
+        "op": lambda: op(q, k, v, call),
+        "op+params": lambda: op(q, k, v, other),
     }
     if args.compiled:
         compiled = torch.compile(lambda q, k, v: kern.prefill(q, k, v),
@@ -214,11 +214,12 @@ def main():
     parts = {}
     if args.breakdown:
         short, long, scalars = empty_ops(torch.empty_like(q))
+        base = (q, k, v, None, None, kern.id, "bhsd", 0, 0)
         values = tuple(kern.params.values())
         parts = {
             "launch": lambda: _launch.prefill(kern, q, k, v, None, None,
                                               "bhsd", 0, 0, False, False),
-            "empty op": lambda: short(q, k, v, kern.id),
+            "empty op": lambda: short(q, k, v, call),
             "empty op, long form": lambda: long(*base, 0),
             "empty op, 9 scalars": lambda: scalars(*base, *values),
         }
