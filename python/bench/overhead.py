@@ -8,17 +8,21 @@ Ways to launch the same prefill on the same plan:
                   torch.empty for the output and the workspace, ctypes call)
   kernel+params   the same with run-time parameters (threshold=0.9)
   op              torch.ops.prism_attn.prefill, the custom op through the
-                  dispatcher (what a compiled graph runs), default params
-                  (params_id 0)
-  op+params       the same op with other parameter values (the settings
-                  id of threshold=0.9, from Kernel.params_id)
+                  dispatcher (what a compiled graph runs) in its short
+                  form for regular batches (q, k, v, call_id), default
+                  params (Kernel.call_id())
+  op+params       the same op with other parameter values (the call id
+                  of threshold=0.9, from Kernel.call_id)
   compiled        (--compiled) a torch.compile'd function calling
                   Kernel.prefill: guards, the graph's wrapper, the op
 Each call is timed on the host alone (perf_counter around the call, no
 synchronisation inside); the device queue is drained every few calls so it
 never fills.  Small shapes keep the device ahead of the host.  Prints the
 median and the 10th/90th percentiles in microseconds, and the median over
-the direct launch ("over C"): the package's host overhead.
+the direct launch ("over C"): the package's host overhead.  With
+--rounds N every path is timed N times, in turn, and each row shows its
+round of least median: on a shared host that is the figure least
+disturbed by other work.
 
 With --mock, the library's launch functions are replaced by a C function
 that returns at once (compiled here with cc): only the host work of each
@@ -29,17 +33,24 @@ With --breakdown, a second table splits the op path's host time:
   launch          the op's implementation called directly (_launch.prefill:
                   signature lookup, output and workspace from torch, the
                   argument block, the ctypes call), no dispatcher
-  empty op        an op of prism_attn::prefill's schema whose
+  empty op        an op of prism_attn::prefill's schema for regular
+                  batches (q, k, v and one int, the call id) whose
                   implementation returns a tensor made beforehand: the
                   dispatcher alone (boxing the arguments into IValues, the
                   dispatch, unboxing them into Python objects, the result)
+  empty op, long form
+                  the same with the long schema the ragged overloads keep
+                  and regular batches used to take (cu_seqlens_q/k,
+                  kernel_id, str layout, max_seqlen_q/k, params_id): what
+                  the short schema saves
   empty op, 9 scalars
-                  the same with the nine scalar settings the schema used
-                  to take in place of params_id: what one id saves
+                  the long schema with the nine scalar settings it used to
+                  take in place of params_id: what one id saved
 The op path is about "launch" plus "empty op".
 
     python bench/overhead.py [--device cuda|cpu] [--seq N] [--calls N]
-                             [--mock] [--compiled] [--breakdown]
+                             [--rounds N] [--mock] [--compiled]
+                             [--breakdown]
 """
 
 import argparse
@@ -128,9 +139,10 @@ _EMPTY_LIB = None
 
 
 def empty_ops(o):
-    """Ops of prism_attn::prefill's schema (and of the former one, nine
-    scalar settings in place of params_id) whose implementation returns
-    o: the dispatcher's share of an op call."""
+    """Ops whose implementation returns o, the dispatcher's share of an op
+    call: of prism_attn::prefill's short schema (regular batches), of the
+    long one (ragged batches; regular ones used to take it) and of the
+    long one with the nine scalar settings in place of params_id."""
     global _EMPTY_LIB
     _EMPTY_LIB = torch.library.Library("prism_overhead", "FRAGMENT")
     head = ("Tensor q, Tensor k, Tensor v, Tensor? cu_seqlens_q, "
@@ -139,12 +151,14 @@ def empty_ops(o):
     scalars = ("float threshold_high, float threshold_low, bool calibrate, "
                "float temp_high, float temp_low, bool force_sink, "
                "bool force_recent, int recent_blocks, float softmax_scale")
-    for name, tail in (("one_id", "int params_id"), ("scalars", scalars)):
-        _EMPTY_LIB.define(f"{name}({head}{tail}) -> Tensor")
+    schemas = (("short", "Tensor q, Tensor k, Tensor v, int call_id"),
+               ("long", head + "int params_id"), ("scalars", head + scalars))
+    for name, args in schemas:
+        _EMPTY_LIB.define(f"{name}({args}) -> Tensor")
         for key in ("CPU", "CUDA"):
             _EMPTY_LIB.impl(name, lambda *args: o, key)
-    return (torch.ops.prism_overhead.one_id.default,
-            torch.ops.prism_overhead.scalars.default)
+    ops = torch.ops.prism_overhead
+    return ops.short.default, ops.long.default, ops.scalars.default
 
 
 def table(results, c_median=None):
@@ -162,6 +176,9 @@ def main():
     ap.add_argument("--seq", type=int, default=256)
     ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--calls", type=int, default=2000)
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="time every path N times in turn; report each "
+                         "one's round of least median")
     ap.add_argument("--mock", action="store_true",
                     help="replace the C launches by a no-op (host work only)")
     ap.add_argument("--compiled", action="store_true",
@@ -181,14 +198,13 @@ def main():
     sync()
     prefill = mock_launches() if args.mock else _lib.lib().prism_prefill
     op = torch.ops.prism_attn.prefill.default
-    base = (q, k, v, None, None, kern.id, "bhsd", 0, 0)
-    other = kern.params_id(threshold=0.9)
+    call, other = kern.call_id(), kern.call_id(threshold=0.9)
     ways = {
         "direct": direct_call(kern, q, k, v, prefill),
         "kernel": lambda: kern.prefill(q, k, v),
         "kernel+params": lambda: kern.prefill(q, k, v, threshold=0.9),
-        "op": lambda: op(*base, 0),
-        "op+params": lambda: op(*base, other),
+        "op": lambda: op(q, k, v, call),
+        "op+params": lambda: op(q, k, v, other),
     }
     if args.compiled:
         compiled = torch.compile(lambda q, k, v: kern.prefill(q, k, v),
@@ -197,25 +213,33 @@ def main():
         ways["compiled"] = lambda: compiled(q, k, v)
     parts = {}
     if args.breakdown:
-        one_id, scalars = empty_ops(torch.empty_like(q))
+        short, long, scalars = empty_ops(torch.empty_like(q))
+        base = (q, k, v, None, None, kern.id, "bhsd", 0, 0)
         values = tuple(kern.params.values())
         parts = {
             "launch": lambda: _launch.prefill(kern, q, k, v, None, None,
                                               "bhsd", 0, 0, False, False),
-            "empty op": lambda: one_id(*base, 0),
+            "empty op": lambda: short(q, k, v, call),
+            "empty op, long form": lambda: long(*base, 0),
             "empty op, 9 scalars": lambda: scalars(*base, *values),
         }
     for fn in (*ways.values(), *parts.values()):  # warm-up
         timed(fn, 50, sync)
-    results = {name: timed(fn, args.calls, sync) for name, fn in ways.items()}
-    part_results = {name: timed(fn, args.calls, sync)
-                    for name, fn in parts.items()}
+    results, part_results = {}, {}
+    for _ in range(max(1, args.rounds)):
+        for out, fns in ((results, ways), (part_results, parts)):
+            for name, fn in fns.items():
+                r = timed(fn, args.calls, sync)
+                if name not in out or r[0] < out[name][0]:
+                    out[name] = r
     c_median = results["direct"][0]
     name = (torch.cuda.get_device_name(dev) if dev.type == "cuda"
             else "host CPU")
     launch = "no-op C launch (--mock)" if args.mock else "real launches"
+    rounds = (f" x {args.rounds} rounds (least median)" if args.rounds > 1
+              else "")
     print(f"device {dev} ({name}), {launch}; B=1 Hq={args.heads} "
-          f"Hkv={hkv} S={args.seq} D=128 bf16, {args.calls} calls; "
+          f"Hkv={hkv} S={args.seq} D=128 bf16, {args.calls} calls{rounds}; "
           f"torch {torch.__version__}")
     table(results, c_median)
     if part_results:

@@ -152,23 +152,115 @@ _NO_COMPARE = ("test_schema", "test_autograd_registration", "test_faketensor")
 def test_opcheck(kern):
     q, k, v = R.workload(1, 4, 2, 64, 96, 64, 10000.0, 22)
     ops = torch.ops.prism_attn
-    other = kern.params_id(threshold=0.9, softmax_scale=0.2)
-    base = (q, k, v, None, None, kern.id, "bhsd", 0, 0)
-    opcheck(ops.prefill.default, base + (0,))
-    opcheck(ops.prefill.lse, base + (other,))
-    opcheck(ops.prefill.mask, base + (other,), test_utils=_NO_COMPARE)
-    opcheck(ops.prefill.lse_mask, base + (0,), test_utils=_NO_COMPARE)
-    opcheck(ops.estimate.default,
-            (q, k, None, None, kern.id, "bhsd", 0, 0, other),
-            test_utils=_NO_COMPARE)
-    counts, indices = ops.estimate(q, k, None, None, kern.id, "bhsd", 0, 0,
-                                   0)
-    args = (q, k, v, counts, indices, None, None, kern.id, "bhsd", 0, 0)
-    opcheck(ops.sparse_attention.default, args + (0,))
+    call = kern.call_id()
+    other = kern.call_id(threshold=0.9, softmax_scale=0.2)
+    opcheck(ops.prefill.default, (q, k, v, call))
+    opcheck(ops.prefill.lse, (q, k, v, other))
+    opcheck(ops.prefill.mask, (q, k, v, other), test_utils=_NO_COMPARE)
+    opcheck(ops.prefill.lse_mask, (q, k, v, call), test_utils=_NO_COMPARE)
+    opcheck(ops.estimate.default, (q, k, other), test_utils=_NO_COMPARE)
+    counts, indices = ops.estimate(q, k, call)
+    args = (q, k, v, counts, indices)
+    opcheck(ops.sparse_attention.default, args + (call,))
     opcheck(ops.sparse_attention.lse, args + (other,))
     # a head shard, bshd
     t = tuple(x[:, :2].transpose(1, 2).contiguous() for x in (q, k, v))
-    opcheck(ops.prefill.lse, t + (None, None, kern.id, "bshd", 0, 0, other))
+    opcheck(ops.prefill.lse, t + (kern.call_id("bshd", threshold=0.9),))
+
+
+def test_opcheck_varlen(kern):
+    """The ragged overloads: cu_seqlens, the kernel id, max_seqlen_q/k and
+    the settings id as arguments of their own."""
+    ops = torch.ops.prism_attn
+    q = torch.randn(100, 4, 64, dtype=torch.bfloat16)
+    k = torch.randn(130, 2, 64, dtype=torch.bfloat16)
+    v = torch.randn_like(k)
+    cu_q = torch.tensor([0, 40, 100], dtype=torch.int32)
+    cu_k = torch.tensor([0, 50, 130], dtype=torch.int32)
+    other = kern.params_id(threshold=0.9, softmax_scale=0.2)
+    ragged = (cu_q, cu_k, kern.id, 60, 80)
+    opcheck(ops.prefill.varlen, (q, k, v) + ragged + (0,))
+    opcheck(ops.prefill.varlen_lse, (q, k, v) + ragged + (other,))
+    opcheck(ops.prefill.varlen_mask, (q, k, v) + ragged + (other,),
+            test_utils=_NO_COMPARE)
+    opcheck(ops.prefill.varlen_lse_mask, (q, k, v) + ragged + (0,),
+            test_utils=_NO_COMPARE)
+    opcheck(ops.estimate.varlen, (q, k) + ragged + (other,),
+            test_utils=_NO_COMPARE)
+    counts, indices = ops.estimate.varlen(q, k, *ragged, 0)
+    args = (q, k, v, counts, indices) + ragged
+    opcheck(ops.sparse_attention.varlen, args + (0,))
+    opcheck(ops.sparse_attention.varlen_lse, args + (other,))
+
+
+def test_compile_dynamic_regular(kern):
+    """dynamic=True on a regular batch: the short ops' fakes take the
+    lengths from the (symbolic) shapes, for both layouts."""
+    def f(q, k, v):
+        o, lse, mask = kern.prefill(q, k, v, return_lse=True,
+                                    return_mask=True)
+        b = kern.sparse_attention(q, k, v, kern.estimate(q, k),
+                                  return_lse=True)
+        return o, lse, mask, b
+
+    cf = torch.compile(f, dynamic=True, fullgraph=True)
+    for sq, sk, seed in ((96, 160, 29), (130, 250, 30)):
+        q, k, v = R.workload(1, 4, 2, sq, sk, 64, 10000.0, seed)
+        got, want = cf(q, k, v), f(q, k, v)
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+        assert torch.equal(got[2].to_block_dense(), want[2].to_block_dense())
+        assert torch.equal(got[3][0], want[3][0])
+        assert torch.equal(got[3][1], want[3][1])
+
+    def g(q, k, v):
+        return kern.prefill(q, k, v, layout="bshd", return_lse=True)
+
+    q, k, v = (x.transpose(1, 2) for x in R.workload(1, 4, 2, 64, 96, 64,
+                                                     10000.0, 31))
+    got, want = torch.compile(g, dynamic=True, fullgraph=True)(q, k, v), \
+        g(q, k, v)
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+
+
+def test_compile_bad_layout_raises(kern):
+    """A layout the ops cannot take fails while tracing, with the eager
+    call's message."""
+    q, k, v = R.workload(1, 4, 2, 64, 64, 64, 10000.0, 32)
+
+    def f(q, k, v):
+        return kern.prefill(q, k, v, layout="sbhd")
+
+    with pytest.raises(ValueError, match="layout must be"):
+        f(q, k, v)
+    with pytest.raises(Exception, match="layout must be 'bhsd' or 'bshd'"):
+        torch.compile(f, fullgraph=True)(q, k, v)
+
+
+def test_call_id(kern):
+    """A call id packs the kernel, the layout and the settings id."""
+    from prism_attn import _kernel
+    pid = kern.params_id(threshold=0.9)
+    for layout in ("bhsd", "bshd"):
+        for p in (0, pid):
+            cid = _kernel.call_id(kern.id, layout, p)
+            assert _kernel.split_call_id(cid) == (kern.id, layout, p)
+    assert kern.call_id() == _kernel.call_id(kern.id, "bhsd", 0)
+    assert kern.call_id("bshd", threshold=0.9) == \
+        _kernel.call_id(kern.id, "bshd", pid)
+    assert kern.call_id(params={"threshold": 0.9}) == \
+        _kernel.call_id(kern.id, "bhsd", pid)
+    assert len({kern.call_id(), kern.call_id("bshd"),
+                kern.call_id(threshold=0.9)}) == 3
+    with pytest.raises(ValueError, match="layout must be"):
+        kern.call_id("sbhd")
+    with pytest.raises(ValueError, match=r"params\.threshold_high 1\.5"):
+        kern.call_id(threshold=1.5)
+    with pytest.raises(ValueError, match="params_id -1 is not"):
+        _kernel.call_id(kern.id, "bhsd", -1)
+    with pytest.raises(ValueError, match="call_id -1 is not"):
+        _kernel.split_call_id(-1)
+    with pytest.raises(ValueError, match="has no layout"):
+        _kernel.split_call_id(kern.call_id() | 3)
 
 
 def test_params_id(kern):
@@ -188,30 +280,57 @@ def test_params_id(kern):
 
 def test_op_params_id_runs_its_values(kern):
     """An op call with a settings id runs as the eager call with those
-    settings; the defaults' id 0 as the eager call without."""
+    settings; the defaults' id 0 as the eager call without: the short
+    form through its call id, the ragged form through params_id."""
     q, k, v = R.workload(1, 4, 2, 128, 192, 64, 10000.0, 26)
     ops = torch.ops.prism_attn
-    base = (q, k, v, None, None, kern.id, "bhsd", 0, 0)
     settings = {"threshold": 0.8, "calibrate": False, "softmax_scale": 0.1}
     pid = kern.params_id(**settings)
-    o, counts, indices = ops.prefill.mask(*base, pid)
+    o, counts, indices = ops.prefill.mask(q, k, v, kern.call_id(**settings))
     want, wmask = kern.prefill(q, k, v, return_mask=True, **settings)
     assert torch.equal(o, want) and torch.equal(counts, wmask.counts)
-    assert torch.equal(ops.prefill(*base, 0), kern.prefill(q, k, v))
-    c2, _ = ops.estimate(q, k, None, None, kern.id, "bhsd", 0, 0, pid)
+    assert torch.equal(ops.prefill(q, k, v, kern.call_id()),
+                       kern.prefill(q, k, v))
+    c2, _ = ops.estimate(q, k, kern.call_id(**settings))
     selection = {n: settings[n] for n in ("threshold", "calibrate")}
     assert torch.equal(c2, kern.estimate(q, k, **selection).counts)
+    # a ragged batch of one sequence is the regular batch
+    cu_q = torch.tensor([0, 128], dtype=torch.int32)
+    cu_k = torch.tensor([0, 192], dtype=torch.int32)
+    packed = [x[0].transpose(0, 1).contiguous() for x in (q, k, v)]
+    ragged = (cu_q, cu_k, kern.id, 128, 192, pid)
+    o3, c3, _ = ops.prefill.varlen_mask(*packed, *ragged)
+    assert torch.equal(o3, want[0].transpose(0, 1))
+    assert torch.equal(c3, wmask.counts)
 
 
-def test_op_unknown_params_id(kern):
+def test_op_unknown_ids(kern):
     q, k, v = R.workload(1, 4, 2, 64, 64, 64, 10000.0, 27)
-    base = (q, k, v, None, None, kern.id, "bhsd", 0, 0)
+    from prism_attn import _kernel
     with pytest.raises(ValueError, match="params_id 123456789 is not"):
-        torch.ops.prism_attn.prefill(*base, 123456789)
+        torch.ops.prism_attn.prefill(
+            q, k, v, _kernel.call_id(kern.id, "bhsd", 123456789))
+    with pytest.raises(ValueError, match="which is no kernel's id"):
+        torch.ops.prism_attn.prefill(
+            q, k, v, _kernel.call_id((1 << 30) - 1, "bhsd", 0))
+    with pytest.raises(ValueError, match="call_id -1 is not"):
+        torch.ops.prism_attn.prefill(q, k, v, -1)
+    unknown = _kernel.call_id(kern.id, "bhsd", 123456789)
 
     def f(q, k, v):
-        return torch.ops.prism_attn.prefill(q, k, v, None, None, kern.id,
-                                            "bhsd", 0, 0, -1)
+        return torch.ops.prism_attn.prefill(q, k, v, unknown)
 
-    with pytest.raises(Exception, match="params_id -1 is not"):
+    with pytest.raises(Exception, match="params_id 123456789 is not"):
         torch.compile(f, fullgraph=True)(q, k, v)
+
+    packed = [x[0].transpose(0, 1).contiguous() for x in (q, k, v)]
+    cu = torch.tensor([0, 64], dtype=torch.int32)
+
+    def g(q, k, v):
+        return torch.ops.prism_attn.prefill.varlen(q, k, v, cu, cu, kern.id,
+                                                   64, 64, -1)
+
+    with pytest.raises(ValueError, match="params_id -1 is not"):
+        g(*packed)
+    with pytest.raises(Exception, match="params_id -1 is not"):
+        torch.compile(g, fullgraph=True)(*packed)

@@ -326,36 +326,55 @@ def test_compile_and_graphs_with_params(fresh_dynamo):
 
 
 def test_op_with_params_id_in_a_cuda_graph():
-    """The custom op called directly with a settings id, captured in a
-    CUDA graph and replayed on new inputs, equals the eager call with
-    those settings (the id is resolved at capture, not per replay)."""
+    """The custom ops called directly, the regular batch's with a call id
+    (kernel, layout and settings id) and the ragged batch's (varlen) with
+    a settings id, captured in a CUDA graph and replayed on new inputs,
+    equal the eager calls with those settings (the ids are resolved at
+    capture, not per replay)."""
     kern = gpu_kernel(head_dim=128, q_heads=8, kv_heads=2, block_size=128)
     q, k, v = (x.cuda() for x in R.workload(1, 8, 2, 1024, 1024, 128, 1e4,
                                             13))
     settings = {"threshold": 0.9, "softmax_scale": 0.1}
-    pid = kern.params_id(**settings)
-    op = torch.ops.prism_attn.prefill.lse
+    ops = torch.ops.prism_attn.prefill
     sq, sk, sv = q.clone(), k.clone(), v.clone()
-    args = (sq, sk, sv, None, None, kern.id, "bhsd", 0, 0, pid)
-    op(*args)  # plan creation before capture
+    args = (sq, sk, sv, kern.call_id(**settings))
+    # a ragged batch of two sequences, packed [total, heads, D]
+    cu_q = torch.tensor([0, 300, 1024], dtype=torch.int32, device="cuda")
+    cu_k = torch.tensor([0, 300, 1024], dtype=torch.int32, device="cuda")
+    pq, pk, pv = (x[0].transpose(0, 1).contiguous() for x in (q, k, v))
+    ragged = (pq, pk, pv, cu_q, cu_k, kern.id, 724, 724,
+              kern.params_id(**settings))
+    calls = [lambda: ops.lse(*args), lambda: ops.varlen_lse(*ragged)]
+    for call in calls:
+        call()  # plan creation before capture
     s = torch.cuda.Stream()
     s.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(s):
-        op(*args)
+        for call in calls:
+            call()
     torch.cuda.current_stream().wait_stream(s)
     g = torch.cuda.CUDAGraph()
     with torch.cuda.graph(g):
-        out, lse = op(*args)
+        (out, lse), (pout, plse) = calls[0](), calls[1]()
     for seed in (14, 15):
         new = [x.cuda() for x in R.workload(1, 8, 2, 1024, 1024, 128, 1e4,
                                             seed)]
-        for dst, src in zip((sq, sk, sv), new):
+        packed = [x[0].transpose(0, 1).contiguous() for x in new]
+        for dst, src in zip((sq, sk, sv, pq, pk, pv), new + packed):
             dst.copy_(src)
         g.replay()
         torch.cuda.synchronize()
         want, wlse = kern.prefill(*new, return_lse=True, **settings)
         assert torch.equal(out, want), f"replayed o differs (seed {seed})"
         assert torch.equal(lse, wlse), f"replayed lse differs (seed {seed})"
+        want, wlse = kern.prefill(*packed, cu_seqlens_q=cu_q,
+                                  cu_seqlens_k=cu_k, max_seqlen_q=724,
+                                  max_seqlen_k=724, return_lse=True,
+                                  **settings)
+        assert torch.equal(pout, want), \
+            f"replayed ragged o differs (seed {seed})"
+        assert torch.equal(plse, wlse), \
+            f"replayed ragged lse differs (seed {seed})"
 
 
 def test_hf_model_on_gpu():

@@ -152,6 +152,53 @@ def get_kernel(kernel_id: int) -> "Kernel":
     return _registry[kernel_id]
 
 
+# --- call ids: the regular-batch ops' one int ------------------------------
+# bits 0-1 the layout's code (_launch.layout_code), 2-31 the kernel id,
+# 32-62 the settings id: an int64 of the op's schema.
+_KERNEL_SHIFT, _PARAMS_SHIFT = 2, 32
+_KERNEL_LIMIT, _PARAMS_LIMIT = 1 << 30, 1 << 31
+
+
+def call_id(kernel_id: int, layout: str, params_id: int) -> int:
+    """The ``call_id`` of the regular-batch custom ops: a kernel id, a
+    4-D layout (``ValueError`` for others) and a settings id in one int."""
+    code = _launch.layout_code(layout)
+    if not 0 <= kernel_id < _KERNEL_LIMIT:
+        raise ValueError(f"kernel_id {kernel_id!r} is outside "
+                         f"0..{_KERNEL_LIMIT - 1}: a call id cannot hold it")
+    if not 0 <= params_id < _PARAMS_LIMIT:
+        raise ValueError(f"params_id {params_id!r} is not a settings id: "
+                         "pass 0 (the kernel's defaults) or one from "
+                         "Kernel.params_id()")
+    return (params_id << _PARAMS_SHIFT | kernel_id << _KERNEL_SHIFT
+            | code)
+
+
+def split_call_id(cid: int) -> Tuple[int, str, int]:
+    """(kernel_id, layout, params_id) of a call id (ValueError for an int
+    that no call id is)."""
+    if not 0 <= cid < 1 << 63:
+        raise ValueError(f"call_id {cid!r} is not a call id: make one "
+                         "with Kernel.call_id()")
+    code = cid & ((1 << _KERNEL_SHIFT) - 1)
+    if code >= len(_launch._LAYOUTS):
+        raise ValueError(f"call_id {cid!r} has no layout (code {code}): "
+                         "make one with Kernel.call_id()")
+    return ((cid >> _KERNEL_SHIFT) & (_KERNEL_LIMIT - 1),
+            _launch._LAYOUTS[code], cid >> _PARAMS_SHIFT)
+
+
+def resolve_call_id(cid: int):
+    """(kernel, layout, settings values or None) of a call id; ValueError
+    for an id that names no kernel or no settings."""
+    kid, layout, pid = split_call_id(cid)
+    kern = _registry.get(kid)
+    if kern is None:
+        raise ValueError(f"call_id {cid!r} names kernel_id {kid}, which is "
+                         "no kernel's id (Kernel.id)")
+    return kern, layout, _params.settings(pid)
+
+
 def _bucket(n: int) -> int:
     """A plan's max_seqlen for a key length n: the power of two at or above
     it (at least _MIN_BUCKET, at most the library's PRISM_MAX_SEQLEN)."""
@@ -192,8 +239,10 @@ class Kernel:
         params: the method parameters a call runs when it gives none
             (the config's; ``softmax_scale`` 0.0 means 1/sqrt(head_dim)).
         dense: True for a dense layer's kernel (:meth:`for_layer`).
-        id: the integer the custom ops (``torch.ops.prism_attn.*``) take
-            as ``kernel_id``; :meth:`params_id` gives their ``params_id``.
+        id: the integer the ragged-batch custom ops
+            (``torch.ops.prism_attn.*.varlen*``) take as ``kernel_id``;
+            :meth:`params_id` gives their ``params_id``, and
+            :meth:`call_id` the one int of the regular-batch ops.
     """
 
     dense = False
@@ -240,6 +289,14 @@ class Kernel:
             return 0
         return _params.settings_id(_params.resolve(
             self._defaults, settings, params, _params.ALL, "params_id"))
+
+    def call_id(self, layout: str = "bhsd",
+                params: Optional[Mapping[str, Any]] = None,
+                **settings) -> int:
+        """The regular-batch custom ops' ``call_id``: this kernel, the
+        layout of q, k and v (``"bhsd"`` or ``"bshd"``) and the settings
+        id of these method parameters (:meth:`params_id`) in one int."""
+        return call_id(self.id, layout, self.params_id(params, **settings))
 
     # --- per-layer settings ---------------------------------------------------------
     def for_layer(self, layer: int) -> "Kernel":
@@ -393,7 +450,7 @@ class Kernel:
         if torch.compiler.is_compiling():
             o, lse, counts, indices = _op_prefill(
                 q, k, v, cu_seqlens_q, cu_seqlens_k, self.id, layout, mq, mk,
-                return_lse, return_mask, _graph_settings_id(values))
+                return_lse, return_mask, values)
         else:
             o, lse, counts, indices = _launch.prefill(
                 self, q, k, v, cu_seqlens_q, cu_seqlens_k, layout, mq, mk,
@@ -439,9 +496,14 @@ class Kernel:
         mq, mk = _max_lengths(cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
                               max_seqlen_k)
         if torch.compiler.is_compiling():
-            counts, indices = torch.ops.prism_attn.estimate.default(
-                q, k, cu_seqlens_q, cu_seqlens_k, self.id, layout, mq, mk,
-                _graph_settings_id(values))
+            ops = torch.ops.prism_attn.estimate
+            if cu_seqlens_q is None:
+                counts, indices = ops.default(
+                    q, k, _graph_call_id(self.id, layout, values))
+            else:
+                counts, indices = ops.varlen(
+                    q, k, cu_seqlens_q, cu_seqlens_k, self.id, mq, mk,
+                    _graph_settings_id(values))
         else:
             counts, indices = _launch.estimate(
                 self, q, k, cu_seqlens_q, cu_seqlens_k, layout, mq, mk, values)
@@ -480,11 +542,18 @@ class Kernel:
         mk = mask.seqlen_k if cq is not None else 0
         if torch.compiler.is_compiling():
             ops = torch.ops.prism_attn.sparse_attention
-            args = (q, k, v, mask.counts, mask.indices, cq, ck, self.id,
-                    layout, mq, mk, _graph_settings_id(values))
+            if cq is None and ck is None:
+                args = (q, k, v, mask.counts, mask.indices,
+                        _graph_call_id(self.id, layout, values))
+                return ops.lse(*args) if return_lse else ops.default(*args)
+            if cq is None or ck is None:
+                raise ValueError("pass both cu_seqlens_q and cu_seqlens_k, "
+                                 "or neither")
+            args = (q, k, v, mask.counts, mask.indices, cq, ck, self.id, mq,
+                    mk, _graph_settings_id(values))
             if return_lse:
-                return ops.lse(*args)
-            return ops.default(*args)
+                return ops.varlen_lse(*args)
+            return ops.varlen(*args)
         o, lse = _launch.sparse(self, q, k, v, mask.counts, mask.indices, cq,
                                 ck, layout, mq, mk, return_lse, values)
         return (o, lse) if return_lse else o
@@ -653,21 +722,38 @@ def _graph_settings_id(values) -> int:
     return _constant_settings_id(tuple(guard_scalar(x) for x in values))
 
 
+def _graph_call_id(kernel_id, layout, values) -> int:
+    """Under torch.compile: the call id of a regular-batch call, an int
+    constant of the graph (the settings id as _graph_settings_id's; the
+    kernel id and layout are constants of the trace)."""
+    return call_id(kernel_id, layout, _graph_settings_id(values))
+
+
 def _op_prefill(q, k, v, cu_q, cu_k, kernel_id, layout, mq, mk, want_lse,
-                want_mask, pid):
+                want_mask, values):
     """The prefill op of the outputs asked for, as (o, lse, counts,
-    indices) with None for the others."""
+    indices) with None for the others: the short overloads (one call id)
+    for a regular batch, the varlen ones for a ragged batch."""
     ops = torch.ops.prism_attn.prefill
-    args = (q, k, v, cu_q, cu_k, kernel_id, layout, mq, mk, pid)
+    if cu_q is None:
+        args = (q, k, v, _graph_call_id(kernel_id, layout, values))
+        plain, lse_only, mask_only, both = (ops.default, ops.lse, ops.mask,
+                                            ops.lse_mask)
+    else:
+        args = (q, k, v, cu_q, cu_k, kernel_id, mq, mk,
+                _graph_settings_id(values))
+        plain, lse_only, mask_only, both = (ops.varlen, ops.varlen_lse,
+                                            ops.varlen_mask,
+                                            ops.varlen_lse_mask)
     if want_mask:
         if want_lse:
-            return ops.lse_mask(*args)
-        o, counts, indices = ops.mask(*args)
+            return both(*args)
+        o, counts, indices = mask_only(*args)
         return o, None, counts, indices
     if want_lse:
-        o, lse = ops.lse(*args)
+        o, lse = lse_only(*args)
         return o, lse, None, None
-    return ops.default(*args), None, None, None
+    return plain(*args), None, None, None
 
 
 def _max_lengths(cu_q, cu_k, mq, mk) -> Tuple[int, int]:

@@ -50,6 +50,15 @@ def dtype_code(dtype: torch.dtype) -> int:
     return code
 
 
+def layout_code(layout) -> int:
+    """The index of a 4-D layout in _LAYOUTS (ValueError for others)."""
+    try:
+        return _LAYOUTS.index(layout)
+    except ValueError:
+        raise ValueError(f"layout must be 'bhsd' or 'bshd', not {layout!r}") \
+            from None
+
+
 def _tensor_fields(name):
     return [(name, c_void_p), (name + "_b", c_int64), (name + "_h", c_int64),
             (name + "_s", c_int64)]
@@ -441,8 +450,7 @@ class _Call:
         self.hq, self.hkv = hq, hkv
 
     def _regular(self, q, k, v, layout):
-        if layout not in _LAYOUTS:
-            raise ValueError(f"layout must be 'bhsd' or 'bshd', not {layout!r}")
+        layout_code(layout)
         h_axis, s_axis = (1, 2) if layout == "bhsd" else (2, 1)
         for name, t in (("q", q), ("k", k), ("v", v)):
             if t is not None and t.dim() != 4:
