@@ -192,6 +192,24 @@ def test_torch_compile_fullgraph(fresh_dynamo):
         "reduce-overhead (CUDA graphs) o differs from eager"
 
 
+def capture(calls):
+    """Runs each call once (plan creation), again on a side stream (the
+    warm-up CUDA graphs need), then captures them in one CUDA graph;
+    returns the graph and the calls' captured outputs."""
+    for call in calls:
+        call()
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for call in calls:
+            call()
+    torch.cuda.current_stream().wait_stream(s)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        outs = [call() for call in calls]
+    return g, outs
+
+
 def test_cuda_graph_replay_new_inputs():
     kern = gpu_kernel(head_dim=128, q_heads=8, kv_heads=2, block_size=128)
     q, k, v = (x.cuda() for x in R.workload(1, 8, 2, 2048, 2048, 128, 1e4, 5))
@@ -301,17 +319,7 @@ def test_compile_and_graphs_with_params(fresh_dynamo):
                                   calibrate=False, temp=0.5,
                                   return_mask=True),
              lambda: dense.prefill(sq, sk, sv, softmax_scale=0.07)]
-    for call in calls:
-        call()  # plan creation before capture
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        for call in calls:
-            call()
-    torch.cuda.current_stream().wait_stream(s)
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        (out, mask), dout = calls[0](), calls[1]()
+    g, ((out, mask), dout) = capture(calls)
     for seed in (11, 12):
         new = [x.cuda() for x in R.workload(1, 8, 2, 1024, 1024, 128, 1e4,
                                             seed)]
@@ -345,17 +353,7 @@ def test_op_with_params_id_in_a_cuda_graph():
     ragged = (pq, pk, pv, cu_q, cu_k, kern.id, 724, 724,
               kern.params_id(**settings))
     calls = [lambda: ops.lse(*args), lambda: ops.varlen_lse(*ragged)]
-    for call in calls:
-        call()  # plan creation before capture
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        for call in calls:
-            call()
-    torch.cuda.current_stream().wait_stream(s)
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        (out, lse), (pout, plse) = calls[0](), calls[1]()
+    g, ((out, lse), (pout, plse)) = capture(calls)
     for seed in (14, 15):
         new = [x.cuda() for x in R.workload(1, 8, 2, 1024, 1024, 128, 1e4,
                                             seed)]
