@@ -12,22 +12,23 @@ counts are the tensors', so no other config or compile is needed); o_proj
 is row-parallel: each rank multiplies its heads' outputs by its columns of
 the weight and an all-reduce sums the partial products (in float32).
 
-Rank 0 then runs the same layer on one device over all heads and checks:
+Rank 0 then runs the same layer unsharded (all heads in one process) and
+checks:
 
-* the selection (block mask) of every head is identical to the one-device
+* the selection (block mask) of every head is identical to the unsharded
   call's (the masks are gathered from the ranks);
-* the gathered head outputs equal the one-device call's (bit for bit on
+* the gathered head outputs equal the unsharded call's (bit for bit on
   the CPU backend, to bf16 rounding on GPUs);
-* the all-reduced layer output equals the one-device layer's to float32
+* the all-reduced layer output equals the unsharded layer's to float32
   rounding.
 
-The one-device run projects q, k and v with each rank's weight slice in
+The unsharded run projects q, k and v with each rank's weight slice in
 turn, so Prism gets the same inputs in both runs; the attention and the
 masks are what is compared, not the rounding of a wider matmul.
 
 It prints per-rank prefill times: Prism on the shard, SDPA on the same
 shard, and the scaling efficiency t1 / (N * t_shard), where t1 is Prism
-over all heads on one device.  On the CPU backend the ranks share the
+over all heads in one process.  On the CPU backend the ranks share the
 host's cores, so CPU times say little about scaling.
 
 NVLink multicast (NVLS, NVLink SHARP) stays off: NCCL_NVLS_ENABLE=0, and
@@ -161,7 +162,7 @@ def project(x: torch.Tensor, w: Weights, theta: float, layout: str):
 
 def project_all(x: torch.Tensor, w: Weights, world: int, theta: float,
                 layout: str):
-    """The one-device projections of all heads, made with each rank's
+    """The unsharded projections of all heads, made with each rank's
     weight slice in turn (the same inputs the ranks give Prism)."""
     parts = [project(x, shard(w, r, world), theta, layout)
              for r in range(world)]
@@ -234,7 +235,7 @@ def _gather(t: torch.Tensor, world: int, rank: int):
 def run_one(kern, w: Weights, seqlen: int, args, rank: int, world: int,
             device: torch.device):
     """One sequence length: the shard's prefill on every rank, the
-    one-device layer on rank 0, the checks and the table.  Returns rank
+    unsharded layer on rank 0, the checks and the table.  Returns rank
     0's results (None elsewhere) and whether the checks passed."""
     theta, layout = kern.config["rope"]["theta"], kern.config["rope"]["layout"]
     dtype = w.wq.dtype
@@ -298,14 +299,14 @@ def report(seqlen, world, args, w, dtype, rows, t1, t1_sdpa, density1,
               f"{r['prism']:>9.3f}  {r['sdpa']:>9.3f}  "
               f"{r['sdpa'] / r['prism']:>10.2f}  {r['density']:>7.3f}  "
               f"{eff:>10.2f}")
-    print(f"{'one device, all heads':<21} {t1:>9.3f}  {t1_sdpa:>9.3f}  "
+    print(f"{'unsharded, all heads':<21} {t1:>9.3f}  {t1_sdpa:>9.3f}  "
           f"{t1_sdpa / t1:>10.2f}  {density1:>7.3f}")
     slowest = max(r["prism"] for r in rows)
     print(f"the layer waits for the slowest rank: {slowest:.3f} ms, "
-          f"efficiency {t1 / (world * slowest):.2f}, speed-up over one "
-          f"device {t1 / slowest:.2f}x")
-    print("efficiency = t1 / (TP * t_shard), t1 = Prism over all heads on "
-          "one device")
+          f"efficiency {t1 / (world * slowest):.2f}, speed-up over the "
+          f"unsharded layer {t1 / slowest:.2f}x")
+    print("efficiency = t1 / (TP * t_shard), t1 = Prism over all heads, "
+          "unsharded")
 
     ok = True
     differ = (blocks != blocks1).flatten(2).sum(-1)  # [B, Hq]
@@ -313,7 +314,7 @@ def report(seqlen, world, args, w, dtype, rows, t1, t1_sdpa, density1,
     if same != differ.numel():
         ok = False
         print(f"FAIL masks: {differ.numel() - same} of {differ.numel()} "
-              f"(batch, head) masks differ from one device's "
+              f"(batch, head) masks differ from the unsharded ones "
               f"({int(differ.sum())} blocks)")
     else:
         print(f"ok   masks identical per head ({same} (batch, head) masks)")
