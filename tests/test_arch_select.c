@@ -134,16 +134,6 @@ static prism_context *fake_context(bool jit) {
     return ctx;
 }
 
-static prism_config smollm(void) {
-    prism_config cfg;
-    char err[1024];
-    cr_assert_eq(prism_config_load_file(PRISM_SOURCE_DIR
-                                        "/configs/smollm2-135m.yaml",
-                                        &cfg, err, sizeof err),
-                 PRISM_OK, "%s", err);
-    return cfg;
-}
-
 /* Modules loaded since the last call: cubins and PTX (the fake's trace). */
 static void take_modules(int *cubins, int *ptx) {
     *cubins = *ptx = 0;
@@ -163,7 +153,7 @@ static void take_modules(int *cubins, int *ptx) {
 static prism_status plan_on(prism_context *ctx, const char *cc,
                             prism_arch *arch) {
     setenv("FAKE_CUDA_CC", cc, 1);
-    prism_config cfg = smollm();
+    prism_config cfg = shipped_config("smollm2-135m.yaml");
     prism_plan_limits lim = {1, 256, 256, false, false};
     prism_plan *plan = NULL;
     prism_status st = prism_plan_create(ctx, &cfg, &lim, &plan);
@@ -222,7 +212,7 @@ Test(arch_select, plans_pick_cubin_then_family_then_ptx, .init = setup,
 Test(arch_select, without_jit_the_images_present_decide, .init = setup,
      .fini = teardown, .timeout = 900) {
     prism_context *jit = fake_context(true);
-    prism_config cfg = smollm();
+    prism_config cfg = shipped_config("smollm2-135m.yaml");
     prism_arch built[] = {PRISM_ARCH_PTX, PRISM_ARCH_SM100};
     for (int i = 0; i < 2; i++) {
         prism_module *m = NULL;

@@ -361,7 +361,7 @@ ParameterizedTest(fake_case *fc, backend, cuda_plan_runs_on_the_cuda_table,
     prism_plan_destroy(plan);
 
     /* the same from a config in memory: one validation, at creation */
-    prism_config cfg = load(fc->config);
+    prism_config cfg = shipped_config(fc->config);
     reset_counts();
     cr_assert_eq(prism_plan_create(ctx, &cfg, &lim, &plan), PRISM_OK);
     cr_assert_eq(validations, 1);
@@ -379,7 +379,7 @@ Test(backend, cuda_grids_follow_the_launch_heads, .init = fake_setup,
     static const char *const configs[] = {"smollm2-135m.yaml",
                                           "llama-3.1-8b.yaml"};
     for (int i = 0; i < 2; i++) {
-        prism_config cfg = load(configs[i]);
+        prism_config cfg = shipped_config(configs[i]);
         prism_plan_limits lim = {2, 512, 1024, false, false};
         prism_plan *plan = NULL;
         cr_assert_eq(prism_plan_create(ctx, &cfg, &lim, &plan), PRISM_OK,

@@ -66,15 +66,6 @@ static inline void config_path(const char *name, char *path, size_t size) {
     snprintf(path, size, "%s/configs/%s", PRISM_SOURCE_DIR, name);
 }
 
-static inline prism_config load(const char *name) {
-    char path[512], err[512];
-    prism_config cfg;
-    config_path(name, path, sizeof path);
-    cr_assert_eq(prism_config_load_file(path, &cfg, err, sizeof err), PRISM_OK,
-                 "%s", err);
-    return cfg;
-}
-
 /* ---- CUDA plans on tests/fake_cuda ---------------------------------- */
 
 static char cache_dir[64], trace_path[96];

@@ -29,7 +29,7 @@ Test(backend_paged, cuda_paged_batches_launch_the_paged_kernels,
     static const char *const configs[] = {"smollm2-135m.yaml",
                                           "llama-3.1-8b.yaml"};
     for (int i = 0; i < 2; i++) {
-        prism_config cfg = load(configs[i]);
+        prism_config cfg = shipped_config(configs[i]);
         prism_plan_limits lim = {2, 256, 1024, false, false};
         prism_plan *plan = NULL;
         uint64_t before = compiles_of(ctx);
@@ -114,7 +114,7 @@ Test(backend_paged, cuda_paged_batches_launch_the_paged_kernels,
 Test(backend_paged, cuda_plan_with_paged_limits_compiles_them_at_creation,
      .init = fake_setup, .fini = fake_teardown, .timeout = 300) {
     prism_context *ctx = fake_context();
-    prism_config cfg = load("smollm2-135m.yaml");
+    prism_config cfg = shipped_config("smollm2-135m.yaml");
     prism_plan_limits lim = {1, 256, 1024, false, true};
     prism_plan *plan = NULL;
     uint64_t before = compiles_of(ctx);
@@ -162,7 +162,7 @@ static void *load_paged(void *plan) {
 Test(backend_paged, cuda_paged_programs_load_once_across_threads,
      .init = fake_setup, .fini = fake_teardown, .timeout = 300) {
     prism_context *ctx = fake_context();
-    prism_config cfg = load("smollm2-135m.yaml");
+    prism_config cfg = shipped_config("smollm2-135m.yaml");
     prism_plan_limits lim = {1, 256, 256, true, false};
     prism_plan *plan = NULL;
     cr_assert_eq(prism_plan_create(ctx, &cfg, &lim, &plan), PRISM_OK, "%s",
@@ -223,7 +223,7 @@ Test(backend_paged, cuda_pooled_key_cache_sizes_pooling_by_the_chunk,
     static const char *const configs[] = {"smollm2-135m.yaml",
                                           "llama-3.1-8b.yaml"};
     for (int i = 0; i < 2; i++) {
-        prism_config cfg = load(configs[i]);
+        prism_config cfg = shipped_config(configs[i]);
         int bs = cfg.block_size, prefix = 40 * bs, chunk = 3 * bs;
         int sk = prefix + chunk, ps = 2 * bs, pages = (sk + ps - 1) / ps;
         prism_plan_limits lim = {1, prefix, sk, false, false};

@@ -6,6 +6,7 @@
  */
 #include <criterion/criterion.h>
 
+#include "fake_testutil.h"
 #include "cli_testutil.h"
 #include "compile/nvrtc_compile.h"
 #include "prism.h"
@@ -369,12 +370,7 @@ Test(nvrtc, cache_hits_need_no_nvrtc, .init = make_cache_dir,
     cr_assert_eq(rc, 0, "%s", out);
 
     setenv("PRISM_NVRTC_PATH", "/nonexistent/libnvrtc.so.13", 1);
-    prism_config cfg;
-    char err[1024];
-    cr_assert_eq(prism_config_load_file(PRISM_SOURCE_DIR
-                                        "/configs/smollm2-135m.yaml",
-                                        &cfg, err, sizeof err),
-                 PRISM_OK, "%s", err);
+    prism_config cfg = shipped_config("smollm2-135m.yaml");
     prism_context_options opt;
     prism_context_options_init(&opt);
     opt.cache_dir = cache_dir;

@@ -49,16 +49,6 @@ static prism_context *fake_context(bool jit) {
     return ctx;
 }
 
-static prism_config smollm(void) {
-    prism_config cfg;
-    char err[1024];
-    cr_assert_eq(prism_config_load_file(PRISM_SOURCE_DIR
-                                        "/configs/smollm2-135m.yaml",
-                                        &cfg, err, sizeof err),
-                 PRISM_OK, "%s", err);
-    return cfg;
-}
-
 static const prism_plan_limits limits = {1, 256, 256, false, false};
 
 typedef struct sync_plan {
@@ -80,7 +70,7 @@ static void *make_sync(void *arg) {
 Test(plan_async, overlaps_and_shares_its_compiles, .init = setup,
      .fini = teardown, .timeout = 600) {
     prism_context *ctx = fake_context(true);
-    prism_config cfg = smollm();
+    prism_config cfg = shipped_config("smollm2-135m.yaml");
     prism_plan_pending *pending = NULL;
     cr_assert_eq(prism_plan_create_async(ctx, &cfg, &limits, &pending),
                  PRISM_OK, "%s", prism_context_last_error(ctx));
@@ -118,7 +108,7 @@ Test(plan_async, overlaps_and_shares_its_compiles, .init = setup,
 Test(plan_async, warm_up_leaves_the_kernels_in_the_cache, .init = setup,
      .fini = teardown, .timeout = 600) {
     prism_context *ctx = fake_context(true);
-    prism_config cfg = smollm();
+    prism_config cfg = shipped_config("smollm2-135m.yaml");
     prism_plan_pending *pending = NULL;
     cr_assert_eq(prism_plan_create_async(ctx, &cfg, &limits, &pending),
                  PRISM_OK);
@@ -137,7 +127,7 @@ Test(plan_async, warm_up_leaves_the_kernels_in_the_cache, .init = setup,
 Test(plan_async, errors_come_back_at_once_or_from_the_wait, .init = setup,
      .fini = teardown, .timeout = 300) {
     prism_context *ctx = fake_context(false);
-    prism_config cfg = smollm();
+    prism_config cfg = shipped_config("smollm2-135m.yaml");
     prism_plan_pending *pending = (prism_plan_pending *)&cfg;
     cr_assert_eq(prism_plan_create_async(ctx, &cfg, NULL, &pending),
                  PRISM_ERR_NULL_POINTER);

@@ -1,12 +1,14 @@
 /*
  * fake_testutil.c - the one check that a test talks to tests/fake_cuda,
- * shared by the suites that drive CUDA plans without a GPU.
+ * and the shipped configs by name, shared by the suites that drive CUDA
+ * plans without a GPU.
  */
 #include "fake_testutil.h"
 
 #include "base/cuda_driver.h"
 
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <string.h>
 
 void skip_unless_fake_driver(void) {
@@ -18,4 +20,13 @@ void skip_unless_fake_driver(void) {
     drv->device_get_name(name, sizeof name, 0);
     if (!strstr(name, "Fake"))
         cr_skip_test("the driver is a real one (%s)", name);
+}
+
+prism_config shipped_config(const char *name) {
+    char path[512], err[1024];
+    snprintf(path, sizeof path, "%s/configs/%s", PRISM_SOURCE_DIR, name);
+    prism_config cfg;
+    cr_assert_eq(prism_config_load_file(path, &cfg, err, sizeof err),
+                 PRISM_OK, "%s", err);
+    return cfg;
 }
