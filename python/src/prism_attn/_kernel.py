@@ -457,14 +457,12 @@ class Kernel:
                 return_lse, return_mask, values)
         if not return_lse and not return_mask:
             return o
-        out: Tuple = (o,)
-        if return_lse:
-            out += (lse,)
+        mask = None
         if return_mask:
             sq, sk = _seqlens(q, k, layout, cu_seqlens_q, mq, mk)
-            out += (BlockMask(counts, indices, self.block_size, sq, sk,
-                              cu_seqlens_q, cu_seqlens_k),)
-        return out[0] if len(out) == 1 else out
+            mask = BlockMask(counts, indices, self.block_size, sq, sk,
+                             cu_seqlens_q, cu_seqlens_k)
+        return _outputs(o, lse if return_lse else None, mask)
 
     def estimate(self, q: torch.Tensor, k: torch.Tensor, *,
                  layout: str = "bhsd",
@@ -601,14 +599,12 @@ class Kernel:
         o, lse, counts, indices = _paged_launch_prefill(
             self, q, k, v, table, cu_q, cu_k, seqlen_k, layout, kv_layout,
             mq, mk, pooled, want_lse, want_mask, values)
-        out: Tuple = (o,)
-        if want_lse:
-            out += (lse,)
+        mask = None
         if want_mask:
             sq, sk = _paged_seqlens(q, layout, cu_q, mq, mk, seqlen_k)
-            out += (BlockMask(counts, indices, self.block_size, sq, sk,
-                              cu_q, cu_k),)
-        return out[0] if len(out) == 1 else out
+            mask = BlockMask(counts, indices, self.block_size, sq, sk, cu_q,
+                             cu_k)
+        return _outputs(o, lse if want_lse else None, mask)
 
     def _paged_estimate(self, q, k, table, cu_q, cu_k, seqlens_k, layout,
                         kv_layout, mq, mk, pooled, values) -> BlockMask:
@@ -754,6 +750,14 @@ def _op_prefill(q, k, v, cu_q, cu_k, kernel_id, layout, mq, mk, want_lse,
         o, lse = lse_only(*args)
         return o, lse, None, None
     return plain(*args), None, None, None
+
+
+def _outputs(o, lse, mask):
+    """What a prefill returns: o alone, or the tuple of o and those of lse
+    and mask that were asked for (None: not asked)."""
+    if lse is None and mask is None:
+        return o
+    return (o,) + tuple(x for x in (lse, mask) if x is not None)
 
 
 def _max_lengths(cu_q, cu_k, mq, mk) -> Tuple[int, int]:

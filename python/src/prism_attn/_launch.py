@@ -211,6 +211,15 @@ def check_last_dim(kern, name: str, t: torch.Tensor) -> None:
                          f"{kern.head_dim}")
 
 
+def check_heads(hq: int, hkv: int, kv: str) -> None:
+    """GQA head counts: the key/value heads divide the query heads, 1 to
+    MAX_HEADS of each.  `kv` says where hkv came from, e.g. "k has 4"."""
+    if not 1 <= hkv <= hq <= _lib.MAX_HEADS or hq % hkv:
+        raise ValueError(
+            f"q has {hq} heads and {kv}: the key/value heads must divide "
+            f"the query heads (GQA groups), 1 to {_lib.MAX_HEADS} of each")
+
+
 def _fail(plan, st) -> PrismError:
     msg = _lib.lib().prism_plan_last_error(plan).decode(errors="replace")
     return PrismError(st, msg)
@@ -442,11 +451,7 @@ class _Call:
             raise ValueError(f"v has shape {tuple(v.shape)} but k has "
                              f"{tuple(k.shape)}")
         hq, hkv = q.shape[h_axis], k.shape[h_axis]
-        if not 1 <= hkv <= hq <= _lib.MAX_HEADS or hq % hkv:
-            raise ValueError(
-                f"q has {hq} heads and k has {hkv} (dim {h_axis}): the key/"
-                f"value heads must divide the query heads (GQA groups), "
-                f"1 to {_lib.MAX_HEADS} of each")
+        check_heads(hq, hkv, f"k has {hkv} (dim {h_axis})")
         self.hq, self.hkv = hq, hkv
 
     def _regular(self, q, k, v, layout):

@@ -27,7 +27,7 @@ import torch
 from . import _lib, _params
 from ._lib import Batch, BlockMaskStruct, PagedKV, Tensor
 from ._launch import (_LAYOUTS, _Call, _current_stream, _fail,
-                      check_last_dim, dtype_code)
+                      check_heads, check_last_dim, dtype_code)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._kernel import Kernel
@@ -194,11 +194,7 @@ class _PagedCall(_Call):
             raise ValueError(f"v_cache has shape {tuple(v.shape)} but k_cache "
                              f"has {tuple(k.shape)}")
         hkv = k.shape[h_axis]
-        if not 1 <= hkv <= hq <= _lib.MAX_HEADS or hq % hkv:
-            raise ValueError(
-                f"q has {hq} heads and the caches {hkv}: the key/value heads "
-                f"must divide the query heads (GQA groups), 1 to "
-                f"{_lib.MAX_HEADS} of each")
+        check_heads(hq, hkv, f"the caches {hkv}")
         self.hq, self.hkv = hq, hkv
         page_size, num_pages = k.shape[s_axis], k.shape[0]
         bs = kern.block_size
