@@ -16,12 +16,11 @@
 #include <string.h>
 
 prism_status tune_run_fail(run *R, prism_status st, const char *fmt, ...) {
-    char msg[PRISM_ERRMSG_MAX];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    st = prism_context_failv(R->ctx, st, fmt, ap);
     va_end(ap);
-    return prism_context_fail(R->ctx, st, msg);
+    return st;
 }
 
 void tune_run_expect(run *R, int delta) {
@@ -80,19 +79,6 @@ prism_status tune_run_check_options(run *R) {
     return PRISM_OK;
 }
 
-static prism_status probe_fail(prism_context *ctx, prism_status st,
-                               const char *fmt, ...) PRISM_PRINTF(3, 4);
-
-static prism_status probe_fail(prism_context *ctx, prism_status st,
-                               const char *fmt, ...) {
-    char msg[PRISM_ERRMSG_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    return prism_context_fail(ctx, st, msg);
-}
-
 /* The ordinals of options: every GPU, the list, or GPU 0. */
 static prism_status pick_ordinals(prism_context *ctx,
                                   const prism_autotune_options *o, int count,
@@ -103,15 +89,15 @@ static prism_status pick_ordinals(prism_context *ctx,
             ordinals[(*n)++] = i;
     for (int i = 0; !o->all_devices && i < o->n_devices; i++) {
         if (o->devices[i] < 0 || o->devices[i] >= count)
-            return probe_fail(
+            return prism_context_failf(
                 ctx, PRISM_ERR_NO_DEVICE,
                 "autotune: no GPU %d; this machine has %d (0..%d)",
                 o->devices[i], count, count - 1);
         for (int j = 0; j < i; j++)
             if (o->devices[j] == o->devices[i])
-                return probe_fail(ctx, PRISM_ERR_INVALID_ARGUMENT,
-                                  "autotune: GPU %d is listed twice",
-                                  o->devices[i]);
+                return prism_context_failf(
+                    ctx, PRISM_ERR_INVALID_ARGUMENT,
+                    "autotune: GPU %d is listed twice", o->devices[i]);
         ordinals[(*n)++] = o->devices[i];
     }
     if (!*n)
@@ -127,10 +113,11 @@ prism_status tune_probe_groups(prism_context *ctx,
     *n_groups = 0;
     prism_status st = prism_driver_get(&drv, err, sizeof err);
     if (st != PRISM_OK)
-        return probe_fail(ctx, st, "autotune needs a CUDA GPU: %s", err);
+        return prism_context_failf(ctx, st, "autotune needs a CUDA GPU: %s",
+                                   err);
     int count = 0;
     if (drv->device_get_count(&count) != CUDA_SUCCESS || count < 1)
-        return probe_fail(
+        return prism_context_failf(
             ctx, PRISM_ERR_NO_DEVICE,
             "autotune needs a CUDA GPU: the driver reports none");
     int ordinals[PRISM_TUNE_MAX_DEVICES], n = 0;
@@ -141,12 +128,12 @@ prism_status tune_probe_groups(prism_context *ctx,
         prism_tune_device d;
         CUresult rc = drv->device_get(&dev, ordinals[i]);
         if (rc != CUDA_SUCCESS)
-            return probe_fail(
+            return prism_context_fail(
                 ctx, prism_cuda_error(drv, rc, "cuDeviceGet", err, sizeof err),
-                "%s", err);
+                err);
         if ((st = prism_plan_tuning_device_query(drv, dev, &d, err,
                                                  sizeof err)) != PRISM_OK)
-            return probe_fail(ctx, st, "%s", err);
+            return prism_context_fail(ctx, st, err);
         int g = 0;
         while (g < *n_groups && strcmp(groups[g].device.key, d.key))
             g++;
@@ -154,7 +141,7 @@ prism_status tune_probe_groups(prism_context *ctx,
             memset(&groups[g], 0, sizeof groups[g]);
             groups[g].device = d;
             if (!prism_tune_device_arch(&d, &groups[g].arch))
-                return probe_fail(
+                return prism_context_failf(
                     ctx, PRISM_ERR_NO_KERNEL,
                     "autotune: GPU %d (%s) has compute capability %d.%d, "
                     "which has no Prism kernels (supported: 8.0, 8.6, 8.9, "

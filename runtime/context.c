@@ -196,6 +196,22 @@ prism_status prism_context_fail(prism_context *ctx, prism_status status,
     return status;
 }
 
+prism_status prism_context_failv(prism_context *ctx, prism_status status,
+                                 const char *fmt, va_list ap) {
+    char msg[PRISM_ERRMSG_MAX];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    return prism_context_fail(ctx, status, msg);
+}
+
+prism_status prism_context_failf(prism_context *ctx, prism_status status,
+                                 const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    prism_status st = prism_context_failv(ctx, status, fmt, ap);
+    va_end(ap);
+    return st;
+}
+
 const char *prism_context_last_error(const prism_context *ctx) {
     if (!ctx)
         return create_error;

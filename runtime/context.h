@@ -7,6 +7,7 @@
 #include "cache/cache.h"
 
 #include <pthread.h>
+#include <stdarg.h>
 
 struct prism_context {
     prism_context_options options;
@@ -22,5 +23,11 @@ struct prism_context {
 /* Records msg as the context's last error and returns status. */
 prism_status prism_context_fail(prism_context *ctx, prism_status status,
                                 const char *msg);
+
+/* The same with a printf message (at most PRISM_ERRMSG_MAX bytes kept). */
+prism_status prism_context_failf(prism_context *ctx, prism_status status,
+                                 const char *fmt, ...) PRISM_PRINTF(3, 4);
+prism_status prism_context_failv(prism_context *ctx, prism_status status,
+                                 const char *fmt, va_list ap);
 
 #endif
